@@ -1,0 +1,77 @@
+"""pytest collection nodes: one File per PRP markdown file, one Item per PRP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_prp.frontmatter import load_prp
+from pytest_prp.model import Problem, Prp
+
+if TYPE_CHECKING:
+    from _pytest._code.code import TerminalRepr
+
+
+class PrpUserError(Exception):
+    """A user's mistake: reported as its message alone, never as a traceback."""
+
+    def __init__(self, problems: Iterable[Problem | str]) -> None:
+        self.problems = [str(p) for p in problems]
+        super().__init__("\n".join(self.problems))
+
+
+class PrpFile(pytest.File):
+    def collect(self) -> Iterator[pytest.Item]:
+        result = load_prp(self.path)
+        if result.errors:
+            raise PrpUserError(result.errors)
+        if result.prp is None:
+            return
+        registry = self.config.stash.get(KNOWN_PRPS, None)
+        if registry is not None:
+            registry.append(result.prp)
+        yield PrpItem.from_parent(self, name=result.prp.id, prp=result.prp)
+
+    def repr_failure(  # type: ignore[override]
+        self, excinfo: pytest.ExceptionInfo[BaseException]
+    ) -> str | TerminalRepr:
+        if isinstance(excinfo.value, PrpUserError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+
+class PrpItem(pytest.Item):
+    def __init__(self, *, prp: Prp, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.prp = prp
+        self.stage = 1
+
+    def runtest(self) -> None:
+        from pytest_prp.runner import run_call  # late: execution code is not needed to collect
+
+        run_call(self)
+
+    def setup(self) -> None:
+        from pytest_prp.runner import run_setup
+
+        run_setup(self)
+
+    def teardown(self) -> None:
+        from pytest_prp.runner import run_teardown
+
+        run_teardown(self)
+
+    def repr_failure(  # type: ignore[override]
+        self, excinfo: pytest.ExceptionInfo[BaseException]
+    ) -> str | TerminalRepr:
+        if isinstance(excinfo.value, PrpUserError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Any, int | None, str]:
+        return self.path, self.prp.line - 1, f"{self.prp.id}: {self.prp.title}"
+
+
+KNOWN_PRPS = pytest.StashKey[list[Prp]]()

@@ -1,0 +1,365 @@
+"""Loading one PRP file: find and parse its YAML frontmatter, normalise it into a ``Prp``.
+
+Kept cheap on purpose (one YAML parse, no markdown parsing): it runs for every file at collection.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pytest_prp.ids import batch_of, find_ids, id_from_filename, normalize_id
+from pytest_prp.model import LoadResult, Problem, Prp
+
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+_DELIMITER = "---"
+# Form (b) must start like a YAML mapping: a plain key and a colon on the very first line.
+_KEY_LINE = re.compile(r"[A-Za-z_][\w.-]*\s*:(\s|$)")
+_NONE_WORDS = {"", "none", "null", "~", "n/a", "-"}
+# "PRP-B (needs the usage guide)", "34.1.1: reason", "PRP-7 - soft": an id plus a note.
+_ANNOTATED = re.compile(
+    r"\s*((?:(?i:prp)[-_ ]?)?[A-Za-z0-9]+(?:[.-][A-Za-z0-9]+)*)"
+    r"\s*(?:\(.*\)|\[.*\]|[:;]\s*.*|\s[-\u2013\u2014]\s.*)?\s*",
+    re.DOTALL,
+)
+_HOURS = re.compile(
+    r"~?\s*(\d+(?:\.\d+)?)\s*(?:(?:-|\u2013|to)\s*(\d+(?:\.\d+)?))?\s*"
+    r"(?:h|hr|hrs|hour|hours)?",
+    re.IGNORECASE,
+)
+_FIRST_INT = re.compile(r"\d+")
+
+
+@dataclass(frozen=True)
+class _Split:
+    yaml_text: str
+    yaml_line: int  # 1-based file line of the YAML's first line
+    body_line: int  # 1-based file line where the markdown body starts
+    fenced: bool  # form (a): opened by a "---" line on line 1
+
+
+def _locate(text: str) -> _Split | None:
+    """Where the frontmatter is, by a line scan (``---`` also appears in rules and tables)."""
+    lines = text.splitlines()
+    if not lines:
+        return None
+    if lines[0].rstrip() == _DELIMITER:
+        for index in range(1, len(lines)):
+            if lines[index].rstrip() in (_DELIMITER, "..."):
+                return _Split("\n".join(lines[1:index]) + "\n", 2, index + 2, True)
+        return None  # never closed: a horizontal rule on line 1, not frontmatter
+    if not _KEY_LINE.match(lines[0]):
+        return None
+    for index in range(1, len(lines)):
+        if lines[index].rstrip() == _DELIMITER:
+            return _Split("\n".join(lines[:index]) + "\n", 1, index + 2, False)
+    return None
+
+
+def _load_yaml(yaml_text: str) -> Any:
+    return yaml.load(yaml_text, Loader=_Loader)  # a safe loader: plain data only
+
+
+def split_frontmatter(text: str) -> tuple[str, int, int] | None:
+    """(yaml text, file line of its first line, first body line), or None without frontmatter.
+
+    Form (a): a block between ``---`` lines at the very top. Form (b), seen in public templates:
+    YAML keys from line 1 up to the first ``---`` line; it counts only when it is a YAML mapping.
+    """
+    split = _locate(text)
+    if split is None:
+        return None
+    if not split.fenced:
+        try:
+            if not isinstance(_load_yaml(split.yaml_text), dict):
+                return None
+        except Exception:  # noqa: BLE001 - any failure means "not frontmatter" here
+            return None
+    return split.yaml_text, split.yaml_line, split.body_line
+
+
+def _read(path: Path) -> tuple[str | None, Problem | None]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return None, Problem(path, None, f"cannot read file: {exc.strerror or exc}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        bad = data[exc.start : exc.start + 1].hex()
+        return None, Problem(path, line, f"not valid UTF-8 (byte 0x{bad}); save the file as UTF-8")
+    return text.removeprefix("\ufeff"), None
+
+
+def _yaml_error(path: Path, split: _Split, exc: Exception) -> Problem:
+    line: int | None = None
+    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        if mark is not None:
+            line = split.yaml_line + mark.line
+        if exc.problem:
+            detail = exc.problem if not exc.context else f"{exc.problem} ({exc.context})"
+    return Problem(path, line, f"invalid YAML in frontmatter: {detail}")
+
+
+def load_prp(path: Path, text: str | None = None) -> LoadResult:
+    """Load one markdown file. Files without frontmatter or without any id are not PRPs."""
+    if text is None:
+        text, problem = _read(path)
+        if text is None:
+            return LoadResult(None, [problem] if problem else [])
+    text = text.removeprefix("\ufeff")
+    split = _locate(text)
+    if split is None:
+        return LoadResult(None)
+    file_id = id_from_filename(path.name)
+    try:
+        data = _load_yaml(split.yaml_text)
+    # Not only YAMLError: a date such as 2025-13-01 makes the constructor raise ValueError.
+    except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
+        if not split.fenced:
+            return LoadResult(None)  # form (b) that is not YAML: just text before a rule
+        return LoadResult(None, [_yaml_error(path, split, exc)])
+    if data is None and split.fenced:
+        data = {}
+    if not isinstance(data, dict):
+        if split.fenced and file_id is not None:
+            kind = type(data).__name__
+            message = f"frontmatter must be a YAML mapping of 'key: value' lines, not a {kind}"
+            return LoadResult(None, [Problem(path, split.yaml_line, message)])
+        return LoadResult(None)
+    return _build(path, split, data, file_id)
+
+
+class _Fields:
+    """The loaded mapping plus where each key sits, for warnings that name a line."""
+
+    def __init__(self, path: Path, split: _Split, data: dict[Any, Any]) -> None:
+        self.path = path
+        self.split = split
+        self.data = data
+        self.warnings: list[Problem] = []
+
+    def get(self, *keys: str) -> tuple[str | None, Any]:
+        for key in keys:
+            if key in self.data:
+                return key, self.data[key]
+        return None, None
+
+    def line_of(self, key: str | None) -> int:
+        if key is not None:
+            found = re.search(rf"^['\"]?{re.escape(key)}['\"]?\s*:", self.split.yaml_text, re.M)
+            if found:
+                return self.split.yaml_line + self.split.yaml_text.count("\n", 0, found.start())
+        return self.split.yaml_line
+
+    def raw_scalar(self, key: str) -> str | None:
+        """The text after ``key:`` on its line, for values YAML mangles (a sha read as octal)."""
+        found = re.search(rf"^{re.escape(key)}\s*:[ \t]*(.*)$", self.split.yaml_text, re.M)
+        if not found:
+            return None
+        raw = found.group(1).split(" #")[0].strip().strip("'\"")
+        return raw or None
+
+    def warn(self, key: str | None, message: str) -> None:
+        self.warnings.append(Problem(self.path, self.line_of(key), message))
+
+
+def _build(path: Path, split: _Split, data: dict[Any, Any], file_id: str | None) -> LoadResult:
+    fields = _Fields(path, split, data)
+    id_key, raw_id = fields.get("prp_id")
+    prp_id = normalize_id(raw_id)
+    if prp_id is None and not _is_blank(raw_id):
+        if file_id is None:
+            line = fields.line_of(id_key)
+            message = f"prp_id {raw_id!r} is not a PRP id (write it like PRP-12 or PRP-12.1.1)"
+            return LoadResult(None, [Problem(path, line, message)])
+        fields.warn(
+            id_key, f"prp_id {raw_id!r} is not a PRP id; using {file_id} from the file name"
+        )
+    prp_id = prp_id or file_id
+    if prp_id is None:
+        return LoadResult(None)  # a batch plan, guide or template: not a PRP, not an error
+
+    stage_key, stage_raw = fields.get("stage")
+    hours_key, hours_raw = fields.get("estimated_hours")
+    prp = Prp(
+        id=prp_id,
+        path=path,
+        line=split.yaml_line,
+        title=_title(data, prp_id),
+        batch=_batch(fields, prp_id),
+        dependencies=_dependencies(fields, prp_id),
+        declared_stage=_stage(fields, stage_key, stage_raw),
+        declared_stage_raw=stage_raw,
+        status=_text(fields, "status"),
+        estimated_hours=_hours(fields, hours_key, hours_raw),
+        estimated_hours_raw=hours_raw,
+        files_modified=_files(fields),
+        complexity=_text(fields, "complexity"),
+        model=_text(fields, "model"),
+        git_commit=_commit(fields),
+        frontmatter=data,
+        body_line=split.body_line,
+    )
+    prp.warnings.extend(fields.warnings)
+    return LoadResult(prp)
+
+
+def _is_blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip().lower() in _NONE_WORDS)
+
+
+def _is_scalar(value: Any) -> bool:
+    return not isinstance(value, (dict, list, tuple, set))
+
+
+def _title(data: dict[Any, Any], prp_id: str) -> str:
+    for key in ("title", "feature_name", "name"):
+        value = data.get(key)
+        if value is not None and _is_scalar(value) and str(value).strip():
+            return str(value).strip()
+    return prp_id
+
+
+def _text(fields: _Fields, key: str) -> str | None:
+    value = fields.data.get(key)
+    if value is None:
+        return None
+    if not _is_scalar(value):
+        fields.warn(key, f"{key} should be a single value, not a {type(value).__name__}; ignored")
+        return None
+    return str(value).strip() or None
+
+
+def _commit(fields: _Fields) -> str | None:
+    value = fields.data.get("git_commit")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return fields.raw_scalar("git_commit")  # an all-digit sha is read as a number
+    return _text(fields, "git_commit")
+
+
+def _batch(fields: _Fields, prp_id: str) -> str | None:
+    key, value = fields.get("batch_id", "batch")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        text = str(value).strip()
+        if text:
+            return text
+    elif value is not None:
+        fields.warn(key, f"{key} should be a batch number or name, not {value!r}; ignored")
+    return batch_of(prp_id)
+
+
+def _stage(fields: _Fields, key: str | None, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        found = _FIRST_INT.search(value)
+        if found:
+            return int(found.group())
+        if not value.strip():
+            return None
+    fields.warn(key, f"stage {value!r} is not a stage number; ignored")
+    return None
+
+
+def _hours(fields: _Fields, key: str | None, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        found = _HOURS.fullmatch(value.strip())
+        if found:
+            low = float(found.group(1))
+            high = float(found.group(2)) if found.group(2) else low
+            return (low + high) / 2
+        if _is_blank(value):
+            return None
+    fields.warn(key, f"estimated_hours {value!r} is not a number of hours; ignored")
+    return None
+
+
+def _files(fields: _Fields) -> list[str]:
+    value = fields.data.get("files_modified")
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, list):
+        return [str(item).strip() for item in value if item is not None and _is_scalar(item)]
+    fields.warn("files_modified", "files_modified should be a list of paths; ignored")
+    return []
+
+
+def _split_commas(text: str) -> list[str]:
+    """Split on commas outside parentheses: "34.1.1, PRP-B (needs a, b)" is two entries."""
+    parts: list[str] = []
+    depth = 0
+    start = 0
+    for index, char in enumerate(text):
+        if char in "([":
+            depth += 1
+        elif char in ")]":
+            depth = max(0, depth - 1)
+        elif char == "," and depth == 0:
+            parts.append(text[start:index])
+            start = index + 1
+    parts.append(text[start:])
+    return parts
+
+
+def _dependencies(fields: _Fields, prp_id: str) -> list[str]:
+    key, value = fields.get("dependencies", "depends_on")
+    if isinstance(value, str):
+        entries: list[Any] = _split_commas(value)
+    elif isinstance(value, dict):
+        entries = list(value)  # "- PRP-B: why" style: the keys are the ids
+    elif isinstance(value, (list, tuple)):
+        entries = []
+        for item in value:
+            entries.extend(item if isinstance(item, dict) else [item])
+    else:
+        entries = [value]
+    found: list[str] = []
+    for entry in entries:
+        for dep in _dependency_ids(fields, key, prp_id, entry):
+            if dep not in found:
+                found.append(dep)
+    return found
+
+
+def _dependency_ids(fields: _Fields, key: str | None, prp_id: str, entry: Any) -> list[str]:
+    if _is_blank(entry):
+        return []
+    direct = normalize_id(entry)
+    if direct is not None:
+        return [direct]
+    if not isinstance(entry, str):
+        fields.warn(key, f"{prp_id}: dependency {entry!r} is not a PRP id; ignored")
+        return []
+    annotated = _ANNOTATED.fullmatch(entry)
+    if annotated:
+        dep = normalize_id(annotated.group(1))
+        if dep is not None:
+            return [dep]
+    named = find_ids(entry)
+    if named:
+        read_as = ", ".join(named)
+        fields.warn(key, f"{prp_id}: dependency {entry.strip()!r} read as {read_as}")
+        return named
+    fields.warn(key, f"{prp_id}: dependency {entry.strip()!r} names no PRP id; ignored")
+    return []

@@ -1,0 +1,136 @@
+"""The PRP model: what a PRP file says, normalised. Pure data, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A user-facing message about one file (and line, where it applies)."""
+
+    path: Path | None
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        if self.path is None:
+            return self.message
+        where = f"{self.path}:{self.line}" if self.line else str(self.path)
+        return f"{where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class CodeBlock:
+    """A fenced code block: its info string (``bash``, ``python``, ...), its code and line."""
+
+    info: str
+    code: str
+    line: int
+    # Target of a ``**Create**: `path` `` line directly before this block, if any.
+    create_path: str | None = None
+
+    @property
+    def language(self) -> str:
+        return self.info.split()[0].lower() if self.info.strip() else ""
+
+
+@dataclass(frozen=True)
+class Step:
+    index: int  # 1-based
+    title: str
+    text: str
+    line: int
+    code_blocks: tuple[CodeBlock, ...] = ()
+    create_paths: tuple[str, ...] = ()
+
+
+GATE_SHELL = "shell"
+GATE_CHECKLIST = "checklist"
+
+
+@dataclass(frozen=True)
+class Gate:
+    index: int  # 1-based, document order
+    name: str
+    kind: str  # GATE_SHELL, GATE_CHECKLIST, or a kind a plugin adds
+    command: str | None
+    line: int
+    expected: tuple[str, ...] = ()  # "# Expected: ..." comments, without the prefix
+
+    @property
+    def executable(self) -> bool:
+        return self.kind != GATE_CHECKLIST
+
+
+@dataclass(frozen=True)
+class Body:
+    steps: tuple[Step, ...]
+    gates: tuple[Gate, ...]
+    warnings: tuple[Problem, ...] = ()
+
+    @property
+    def executable_gates(self) -> tuple[Gate, ...]:
+        return tuple(g for g in self.gates if g.executable)
+
+    @property
+    def unverified_gates(self) -> tuple[Gate, ...]:
+        return tuple(g for g in self.gates if not g.executable)
+
+
+@dataclass
+class Prp:
+    """One PRP file's frontmatter, normalised. The body is parsed on demand (see ``body``)."""
+
+    id: str
+    path: Path
+    line: int  # line of the frontmatter's first key (1-based)
+    title: str
+    batch: str | None
+    dependencies: list[str]
+    declared_stage: int | None = None
+    declared_stage_raw: Any = None
+    status: str | None = None
+    estimated_hours: float | None = None  # midpoint of a range such as "35-45"
+    estimated_hours_raw: Any = None
+    files_modified: list[str] = field(default_factory=list)
+    complexity: str | None = None
+    model: str | None = None
+    git_commit: str | None = None
+    frontmatter: dict[str, Any] = field(default_factory=dict)
+    warnings: list[Problem] = field(default_factory=list)
+    body_line: int = 1  # first line of the markdown body (1-based)
+    _body: Body | None = field(default=None, repr=False)
+
+    @property
+    def body(self) -> Body:
+        """Steps and gates, parsed on first use: collection and planning rarely need them."""
+        if self._body is None:
+            from pytest_prp.body import parse_body  # late: markdown-it is only needed here
+
+            lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
+            markdown = "".join(lines[self.body_line - 1 :])
+            self._body = parse_body(markdown, self.path, self.body_line)
+        return self._body
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        return self.body.steps
+
+    @property
+    def gates(self) -> tuple[Gate, ...]:
+        return self.body.gates
+
+    @property
+    def declared_complete(self) -> bool:
+        return (self.status or "").strip().lower() in {"completed", "executed", "done"}
+
+
+@dataclass
+class LoadResult:
+    """What loading one file gave: a PRP, or nothing (not a PRP), and errors."""
+
+    prp: Prp | None
+    errors: list[Problem] = field(default_factory=list)

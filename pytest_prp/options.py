@@ -1,0 +1,155 @@
+"""Command-line options and ini keys of pytest-prp, and the settings read from them."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pytest_prp.ids import normalize_id
+from pytest_prp.planning import Selection
+
+PLAN_FORMATS = ("text", "json", "mermaid")
+
+
+def _split_list(values: list[str] | None) -> tuple[str, ...]:
+    """Repeatable options that also take comma lists: ``--prp-batch 47,48 --prp-batch 49``."""
+    out: list[str] = []
+    for value in values or []:
+        out.extend(part.strip() for part in value.split(",") if part.strip())
+    return tuple(out)
+
+
+def _plan_format(value: str) -> str:
+    if value not in PLAN_FORMATS:
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(PLAN_FORMATS)}")
+    return value
+
+
+def _positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0: {value!r}")
+    return number
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("prp", "PRP batches (pytest-prp)")
+    group.addoption("--prp-batch", action="append", metavar="N",
+                    help="run the PRPs of batch N (repeatable, or a comma list)")
+    group.addoption("--prp-id", action="append", metavar="ID",
+                    help="run these PRPs (repeatable, or a comma list; 47.2.1 means PRP-47.2.1)")
+    group.addoption("--prp-all", action="store_true", help="run every PRP found")
+    group.addoption("--prp-stage", type=int, metavar="N",
+                    help="only the PRPs of computed stage N of the selection")
+    group.addoption("--prp-start", metavar="ID",
+                    help="start at this PRP: it and every PRP after it in plan order")
+    group.addoption("--prp-plan", nargs="?", const="text", type=_plan_format, metavar="FORMAT",
+                    help="print the plan (text, json or mermaid) and exit without running")
+    group.addoption("--prp-agent", metavar="CMD",
+                    help="agent command line that implements a PRP's steps (default: literal)")
+    group.addoption("--prp-branch", metavar="NAME",
+                    help="integration branch (default prp/batch-<batch>)")
+    group.addoption("--prp-base", metavar="REF",
+                    help="create the integration branch from REF instead of HEAD")
+    group.addoption("--prp-rerun", action="store_true",
+                    help="execute PRPs again even when they are already completed")
+    group.addoption("--prp-strict", action="store_true",
+                    help="fail PRPs that have no executable gate (instead of 'unverified')")
+    group.addoption("--prp-verify", action="store_true",
+                    help="run only the gates, in a temporary worktree of HEAD or --prp-base")
+    group.addoption("--prp-clean", action="store_true",
+                    help="remove worktrees kept from failed PRPs before running")
+    group.addoption("--prp-gate-timeout", type=_positive_float, metavar="SECONDS",
+                    help="time limit of one gate (default 600)")
+    group.addoption("--prp-step-timeout", type=_positive_float, metavar="SECONDS",
+                    help="time limit of a PRP's steps (default 3600)")
+
+    parser.addini("prp_enabled", "collect PRP files in every run", type="bool", default=False)
+    parser.addini("prp_file_pattern", "glob of PRP file names", default="PRP-*.md")
+    parser.addini("prp_branch", "integration branch name", default="")
+    parser.addini("prp_agent", "agent command line", default="")
+    parser.addini("prp_results_dir", "directory of batch results and logs",
+                  default=".ce/orchestration")
+    parser.addini("prp_prompt_template", "file holding the agent prompt template", default="")
+    parser.addini("prp_gate_timeout", "time limit of one gate, seconds", default="600")
+    parser.addini("prp_step_timeout", "time limit of a PRP's steps, seconds", default="3600")
+
+
+@dataclass(frozen=True)
+class Settings:
+    enabled: bool
+    selection: Selection
+    pattern: str
+    plan_format: str | None
+    agent: str | None
+    branch: str | None
+    base: str | None
+    rerun: bool
+    strict: bool
+    verify: bool
+    clean: bool
+    gate_timeout: float
+    step_timeout: float
+    results_dir: Path
+    prompt_template: Path | None
+
+
+def _ini_float(config: pytest.Config, name: str) -> float:
+    raw = str(config.getini(name))
+    try:
+        return float(raw)
+    except ValueError:
+        raise pytest.UsageError(f"ini option {name} is not a number: {raw!r}") from None
+
+
+def read_settings(config: pytest.Config) -> Settings:
+    opt = config.option
+    ids = []
+    for raw in _split_list(opt.prp_id):
+        norm = normalize_id(raw)
+        if norm is None:
+            raise pytest.UsageError(f"--prp-id {raw!r} is not a PRP id")
+        ids.append(norm)
+    start = None
+    if opt.prp_start:
+        start = normalize_id(opt.prp_start)
+        if start is None:
+            raise pytest.UsageError(f"--prp-start {opt.prp_start!r} is not a PRP id")
+    batches = _split_list(opt.prp_batch)
+    asked = bool(batches or ids or opt.prp_all or opt.prp_plan or start or opt.prp_stage)
+    ini_enabled = bool(config.getini("prp_enabled"))
+    selection = Selection(
+        batches=batches,
+        ids=tuple(ids),
+        stage=opt.prp_stage,
+        start=start,
+        # With no explicit batch or id, "the PRPs" means all of them.
+        all=bool(opt.prp_all) or not (batches or ids),
+    )
+    results_dir = Path(str(config.getini("prp_results_dir")))
+    if not results_dir.is_absolute():
+        results_dir = config.rootpath / results_dir
+    template = str(config.getini("prp_prompt_template")).strip()
+    return Settings(
+        enabled=asked or ini_enabled or bool(opt.prp_verify),
+        selection=selection,
+        pattern=str(config.getini("prp_file_pattern")) or "PRP-*.md",
+        plan_format=opt.prp_plan,
+        agent=opt.prp_agent or str(config.getini("prp_agent")).strip() or None,
+        branch=opt.prp_branch or str(config.getini("prp_branch")).strip() or None,
+        base=opt.prp_base,
+        rerun=bool(opt.prp_rerun),
+        strict=bool(opt.prp_strict),
+        verify=bool(opt.prp_verify),
+        clean=bool(opt.prp_clean),
+        gate_timeout=opt.prp_gate_timeout or _ini_float(config, "prp_gate_timeout"),
+        step_timeout=opt.prp_step_timeout or _ini_float(config, "prp_step_timeout"),
+        results_dir=results_dir,
+        prompt_template=(config.rootpath / template) if template else None,
+    )

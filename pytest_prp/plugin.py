@@ -1,0 +1,162 @@
+"""pytest glue: options, collection of PRP files, planning, ordering and markers.
+
+Execution lives in ``runner``; reporting in ``reporting``. This module only wires them in.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from pathlib import Path
+
+import pytest
+
+from pytest_prp import hooks
+from pytest_prp.collect import KNOWN_PRPS, PrpFile, PrpItem
+from pytest_prp.model import Problem, Prp
+from pytest_prp.options import Settings, add_options, read_settings
+from pytest_prp.planning import Plan, build_plan
+
+SETTINGS = pytest.StashKey[Settings]()
+PLAN = pytest.StashKey[Plan]()
+SEEN_FILES = pytest.StashKey[list[Path]]()
+PLAN_SHOWN = pytest.StashKey[bool]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hooks)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    settings = read_settings(config)
+    config.stash[SETTINGS] = settings
+    config.stash[SEEN_FILES] = []
+    config.addinivalue_line("markers", "prp: a PRP (Product Requirement Prompt) item")
+    if not settings.enabled:
+        return
+    config.stash[KNOWN_PRPS] = []
+    if settings.plan_format in ("json", "mermaid"):
+        # The document must be all that stdout carries, so pytest's own lines go.
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            config.pluginmanager.unregister(reporter)
+    # Late imports: a run that collects no PRP pays nothing for execution and reporting code.
+    from pytest_prp.reporting import BatchResults, ReportHooks
+    from pytest_prp.runner import DefaultImplementations
+
+    config.pluginmanager.register(DefaultImplementations(config), "prp-defaults")
+    config.pluginmanager.register(ReportHooks(), "prp-reports")
+    if not hasattr(config, "workerinput"):  # xdist workers report; the controller writes
+        config.pluginmanager.register(BatchResults(config, settings.results_dir), "prp-results")
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> PrpFile | None:
+    config = parent.config
+    settings = config.stash[SETTINGS]
+    if not fnmatch.fnmatch(file_path.name, settings.pattern):
+        return None
+    if not settings.enabled:
+        config.stash[SEEN_FILES].append(file_path)
+        return None
+    return PrpFile.from_parent(parent, path=file_path)
+
+
+def _is_complete(config: pytest.Config, prp_id: str) -> bool:
+    return config.hook.pytest_prp_dependency_complete(config=config, prp_id=prp_id) is not None
+
+
+def _report_problems(session: pytest.Session, problems: list[Problem]) -> None:
+    """Report planning problems as collection errors: listed by pytest, no traceback, exit 2."""
+    for problem in problems:
+        nodeid = ""
+        if problem.path is not None:
+            nodeid = os.path.relpath(problem.path, session.config.rootpath)
+        report = pytest.CollectReport(nodeid, "failed", longrepr=str(problem), result=[])
+        session.config.hook.pytest_collectreport(report=report)
+
+
+def _register_marker(config: pytest.Config, name: str, doc: str) -> None:
+    # Registered before use so that --strict-markers accepts them and -m can select them.
+    config.addinivalue_line("markers", f"{name}: {doc}")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -k/-m/--lf deselect, so stage markers are there
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    settings = config.stash[SETTINGS]
+    if not settings.enabled:
+        return
+    prp_items = [item for item in items if isinstance(item, PrpItem)]
+    others = [item for item in items if not isinstance(item, PrpItem)]
+    known: list[Prp] = config.stash[KNOWN_PRPS]
+    if not known and not prp_items:
+        return
+    plan = build_plan(known, settings.selection, lambda prp_id: _is_complete(config, prp_id))
+    config.stash[PLAN] = plan
+    if plan.errors:
+        _report_problems(session, plan.errors)
+        items[:] = others
+        return
+    if settings.plan_format:
+        from pytest_prp.reporting import show_plan  # late: only the plan view needs it
+
+        show_plan(config, plan, settings.plan_format)
+        config.stash[PLAN_SHOWN] = True
+        items[:] = []
+        return
+    by_id = {item.prp.id: item for item in prp_items}
+    selected: list[pytest.Item] = []
+    for prp in plan.prps:
+        item = by_id.get(prp.id)
+        if item is None or item.prp is not prp:
+            continue
+        item.stage = plan.stages[prp.id]
+        _add_markers(config, item, plan)
+        selected.append(item)
+    deselected = [item for item in prp_items if item not in selected]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+    items[:] = others + selected
+    if selected:
+        from pytest_prp.runner import prepare  # late: git is only needed when PRPs run
+
+        prepare(config, settings, plan)
+
+
+def _add_markers(config: pytest.Config, item: PrpItem, plan: Plan) -> None:
+    prp = item.prp
+    item.add_marker(pytest.mark.prp)
+    if prp.batch is not None:
+        name = f"prp_batch_{prp.batch}"
+        _register_marker(config, name, f"PRPs of batch {prp.batch}")
+        item.add_marker(getattr(pytest.mark, name))
+    stage_name = f"prp_stage_{item.stage}"
+    _register_marker(config, stage_name, f"PRPs of computed stage {item.stage}")
+    item.add_marker(getattr(pytest.mark, stage_name))
+    # scope="session": pytest-dependency's default module scope crashes on non-Python items.
+    item.add_marker(
+        pytest.mark.dependency(name=prp.id, depends=list(prp.dependencies), scope="session")
+    )
+
+
+def pytest_report_collectionfinish(config: pytest.Config) -> str | None:
+    settings = config.stash[SETTINGS]
+    seen = config.stash[SEEN_FILES]
+    if settings.enabled or not seen:
+        return None
+    return (
+        f"prp: {len(seen)} PRP file{'s' if len(seen) != 1 else ''} seen, not run; "
+        "run them with --prp-batch N, --prp-id ID or --prp-all (--prp-plan shows the plan)"
+    )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # A plan view is a successful run although it runs no test.
+    if session.config.stash.get(PLAN_SHOWN, False) and exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+        session.exitstatus = pytest.ExitCode.OK

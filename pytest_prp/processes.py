@@ -1,0 +1,454 @@
+"""Run one external process safely: its own process group, a time limit, a log and a tail.
+
+Every process starts in a new session, so it and everything it starts (``server &``) share one
+process group. When the main process ends, times out, or the caller is interrupted, the whole
+group is stopped (SIGTERM, a short grace, then SIGKILL) and the main process is reaped: no
+orphan keeps running and no zombie is left behind.
+
+Output is read with ``selectors`` in the calling thread, never with a blocking read, so a
+background child that keeps the output pipe open cannot make us hang.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+DEFAULT_TAIL_LINES = 40
+# Time a process group gets between SIGTERM and SIGKILL.
+KILL_GRACE = 2.0
+# How long to wait for the pipes to close once the group is stopped. Only a process that left
+# the group (``setsid``) can keep them open this long; we then stop listening to it.
+DRAIN_GRACE = 0.5
+# Longest line kept in the tail; the log gets whole lines.
+TAIL_LINE_CHARS = 1000
+_POLL = 0.05
+_READ_SIZE = 65536
+
+
+def format_seconds(seconds: float) -> str:
+    """``600`` -> ``"600 s"``, ``0.5`` -> ``"0.5 s"``."""
+    return f"{seconds:g} s"
+
+
+def timeout_message(timeout: float) -> str:
+    return f"timed out after {format_seconds(timeout)}"
+
+
+@dataclass
+class ProcessResult:
+    returncode: int | None  # None when killed by our timeout
+    timed_out: bool
+    duration: float
+    tail: list[str]  # last lines of combined stdout+stderr
+    stdout: str | None  # whole stdout, only with capture_stdout=True
+    timeout: float | None = None  # the limit the process ran under
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+    def describe(self) -> str:
+        """``exit 1``, ``timed out after 600 s`` or ``killed by signal 9 (SIGKILL)``."""
+        if self.timed_out:
+            return timeout_message(self.timeout or self.duration)
+        if self.returncode is None:
+            return "no exit status"
+        if self.returncode < 0:
+            return f"killed by signal {-self.returncode} ({_signal_name(-self.returncode)})"
+        return f"exit {self.returncode}"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return "unknown signal"
+
+
+class LogSink:
+    """Appends to one log file (one per PRP), flushing every line so it survives a SIGKILL."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: IO[str] = open(path, "a", encoding="utf-8", errors="replace")
+        self._lock = threading.Lock()  # on_line callbacks may log from other threads
+
+    def section(self, title: str) -> None:
+        """A header such as ``=== step 2/5: Phase 2 ===``."""
+        self.line(f"=== {title} ===")
+
+    def line(self, text: str) -> None:
+        with self._lock:
+            if self._file.closed:
+                return
+            self._file.write(text + "\n")
+            self._file.flush()
+
+    def lines(self, text: str) -> None:
+        """Each line of a multi-line text."""
+        for one in text.splitlines() or [""]:
+            self.line(one)
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+    def __enter__(self) -> LogSink:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class _Lines:
+    """Splits one stream's bytes into lines and hands each to the collector."""
+
+    def __init__(self, emit: Callable[[str], None], keep: list[bytes] | None) -> None:
+        self._emit = emit
+        self._buffer = bytearray()  # the unfinished last line
+        self._keep = keep  # the raw bytes, for capture_stdout
+
+    def feed(self, data: bytes) -> None:
+        if self._keep is not None:
+            self._keep.append(data)
+        self._buffer += data
+        if b"\n" not in data:
+            return
+        *complete, rest = bytes(self._buffer).split(b"\n")
+        self._buffer = bytearray(rest)
+        for raw in complete:
+            self._emit(_decode(raw))
+
+    def finish(self) -> None:
+        if self._buffer:
+            raw, self._buffer = bytes(self._buffer), bytearray()
+            self._emit(_decode(raw))
+
+
+def _decode(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="replace").rstrip("\r")
+
+
+class _Collector:
+    """Where each output line goes: the log, the bounded tail, and the caller's callback."""
+
+    def __init__(
+        self,
+        log: LogSink | None,
+        tail_lines: int,
+        on_line: Callable[[str], None] | None,
+        tail_transform: Callable[[str], str | None] | None,
+    ) -> None:
+        self.tail: deque[str] = deque(maxlen=max(tail_lines, 0))
+        self._log = log
+        self._on_line = on_line
+        self._transform = tail_transform
+
+    def emit(self, line: str) -> None:
+        if self._log is not None:
+            self._log.line(line)
+        shown: str | None = self._transform(line) if self._transform else line
+        if shown is not None and self.tail.maxlen:
+            if len(shown) > TAIL_LINE_CHARS:
+                cut = len(shown) - TAIL_LINE_CHARS
+                shown = f"{shown[:TAIL_LINE_CHARS]}... [{cut} more characters in the log]"
+            self.tail.append(shown)
+        if self._on_line is not None:
+            self._on_line(line)
+
+
+class _Pump:
+    """Moves bytes between us and the child's pipes without ever blocking on them."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], stdin_data: bytes | None) -> None:
+        self._selector = selectors.DefaultSelector()
+        self._readers: dict[int, _Lines] = {}
+        self._stdin_data = stdin_data or b""
+        self._stdin_offset = 0
+        self._proc = proc
+
+    def add_reader(self, pipe: IO[bytes] | None, lines: _Lines) -> None:
+        if pipe is None:
+            return
+        fd = pipe.fileno()
+        os.set_blocking(fd, False)
+        self._readers[fd] = lines
+        self._selector.register(fd, selectors.EVENT_READ)
+
+    def add_writer(self, pipe: IO[bytes] | None) -> None:
+        if pipe is None:
+            return
+        fd = pipe.fileno()
+        if not self._stdin_data:
+            self._close_stdin()
+            return
+        os.set_blocking(fd, False)
+        self._selector.register(fd, selectors.EVENT_WRITE)
+
+    @property
+    def reading(self) -> bool:
+        return bool(self._readers)
+
+    def step(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for pipe activity and handle it."""
+        if not self._selector.get_map():
+            time.sleep(max(timeout, 0.0))
+            return
+        for key, _ in self._selector.select(max(timeout, 0.0)):
+            fd = key.fd
+            if fd in self._readers:
+                self._read(fd)
+            else:
+                self._write(fd)
+
+    def _read(self, fd: int) -> None:
+        try:
+            data = os.read(fd, _READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            self._readers[fd].feed(data)
+            return
+        lines = self._readers.pop(fd)
+        self._selector.unregister(fd)
+        lines.finish()
+
+    def _write(self, fd: int) -> None:
+        chunk = self._stdin_data[self._stdin_offset : self._stdin_offset + _READ_SIZE]
+        try:
+            self._stdin_offset += os.write(fd, chunk)
+        except BlockingIOError:
+            return
+        except OSError:  # BrokenPipeError: the child does not read its stdin; that is fine
+            self._stdin_offset = len(self._stdin_data)
+        if self._stdin_offset >= len(self._stdin_data):
+            self._selector.unregister(fd)
+            self._close_stdin()
+
+    def _close_stdin(self) -> None:
+        if self._proc.stdin is not None:
+            try:
+                self._proc.stdin.close()
+            except OSError:
+                pass
+
+    def drain(self, seconds: float) -> None:
+        """Read what is left until every pipe is closed or ``seconds`` have passed."""
+        deadline = time.monotonic() + seconds
+        while self.reading:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self.step(min(remaining, _POLL))
+
+    def close(self) -> None:
+        for lines in self._readers.values():
+            lines.finish()
+        self._readers.clear()
+        self._selector.close()
+        for pipe in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
+            if pipe is not None:
+                try:
+                    pipe.close()
+                except OSError:
+                    pass
+
+
+def _has_exited(pid: int) -> bool:
+    """True once the child has exited; it is not reaped, so its pid (= the group id) stays ours."""
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return True
+    return info is not None
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a live (non-zombie) process is left in the group.
+
+    ``killpg(pgid, 0)`` also counts zombies, and where PID 1 does not reap orphans (some
+    containers) those never go away, so on Linux we look at /proc instead.
+    """
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").exists():
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    for entry in os.scandir(proc):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+            return True
+    return False
+
+
+def _stop_group(proc: subprocess.Popen[bytes], pump: _Pump, grace: float) -> None:
+    """SIGTERM the group, give it ``grace`` seconds, SIGKILL what is left, reap the leader."""
+    pgid = proc.pid
+    try:
+        _signal_group(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        # Keep reading while they die so no one blocks on a full pipe.
+        while not _has_exited(proc.pid) and time.monotonic() < deadline:
+            pump.step(min(_POLL, max(deadline - time.monotonic(), 0.0)))
+        if _has_exited(proc.pid):
+            proc.wait()
+        while _group_alive(pgid) and time.monotonic() < deadline:
+            pump.step(0.01)
+    finally:
+        # Also reached on a second Ctrl-C during the grace period.
+        if proc.poll() is None or _group_alive(pgid):
+            _signal_group(pgid, signal.SIGKILL)
+        proc.wait()
+
+
+def run_process(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout: float,
+    log: LogSink | None,
+    stdin_text: str | None = None,
+    tail_lines: int = DEFAULT_TAIL_LINES,
+    on_line: Callable[[str], None] | None = None,
+    capture_stdout: bool = False,
+    tail_transform: Callable[[str], str | None] | None = None,
+    kill_grace: float = KILL_GRACE,
+) -> ProcessResult:
+    """Run ``argv`` in ``cwd`` with exactly the environment ``env``; stop its group at the end.
+
+    Each output line goes to ``log``, to ``on_line`` and (through ``tail_transform``, which may
+    rewrite or drop it) to the tail. A process that cannot be started gives exit status 127 and
+    the reason in the tail. KeyboardInterrupt (or an exception from ``on_line``) stops the
+    group and is re-raised.
+    """
+    start = time.monotonic()
+    collector = _Collector(log, tail_lines, on_line, tail_transform)
+    try:
+        proc = subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE if capture_stdout else subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        collector.emit(f"cannot start {argv[0]} in {cwd}: {exc.strerror or exc}")
+        return ProcessResult(
+            returncode=127,
+            timed_out=False,
+            duration=time.monotonic() - start,
+            tail=list(collector.tail),
+            stdout="" if capture_stdout else None,
+            timeout=timeout,
+        )
+
+    captured: list[bytes] | None = [] if capture_stdout else None
+    pump = _Pump(proc, stdin_text.encode("utf-8") if stdin_text is not None else None)
+    pump.add_reader(proc.stdout, _Lines(collector.emit, captured))
+    pump.add_reader(proc.stderr, _Lines(collector.emit, None))
+    pump.add_writer(proc.stdin)
+    timed_out = False
+    deadline = start + timeout
+    try:
+        try:
+            while not _has_exited(proc.pid):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    timed_out = True
+                    break
+                # Closed pipes mostly mean the process is exiting: look again soon.
+                pump.step(min(remaining, _POLL if pump.reading else 0.005))
+        finally:
+            _stop_group(proc, pump, kill_grace)
+        pump.drain(DRAIN_GRACE)
+    finally:
+        pump.close()
+
+    duration = time.monotonic() - start
+    stdout = None if captured is None else b"".join(captured).decode("utf-8", errors="replace")
+    result = ProcessResult(
+        returncode=None if timed_out else proc.returncode,
+        timed_out=timed_out,
+        duration=duration,
+        tail=list(collector.tail),
+        stdout=stdout,
+        timeout=timeout,
+    )
+    if log is not None:
+        log.line(f"--- {result.describe()} ({duration:.1f} s) ---")
+    return result
+
+
+def bash_argv(script: str) -> list[str]:
+    """bash with errexit and pipefail: a failing command or pipeline stage fails the script."""
+    return ["bash", "-e", "-o", "pipefail", "-c", script]
+
+
+def run_bash(
+    script: str,
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout: float,
+    log: LogSink | None,
+    stdin_text: str | None = None,
+    tail_lines: int = DEFAULT_TAIL_LINES,
+    on_line: Callable[[str], None] | None = None,
+    capture_stdout: bool = False,
+    tail_transform: Callable[[str], str | None] | None = None,
+    kill_grace: float = KILL_GRACE,
+) -> ProcessResult:
+    """``run_process`` of ``script`` under ``bash -e -o pipefail -c``."""
+    return run_process(
+        bash_argv(script),
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
+        log=log,
+        stdin_text=stdin_text,
+        tail_lines=tail_lines,
+        on_line=on_line,
+        capture_stdout=capture_stdout,
+        tail_transform=tail_transform,
+        kill_grace=kill_grace,
+    )

@@ -1,0 +1,274 @@
+"""Reports: PRP data on pytest's reports, statuses, the batch result JSON, the terminal summary.
+
+Workers (or the only process) attach each PRP's result to its reports as ``report.prp``; the
+controller alone turns the reports into the result JSON and the summary, as junitxml does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Generator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_prp.collect import PrpItem
+from pytest_prp.ids import natural_key
+from pytest_prp.planning import Plan
+
+FAILED_STATUSES = ("failed_gates", "failed", "failed_merge")
+
+
+def show_plan(config: pytest.Config, plan: Plan, fmt: str) -> None:
+    from pytest_prp import plan_view
+
+    if fmt == "json":
+        text = plan_view.render_json(plan)
+    elif fmt == "mermaid":
+        text = plan_view.render_mermaid(plan)
+    else:
+        text = plan_view.render_text(plan)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line("")
+        for line in text.rstrip("\n").splitlines():
+            reporter.write_line(line)
+        return
+    # No terminal reporter (json, mermaid): the document alone goes to the real stdout.
+    capman = config.pluginmanager.get_plugin("capturemanager")
+    if capman is not None:
+        with capman.global_and_fixture_disabled():
+            sys.stdout.write(text if text.endswith("\n") else text + "\n")
+            sys.stdout.flush()
+    else:
+        sys.stdout.write(text)
+
+
+class ReportHooks:
+    """Hooks that run in every process: put the PRP's result on its reports."""
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        if not isinstance(item, PrpItem):
+            return report
+        from pytest_prp.runner import RUN
+
+        run = item.stash.get(RUN, None)
+        if run is None:
+            return report
+        if report.failed and run.status == "running":
+            # An error of our own or of a plugin: the PRP failed all the same.
+            run.status = "failed"
+            run.errors.append(str(report.longrepr).splitlines()[-1] if report.longrepr else "")
+        if report.when == "call" and report.passed and run.status == "running":
+            run.status = "success"
+        data = run.to_dict()
+        report.prp = data  # type: ignore[attr-defined]
+        if report.when == "teardown":
+            report.user_properties = list(report.user_properties) + junit_properties(data)
+        return report
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_report_to_serializable(
+        self, config: pytest.Config, report: pytest.TestReport
+    ) -> Generator[None, dict[str, Any] | None, dict[str, Any] | None]:
+        data = yield
+        prp = getattr(report, "prp", None)
+        if data is not None and prp is not None:
+            data["prp"] = prp
+        return data
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_report_from_serializable(
+        self, config: pytest.Config, data: dict[str, Any]
+    ) -> Generator[None, Any, Any]:
+        report = yield
+        if report is not None and "prp" in data:
+            report.prp = data["prp"]
+        return report
+
+    def pytest_report_teststatus(
+        self, report: pytest.TestReport, config: pytest.Config
+    ) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
+        prp = getattr(report, "prp", None)
+        if not prp:
+            return None
+        status = prp.get("status")
+        if report.skipped and status == "blocked":
+            return "blocked", "b", ("BLOCKED", {"yellow": True})
+        if report.skipped and status == "completed_earlier":
+            return "completed earlier", "c", ("COMPLETED EARLIER", {"green": True})
+        if report.when == "call" and report.passed and status == "unverified":
+            return "unverified", "u", ("UNVERIFIED", {"yellow": True})
+        return None
+
+
+def junit_properties(data: dict[str, Any]) -> list[tuple[str, object]]:
+    gates = f"{data['gates_passed']}/{data['gates_executable']}"
+    props: list[tuple[str, object]] = [
+        ("prp_id", data["prp_id"]),
+        ("batch", data["batch"] or ""),
+        ("stage", data["stage"]),
+        ("status", data["status"]),
+        ("gates", gates),
+        ("gates_unverified", data["gates_unverified"]),
+        ("commit", (data["commits"] or [""])[-1]),
+        ("elapsed", data["elapsed_seconds"]),
+    ]
+    if data.get("cost_usd") is not None:
+        props.append(("cost", data["cost_usd"]))
+    return props
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def write_json_atomically(path: Path, document: dict[str, Any]) -> None:
+    """Readers in another terminal must never see a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(document, handle, indent=2, default=str)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class BatchResults:
+    """Controller-only: collects PRP results from reports, writes the JSON, prints the summary."""
+
+    def __init__(self, config: pytest.Config, results_dir: Path) -> None:
+        self.config = config
+        self.results_dir = results_dir
+        self.started_at = _now()
+        self.started = time.monotonic()
+        self.results: dict[str, dict[str, Any]] = {}
+        self.finished_at: str | None = None
+        self.interrupted = False
+
+    @property
+    def branch(self) -> str:
+        branches = {r["integration_branch"] for r in self.results.values()}
+        return branches.pop() if len(branches) == 1 else ", ".join(sorted(branches))
+
+    @property
+    def label(self) -> str:
+        """The batch id when the run holds one batch (as the branch), else ``integration``."""
+        batches = {r["batch"] for r in self.results.values()}
+        if len(batches) == 1 and None not in batches:
+            return str(batches.pop())
+        return "integration"
+
+    @property
+    def path(self) -> Path:
+        return self.results_dir / "batches" / f"batch-{self.label}.result.json"
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        prp = getattr(report, "prp", None)
+        if not prp:
+            return
+        self.results[prp["prp_id"]] = prp
+        if report.when == "teardown":
+            self.write()
+
+    def summary(self) -> dict[str, Any]:
+        statuses = [r["status"] for r in self.results.values()]
+        total = len(statuses)
+        success = statuses.count("success")
+        earlier = statuses.count("completed_earlier")
+        return {
+            "total": total,
+            "success": success,
+            "failed": sum(statuses.count(s) for s in FAILED_STATUSES),
+            "blocked": statuses.count("blocked"),
+            "unverified": statuses.count("unverified"),
+            "completed_earlier": earlier,
+            # Work already done counts as done: a resumed batch is not a worse batch.
+            "success_rate": round((success + earlier) / total, 3) if total else 0.0,
+            "elapsed_seconds": round(time.monotonic() - self.started, 3),
+            "cost_usd": _sum_cost(self.results.values()),
+        }
+
+    def document(self) -> dict[str, Any]:
+        stages: dict[str, dict[str, Any]] = {}
+        for prp_id in sorted(self.results, key=natural_key):
+            entry = self.results[prp_id]
+            stages.setdefault(str(entry["stage"]), {})[prp_id] = entry
+        ordered = {k: stages[k] for k in sorted(stages, key=int)}
+        return {
+            "batch_id": self.label,
+            "integration_branch": self.branch,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "interrupted": self.interrupted,
+            "stages": ordered,
+            "summary": self.summary(),
+        }
+
+    def write(self) -> None:
+        write_json_atomically(self.path, self.document())
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        self.finished_at = _now()
+        self.interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
+        if self.results:
+            self.write()
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.results:
+            return
+        tr = terminalreporter
+        tr.section("PRP batch summary")
+        by_stage: dict[int, list[dict[str, Any]]] = {}
+        for entry in self.results.values():
+            by_stage.setdefault(int(entry["stage"]), []).append(entry)
+        for stage in sorted(by_stage):
+            tr.write_line(f"Stage {stage}")
+            for entry in sorted(by_stage[stage], key=lambda e: natural_key(e["prp_id"])):
+                tr.write_line("  " + _summary_line(entry))
+                for error in entry["errors"][:2]:
+                    tr.write_line(f"      {error}")
+        s = self.summary()
+        tr.write_line(
+            f"Totals: {s['total']} PRPs, {s['success']} success, {s['failed']} failed, "
+            f"{s['blocked']} blocked, {s['unverified']} unverified, "
+            f"{s['completed_earlier']} completed earlier; success rate "
+            f"{s['success_rate']:.0%}; {s['elapsed_seconds']:.1f} s"
+            + (f"; cost ${s['cost_usd']:.4f}" if s["cost_usd"] is not None else "")
+        )
+        tr.write_line(f"Results: {self.path}")
+        tr.write_line(f"Integration branch: {self.branch} (merge it with: git merge {self.branch})")
+
+
+def _sum_cost(entries: Any) -> float | None:
+    costs = [e["cost_usd"] for e in entries if e.get("cost_usd") is not None]
+    return round(sum(costs), 6) if costs else None
+
+
+def _summary_line(entry: dict[str, Any]) -> str:
+    parts = [
+        f"{entry['prp_id']:<14}",
+        f"{entry['status']:<17}",
+        f"{entry['elapsed_seconds']:6.1f} s",
+        f"gates {entry['gates_passed']}/{entry['gates_executable']}",
+    ]
+    if entry["gates_unverified"]:
+        parts.append(f"unverified {entry['gates_unverified']}")
+    if entry.get("cost_usd") is not None:
+        parts.append(f"${entry['cost_usd']:.4f}")
+    if entry.get("worktree"):
+        parts.append(f"worktree {entry['worktree']}")
+    return "  ".join(parts)
