@@ -18,6 +18,9 @@ from pytest_prp.model import LoadResult, Problem, Prp
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _DELIMITER = "---"
+# Closing delimiter lines, found with a regex scan (C speed; files can be thousands of lines).
+_CLOSE_A = re.compile(r"^(?:---|\.\.\.)[ \t]*\r?$", re.M)
+_CLOSE_B = re.compile(r"^---[ \t]*\r?$", re.M)
 # Form (b) must start like a YAML mapping: a plain key and a colon on the very first line.
 _KEY_LINE = re.compile(r"[A-Za-z_][\w.-]*\s*:(\s|$)")
 _NONE_WORDS = {"", "none", "null", "~", "n/a", "-"}
@@ -45,20 +48,23 @@ class _Split:
 
 def _locate(text: str) -> _Split | None:
     """Where the frontmatter is, by a line scan (``---`` also appears in rules and tables)."""
-    lines = text.splitlines()
-    if not lines:
+    first_end = text.find("\n")
+    first = text if first_end < 0 else text[:first_end]
+    if first.rstrip() == _DELIMITER:
+        if first_end < 0:
+            return None
+        close = _CLOSE_A.search(text, first_end + 1)
+        if close is None:
+            return None  # never closed: a horizontal rule on line 1, not frontmatter
+        closing_line = text.count("\n", 0, close.start()) + 1
+        return _Split(text[first_end + 1 : close.start()], 2, closing_line + 1, True)
+    if not _KEY_LINE.match(first):
         return None
-    if lines[0].rstrip() == _DELIMITER:
-        for index in range(1, len(lines)):
-            if lines[index].rstrip() in (_DELIMITER, "..."):
-                return _Split("\n".join(lines[1:index]) + "\n", 2, index + 2, True)
-        return None  # never closed: a horizontal rule on line 1, not frontmatter
-    if not _KEY_LINE.match(lines[0]):
+    close = _CLOSE_B.search(text)
+    if close is None:
         return None
-    for index in range(1, len(lines)):
-        if lines[index].rstrip() == _DELIMITER:
-            return _Split("\n".join(lines[:index]) + "\n", 1, index + 2, False)
-    return None
+    closing_line = text.count("\n", 0, close.start()) + 1
+    return _Split(text[: close.start()], 1, closing_line + 1, False)
 
 
 def _load_yaml(yaml_text: str) -> Any:

@@ -84,7 +84,9 @@ def format_gate_failure(result: GateResult, tail_lines: int = DEFAULT_TAIL_LINES
     lines.extend(f"# Expected: {expected}" for expected in gate.expected)
     tail = result.tail[-tail_lines:] if tail_lines > 0 else []
     if tail:
-        lines.append(f"output (last {len(tail)} lines):")
+        # A shorter tail is the whole output.
+        heading = f"output (last {len(tail)} lines)" if len(tail) == tail_lines else "output"
+        lines.append(f"{heading}:")
         lines.extend(f"    {line}" for line in tail)
     else:
         lines.append("output: (none)")

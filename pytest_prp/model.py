@@ -18,8 +18,17 @@ class Problem:
     def __str__(self) -> str:
         if self.path is None:
             return self.message
-        where = f"{self.path}:{self.line}" if self.line else str(self.path)
+        shown = display_path(self.path)
+        where = f"{shown}:{self.line}" if self.line else shown
         return f"{where}: {self.message}"
+
+
+def display_path(path: Path) -> str:
+    """A path as the user typed it: relative to the working directory when below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(path)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_prp.ids import normalize_id
+from pytest_prp.ids import batch_of, normalize_id
 from pytest_prp.planning import Selection
 
 PLAN_FORMATS = ("text", "json", "mermaid")
@@ -40,42 +40,89 @@ def _positive_float(value: str) -> float:
 
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("prp", "PRP batches (pytest-prp)")
-    group.addoption("--prp-batch", action="append", metavar="N",
-                    help="run the PRPs of batch N (repeatable, or a comma list)")
-    group.addoption("--prp-id", action="append", metavar="ID",
-                    help="run these PRPs (repeatable, or a comma list; 47.2.1 means PRP-47.2.1)")
+    group.addoption(
+        "--prp-batch",
+        action="append",
+        metavar="N",
+        help="run the PRPs of batch N (repeatable, or a comma list)",
+    )
+    group.addoption(
+        "--prp-id",
+        action="append",
+        metavar="ID",
+        help="run these PRPs (repeatable, or a comma list; 47.2.1 means PRP-47.2.1)",
+    )
     group.addoption("--prp-all", action="store_true", help="run every PRP found")
-    group.addoption("--prp-stage", type=int, metavar="N",
-                    help="only the PRPs of computed stage N of the selection")
-    group.addoption("--prp-start", metavar="ID",
-                    help="start at this PRP: it and every PRP after it in plan order")
-    group.addoption("--prp-plan", nargs="?", const="text", type=_plan_format, metavar="FORMAT",
-                    help="print the plan (text, json or mermaid) and exit without running")
-    group.addoption("--prp-agent", metavar="CMD",
-                    help="agent command line that implements a PRP's steps (default: literal)")
-    group.addoption("--prp-branch", metavar="NAME",
-                    help="integration branch (default prp/batch-<batch>)")
-    group.addoption("--prp-base", metavar="REF",
-                    help="create the integration branch from REF instead of HEAD")
-    group.addoption("--prp-rerun", action="store_true",
-                    help="execute PRPs again even when they are already completed")
-    group.addoption("--prp-strict", action="store_true",
-                    help="fail PRPs that have no executable gate (instead of 'unverified')")
-    group.addoption("--prp-verify", action="store_true",
-                    help="run only the gates, in a temporary worktree of HEAD or --prp-base")
-    group.addoption("--prp-clean", action="store_true",
-                    help="remove worktrees kept from failed PRPs before running")
-    group.addoption("--prp-gate-timeout", type=_positive_float, metavar="SECONDS",
-                    help="time limit of one gate (default 600)")
-    group.addoption("--prp-step-timeout", type=_positive_float, metavar="SECONDS",
-                    help="time limit of a PRP's steps (default 3600)")
+    group.addoption(
+        "--prp-stage",
+        type=int,
+        metavar="N",
+        help="only the PRPs of computed stage N of the selection",
+    )
+    group.addoption(
+        "--prp-start",
+        metavar="ID",
+        help="start at this PRP: it and every PRP after it in plan order",
+    )
+    group.addoption(
+        "--prp-plan",
+        nargs="?",
+        const="text",
+        type=_plan_format,
+        metavar="FORMAT",
+        help="print the plan (text, json or mermaid) and exit without running",
+    )
+    group.addoption(
+        "--prp-agent",
+        metavar="CMD",
+        help="agent command line that implements a PRP's steps (default: literal)",
+    )
+    group.addoption(
+        "--prp-branch", metavar="NAME", help="integration branch (default prp/batch-<batch>)"
+    )
+    group.addoption(
+        "--prp-base", metavar="REF", help="create the integration branch from REF instead of HEAD"
+    )
+    group.addoption(
+        "--prp-rerun",
+        action="store_true",
+        help="execute PRPs again even when they are already completed",
+    )
+    group.addoption(
+        "--prp-strict",
+        action="store_true",
+        help="fail PRPs that have no executable gate (instead of 'unverified')",
+    )
+    group.addoption(
+        "--prp-verify",
+        action="store_true",
+        help="run only the gates, in a temporary worktree of HEAD or --prp-base",
+    )
+    group.addoption(
+        "--prp-clean",
+        action="store_true",
+        help="remove worktrees kept from failed PRPs before running",
+    )
+    group.addoption(
+        "--prp-gate-timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="time limit of one gate (default 600)",
+    )
+    group.addoption(
+        "--prp-step-timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="time limit of a PRP's steps (default 3600)",
+    )
 
     parser.addini("prp_enabled", "collect PRP files in every run", type="bool", default=False)
     parser.addini("prp_file_pattern", "glob of PRP file names", default="PRP-*.md")
     parser.addini("prp_branch", "integration branch name", default="")
     parser.addini("prp_agent", "agent command line", default="")
-    parser.addini("prp_results_dir", "directory of batch results and logs",
-                  default=".ce/orchestration")
+    parser.addini(
+        "prp_results_dir", "directory of batch results and logs", default=".ce/orchestration"
+    )
     parser.addini("prp_prompt_template", "file holding the agent prompt template", default="")
     parser.addini("prp_gate_timeout", "time limit of one gate, seconds", default="600")
     parser.addini("prp_step_timeout", "time limit of a PRP's steps, seconds", default="3600")
@@ -122,6 +169,9 @@ def read_settings(config: pytest.Config) -> Settings:
         if start is None:
             raise pytest.UsageError(f"--prp-start {opt.prp_start!r} is not a PRP id")
     batches = _split_list(opt.prp_batch)
+    if start and not (batches or ids or opt.prp_all) and batch_of(start):
+        # "--prp-start PRP-47.3.1" alone means: the rest of batch 47, not of every batch.
+        batches = (str(batch_of(start)),)
     asked = bool(batches or ids or opt.prp_all or opt.prp_plan or start or opt.prp_stage)
     ini_enabled = bool(config.getini("prp_enabled"))
     selection = Selection(

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from pytest_prp.ids import natural_key
-from pytest_prp.model import Prp
+from pytest_prp.model import Prp, display_path
 from pytest_prp.planning import HOURS, Plan
 
 _TITLE_WIDTH = 48  # longer titles are shortened so the step/gate column stays aligned
@@ -106,7 +106,7 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
         prps.append(
             {
                 "id": prp.id,
-                "file": str(prp.path),
+                "file": display_path(prp.path),
                 "batch": prp.batch,
                 "stage": plan.stages[prp.id],
                 "declared_stage": prp.declared_stage,

@@ -12,7 +12,7 @@ from graphlib import CycleError, TopologicalSorter
 from pathlib import PurePosixPath
 
 from pytest_prp.ids import natural_key
-from pytest_prp.model import Problem, Prp
+from pytest_prp.model import Problem, Prp, display_path
 
 HOURS = "hours"
 PRPS = "prps"
@@ -207,7 +207,7 @@ def _duplicate_problems(selected: dict[str, Prp], by_id: dict[str, list[Prp]]) -
     for prp_id in selected:
         copies = by_id[prp_id]
         if len(copies) > 1:
-            where = ", ".join(f"{p.path}:{p.line}" for p in copies)
+            where = ", ".join(f"{display_path(p.path)}:{p.line}" for p in copies)
             problems.append(
                 Problem(copies[0].path, copies[0].line, f"PRP id {prp_id} is used by: {where}")
             )

@@ -31,6 +31,7 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hooks)
 
 
+@pytest.hookimpl(trylast=True)  # after the terminal plugin registered its reporter
 def pytest_configure(config: pytest.Config) -> None:
     settings = read_settings(config)
     config.stash[SETTINGS] = settings
@@ -122,10 +123,19 @@ def pytest_collection_modifyitems(
     if deselected:
         config.hook.pytest_deselected(items=deselected)
     items[:] = others + selected
-    if selected:
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> None:
+    """Check the repository once, before the first PRP runs: one clear line, nothing executed."""
+    config = session.config
+    plan = config.stash.get(PLAN, None)
+    if plan is None or config.option.collectonly:
+        return
+    if any(isinstance(item, PrpItem) for item in session.items):
         from pytest_prp.runner import prepare  # late: git is only needed when PRPs run
 
-        prepare(config, settings, plan)
+        prepare(config, config.stash[SETTINGS], plan)
 
 
 def _add_markers(config: pytest.Config, item: PrpItem, plan: Plan) -> None:
@@ -158,5 +168,8 @@ def pytest_report_collectionfinish(config: pytest.Config) -> str | None:
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # A plan view is a successful run although it runs no test.
-    if session.config.stash.get(PLAN_SHOWN, False) and exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+    if (
+        session.config.stash.get(PLAN_SHOWN, False)
+        and exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED
+    ):
         session.exitstatus = pytest.ExitCode.OK

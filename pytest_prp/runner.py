@@ -193,8 +193,9 @@ def run_setup(item: PrpItem) -> None:
             run.workdir = execution.git.create_worktree(prp.id, f"prp/{batch}/{prp.id}", tip)
     except GitError as exc:
         raise _fail(run, "failed", f"could not create the worktree: {exc}") from None
-    context = PrpContext(prp=prp, config=item.config, settings=settings, workdir=run.workdir,
-                         log=log)
+    context = PrpContext(
+        prp=prp, config=item.config, settings=settings, workdir=run.workdir, log=log
+    )
     item.stash[CONTEXT] = context
     if settings.verify:
         return
@@ -317,8 +318,12 @@ class DefaultImplementations:
 
     @pytest.hookimpl(trylast=True)
     def pytest_prp_run_steps(self, context: PrpContext) -> StepsOutcome | None:
-        from pytest_prp.executors import default_prompt, render_prompt_template, run_agent
-        from pytest_prp.executors import run_literal_steps
+        from pytest_prp.executors import (
+            default_prompt,
+            render_prompt_template,
+            run_agent,
+            run_literal_steps,
+        )
 
         settings = context.settings
         if settings.agent:

@@ -234,3 +234,70 @@ def test_views_show_warnings_from_the_prp_itself() -> None:
     assert json.loads(render_json(plan))["warnings"] == [
         "PRPs/PRP-1.md:7: estimated_hours 'soon' is not a number"
     ]
+
+
+# --- real files --------------------------------------------------------------------------------
+
+PRP_FILE = """\
+---
+id: PRP-47.1.1
+title: Parse the config
+---
+# Parse the config
+
+## Implementation Steps
+
+### Step 1: Read the file
+
+### Step 2: Validate it
+
+## Validation Gates
+
+```bash
+pytest tests/test_config.py
+```
+
+- [ ] The error messages read well
+"""
+
+
+def test_counts_come_from_the_prp_file(tmp_path: Path) -> None:
+    path = tmp_path / "PRP-47.1.1.md"
+    path.write_text(PRP_FILE, encoding="utf-8")
+    made = Prp(id="PRP-47.1.1", path=path, line=2, title="Parse the config", batch="47",
+               dependencies=[], body_line=5)  # fmt: skip
+    plan = build_plan([made], Selection(all=True))
+    assert "steps 2, gates 1 (+1 unverified)" in render_text(plan)
+    entry = json.loads(render_json(plan))["prps"][0]
+    assert (entry["file"], entry["steps"]) == (str(path), 2)
+    assert entry["gates"] == {"executable": 1, "unverified": 1}
+
+
+def test_a_vanished_file_does_not_break_the_views(tmp_path: Path) -> None:
+    made = Prp(id="PRP-1", path=tmp_path / "gone.md", line=2, title="Gone", batch=None,
+               dependencies=[])  # fmt: skip
+    plan = build_plan([made], Selection(all=True))
+    assert "  PRP-1  Gone  file unreadable\n" in render_text(plan)
+    entry = json.loads(render_json(plan))["prps"][0]
+    assert (entry["steps"], entry["gates"]) == (None, {"executable": None, "unverified": None})
+
+
+def test_plan_of_a_real_batch(corpus: Path) -> None:
+    from pytest_prp.frontmatter import load_prp
+
+    files = sorted((corpus / "ctx-eng-plus-batch-43").glob("*.md"))
+    known = [p for p in (load_prp(f).prp for f in files) if p is not None]
+    plan = build_plan(known, Selection(batches=("43",)))
+    assert (plan.errors, plan.warnings) == ([], [])
+    text = render_text(plan)
+    assert text.startswith("PRP plan: 6 PRPs in 4 stages (batch 43)\nStage 1\n  PRP-43.1.1  ")
+    assert (
+        "Critical path (25 hours): PRP-43.1.1 -> PRP-43.2.2 -> PRP-43.3.1 -> PRP-43.4.1\n" in text
+    )
+    assert json.loads(render_json(plan))["stages"] == {
+        "1": ["PRP-43.1.1"],
+        "2": ["PRP-43.2.1", "PRP-43.2.2", "PRP-43.2.3"],
+        "3": ["PRP-43.3.1"],
+        "4": ["PRP-43.4.1"],
+    }
+    assert "  PRP_43_2_2 --> PRP_43_3_1\n" in render_mermaid(plan)

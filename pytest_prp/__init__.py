@@ -1,0 +1,3 @@
+"""pytest-prp: run batches of PRPs (Product Requirement Prompts) as a pytest run."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,502 @@
+"""A PRP's markdown body: its implementation steps and its validation gates.
+
+Parsed with markdown-it (CommonMark plus tables), so headings inside code blocks, rules and tables
+are told apart the way a markdown viewer does. Only text of one heading or one line is matched with
+regular expressions.
+
+Sections, found by their heading text after normalising (numbering such as "4." or "Step 3:",
+emoji, case, a trailing "(...)" and punctuation are ignored):
+
+- Steps come from the first implementation section ("Implementation", "Implementation Steps",
+  "Implementation Plan", "Implementation Blueprint", "Implementation Tasks", "Step-by-Step Tasks",
+  ...). A fenced YAML block of ``Task N:`` entries in it (the Wirasm template) gives one step per
+  entry; otherwise each of its shallowest sub-headings starts a step; without sub-headings the
+  whole section is one step.
+- Gates come from every validation section outside it ("Validation", "Validation Gates",
+  "Validation Loop", "Validation Commands", and also "Final Validation Checklist": its checklist
+  items are the author's acceptance checks, so they are reported as unverified gates rather than
+  silently dropped). Each shell block and each inline ``**Command**: `cmd` `` line is an executable
+  gate; each ``- [ ]`` / ``- [x]`` item is a checklist gate.
+
+A fenced block is shell when its info string is bash, sh, shell, zsh, console or shell-session. A
+block without an info string is shell when its first line that is not blank or a comment starts
+with ``$ `` or with a well-known command (cd, uv, python, pytest, make, npm, git, grep, test, ...),
+optionally after ``VAR=value`` assignments. Blocks whose commands carry a ``$ `` prompt (console
+transcripts) keep only the prompted lines, without the prompt.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from markdown_it import MarkdownIt
+from markdown_it.rules_block import StateBlock
+from markdown_it.token import Token
+
+from pytest_prp.model import GATE_CHECKLIST, GATE_SHELL, Body, CodeBlock, Gate, Problem, Step
+
+_IMPLEMENTATION = {
+    "implementation",
+    "implementation steps",
+    "implementation plan",
+    "implementation blueprint",
+    "implementation tasks",
+    "step by step tasks",
+    "step by step implementation",
+    "step by step",
+    "tasks",
+    "task list",
+    "low level tasks",
+}
+_VALIDATION = {
+    "validation",
+    "validation gates",
+    "validation gate",
+    "validation loop",
+    "validation commands",
+    "validation steps",
+    "validation checklist",
+    "final validation",
+    "final validation checklist",
+}
+_SHELL_INFOS = {"bash", "sh", "shell", "zsh", "console", "shell-session", "shellsession"}
+_KNOWN_COMMANDS = {
+    *("cd", "uv", "uvx", "python", "python3", "pip", "pip3", "pytest", "make", "npm", "npx"),
+    *("node", "yarn", "pnpm", "bun", "deno", "git", "gh", "grep", "rg", "test", "[", "[["),
+    *("echo", "printf", "ls", "cat", "curl", "wget", "ruff", "mypy", "black", "flake8", "tox"),
+    *("nox", "poetry", "pre-commit", "docker", "docker-compose", "kubectl", "cargo", "go"),
+    *("bash", "sh", "zsh", "export", "source", "mkdir", "rm", "cp", "mv", "find", "diff", "wc"),
+    *("head", "tail", "sed", "awk", "jq", "touch", "chmod", "mvn", "gradle", "dotnet", "ruby"),
+    *("bundle", "rake", "php", "composer", "just", "if", "for", "set", "sleep", "timeout", "env"),
+    *("tree", "true", "false", "xargs", "sort", "uniq", "tee", "time", "coverage", "hatch"),
+}
+
+_LEADING_SYMBOLS = re.compile(r"^[\W_]+")
+_NUMBERING = re.compile(r"^(?:\d+(?:\.\d+)*[.)]?|[ivx]+[.)])\s+")
+_STEP_PREFIX = re.compile(r"^(?:step|part|section)\s+\d+\s*[:.)\-\u2013\u2014]?\s*")
+_TRAILING_PARENS = re.compile(r"\s*\([^()]*\)\s*$")
+_NON_WORD = re.compile(r"[\W_]+")
+_TASK_LINE = re.compile(r"^\s*Task\s+\d+\s*:", re.IGNORECASE)
+_TASK_CREATE = re.compile(r"^\s*Task\s+\d+\s*:\s*CREATE\s+`?([^\s`]+)`?", re.IGNORECASE)
+_CREATE_LINE = re.compile(r"^\s*(?:\*\*|__)?Create(?:\*\*|__)?\s*:\s*(?:\*\*|__)?\s*`([^`]+)`")
+_COMMAND_LINE = re.compile(
+    r"^\s*(?:\*\*|__)?(?:Command|Run)(?:\*\*|__)?\s*:\s*(?:\*\*|__)?\s*`([^`]+)`", re.IGNORECASE
+)
+_CHECKBOX = re.compile(r"^\[([ xX])\]\s+")
+_EXPECTED_COMMENT = re.compile(r"^\s*#\s*Expected\b[^:\n]*:\s*(.*?)\s*$", re.IGNORECASE)
+_EXPECTED_TEXT = re.compile(r"^\s*(?:#\s*)?Expected\b[^:\n]*:\s*(.*?)\s*$", re.IGNORECASE)
+_COMMENT = re.compile(r"^\s*#\s?(.*?)\s*$")
+_PROMPT = re.compile(r"^\s*\$ ")
+_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=\S*$")
+_RULE = re.compile(r"^\s*([-*_])(?:\s*\1){2,}\s*$")
+
+_FENCE_LINE = re.compile(r"(`{3,}|~{3,})[ \t]*(.*?)\s*")
+_LANGUAGE = re.compile(r"[A-Za-z][\w+#.-]*")
+
+_parser: MarkdownIt | None = None
+
+
+def _markdown() -> MarkdownIt:
+    global _parser
+    if _parser is None:
+        parser = MarkdownIt("commonmark").enable("table")
+        alt = ["paragraph", "reference", "blockquote", "list"]
+        parser.block.ruler.before("fence", "nested_fence", _nested_fence, {"alt": alt})
+        _parser = parser
+    return _parser
+
+
+def _nested_fence(state: StateBlock, start: int, end: int, silent: bool) -> bool:
+    """A fence holding fences, as PRP authors write them (a markdown or heredoc example).
+
+    CommonMark ends a fence at its first bare fence line, so in a ```` ```markdown ```` example
+    holding a ```` ```bash ```` block the rest of the example spills out, and its headings end
+    real sections. Here a fence line with a language opens a nested block and a bare one closes
+    the innermost; once nesting is seen, a bare fence line at the outer level with text right
+    under it opens a block too (a closing fence is followed by a blank line). When the first
+    inner fence line is bare, or the nesting never balances, this rule declines and the
+    CommonMark fence rule applies unchanged.
+    """
+    if state.is_code_block(start):
+        return False
+    opening = _FENCE_LINE.fullmatch(_line(state, start))
+    if opening is None:
+        return False
+    markup, info = opening.group(1), opening.group(2)
+    if markup[0] == "`" and "`" in info:
+        return False
+    depth = 0
+    nested = False
+    line = start
+    while True:
+        line += 1
+        if line >= end:
+            return False  # unbalanced: not a nested fence
+        text = _line(state, line)
+        if text and state.sCount[line] < state.blkIndent:
+            return False
+        if state.is_code_block(line):
+            continue
+        found = _FENCE_LINE.fullmatch(text)
+        if found is None or found.group(1)[0] != markup[0] or len(found.group(1)) < len(markup):
+            continue
+        if found.group(2):
+            if not _LANGUAGE.fullmatch(found.group(2).split()[0]):
+                continue  # e.g. ```''' inside a Python string: content, as in CommonMark
+            depth += 1
+            nested = True
+        elif depth:
+            depth -= 1
+        elif not nested:
+            return False  # a plain fence: the CommonMark rule handles it
+        elif line + 1 < end and _line(state, line + 1):
+            depth += 1  # a bare fence with code right under it opens a block; closers end one
+        else:
+            break
+    if silent:
+        return True
+    state.line = line + 1
+    token = state.push("fence", "code", 0)
+    token.info = info
+    token.content = state.getLines(start + 1, line, state.sCount[start], True)
+    token.markup = markup
+    token.map = [start, state.line]
+    return True
+
+
+def _line(state: StateBlock, line: int) -> str:
+    return state.src[state.bMarks[line] + state.tShift[line] : state.eMarks[line]]
+
+
+def normalise_heading(text: str) -> str:
+    """Heading text reduced for matching: "4. ✅ Validation Gates:" -> "validation gates"."""
+    text = _LEADING_SYMBOLS.sub("", text.strip().lower())
+    text = _NUMBERING.sub("", text)
+    text = _STEP_PREFIX.sub("", text)
+    text = _TRAILING_PARENS.sub("", text)
+    return " ".join(_NON_WORD.sub(" ", text).split())
+
+
+def _plain(inline: Token) -> str:
+    """The text of an inline token without markup (code spans keep their content)."""
+    parts: list[str] = []
+    for child in inline.children or []:
+        if child.type in ("text", "code_inline", "html_inline"):
+            parts.append(child.content)
+        elif child.type in ("softbreak", "hardbreak"):
+            parts.append(" ")
+    return " ".join("".join(parts).split())
+
+
+@dataclass(frozen=True)
+class _Heading:
+    token: int  # index of heading_open
+    level: int
+    text: str
+    key: str  # normalise_heading(text)
+    line: int  # 0-based line in the markdown
+
+
+@dataclass(frozen=True)
+class _Section:
+    heading: _Heading
+    end_token: int  # exclusive
+    end_line: int  # exclusive, 0-based
+
+    def contains(self, heading: _Heading) -> bool:
+        return self.heading.token < heading.token < self.end_token
+
+
+@dataclass
+class _Doc:
+    tokens: list[Token]
+    lines: list[str]
+    offset: int  # add to a 0-based markdown line to get a 1-based file line
+    path: Path
+    headings: list[_Heading]
+    warnings: list[Problem] = field(default_factory=list)
+
+    def file_line(self, line: int) -> int:
+        return line + self.offset
+
+    def section(self, heading: _Heading) -> _Section:
+        for other in self.headings:
+            if other.token > heading.token and other.level <= heading.level:
+                return _Section(heading, other.token, other.line)
+        return _Section(heading, len(self.tokens), len(self.lines))
+
+    def source(self, start: int, end: int) -> str:
+        """Lines start..end of the markdown, without trailing blank lines and rules."""
+        chunk = self.lines[start:end]
+        while chunk and (not chunk[-1].strip() or _RULE.match(chunk[-1])):
+            chunk.pop()
+        return "".join(chunk).rstrip("\n")
+
+
+def parse_body(markdown: str, path: Path, first_line: int) -> Body:
+    """Steps and gates of a PRP body that starts on file line ``first_line``."""
+    # Lines as markdown-it counts them (it treats "\r\n" and "\r" as "\n"; str.splitlines
+    # would also split on form feeds and the like, shifting every line number after them).
+    markdown = markdown.replace("\r\n", "\n").replace("\r", "\n")
+    tokens = _markdown().parse(markdown)
+    lines = [line + "\n" for line in markdown.split("\n")]
+    doc = _Doc(tokens, lines, first_line, path, _headings(tokens))
+    _check_fences(doc)
+    implementation: _Section | None = None
+    for heading in doc.headings:
+        if heading.key in _IMPLEMENTATION:
+            implementation = doc.section(heading)
+            break
+    validation: list[_Section] = []
+    for heading in doc.headings:
+        if heading.key not in _VALIDATION:
+            continue
+        if implementation is not None and implementation.contains(heading):
+            continue
+        if any(section.contains(heading) for section in validation):
+            continue
+        validation.append(doc.section(heading))
+    steps = _steps(doc, implementation) if implementation is not None else ()
+    gates = _Gates(doc)
+    for section in validation:
+        gates.collect(section)
+    return Body(steps=steps, gates=tuple(gates.gates), warnings=tuple(doc.warnings))
+
+
+def _headings(tokens: list[Token]) -> list[_Heading]:
+    found: list[_Heading] = []
+    for index, token in enumerate(tokens):
+        if token.type == "heading_open" and token.map is not None:
+            text = _plain(tokens[index + 1])
+            level = int(token.tag[1:])
+            found.append(_Heading(index, level, text, normalise_heading(text), token.map[0]))
+    return found
+
+
+def _check_fences(doc: _Doc) -> None:
+    """An unclosed fence swallows the rest of the file: say so, it hides steps and gates."""
+    for token in doc.tokens:
+        if token.type != "fence" or token.map is None:
+            continue
+        end = min(token.map[1], len(doc.lines))
+        last = doc.lines[end - 1].strip() if end > token.map[0] + 1 else ""
+        if not (last.startswith(token.markup) and not last.strip(token.markup[0])):
+            message = f"code block opened here ({token.markup}{token.info}) is never closed"
+            doc.warnings.append(Problem(doc.path, doc.file_line(token.map[0]), message))
+
+
+# --- steps -------------------------------------------------------------------------------------
+
+
+def _steps(doc: _Doc, section: _Section) -> tuple[Step, ...]:
+    start = section.heading.token + 3  # past heading_open, inline, heading_close
+    tasks = _yaml_tasks(doc, start, section.end_token)
+    if tasks:
+        return tasks
+    inner = [h for h in doc.headings if section.contains(h)]
+    if not inner:
+        text = doc.source(section.heading.line, section.end_line)
+        if not doc.source(section.heading.line + 1, section.end_line).strip():
+            return ()
+        return (_step(doc, 1, section.heading, start, section.end_token, text),)
+    level = min(h.level for h in inner)
+    steps: list[Step] = []
+    for heading in (h for h in inner if h.level == level):
+        sub = doc.section(heading)
+        end_token = min(sub.end_token, section.end_token)
+        end_line = min(sub.end_line, section.end_line)
+        text = doc.source(heading.line, end_line)
+        steps.append(_step(doc, len(steps) + 1, heading, heading.token + 3, end_token, text))
+    return tuple(steps)
+
+
+def _step(doc: _Doc, index: int, heading: _Heading, start: int, end: int, text: str) -> Step:
+    blocks: list[CodeBlock] = []
+    creates: list[str] = []
+    pending: str | None = None
+    for token in doc.tokens[start:end]:
+        if token.type == "fence" and token.map is not None:
+            line = doc.file_line(token.map[0])
+            blocks.append(CodeBlock(token.info.strip(), token.content, line, pending))
+            pending = None
+        elif token.type == "inline":
+            found = _CREATE_LINE.match(token.content.split("\n", 1)[0])
+            pending = found.group(1).strip() if found else None
+            if pending and pending not in creates:
+                creates.append(pending)
+        elif token.nesting >= 0 and token.type not in ("paragraph_open", "list_item_open"):
+            pending = None  # only a block directly after the Create line is its content
+    title = heading.text or f"Step {index}"
+    return Step(index, title, text, doc.file_line(heading.line), tuple(blocks), tuple(creates))
+
+
+def _yaml_tasks(doc: _Doc, start: int, end: int) -> tuple[Step, ...]:
+    """Steps from fenced blocks of ``Task N: ...`` entries (Wirasm's Implementation Blueprint)."""
+    steps: list[Step] = []
+    for token in doc.tokens[start:end]:
+        if token.type != "fence" or token.map is None:
+            continue
+        if token.info.strip().split(" ")[0].lower() not in ("yaml", "yml", ""):
+            continue
+        lines = token.content.splitlines()
+        starts = [i for i, line in enumerate(lines) if _TASK_LINE.match(line)]
+        for number, begin in enumerate(starts):
+            finish = starts[number + 1] if number + 1 < len(starts) else len(lines)
+            entry = lines[begin:finish]
+            while entry and not entry[-1].strip():
+                entry.pop()
+            title = entry[0].strip()
+            created = _TASK_CREATE.match(title)
+            steps.append(
+                Step(
+                    index=len(steps) + 1,
+                    title=title,
+                    text="\n".join(entry),
+                    line=doc.file_line(token.map[0] + 1 + begin),
+                    create_paths=(created.group(1),) if created else (),
+                )
+            )
+    return tuple(steps)
+
+
+# --- gates -------------------------------------------------------------------------------------
+
+
+def _is_shell(info: str, code: str) -> bool:
+    language = info.split()[0].lower() if info.strip() else ""
+    if language:
+        return language in _SHELL_INFOS
+    for line in code.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if _PROMPT.match(line):
+            return True
+        words = stripped.split()
+        while words and _ASSIGNMENT.match(words[0]):
+            words.pop(0)
+        if not words:
+            return True  # only variable assignments: still shell
+        first = words[0]
+        return first in _KNOWN_COMMANDS or first.startswith(("./", "../", "~/"))
+    return False
+
+
+def _console_commands(code: str) -> str | None:
+    """For a transcript (first command line has a ``$ `` prompt): the prompted lines only."""
+    for line in code.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if not _PROMPT.match(line):
+            return None
+        break
+    else:
+        return None
+    commands = [_PROMPT.sub("", line, count=1) for line in code.splitlines() if _PROMPT.match(line)]
+    return "\n".join(commands)
+
+
+def _expected_in(code: str) -> list[str]:
+    """``# Expected: ...`` comments; an empty one takes the comment lines right under it."""
+    found: list[str] = []
+    lines = code.splitlines()
+    for index, line in enumerate(lines):
+        match = _EXPECTED_COMMENT.match(line)
+        if not match:
+            continue
+        text = match.group(1)
+        if not text:
+            follow: list[str] = []
+            for after in lines[index + 1 :]:
+                comment = _COMMENT.match(after)
+                if not comment or not comment.group(1) or _EXPECTED_COMMENT.match(after):
+                    break
+                follow.append(comment.group(1).lstrip("- ").strip())
+            text = "; ".join(part for part in follow if part)
+        if text:
+            found.append(text)
+    return found
+
+
+@dataclass
+class _GateDraft:
+    name: str
+    kind: str
+    command: str | None
+    line: int
+    expected: list[str] = field(default_factory=list)
+
+
+class _Gates:
+    """Walks validation sections in document order, numbering gates across all of them."""
+
+    def __init__(self, doc: _Doc) -> None:
+        self.doc = doc
+        self.drafts: list[_GateDraft] = []
+
+    @property
+    def gates(self) -> list[Gate]:
+        return [
+            Gate(i, d.name, d.kind, d.command, d.line, tuple(d.expected))
+            for i, d in enumerate(self.drafts, start=1)
+        ]
+
+    def collect(self, section: _Section) -> None:
+        doc = self.doc
+        heading: str | None = None
+        per_heading = 0
+        # The gate an "Expected: ..." paragraph right after it belongs to.
+        last: _GateDraft | None = None
+        tokens = doc.tokens
+        for index in range(section.heading.token + 3, section.end_token):
+            token = tokens[index]
+            if token.type == "heading_open":
+                heading = _plain(tokens[index + 1]) or None
+                per_heading = 0
+                last = None
+            elif token.type == "fence" and token.map is not None:
+                last = None
+                if not _is_shell(token.info, token.content):
+                    continue
+                command = _console_commands(token.content)
+                if command is None:
+                    command = token.content.rstrip("\n")
+                if not command.strip():
+                    continue
+                per_heading += 1
+                name = self._name(heading, per_heading)
+                last = self._add(name, GATE_SHELL, command, token.map[0])
+                last.expected.extend(_expected_in(token.content))
+            elif token.type == "inline" and token.map is not None and index >= 2:
+                if tokens[index - 1].type != "paragraph_open":
+                    continue  # heading text and table cells
+                text = _plain(token)
+                expected = _EXPECTED_TEXT.match(text)
+                if last is not None and expected:
+                    if expected.group(1):
+                        last.expected.append(expected.group(1))
+                    continue
+                last = None
+                in_item = tokens[index - 2].type == "list_item_open"
+                checkbox = _CHECKBOX.match(token.content) if in_item else None
+                command_line = _COMMAND_LINE.match(token.content.split("\n", 1)[0])
+                if checkbox:
+                    name = _CHECKBOX.sub("", text, count=1).strip() or f"Check {len(self.drafts)}"
+                    self._add(name, GATE_CHECKLIST, None, token.map[0])
+                elif command_line and command_line.group(1).strip():
+                    per_heading += 1
+                    name = self._name(heading, per_heading)
+                    last = self._add(name, GATE_SHELL, command_line.group(1).strip(), token.map[0])
+
+    def _name(self, heading: str | None, count: int) -> str:
+        if heading is None:
+            return f"Gate {len(self.drafts) + 1}"
+        return heading if count == 1 else f"{heading} ({count})"
+
+    def _add(self, name: str, kind: str, command: str | None, line: int) -> _GateDraft:
+        draft = _GateDraft(name, kind, command, self.doc.file_line(line))
+        self.drafts.append(draft)
+        return draft

@@ -1,0 +1,544 @@
+"""Git side effects for running PRPs: worktrees, commits and merges.
+
+Two rules shape everything here:
+
+* The user's checkout is never modified: no checkout, reset, stash or ``add`` in it. PRPs work
+  in linked worktrees kept inside the common git dir (invisible to ``git status``), and the
+  integration branch is updated with plumbing (``merge-tree``/``commit-tree``/``update-ref``)
+  without ever being checked out.
+* Several processes (pytest-xdist workers) use one repository at once. Each worktree has its
+  own index; ref updates are compare-and-swap (``update-ref <ref> <new> <old>``) and retried on
+  the new tip; nothing writes shared files such as ``COMMIT_EDITMSG`` or ``.git/config``.
+
+User hooks never run (``core.hooksPath`` points at a directory that does not exist) and no
+command here triggers ``gc --auto``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import re
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+
+DEFAULT_NAME = "pytest-prp"
+DEFAULT_EMAIL = "pytest-prp@localhost"
+MIN_GIT_VERSION = (2, 38)  # merge-tree --write-tree
+
+# Variables that would point our git calls (and the checkout `worktree add` runs) at the
+# user's index or work tree instead of the PRP worktree's own: git sets them for hooks.
+_HOSTILE_ENV = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR")
+_MERGE_ATTEMPTS = 40
+_WORKTREE_ATTEMPTS = 10
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_FULL_SHA = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
+_COMPLETE_SUBJECT = re.compile(r"(\S+): Completed?\b", re.IGNORECASE)
+_TRAILER_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
+_LEDGER_FORMAT = "%H%x00%s%x00%(trailers:key=PRP-Id,valueonly,unfold,separator=%x01)%x1e"
+
+
+class GitError(Exception):
+    """A git operation failed; ``str(e)`` is one clear user-facing line."""
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    ok: bool
+    sha: str | None  # new tip of the branch; None on conflict
+    conflicts: tuple[str, ...] = ()
+    fast_forward: bool = False
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    sha: str
+    created: tuple[str, ...] = ()
+    modified: tuple[str, ...] = ()
+    deleted: tuple[str, ...] = ()
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+def trailers_message(subject: str, trailers: Mapping[str, str]) -> str:
+    """``subject`` plus a trailer block (``Key: value`` lines) that ``git interpret-trailers``
+    and ``%(trailers)`` recognise. Newlines in the subject or values are folded to spaces."""
+    lines = [" ".join(subject.split())]
+    if trailers:
+        lines.append("")
+        for key, value in trailers.items():
+            if not _TRAILER_KEY.fullmatch(key):
+                raise ValueError(f"invalid trailer key: {key!r}")
+            lines.append(f"{key}: {' '.join(str(value).split())}")
+    return "\n".join(lines) + "\n"
+
+
+def safe_name(name: str) -> str:
+    """A file name for ``name``: characters other than ``[A-Za-z0-9._-]`` become ``_``; when
+    anything changed a short hash keeps distinct names distinct (``a/b`` vs ``a_b``)."""
+    safe = _UNSAFE.sub("_", name).lstrip(".-")[:100] or "_"
+    if safe != name:
+        safe = f"{safe}-{hashlib.sha1(name.encode('utf-8')).hexdigest()[:8]}"
+    return safe
+
+
+def parse_ledger(output: str) -> dict[str, str]:
+    """PRP id -> sha from ``_LEDGER_FORMAT`` records, newest (first listed) winning."""
+    found: dict[str, str] = {}
+    for record in output.split("\x1e"):
+        fields = record.lstrip("\n").split("\x00")
+        if len(fields) < 3:
+            continue
+        sha, subject, trailer_values = fields[0], fields[1], fields[2]
+        ids = [v.strip() for v in trailer_values.split("\x01") if v.strip()]
+        match = _COMPLETE_SUBJECT.match(subject)
+        if match:
+            ids.append(match.group(1))
+        for prp_id in ids:
+            found.setdefault(prp_id, sha)
+    return found
+
+
+def parse_name_status(sha: str, fields: Sequence[str]) -> CommitInfo:
+    """A CommitInfo from ``--name-status -z --no-renames`` fields (status, path, ...)."""
+    created: list[str] = []
+    modified: list[str] = []
+    deleted: list[str] = []
+    for status, path in zip(fields[0::2], fields[1::2], strict=False):
+        {"A": created, "D": deleted}.get(status[:1], modified).append(path)
+    return CommitInfo(sha, tuple(created), tuple(modified), tuple(deleted))
+
+
+def identity_env(environ: Mapping[str, str], config: Mapping[str, str]) -> dict[str, str]:
+    """GIT_AUTHOR_*/GIT_COMMITTER_* values for whatever neither the environment nor git config
+    (``user.*``, ``author.*``, ``committer.*``) provides, so our commits never fail with
+    "Please tell me who you are". ``config`` keys are lower-case, as ``git config`` prints."""
+    env: dict[str, str] = {}
+    for role in ("author", "committer"):
+        var = f"GIT_{role.upper()}"
+        name = environ.get(f"{var}_NAME") or config.get(f"{role}.name") or config.get("user.name")
+        email = (
+            environ.get(f"{var}_EMAIL")
+            or config.get(f"{role}.email")
+            or config.get("user.email")
+            or environ.get("EMAIL")
+        )
+        if not name:
+            env[f"{var}_NAME"] = DEFAULT_NAME
+        if not email:
+            env[f"{var}_EMAIL"] = DEFAULT_EMAIL
+    return env
+
+
+def _base_env(common_dir: Path, environ: Mapping[str, str]) -> dict[str, str]:
+    """Environment for every git call: no hooks, no auto-gc, no optional index writes.
+    Appends to GIT_CONFIG_COUNT so settings the user passes that way survive."""
+    try:
+        first = int(environ.get("GIT_CONFIG_COUNT", "0") or "0")
+    except ValueError:
+        first = 0
+    settings = {
+        "core.hooksPath": str(common_dir / "prp" / "hooks-disabled"),  # never created
+        "gc.auto": "0",
+        "maintenance.auto": "false",
+    }
+    env = {"GIT_CONFIG_COUNT": str(first + len(settings)), "GIT_OPTIONAL_LOCKS": "0"}
+    for i, (key, value) in enumerate(settings.items(), start=first):
+        env[f"GIT_CONFIG_KEY_{i}"] = key
+        env[f"GIT_CONFIG_VALUE_{i}"] = value
+    return env
+
+
+def _failure(command: str, status: int, stderr: str) -> str:
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    fatal = [line for line in lines if line.startswith(("fatal:", "error:"))]
+    detail = (fatal or lines or [f"exit status {status}"])[-1]
+    for prefix in ("fatal: ", "error: "):
+        detail = detail.removeprefix(prefix)
+    return f"git {command} failed: {detail}"
+
+
+def _worktree_entries(porcelain_z: str) -> list[tuple[Path, str | None]]:
+    """(path, branch or None) per worktree from ``git worktree list --porcelain -z``."""
+    entries: list[tuple[Path, str | None]] = []
+    for field in porcelain_z.split("\x00"):
+        if field.startswith("worktree "):
+            entries.append((Path(field[len("worktree ") :]), None))
+        elif field.startswith("branch refs/heads/") and entries:
+            entries[-1] = (entries[-1][0], field[len("branch refs/heads/") :])
+    return entries
+
+
+def _pause(attempt: int) -> None:
+    """Short randomised back-off so racing workers do not retry in lockstep."""
+    time.sleep(random.uniform(0.001, 0.004 * min(attempt + 1, 10)))
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    return os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b))
+
+
+# --------------------------------------------------------------------------- the workspace
+
+
+class GitWorkspace:
+    """One repository, seen from the user's checkout at ``root``."""
+
+    def __init__(self, repo: git.Repo, root: Path, common_dir: Path) -> None:
+        self.repo = repo
+        self.root = root
+        self.common_dir = common_dir
+        self.worktrees_dir = common_dir / "prp" / "worktrees"
+        self._env = _base_env(common_dir, os.environ)
+        repo.git.update_environment(**self._env)
+        self._identity: dict[str, str] | None = None
+
+    @classmethod
+    def open(cls, start: Path) -> GitWorkspace:
+        start = Path(start)
+        present = [name for name in _HOSTILE_ENV if name in os.environ]
+        if present:
+            raise GitError(
+                f"{', '.join(present)} set in the environment (running inside a git hook?); "
+                "pytest-prp would write to the wrong index or work tree: unset it and retry"
+            )
+        probe = start if start.is_dir() else start.parent
+        if not probe.is_dir():
+            raise GitError(f"not inside a git repository: {start}")
+        runner = git.Git(str(probe))
+        try:
+            status, out, err = runner.rev_parse(
+                "--path-format=absolute",
+                "--show-toplevel",
+                "--git-common-dir",
+                "--verify",
+                "-q",
+                "HEAD^{commit}",
+                with_extended_output=True,
+                with_exceptions=False,
+            )
+            version = runner.version_info[:2]
+        except git.GitCommandNotFound as e:
+            raise GitError(f"git is not installed or not on PATH: {e}") from None
+        lines = out.splitlines()
+        if status != 0 or len(lines) < 3:
+            if len(lines) >= 2:
+                raise GitError(f"the repository at {lines[0]} has no commits yet")
+            if "must be run in a work tree" in err:
+                raise GitError(f"not inside a git checkout (bare repository or .git dir): {start}")
+            if "not a git repository" in err:
+                raise GitError(f"not inside a git repository: {start}")
+            raise GitError(_failure("rev-parse", status, err))
+        if version < MIN_GIT_VERSION:
+            found = ".".join(map(str, version))
+            raise GitError(f"pytest-prp needs git 2.38 or newer (found {found})")
+        root, common_dir = Path(lines[0]), Path(lines[1])
+        return cls(git.Repo(str(root)), root, common_dir)
+
+    # ---------------------------------------------------------------- running git
+
+    def _git(
+        self,
+        command: str,
+        *args: str,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        codes: tuple[int, ...] | None = (0,),
+    ) -> tuple[int, str, str]:
+        """Run ``git <command> <args>`` (in ``cwd``, default the user's root); raise GitError
+        unless the exit status is in ``codes`` (None: accept any)."""
+        if cwd is None:
+            runner = self.repo.git
+        else:
+            runner = git.Git(str(cwd))
+            runner.update_environment(**self._env)
+        status, out, err = getattr(runner, command.replace("-", "_"))(
+            *args, with_extended_output=True, with_exceptions=False, env=env
+        )
+        if codes is not None and status not in codes:
+            raise GitError(_failure(command, status, err))
+        return int(status), str(out), str(err)
+
+    def _out(self, command: str, *args: str, cwd: Path | None = None) -> str:
+        return self._git(command, *args, cwd=cwd)[1]
+
+    def _commit_env(self) -> dict[str, str]:
+        if self._identity is None:
+            status, out, _ = self._git(
+                "config",
+                "--get-regexp",
+                r"^(user|author|committer)\.(name|email)$",
+                codes=(0, 1),
+            )
+            config: dict[str, str] = {}
+            for line in out.splitlines() if status == 0 else []:
+                key, _, value = line.partition(" ")
+                config[key.lower()] = value  # later (more specific) config wins, as in git
+            self._identity = identity_env(os.environ, config)
+        return self._identity
+
+    def _verify(self, rev: str) -> str | None:
+        if rev.startswith("-"):
+            return None
+        status, out, _ = self._git("rev-parse", "--verify", "-q", f"{rev}^{{commit}}", codes=(0, 1))
+        return out.strip() if status == 0 else None
+
+    # ---------------------------------------------------------------- refs
+
+    def head_sha(self) -> str:
+        """Commit checked out in the user's worktree."""
+        return self.resolve("HEAD")
+
+    def resolve(self, ref: str) -> str:
+        """Full sha of the commit ``ref`` names; GitError ``unknown revision: <ref>``."""
+        sha = self._verify(ref)
+        if sha is None:
+            raise GitError(f"unknown revision: {ref}")
+        return sha
+
+    def branch_sha(self, branch: str) -> str | None:
+        """Tip of ``refs/heads/<branch>``, or None when there is no such branch."""
+        return self._verify(f"refs/heads/{branch}")
+
+    def checked_out_in(self, branch: str) -> Path | None:
+        """The worktree (the user's or a linked one) that has ``branch`` checked out."""
+        for path, checked_out in self._worktrees():
+            if checked_out == branch:
+                return path
+        return None
+
+    def ensure_branch(self, branch: str, base: str | None = None) -> str:
+        """Create ``branch`` at ``base`` (default HEAD) unless it exists; return its tip.
+        Never checks it out; refuses a branch that is checked out anywhere, because moving
+        it would change that worktree's files under its user."""
+        where = self.checked_out_in(branch)
+        if where is not None:
+            raise GitError(
+                f"integration branch {branch} is checked out in {where}; pytest-prp only "
+                "updates branches nobody has checked out: switch that worktree to another "
+                "branch or choose another integration branch"
+            )
+        sha = self.branch_sha(branch)
+        if sha is not None:
+            return sha
+        start = self.resolve(base or "HEAD")
+        # Empty old value: create only if absent, so concurrent workers agree on one tip.
+        status, _, err = self._git(
+            "update-ref", "-m", "prp: create", f"refs/heads/{branch}", start, "", codes=(0, 128)
+        )
+        if status == 0:
+            return start
+        sha = self.branch_sha(branch)
+        if sha is None:
+            raise GitError(f"cannot create branch {branch}: {_failure('update-ref', status, err)}")
+        return sha
+
+    def ledger(self, refs: Sequence[str]) -> dict[str, str]:
+        """PRP id -> sha of the newest commit reachable from ``refs`` (revisions such as branch
+        names or ``HEAD``; ones that do not exist are skipped) that carries a ``PRP-Id:``
+        trailer or whose subject reads ``<id>: Complete...``. One ``git rev-list`` call;
+        ``--grep`` lets git skip unrelated commits without formatting them."""
+        revs = [ref for ref in refs if ref and not ref.startswith("-")]
+        if not revs:
+            return {}
+        out = self._out(
+            "rev-list",
+            "--no-commit-header",
+            "--ignore-missing",
+            f"--format={_LEDGER_FORMAT}",
+            "--regexp-ignore-case",
+            "--grep=^PRP-Id:",
+            "--grep=: Complete",
+            *revs,
+            "--",
+        )
+        return parse_ledger(out)
+
+    # ---------------------------------------------------------------- worktrees
+
+    def worktree_path(self, name: str) -> Path:
+        return self.worktrees_dir / safe_name(name)
+
+    def create_worktree(self, name: str, branch: str, start: str) -> Path:
+        """A fresh worktree for ``name`` with ``branch`` (re)created at ``start`` and checked
+        out in it. Leftovers of a killed run (directory, registration, branch) are replaced."""
+        path = self.worktree_path(name)
+        if path.exists():
+            self._discard(path)
+        status, err = 0, ""
+        for attempt in range(_WORKTREE_ATTEMPTS):
+            status, _, err = self._git(
+                "worktree", "add", "-q", "--no-track", "-B", branch, str(path), start, codes=None
+            )
+            if status == 0:
+                return path
+            # Either a stale registration of this path (its directory deleted, or locked by a
+            # killed `worktree add`) still holds the branch, or git tripped over the
+            # half-written files of a worktree another worker is adding: clear ours, retry.
+            self._discard(path)
+            _pause(attempt)
+        raise GitError(_failure("worktree add", status, err))
+
+    def remove_worktree(self, path: Path, delete_branch: bool = True) -> None:
+        """Remove a PRP worktree (even with uncommitted changes) and, by default, its branch."""
+        path = Path(path)
+        if not _same_path(path.parent, self.worktrees_dir):
+            raise GitError(f"not a pytest-prp worktree: {path}")
+        branch = self._branch_of(path) if delete_branch else None
+        self._discard(path)
+        if branch is not None:
+            # update-ref, not `branch -D`: that rewrites .git/config, which races between
+            # workers.
+            self._git("update-ref", "-d", f"refs/heads/{branch}", codes=(0, 1, 128))
+
+    def list_prp_worktrees(self) -> list[Path]:
+        """PRP worktrees: registered ones under ``worktrees_dir`` and leftover directories."""
+        return sorted(self._prp_worktrees())
+
+    def clean(self) -> list[Path]:
+        """Remove every PRP worktree and its branch (``--prp-clean``); returns their paths."""
+        found = self._prp_worktrees()
+        for path, branch in found.items():
+            self._discard(path)
+            if branch is not None:
+                self._git("update-ref", "-d", f"refs/heads/{branch}", codes=(0, 1, 128))
+        self._git("worktree", "prune")
+        return sorted(found)
+
+    def _worktrees(self) -> list[tuple[Path, str | None]]:
+        # `worktree list` reads every worktree's files and dies on one another worker is
+        # adding at that moment (git writes them non-atomically): retry briefly.
+        for attempt in range(_WORKTREE_ATTEMPTS):
+            status, out, err = self._git("worktree", "list", "--porcelain", "-z", codes=None)
+            if status == 0:
+                return _worktree_entries(out)
+            _pause(attempt)
+        raise GitError(_failure("worktree list", status, err))
+
+    def _prp_worktrees(self) -> dict[Path, str | None]:
+        found: dict[Path, str | None] = {}
+        for path, branch in self._worktrees():
+            if _same_path(path.parent, self.worktrees_dir):
+                found[self.worktrees_dir / path.name] = branch
+        if self.worktrees_dir.is_dir():
+            for child in self.worktrees_dir.iterdir():
+                if child.is_dir():
+                    found.setdefault(child, None)
+        return found
+
+    def _branch_of(self, path: Path) -> str | None:
+        """Branch checked out in a linked worktree, read from its files (no process)."""
+        try:
+            gitdir = (path / ".git").read_text(encoding="utf-8").strip()
+            head = (Path(gitdir.removeprefix("gitdir:").strip()) / "HEAD").read_text("utf-8")
+        except OSError:
+            for listed, branch in self._worktrees():
+                if _same_path(listed, path):
+                    return branch
+            return None
+        ref = head.strip().removeprefix("ref:").strip()
+        return ref.removeprefix("refs/heads/") if ref.startswith("refs/heads/") else None
+
+    def _discard(self, path: Path) -> None:
+        """Unregister and delete a worktree directory, whatever state it is in (``--force``
+        twice also drops a registration whose directory is gone or that is locked)."""
+        self._git("worktree", "remove", "--force", "--force", str(path), codes=None)
+        if path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+
+    # ---------------------------------------------------------------- commits
+
+    def commit_all(self, worktree: Path, message: str) -> CommitInfo | None:
+        """Commit everything changed in ``worktree`` (``add -A``, honouring .gitignore) on its
+        branch; None when nothing changed. No hooks, and only that worktree's index."""
+        self._git("add", "-A", cwd=worktree)
+        changes = self._out(
+            "diff-index", "--cached", "--no-renames", "--name-status", "-z", "HEAD", cwd=worktree
+        )
+        if not changes:
+            return None
+        tree = self._out("write-tree", cwd=worktree).strip()
+        sha = self._git(
+            "commit-tree", tree, "-p", "HEAD", "-m", message, cwd=worktree, env=self._commit_env()
+        )[1].strip()
+        # Old value `<sha>^` is the HEAD commit-tree just read: a compare-and-swap.
+        self._git("update-ref", "-m", "prp: commit", "HEAD", sha, f"{sha}^", cwd=worktree)
+        return parse_name_status(sha, changes.rstrip("\x00").split("\x00"))
+
+    def changed_files(self, commit: str) -> CommitInfo:
+        """Paths ``commit`` created, modified and deleted relative to its first parent."""
+        out = self._out(
+            "diff-tree",
+            "-r",
+            "-z",
+            "--always",
+            "--root",
+            "--no-renames",
+            "--name-status",
+            "--diff-merges=first-parent",
+            commit,
+            "--",
+        )
+        fields = out.rstrip("\x00").split("\x00")
+        return parse_name_status(fields[0], fields[1:])
+
+    def merge(self, branch: str, commit: str, message: str) -> MergeResult:
+        """Merge ``commit`` into ``branch`` without checking anything out: fast-forward when
+        possible, else a two-parent merge commit. On conflict the branch is left as it was
+        and the conflicting paths are returned. Retries when another process moves the tip."""
+        ref = f"refs/heads/{branch}"
+        if not _FULL_SHA.fullmatch(commit):
+            commit = self.resolve(commit)
+        last_error = ""
+        for attempt in range(_MERGE_ATTEMPTS):
+            tip = self.branch_sha(branch)
+            if tip is None:
+                raise GitError(f"branch {branch} does not exist")
+            status, out, _ = self._git("merge-base", tip, commit, codes=(0, 1))
+            base = out.strip() if status == 0 else None
+            if commit in (tip, base):
+                return MergeResult(True, tip, (), False)  # already merged
+            if base == tip:
+                new, fast_forward = commit, True
+            else:
+                status, out, _ = self._git(
+                    "merge-tree",
+                    "--write-tree",
+                    "--name-only",
+                    "-z",
+                    "--no-messages",
+                    tip,
+                    commit,
+                    codes=(0, 1),
+                )
+                fields = out.split("\x00")
+                if status == 1:
+                    conflicts = tuple(dict.fromkeys(f for f in fields[1:] if f))
+                    return MergeResult(False, None, conflicts, False)
+                new = self._git(
+                    "commit-tree",
+                    fields[0].strip(),
+                    "-p",
+                    tip,
+                    "-p",
+                    commit,
+                    "-m",
+                    message,
+                    env=self._commit_env(),
+                )[1].strip()
+                fast_forward = False
+            status, _, err = self._git(
+                "update-ref", "-m", f"prp: merge {commit[:12]}", ref, new, tip, codes=(0, 1, 128)
+            )
+            if status == 0:
+                return MergeResult(True, new, (), fast_forward)
+            last_error = _failure("update-ref", status, err)
+            _pause(attempt)  # another worker moved the tip (or holds its lock): retry on it
+        raise GitError(f"could not merge into {branch}: it kept changing ({last_error})")

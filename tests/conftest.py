@@ -1,0 +1,108 @@
+"""Shared test helpers: real git repositories and PRP files written the way users write them."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+FAKE_AGENT = Path(__file__).resolve().parent / "fake_agent.py"
+EXAMPLE_PRPS = Path(__file__).resolve().parents[1] / "PRPs"
+
+
+def git(cwd: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def init_repo(path: Path) -> Path:
+    """A real repository with one commit and a local identity."""
+    path.mkdir(parents=True, exist_ok=True)
+    git(path, "init", "-q", "-b", "main")
+    git(path, "config", "user.name", "Test User")
+    git(path, "config", "user.email", "test@example.com")
+    git(path, "config", "commit.gpgsign", "false")
+    (path / "README.md").write_text("project\n")
+    (path / ".gitignore").write_text(".ce/\n.pytest_cache/\n__pycache__/\n")
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "initial")
+    return path
+
+
+def prp_text(
+    prp_id: str,
+    *,
+    deps: Iterable[str] | str | None = (),
+    title: str | None = None,
+    steps: Iterable[str] = (),
+    gates: Iterable[str] = (),
+    checklist: Iterable[str] = (),
+    creates: dict[str, str] | None = None,
+    extra: str = "",
+) -> str:
+    """A PRP in the common shape: frontmatter, ### Step N sections, ### Gate N bash blocks."""
+    if isinstance(deps, str) or deps is None:
+        dep_yaml = repr(deps) if deps is not None else "null"
+    else:
+        dep_yaml = "[" + ", ".join(deps) + "]"
+    lines = [
+        "---",
+        f"prp_id: {prp_id}",
+        f"title: {title or 'Work for ' + prp_id}",
+        f"dependencies: {dep_yaml}",
+    ]
+    if extra:
+        lines.append(extra.strip("\n"))
+    lines += ["---", "", f"# {prp_id}", "", "## Implementation Steps", ""]
+    n = 0
+    for path, content in (creates or {}).items():
+        n += 1
+        lines += [f"### Step {n}: create {path}", "", f"**Create**: `{path}`", "```text"]
+        lines += [content.rstrip("\n"), "```", ""]
+    for step in steps:
+        n += 1
+        lines += [f"### Step {n}: shell", "", "```bash", textwrap.dedent(step).strip(), "```", ""]
+    lines += ["## Validation Gates", ""]
+    for i, gate in enumerate(gates, 1):
+        lines += [f"### Gate {i}: check {i}", "", "```bash", textwrap.dedent(gate).strip()]
+        lines += ["```", ""]
+    for item in checklist:
+        lines.append(f"- [ ] {item}")
+    return "\n".join(lines) + "\n"
+
+
+def write_prp(root: Path, prp_id: str, name: str | None = None, **kwargs: object) -> Path:
+    prps = root / "PRPs"
+    prps.mkdir(exist_ok=True)
+    path = prps / (name or f"{prp_id}.md")
+    path.write_text(prp_text(prp_id, **kwargs))  # type: ignore[arg-type]
+    return path
+
+
+@pytest.fixture
+def repo(pytester: pytest.Pytester) -> Path:
+    """pytester's directory as a git repository with one commit (the user's checkout)."""
+    return init_repo(pytester.path)
+
+
+@pytest.fixture
+def corpus() -> Path:
+    if not CORPUS.is_dir():
+        pytest.skip("shared corpus not present")
+    return CORPUS
+
+
+def copy_corpus(corpus: Path, subdir: str, dest: Path) -> Path:
+    target = dest / "PRPs"
+    shutil.copytree(corpus / subdir, target, dirs_exist_ok=True)
+    return target
+
+
+def python() -> str:
+    return sys.executable

@@ -1,0 +1,314 @@
+#!/usr/bin/env python3
+"""A stand-in for a coding agent CLI (Claude Code headless), for pytest-prp's tests.
+
+Run it as ``python tests/fake_agent.py [options]`` from the PRP's worktree, the way pytest-prp
+runs an agent: the prompt arrives on stdin and in the file named by ``PRP_PROMPT_FILE``.
+
+Protocol checks (exit 3 with a message on stderr when one fails):
+  * stdin holds a non-empty prompt;
+  * ``PRP_PROMPT_FILE`` is set, the file exists and holds exactly the stdin text;
+  * ``--prompt-file PATH``, when given, names a file holding that text too.
+
+Then, in the ``ok`` and ``garbage`` modes, it "implements" the PRP: every fenced block that
+directly follows a ``**Create**: `path` `` line in the prompt is written to that path
+(relative to the current directory), then every ``--write`` / ``FAKE_AGENT_WRITE`` edit is
+applied. Paths that are absolute or climb out with ``..`` are refused (exit 4).
+
+Options (each flag overrides its environment variable):
+  --mode MODE        FAKE_AGENT_MODE     ok (default) | fail | crash | is_error | max_turns |
+                                         garbage | hang
+      ok         implement, print a success result, exit 0
+      fail       write nothing, result with is_error true (error_during_execution), a
+                 message on stderr, exit 1
+      crash      print the init event and a message, then die of an uncaught exception
+                 (traceback on stderr, exit 1, no result object)
+      is_error   write nothing, result "success" with is_error true and an API error text,
+                 exit 0 (tests that is_error alone fails the step)
+      max_turns  write nothing, result subtype error_max_turns with is_error false, exit 0
+      garbage    like ok, with non-JSON lines mixed into stdout
+      hang       print the init event, then sleep for an hour (for timeout tests)
+  --plain            FAKE_AGENT_PLAIN=1  plain text output instead of stream-json (no result)
+  --cost USD         FAKE_AGENT_COST     total_cost_usd of the result (default 0.0123)
+  --write P=CONTENT  FAKE_AGENT_WRITE    write CONTENT to P; repeatable (in the variable: one
+                                         edit a line); ``\\n`` in CONTENT is a newline
+  --sleep SECONDS    FAKE_AGENT_SLEEP    sleep before doing anything
+  --exit CODE        FAKE_AGENT_EXIT     exit status to end with, whatever the mode
+  --record PATH      FAKE_AGENT_RECORD   write JSON: argv, cwd, prompt, prompt_file and the
+                                         PRP_* environment variables it saw
+  --prp-id ID                            the PRP id (default: $PRP_ID); used in session_id
+  --prompt-file PATH                     check this file too (pass ``{prompt_file}``)
+
+stream-json output (one JSON object a line, as ``claude -p --output-format stream-json
+--verbose`` prints): a ``system``/``init`` event, an ``assistant`` text message, for each file
+an ``assistant`` ``tool_use`` (Write) and a ``user`` ``tool_result``, and a final ``result``
+with ``total_cost_usd``, ``usage`` (input/output tokens), ``num_turns`` and ``session_id``
+(``fake-session-<prp id>``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path, PurePosixPath
+
+MODES = ("ok", "fail", "crash", "is_error", "max_turns", "garbage", "hang")
+_CREATE = re.compile(r"^\s*(?:[-*+]\s+|\d+\.\s+)?\*\*Create:?\*\*:?\s*`([^`]+)`")
+_FENCE = re.compile(r"^( {0,3})(`{3,}|~{3,})(.*)$")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    env = os.environ
+    parser = argparse.ArgumentParser(description="fake coding agent for pytest-prp tests")
+    parser.add_argument("--mode", choices=MODES, default=env.get("FAKE_AGENT_MODE") or "ok")
+    parser.add_argument("--plain", action="store_true", default=env.get("FAKE_AGENT_PLAIN") == "1")
+    parser.add_argument("--cost", type=float, default=float(env.get("FAKE_AGENT_COST") or 0.0123))
+    parser.add_argument("--write", action="append", default=[])
+    parser.add_argument("--sleep", type=float, default=float(env.get("FAKE_AGENT_SLEEP") or 0))
+    parser.add_argument("--exit", type=int, default=None)
+    parser.add_argument("--record", default=env.get("FAKE_AGENT_RECORD"))
+    parser.add_argument("--prp-id", default=env.get("PRP_ID"))
+    parser.add_argument("--prompt-file", default=None)
+    args = parser.parse_args(argv)
+    if args.exit is None and env.get("FAKE_AGENT_EXIT"):
+        args.exit = int(env["FAKE_AGENT_EXIT"])
+    if not args.write and env.get("FAKE_AGENT_WRITE"):
+        args.write = [line for line in env["FAKE_AGENT_WRITE"].splitlines() if line.strip()]
+    return args
+
+
+def protocol_error(message: str) -> None:
+    print(f"fake_agent: protocol error: {message}", file=sys.stderr)
+    sys.exit(3)
+
+
+def check_protocol(prompt: str, args: argparse.Namespace) -> str:
+    if not prompt.strip():
+        protocol_error("no prompt on stdin")
+    name = os.environ.get("PRP_PROMPT_FILE")
+    if not name:
+        protocol_error("PRP_PROMPT_FILE is not set")
+    assert name is not None
+    for label, path in (("PRP_PROMPT_FILE", name), ("--prompt-file", args.prompt_file)):
+        if path is None:
+            continue
+        if not Path(path).is_file():
+            protocol_error(f"{label} {path} does not exist")
+        if Path(path).read_text(encoding="utf-8") != prompt:
+            protocol_error(f"{label} {path} does not hold the prompt given on stdin")
+    return name
+
+
+def create_blocks(prompt: str) -> list[tuple[str, str]]:
+    """(path, content) of each fenced block right after a ``**Create**: `path` `` line."""
+    lines = prompt.splitlines()
+    found: list[tuple[str, str]] = []
+    i = 0
+    while i < len(lines):
+        match = _CREATE.match(lines[i])
+        i += 1
+        if not match:
+            continue
+        j = i
+        while j < len(lines) and not lines[j].strip():
+            j += 1
+        fence = _FENCE.match(lines[j]) if j < len(lines) else None
+        if not fence:
+            continue
+        indent, marks = len(fence.group(1)), fence.group(2)
+        body: list[str] = []
+        j += 1
+        while j < len(lines):
+            stripped = lines[j].strip()
+            if stripped.startswith(marks) and set(stripped) == {marks[0]}:
+                break
+            line = lines[j]
+            body.append(line[min(indent, len(line) - len(line.lstrip(" "))) :])
+            j += 1
+        found.append((match.group(1).strip(), "".join(f"{line}\n" for line in body)))
+        i = j + 1
+    return found
+
+
+def requested_writes(entries: list[str]) -> list[tuple[str, str]]:
+    writes = []
+    for entry in entries:
+        path, sep, content = entry.partition("=")
+        if not sep:
+            print(f"fake_agent: --write needs PATH=CONTENT, got {entry!r}", file=sys.stderr)
+            sys.exit(2)
+        writes.append((path.strip(), content.replace("\\n", "\n")))
+    return writes
+
+
+def write_file(path: str, content: str) -> None:
+    pure = PurePosixPath(path)
+    if pure.is_absolute() or ".." in pure.parts:
+        print(f"fake_agent: refusing to write outside the directory: {path}", file=sys.stderr)
+        sys.exit(4)
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(content, encoding="utf-8")
+
+
+class Output:
+    """Prints stream-json events, or plain text with --plain."""
+
+    def __init__(self, plain: bool, session_id: str) -> None:
+        self.plain = plain
+        self.session_id = session_id
+
+    def event(self, event: dict[str, object], plain_text: str | None) -> None:
+        if self.plain:
+            if plain_text is not None:
+                print(plain_text, flush=True)
+            return
+        event.setdefault("session_id", self.session_id)
+        print(json.dumps(event), flush=True)
+
+    def raw(self, text: str) -> None:
+        print(text, flush=True)
+
+    def init(self) -> None:
+        event: dict[str, object] = {
+            "type": "system",
+            "subtype": "init",
+            "cwd": os.getcwd(),
+            "model": "fake-model",
+            "permissionMode": "bypassPermissions",
+            "apiKeySource": "none",
+            "tools": ["Bash", "Read", "Write", "Edit"],
+            "mcp_servers": [],
+        }
+        self.event(event, "fake agent: starting")
+
+    def say(self, text: str) -> None:
+        message = {"role": "assistant", "content": [{"type": "text", "text": text}]}
+        self.event({"type": "assistant", "message": message}, text)
+
+    def wrote(self, number: int, path: str, content: str) -> None:
+        tool_id = f"toolu_fake_{number}"
+        use: dict[str, object] = {"type": "tool_use", "id": tool_id, "name": "Write"}
+        use["input"] = {"file_path": path, "content": content}
+        self.event(
+            {"type": "assistant", "message": {"role": "assistant", "content": [use]}},
+            f"fake agent: wrote {path}",
+        )
+        done = {"type": "tool_result", "tool_use_id": tool_id}
+        done["content"] = f"File created successfully at: {path}"
+        self.event({"type": "user", "message": {"role": "user", "content": [done]}}, None)
+
+    def result(
+        self,
+        *,
+        subtype: str,
+        is_error: bool,
+        text: str,
+        turns: int,
+        cost: float,
+        tokens_in: int,
+        tokens_out: int,
+    ) -> None:
+        event = {
+            "type": "result",
+            "subtype": subtype,
+            "is_error": is_error,
+            "duration_ms": 12,
+            "duration_api_ms": 10,
+            "num_turns": turns,
+            "result": text,
+            "total_cost_usd": cost,
+            "usage": {
+                "input_tokens": tokens_in,
+                "output_tokens": tokens_out,
+                "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 0,
+            },
+        }
+        self.event(event, f"fake agent: {text}")
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    prompt = sys.stdin.read()
+    prompt_file = check_protocol(prompt, args)
+    if args.record:
+        seen = {k: v for k, v in os.environ.items() if k.startswith("PRP_")}
+        record: dict[str, object] = {"argv": argv, "cwd": os.getcwd(), "prompt": prompt}
+        record.update({"prompt_file": prompt_file, "env": seen})
+        Path(args.record).write_text(json.dumps(record, indent=2), encoding="utf-8")
+    if args.sleep:
+        time.sleep(args.sleep)
+
+    out = Output(args.plain, f"fake-session-{args.prp_id or 'none'}")
+    out.init()
+    tokens_in = len(prompt) // 4 + 1
+    status = 0
+    if args.mode == "hang":
+        time.sleep(3600)
+    elif args.mode == "crash":
+        out.say("Starting; something is about to go wrong.")
+        raise RuntimeError("fake agent crashed as asked")
+    elif args.mode in ("ok", "garbage"):
+        out.say(f"I will implement PRP {args.prp_id or '(unknown)'}.")
+        if args.mode == "garbage":
+            out.raw("Loading plugins... done")
+            out.raw("{this is not json")
+        edits = create_blocks(prompt) + requested_writes(args.write)
+        for number, (path, content) in enumerate(edits, 1):
+            write_file(path, content)
+            out.wrote(number, path, content)
+        if args.mode == "garbage":
+            out.raw('["a", "json", "list", "is", "not", "an", "event"]')
+        written = sum(len(content) for _, content in edits)
+        out.result(
+            subtype="success",
+            is_error=False,
+            text=f"Wrote {len(edits)} files.",
+            turns=1 + len(edits),
+            cost=args.cost,
+            tokens_in=tokens_in,
+            tokens_out=written // 4 + 10,
+        )
+    elif args.mode == "fail":
+        out.say("I cannot do this.")
+        print("fake agent: failing as asked", file=sys.stderr, flush=True)
+        out.result(
+            subtype="error_during_execution",
+            is_error=True,
+            text="fake agent failed as asked",
+            turns=1,
+            cost=args.cost,
+            tokens_in=tokens_in,
+            tokens_out=5,
+        )
+        status = 1
+    elif args.mode == "is_error":
+        out.result(
+            subtype="success",
+            is_error=True,
+            text="API Error: fake is_error as asked",
+            turns=1,
+            cost=args.cost,
+            tokens_in=tokens_in,
+            tokens_out=5,
+        )
+    elif args.mode == "max_turns":
+        out.say("Still working on it...")
+        out.result(
+            subtype="error_max_turns",
+            is_error=False,
+            text="",
+            turns=50,
+            cost=args.cost,
+            tokens_in=tokens_in,
+            tokens_out=50,
+        )
+    return status if args.exit is None else args.exit
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

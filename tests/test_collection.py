@@ -1,0 +1,176 @@
+"""Collection, selection, markers and errors, through real pytest runs (pytester)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import copy_corpus, write_prp
+
+
+def diamond(root: Path) -> None:
+    write_prp(root, "PRP-47.1.1", name="PRP-47.1.1-base.md", deps=None, gates=["true"])
+    write_prp(root, "PRP-47.2.1", deps=["PRP-47.1.1"], gates=["true"])
+    write_prp(root, "PRP-47.2.2", deps="PRP-47.1.1", gates=["true"])
+    write_prp(root, "PRP-47.10.1", deps=["PRP-47.2.1", "PRP-47.2.2"], gates=["true"])
+    write_prp(root, "PRP-47.9.1", deps=["PRP-47.2.1"], gates=["true"])
+
+
+def test_plain_run_collects_no_prp_and_says_so(pytester: pytest.Pytester) -> None:
+    diamond(pytester.path)
+    pytester.makepyfile(test_ordinary="def test_one():\n    pass\n")
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["prp: 5 PRP files seen, not run; run them with --prp-batch N*"])
+
+
+def test_batch_collects_one_item_per_prp_in_plan_order(pytester: pytest.Pytester) -> None:
+    diamond(pytester.path)
+    (pytester.path / "PRPs" / "PRP-47-BATCH-PLAN.md").write_text("# plan\n\n---\n\n| a |\n|---|\n")
+    result = pytester.runpytest("--prp-batch", "47", "--collect-only", "-q")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(
+        [
+            "PRPs/PRP-47.1.1-base.md::PRP-47.1.1",
+            "PRPs/PRP-47.2.1.md::PRP-47.2.1",
+            "PRPs/PRP-47.2.2.md::PRP-47.2.2",
+            "PRPs/PRP-47.9.1.md::PRP-47.9.1",
+            "PRPs/PRP-47.10.1.md::PRP-47.10.1",
+            "5 tests collected*",
+        ]
+    )
+
+
+def test_k_selects_by_id_prefix(pytester: pytest.Pytester) -> None:
+    diamond(pytester.path)
+    result = pytester.runpytest("--prp-batch", "47", "--collect-only", "-q", "-k", "PRP-47.2")
+    result.stdout.fnmatch_lines(["*::PRP-47.2.1", "*::PRP-47.2.2", "2/5 tests collected*"])
+
+
+def test_stage_and_batch_markers_select(pytester: pytest.Pytester) -> None:
+    diamond(pytester.path)
+    result = pytester.runpytest(
+        "--prp-all",
+        "--collect-only",
+        "-q",
+        "-m",
+        "prp_stage_3 and prp_batch_47",
+        "--strict-markers",
+    )
+    result.stdout.fnmatch_lines(["*::PRP-47.9.1", "*::PRP-47.10.1", "2/5 tests collected*"])
+
+
+def test_stage_start_and_id_options(pytester: pytest.Pytester) -> None:
+    diamond(pytester.path)
+    stage = pytester.runpytest("--prp-batch", "47", "--prp-stage", "2", "--co", "-q")
+    stage.stdout.fnmatch_lines(["*::PRP-47.2.1", "*::PRP-47.2.2", "2/5 tests collected*"])
+    start = pytester.runpytest("--prp-batch", "47", "--prp-start", "47.2.2", "--co", "-q")
+    start.stdout.fnmatch_lines(["*::PRP-47.2.2", "*::PRP-47.9.1", "*::PRP-47.10.1", "3/5*"])
+    ids = pytester.runpytest("--prp-id", "47.9.1,PRP-47.1.1", "--co", "-q")
+    ids.stdout.fnmatch_lines(["*::PRP-47.1.1", "*::PRP-47.9.1", "2/5 tests collected*"])
+
+
+def test_ini_enabled_and_file_pattern(pytester: pytest.Pytester) -> None:
+    prps = pytester.path / "specs"
+    prps.mkdir()
+    (prps / "user-auth.md").write_text("---\nprp_id: PRP-5.1.1\ndependencies: []\n---\n# x\n")
+    (prps / "notes.md").write_text("# just notes\n\n---\n\nmore\n")
+    pytester.makeini("[pytest]\nprp_enabled = true\nprp_file_pattern = *.md\n")
+    result = pytester.runpytest("specs", "--co", "-q")
+    result.stdout.fnmatch_lines(["specs/user-auth.md::PRP-5.1.1", "1 test collected*"])
+
+
+def test_plan_json_is_the_whole_stdout(pytester: pytest.Pytester) -> None:
+    diamond(pytester.path)
+    result = pytester.runpytest_subprocess("--prp-batch", "47", "--prp-plan=json")
+    assert result.ret == 0
+    plan = json.loads(result.stdout.str())
+    assert plan["stages"] == {
+        "1": ["PRP-47.1.1"],
+        "2": ["PRP-47.2.1", "PRP-47.2.2"],
+        "3": ["PRP-47.9.1", "PRP-47.10.1"],
+    }
+    first = plan["prps"][0]
+    assert first["id"] == "PRP-47.1.1" and first["batch"] == "47"
+    assert first["gates"] == {"executable": 1, "unverified": 0}
+    assert plan["critical_path"][0] == "PRP-47.1.1" and len(plan["critical_path"]) == 3
+
+
+def test_plan_text_and_mermaid(pytester: pytest.Pytester) -> None:
+    diamond(pytester.path)
+    text = pytester.runpytest("--prp-batch", "47", "--prp-plan")
+    assert text.ret == 0
+    text.stdout.fnmatch_lines(["*Stage 1*", "*PRP-47.1.1*", "*Stage 3*", "*Critical path*"])
+    assert "passed" not in text.stdout.str()
+    mermaid = pytester.runpytest_subprocess("--prp-batch", "47", "--prp-plan=mermaid")
+    assert mermaid.ret == 0
+    out = mermaid.stdout.str()
+    assert out.lstrip().startswith("flowchart") and "subgraph" in out
+
+
+def test_plan_problems_are_collection_errors_without_traceback(
+    pytester: pytest.Pytester,
+) -> None:
+    write_prp(pytester.path, "PRP-1.1.1", deps=["PRP-1.2.1"])
+    write_prp(pytester.path, "PRP-1.2.1", deps=["PRP-1.1.1"])
+    write_prp(pytester.path, "PRP-1.3.1", deps=["PRP-9.9.9"])
+    write_prp(pytester.path, "PRP-1.4.1", name="PRP-1.4.1-copy.md")
+    write_prp(pytester.path, "PRP-1.4.1")
+    write_prp(pytester.path, "PRP-1.5.1", deps=["PRP-1.5.1"])
+    (pytester.path / "PRPs" / "PRP-1.6.1.md").write_text("---\nprp_id: [unclosed\n---\n# x\n")
+    result = pytester.runpytest("--prp-batch", "1")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    out = result.stdout.str()
+    assert "Traceback" not in out
+    assert (
+        "PRP-1.1.1 -> PRP-1.2.1 -> PRP-1.1.1" in out or "PRP-1.2.1 -> PRP-1.1.1 -> PRP-1.2.1" in out
+    )
+    assert "PRP-9.9.9" in out
+    assert "PRP-1.4.1-copy.md" in out and "PRP-1.4.1.md" in out
+    result.stdout.fnmatch_lines(["PRPs/PRP-1.6.1.md:[23]: invalid YAML*"])
+    result.stdout.fnmatch_lines(["*PRP-1.5.1*"])
+    assert "passed" not in out
+
+
+def test_non_utf8_file_is_a_clear_error(pytester: pytest.Pytester) -> None:
+    prps = pytester.path / "PRPs"
+    prps.mkdir()
+    (prps / "PRP-2.1.1.md").write_bytes(b"---\nprp_id: PRP-2.1.1\ntitle: caf\xe9\n---\n")
+    result = pytester.runpytest("--prp-all")
+    assert result.ret != 0
+    assert "Traceback" not in result.stdout.str()
+    result.stdout.fnmatch_lines(["*PRP-2.1.1.md:3*UTF-8*"])
+
+
+def test_real_corpus_batch_43_plans(pytester: pytest.Pytester, corpus: Path) -> None:
+    copy_corpus(corpus, "ctx-eng-plus-batch-43", pytester.path)
+    result = pytester.runpytest_subprocess("PRPs", "--prp-batch", "43", "--prp-plan=json")
+    assert result.ret == 0, result.stderr.str()
+    plan = json.loads(result.stdout.str())
+    assert plan["stages"] == {
+        "1": ["PRP-43.1.1"],
+        "2": ["PRP-43.2.1", "PRP-43.2.2", "PRP-43.2.3"],
+        "3": ["PRP-43.3.1"],
+        "4": ["PRP-43.4.1"],
+    }
+    by_id = {p["id"]: p for p in plan["prps"]}
+    assert by_id["PRP-43.2.1"]["steps"] >= 4
+    assert by_id["PRP-43.1.1"]["gates"]["executable"] >= 1
+
+
+def test_example_batch_plans(pytester: pytest.Pytester) -> None:
+    from conftest import EXAMPLE_PRPS
+
+    for path in EXAMPLE_PRPS.glob("*.md"):
+        (pytester.path / "PRPs").mkdir(exist_ok=True)
+        (pytester.path / "PRPs" / path.name).write_text(path.read_text())
+    result = pytester.runpytest_subprocess("PRPs", "--prp-batch", "7", "--prp-plan=json")
+    plan = json.loads(result.stdout.str())
+    assert plan["stages"] == {
+        "1": ["PRP-7.1.1"],
+        "2": ["PRP-7.2.1", "PRP-7.2.2"],
+        "3": ["PRP-7.3.1"],
+    }
+    assert plan["warnings"] == []

@@ -1,0 +1,541 @@
+"""pytest_prp.gitops against real repositories: worktrees, commits, merges, the ledger, and
+the promise that the user's checkout is never touched."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_prp.gitops import (
+    DEFAULT_EMAIL,
+    DEFAULT_NAME,
+    GitError,
+    GitWorkspace,
+    identity_env,
+    safe_name,
+    trailers_message,
+)
+
+PROJECT = Path(__file__).resolve().parents[1]
+BATCH = "prp/batch-47"
+
+
+def git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    # GIT_OPTIONAL_LOCKS=0: our own `git status` must not refresh (rewrite) the index we check.
+    full_env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0", **(env or {})}
+    done = subprocess.run(
+        ["git", *args], cwd=cwd, env=full_env, capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+def make_repo(path: Path, identity: bool = True) -> Path:
+    path.mkdir(parents=True)
+    git(path, "init", "-q", "-b", "main")
+    if identity:
+        git(path, "config", "user.name", "Test User")
+        git(path, "config", "user.email", "test@example.com")
+    (path / ".gitignore").write_text("*.log\n")
+    (path / "tracked.txt").write_text("one\ntwo\nthree\n")
+    (path / "staged.txt").write_text("original\n")
+    git(path, "add", "-A")
+    commit_env = {
+        "GIT_AUTHOR_NAME": "Setup",
+        "GIT_AUTHOR_EMAIL": "setup@example.com",
+        "GIT_COMMITTER_NAME": "Setup",
+        "GIT_COMMITTER_EMAIL": "setup@example.com",
+    }
+    git(path, "commit", "-q", "-m", "initial", env=commit_env)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_git(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Neither the developer's git config nor their identity variables leak into these tests.
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    for name in (
+        "GIT_CONFIG_GLOBAL",
+        "GIT_AUTHOR_NAME",
+        "GIT_AUTHOR_EMAIL",
+        "GIT_COMMITTER_NAME",
+        "GIT_COMMITTER_EMAIL",
+        "EMAIL",
+        "GIT_DIR",
+        "GIT_WORK_TREE",
+        "GIT_INDEX_FILE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "repo")
+
+
+@pytest.fixture
+def ws(repo: Path) -> GitWorkspace:
+    return GitWorkspace.open(repo)
+
+
+def make_dirty(root: Path) -> None:
+    """A checkout in the middle of someone's work: every kind of state git knows."""
+    (root / "tracked.txt").write_text("one\nTWO (unstaged)\nthree\n")
+    (root / "staged.txt").write_text("staged change\n")
+    git(root, "add", "staged.txt")
+    (root / "untracked.txt").write_text("mine\n")
+    (root / "debug.log").write_text("ignored\n")
+
+
+def snapshot(root: Path) -> dict[str, object]:
+    files = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d != ".git"]
+        for name in filenames:
+            path = Path(dirpath, name)
+            files[path.relative_to(root).as_posix()] = path.read_bytes()
+    return {
+        "status": git(root, "status", "--porcelain", "--ignored", "-uall"),
+        "branch": (root / ".git" / "HEAD").read_text(),
+        "head": git(root, "rev-parse", "HEAD"),
+        "index": (root / ".git" / "index").read_bytes(),
+        "files": files,
+    }
+
+
+def prp_commit(ws: GitWorkspace, prp_id: str, files: dict[str, str], start: str = BATCH) -> str:
+    wt = ws.create_worktree(prp_id, f"prp/47/{prp_id}", start)
+    for name, text in files.items():
+        (wt / name).write_text(text)
+    info = ws.commit_all(wt, trailers_message(f"{prp_id}: Complete - t", {"PRP-Id": prp_id}))
+    assert info is not None
+    return info.sha
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+def test_trailers_message_is_read_back_by_git_as_trailers(repo: Path) -> None:
+    message = trailers_message(
+        "P-1: Complete - Add\nlogin", {"PRP-Id": "P-1", "PRP-Batch": "47", "PRP-Gates": "3/3"}
+    )
+    assert message == "P-1: Complete - Add login\n\nPRP-Id: P-1\nPRP-Batch: 47\nPRP-Gates: 3/3\n"
+    parsed = subprocess.run(
+        ["git", "interpret-trailers", "--parse"],
+        input=message,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=repo,
+    ).stdout
+    assert parsed == "PRP-Id: P-1\nPRP-Batch: 47\nPRP-Gates: 3/3\n"
+    assert trailers_message("subject", {}) == "subject\n"
+    with pytest.raises(ValueError):
+        trailers_message("s", {"Bad Key": "v"})
+
+
+def test_safe_name_keeps_plain_ids_and_separates_mangled_ones() -> None:
+    assert safe_name("PRP-001.v2_x") == "PRP-001.v2_x"
+    assert safe_name("a/b").startswith("a_b-")
+    assert safe_name("a/b") != safe_name("a_b") != safe_name("a b")
+    assert "/" not in safe_name("../../etc") and not safe_name("..").startswith(".")
+
+
+def test_identity_env_only_fills_what_is_missing() -> None:
+    assert identity_env({}, {"user.name": "U", "user.email": "u@x"}) == {}
+    assert identity_env({}, {}) == {
+        "GIT_AUTHOR_NAME": DEFAULT_NAME,
+        "GIT_AUTHOR_EMAIL": DEFAULT_EMAIL,
+        "GIT_COMMITTER_NAME": DEFAULT_NAME,
+        "GIT_COMMITTER_EMAIL": DEFAULT_EMAIL,
+    }
+    assert identity_env({"EMAIL": "e@x"}, {"user.name": "U"}) == {}
+    assert identity_env({"GIT_AUTHOR_NAME": "A", "GIT_AUTHOR_EMAIL": "a@x"}, {}) == {
+        "GIT_COMMITTER_NAME": DEFAULT_NAME,
+        "GIT_COMMITTER_EMAIL": DEFAULT_EMAIL,
+    }
+
+
+# --------------------------------------------------------------------------- opening
+
+
+def test_open_outside_a_repository(tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    with pytest.raises(GitError) as e:
+        GitWorkspace.open(plain)
+    assert str(e.value) == f"not inside a git repository: {plain}"
+
+
+def test_open_repository_without_commits(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    git(empty, "init", "-q")
+    with pytest.raises(GitError) as e:
+        GitWorkspace.open(empty)
+    assert str(e.value) == f"the repository at {empty} has no commits yet"
+
+
+def test_open_from_a_subdirectory_finds_the_top(repo: Path) -> None:
+    sub = repo / "a" / "b"
+    sub.mkdir(parents=True)
+    ws = GitWorkspace.open(sub)
+    assert ws.root == repo
+    assert ws.common_dir == repo / ".git"
+    assert ws.head_sha() == git(repo, "rev-parse", "HEAD")
+
+
+def test_open_refuses_hook_environment(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GIT_INDEX_FILE", str(repo / ".git" / "index"))
+    with pytest.raises(GitError, match="GIT_INDEX_FILE set in the environment"):
+        GitWorkspace.open(repo)
+
+
+# --------------------------------------------------------------------------- refs
+
+
+def test_resolve_and_branch_sha(ws: GitWorkspace, repo: Path) -> None:
+    head = git(repo, "rev-parse", "HEAD")
+    assert ws.resolve("main") == ws.resolve(head[:8]) == head
+    assert ws.branch_sha("main") == head
+    assert ws.branch_sha("nope") is None
+    with pytest.raises(GitError, match=r"^unknown revision: nope$"):
+        ws.resolve("nope")
+    with pytest.raises(GitError, match=r"^unknown revision: --all$"):
+        ws.resolve("--all")
+
+
+def test_ensure_branch_creates_once_then_reuses_without_checkout(
+    ws: GitWorkspace, repo: Path
+) -> None:
+    base = git(repo, "rev-parse", "HEAD")
+    assert ws.ensure_branch(BATCH) == base
+    moved = prp_commit(ws, "P-1", {"a.txt": "a"})
+    assert ws.merge(BATCH, moved, "m").ok
+    assert ws.ensure_branch(BATCH, base="nonexistent-is-not-consulted") == moved
+    assert git(repo, "branch", "--show-current") == "main"
+    with pytest.raises(GitError, match="unknown revision: nope"):
+        ws.ensure_branch("prp/other", base="nope")
+    assert ws.branch_sha("prp/other") is None
+
+
+def test_ensure_branch_refuses_a_checked_out_branch(ws: GitWorkspace, repo: Path) -> None:
+    with pytest.raises(GitError) as e:
+        ws.ensure_branch("main")
+    assert str(e.value).startswith(f"integration branch main is checked out in {repo};")
+    other = repo.parent / "other"
+    git(repo, "worktree", "add", "-q", "-b", BATCH, str(other))
+    with pytest.raises(GitError) as e:
+        ws.ensure_branch(BATCH)
+    assert f"integration branch {BATCH} is checked out in {other};" in str(e.value)
+    assert ws.checked_out_in(BATCH) == other
+    assert ws.checked_out_in("prp/unused") is None
+
+
+# --------------------------------------------------------------------------- the user's checkout
+
+
+def test_user_checkout_is_never_touched(ws: GitWorkspace, repo: Path) -> None:
+    make_dirty(repo)
+    before = snapshot(repo)
+    ws.ensure_branch(BATCH)
+    first = ws.create_worktree("P-1", "prp/47/P-1", BATCH)
+    second = ws.create_worktree("P-2", "prp/47/P-2", BATCH)
+    (first / "tracked.txt").write_text("changed by P-1\ntwo\nthree\n")
+    (first / "new.txt").write_text("new\n")
+    (second / "other.txt").write_text("other\n")
+    (second / "staged.txt").unlink()
+    assert snapshot(repo) == before  # worktrees with uncommitted work are invisible
+    one, two = ws.commit_all(first, "P-1"), ws.commit_all(second, "P-2")
+    assert one is not None and two is not None
+    assert ws.merge(BATCH, one.sha, "merge P-1").fast_forward
+    merged = ws.merge(BATCH, two.sha, "merge P-2")
+    assert merged.ok and not merged.fast_forward
+    assert snapshot(repo) == before
+    ws.remove_worktree(first)
+    ws.remove_worktree(second)
+    assert snapshot(repo) == before
+    assert git(repo, "show", f"{BATCH}:new.txt") == "new"
+
+
+def test_worktrees_live_outside_git_status(ws: GitWorkspace, repo: Path) -> None:
+    ws.ensure_branch(BATCH)
+    wt = ws.create_worktree("feature/login flow", "prp/47/login", BATCH)
+    (wt / "scratch.txt").write_text("x")
+    assert wt.parent == repo / ".git" / "prp" / "worktrees"
+    assert wt.name.startswith("feature_login_flow-")
+    assert git(repo, "status", "--porcelain", "--ignored", "-uall") == ""
+    assert git(wt, "branch", "--show-current") == "prp/47/login"  # on a branch, not detached
+    assert git(wt, "status", "--porcelain") == "?? scratch.txt"
+    assert ws.list_prp_worktrees() == [wt]
+
+
+# --------------------------------------------------------------------------- commits
+
+
+def test_commit_all_commits_everything_but_ignored_files(ws: GitWorkspace, repo: Path) -> None:
+    base = ws.ensure_branch(BATCH)
+    wt = ws.create_worktree("P-1", "prp/47/P-1", BATCH)
+    assert ws.commit_all(wt, "nothing yet") is None
+    (wt / "tracked.txt").write_text("rewritten\n")
+    (wt / "staged.txt").unlink()
+    (wt / "pkg").mkdir()
+    (wt / "pkg" / "mod.py").write_text("x = 1\n")
+    (wt / "run.log").write_text("ignored\n")
+    message = trailers_message("P-1: Complete - t", {"PRP-Id": "P-1", "PRP-Batch": "47"})
+    info = ws.commit_all(wt, message)
+    assert info is not None
+    assert (info.created, info.modified, info.deleted) == (
+        ("pkg/mod.py",),
+        ("tracked.txt",),
+        ("staged.txt",),
+    )
+    assert git(repo, "rev-parse", "prp/47/P-1") == info.sha
+    assert git(repo, "rev-parse", f"{info.sha}^") == base
+    assert git(repo, "log", "-1", "--format=%B", info.sha) == message.strip()
+    assert git(repo, "log", "-1", "--format=%an <%ae>", info.sha) == "Test User <test@example.com>"
+    assert git(wt, "status", "--porcelain") == ""  # the worktree's own index is in sync
+    assert (wt / "run.log").exists()
+    assert ws.commit_all(wt, "again") is None
+    assert ws.changed_files(info.sha) == info
+
+
+def test_commits_run_no_hooks(ws: GitWorkspace, repo: Path) -> None:
+    hooks = repo / ".git" / "hooks"
+    marker = repo.parent / "hook-ran"
+    for name in (
+        "pre-commit",
+        "commit-msg",
+        "post-commit",
+        "post-checkout",
+        "reference-transaction",
+    ):
+        hook = hooks / name
+        hook.write_text(f"#!/bin/sh\necho {name} >> '{marker}'\nexit 1\n")
+        hook.chmod(0o755)
+    ws.ensure_branch(BATCH)
+    one = prp_commit(ws, "P-1", {"a.txt": "a"})
+    two = prp_commit(ws, "P-2", {"b.txt": "b"})
+    assert ws.merge(BATCH, one, "m1").ok and ws.merge(BATCH, two, "m2").ok
+    ws.clean()
+    assert not marker.exists()
+
+
+def test_identity_falls_back_when_none_is_configured(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "anon", identity=False)
+    ws = GitWorkspace.open(repo)
+    ws.ensure_branch(BATCH)
+    one = prp_commit(ws, "P-1", {"a.txt": "a"})
+    two = prp_commit(ws, "P-2", {"b.txt": "b"})
+    ws.merge(BATCH, one, "m1")
+    merge = ws.merge(BATCH, two, "m2")
+    assert merge.ok and not merge.fast_forward
+    for sha in (one, merge.sha or ""):
+        who = git(repo, "log", "-1", "--format=%an <%ae>|%cn <%ce>", sha)
+        assert who == f"{DEFAULT_NAME} <{DEFAULT_EMAIL}>|{DEFAULT_NAME} <{DEFAULT_EMAIL}>"
+    # Only our commits: nothing was written to the user's config.
+    assert "user." not in git(repo, "config", "--list", "--local")
+
+
+# --------------------------------------------------------------------------- merges
+
+
+def test_fast_forward_merge(ws: GitWorkspace, repo: Path) -> None:
+    ws.ensure_branch(BATCH)
+    sha = prp_commit(ws, "P-1", {"a.txt": "a"})
+    result = ws.merge(BATCH, sha, "unused for fast-forward")
+    assert result.ok and result.fast_forward and result.sha == sha and result.conflicts == ()
+    assert git(repo, "rev-parse", BATCH) == sha
+    again = ws.merge(BATCH, sha, "again")  # already merged: nothing new
+    assert again.ok and again.sha == sha and not again.fast_forward
+
+
+def test_true_merge_of_independent_commits(ws: GitWorkspace, repo: Path) -> None:
+    ws.ensure_branch(BATCH)
+    one = prp_commit(ws, "P-1", {"a.txt": "a"})
+    two = prp_commit(ws, "P-2", {"b.txt": "b"})
+    assert ws.merge(BATCH, one, "m1").fast_forward
+    result = ws.merge(BATCH, two, "Merge P-2")
+    assert result.ok and not result.fast_forward and result.sha is not None
+    assert git(repo, "rev-parse", BATCH) == result.sha
+    assert git(repo, "log", "-1", "--format=%P|%s", result.sha) == f"{one} {two}|Merge P-2"
+    assert git(repo, "ls-tree", "--name-only", BATCH).split() == [
+        ".gitignore",
+        "a.txt",
+        "b.txt",
+        "staged.txt",
+        "tracked.txt",
+    ]
+    merged = ws.changed_files(result.sha)  # first-parent view: what the merge brought in
+    assert (merged.sha, merged.created, merged.modified) == (result.sha, ("b.txt",), ())
+
+
+def test_conflict_leaves_branch_unchanged_and_names_paths(ws: GitWorkspace, repo: Path) -> None:
+    ws.ensure_branch(BATCH)
+    one = prp_commit(ws, "P-1", {"tracked.txt": "P-1 version\n", "a.txt": "a"})
+    two = prp_commit(ws, "P-2", {"tracked.txt": "P-2 version\n", "b.txt": "b"})
+    ws.merge(BATCH, one, "m1")
+    result = ws.merge(BATCH, two, "m2")
+    assert result == type(result)(ok=False, sha=None, conflicts=("tracked.txt",))
+    assert git(repo, "rev-parse", BATCH) == one
+
+
+def test_merge_into_missing_branch(ws: GitWorkspace) -> None:
+    with pytest.raises(GitError, match="branch prp/none does not exist"):
+        ws.merge("prp/none", ws.head_sha(), "m")
+
+
+PARALLEL_WORKER = r"""
+import json, sys, time
+from pathlib import Path
+from pytest_prp.gitops import GitWorkspace, trailers_message
+
+root, n, go = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+ws = GitWorkspace.open(root)
+while not go.exists():
+    time.sleep(0.002)
+ws.ensure_branch("prp/batch-par")
+wt = ws.create_worktree(f"P-{n}", f"prp/par/P-{n}", "prp/batch-par")
+(wt / f"file-{n}.txt").write_text(n)
+info = ws.commit_all(wt, trailers_message(f"P-{n}: Complete", {"PRP-Id": f"P-{n}"}))
+result = ws.merge("prp/batch-par", info.sha, f"Merge P-{n}")
+ws.remove_worktree(wt)
+print(json.dumps({"ok": result.ok, "conflicts": list(result.conflicts)}))
+"""
+
+
+def test_parallel_workers_merge_into_one_branch(repo: Path, tmp_path: Path) -> None:
+    make_dirty(repo)
+    before = snapshot(repo)
+    go = tmp_path / "go"
+    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", PARALLEL_WORKER, str(repo), str(n), str(go)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(8)
+    ]
+    go.touch()  # all start together
+    outputs = [w.communicate(timeout=60) for w in workers]
+    for worker, (out, err) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, err
+        assert json.loads(out) == {"ok": True, "conflicts": []}
+    files = git(repo, "ls-tree", "--name-only", "prp/batch-par").split()
+    assert [f for f in files if f.startswith("file-")] == [f"file-{n}.txt" for n in range(8)]
+    ids = git(repo, "log", "--format=%(trailers:key=PRP-Id,valueonly)", "prp/batch-par").split()
+    assert sorted(ids) == [f"P-{n}" for n in range(8)]  # each exactly once
+    ws = GitWorkspace.open(repo)
+    assert sorted(ws.ledger(["prp/batch-par"])) == [f"P-{n}" for n in range(8)]
+    assert ws.list_prp_worktrees() == []
+    assert snapshot(repo) == before
+
+
+# --------------------------------------------------------------------------- the ledger
+
+
+def test_ledger_reads_trailers_and_complete_subjects(ws: GitWorkspace, repo: Path) -> None:
+    def commit(subject: str, trailers: dict[str, str] | None = None) -> str:
+        message = trailers_message(subject, trailers or {})
+        git(repo, "commit", "-q", "--allow-empty", "-m", message)
+        return git(repo, "rev-parse", "HEAD")
+
+    old = commit("P-1: Complete - old style")
+    trailer = commit("Implement login", {"PRP-Id": "P-2", "PRP-Batch": "47"})
+    commit("P-3: Started, not finished")  # neither convention
+    commit("Unrelated work mentioning PRP-Id: P-4 inline")  # not a trailer line
+    git(repo, "checkout", "-q", "-b", BATCH)
+    on_batch = commit("Merge", {"PRP-Id": "P-5"})
+    git(repo, "checkout", "-q", "-b", "other", "main")
+    commit("P-6: Complete - elsewhere")
+    git(repo, "checkout", "-q", "main")
+    assert ws.ledger(["HEAD"]) == {"P-1": old, "P-2": trailer}
+    assert ws.ledger(["HEAD", BATCH, "prp/batch-missing"]) == {
+        "P-1": old,
+        "P-2": trailer,
+        "P-5": on_batch,
+    }
+    assert ws.ledger(["prp/batch-missing"]) == {}
+    assert ws.ledger([]) == {}
+
+
+def test_ledger_prefers_the_newest_commit(ws: GitWorkspace, repo: Path) -> None:
+    ws.ensure_branch(BATCH)
+    first = prp_commit(ws, "P-1", {"a.txt": "a"})
+    ws.merge(BATCH, first, "m1")
+    redo = prp_commit(ws, "P-1", {"a.txt": "again"})
+    ws.merge(BATCH, redo, "m2")
+    assert ws.ledger([BATCH]) == {"P-1": redo}
+
+
+# --------------------------------------------------------------------------- cleanup
+
+
+def test_stale_worktree_and_branch_are_recreated(ws: GitWorkspace, repo: Path) -> None:
+    base = ws.ensure_branch(BATCH)
+    wt = ws.create_worktree("P-1", "prp/47/P-1", BATCH)
+    (wt / "half-done.txt").write_text("killed here")
+    assert ws.commit_all(wt, "partial") is not None
+    (wt / "uncommitted.txt").write_text("x")
+    again = ws.create_worktree("P-1", "prp/47/P-1", BATCH)  # the run was killed; start over
+    assert again == wt
+    assert git(repo, "rev-parse", "prp/47/P-1") == base
+    assert not (wt / "half-done.txt").exists() and not (wt / "uncommitted.txt").exists()
+    assert git(wt, "status", "--porcelain") == ""
+
+
+def test_worktree_recreated_after_directory_vanished_or_add_was_killed(
+    ws: GitWorkspace, repo: Path
+) -> None:
+    ws.ensure_branch(BATCH)
+    wt = ws.create_worktree("P-1", "prp/47/P-1", BATCH)
+    admin = Path(git(wt, "rev-parse", "--absolute-git-dir"))
+    shutil.rmtree(wt)  # directory deleted, registration left behind
+    assert ws.create_worktree("P-1", "prp/47/P-1", BATCH) == wt and (wt / "tracked.txt").exists()
+    shutil.rmtree(wt)
+    (admin / "locked").write_text("initializing")  # what a killed `worktree add` leaves
+    assert ws.create_worktree("P-1", "prp/47/P-1", BATCH) == wt and (wt / "tracked.txt").exists()
+    assert git(wt, "branch", "--show-current") == "prp/47/P-1"
+
+
+def test_remove_worktree_keeps_or_deletes_the_branch(ws: GitWorkspace, repo: Path) -> None:
+    ws.ensure_branch(BATCH)
+    keep = ws.create_worktree("P-1", "prp/47/P-1", BATCH)
+    (keep / "dirty.txt").write_text("uncommitted work is discarded")
+    ws.remove_worktree(keep, delete_branch=False)
+    assert not keep.exists() and ws.branch_sha("prp/47/P-1") is not None
+    drop = ws.create_worktree("P-2", "prp/47/P-2", BATCH)
+    ws.remove_worktree(drop)
+    assert not drop.exists() and ws.branch_sha("prp/47/P-2") is None
+    assert git(repo, "worktree", "list", "--porcelain").count("worktree ") == 1
+    with pytest.raises(GitError, match="not a pytest-prp worktree"):
+        ws.remove_worktree(repo)
+    assert (repo / "tracked.txt").exists()
+
+
+def test_clean_removes_every_prp_worktree_and_branch(ws: GitWorkspace, repo: Path) -> None:
+    ws.ensure_branch(BATCH)
+    a = ws.create_worktree("P-1", "prp/47/P-1", BATCH)
+    b = ws.create_worktree("P-2", "prp/47/P-2", BATCH)
+    (b / "wip.txt").write_text("wip")
+    leftover = ws.worktrees_dir / "leftover"
+    leftover.mkdir()
+    assert ws.list_prp_worktrees() == sorted([a, b, leftover])
+    assert ws.clean() == sorted([a, b, leftover])
+    assert ws.list_prp_worktrees() == []
+    assert git(repo, "branch", "--list", "prp/47/*") == ""
+    assert ws.branch_sha(BATCH) is not None  # the integration branch stays
+    assert git(repo, "worktree", "list", "--porcelain").count("worktree ") == 1
