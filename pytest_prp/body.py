@@ -22,7 +22,12 @@ A fenced block is shell when its info string is bash, sh, shell, zsh, console or
 block without an info string is shell when its first line that is not blank or a comment starts
 with ``$ `` or with a well-known command (cd, uv, python, pytest, make, npm, git, grep, test, ...),
 optionally after ``VAR=value`` assignments. Blocks whose commands carry a ``$ `` prompt (console
-transcripts) keep only the prompted lines, without the prompt.
+transcripts) keep only the prompted lines, without the prompt. ``# Expected: ...`` comments in a
+gate's block, and an ``Expected: ...`` paragraph right after a gate, fill ``Gate.expected``.
+
+Only top-level headings structure the document (not those inside list items or quotes). Fences
+that hold fences (a markdown example with bash blocks, a heredoc with a python block) are read as
+nested, as their authors meant; see ``_nested_fence``.
 """
 
 from __future__ import annotations
@@ -82,7 +87,7 @@ _TASK_LINE = re.compile(r"^\s*Task\s+\d+\s*:", re.IGNORECASE)
 _TASK_CREATE = re.compile(r"^\s*Task\s+\d+\s*:\s*CREATE\s+`?([^\s`]+)`?", re.IGNORECASE)
 _CREATE_LINE = re.compile(r"^\s*(?:\*\*|__)?Create(?:\*\*|__)?\s*:\s*(?:\*\*|__)?\s*`([^`]+)`")
 _COMMAND_LINE = re.compile(
-    r"^\s*(?:\*\*|__)?(?:Command|Run)(?:\*\*|__)?\s*:\s*(?:\*\*|__)?\s*`([^`]+)`", re.IGNORECASE
+    r"^\s*(?:\*\*|__)?(?:Commands?|Run)(?:\*\*|__)?\s*:\s*(?:\*\*|__)?\s*`([^`]+)`", re.IGNORECASE
 )
 _CHECKBOX = re.compile(r"^\[([ xX])\]\s+")
 _EXPECTED_COMMENT = re.compile(r"^\s*#\s*Expected\b[^:\n]*:\s*(.*?)\s*$", re.IGNORECASE)
@@ -104,6 +109,9 @@ def _markdown() -> MarkdownIt:
         parser = MarkdownIt("commonmark").enable("table")
         alt = ["paragraph", "reference", "blockquote", "list"]
         parser.block.ruler.before("fence", "nested_fence", _nested_fence, {"alt": alt})
+        # Inline markup is parsed on demand (see _plain): only headings and validation
+        # paragraphs need it, and parsing every paragraph costs a third of the time.
+        parser.core.ruler.disable("inline")
         _parser = parser
     return _parser
 
@@ -119,8 +127,9 @@ def _nested_fence(state: StateBlock, start: int, end: int, silent: bool) -> bool
     inner fence line is bare, or the nesting never balances, this rule declines and the
     CommonMark fence rule applies unchanged.
     """
-    if state.is_code_block(start):
-        return False
+    begin = state.bMarks[start] + state.tShift[start]
+    if state.src[begin : begin + 3] not in ("```", "~~~") or state.is_code_block(start):
+        return False  # the common case, decided without building the line
     opening = _FENCE_LINE.fullmatch(_line(state, start))
     if opening is None:
         return False
@@ -181,13 +190,19 @@ def normalise_heading(text: str) -> str:
 
 def _plain(inline: Token) -> str:
     """The text of an inline token without markup (code spans keep their content)."""
+    if "plain" in inline.meta:
+        return str(inline.meta["plain"])
+    children: list[Token] = []
+    parser = _markdown()
+    parser.inline.parse(inline.content, parser, {}, children)
     parts: list[str] = []
-    for child in inline.children or []:
-        if child.type in ("text", "code_inline", "html_inline"):
+    for child in children:
+        if child.type in ("text", "text_special", "code_inline", "html_inline"):
             parts.append(child.content)
         elif child.type in ("softbreak", "hardbreak"):
             parts.append(" ")
-    return " ".join("".join(parts).split())
+    inline.meta["plain"] = text = " ".join("".join(parts).split())
+    return text
 
 
 @dataclass(frozen=True)
@@ -268,7 +283,8 @@ def parse_body(markdown: str, path: Path, first_line: int) -> Body:
 def _headings(tokens: list[Token]) -> list[_Heading]:
     found: list[_Heading] = []
     for index, token in enumerate(tokens):
-        if token.type == "heading_open" and token.map is not None:
+        # Headings inside list items or quotes are not document structure.
+        if token.type == "heading_open" and token.map is not None and token.level == 0:
             text = _plain(tokens[index + 1])
             level = int(token.tag[1:])
             found.append(_Heading(index, level, text, normalise_heading(text), token.map[0]))
@@ -384,6 +400,10 @@ def _is_shell(info: str, code: str) -> bool:
     return False
 
 
+def _is_transcript(info: str) -> bool:
+    return bool(info.strip()) and info.split()[0].lower() in ("console", "shell-session")
+
+
 def _console_commands(code: str) -> str | None:
     """For a transcript (first command line has a ``$ `` prompt): the prompted lines only."""
     for line in code.splitlines():
@@ -462,6 +482,10 @@ class _Gates:
                 if not _is_shell(token.info, token.content):
                     continue
                 command = _console_commands(token.content)
+                if command is None and _is_transcript(token.info):
+                    message = "console block without `$ ` command lines is not a gate"
+                    doc.warnings.append(Problem(doc.path, doc.file_line(token.map[0]), message))
+                    continue
                 if command is None:
                     command = token.content.rstrip("\n")
                 if not command.strip():

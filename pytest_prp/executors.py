@@ -21,7 +21,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from pytest_prp.model import CodeBlock, Prp, Step
+from pytest_prp.gates import command_lines
+from pytest_prp.model import CodeBlock, Prp, Step, display_path
 from pytest_prp.processes import (
     DEFAULT_TAIL_LINES,
     LogSink,
@@ -155,9 +156,8 @@ def run_literal_steps(
             if block.create_path is not None:
                 problem = _create(workdir, block, log)
                 if problem is not None:
-                    where = f"{prp.path}:{block.line}"
-                    error = f"{where}: {label}: refused **Create** `{block.create_path}`: {problem}"
-                    return failed(step, error, [problem])
+                    where = f"{display_path(prp.path)}:{block.line}"
+                    return failed(step, f"{where}: {label}: {problem}", [problem])
                 continue
             script = shell_script(block, env.get("PATH"))
             if script is None:
@@ -183,16 +183,18 @@ def run_literal_steps(
 
 
 def _create(workdir: Path, block: CodeBlock, log: LogSink | None) -> str | None:
-    """Write a Create block; the reason it was refused or failed, or None."""
-    assert block.create_path is not None
+    """Write a Create block; why it was refused or failed, or None."""
+    raw = block.create_path
+    assert raw is not None
     try:
-        target = safe_create_path(workdir, block.create_path)
+        target = safe_create_path(workdir, raw)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(block.code, encoding="utf-8")
     except UnsafePath as exc:
-        return str(exc)
+        return f"refused **Create** `{raw}`: {exc}"
     except OSError as exc:
-        return f"cannot write it: {exc.strerror or exc}"
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"could not **Create** `{raw}`: {exc.strerror or exc}{where}"
     if log is not None:
         log.line(f"created {block.create_path} ({len(block.code.encode('utf-8'))} bytes)")
     return None
@@ -210,7 +212,7 @@ def describe_gates(prp: Prp) -> str:
         lines.append("Validation gates (shell commands run from this directory; each must exit 0):")
         for gate in runnable:
             lines.append(f"{gate.index}. {gate.name}")
-            lines.extend(f"       {line}" for line in (gate.command or "").strip().splitlines())
+            lines.extend(f"       {line}" for line in command_lines(gate))
             lines.extend(f"   Expected: {expected}" for expected in gate.expected)
     if checklist:
         if lines:

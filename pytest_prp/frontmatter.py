@@ -5,6 +5,7 @@ Kept cheap on purpose (one YAML parse, no markdown parsing): it runs for every f
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,7 +85,7 @@ def split_frontmatter(text: str) -> tuple[str, int, int] | None:
         try:
             if not isinstance(_load_yaml(split.yaml_text), dict):
                 return None
-        except Exception:  # noqa: BLE001 - any failure means "not frontmatter" here
+        except Exception:  # any failure at all means: not frontmatter
             return None
     return split.yaml_text, split.yaml_line, split.body_line
 
@@ -111,7 +112,11 @@ def _yaml_error(path: Path, split: _Split, exc: Exception) -> Problem:
         if mark is not None:
             line = split.yaml_line + mark.line
         if exc.problem:
-            detail = exc.problem if not exc.context else f"{exc.problem} ({exc.context})"
+            detail = exc.problem
+            if exc.context:
+                started = exc.context_mark
+                where = f" on line {split.yaml_line + started.line}" if started else ""
+                detail = f"{detail} ({exc.context}{where})"
     return Problem(path, line, f"invalid YAML in frontmatter: {detail}")
 
 
@@ -286,8 +291,9 @@ def _hours(fields: _Fields, key: str | None, value: Any) -> float | None:
     if value is None:
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
+        if math.isfinite(value) and value >= 0:
+            return float(value)
+    elif isinstance(value, str):
         found = _HOURS.fullmatch(value.strip())
         if found:
             low = float(found.group(1))

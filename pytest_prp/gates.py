@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,15 @@ def run_shell_gate(
     )
 
 
+_EXPECTED_COMMENT = re.compile(r"^\s*#\s*expected\s*:", re.IGNORECASE)
+
+
+def command_lines(gate: Gate) -> list[str]:
+    """The gate's command for display, without its ``# Expected:`` comments (shown apart)."""
+    lines = (gate.command or "").strip("\n").splitlines()
+    return [line for line in lines if not _EXPECTED_COMMENT.match(line)]
+
+
 def describe_status(result: GateResult) -> str:
     """``exit 1``, ``timed out after 600 s``, ``killed by signal 9``, ``passed``."""
     if result.timed_out:
@@ -77,10 +87,10 @@ def format_gate_failure(result: GateResult, tail_lines: int = DEFAULT_TAIL_LINES
     gate = result.gate
     where = f" (line {gate.line})" if gate.line else ""
     lines = [f'gate {gate.index} "{gate.name}"{where} failed ({describe_status(result)})']
-    command = (gate.command or "").strip()
+    command = command_lines(gate)
     if command:
         lines.append("command:")
-        lines.extend(f"    {line}" for line in command.splitlines())
+        lines.extend(f"    {line}" for line in command)
     lines.extend(f"# Expected: {expected}" for expected in gate.expected)
     tail = result.tail[-tail_lines:] if tail_lines > 0 else []
     if tail:

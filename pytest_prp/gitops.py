@@ -437,7 +437,8 @@ class GitWorkspace:
         """Branch checked out in a linked worktree, read from its files (no process)."""
         try:
             gitdir = (path / ".git").read_text(encoding="utf-8").strip()
-            head = (Path(gitdir.removeprefix("gitdir:").strip()) / "HEAD").read_text("utf-8")
+            admin = path / gitdir.removeprefix("gitdir:").strip()  # absolute or relative
+            head = (admin / "HEAD").read_text(encoding="utf-8")
         except OSError:
             for listed, branch in self._worktrees():
                 if _same_path(listed, path):
@@ -449,20 +450,31 @@ class GitWorkspace:
     def _discard(self, path: Path) -> None:
         """Unregister and delete a worktree directory, whatever state it is in (``--force``
         twice also drops a registration whose directory is gone or that is locked)."""
-        self._git("worktree", "remove", "--force", "--force", str(path), codes=None)
+        for attempt in range(_WORKTREE_ATTEMPTS):
+            status, _, err = self._git(
+                "worktree", "remove", "--force", "--force", str(path), codes=None
+            )
+            if status == 0 or "is not a working tree" in err:
+                break
+            _pause(attempt)  # git tripped over a worktree another worker is adding
+        else:
+            self._git("worktree", "prune")
         if path.exists():
             shutil.rmtree(path, ignore_errors=True)
 
     # ---------------------------------------------------------------- commits
 
-    def commit_all(self, worktree: Path, message: str) -> CommitInfo | None:
+    def commit_all(
+        self, worktree: Path, message: str, allow_empty: bool = False
+    ) -> CommitInfo | None:
         """Commit everything changed in ``worktree`` (``add -A``, honouring .gitignore) on its
-        branch; None when nothing changed. No hooks, and only that worktree's index."""
+        branch. When nothing changed: None, or with ``allow_empty`` an empty commit (so the
+        PRP still leaves its trailers in history). No hooks, and only that worktree's index."""
         self._git("add", "-A", cwd=worktree)
         changes = self._out(
             "diff-index", "--cached", "--no-renames", "--name-status", "-z", "HEAD", cwd=worktree
         )
-        if not changes:
+        if not changes and not allow_empty:
             return None
         tree = self._out("write-tree", cwd=worktree).strip()
         sha = self._git(
@@ -470,7 +482,7 @@ class GitWorkspace:
         )[1].strip()
         # Old value `<sha>^` is the HEAD commit-tree just read: a compare-and-swap.
         self._git("update-ref", "-m", "prp: commit", "HEAD", sha, f"{sha}^", cwd=worktree)
-        return parse_name_status(sha, changes.rstrip("\x00").split("\x00"))
+        return parse_name_status(sha, changes.rstrip("\x00").split("\x00") if changes else [])
 
     def changed_files(self, commit: str) -> CommitInfo:
         """Paths ``commit`` created, modified and deleted relative to its first parent."""

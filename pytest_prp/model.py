@@ -119,8 +119,9 @@ class Prp:
         if self._body is None:
             from pytest_prp.body import parse_body  # late: markdown-it is only needed here
 
-            lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
-            markdown = "".join(lines[self.body_line - 1 :])
+            # split("\n"), not splitlines(): body_line counts newlines only.
+            lines = self.path.read_text(encoding="utf-8").split("\n")
+            markdown = "\n".join(lines[self.body_line - 1 :])
             self._body = parse_body(markdown, self.path, self.body_line)
         return self._body
 

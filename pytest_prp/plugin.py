@@ -138,6 +138,14 @@ def pytest_runtestloop(session: pytest.Session) -> None:
         prepare(config, config.stash[SETTINGS], plan)
 
 
+@pytest.hookimpl(tryfirst=True)  # ahead of pytest-dependency's per-process check
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if isinstance(item, PrpItem):
+        from pytest_prp.runner import check_ready
+
+        check_ready(item)
+
+
 def _add_markers(config: pytest.Config, item: PrpItem, plan: Plan) -> None:
     prp = item.prp
     item.add_marker(pytest.mark.prp)

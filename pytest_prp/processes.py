@@ -323,6 +323,7 @@ def _stop_group(proc: subprocess.Popen[bytes], pump: _Pump, grace: float) -> Non
     pgid = proc.pid
     try:
         _signal_group(pgid, signal.SIGTERM)
+        _signal_group(pgid, signal.SIGCONT)  # a stopped process acts on SIGTERM only once resumed
         deadline = time.monotonic() + grace
         # Keep reading while they die so no one blocks on a full pipe.
         while not _has_exited(proc.pid) and time.monotonic() < deadline:

@@ -133,6 +133,15 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def prepare_results_dir(results_dir: Path) -> None:
+    """Create the results directory so that it ignores itself: ``git status`` in the user's
+    checkout must not change because a batch ran."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    ignore = results_dir / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# written by pytest-prp: results and logs are not sources\n*\n")
+
+
 def write_json_atomically(path: Path, document: dict[str, Any]) -> None:
     """Readers in another terminal must never see a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -176,13 +185,24 @@ class BatchResults:
     def path(self) -> Path:
         return self.results_dir / "batches" / f"batch-{self.label}.result.json"
 
+    @pytest.hookimpl(trylast=True)  # after the --lf plugin forgot skipped items
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         prp = getattr(report, "prp", None)
         if not prp:
             return
         self.results[prp["prp_id"]] = prp
+        if report.skipped and prp["status"] == "blocked":
+            self._remember_for_lf(report)
         if report.when == "teardown":
             self.write()
+
+    def _remember_for_lf(self, report: pytest.TestReport) -> None:
+        """A blocked PRP is work left undone: ``--lf`` reruns it with what blocked it."""
+        lfplugin = self.config.pluginmanager.get_plugin("lfplugin")
+        lastfailed = getattr(lfplugin, "lastfailed", None)
+        if isinstance(lastfailed, dict):
+            # pytest 9 keys by NodeId (report.id), earlier versions by the nodeid string.
+            lastfailed[getattr(report, "id", report.nodeid)] = True
 
     def summary(self) -> dict[str, Any]:
         statuses = [r["status"] for r in self.results.values()]
@@ -219,6 +239,7 @@ class BatchResults:
         }
 
     def write(self) -> None:
+        prepare_results_dir(self.results_dir)
         write_json_atomically(self.path, self.document())
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:

@@ -140,6 +140,9 @@ def prepare(config: pytest.Config, settings: Settings, plan: Plan) -> Execution:
             execution.git.clean()
     except GitError as exc:
         raise pytest.UsageError(f"prp: {exc}") from None
+    from pytest_prp.reporting import prepare_results_dir
+
+    prepare_results_dir(settings.results_dir)
     config.stash[EXECUTION] = execution
     return execution
 
@@ -154,30 +157,57 @@ def _fail(run: PrpRun, status: str, message: str) -> PrpUserError:
     return PrpUserError([message])
 
 
+def check_ready(item: PrpItem) -> None:
+    """Before any other setup: skip a blocked PRP, or one that is complete already.
+
+    Runs ahead of pytest-dependency, whose own results are per process and know nothing of
+    the ledger; it is told about the dependencies we found complete so it agrees with us.
+    """
+    execution = item.config.stash[EXECUTION]
+    settings = execution.settings
+    prp = item.prp
+    run = PrpRun(prp=prp, stage=item.stage, branch=execution.branch)
+    item.stash[RUN] = run
+    if settings.verify:
+        return
+    for dep in prp.dependencies:
+        if execution.completed(dep) is None:
+            run.status = "blocked"
+            run.errors.append(f"blocked: {dep} not completed")
+            pytest.skip(f"blocked: {dep} not completed")
+    if not settings.rerun:
+        proof = execution.ledger().get(prp.id)
+        if proof:
+            run.status = "completed_earlier"
+            run.commits = [proof]
+            pytest.skip(f"completed earlier in {proof[:7]}")
+        if prp.declared_complete:
+            run.status = "completed_earlier"
+            pytest.skip("declared completed")
+    _tell_pytest_dependency(item, prp.dependencies)
+
+
+def _tell_pytest_dependency(item: pytest.Item, done: list[str]) -> None:
+    try:
+        from pytest_dependency import DependencyItemStatus, DependencyManager
+    except ImportError:  # pragma: no cover - it is a declared dependency
+        return
+    manager = DependencyManager.getManager(item, scope="session")
+    if manager is None:
+        return
+    for dep in done:
+        status = DependencyItemStatus()
+        status.results = dict.fromkeys(DependencyItemStatus.Phases, "passed")
+        manager.results[dep] = status
+
+
 def run_setup(item: PrpItem) -> None:
     from pytest_prp.processes import LogSink
 
     execution = item.config.stash[EXECUTION]
     settings = execution.settings
     prp = item.prp
-    run = PrpRun(prp=prp, stage=item.stage, branch=execution.branch)
-    item.stash[RUN] = run
-
-    if not settings.verify:
-        for dep in prp.dependencies:
-            if execution.completed(dep) is None:
-                run.status = "blocked"
-                run.errors.append(f"blocked: {dep} not completed")
-                pytest.skip(f"blocked: {dep} not completed")
-        if not settings.rerun:
-            proof = execution.ledger().get(prp.id)
-            if proof:
-                run.status = "completed_earlier"
-                run.commits = [proof]
-                pytest.skip(f"completed earlier in {proof[:7]}")
-            if prp.declared_complete:
-                run.status = "completed_earlier"
-                pytest.skip("declared completed")
+    run = item.stash[RUN]
 
     run.log_path = _log_path(settings, prp)
     log = LogSink(run.log_path)
@@ -299,6 +329,9 @@ def _commit_and_merge(execution: Execution, run: PrpRun, unverified: bool) -> No
 
 
 def run_teardown(item: PrpItem) -> None:
+    context = item.stash.get(CONTEXT, None)
+    if context is not None and context.log is not None:
+        context.log.close()
     run = item.stash.get(RUN, None)
     if run is None:
         return
@@ -344,6 +377,8 @@ class DefaultImplementations:
                 env=context.env,
                 timeout=settings.step_timeout,
                 log=context.log,
+                # Kept beside the logs: what the agent was told is part of the record.
+                prompt_dir=settings.results_dir / "prompts" / (context.prp.batch or "none"),
             )
         return run_literal_steps(
             context.prp,

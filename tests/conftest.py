@@ -29,7 +29,7 @@ def init_repo(path: Path) -> Path:
     git(path, "config", "user.email", "test@example.com")
     git(path, "config", "commit.gpgsign", "false")
     (path / "README.md").write_text("project\n")
-    (path / ".gitignore").write_text(".ce/\n.pytest_cache/\n__pycache__/\n")
+    (path / ".gitignore").write_text("__pycache__/\n")
     git(path, "add", "-A")
     git(path, "commit", "-q", "-m", "initial")
     return path

@@ -20,7 +20,16 @@ from pytest_prp.executors import (
     run_literal_steps,
     safe_create_path,
 )
-from pytest_prp.model import GATE_CHECKLIST, GATE_SHELL, Body, CodeBlock, Gate, Prp, Step
+from pytest_prp.model import (
+    GATE_CHECKLIST,
+    GATE_SHELL,
+    Body,
+    CodeBlock,
+    Gate,
+    Prp,
+    Step,
+    display_path,
+)
 from pytest_prp.processes import LogSink, run_process
 
 ENV = {k: v for k, v in os.environ.items() if not k.startswith(("FAKE_AGENT_", "PRP_"))}
@@ -218,7 +227,7 @@ def test_unsafe_create_paths_are_refused(
     outcome = literal(prp, workdir)
     assert not outcome.ok and outcome.failed_step == "Sneaky"
     assert outcome.error == (
-        f'{prp.path}:33: step 2/3 "Sneaky": refused **Create** `{raw}`: '
+        f'{display_path(prp.path)}:33: step 2/3 "Sneaky": refused **Create** `{raw}`: '
         f"{raw} {reason}"
         + ("; use a path relative to the worktree" if "absolute" in reason else "")
     )
@@ -243,8 +252,10 @@ def test_a_create_that_cannot_be_written_fails_the_step(tmp_path: Path, workdir:
     prp = make_prp(tmp_path, step(1, "Write", block("text", "x\n", 5, "taken/inner.txt")))
     outcome = literal(prp, workdir)
     assert not outcome.ok
-    assert outcome.error is not None and outcome.error.startswith(
-        f'{prp.path}:5: step 1/1 "Write": refused **Create** `taken/inner.txt`: cannot write it'
+    where = f"{display_path(prp.path)}:5"
+    assert outcome.error is not None and outcome.error == (
+        f'{where}: step 1/1 "Write": could not **Create** `taken/inner.txt`: File exists '
+        f"({workdir.resolve() / 'taken'})"
     )
 
 

@@ -39,7 +39,7 @@ def test_a_passing_gate(tmp_path: Path) -> None:
 
 def test_a_failing_gate_is_reported_with_command_expectations_and_output(tmp_path: Path) -> None:
     g = gate(
-        "echo checking\ntest -f hello.py",
+        "echo checking\ntest -f hello.py\n# Expected: hello.py exists",
         expected=("hello.py exists", "exit code 0"),
     )
     result = run(g, tmp_path)

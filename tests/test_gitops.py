@@ -186,6 +186,11 @@ def test_open_repository_without_commits(tmp_path: Path) -> None:
     assert str(e.value) == f"the repository at {empty} has no commits yet"
 
 
+def test_open_inside_the_git_dir_is_not_a_checkout(repo: Path) -> None:
+    with pytest.raises(GitError, match=r"^not inside a git checkout \(bare repository"):
+        GitWorkspace.open(repo / ".git")
+
+
 def test_open_from_a_subdirectory_finds_the_top(repo: Path) -> None:
     sub = repo / "a" / "b"
     sub.mkdir(parents=True)
@@ -256,7 +261,8 @@ def test_user_checkout_is_never_touched(ws: GitWorkspace, repo: Path) -> None:
     (second / "other.txt").write_text("other\n")
     (second / "staged.txt").unlink()
     assert snapshot(repo) == before  # worktrees with uncommitted work are invisible
-    one, two = ws.commit_all(first, "P-1"), ws.commit_all(second, "P-2")
+    one = ws.commit_all(first, trailers_message("P-1: Complete - x", {"PRP-Id": "P-1"}))
+    two = ws.commit_all(second, "P-2")
     assert one is not None and two is not None
     assert ws.merge(BATCH, one.sha, "merge P-1").fast_forward
     merged = ws.merge(BATCH, two.sha, "merge P-2")
@@ -264,6 +270,9 @@ def test_user_checkout_is_never_touched(ws: GitWorkspace, repo: Path) -> None:
     assert snapshot(repo) == before
     ws.remove_worktree(first)
     ws.remove_worktree(second)
+    assert ws.ledger(["HEAD", BATCH]) == {"P-1": one.sha}
+    ws.create_worktree("P-3", "prp/47/P-3", BATCH)
+    ws.clean()
     assert snapshot(repo) == before
     assert git(repo, "show", f"{BATCH}:new.txt") == "new"
 
@@ -308,6 +317,16 @@ def test_commit_all_commits_everything_but_ignored_files(ws: GitWorkspace, repo:
     assert (wt / "run.log").exists()
     assert ws.commit_all(wt, "again") is None
     assert ws.changed_files(info.sha) == info
+    empty = ws.commit_all(
+        wt, trailers_message("P-1: Complete", {"PRP-Id": "P-1"}), allow_empty=True
+    )
+    assert empty is not None and (empty.created, empty.modified, empty.deleted) == ((), (), ())
+    assert git(repo, "rev-parse", f"{empty.sha}^", f"{empty.sha}^{{tree}}").split() == [
+        info.sha,
+        git(repo, "rev-parse", f"{info.sha}^{{tree}}"),
+    ]
+    assert ws.ledger(["prp/47/P-1"]) == {"P-1": empty.sha}
+    assert ws.changed_files(empty.sha) == empty
 
 
 def test_commits_run_no_hooks(ws: GitWorkspace, repo: Path) -> None:
@@ -353,7 +372,7 @@ def test_identity_falls_back_when_none_is_configured(tmp_path: Path) -> None:
 def test_fast_forward_merge(ws: GitWorkspace, repo: Path) -> None:
     ws.ensure_branch(BATCH)
     sha = prp_commit(ws, "P-1", {"a.txt": "a"})
-    result = ws.merge(BATCH, sha, "unused for fast-forward")
+    result = ws.merge(BATCH, "prp/47/P-1", "unused for fast-forward")  # a name is resolved
     assert result.ok and result.fast_forward and result.sha == sha and result.conflicts == ()
     assert git(repo, "rev-parse", BATCH) == sha
     again = ws.merge(BATCH, sha, "again")  # already merged: nothing new

@@ -1,0 +1,405 @@
+"""Benchmark: collecting and planning PRP files versus collecting trivial Python tests.
+
+Builds one throw-away git repository holding
+  * PRPs/   N PRP files of real size, copied from the real corpus with distinct ids
+            (batches of the corpus batch, ids, batch ids and dependencies rewritten),
+  * tests/  N trivial test files (``def test_x(): pass``),
+  * empty/  nothing, to measure pytest's start-up alone,
+then times ``python -m pytest --collect-only`` on each as a subprocess (best of --repeat runs,
+after one untimed warm-up run that also checks the output) and prints a small table.
+
+Run:  .venv/bin/python benchmarks/bench_collection.py            (2,000 files, best of 3)
+      .venv/bin/python benchmarks/bench_collection.py --count 100 --repeat 1   (smoke)
+
+Targets: net PRP collection + planning per file <= 1.5x net trivial collection per file, and a
+suite with no PRP files is no slower with the plugin installed (within 5% or the run-to-run
+spread). Exit status 0 whether targets are met or not; 1 when the setup fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CORPUS = REPO_ROOT.parent / "shared" / "corpus"
+CORPUS_BATCH_DIR = "ctx-eng-plus-batch-43"
+RATIO_TARGET = 1.5
+OVERHEAD_TARGET = 0.05  # plugin on vs off, fraction of the plugin-off time
+FIRST_BATCH = 1000  # generated batches are 1000, 1001, ...: ids as long as real ones
+
+_FILE_BATCH = re.compile(r"^PRP-(\d+)(?=[.-])")
+_NUM_PARTS = re.compile(r"\d+|\D+")
+# Environment variables that would change what pytest loads or does.
+_PYTEST_ENV = ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD")
+
+
+class SetupError(Exception):
+    """The benchmark cannot run: a clear message, no traceback."""
+
+
+@dataclass(frozen=True)
+class Timing:
+    label: str
+    files: int
+    runs: tuple[float, ...]
+
+    @property
+    def best(self) -> float:
+        return min(self.runs)
+
+    @property
+    def spread(self) -> float:
+        return max(self.runs) - min(self.runs)
+
+
+# --- corpus and generated files ----------------------------------------------------------------
+
+
+def find_corpus(path: Path) -> Path:
+    """The directory of corpus PRPs: ``path`` itself or its ``ctx-eng-plus-batch-43``."""
+    for candidate in (path / CORPUS_BATCH_DIR, path):
+        if candidate.is_dir() and any(candidate.glob("PRP-*.md")):
+            return candidate
+    raise SetupError(
+        f"corpus not found: {path} (expected PRP-*.md files in it or in {path / CORPUS_BATCH_DIR});"
+        " pass --corpus PATH"
+    )
+
+
+def _natural(name: str) -> tuple[tuple[int, int | str], ...]:
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in _NUM_PARTS.findall(name))
+
+
+def corpus_files(corpus: Path) -> tuple[str, list[Path]]:
+    """The corpus batch number and its PRP files in natural id order.
+
+    In that order a PRP's dependencies come before it (43.1.1 < 43.2.1 < 43.3.1), so any prefix
+    of a batch is a valid graph: ``--count`` may cut the last batch short.
+    """
+    files = sorted(corpus.glob("PRP-*.md"), key=lambda p: _natural(p.name))
+    batches = Counter(m.group(1) for p in files if (m := _FILE_BATCH.match(p.name)))
+    if not batches:
+        raise SetupError(f"no PRP-<number>... files in {corpus}")
+    batch = batches.most_common(1)[0][0]
+    chosen = [p for p in files if (m := _FILE_BATCH.match(p.name)) and m.group(1) == batch]
+    return batch, chosen
+
+
+def rewrite_prp(text: str, source_batch: str, batch: int) -> str:
+    """The PRP with every id of the source batch in its frontmatter moved to ``batch``.
+
+    Only the frontmatter changes (prp_id, batch_id, dependencies, parent_prp): the body, which
+    only --prp-plan parses, keeps its real size and shape.
+    """
+    lines = text.split("\n")
+    if not lines or lines[0].strip() != "---":
+        return text
+    try:
+        end = next(i for i in range(1, len(lines)) if lines[i].strip() == "---")
+    except StopIteration:
+        return text
+    old_id = re.compile(rf"(?<![\w.])PRP-{source_batch}(?=[.\-\s,\]'\"]|$)")
+    batch_line = re.compile(rf"^((?:batch_id|batch)\s*:\s*['\"]?){source_batch}(?=['\"]?\s*$)")
+    for i in range(1, end):
+        line = old_id.sub(f"PRP-{batch}", lines[i])
+        lines[i] = batch_line.sub(rf"\g<1>{batch}", line)
+    return "\n".join(lines)
+
+
+def generate_prps(corpus: Path, dest: Path, count: int) -> int:
+    """Write ``count`` PRP files into ``dest``: batches of the corpus batch. Returns bytes."""
+    source_batch, files = corpus_files(corpus)
+    texts = [(p.name, p.read_text(encoding="utf-8")) for p in files]
+    dest.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for n in range(count):
+        batch = FIRST_BATCH + n // len(texts)
+        name, text = texts[n % len(texts)]
+        new_name = _FILE_BATCH.sub(f"PRP-{batch}", name, count=1)
+        data = rewrite_prp(text, source_batch, batch).encode("utf-8")
+        (dest / new_name).write_bytes(data)
+        written += len(data)
+    return written
+
+
+def generate_trivial(dest: Path, count: int) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    for n in range(count):
+        (dest / f"test_{n:05d}.py").write_text("def test_x():\n    pass\n", encoding="utf-8")
+
+
+def _git(repo: Path, *args: str) -> None:
+    result = subprocess.run(
+        ["git", "-c", "init.defaultBranch=main", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise SetupError(f"git {' '.join(args)} failed: {result.stderr.strip()}")
+
+
+def build_repo(repo: Path, corpus: Path, count: int) -> int:
+    """The benchmark repository, committed once (the plugin may read the git ledger)."""
+    written = generate_prps(corpus, repo / "PRPs", count)
+    generate_trivial(repo / "tests", count)
+    (repo / "empty").mkdir()
+    (repo / "empty" / ".keep").write_text("", encoding="utf-8")
+    # An ini file of its own: the rootdir is the benchmark repo, whatever lies above it.
+    (repo / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
+    _git(repo, "init", "-q")
+    _git(repo, "add", "-A")
+    _git(
+        repo,
+        "-c",
+        "user.name=bench",
+        "-c",
+        "user.email=bench@example.invalid",
+        "-c",
+        "commit.gpgsign=false",
+        "commit",
+        "-q",
+        "-m",
+        "benchmark fixture",
+    )
+    return written
+
+
+# --- timing ------------------------------------------------------------------------------------
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _PYTEST_ENV}
+    env["PYTHONHASHSEED"] = "0"
+    return env
+
+
+def pytest_command(python: str, target: str, *extra: str) -> list[str]:
+    return [
+        python,
+        "-m",
+        "pytest",
+        "--collect-only",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        *extra,
+        target,
+    ]
+
+
+def _run(command: list[str], repo: Path) -> tuple[float, subprocess.CompletedProcess[str]]:
+    start = time.perf_counter()
+    result = subprocess.run(command, cwd=repo, capture_output=True, text=True, env=_env())
+    return time.perf_counter() - start, result
+
+
+@dataclass(frozen=True)
+class Case:
+    label: str
+    command: list[str]
+    files: int
+    expect_items: int  # items pytest must list (0: none, exit status 5 allowed)
+
+
+def check_run(case: Case, repo: Path) -> None:
+    """One untimed warm-up run of ``case`` that checks pytest listed what it should.
+
+    The warm-up also writes the byte code of the trivial tests, so every timed run sees the
+    same warm state (a user's second run, not a fresh clone).
+    """
+    _, result = _run(case.command, repo)
+    ok_codes = (0, 5) if case.expect_items == 0 else (0,)
+    if result.returncode not in ok_codes:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
+        raise SetupError(
+            f"{case.label}: {' '.join(case.command)} exited {result.returncode}:\n{tail}\n"
+            "(is pytest-prp installed in that interpreter? pass --python)"
+        )
+    found = _count_items(case.label, result.stdout)
+    if found != case.expect_items:
+        raise SetupError(f"{case.label}: expected {case.expect_items} items, pytest listed {found}")
+
+
+def time_cases(cases: Sequence[Case], repo: Path, repeat: int) -> dict[str, Timing]:
+    """Wall time of every case, ``repeat`` rounds, the cases taking turns within a round.
+
+    Taking turns spreads slow spells of a busy machine over all cases instead of one.
+    """
+    for case in cases:
+        check_run(case, repo)
+    runs: dict[str, list[float]] = {case.label: [] for case in cases}
+    for _ in range(repeat):
+        for case in cases:
+            runs[case.label].append(_run(case.command, repo)[0])
+    return {c.label: Timing(c.label, c.files, tuple(runs[c.label])) for c in cases}
+
+
+def _count_items(label: str, stdout: str) -> int:
+    if stdout.lstrip().startswith("{"):  # --prp-plan=json: the plan document
+        try:
+            return len(json.loads(stdout)["prps"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SetupError(f"{label}: output is not a plan document: {exc}") from None
+    return sum(1 for line in stdout.splitlines() if "::" in line)
+
+
+# --- report ------------------------------------------------------------------------------------
+
+STARTUP_ON = "start-up, plugin on (empty dir)"
+STARTUP_OFF = "start-up, -p no:prp (empty dir)"
+PRPS = "PRP files, --prp-all"
+TRIVIAL_ON = "trivial tests, plugin on"
+TRIVIAL_OFF = "trivial tests, -p no:prp"
+PLAN = "PRP files, --prp-plan=json (info)"
+
+
+def build_cases(python: str, count: int) -> list[Case]:
+    def command(target: str, *extra: str) -> list[str]:
+        return pytest_command(python, target, *extra)
+
+    return [
+        Case(STARTUP_ON, command("empty"), 0, 0),
+        Case(STARTUP_OFF, command("empty", "-p", "no:prp"), 0, 0),
+        Case(PRPS, command("PRPs", "--prp-all"), count, count),
+        Case(TRIVIAL_ON, command("tests"), count, count),
+        Case(TRIVIAL_OFF, command("tests", "-p", "no:prp"), count, count),
+        Case(PLAN, command("PRPs", "--prp-all", "--prp-plan=json"), count, count),
+    ]
+
+
+def per_thousand(timing: Timing, startup: Timing) -> float:
+    """Seconds per 1,000 files, pytest's start-up (same plugin setting) taken off."""
+    if timing.files == 0:
+        return 0.0
+    return max(timing.best - startup.best, 0.0) / timing.files * 1000
+
+
+def report(t: dict[str, Timing]) -> list[str]:
+    start_on, start_off = t[STARTUP_ON], t[STARTUP_OFF]
+    base = {TRIVIAL_OFF: start_off, STARTUP_OFF: start_off}
+    out = [
+        f"{'suite':<36} {'files':>6} {'best s':>8} {'spread s':>9} {'net s/1000':>11}",
+        "-" * 74,
+    ]
+    for row in t.values():
+        net = f"{per_thousand(row, base.get(row.label, start_on)):11.3f}" if row.files else ""
+        line = f"{row.label:<36} {row.files:>6} {row.best:>8.3f} {row.spread:>9.3f} {net:>11}"
+        out.append(line.rstrip())
+    out.append("net = best minus the start-up row with the same plugin setting")
+
+    prp_rate = per_thousand(t[PRPS], start_on)
+    on_rate = per_thousand(t[TRIVIAL_ON], start_on)
+    off_rate = per_thousand(t[TRIVIAL_OFF], start_off)
+    ratio = prp_rate / on_rate if on_rate > 0 else float("inf")
+    raw_ratio = t[PRPS].best / t[TRIVIAL_ON].best
+    verdict = "target met" if ratio <= RATIO_TARGET else "target missed"
+    out += [
+        "",
+        f"PRP collection + planning: {prp_rate:.3f} s per 1,000 PRPs",
+        f"trivial test collection:   {on_rate:.3f} s per 1,000 test files",
+        f"ratio PRP / trivial: {ratio:.2f}x net, {raw_ratio:.2f}x wall clock "
+        f"(target <= {RATIO_TARGET}x net)",
+        f"{verdict}: PRP collection is {ratio:.2f}x trivial collection",
+    ]
+
+    on, off = t[TRIVIAL_ON], t[TRIVIAL_OFF]
+    diff = on.best - off.best
+    allowed = max(OVERHEAD_TARGET * off.best, on.spread, off.spread)
+    verdict = "target met" if diff <= allowed else "target missed"
+    out += [
+        "",
+        f"suite with no PRP files, plugin on vs off: {on.best:.3f} s vs {off.best:.3f} s, "
+        f"{diff:+.3f} s ({diff / off.best:+.1%})",
+        f"  of which start-up (importing the plugin): {start_on.best - start_off.best:+.3f} s; "
+        f"per 1,000 files: {on_rate - off_rate:+.3f} s",
+        f"{verdict}: plugin overhead {diff:+.3f} s, allowed {allowed:.3f} s "
+        f"({OVERHEAD_TARGET:.0%} of the plugin-off time, or the run-to-run spread if larger)",
+        "",
+        f"informational: --prp-plan=json (parses every PRP body) {t[PLAN].best:.3f} s, "
+        f"{per_thousand(t[PLAN], start_on):.3f} s per 1,000 PRPs net",
+    ]
+    return out
+
+
+# --- main --------------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument(
+        "--corpus",
+        type=Path,
+        default=DEFAULT_CORPUS,
+        help=f"corpus of real PRPs (default {DEFAULT_CORPUS})",
+    )
+    parser.add_argument("--count", type=int, default=2000, help="files per suite (default 2000)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs, best kept (default 3)")
+    parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="interpreter with pytest and pytest-prp installed (default: this one)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the generated repository")
+    args = parser.parse_args(argv)
+    if args.count < 1 or args.repeat < 1:
+        parser.error("--count and --repeat must be at least 1")
+    return args
+
+
+def run(args: argparse.Namespace) -> list[str]:
+    corpus = find_corpus(args.corpus)
+    if shutil.which("git") is None:
+        raise SetupError("git is not on PATH")
+    repo = Path(tempfile.mkdtemp(prefix="prp-bench-"))
+    try:
+        started = time.perf_counter()
+        written = build_repo(repo, corpus, args.count)
+        setup_s = time.perf_counter() - started
+        timings = time_cases(build_cases(args.python, args.count), repo, args.repeat)
+        per_batch = len(corpus_files(corpus)[1])
+        batches = -(-args.count // per_batch)
+        where = f"kept at {repo}" if args.keep else "built"
+        header = [
+            f"pytest-prp collection benchmark: {args.count} files per suite, best of "
+            f"{args.repeat} (Python {platform.python_version()}, {os.cpu_count()} CPUs)",
+            f"corpus: {corpus}",
+            f"  -> {args.count} PRPs in {batches} batches of {per_batch}, "
+            f"{written / args.count / 1024:.1f} KiB per PRP on average",
+            f"repository {where} in {setup_s:.1f} s",
+            "",
+        ]
+        return header + report(timings)
+    finally:
+        if not args.keep:
+            shutil.rmtree(repo, ignore_errors=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    try:
+        lines = run(args)
+    except SetupError as exc:
+        print(f"bench_collection: setup failed: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(lines))
+    print(f"\ntotal benchmark time {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,356 @@
+"""Running batches end to end: real git repositories, real subprocesses, real pytest runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import EXAMPLE_PRPS, FAKE_AGENT, git, init_repo, write_prp
+
+RESULT = Path(".ce/orchestration/batches")
+
+
+def snapshot(root: Path) -> dict[str, Any]:
+    """Everything of the user's checkout a run must leave alone."""
+    index = (root / ".git" / "index").read_bytes()
+    files = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if rel.parts[0] in (".git", ".ce", ".pytest_cache") or "__pycache__" in rel.parts:
+            continue
+        if path.is_file():
+            files[str(rel)] = path.read_bytes()
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}  # status must not rewrite the index
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--ignored", "-uall"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    status = "\n".join(
+        line
+        for line in status.splitlines()
+        # The results directory is the run's own output (and ignores itself).
+        if not any(part in line for part in (".pytest_cache", "__pycache__", ".ce/"))
+    )
+    return {
+        "index": index,
+        "files": files,
+        "status": status,
+        "head": git(root, "rev-parse", "HEAD"),
+        "branch": git(root, "symbolic-ref", "HEAD"),
+    }
+
+
+def result_json(root: Path, batch: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((root / RESULT / f"batch-{batch}.result.json").read_text())
+    return data
+
+
+def entries(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {pid: e for stage in doc["stages"].values() for pid, e in stage.items()}
+
+
+def subjects(root: Path, branch: str) -> list[str]:
+    return git(root, "log", "--format=%s", branch).splitlines()
+
+
+def copy_example(root: Path) -> None:
+    (root / "PRPs").mkdir(exist_ok=True)
+    for path in EXAMPLE_PRPS.glob("*.md"):
+        (root / "PRPs" / path.name).write_text(path.read_text())
+
+
+def test_example_batch_runs_and_resumes(pytester: pytest.Pytester, repo: Path) -> None:
+    copy_example(repo)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "add PRPs")
+    before = snapshot(repo)
+    result = pytester.runpytest("PRPs", "--prp-batch", "7", "-v")
+    assert result.ret == 0, result.stdout.str()
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(
+        [
+            "*PRP batch summary*",
+            "*Integration branch: prp/batch-7 (merge it with: git merge prp/batch-7)*",
+        ]
+    )
+    assert snapshot(repo) == before
+    log = subjects(repo, "prp/batch-7")
+    for pid in ("PRP-7.1.1", "PRP-7.2.1", "PRP-7.2.2", "PRP-7.3.1"):
+        assert sum(s.startswith(f"{pid}: Complete - ") for s in log) == 1
+    assert git(repo, "show", "prp/batch-7:example/REPORT.md").splitlines()[2] == "words: 8"
+    doc = result_json(repo, "7")
+    assert doc["summary"]["success"] == 4 and doc["integration_branch"] == "prp/batch-7"
+    core = entries(doc)["PRP-7.1.1"]
+    assert core["files_created"] == ["example/wordcount/__init__.py", "example/wordcount/core.py"]
+    assert core["gates_passed"] == 2 and core["gates_unverified"] == 1
+    # No worktree left behind, nothing new in the user's checkout.
+    assert git(repo, "worktree", "list").count("\n") == 0
+
+    again = pytester.runpytest("PRPs", "--prp-batch", "7", "-v")
+    assert again.ret == 0
+    again.stdout.fnmatch_lines(["*PRP-7.1.1 COMPLETED EARLIER*", "*4 completed earlier*"])
+    assert subjects(repo, "prp/batch-7") == log
+    assert result_json(repo, "7")["summary"]["completed_earlier"] == 4
+
+
+def test_every_status(pytester: pytest.Pytester, repo: Path) -> None:
+    write_prp(repo, "PRP-3.1.1", creates={"ok.txt": "fine"}, gates=["test -f ok.txt"])
+    write_prp(
+        repo,
+        "PRP-3.1.2",
+        creates={"bad.txt": "x"},
+        gates=["echo checking; exit 3\n# Expected: exit 0", "true", "false"],
+    )
+    write_prp(repo, "PRP-3.1.3", steps=["echo boom-output; exit 7"], gates=["true"])
+    write_prp(repo, "PRP-3.1.4", creates={"u.txt": "u"}, checklist=["looks good"])
+    write_prp(repo, "PRP-3.2.1", deps=["PRP-3.1.2"], gates=["true"])
+    write_prp(repo, "PRP-3.1.5", extra="status: completed", gates=["false"])
+    result = pytester.runpytest("--prp-batch", "3", "-v", "-rA")
+    out = result.stdout.str()
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(
+        [
+            "*::PRP-3.1.1 PASSED*",
+            "*::PRP-3.1.2 FAILED*",
+            "*::PRP-3.1.3 ERROR*",
+            "*::PRP-3.1.4 UNVERIFIED*",
+            "*::PRP-3.1.5 COMPLETED EARLIER*",
+            "*::PRP-3.2.1 BLOCKED*",
+        ]
+    )
+    assert "Traceback" not in out
+    # The gate failure report: all failed gates, command, exit code, expected, output tail.
+    assert "2 of 3 gates failed" in out and "echo checking; exit 3" in out
+    assert "Expected: exit 0" in out and "checking" in out
+    assert "boom-output" in out and "step 1/1" in out
+    assert "blocked: PRP-3.1.2 not completed" in out
+    assert "declared completed" in out
+    statuses = {pid: e["status"] for pid, e in entries(result_json(repo, "3")).items()}
+    assert statuses == {
+        "PRP-3.1.1": "success",
+        "PRP-3.1.2": "failed_gates",
+        "PRP-3.1.3": "failed",
+        "PRP-3.1.4": "unverified",
+        "PRP-3.1.5": "completed_earlier",
+        "PRP-3.2.1": "blocked",
+    }
+    summary = result_json(repo, "3")["summary"]
+    assert summary["failed"] == 2 and summary["blocked"] == 1 and summary["unverified"] == 1
+    # A failed PRP's worktree is kept, and its path is in the report.
+    kept = entries(result_json(repo, "3"))["PRP-3.1.2"]["worktree"]
+    assert kept and Path(kept, "bad.txt").read_text().strip() == "x"
+    assert f"worktree kept: {kept}" in out
+    log = subjects(repo, "prp/batch-3")
+    assert any(s.startswith("PRP-3.1.4: Complete") for s in log)
+    assert not any(s.startswith("PRP-3.1.2") for s in log)
+
+
+def test_strict_fails_unverified(pytester: pytest.Pytester, repo: Path) -> None:
+    write_prp(repo, "PRP-4.1.1", creates={"u.txt": "u"}, checklist=["looks good"])
+    result = pytester.runpytest("--prp-batch", "4", "--prp-strict")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*no executable gate (--prp-strict)*"])
+    assert "PRP-4.1.1" not in "\n".join(subjects(repo, "prp/batch-4"))
+
+
+def test_dirty_checkout_stays_byte_for_byte(pytester: pytest.Pytester, repo: Path) -> None:
+    (repo / "README.md").write_text("edited but not committed\n")
+    (repo / "staged.txt").write_text("staged\n")
+    git(repo, "add", "staged.txt")
+    (repo / "untracked.txt").write_text("untracked\n")
+    (repo / ".gitignore").write_text("__pycache__/\nsecret.env\n")
+    (repo / "secret.env").write_text("KEY=1\n")
+    write_prp(repo, "PRP-5.1.1", creates={"README.md": "replaced by the PRP"}, gates=["true"])
+    git(repo, "add", "PRPs")
+    before = snapshot(repo)
+    result = pytester.runpytest("--prp-batch", "5")
+    assert result.ret == 0, result.stdout.str()
+    assert snapshot(repo) == before
+    assert git(repo, "show", "prp/batch-5:README.md") == "replaced by the PRP"
+
+
+def test_gate_background_process_is_killed(pytester: pytest.Pytester, repo: Path) -> None:
+    pidfile = repo.parent / "server.pid"
+    write_prp(
+        repo,
+        "PRP-6.1.1",
+        gates=[f"sleep 300 &\necho $! > {pidfile}\ntrue"],
+    )
+    result = pytester.runpytest("--prp-batch", "6")
+    assert result.ret == 0
+    pid = int(pidfile.read_text())
+    time.sleep(0.2)
+    alive = (
+        Path(f"/proc/{pid}").exists()
+        and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    )
+    assert not alive
+
+
+def test_refused_create_paths(pytester: pytest.Pytester, repo: Path) -> None:
+    outside = repo.parent / "escaped.txt"
+    write_prp(repo, "PRP-8.1.1", creates={"../escaped.txt": "no"}, gates=["true"])
+    write_prp(repo, "PRP-8.1.2", creates={str(outside): "no"}, gates=["true"])
+    result = pytester.runpytest("--prp-batch", "8")
+    assert result.ret == 1
+    out = result.stdout.str()
+    assert "Traceback" not in out
+    assert out.count("ERROR") >= 2 and not outside.exists()
+    assert "../escaped.txt" in out
+
+
+def test_conflicting_prps_fail_merge(pytester: pytest.Pytester, repo: Path) -> None:
+    write_prp(repo, "PRP-9.1.1", creates={"shared.txt": "from one"}, gates=["true"])
+    # While PRP-9.1.2 works, someone else moves the integration branch with a change to the
+    # same file (in a parallel run: another PRP merged first).
+    write_prp(
+        repo,
+        "PRP-9.1.2",
+        steps=[
+            "echo theirs > shared.txt && git add shared.txt && git commit -qm other\n"
+            "git update-ref refs/heads/prp/batch-9 HEAD\n"
+            "git reset -q --hard HEAD~1\n"
+            "echo mine > shared.txt"
+        ],
+        gates=["true"],
+    )
+    result = pytester.runpytest("--prp-batch", "9")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*merge into prp/batch-9 conflicts in: shared.txt*"])
+    statuses = {pid: e["status"] for pid, e in entries(result_json(repo, "9")).items()}
+    assert statuses == {"PRP-9.1.1": "success", "PRP-9.1.2": "failed_merge"}
+    assert git(repo, "show", "prp/batch-9:shared.txt") == "theirs"
+    assert not any(s.startswith("PRP-9.1.2") for s in subjects(repo, "prp/batch-9"))
+
+
+def test_dependency_satisfied_through_ledger(pytester: pytest.Pytester, repo: Path) -> None:
+    git(repo, "commit", "--allow-empty", "-qm", "Earlier work\n\nPRP-Id: PRP-10.1.1")
+    git(repo, "commit", "--allow-empty", "-qm", "PRP-10.1.2: Complete - old style")
+    write_prp(repo, "PRP-10.2.1", deps=["PRP-10.1.1", "PRP-10.1.2"], gates=["true"])
+    result = pytester.runpytest("--prp-batch", "10")
+    assert result.ret == 0, result.stdout.str()
+    result.assert_outcomes(passed=1)
+
+
+def test_lf_reruns_failed_and_blocked(pytester: pytest.Pytester, repo: Path) -> None:
+    flag = repo.parent / "fixed"
+    write_prp(repo, "PRP-11.1.1", creates={"a.txt": "a"}, gates=["true"])
+    write_prp(repo, "PRP-11.1.2", deps=["PRP-11.1.1"], gates=[f"test -f {flag}"])
+    write_prp(repo, "PRP-11.2.1", deps=["PRP-11.1.2"], gates=["true"])
+    first = pytester.runpytest("--prp-batch", "11", "-v")
+    first.stdout.fnmatch_lines(["*PRP-11.1.2 FAILED*", "*PRP-11.2.1 BLOCKED*"])
+    flag.write_text("")
+    second = pytester.runpytest("--prp-batch", "11", "--lf", "-v")
+    assert second.ret == 0, second.stdout.str()
+    second.stdout.fnmatch_lines(["*PRP-11.1.2 PASSED*", "*PRP-11.2.1 PASSED*"])
+    assert "PRP-11.1.1 " not in second.stdout.str()
+
+
+def test_junit_properties(pytester: pytest.Pytester, repo: Path) -> None:
+    write_prp(repo, "PRP-12.1.1", creates={"a.txt": "a"}, gates=["true", "test -f a.txt"])
+    result = pytester.runpytest("--prp-batch", "12", "--junitxml=out.xml")
+    assert result.ret == 0
+    case = ET.parse(repo / "out.xml").getroot().find(".//testcase")
+    assert case is not None
+    props = {p.get("name"): p.get("value") for p in case.iter("property")}
+    assert props["prp_id"] == "PRP-12.1.1" and props["status"] == "success"
+    assert props["gates"] == "2/2" and props["batch"] == "12" and props["stage"] == "1"
+    assert props["commit"] == git(
+        repo, "log", "-1", "--format=%H", "--grep=PRP-Id: PRP-12.1.1", "prp/batch-12"
+    )
+
+
+def test_bad_situations_are_one_line(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    write_prp(pytester.path, "PRP-13.1.1", gates=["true"])
+    not_repo = pytester.runpytest("--prp-batch", "13")
+    assert not_repo.ret == pytest.ExitCode.USAGE_ERROR
+    not_repo.stderr.fnmatch_lines(["ERROR: prp: not inside a git repository*"])
+    subprocess.run(["git", "init", "-q"], cwd=pytester.path, check=True)
+    empty = pytester.runpytest("--prp-batch", "13")
+    empty.stderr.fnmatch_lines(["ERROR: prp: *has no commits*"])
+    init_repo(pytester.path)
+    base = pytester.runpytest("--prp-batch", "13", "--prp-base", "nope")
+    base.stderr.fnmatch_lines(["ERROR: prp: --prp-base nope does not exist*"])
+    git(pytester.path, "branch", "prp/batch-13")
+    git(pytester.path, "checkout", "-q", "prp/batch-13")
+    checked = pytester.runpytest("--prp-batch", "13")
+    checked.stderr.fnmatch_lines(["ERROR: prp: integration branch prp/batch-13 is checked out*"])
+    for run in (not_repo, empty, base, checked):
+        assert "Traceback" not in run.stdout.str() + run.stderr.str()
+
+
+def test_verify_mode_runs_only_gates(pytester: pytest.Pytester, repo: Path) -> None:
+    (repo / "done.txt").write_text("done\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "work")
+    write_prp(
+        repo,
+        "PRP-14.1.1",
+        steps=["echo must-not-run > step.txt"],
+        gates=["test -f done.txt", "test ! -f step.txt"],
+    )
+    write_prp(repo, "PRP-14.1.2", gates=["test -f missing.txt"])
+    result = pytester.runpytest("--prp-batch", "14", "--prp-verify", "-v")
+    result.stdout.fnmatch_lines(["*PRP-14.1.1 PASSED*", "*PRP-14.1.2 FAILED*"])
+    assert git(repo, "branch", "--list", "prp/*") == ""
+    statuses = {pid: e["status"] for pid, e in entries(result_json(repo, "14")).items()}
+    assert statuses == {"PRP-14.1.1": "success", "PRP-14.1.2": "failed_gates"}
+
+
+def test_agent_executor_with_fake_agent(pytester: pytest.Pytester, repo: Path) -> None:
+    write_prp(repo, "PRP-15.1.1", creates={"hello.py": "print('hi')"}, gates=["python3 hello.py"])
+    agent = f"{sys.executable} {FAKE_AGENT} --cost 0.25 --prompt-file {{prompt_file}}"
+    result = pytester.runpytest("--prp-batch", "15", "--prp-agent", agent)
+    assert result.ret == 0, result.stdout.str()
+    entry = entries(result_json(repo, "15"))["PRP-15.1.1"]
+    assert entry["cost_usd"] == 0.25 and entry["tokens"]["output"] > 0
+    assert git(repo, "show", "prp/batch-15:hello.py") == "print('hi')"
+    failing = pytester.runpytest(
+        "--prp-batch", "15", "--prp-rerun", "--prp-agent", agent + " --mode is_error"
+    )
+    assert failing.ret == 1
+    failing.stdout.fnmatch_lines(["*ERROR*PRP-15.1.1*"])
+
+
+def test_sigkill_then_rerun_commits_once(pytester: pytest.Pytester, repo: Path) -> None:
+    marker = repo.parent / "slow-started"
+    write_prp(repo, "PRP-16.1.1", creates={"a.txt": "a"}, gates=["true"])
+    write_prp(
+        repo,
+        "PRP-16.2.1",
+        deps=["PRP-16.1.1"],
+        steps=[f"if [ ! -f {marker} ]; then touch {marker}; sleep 120; fi\necho b > b.txt"],
+        gates=["test -f b.txt"],
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "--prp-batch", "16", "-p", "no:cacheprovider"],
+        cwd=repo,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    result = pytester.runpytest("--prp-batch", "16", "-v")
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["*PRP-16.1.1 COMPLETED EARLIER*", "*PRP-16.2.1 PASSED*"])
+    log = subjects(repo, "prp/batch-16")
+    assert sum(s.startswith("PRP-16.1.1:") for s in log) == 1
+    assert sum(s.startswith("PRP-16.2.1:") for s in log) == 1
