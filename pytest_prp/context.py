@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -9,6 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pytest
 
+    from pytest_prp.heartbeat import Heartbeat
     from pytest_prp.model import Prp
     from pytest_prp.options import Settings
     from pytest_prp.processes import LogSink
@@ -21,14 +24,38 @@ class PrpContext:
     settings: Settings
     workdir: Path
     log: LogSink | None
+    deadline: float = float("inf")  # time.monotonic() by which the whole PRP must be done
     attempt: int = 1
+    model: str | None = None  # filled into the agent command's {model}
+    feedback: str | None = None  # the failed gates, for the agent's next attempt
+    heartbeat: Heartbeat | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+
+    def remaining(self) -> float:
+        """Seconds left of the PRP's wall-clock limit (steps, attempts and gates together)."""
+        return max(0.0, self.deadline - time.monotonic())
+
+    def on_line(self, line: str) -> None:
+        """Every output line of a step, agent or gate: the heartbeat's sign of life."""
+        if self.heartbeat is not None:
+            self.heartbeat.output(line)
+
+    def heartbeat_phase(
+        self,
+        phase: str,
+        *,
+        current: str | None = None,
+        index: int | None = None,
+        total: int | None = None,
+    ) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.phase(
+                phase, current=current, index=index, total=total, attempt=self.attempt
+            )
 
     @property
     def env(self) -> dict[str, str]:
         """The process environment plus the PRP_* variables every step, agent and gate sees."""
-        import os
-
         env = dict(os.environ)
         env.update(
             {
@@ -39,5 +66,7 @@ class PrpContext:
                 "PRP_FILE": str(self.prp.path),
             }
         )
+        if self.model:
+            env["PRP_MODEL"] = self.model
         env.update(self.extra_env)
         return env

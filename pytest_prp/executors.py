@@ -7,6 +7,9 @@ other blocks are documentation. The first failure stops the run.
 Agent: a configured command line runs through bash in the worktree with the prompt on stdin and
 in a file (``PRP_PROMPT_FILE``); Claude Code's stream-json output, if any, gives the cost,
 tokens, turns and session.
+
+Both stop a process that runs out of time (``timeout``) or goes idle (``idle_timeout``: no
+output and no file changed in the worktree for that long).
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ class StepsOutcome:
     num_turns: int | None = None
     session_id: str | None = None
     duration: float = 0.0
+    timed_out: bool = False  # stopped by a limit: the wall clock, or idleness
+    idle_timed_out: bool = False  # stopped by the idle limit
 
 
 class UnsafePath(Exception):
@@ -127,6 +132,12 @@ def _step_label(step: Step, total: int) -> str:
     return f'step {step.index}/{total} "{step.title}"'
 
 
+def limit_message(result: ProcessResult, timeout: float) -> str:
+    """Why a limit stopped the process: ``idle for 600 s (last output: "...")`` or
+    ``timed out after 3600 s`` (``timeout``: the limit as the user set it)."""
+    return result.describe() if result.idle_timed_out else timeout_message(timeout)
+
+
 def run_literal_steps(
     prp: Prp,
     *,
@@ -135,21 +146,42 @@ def run_literal_steps(
     timeout: float,
     log: LogSink | None,
     on_line: Callable[[str], None] | None = None,
+    idle_timeout: float | None = None,
+    activity_dir: Path | None = None,
+    on_step: Callable[[Step, int], None] | None = None,
 ) -> StepsOutcome:
-    """Carry out the PRP's steps as written. ``timeout`` is the budget of all steps together."""
+    """Carry out the PRP's steps as written. ``timeout`` is the budget of all steps together.
+
+    ``idle_timeout`` applies to each shell block; file changes in ``activity_dir`` (default:
+    ``workdir``) count as activity. ``on_step(step, total)`` is called as each step starts.
+    """
     start = time.monotonic()
     deadline = start + timeout
     steps = prp.steps
     total = len(steps)
     tail: list[str] = []
+    watched = activity_dir if activity_dir is not None else workdir
 
-    def failed(step: Step, error: str, tail: list[str]) -> StepsOutcome:
+    def failed(
+        step: Step, error: str, tail: list[str], *, timed_out: bool = False, idle: bool = False
+    ) -> StepsOutcome:
         if log is not None:
             log.lines(f"FAILED: {error}")
-        return StepsOutcome(False, error, step.title, tail, duration=time.monotonic() - start)
+        duration = time.monotonic() - start
+        return StepsOutcome(
+            False,
+            error,
+            step.title,
+            tail,
+            duration=duration,
+            timed_out=timed_out,
+            idle_timed_out=idle,
+        )
 
     for step in steps:
         label = _step_label(step, total)
+        if on_step is not None:
+            on_step(step, total)
         if log is not None:
             log.section(f"step {step.index}/{total}: {step.title}")
         for block in step.code_blocks:
@@ -168,15 +200,23 @@ def run_literal_steps(
                 continue
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return failed(step, f"{label} {timeout_message(timeout)}", tail)
+                return failed(step, f"{label} {timeout_message(timeout)}", tail, timed_out=True)
             if log is not None:
                 log.line(f"(line {block.line}: running {block.language or 'shell'} block)")
             result = run_bash(
-                script, cwd=workdir, env=env, timeout=remaining, log=log, on_line=on_line
+                script,
+                cwd=workdir,
+                env=env,
+                timeout=remaining,
+                log=log,
+                on_line=on_line,
+                idle_timeout=idle_timeout,
+                activity_dir=watched,
             )
             tail = result.tail
             if result.timed_out:
-                return failed(step, f"{label} {timeout_message(timeout)}", tail)
+                error = f"{label} {limit_message(result, timeout)}"
+                return failed(step, error, tail, timed_out=True, idle=result.idle_timed_out)
             if not result.ok:
                 return failed(step, f"{label} failed ({result.describe()})", tail)
     return StepsOutcome(True, None, None, tail, duration=time.monotonic() - start)
@@ -284,11 +324,15 @@ def run_agent(
     log: LogSink | None,
     prompt_dir: Path | None = None,
     on_line: Callable[[str], None] | None = None,
+    idle_timeout: float | None = None,
+    activity_dir: Path | None = None,
 ) -> StepsOutcome:
     """Run the agent command line (bash, in ``workdir``); exit 0 means the steps are done.
 
     The prompt goes to stdin and to a file named by ``PRP_PROMPT_FILE``: kept in ``prompt_dir``
     when given (say, the results directory), else in a temporary directory removed afterwards.
+    ``idle_timeout`` stops an agent that printed nothing and changed no file in
+    ``activity_dir`` (default: ``workdir``) for that long.
     """
     start = time.monotonic()
     with _prompt_location(prompt_dir) as where:
@@ -310,6 +354,8 @@ def run_agent(
             on_line=on_line,
             capture_stdout=True,
             tail_transform=render_line,
+            idle_timeout=idle_timeout,
+            activity_dir=activity_dir if activity_dir is not None else workdir,
         )
     outcome = agent_outcome(result, timeout)
     outcome.duration = time.monotonic() - start
@@ -340,7 +386,7 @@ def agent_outcome(result: ProcessResult, timeout: float) -> StepsOutcome:
         said = said[:_RESULT_CHARS] + " ..."
     error: str | None = None
     if result.timed_out:
-        error = f"agent {timeout_message(timeout)}"
+        error = f"agent {limit_message(result, timeout)}"
     elif not result.ok:
         error = f"agent command failed ({result.describe()})"
         if report.failed and said:
@@ -359,4 +405,6 @@ def agent_outcome(result: ProcessResult, timeout: float) -> StepsOutcome:
         num_turns=report.num_turns,
         session_id=report.session_id,
         duration=result.duration,
+        timed_out=result.timed_out,
+        idle_timed_out=result.idle_timed_out,
     )

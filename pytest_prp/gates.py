@@ -8,18 +8,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_prp.model import Gate
-from pytest_prp.processes import DEFAULT_TAIL_LINES, LogSink, run_bash, timeout_message
+from pytest_prp.processes import (
+    DEFAULT_TAIL_LINES,
+    LogSink,
+    idle_message,
+    run_bash,
+    timeout_message,
+)
 
 
 @dataclass
 class GateResult:
     gate: Gate
     passed: bool
-    returncode: int | None  # None when it timed out (or had nothing to run)
-    timed_out: bool
+    returncode: int | None  # None when a limit stopped it (or it had nothing to run)
+    timed_out: bool  # stopped by a limit: the wall clock, or idleness (idle_timed_out)
     duration: float
     tail: list[str]
     timeout: float | None = None  # the limit it ran under, for "timed out after N s"
+    idle_timed_out: bool = False
+    idle_timeout: float | None = None  # the idle limit it ran under, if any
+    last_line: str | None = None  # its last non-blank output line
 
 
 def gate_header(gate: Gate) -> str:
@@ -35,8 +44,14 @@ def run_shell_gate(
     timeout: float,
     log: LogSink | None,
     on_line: Callable[[str], None] | None = None,
+    idle_timeout: float | None = None,
+    activity_dir: Path | None = None,
 ) -> GateResult:
-    """Run the gate's command with bash (errexit, pipefail) in ``cwd``; exit 0 passes."""
+    """Run the gate's command with bash (errexit, pipefail) in ``cwd``; exit 0 passes.
+
+    ``idle_timeout`` (None: none) stops a gate that printed nothing and changed no file in
+    ``activity_dir`` (default: ``cwd``) for that long.
+    """
     if log is not None:
         log.section(gate_header(gate))
     command = gate.command or ""
@@ -48,7 +63,16 @@ def run_shell_gate(
     if log is not None:
         for line in command.splitlines():
             log.line(f"$ {line}")
-    result = run_bash(command, cwd=cwd, env=env, timeout=timeout, log=log, on_line=on_line)
+    result = run_bash(
+        command,
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
+        log=log,
+        on_line=on_line,
+        idle_timeout=idle_timeout,
+        activity_dir=activity_dir if activity_dir is not None else cwd,
+    )
     return GateResult(
         gate=gate,
         passed=result.ok,
@@ -57,6 +81,9 @@ def run_shell_gate(
         duration=result.duration,
         tail=result.tail,
         timeout=timeout,
+        idle_timed_out=result.idle_timed_out,
+        idle_timeout=result.idle_timeout,
+        last_line=result.last_line,
     )
 
 
@@ -70,7 +97,10 @@ def command_lines(gate: Gate) -> list[str]:
 
 
 def describe_status(result: GateResult) -> str:
-    """``exit 1``, ``timed out after 600 s``, ``killed by signal 9``, ``passed``."""
+    """``exit 1``, ``timed out after 600 s``, ``idle for 600 s (last output: "...")``,
+    ``killed by signal 9``, ``passed``."""
+    if result.idle_timed_out:
+        return idle_message(result.idle_timeout or result.duration, result.last_line)
     if result.timed_out:
         return timeout_message(result.timeout if result.timeout is not None else result.duration)
     if result.returncode is None:

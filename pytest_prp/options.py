@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_prp.ids import batch_of, normalize_id
-from pytest_prp.planning import Selection
+if TYPE_CHECKING:
+    from pytest_prp.planning import Selection
 
 PLAN_FORMATS = ("text", "json", "mermaid")
 
@@ -107,13 +108,47 @@ def add_options(parser: pytest.Parser) -> None:
         "--prp-gate-timeout",
         type=_positive_float,
         metavar="SECONDS",
-        help="time limit of one gate (default 600)",
+        help="time limit of one gate (default 600, never beyond the PRP's own limit)",
     )
     group.addoption(
-        "--prp-step-timeout",
+        "--prp-timeout",
         type=_positive_float,
         metavar="SECONDS",
-        help="time limit of a PRP's steps (default 3600)",
+        help="wall-clock limit of one PRP: steps, attempts and gates (default 3600)",
+    )
+    group.addoption(
+        "--prp-idle-timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="end a step or agent that printed nothing and changed no file this long (600)",
+    )
+    group.addoption(
+        "--prp-heartbeat",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="heartbeat file and live progress interval (default 30)",
+    )
+    group.addoption(
+        "--prp-attempts",
+        type=int,
+        metavar="N",
+        help="agent attempts per PRP: failed gates go back to the agent (default 1)",
+    )
+    group.addoption(
+        "--prp-budget-usd",
+        type=_positive_float,
+        metavar="USD",
+        help="start no new PRP once the batch has spent this much",
+    )
+    group.addoption(
+        "--prp-agent-presets",
+        action="store_true",
+        help="print the agent presets (claude, codex, aider) and exit",
+    )
+    group.addoption(
+        "--prp-serialize-conflicts",
+        action="store_true",
+        help="with -n: never run PRPs that declare the same files_modified at the same time",
     )
 
     parser.addini("prp_enabled", "collect PRP files in every run", type="bool", default=False)
@@ -125,7 +160,15 @@ def add_options(parser: pytest.Parser) -> None:
     )
     parser.addini("prp_prompt_template", "file holding the agent prompt template", default="")
     parser.addini("prp_gate_timeout", "time limit of one gate, seconds", default="600")
-    parser.addini("prp_step_timeout", "time limit of a PRP's steps, seconds", default="3600")
+    parser.addini("prp_timeout", "wall-clock limit of one PRP, seconds", default="3600")
+    parser.addini("prp_idle_timeout", "idle limit of a step or agent, seconds", default="600")
+    parser.addini("prp_heartbeat", "heartbeat interval, seconds", default="30")
+    parser.addini("prp_attempts", "agent attempts per PRP", default="1")
+    parser.addini(
+        "prp_models",
+        "model per complexity for {model}, e.g. low=haiku medium=sonnet high=opus",
+        default="",
+    )
 
 
 @dataclass(frozen=True)
@@ -142,7 +185,12 @@ class Settings:
     verify: bool
     clean: bool
     gate_timeout: float
-    step_timeout: float
+    timeout: float
+    idle_timeout: float
+    heartbeat: float
+    attempts: int
+    budget_usd: float | None
+    models: dict[str, str]
     results_dir: Path
     prompt_template: Path | None
 
@@ -155,7 +203,31 @@ def _ini_float(config: pytest.Config, name: str) -> float:
         raise pytest.UsageError(f"ini option {name} is not a number: {raw!r}") from None
 
 
+def _attempts(value: float) -> int:
+    if value < 1 or int(value) != value:
+        raise pytest.UsageError(f"--prp-attempts must be a whole number of at least 1: {value}")
+    return int(value)
+
+
+def _models(config: pytest.Config) -> dict[str, str]:
+    from pytest_prp.agents import ModelsError, parse_models
+
+    try:
+        return parse_models(str(config.getini("prp_models")))
+    except ModelsError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def _agent(value: str | None) -> str | None:
+    from pytest_prp.agents import expand_agent
+
+    return expand_agent(value) if value else None
+
+
 def read_settings(config: pytest.Config) -> Settings:
+    from pytest_prp.ids import batch_of, normalize_id
+    from pytest_prp.planning import Selection
+
     opt = config.option
     ids = []
     for raw in _split_list(opt.prp_id):
@@ -191,7 +263,7 @@ def read_settings(config: pytest.Config) -> Settings:
         selection=selection,
         pattern=str(config.getini("prp_file_pattern")) or "PRP-*.md",
         plan_format=opt.prp_plan,
-        agent=opt.prp_agent or str(config.getini("prp_agent")).strip() or None,
+        agent=_agent(opt.prp_agent or str(config.getini("prp_agent")).strip() or None),
         branch=opt.prp_branch or str(config.getini("prp_branch")).strip() or None,
         base=opt.prp_base,
         rerun=bool(opt.prp_rerun),
@@ -199,7 +271,12 @@ def read_settings(config: pytest.Config) -> Settings:
         verify=bool(opt.prp_verify),
         clean=bool(opt.prp_clean),
         gate_timeout=opt.prp_gate_timeout or _ini_float(config, "prp_gate_timeout"),
-        step_timeout=opt.prp_step_timeout or _ini_float(config, "prp_step_timeout"),
+        timeout=opt.prp_timeout or _ini_float(config, "prp_timeout"),
+        idle_timeout=opt.prp_idle_timeout or _ini_float(config, "prp_idle_timeout"),
+        heartbeat=opt.prp_heartbeat or _ini_float(config, "prp_heartbeat"),
+        attempts=_attempts(opt.prp_attempts or _ini_float(config, "prp_attempts")),
+        budget_usd=opt.prp_budget_usd,
+        models=_models(config),
         results_dir=results_dir,
         prompt_template=(config.rootpath / template) if template else None,
     )

@@ -8,17 +8,22 @@ from __future__ import annotations
 import fnmatch
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from pytest_prp import hooks
-from pytest_prp.collect import KNOWN_PRPS, PrpFile, PrpItem
-from pytest_prp.model import Problem, Prp
 from pytest_prp.options import Settings, add_options, read_settings
-from pytest_prp.planning import Plan, build_plan
+
+# Everything else is imported where PRPs are in play: a run without PRPs must not pay for
+# YAML, markdown, git or planning code (benchmarks/bench_collection.py measures it).
+if TYPE_CHECKING:
+    from pytest_prp.collect import PrpFile, PrpItem
+    from pytest_prp.model import Problem
+    from pytest_prp.planning import Plan
 
 SETTINGS = pytest.StashKey[Settings]()
-PLAN = pytest.StashKey[Plan]()
+PLAN = pytest.StashKey["Plan"]()
 SEEN_FILES = pytest.StashKey[list[Path]]()
 PLAN_SHOWN = pytest.StashKey[bool]()
 
@@ -39,6 +44,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "prp: a PRP (Product Requirement Prompt) item")
     if not settings.enabled:
         return
+    from pytest_prp.collect import KNOWN_PRPS
+
     config.stash[KNOWN_PRPS] = []
     if settings.plan_format in ("json", "mermaid"):
         # The document must be all that stdout carries, so pytest's own lines go.
@@ -46,13 +53,36 @@ def pytest_configure(config: pytest.Config) -> None:
         if reporter is not None:
             config.pluginmanager.unregister(reporter)
     # Late imports: a run that collects no PRP pays nothing for execution and reporting code.
+    from pytest_prp.defaults import DefaultImplementations
     from pytest_prp.reporting import BatchResults, ReportHooks
-    from pytest_prp.runner import DefaultImplementations
 
     config.pluginmanager.register(DefaultImplementations(config), "prp-defaults")
     config.pluginmanager.register(ReportHooks(), "prp-reports")
     if not hasattr(config, "workerinput"):  # xdist workers report; the controller writes
         config.pluginmanager.register(BatchResults(config, settings.results_dir), "prp-results")
+
+
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    if config.option.prp_agent_presets:
+        from pytest_prp.agents import presets_text
+
+        print(presets_text())
+        return 0
+    return None
+
+
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM ends a batch like Ctrl-C: processes ended, results written, resumable later."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> PrpFile | None:
@@ -63,6 +93,8 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> PrpFile | 
     if not settings.enabled:
         config.stash[SEEN_FILES].append(file_path)
         return None
+    from pytest_prp.collect import PrpFile
+
     return PrpFile.from_parent(parent, path=file_path)
 
 
@@ -80,9 +112,16 @@ def _report_problems(session: pytest.Session, problems: list[Problem]) -> None:
         session.config.hook.pytest_collectreport(report=report)
 
 
+REGISTERED_MARKERS = pytest.StashKey[set[str]]()
+
+
 def _register_marker(config: pytest.Config, name: str, doc: str) -> None:
-    # Registered before use so that --strict-markers accepts them and -m can select them.
-    config.addinivalue_line("markers", f"{name}: {doc}")
+    # Registered before use so that --strict-markers accepts them and -m can select them;
+    # once per name, as pytest re-reads the whole list for every new one.
+    registered = config.stash.setdefault(REGISTERED_MARKERS, set())
+    if name not in registered:
+        registered.add(name)
+        config.addinivalue_line("markers", f"{name}: {doc}")
 
 
 @pytest.hookimpl(tryfirst=True)  # before -k/-m/--lf deselect, so stage markers are there
@@ -92,9 +131,12 @@ def pytest_collection_modifyitems(
     settings = config.stash[SETTINGS]
     if not settings.enabled:
         return
+    from pytest_prp.collect import KNOWN_PRPS, PrpItem
+    from pytest_prp.planning import build_plan
+
     prp_items = [item for item in items if isinstance(item, PrpItem)]
     others = [item for item in items if not isinstance(item, PrpItem)]
-    known: list[Prp] = config.stash[KNOWN_PRPS]
+    known = config.stash[KNOWN_PRPS]
     if not known and not prp_items:
         return
     plan = build_plan(known, settings.selection, lambda prp_id: _is_complete(config, prp_id))
@@ -132,14 +174,21 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     plan = config.stash.get(PLAN, None)
     if plan is None or config.option.collectonly:
         return
+    from pytest_prp.collect import PrpItem
+
     if any(isinstance(item, PrpItem) for item in session.items):
         from pytest_prp.runner import prepare  # late: git is only needed when PRPs run
 
         prepare(config, config.stash[SETTINGS], plan)
+        _interrupt_on_sigterm()
 
 
 @pytest.hookimpl(tryfirst=True)  # ahead of pytest-dependency's per-process check
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    if PLAN not in item.config.stash:
+        return
+    from pytest_prp.collect import PrpItem
+
     if isinstance(item, PrpItem):
         from pytest_prp.runner import check_ready
 

@@ -7,6 +7,11 @@ orphan keeps running and no zombie is left behind.
 
 Output is read with ``selectors`` in the calling thread, never with a blocking read, so a
 background child that keeps the output pipe open cannot make us hang.
+
+Two limits end a process: the wall clock (``timeout``) and, optionally, idleness
+(``idle_timeout``): no output and no file changed in ``activity_dir`` for that long. Any
+exception in the caller's thread while the process runs (KeyboardInterrupt from Ctrl-C or from a
+SIGTERM handler, SystemExit, an error in ``on_line``) stops the group before it propagates.
 """
 
 from __future__ import annotations
@@ -21,12 +26,14 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import IO
+from types import FrameType, TracebackType
+from typing import IO, Any
 
 DEFAULT_TAIL_LINES = 40
 # Time a process group gets between SIGTERM and SIGKILL.
 KILL_GRACE = 2.0
+# How long SIGKILLed processes get to disappear (it only takes the kernel a moment).
+KILL_SETTLE = 1.0
 # How long to wait for the pipes to close once the group is stopped. Only a process that left
 # the group (``setsid``) can keep them open this long; we then stop listening to it.
 DRAIN_GRACE = 0.5
@@ -45,21 +52,43 @@ def timeout_message(timeout: float) -> str:
     return f"timed out after {format_seconds(timeout)}"
 
 
+LAST_LINE_CHARS = 80
+
+
+def shorten_line(line: str, limit: int = LAST_LINE_CHARS) -> str:
+    """One line cut to about ``limit`` characters, for one-line messages."""
+    text = line.strip()
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
+def idle_message(seconds: float, last_line: str | None) -> str:
+    """``idle for 600 s (last output: "Running tests...")`` or ``idle for 600 s (no output)``."""
+    if last_line is None or not last_line.strip():
+        return f"idle for {format_seconds(seconds)} (no output)"
+    return f'idle for {format_seconds(seconds)} (last output: "{shorten_line(last_line)}")'
+
+
 @dataclass
 class ProcessResult:
-    returncode: int | None  # None when killed by our timeout
-    timed_out: bool
+    returncode: int | None  # None when killed by one of our limits
+    timed_out: bool  # stopped by a limit: the wall clock or (idle_timed_out) idleness
     duration: float
     tail: list[str]  # last lines of combined stdout+stderr
     stdout: str | None  # whole stdout, only with capture_stdout=True
     timeout: float | None = None  # the limit the process ran under
+    idle_timed_out: bool = False  # stopped for printing nothing and changing no file
+    idle_timeout: float | None = None  # the idle limit it ran under, if any
+    last_line: str | None = None  # the last non-blank output line (as the tail shows it)
 
     @property
     def ok(self) -> bool:
         return self.returncode == 0 and not self.timed_out
 
     def describe(self) -> str:
-        """``exit 1``, ``timed out after 600 s`` or ``killed by signal 9 (SIGKILL)``."""
+        """``exit 1``, ``timed out after 600 s``, ``idle for 600 s (last output: "...")`` or
+        ``killed by signal 9 (SIGKILL)``."""
+        if self.idle_timed_out:
+            return idle_message(self.idle_timeout or self.duration, self.last_line)
         if self.timed_out:
             return timeout_message(self.timeout or self.duration)
         if self.returncode is None:
@@ -157,6 +186,7 @@ class _Collector:
         tail_transform: Callable[[str], str | None] | None,
     ) -> None:
         self.tail: deque[str] = deque(maxlen=max(tail_lines, 0))
+        self.last_line: str | None = None
         self._log = log
         self._on_line = on_line
         self._transform = tail_transform
@@ -165,6 +195,8 @@ class _Collector:
         if self._log is not None:
             self._log.line(line)
         shown: str | None = self._transform(line) if self._transform else line
+        if shown is not None and shown.strip():
+            self.last_line = shown
         if shown is not None and self.tail.maxlen:
             if len(shown) > TAIL_LINE_CHARS:
                 cut = len(shown) - TAIL_LINE_CHARS
@@ -183,6 +215,7 @@ class _Pump:
         self._stdin_data = stdin_data or b""
         self._stdin_offset = 0
         self._proc = proc
+        self.last_output = time.monotonic()  # when the child last wrote anything
 
     def add_reader(self, pipe: IO[bytes] | None, lines: _Lines) -> None:
         if pipe is None:
@@ -226,6 +259,7 @@ class _Pump:
         except OSError:
             data = b""
         if data:
+            self.last_output = time.monotonic()
             self._readers[fd].feed(data)
             return
         lines = self._readers.pop(fd)
@@ -265,12 +299,24 @@ class _Pump:
             lines.finish()
         self._readers.clear()
         self._selector.close()
-        for pipe in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
-            if pipe is not None:
-                try:
-                    pipe.close()
-                except OSError:
-                    pass
+        _close_pipes(self._proc)
+
+
+def _close_pipes(proc: subprocess.Popen[bytes]) -> None:
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            try:
+                pipe.close()
+            except OSError:
+                pass
+
+
+def _wait(pump: _Pump | None, seconds: float) -> None:
+    """Let time pass, reading the pipes meanwhile (if we got as far as listening to them)."""
+    if pump is None:
+        time.sleep(seconds)
+    else:
+        pump.step(seconds)
 
 
 def _has_exited(pid: int) -> bool:
@@ -318,7 +364,7 @@ def _group_alive(pgid: int) -> bool:
     return False
 
 
-def _stop_group(proc: subprocess.Popen[bytes], pump: _Pump, grace: float) -> None:
+def _stop_group(proc: subprocess.Popen[bytes], pump: _Pump | None, grace: float) -> None:
     """SIGTERM the group, give it ``grace`` seconds, SIGKILL what is left, reap the leader."""
     pgid = proc.pid
     try:
@@ -327,16 +373,128 @@ def _stop_group(proc: subprocess.Popen[bytes], pump: _Pump, grace: float) -> Non
         deadline = time.monotonic() + grace
         # Keep reading while they die so no one blocks on a full pipe.
         while not _has_exited(proc.pid) and time.monotonic() < deadline:
-            pump.step(min(_POLL, max(deadline - time.monotonic(), 0.0)))
+            _wait(pump, min(_POLL, max(deadline - time.monotonic(), 0.0)))
         if _has_exited(proc.pid):
             proc.wait()
         while _group_alive(pgid) and time.monotonic() < deadline:
-            pump.step(0.01)
+            _wait(pump, 0.01)
     finally:
         # Also reached on a second Ctrl-C during the grace period.
         if proc.poll() is None or _group_alive(pgid):
             _signal_group(pgid, signal.SIGKILL)
+            # SIGKILL takes effect asynchronously: wait until the group is really gone, so
+            # that "no process is left" holds when we return.
+            deadline = time.monotonic() + KILL_SETTLE
+            while _group_alive(pgid) and time.monotonic() < deadline:
+                time.sleep(0.005)
         proc.wait()
+
+
+def newest_change(root: Path, not_after: float) -> float | None:
+    """The latest mtime (wall clock) under ``root``, itself included and ``.git`` left out.
+
+    Directories count (a file created or deleted changes its directory). Times later than
+    ``not_after`` are skipped: a file dated in the future must not look like activity forever.
+    Files that vanish during the walk are ignored.
+    """
+    newest: float | None = None
+
+    def consider(mtime: float) -> None:
+        nonlocal newest
+        if mtime <= not_after and (newest is None or mtime > newest):
+            newest = mtime
+
+    try:
+        consider(root.stat().st_mtime)
+    except OSError:
+        return None
+    stack = [str(root)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    if entry.name == ".git":
+                        continue
+                    try:
+                        consider(entry.stat(follow_symlinks=False).st_mtime)
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(entry.path)
+                    except OSError:
+                        continue
+        except OSError:
+            continue
+    return newest
+
+
+class _IdleWatch:
+    """Tells when a process has printed nothing and changed no file for ``limit`` seconds.
+
+    Output is free to notice (the pump records it); the tree is walked only once output has
+    been silent for a whole window, so a big worktree is not scanned every poll.
+    """
+
+    def __init__(self, limit: float, activity_dir: Path | None, start: float) -> None:
+        self.limit = limit
+        self.activity_dir = activity_dir
+        self.last = start  # monotonic time of the last sign of life
+
+    def idle(self, now: float, last_output: float) -> bool:
+        self.last = max(self.last, last_output)
+        if now - self.last < self.limit:
+            return False
+        if self.activity_dir is not None:
+            wall = time.time()
+            newest = newest_change(self.activity_dir, not_after=wall + 1.0)
+            if newest is not None:
+                # mtimes are wall-clock times: carry the latest one over to the monotonic clock.
+                self.last = max(self.last, now - max(wall - newest, 0.0))
+        return now - self.last >= self.limit
+
+
+_HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class _HeldSignals:
+    """Holds Ctrl-C and SIGTERM back while a child starts, then delivers them.
+
+    An interrupt inside ``Popen`` would lose the child's pid, and with it the way to stop its
+    group. Python handlers can only be swapped in the main thread, which is also the only one
+    that runs them; elsewhere this does nothing.
+    """
+
+    def __init__(self) -> None:
+        self._saved: dict[int, Any] = {}
+        self._pending: list[tuple[int, FrameType | None]] = []
+
+    def hold(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in _HELD_SIGNALS:
+            current = signal.getsignal(sig)
+            # None: a handler not installed from Python, which we could not put back.
+            if current is None or current == signal.SIG_IGN:
+                continue
+            try:
+                signal.signal(sig, self._remember)
+            except (ValueError, OSError):
+                continue
+            self._saved[sig] = current
+
+    def _remember(self, signum: int, frame: FrameType | None) -> None:
+        self._pending.append((signum, frame))
+
+    def release(self) -> None:
+        """Put the handlers back, then act on what arrived meanwhile (this may raise)."""
+        saved, self._saved = self._saved, {}
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+        pending, self._pending = self._pending, []
+        for signum, frame in pending:
+            handler = saved[signum]
+            if callable(handler):
+                handler(signum, frame)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), signum)
 
 
 def run_process(
@@ -352,16 +510,22 @@ def run_process(
     capture_stdout: bool = False,
     tail_transform: Callable[[str], str | None] | None = None,
     kill_grace: float = KILL_GRACE,
+    idle_timeout: float | None = None,
+    activity_dir: Path | None = None,
 ) -> ProcessResult:
     """Run ``argv`` in ``cwd`` with exactly the environment ``env``; stop its group at the end.
 
     Each output line goes to ``log``, to ``on_line`` and (through ``tail_transform``, which may
     rewrite or drop it) to the tail. A process that cannot be started gives exit status 127 and
-    the reason in the tail. KeyboardInterrupt (or an exception from ``on_line``) stops the
-    group and is re-raised.
+    the reason in the tail. ``timeout`` limits the wall-clock time; ``idle_timeout`` (None or
+    0: no limit) ends a process that printed nothing and changed no file in ``activity_dir``
+    (``.git`` aside) for that long. Any exception while it runs (KeyboardInterrupt, SystemExit,
+    an error from ``on_line``) stops the group and is re-raised.
     """
     start = time.monotonic()
     collector = _Collector(log, tail_lines, on_line, tail_transform)
+    held = _HeldSignals()
+    held.hold()
     try:
         proc = subprocess.Popen(
             list(argv),
@@ -373,6 +537,7 @@ def run_process(
             start_new_session=True,
         )
     except OSError as exc:
+        held.release()
         collector.emit(f"cannot start {argv[0]} in {cwd}: {exc.strerror or exc}")
         return ProcessResult(
             returncode=127,
@@ -381,29 +546,46 @@ def run_process(
             tail=list(collector.tail),
             stdout="" if capture_stdout else None,
             timeout=timeout,
+            idle_timeout=idle_timeout or None,
+            last_line=collector.last_line,
         )
+    except BaseException:
+        held.release()
+        raise
 
     captured: list[bytes] | None = [] if capture_stdout else None
-    pump = _Pump(proc, stdin_text.encode("utf-8") if stdin_text is not None else None)
-    pump.add_reader(proc.stdout, _Lines(collector.emit, captured))
-    pump.add_reader(proc.stderr, _Lines(collector.emit, None))
-    pump.add_writer(proc.stdin)
-    timed_out = False
+    watch = _IdleWatch(idle_timeout, activity_dir, start) if idle_timeout else None
+    timed_out = idle_timed_out = False
     deadline = start + timeout
+    pump: _Pump | None = None
     try:
         try:
+            # From here on the group is stopped whatever happens, so signals may come in.
+            held.release()
+            pump = _Pump(proc, stdin_text.encode("utf-8") if stdin_text is not None else None)
+            pump.add_reader(proc.stdout, _Lines(collector.emit, captured))
+            pump.add_reader(proc.stderr, _Lines(collector.emit, None))
+            pump.add_writer(proc.stdin)
             while not _has_exited(proc.pid):
-                remaining = deadline - time.monotonic()
+                now = time.monotonic()
+                remaining = deadline - now
                 if remaining <= 0:
                     timed_out = True
+                    break
+                if watch is not None and watch.idle(now, pump.last_output):
+                    timed_out = idle_timed_out = True
                     break
                 # Closed pipes mostly mean the process is exiting: look again soon.
                 pump.step(min(remaining, _POLL if pump.reading else 0.005))
         finally:
             _stop_group(proc, pump, kill_grace)
+        assert pump is not None
         pump.drain(DRAIN_GRACE)
     finally:
-        pump.close()
+        if pump is not None:
+            pump.close()
+        else:
+            _close_pipes(proc)
 
     duration = time.monotonic() - start
     stdout = None if captured is None else b"".join(captured).decode("utf-8", errors="replace")
@@ -414,6 +596,9 @@ def run_process(
         tail=list(collector.tail),
         stdout=stdout,
         timeout=timeout,
+        idle_timed_out=idle_timed_out,
+        idle_timeout=idle_timeout or None,
+        last_line=collector.last_line,
     )
     if log is not None:
         log.line(f"--- {result.describe()} ({duration:.1f} s) ---")
@@ -438,6 +623,8 @@ def run_bash(
     capture_stdout: bool = False,
     tail_transform: Callable[[str], str | None] | None = None,
     kill_grace: float = KILL_GRACE,
+    idle_timeout: float | None = None,
+    activity_dir: Path | None = None,
 ) -> ProcessResult:
     """``run_process`` of ``script`` under ``bash -e -o pipefail -c``."""
     return run_process(
@@ -452,4 +639,6 @@ def run_bash(
         capture_stdout=capture_stdout,
         tail_transform=tail_transform,
         kill_grace=kill_grace,
+        idle_timeout=idle_timeout,
+        activity_dir=activity_dir,
     )

@@ -14,13 +14,15 @@ import time
 from collections.abc import Generator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_prp.collect import PrpItem
 from pytest_prp.ids import natural_key
-from pytest_prp.planning import Plan
+
+if TYPE_CHECKING:
+    from pytest_prp.planning import Plan
 
 FAILED_STATUSES = ("failed_gates", "failed", "failed_merge")
 
@@ -74,6 +76,9 @@ class ReportHooks:
         data = run.to_dict()
         report.prp = data  # type: ignore[attr-defined]
         if report.when == "teardown":
+            from pytest_prp.runner import finish_heartbeat
+
+            finish_heartbeat(item, run.status)
             report.user_properties = list(report.user_properties) + junit_properties(data)
         return report
 
@@ -105,6 +110,8 @@ class ReportHooks:
         status = prp.get("status")
         if report.skipped and status == "blocked":
             return "blocked", "b", ("BLOCKED", {"yellow": True})
+        if report.skipped and status == "skipped_budget":
+            return "over budget", "$", ("SKIPPED (BUDGET)", {"yellow": True})
         if report.skipped and status == "completed_earlier":
             return "completed earlier", "c", ("COMPLETED EARLIER", {"green": True})
         if report.when == "call" and report.passed and status == "unverified":
@@ -126,6 +133,12 @@ def junit_properties(data: dict[str, Any]) -> list[tuple[str, object]]:
     ]
     if data.get("cost_usd") is not None:
         props.append(("cost", data["cost_usd"]))
+    for key, value in (data.get("tokens") or {}).items():
+        props.append((f"tokens_{key}", value))
+    if data.get("model"):
+        props.append(("model", data["model"]))
+    if len(data.get("attempts") or []) > 1:
+        props.append(("attempts", len(data["attempts"])))
     return props
 
 
@@ -216,10 +229,16 @@ class BatchResults:
             "blocked": statuses.count("blocked"),
             "unverified": statuses.count("unverified"),
             "completed_earlier": earlier,
+            "skipped_budget": statuses.count("skipped_budget"),
             # Work already done counts as done: a resumed batch is not a worse batch.
             "success_rate": round((success + earlier) / total, 3) if total else 0.0,
             "elapsed_seconds": round(time.monotonic() - self.started, 3),
             "cost_usd": _sum_cost(self.results.values()),
+            "tokens": _sum_tokens(self.results.values()),
+            "cost_by_stage": {
+                stage: _sum_cost(e for e in self.results.values() if str(e["stage"]) == stage)
+                for stage in sorted({str(e["stage"]) for e in self.results.values()}, key=int)
+            },
         }
 
     def document(self) -> dict[str, Any]:
@@ -256,8 +275,10 @@ class BatchResults:
         by_stage: dict[int, list[dict[str, Any]]] = {}
         for entry in self.results.values():
             by_stage.setdefault(int(entry["stage"]), []).append(entry)
+        costs = self.summary()["cost_by_stage"]
         for stage in sorted(by_stage):
-            tr.write_line(f"Stage {stage}")
+            cost = costs.get(str(stage))
+            tr.write_line(f"Stage {stage}" + (f"  (${cost:.4f})" if cost is not None else ""))
             for entry in sorted(by_stage[stage], key=lambda e: natural_key(e["prp_id"])):
                 tr.write_line("  " + _summary_line(entry))
                 for error in entry["errors"][:2]:
@@ -266,7 +287,9 @@ class BatchResults:
         tr.write_line(
             f"Totals: {s['total']} PRPs, {s['success']} success, {s['failed']} failed, "
             f"{s['blocked']} blocked, {s['unverified']} unverified, "
-            f"{s['completed_earlier']} completed earlier; success rate "
+            f"{s['completed_earlier']} completed earlier"
+            + (f", {s['skipped_budget']} over budget" if s["skipped_budget"] else "")
+            + "; success rate "
             f"{s['success_rate']:.0%}; {s['elapsed_seconds']:.1f} s"
             + (f"; cost ${s['cost_usd']:.4f}" if s["cost_usd"] is not None else "")
         )
@@ -279,6 +302,14 @@ def _sum_cost(entries: Any) -> float | None:
     return round(sum(costs), 6) if costs else None
 
 
+def _sum_tokens(entries: Any) -> dict[str, int] | None:
+    total: dict[str, int] = {}
+    for entry in entries:
+        for key, value in (entry.get("tokens") or {}).items():
+            total[key] = total.get(key, 0) + int(value)
+    return total or None
+
+
 def _summary_line(entry: dict[str, Any]) -> str:
     parts = [
         f"{entry['prp_id']:<14}",
@@ -288,8 +319,12 @@ def _summary_line(entry: dict[str, Any]) -> str:
     ]
     if entry["gates_unverified"]:
         parts.append(f"unverified {entry['gates_unverified']}")
+    if len(entry.get("attempts") or []) > 1:
+        parts.append(f"attempts {len(entry['attempts'])}")
     if entry.get("cost_usd") is not None:
         parts.append(f"${entry['cost_usd']:.4f}")
+    if entry.get("model"):
+        parts.append(f"model {entry['model']}")
     if entry.get("worktree"):
         parts.append(f"worktree {entry['worktree']}")
     return "  ".join(parts)

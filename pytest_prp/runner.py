@@ -1,12 +1,14 @@
 """Executing one PRP as a pytest item: setup = steps, call = gates, then commit and merge.
 
 Runs in whichever process runs the item (the only process, or an xdist worker): everything it
-knows about other PRPs comes from this process's own results and from the git ledger, and all it
-tells the controller travels on the item's reports (``report.prp``).
+knows about other PRPs comes from this process's own results, the git ledger and the batch
+result JSON that the controller rewrites after every PRP; all it tells the controller travels
+on the item's reports (``report.prp``).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,17 +19,15 @@ import pytest
 from pytest_prp.collect import KNOWN_PRPS, PrpItem, PrpUserError
 from pytest_prp.context import PrpContext
 from pytest_prp.gitops import GitError, GitWorkspace, trailers_message
-from pytest_prp.ids import natural_key
 from pytest_prp.model import Prp
 
 if TYPE_CHECKING:
     from pytest_prp.executors import StepsOutcome
     from pytest_prp.gates import GateResult
+    from pytest_prp.heartbeat import Heartbeat
     from pytest_prp.model import Gate
     from pytest_prp.options import Settings
     from pytest_prp.planning import Plan
-
-COMPLETE_STATUSES = {"completed", "executed", "done"}
 
 
 @dataclass
@@ -36,12 +36,11 @@ class PrpRun:
 
     prp: Prp
     stage: int
-    status: str = "running"
     branch: str = ""
+    status: str = "running"
     started: float = field(default_factory=time.monotonic)
     elapsed: float = 0.0
     workdir: Path | None = None
-    commit: str | None = None
     commits: list[str] = field(default_factory=list)
     files_created: list[str] = field(default_factory=list)
     files_modified: list[str] = field(default_factory=list)
@@ -52,8 +51,18 @@ class PrpRun:
     errors: list[str] = field(default_factory=list)
     cost_usd: float | None = None
     tokens: dict[str, int] | None = None
+    model: str | None = None
+    attempts: list[dict[str, Any]] = field(default_factory=list)
     log_path: Path | None = None
     kept_worktree: bool = False
+
+    def add_cost(self, outcome: StepsOutcome) -> None:
+        """Cost and tokens add up over attempts."""
+        if outcome.cost_usd is not None:
+            self.cost_usd = round((self.cost_usd or 0.0) + outcome.cost_usd, 6)
+        for key, value in (outcome.tokens or {}).items():
+            self.tokens = self.tokens or {}
+            self.tokens[key] = self.tokens.get(key, 0) + value
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -74,22 +83,33 @@ class PrpRun:
             "elapsed_seconds": round(self.elapsed, 3),
             "cost_usd": self.cost_usd,
             "tokens": self.tokens,
+            "model": self.model,
+            "attempts": self.attempts,
+            "estimated_hours": self.prp.estimated_hours,
             "worktree": str(self.workdir) if self.kept_worktree and self.workdir else None,
             "log": str(self.log_path) if self.log_path else None,
         }
 
 
 RUN = pytest.StashKey[PrpRun]()
+CONTEXT = pytest.StashKey[PrpContext]()
+HEARTBEAT = pytest.StashKey["Heartbeat"]()
 EXECUTION = pytest.StashKey["Execution"]()
 
 
 def integration_branch_name(settings: Settings, prps: list[Prp]) -> str:
     if settings.branch:
         return settings.branch
+    label = batch_label(prps)
+    return f"prp/batch-{label}" if label != "integration" else "prp/integration"
+
+
+def batch_label(prps: list[Prp]) -> str:
+    """The batch id when the run holds one batch, else ``integration`` (branch and JSON)."""
     batches = {prp.batch for prp in prps}
     if len(batches) == 1 and None not in batches:
-        return f"prp/batch-{batches.pop()}"
-    return "prp/integration"
+        return str(batches.pop())
+    return "integration"
 
 
 class Execution:
@@ -100,8 +120,10 @@ class Execution:
         self.settings = settings
         self.git = GitWorkspace.open(config.rootpath)
         self.branch = integration_branch_name(settings, plan.prps)
+        self.label = batch_label(plan.prps)
         self.known = {prp.id: prp for prp in config.stash.get(KNOWN_PRPS, [])}
         self.passed: dict[str, str] = {}  # PRP id -> commit, passed in this process
+        self.spent_usd = 0.0  # by PRPs run in this process
         self._ledger: dict[str, str] | None = None
         if settings.verify:
             return
@@ -114,8 +136,7 @@ class Execution:
 
     def ledger(self, refresh: bool = False) -> dict[str, str]:
         if self._ledger is None or refresh:
-            refs = [self.branch, "HEAD"]
-            self._ledger = self.git.ledger(refs)
+            self._ledger = self.git.ledger([self.branch, "HEAD"])
         return self._ledger
 
     def completed(self, prp_id: str) -> str | None:
@@ -131,24 +152,34 @@ class Execution:
             return "declared"
         return None
 
+    @property
+    def result_path(self) -> Path:
+        return self.settings.results_dir / "batches" / f"batch-{self.label}.result.json"
+
+    def batch_spent(self) -> float:
+        """What the batch has spent: other workers' PRPs are in the controller's result JSON."""
+        recorded = 0.0
+        try:
+            summary = json.loads(self.result_path.read_text(encoding="utf-8"))["summary"]
+            recorded = float(summary.get("cost_usd") or 0.0)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        return max(recorded, self.spent_usd)
+
 
 def prepare(config: pytest.Config, settings: Settings, plan: Plan) -> Execution:
     """Check the repository before anything runs; a problem is one UsageError line."""
+    from pytest_prp.reporting import prepare_results_dir
+
     try:
         execution = Execution(config, settings, plan)
         if settings.clean:
             execution.git.clean()
     except GitError as exc:
         raise pytest.UsageError(f"prp: {exc}") from None
-    from pytest_prp.reporting import prepare_results_dir
-
     prepare_results_dir(settings.results_dir)
     config.stash[EXECUTION] = execution
     return execution
-
-
-def _log_path(settings: Settings, prp: Prp) -> Path:
-    return settings.results_dir / "logs" / (prp.batch or "none") / f"{prp.id}.log"
 
 
 def _fail(run: PrpRun, status: str, message: str) -> PrpUserError:
@@ -157,8 +188,13 @@ def _fail(run: PrpRun, status: str, message: str) -> PrpUserError:
     return PrpUserError([message])
 
 
+def _worker_id(config: pytest.Config) -> str:
+    workerinput = getattr(config, "workerinput", None)
+    return str(workerinput["workerid"]) if workerinput else "main"
+
+
 def check_ready(item: PrpItem) -> None:
-    """Before any other setup: skip a blocked PRP, or one that is complete already.
+    """Before any other setup: skip a blocked PRP, one complete already, or one over budget.
 
     Runs ahead of pytest-dependency, whose own results are per process and know nothing of
     the ledger; it is told about the dependencies we found complete so it agrees with us.
@@ -184,6 +220,11 @@ def check_ready(item: PrpItem) -> None:
         if prp.declared_complete:
             run.status = "completed_earlier"
             pytest.skip("declared completed")
+    budget = settings.budget_usd
+    if budget is not None and execution.batch_spent() >= budget:
+        run.status = "skipped_budget"
+        run.errors.append(f"skipped: budget exhausted (${budget:.2f})")
+        pytest.skip(f"skipped: budget exhausted (${budget:.2f} spent)")
     _tell_pytest_dependency(item, prp.dependencies)
 
 
@@ -201,16 +242,32 @@ def _tell_pytest_dependency(item: pytest.Item, done: list[str]) -> None:
         manager.results[dep] = status
 
 
+def _start_heartbeat(item: PrpItem, run: PrpRun, settings: Settings) -> Heartbeat:
+    from pytest_prp.heartbeat import Heartbeat, heartbeat_path
+
+    batch = item.prp.batch or "none"
+    beat = Heartbeat(
+        heartbeat_path(settings.results_dir, batch, item.prp.id),
+        prp_id=item.prp.id,
+        batch=batch,
+        worker=_worker_id(item.config),
+        interval=settings.heartbeat,
+    )
+    beat.start()
+    item.stash[HEARTBEAT] = beat
+    return beat
+
+
 def run_setup(item: PrpItem) -> None:
+    from pytest_prp.agents import choose_model
     from pytest_prp.processes import LogSink
 
     execution = item.config.stash[EXECUTION]
     settings = execution.settings
     prp = item.prp
     run = item.stash[RUN]
-
-    run.log_path = _log_path(settings, prp)
-    log = LogSink(run.log_path)
+    run.log_path = settings.results_dir / "logs" / (prp.batch or "none") / f"{prp.id}.log"
+    beat = _start_heartbeat(item, run, settings)
     batch = prp.batch or "none"
     try:
         if settings.verify:
@@ -223,34 +280,59 @@ def run_setup(item: PrpItem) -> None:
             run.workdir = execution.git.create_worktree(prp.id, f"prp/{batch}/{prp.id}", tip)
     except GitError as exc:
         raise _fail(run, "failed", f"could not create the worktree: {exc}") from None
+    if settings.agent:
+        run.model = choose_model(prp, settings.models)
     context = PrpContext(
-        prp=prp, config=item.config, settings=settings, workdir=run.workdir, log=log
+        prp=prp,
+        config=item.config,
+        settings=settings,
+        workdir=run.workdir,
+        log=LogSink(run.log_path),
+        deadline=time.monotonic() + settings.timeout,
+        model=run.model,
+        heartbeat=beat,
     )
     item.stash[CONTEXT] = context
     if settings.verify:
         return
+    _run_steps(item, context, run)
+
+
+def _run_steps(item: PrpItem, context: PrpContext, run: PrpRun) -> None:
+    prp = item.prp
+    context.heartbeat_phase("steps")
     outcome: StepsOutcome | None = item.config.hook.pytest_prp_run_steps(context=context)
     if outcome is None:
         raise _fail(run, "failed", "no executor took the PRP's steps")
-    if outcome.cost_usd is not None:
-        run.cost_usd = (run.cost_usd or 0.0) + outcome.cost_usd
-    if outcome.tokens:
-        run.tokens = dict(outcome.tokens)
+    run.add_cost(outcome)
+    if run.cost_usd is not None and context.heartbeat is not None:
+        context.heartbeat.cost(run.cost_usd)
     if not outcome.ok:
         run.kept_worktree = True
         tail = "\n".join(outcome.tail[-40:])
         message = outcome.error or "steps failed"
+        if context.attempt > 1:
+            message = f"attempt {context.attempt}: {message}"
         detail = f"{message}\n\n--- last output ---\n{tail}" if tail else message
         raise _fail(run, "failed", f"{prp.id}: {detail}\n\nworktree kept: {run.workdir}")
-
-
-CONTEXT = pytest.StashKey[PrpContext]()
 
 
 def _gate_failure_text(results: list[GateResult]) -> str:
     from pytest_prp.gates import format_gate_failure
 
     return "\n\n".join(format_gate_failure(r) for r in results if not r.passed)
+
+
+def _run_gates(item: PrpItem, context: PrpContext, gates: list[Gate]) -> list[GateResult]:
+    results: list[GateResult] = []
+    for index, gate in enumerate(gates, 1):
+        context.heartbeat_phase("gates", current=gate.name, index=index, total=len(gates))
+        result: GateResult | None = item.config.hook.pytest_prp_run_gate(gate=gate, context=context)
+        if result is None:
+            run = item.stash[RUN]
+            raise _fail(run, "failed", f"{item.prp.id}: no gate runner for kind {gate.kind!r}")
+        results.append(result)
+    return results
 
 
 def run_call(item: PrpItem) -> None:
@@ -262,22 +344,39 @@ def run_call(item: PrpItem) -> None:
     gates: list[Gate] = list(prp.body.executable_gates)
     run.gates_executable = len(gates)
     run.gates_unverified = len(prp.body.unverified_gates)
-    results: list[GateResult] = []
-    for gate in gates:
-        result: GateResult | None = item.config.hook.pytest_prp_run_gate(gate=gate, context=context)
-        if result is None:
-            raise _fail(run, "failed", f"{prp.id}: no gate runner for gate kind {gate.kind!r}")
-        results.append(result)
-    run.gates_passed = sum(1 for r in results if r.passed)
-    run.gates_failed = len(results) - run.gates_passed
-    if run.gates_failed:
-        run.kept_worktree = True
+    while True:
+        results = _run_gates(item, context, gates)
         failed = [r for r in results if not r.passed]
+        run.attempts.append(
+            {
+                "attempt": context.attempt,
+                "gates_passed": len(results) - len(failed),
+                "gates_failed": len(failed),
+                "failed_gates": [r.gate.name for r in failed],
+            }
+        )
+        retry = (
+            failed
+            and settings.agent is not None
+            and context.attempt < settings.attempts
+            and context.remaining() > 0
+        )
+        if not retry:
+            break
+        # Self-healing: the agent gets the failed gates and works again in the same worktree.
+        context.attempt += 1
+        context.feedback = _gate_failure_text(results)
+        _run_steps(item, context, run)
+    run.gates_passed = len(results) - len(failed)
+    run.gates_failed = len(failed)
+    if failed:
+        run.kept_worktree = True
         run.status = "failed_gates"
         run.errors.extend(f"gate {r.gate.index} {r.gate.name!r} failed" for r in failed)
+        tried = f" after {context.attempt} attempts" if context.attempt > 1 else ""
         raise PrpUserError(
             [
-                f"{prp.id}: {run.gates_failed} of {len(results)} gates failed\n\n"
+                f"{prp.id}: {len(failed)} of {len(results)} gates failed{tried}\n\n"
                 + _gate_failure_text(results)
                 + f"\n\nworktree kept: {run.workdir}"
             ]
@@ -289,6 +388,7 @@ def run_call(item: PrpItem) -> None:
     if settings.verify:
         run.status = "unverified" if unverified else "success"
         return
+    context.heartbeat_phase("merge")
     _commit_and_merge(execution, run, unverified)
 
 
@@ -307,7 +407,6 @@ def _commit_and_merge(execution: Execution, run: PrpRun, unverified: bool) -> No
         run.kept_worktree = True
         raise _fail(run, "failed", f"{prp.id}: commit failed: {exc}") from None
     assert info is not None
-    run.commit = info.sha
     run.commits = [info.sha]
     run.files_created = list(info.created)
     run.files_modified = list(info.modified)
@@ -337,97 +436,13 @@ def run_teardown(item: PrpItem) -> None:
         return
     run.elapsed = time.monotonic() - run.started
     execution = item.config.stash[EXECUTION]
+    execution.spent_usd += run.cost_usd or 0.0
     if execution.settings.verify and run.workdir is not None:
         execution.git.remove_worktree(run.workdir)
         run.kept_worktree = False
 
 
-class DefaultImplementations:
-    """The default executors, gate kind and ledger; registered ``trylast`` in every process."""
-
-    def __init__(self, config: pytest.Config) -> None:
-        self.config = config
-        self._ledger: dict[str, str] | None = None
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_prp_run_steps(self, context: PrpContext) -> StepsOutcome | None:
-        from pytest_prp.executors import (
-            default_prompt,
-            render_prompt_template,
-            run_agent,
-            run_literal_steps,
-        )
-
-        settings = context.settings
-        if settings.agent:
-            text = context.prp.path.read_text(encoding="utf-8")
-            if settings.prompt_template is not None:
-                try:
-                    template = settings.prompt_template.read_text(encoding="utf-8")
-                except OSError as exc:
-                    raise PrpUserError([f"prp_prompt_template: cannot read {exc}"]) from None
-                prompt = render_prompt_template(template, context.prp, text)
-            else:
-                prompt = default_prompt(context.prp, text)
-            return run_agent(
-                context.prp,
-                command=settings.agent,
-                prompt=prompt,
-                workdir=context.workdir,
-                env=context.env,
-                timeout=settings.step_timeout,
-                log=context.log,
-                # Kept beside the logs: what the agent was told is part of the record.
-                prompt_dir=settings.results_dir / "prompts" / (context.prp.batch or "none"),
-            )
-        return run_literal_steps(
-            context.prp,
-            workdir=context.workdir,
-            env=context.env,
-            timeout=settings.step_timeout,
-            log=context.log,
-        )
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_prp_run_gate(self, gate: Gate, context: PrpContext) -> GateResult | None:
-        from pytest_prp.gates import run_shell_gate
-        from pytest_prp.model import GATE_SHELL
-
-        if gate.kind != GATE_SHELL:
-            return None
-        return run_shell_gate(
-            gate,
-            cwd=context.workdir,
-            env=context.env,
-            timeout=context.settings.gate_timeout,
-            log=context.log,
-        )
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_prp_dependency_complete(self, config: pytest.Config, prp_id: str) -> str | None:
-        execution = config.stash.get(EXECUTION, None)
-        if execution is not None:
-            return execution.completed(prp_id)
-        # Planning happens before the run is prepared: read the ledger once, on first need.
-        if self._ledger is None:
-            self._ledger = {}
-            try:
-                git = GitWorkspace.open(config.rootpath)
-                settings = config.stash[_settings_key()]
-                refs = ["HEAD", *([settings.branch] if settings.branch else [])]
-                self._ledger = git.ledger(refs + _batch_branches(config))
-            except GitError:
-                pass
-        return self._ledger.get(prp_id)
-
-
-def _settings_key() -> pytest.StashKey[Settings]:
-    from pytest_prp.plugin import SETTINGS
-
-    return SETTINGS
-
-
-def _batch_branches(config: pytest.Config) -> list[str]:
-    """Default integration branches of the known batches: where a resumed batch's work is."""
-    batches = {prp.batch for prp in config.stash.get(KNOWN_PRPS, []) if prp.batch}
-    return [f"prp/batch-{b}" for b in sorted(batches, key=natural_key)] + ["prp/integration"]
+def finish_heartbeat(item: pytest.Item, status: str) -> None:
+    beat = item.stash.get(HEARTBEAT, None)
+    if beat is not None:
+        beat.finish(status)

@@ -14,6 +14,12 @@ directly follows a ``**Create**: `path` `` line in the prompt is written to that
 (relative to the current directory), then every ``--write`` / ``FAKE_AGENT_WRITE`` edit is
 applied. Paths that are absolute or climb out with ``..`` are refused (exit 4).
 
+Retries: the attempt number is ``PRP_ATTEMPT`` (default 1). With ``--fix-on-attempt N``, the
+``--write`` edits of attempts before N write ``WRONG`` instead of their content (so the gates
+fail); from attempt N on they write the real content. A retry's prompt (attempt > 1) should
+tell the agent what failed: whether it contains "failed gates" (any case) is recorded, and
+with ``--require-retry-context`` its absence is a protocol error.
+
 Options (each flag overrides its environment variable):
   --mode MODE        FAKE_AGENT_MODE     ok (default) | fail | crash | is_error | max_turns |
                                          garbage | hang
@@ -26,15 +32,23 @@ Options (each flag overrides its environment variable):
                  exit 0 (tests that is_error alone fails the step)
       max_turns  write nothing, result subtype error_max_turns with is_error false, exit 0
       garbage    like ok, with non-JSON lines mixed into stdout
-      hang       print the init event, then sleep for an hour (for timeout tests)
+      hang       print the init event, then sleep for an hour, silent (idle timeout tests)
+      hang_printing  print the init event, then a line every 0.1 s forever (wall-clock tests:
+                 never idle)
   --plain            FAKE_AGENT_PLAIN=1  plain text output instead of stream-json (no result)
   --cost USD         FAKE_AGENT_COST     total_cost_usd of the result (default 0.0123)
   --write P=CONTENT  FAKE_AGENT_WRITE    write CONTENT to P; repeatable (in the variable: one
                                          edit a line); ``\\n`` in CONTENT is a newline
   --sleep SECONDS    FAKE_AGENT_SLEEP    sleep before doing anything
   --exit CODE        FAKE_AGENT_EXIT     exit status to end with, whatever the mode
-  --record PATH      FAKE_AGENT_RECORD   write JSON: argv, cwd, prompt, prompt_file and the
-                                         PRP_* environment variables it saw
+  --record PATH      FAKE_AGENT_RECORD   write JSON: argv, cwd, prompt, prompt_file, the
+                                         PRP_* environment variables it saw, attempt,
+                                         retry_context (the prompt mentions failed gates), and
+                                         history: one {attempt, retry_context, prompt} per run
+                                         (kept across runs with the same PATH)
+  --fix-on-attempt N FAKE_AGENT_FIX_ON_ATTEMPT  --write edits are "WRONG" before attempt N
+  --require-retry-context  FAKE_AGENT_REQUIRE_RETRY_CONTEXT=1  exit 3 when attempt > 1 and the
+                                         prompt does not mention "failed gates"
   --prp-id ID                            the PRP id (default: $PRP_ID); used in session_id
   --prompt-file PATH                     check this file too (pass ``{prompt_file}``)
 
@@ -48,6 +62,7 @@ with ``total_cost_usd``, ``usage`` (input/output tokens), ``num_turns`` and ``se
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -55,7 +70,9 @@ import sys
 import time
 from pathlib import Path, PurePosixPath
 
-MODES = ("ok", "fail", "crash", "is_error", "max_turns", "garbage", "hang")
+MODES = ("ok", "fail", "crash", "is_error", "max_turns", "garbage", "hang", "hang_printing")
+WRONG = "WRONG"
+RETRY_MARKER = "failed gates"
 _CREATE = re.compile(r"^\s*(?:[-*+]\s+|\d+\.\s+)?\*\*Create:?\*\*:?\s*`([^`]+)`")
 _FENCE = re.compile(r"^( {0,3})(`{3,}|~{3,})(.*)$")
 
@@ -72,6 +89,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--record", default=env.get("FAKE_AGENT_RECORD"))
     parser.add_argument("--prp-id", default=env.get("PRP_ID"))
     parser.add_argument("--prompt-file", default=None)
+    fix = env.get("FAKE_AGENT_FIX_ON_ATTEMPT")
+    parser.add_argument("--fix-on-attempt", type=int, default=int(fix) if fix else None)
+    parser.add_argument(
+        "--require-retry-context",
+        action="store_true",
+        default=env.get("FAKE_AGENT_REQUIRE_RETRY_CONTEXT") == "1",
+    )
     args = parser.parse_args(argv)
     if args.exit is None and env.get("FAKE_AGENT_EXIT"):
         args.exit = int(env["FAKE_AGENT_EXIT"])
@@ -133,15 +157,42 @@ def create_blocks(prompt: str) -> list[tuple[str, str]]:
     return found
 
 
-def requested_writes(entries: list[str]) -> list[tuple[str, str]]:
+def requested_writes(entries: list[str], wrong: bool = False) -> list[tuple[str, str]]:
+    """The --write edits; with ``wrong``, each writes ``WRONG`` instead of its content."""
     writes = []
     for entry in entries:
         path, sep, content = entry.partition("=")
         if not sep:
             print(f"fake_agent: --write needs PATH=CONTENT, got {entry!r}", file=sys.stderr)
             sys.exit(2)
-        writes.append((path.strip(), content.replace("\\n", "\n")))
+        writes.append((path.strip(), WRONG if wrong else content.replace("\\n", "\n")))
     return writes
+
+
+def attempt_number() -> int:
+    try:
+        return max(int(os.environ.get("PRP_ATTEMPT") or 1), 1)
+    except ValueError:
+        return 1
+
+
+def record_run(path: str, argv: list[str], prompt: str, prompt_file: str, attempt: int) -> None:
+    """What this run saw; ``history`` keeps one entry per run recorded to the same file."""
+    target = Path(path)
+    history: list[object] = []
+    if target.is_file():
+        try:
+            earlier = json.loads(target.read_text(encoding="utf-8"))
+            history = list(earlier.get("history", [])) if isinstance(earlier, dict) else []
+        except ValueError:
+            history = []
+    retry_context = RETRY_MARKER in prompt.lower()
+    history.append({"attempt": attempt, "retry_context": retry_context, "prompt": prompt})
+    seen = {k: v for k, v in os.environ.items() if k.startswith("PRP_")}
+    record: dict[str, object] = {"argv": argv, "cwd": os.getcwd(), "prompt": prompt}
+    record.update({"prompt_file": prompt_file, "env": seen, "attempt": attempt})
+    record.update({"retry_context": retry_context, "history": history})
+    target.write_text(json.dumps(record, indent=2), encoding="utf-8")
 
 
 def write_file(path: str, content: str) -> None:
@@ -235,11 +286,11 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     prompt = sys.stdin.read()
     prompt_file = check_protocol(prompt, args)
+    attempt = attempt_number()
     if args.record:
-        seen = {k: v for k, v in os.environ.items() if k.startswith("PRP_")}
-        record: dict[str, object] = {"argv": argv, "cwd": os.getcwd(), "prompt": prompt}
-        record.update({"prompt_file": prompt_file, "env": seen})
-        Path(args.record).write_text(json.dumps(record, indent=2), encoding="utf-8")
+        record_run(args.record, argv, prompt, prompt_file, attempt)
+    if args.require_retry_context and attempt > 1 and RETRY_MARKER not in prompt.lower():
+        protocol_error(f"attempt {attempt}: the prompt does not mention {RETRY_MARKER!r}")
     if args.sleep:
         time.sleep(args.sleep)
 
@@ -249,6 +300,10 @@ def main(argv: list[str]) -> int:
     status = 0
     if args.mode == "hang":
         time.sleep(3600)
+    elif args.mode == "hang_printing":
+        for tick in itertools.count(1):
+            out.say(f"still working ({tick})")
+            time.sleep(0.1)
     elif args.mode == "crash":
         out.say("Starting; something is about to go wrong.")
         raise RuntimeError("fake agent crashed as asked")
@@ -257,7 +312,8 @@ def main(argv: list[str]) -> int:
         if args.mode == "garbage":
             out.raw("Loading plugins... done")
             out.raw("{this is not json")
-        edits = create_blocks(prompt) + requested_writes(args.write)
+        wrong = args.fix_on_attempt is not None and attempt < args.fix_on_attempt
+        edits = create_blocks(prompt) + requested_writes(args.write, wrong)
         for number, (path, content) in enumerate(edits, 1):
             write_file(path, content)
             out.wrote(number, path, content)

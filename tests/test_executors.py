@@ -449,3 +449,94 @@ def test_prompt_template_placeholders(tmp_path: Path) -> None:
     assert text.startswith("Do PRP-7 (Hello world).\nValidation gates")
     assert "- The code is readable\n---\n" + PRP_TEXT in text
     assert text.endswith('Keep {"json": 1} and ${HOME} and {other}.')
+
+
+# --- limits: idle and wall clock ------------------------------------------------------------
+
+
+def test_a_silent_literal_step_is_stopped_as_idle(tmp_path: Path, workdir: Path) -> None:
+    prp = make_prp(
+        tmp_path,
+        step(1, "Quick", block("bash", "echo done quickly\n")),
+        step(2, "Phase 2", block("bash", "echo 'Running the build'; sleep 100\n")),
+    )
+    started: list[tuple[int, int]] = []
+    start = time.monotonic()
+    outcome = run_literal_steps(
+        prp,
+        workdir=workdir,
+        env=ENV,
+        timeout=30,
+        log=None,
+        idle_timeout=0.5,
+        on_step=lambda s, total: started.append((s.index, total)),
+    )
+    assert time.monotonic() - start < 4
+    assert outcome.error == 'step 2/2 "Phase 2" idle for 0.5 s (last output: "Running the build")'
+    assert outcome.timed_out and outcome.idle_timed_out and outcome.failed_step == "Phase 2"
+    assert started == [(1, 2), (2, 2)]
+
+
+def test_a_literal_step_writing_files_silently_is_not_idle(tmp_path: Path, workdir: Path) -> None:
+    script = "for i in $(seq 12); do echo $i > build.log; sleep 0.1; done\n"
+    prp = make_prp(tmp_path, step(1, "Build", block("bash", script)))
+    outcome = run_literal_steps(
+        prp, workdir=workdir, env=ENV, timeout=30, log=None, idle_timeout=0.5
+    )
+    assert outcome.ok and not outcome.timed_out
+
+
+def test_the_wall_clock_limit_of_literal_steps_sets_timed_out(
+    tmp_path: Path, workdir: Path
+) -> None:
+    prp = make_prp(tmp_path, step(1, "Wait", block("bash", "sleep 100\n")))
+    outcome = run_literal_steps(
+        prp, workdir=workdir, env=ENV, timeout=0.5, log=None, idle_timeout=60
+    )
+    assert outcome.error == 'step 1/1 "Wait" timed out after 0.5 s'
+    assert outcome.timed_out and not outcome.idle_timed_out
+
+
+def test_a_failing_step_is_not_a_timeout(tmp_path: Path, workdir: Path) -> None:
+    prp = make_prp(tmp_path, step(1, "Fail", block("bash", "exit 3\n")))
+    outcome = literal(prp, workdir)
+    assert outcome.error == 'step 1/1 "Fail" failed (exit 3)' and not outcome.timed_out
+
+
+def test_a_silent_agent_is_stopped_as_idle(tmp_path: Path, workdir: Path) -> None:
+    start = time.monotonic()
+    outcome = run_agent(
+        make_prp(tmp_path),
+        command=f"{AGENT} --mode hang",
+        prompt="Implement PRP-7",
+        workdir=workdir,
+        env=ENV,
+        timeout=30,
+        idle_timeout=0.5,
+        log=None,
+    )
+    assert time.monotonic() - start < 4
+    # The last output as the tail shows it: stream-json rendered.
+    assert outcome.error == (
+        'agent idle for 0.5 s (last output: "[agent] session started (model fake-model)")'
+    )
+    assert outcome.timed_out and outcome.idle_timed_out and outcome.failed_step == "agent"
+
+
+def test_an_agent_printing_forever_is_not_idle_but_times_out(tmp_path: Path, workdir: Path) -> None:
+    seen: list[str] = []
+    outcome = run_agent(
+        make_prp(tmp_path),
+        command=f"{AGENT} --mode hang_printing",
+        prompt="Implement PRP-7",
+        workdir=workdir,
+        env=ENV,
+        timeout=1.5,
+        idle_timeout=0.5,
+        log=None,
+        on_line=seen.append,
+    )
+    assert outcome.error == "agent timed out after 1.5 s"
+    assert outcome.timed_out and not outcome.idle_timed_out
+    assert outcome.tail[-1].startswith("[assistant] still working (")
+    assert len(seen) >= 5 and '"still working (1)"' in seen[1]

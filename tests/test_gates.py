@@ -106,3 +106,21 @@ def test_a_gate_without_a_command_fails_clearly(tmp_path: Path) -> None:
     result = run(gate("   "), tmp_path)
     assert not result.passed
     assert "the gate has no command to run" in format_gate_failure(result)
+
+
+def test_a_silent_gate_is_stopped_as_idle_and_reported_so(tmp_path: Path) -> None:
+    g = gate("echo 'Starting the server'; sleep 100", name="Server answers")
+    result = run_shell_gate(g, cwd=tmp_path, env=ENV, timeout=30, log=None, idle_timeout=0.4)
+    assert not result.passed and result.timed_out and result.idle_timed_out
+    assert result.returncode is None and result.duration < 3
+    report = format_gate_failure(result)
+    assert report.splitlines()[0] == (
+        'gate 1 "Server answers" (line 42) failed '
+        '(idle for 0.4 s (last output: "Starting the server"))'
+    )
+
+
+def test_a_gate_printing_steadily_runs_until_done(tmp_path: Path) -> None:
+    g = gate("for i in $(seq 10); do echo $i; sleep 0.1; done")
+    result = run_shell_gate(g, cwd=tmp_path, env=ENV, timeout=30, log=None, idle_timeout=0.4)
+    assert result.passed and not result.timed_out and result.tail[-1] == "10"

@@ -1,17 +1,28 @@
-"""run_process / run_bash with real processes: output, exit status, timeouts, process groups."""
+"""run_process / run_bash with real processes: output, exit status, timeouts, idleness, process
+groups, and cleanup on Ctrl-C and SIGTERM."""
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from pytest_prp.processes import LogSink, ProcessResult, run_bash, run_process
+from pytest_prp.processes import (
+    LogSink,
+    ProcessResult,
+    _HeldSignals,
+    idle_message,
+    newest_change,
+    run_bash,
+    run_process,
+)
 
 ENV = dict(os.environ)
 
@@ -248,3 +259,205 @@ def test_a_process_escaping_the_group_cannot_hold_us(tmp_path: Path) -> None:
         assert result.ok and result.tail == ["end"] and result.duration < 3
     finally:
         os.kill(pid, signal.SIGKILL)
+
+
+# --- idle limit ------------------------------------------------------------------------------
+
+
+def test_a_silent_process_is_stopped_as_idle_with_its_last_output(tmp_path: Path) -> None:
+    zombies = zombie_children()
+    with LogSink(tmp_path / "idle.log") as log:
+        result = bash(
+            "echo 'Running the migrations'; sleep 100 & echo $! > bg.pid; sleep 100",
+            tmp_path,
+            idle_timeout=0.5,
+            log=log,
+        )
+    assert result.idle_timed_out and result.timed_out and not result.ok
+    assert result.returncode is None
+    assert 0.5 <= result.duration < 3
+    assert result.describe() == 'idle for 0.5 s (last output: "Running the migrations")'
+    assert not pid_alive(int((tmp_path / "bg.pid").read_text()))
+    assert zombie_children() <= zombies
+    assert (
+        '--- idle for 0.5 s (last output: "Running the migrations") ('
+        in (tmp_path / "idle.log").read_text()
+    )
+
+
+def test_a_process_that_never_printed_is_idle_with_no_output(tmp_path: Path) -> None:
+    result = bash("sleep 100", tmp_path, idle_timeout=0.3)
+    assert result.describe() == "idle for 0.3 s (no output)"
+
+
+def test_a_process_printing_all_the_time_is_never_idle_but_hits_the_wall_clock(
+    tmp_path: Path,
+) -> None:
+    result = bash(
+        "while true; do echo tick; sleep 0.1; done", tmp_path, timeout=1.5, idle_timeout=0.5
+    )
+    assert result.timed_out and not result.idle_timed_out
+    assert result.describe() == "timed out after 1.5 s"
+    assert 1.5 <= result.duration < 4 and result.last_line == "tick"
+
+
+def test_changing_files_in_the_worktree_counts_as_activity(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    (work / "src").mkdir(parents=True)
+    # Silent for 1.5 s, three times the idle limit, but writing a file all along.
+    script = "for i in $(seq 15); do echo $i > src/progress.txt; sleep 0.1; done; echo finished"
+    result = bash(script, work, idle_timeout=0.5, activity_dir=work)
+    assert result.ok and result.tail == ["finished"]
+    assert result.duration >= 1.5
+
+
+def test_changes_inside_git_are_not_activity(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    (work / ".git").mkdir(parents=True)
+    script = "while true; do date > .git/index.lock; sleep 0.1; done"
+    result = bash(script, work, idle_timeout=0.5, activity_dir=work)
+    assert result.idle_timed_out and result.duration < 3
+
+
+def test_without_an_activity_dir_file_changes_do_not_count(tmp_path: Path) -> None:
+    script = "while true; do date > progress.txt; sleep 0.1; done"
+    result = bash(script, tmp_path, idle_timeout=0.5)
+    assert result.idle_timed_out
+
+
+def test_idle_message_cuts_a_long_last_line() -> None:
+    message = idle_message(600, "  " + "x" * 200 + "  ")
+    assert message.startswith('idle for 600 s (last output: "xxxx')
+    assert message.endswith('...")')
+    assert len(message) < 120
+    assert idle_message(600, None) == "idle for 600 s (no output)"
+    assert idle_message(0.5, "short") == 'idle for 0.5 s (last output: "short")'
+
+
+def test_newest_change_sees_deep_files_and_deletions_but_not_git(tmp_path: Path) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / ".git").mkdir()
+    deep = tmp_path / "a" / "b" / "deep.txt"
+    deep.write_text("x")
+    for path in (tmp_path, tmp_path / "a", tmp_path / "a" / "b", deep):
+        os.utime(path, (1000, 1000))
+    now = time.time()
+    assert newest_change(tmp_path, not_after=now) == 1000
+    os.utime(deep, (2000, 2000))
+    assert newest_change(tmp_path, not_after=now) == 2000
+    (tmp_path / ".git" / "HEAD").write_text("ref")
+    os.utime(tmp_path / ".git", (3000, 3000))
+    assert newest_change(tmp_path, not_after=now) == 2000  # .git is not looked at
+    deep.unlink()  # a deletion changes the directory
+    assert newest_change(tmp_path, not_after=now + 1) == pytest.approx(time.time(), abs=5)
+    os.utime(tmp_path / "a" / "b", (now + 3600, now + 3600))  # dated in the future: skipped
+    assert newest_change(tmp_path, not_after=now + 1) != now + 3600
+    assert newest_change(tmp_path / "missing", not_after=now) is None
+
+
+# --- Ctrl-C and SIGTERM, with real signals -----------------------------------------------------
+
+CHILD = """
+import os, signal, sys
+from pathlib import Path
+sys.path.insert(0, {root!r})
+from pytest_prp.processes import run_bash
+{setup}
+run_bash(
+    "echo $$ > pgid.tmp && mv pgid.tmp pgid; sleep 100 & sleep 100",
+    cwd=Path.cwd(), env=dict(os.environ), timeout=60, log=None,
+)
+"""
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of the group."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+            members.append(int(entry.name))
+    return members
+
+
+def interrupt_child(tmp_path: Path, sig: signal.Signals, setup: str = "") -> int:
+    """Start a Python running run_bash, send it ``sig``; its exit status (group checked gone)."""
+    root = str(Path(__file__).resolve().parents[1])
+    code = textwrap.dedent(CHILD).format(root=root, setup=setup)
+    child = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        start_new_session=True,
+        stderr=subprocess.PIPE,
+    )
+    pgid_file = tmp_path / "pgid"
+    try:
+        deadline = time.monotonic() + 10
+        while not pgid_file.exists():
+            assert time.monotonic() < deadline, "the child never started bash"
+            assert child.poll() is None, child.stderr.read() if child.stderr else ""
+            time.sleep(0.02)
+        pgid = int(pgid_file.read_text())
+        assert len(group_members(pgid)) >= 2  # bash and its sleeps
+        child.send_signal(sig)
+        status = child.wait(timeout=10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        if child.stderr is not None:
+            child.stderr.close()
+    assert group_members(pgid) == []
+    return status
+
+
+def test_ctrl_c_of_the_caller_stops_the_whole_group(tmp_path: Path) -> None:
+    # Python's default SIGINT handler raises KeyboardInterrupt; unhandled, it dies of SIGINT.
+    assert interrupt_child(tmp_path, signal.SIGINT) == -signal.SIGINT
+
+
+def test_sigterm_turned_into_keyboard_interrupt_stops_the_group(tmp_path: Path) -> None:
+    setup = textwrap.dedent(
+        """
+        def stop(signum, frame):
+            raise KeyboardInterrupt
+        signal.signal(signal.SIGTERM, stop)
+        """
+    )
+    assert interrupt_child(tmp_path, signal.SIGTERM, setup) == -signal.SIGINT
+
+
+def test_system_exit_from_a_signal_handler_stops_the_group(tmp_path: Path) -> None:
+    setup = textwrap.dedent(
+        """
+        def stop(signum, frame):
+            sys.exit(143)
+        signal.signal(signal.SIGTERM, stop)
+        """
+    )
+    assert interrupt_child(tmp_path, signal.SIGTERM, setup) == 143
+
+
+@pytest.mark.skipif(
+    signal.getsignal(signal.SIGINT) is not signal.default_int_handler,
+    reason="SIGINT does not raise KeyboardInterrupt here",
+)
+def test_a_signal_while_a_process_starts_is_held_then_delivered() -> None:
+    # While Popen runs, an interrupt would lose the child's pid: it waits until we know it.
+    held = _HeldSignals()
+    held.hold()
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # delivered, and handled by Python, but held back
+    except KeyboardInterrupt:
+        held.release()
+        pytest.fail("SIGINT was not held")
+    with pytest.raises(KeyboardInterrupt):
+        held.release()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

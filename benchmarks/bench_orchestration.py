@@ -1,0 +1,489 @@
+"""Benchmark: orchestration overhead of running a PRP batch versus the same git work by hand.
+
+Builds one throw-away git repository of --files committed files (default 2,000) holding a batch
+of --prps trivial PRPs (default 20; each creates one file with **Create** and has one ``true``
+gate), then, in every round (fresh copies of that repository each time):
+
+  floor     a bash script doing the minimum git work per PRP by hand: ``worktree add -b``,
+            write the file, ``add -A``, ``write-tree``, ``commit-tree``, ``update-ref`` (the PRP
+            branch), a fast-forward ``update-ref`` of the integration branch, ``worktree
+            remove``, delete the PRP branch;
+  start-up  ``python -m pytest PRPs/ --prp-batch B --collect-only``: pytest's start-up plus
+            collecting and planning the batch, a fixed cost not charged per PRP;
+  run       ``python -m pytest PRPs/ --prp-batch B``: the batch end to end;
+  work      the PRPs' own work timed alone: per PRP the **Create** write and the gate's
+            ``bash -e -o pipefail -c true`` (the same invocation the gate runner makes).
+
+Per-PRP orchestration overhead = (run - start-up - work) / PRPs; floor = floor / PRPs; each term
+is the best of --repeat rounds. Target: overhead <= 1.5x floor. Both pytest runs use
+``-p no:cacheprovider`` so neither writes a cache. Runs only in temporary directories.
+
+Run:  .venv/bin/python benchmarks/bench_orchestration.py              (2,000 files, best of 3)
+      .venv/bin/python benchmarks/bench_orchestration.py --files 200 --repeat 1   (smoke)
+      .venv/bin/python benchmarks/bench_orchestration.py --profile    (adds a cProfile of a run)
+
+Exit status 0 whether the target is met or not; 1 when the setup or a run fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import pstats
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+RATIO_TARGET = 1.5
+BATCH = "100"
+INTEGRATION = f"prp/batch-{BATCH}"
+FLOOR_BRANCH = "floor/integration"
+# Variables that would change what pytest loads or which repository git works on.
+_DROP_ENV = (
+    "PYTEST_ADDOPTS",
+    "PYTEST_PLUGINS",
+    "PYTEST_DISABLE_PLUGIN_AUTOLOAD",
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_COMMON_DIR",
+    "GIT_OBJECT_DIRECTORY",
+)
+_LOGGED_EXIT = re.compile(r"^--- exit \d+ \(([0-9.]+) s\) ---$", re.MULTILINE)
+
+
+class SetupError(Exception):
+    """The benchmark cannot run or a run went wrong: a clear message, no traceback."""
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in _DROP_ENV}
+
+
+def _git(repo: Path, *args: str) -> str:
+    result = subprocess.run(
+        ["git", *args], cwd=repo, capture_output=True, text=True, env=_env(), check=False
+    )
+    if result.returncode != 0:
+        raise SetupError(f"git {' '.join(args)} in {repo} failed: {result.stderr.strip()}")
+    return result.stdout.strip()
+
+
+# --- the repository ----------------------------------------------------------------------------
+
+
+def prp_id(n: int) -> str:
+    return f"PRP-{BATCH}.1.{n}"
+
+
+def created_path(n: int) -> str:
+    return f"generated/prp_{n:03d}.txt"
+
+
+def prp_text(n: int) -> str:
+    """A trivial PRP in the usual shape: one **Create** step, one ``true`` gate."""
+    return "\n".join(
+        [
+            "---",
+            f"prp_id: {prp_id(n)}",
+            f"title: Trivial PRP {n}",
+            "dependencies: []",
+            "---",
+            "",
+            f"# {prp_id(n)}: Trivial PRP {n}",
+            "",
+            "## Implementation Steps",
+            "",
+            f"### Step 1: create {created_path(n)}",
+            "",
+            f"**Create**: `{created_path(n)}`",
+            "```text",
+            f"output of PRP {n}",
+            "```",
+            "",
+            "## Validation Gates",
+            "",
+            "### Gate 1: always passes",
+            "",
+            "```bash",
+            "true",
+            "```",
+            "",
+        ]
+    )
+
+
+def build_template(repo: Path, files: int, prps: int) -> None:
+    """The committed repository every round copies: ``files`` source files, 50 per directory,
+    plus the PRPs and a pytest.ini (so the rootdir is this repository, whatever lies above)."""
+    for i in range(files):
+        path = repo / "src" / f"pkg{i // 50:03d}" / f"module{i:04d}.py"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f'"""Module {i}."""\n\nVALUE = {i}\n', encoding="utf-8")
+    (repo / "PRPs").mkdir()
+    for n in range(1, prps + 1):
+        (repo / "PRPs" / f"{prp_id(n)}-trivial.md").write_text(prp_text(n), encoding="utf-8")
+    (repo / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
+    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "config", "user.name", "bench")
+    _git(repo, "config", "user.email", "bench@example.invalid")
+    _git(repo, "config", "commit.gpgsign", "false")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "benchmark fixture")
+    _git(repo, "gc", "-q")  # packed, as an established repository is
+
+
+def copy_repo(template: Path, dest: Path) -> Path:
+    shutil.copytree(template, dest, symlinks=True)
+    # New inodes and times: refresh the index now so no timed command pays for it.
+    _git(dest, "update-index", "-q", "--refresh")
+    return dest
+
+
+# --- the hand-scripted floor -------------------------------------------------------------------
+
+
+def floor_script(prps: int) -> str:
+    """Bash doing per PRP the git work pytest-prp does, and nothing else."""
+    lines = [
+        "set -euo pipefail",
+        'tip=$(git rev-parse --verify "HEAD^{commit}")',
+        f"git update-ref refs/heads/{FLOOR_BRANCH} \"$tip\" ''",
+        "common=$(git rev-parse --path-format=absolute --git-common-dir)",
+    ]
+    for n in range(1, prps + 1):
+        wt = f'"$common/prp/worktrees/{prp_id(n)}"'
+        branch = f"floor/{BATCH}/{prp_id(n)}"
+        target = f"{wt}/{created_path(n)}"
+        lines += [
+            f'git worktree add -q --no-track -b {branch} {wt} "$tip"',
+            f'mkdir -p "$(dirname {target})"',
+            f"printf 'output of PRP {n}\\n' > {target}",
+            f"git -C {wt} add -A",
+            f"tree=$(git -C {wt} write-tree)",
+            f'commit=$(git -C {wt} commit-tree "$tree" -p "$tip" -m \'{prp_id(n)}: Complete\')',
+            f'git -C {wt} update-ref HEAD "$commit" "$tip"',
+            f'git update-ref refs/heads/{FLOOR_BRANCH} "$commit" "$tip"',  # fast-forward
+            "tip=$commit",
+            f"git worktree remove --force {wt}",
+            f"git update-ref -d refs/heads/{branch}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def time_floor(repo: Path, prps: int) -> float:
+    script = repo.parent / f"{repo.name}-floor.sh"
+    script.write_text(floor_script(prps), encoding="utf-8")
+    start = time.perf_counter()
+    result = subprocess.run(
+        ["bash", str(script)], cwd=repo, capture_output=True, text=True, env=_env(), check=False
+    )
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SetupError(f"hand-scripted floor failed:\n{result.stderr.strip()[-2000:]}")
+    check_branch(repo, FLOOR_BRANCH, prps, "floor")
+    return elapsed
+
+
+def check_branch(repo: Path, branch: str, prps: int, label: str) -> None:
+    """``branch`` is ``prps`` commits ahead of main and holds every created file."""
+    ahead = int(_git(repo, "rev-list", "--count", f"main..{branch}"))
+    listed = _git(repo, "ls-tree", "-r", "--name-only", branch, "generated/").splitlines()
+    expected = sorted(created_path(n) for n in range(1, prps + 1))
+    if ahead != prps or sorted(listed) != expected:
+        raise SetupError(
+            f"{label}: {branch} has {ahead} new commits and {len(listed)} created files, "
+            f"expected {prps} of each"
+        )
+    worktrees = _git(repo, "worktree", "list", "--porcelain").count("worktree ")
+    if worktrees != 1:
+        raise SetupError(f"{label}: {worktrees - 1} PRP worktrees left behind")
+
+
+# --- the PRPs' own work, timed alone -----------------------------------------------------------
+
+
+def time_work(scratch: Path, prps: int) -> float:
+    """Per PRP: the **Create** write and the gate's bash, spawned as the gate runner spawns it
+    (own session, output piped, stdin from /dev/null)."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    env = _env()
+    start = time.perf_counter()
+    for n in range(1, prps + 1):
+        target = scratch / created_path(n)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(f"output of PRP {n}\n", encoding="utf-8")
+        proc = subprocess.Popen(
+            ["bash", "-e", "-o", "pipefail", "-c", "true"],
+            cwd=scratch,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        proc.communicate()
+        if proc.returncode != 0:
+            raise SetupError(f"bash -c true exited {proc.returncode}")
+    return time.perf_counter() - start
+
+
+# --- pytest runs -------------------------------------------------------------------------------
+
+
+def pytest_command(python: str) -> list[str]:
+    return [python, "-m", "pytest", "PRPs/", "--prp-batch", BATCH, "-q", "-p", "no:cacheprovider"]
+
+
+def _pytest(command: list[str], repo: Path, label: str) -> tuple[float, str]:
+    start = time.perf_counter()
+    result = subprocess.run(
+        command, cwd=repo, capture_output=True, text=True, env=_env(), check=False
+    )
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        output = (result.stdout + result.stderr).strip()
+        tail = "\n".join(output.splitlines()[-20:])
+        hint = ""
+        if result.returncode == 4 or "No module named pytest" in output:
+            hint = "\n(is pytest-prp installed in that interpreter? pass --python)"
+        raise SetupError(
+            f"{label}: {shlex.join(command)} exited {result.returncode}:\n{tail}{hint}"
+        )
+    return elapsed, result.stdout
+
+
+def time_startup(python: str, repo: Path, prps: int) -> float:
+    elapsed, out = _pytest([*pytest_command(python), "--collect-only"], repo, "start-up")
+    listed = sum(1 for line in out.splitlines() if "::" in line)
+    if listed != prps:
+        raise SetupError(f"start-up: --collect-only listed {listed} PRPs, expected {prps}")
+    return elapsed
+
+
+@dataclass
+class RunFacts:
+    """What a batch run left behind: the result JSON's per-PRP times and the logged gates."""
+
+    item_seconds: float = 0.0  # sum of elapsed_seconds (setup to teardown of each PRP)
+    logged_seconds: float = 0.0  # sum of "--- exit 0 (x s) ---" in the per-PRP logs
+    logged_count: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+
+
+def time_run(python: str, repo: Path, prps: int) -> tuple[float, RunFacts]:
+    elapsed, _ = _pytest(pytest_command(python), repo, "batch run")
+    facts = read_results(repo, prps)
+    check_branch(repo, INTEGRATION, prps, "batch run")
+    return elapsed, facts
+
+
+def read_results(repo: Path, prps: int) -> RunFacts:
+    results = repo / ".ce" / "orchestration"
+    path = results / "batches" / f"batch-{BATCH}.result.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SetupError(f"batch run: cannot read {path}: {exc}") from None
+    entries = _result_entries(data)
+    facts = RunFacts()
+    for entry in entries:
+        status = str(entry.get("status"))
+        facts.statuses[status] = facts.statuses.get(status, 0) + 1
+        facts.item_seconds += float(entry.get("elapsed_seconds") or 0.0)
+    if facts.statuses != {"success": prps}:
+        raise SetupError(f"batch run: statuses {facts.statuses}, expected {prps} x success")
+    for log in sorted((results / "logs" / BATCH).glob("*.log")):
+        for match in _LOGGED_EXIT.finditer(log.read_text(encoding="utf-8")):
+            facts.logged_seconds += float(match.group(1))
+            facts.logged_count += 1
+    return facts
+
+
+def _result_entries(data: object) -> list[dict[str, object]]:
+    """The per-PRP entries of a result document: ``stages`` -> stage -> PRP id -> entry."""
+    stages = data.get("stages") if isinstance(data, dict) else None
+    if not isinstance(stages, dict):
+        raise SetupError("batch run: result JSON has no 'stages' object")
+    return [
+        entry
+        for stage in stages.values()
+        if isinstance(stage, dict)
+        for entry in stage.values()
+        if isinstance(entry, dict)
+    ]
+
+
+# --- rounds and report -------------------------------------------------------------------------
+
+
+@dataclass
+class Timings:
+    floor: list[float] = field(default_factory=list)
+    startup: list[float] = field(default_factory=list)
+    run: list[float] = field(default_factory=list)
+    work: list[float] = field(default_factory=list)
+    facts: list[RunFacts] = field(default_factory=list)
+
+
+def measure(args: argparse.Namespace, workdir: Path, template: Path) -> Timings:
+    """``repeat`` rounds; within a round the measurements take turns, so a slow spell of a busy
+    machine spreads over all of them instead of hitting one."""
+    t = Timings()
+    for k in range(args.repeat):
+        floor_repo = copy_repo(template, workdir / f"floor-{k}")
+        t.floor.append(time_floor(floor_repo, args.prps))
+        shutil.rmtree(floor_repo)
+        run_repo = copy_repo(template, workdir / f"run-{k}")
+        t.startup.append(time_startup(args.python, run_repo, args.prps))
+        elapsed, facts = time_run(args.python, run_repo, args.prps)
+        t.run.append(elapsed)
+        t.facts.append(facts)
+        shutil.rmtree(run_repo)
+        t.work.append(time_work(workdir / f"work-{k}", args.prps))
+    return t
+
+
+def _row(label: str, runs: Sequence[float]) -> str:
+    shown = " ".join(f"{r:.3f}" for r in runs)
+    return f"{label:<50} {min(runs):>8.3f}   {shown}"
+
+
+def report(t: Timings, prps: int) -> list[str]:
+    floor, startup, run, work = min(t.floor), min(t.startup), min(t.run), min(t.work)
+    best = t.facts[t.run.index(run)]
+    overhead = (run - startup - work) / prps
+    per_floor = floor / prps
+    ratio = overhead / per_floor if per_floor > 0 else float("inf")
+    verdict = "target met" if ratio <= RATIO_TARGET else "target missed"
+    out = [
+        f"{'measurement (seconds)':<50} {'best':>8}   runs",
+        "-" * 78,
+        _row(f"hand-scripted git floor, {prps} PRPs (bash)", t.floor),
+        _row("pytest start-up: --collect-only (fixed cost)", t.startup),
+        _row(f"pytest PRPs/ --prp-batch {BATCH} (end to end)", t.run),
+        _row(f"PRPs' own work: {prps} x (Create + bash gate)", t.work),
+        "",
+        f"fastest batch run: {best.item_seconds:.3f} s inside the {prps} PRP items "
+        f"(result JSON elapsed_seconds), {run - startup - best.item_seconds:.3f} s outside "
+        "them beyond start-up;",
+        f"  its logs record {best.logged_count} gate/step exits totalling "
+        f"{best.logged_seconds:.1f} s (0.1 s resolution, so the work is timed apart)",
+        "",
+        f"per PRP: orchestration overhead (run - start-up - work) / {prps} = "
+        f"{overhead * 1000:.1f} ms",
+        f"per PRP: hand-scripted floor    floor / {prps}                  = "
+        f"{per_floor * 1000:.1f} ms",
+        f"  (start-up {startup * 1000:.0f} ms is not charged per PRP; amortised it would add "
+        f"{startup / prps * 1000:.1f} ms per PRP, {(overhead + startup / prps) / per_floor:.2f}x)",
+        f"ratio {ratio:.2f}x (target <= {RATIO_TARGET}x): {verdict}",
+    ]
+    return out
+
+
+def profile_run(args: argparse.Namespace, workdir: Path, template: Path) -> list[str]:
+    """One batch run under cProfile: where its time goes, by cumulative time."""
+    repo = copy_repo(template, workdir / "profile")
+    stats_file = workdir / "run.prof"
+    command = [args.python, "-m", "cProfile", "-o", str(stats_file), *pytest_command("")[1:]]
+    _pytest(command, repo, "profiled run")
+    stats = pstats.Stats(str(stats_file))
+    lines = ["", "cProfile of one batch run (top 25 by cumulative time):"]
+    stream = _Capture()
+    stats.stream = stream  # type: ignore[attr-defined]
+    stats.sort_stats("cumulative").print_stats(25)
+    lines += [line for line in stream.text.splitlines() if line.strip()][-27:]
+    if args.keep:
+        lines.append(f"profile kept at {stats_file}")
+    return lines
+
+
+class _Capture:
+    def __init__(self) -> None:
+        self.text = ""
+
+    def write(self, s: str) -> int:
+        self.text += s
+        return len(s)
+
+
+# --- main --------------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--files", type=int, default=2000, help="committed files (default 2000)")
+    parser.add_argument("--prps", type=int, default=20, help="PRPs in the batch (default 20)")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds, best kept (default 3)")
+    parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="interpreter with pytest and pytest-prp installed (default: this one)",
+    )
+    parser.add_argument("--profile", action="store_true", help="also cProfile one batch run")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args(argv)
+    if args.files < 1 or args.prps < 1 or args.repeat < 1:
+        parser.error("--files, --prps and --repeat must be at least 1")
+    return args
+
+
+def git_version() -> str:
+    try:
+        out = subprocess.run(["git", "--version"], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise SetupError(f"git is not usable: {exc}") from None
+    return out.stdout.strip().removeprefix("git version ")
+
+
+def run(args: argparse.Namespace) -> list[str]:
+    version = git_version()
+    workdir = Path(tempfile.mkdtemp(prefix="prp-bench-orch-"))
+    try:
+        started = time.perf_counter()
+        template = workdir / "template"
+        template.mkdir()
+        build_template(template, args.files, args.prps)
+        setup_s = time.perf_counter() - started
+        timings = measure(args, workdir, template)
+        where = f", kept at {workdir}" if args.keep else ""
+        header = [
+            f"pytest-prp orchestration benchmark: {args.prps} trivial PRPs in a repository of "
+            f"{args.files} committed files, best of {args.repeat}",
+            f"(Python {platform.python_version()}, git {version}, {os.cpu_count()} CPUs; "
+            f"repository built in {setup_s:.1f} s{where})",
+            "",
+        ]
+        lines = header + report(timings, args.prps)
+        if args.profile:
+            lines += profile_run(args, workdir, template)
+        return lines
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    try:
+        lines = run(args)
+    except SetupError as exc:
+        print(f"bench_orchestration: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(lines))
+    print(f"\ntotal benchmark time {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,480 @@
+"""Scheduling PRPs over pytest-xdist workers (``pytest -n N``). Pure: no git, no subprocesses.
+
+xdist drives it through its Scheduling protocol (``xdist/scheduler/protocol.py``). The controller
+never collects, so the dependency graph is read from the PRP files named by the node ids.
+
+Rules: one PRP at a time per worker; a PRP starts once every dependency that is in the session
+has finished (passed or not: the worker's own ledger check reports it blocked); among ready
+PRPs the longest remaining chain goes first; no worker sits idle while a ready PRP waits;
+ordinary tests go, LoadScheduling style, to workers that run no PRP.
+
+An xdist worker starts the last item of its queue only once it holds the next one (it needs it
+for teardown). So every PRP is sent followed by ``FILLER_NODEID``, an item collected on every
+worker that does nothing: the PRP starts at once and the worker then waits on the filler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from graphlib import CycleError, TopologicalSorter
+from itertools import cycle, pairwise
+from pathlib import Path, PurePosixPath
+from typing import Any, Protocol
+
+import pytest
+from xdist.remote import Producer
+from xdist.report import report_collection_diff
+from xdist.workermanage import parse_tx_spec_config
+
+from pytest_prp.frontmatter import load_prp
+from pytest_prp.ids import natural_key, normalize_id
+
+FILLER_NODEID = "pytest-prp::next"
+
+
+@dataclass(frozen=True)
+class PrpInfo:
+    """What scheduling needs to know of one PRP (from its frontmatter)."""
+
+    id: str
+    dependencies: tuple[str, ...] = ()
+    estimated_hours: float | None = None
+    files_modified: tuple[str, ...] = ()
+    stage: int | None = None  # declared stage; informational, not used for ordering
+
+
+GraphLoader = Callable[[str], "PrpInfo | None"]
+
+
+class WorkerNode(Protocol):
+    """The part of xdist's WorkerController the scheduler uses (mock nodes in tests)."""
+
+    gateway: Any
+
+    @property
+    def shutting_down(self) -> bool: ...
+
+    def send_runtest_some(self, indices: Sequence[int]) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+
+def file_graph_loader(rootpath: Path) -> GraphLoader:
+    """Node id -> PrpInfo, read from ``rootpath / path`` of ``path::PRP-id`` (cached per path)."""
+    cache: dict[str, PrpInfo | None] = {}
+
+    def load(nodeid: str) -> PrpInfo | None:
+        path, sep, name = nodeid.partition("::")
+        # Only a name that is a canonical PRP id can be a PRP item: no file read for tests.
+        if not sep or normalize_id(name) != name:
+            return None
+        if path not in cache:
+            cache[path] = _read_info(rootpath / path)
+        info = cache[path]
+        return info if info is not None and info.id == name else None
+
+    return load
+
+
+def _read_info(path: Path) -> PrpInfo | None:
+    if not path.is_file():
+        return None
+    prp = load_prp(path).prp
+    if prp is None:
+        return None
+    return PrpInfo(
+        id=prp.id,
+        dependencies=tuple(prp.dependencies),
+        estimated_hours=prp.estimated_hours,
+        files_modified=tuple(prp.files_modified),
+        stage=prp.declared_stage,
+    )
+
+
+def _normalise_path(path: str) -> str:
+    return PurePosixPath(path.strip().replace("\\", "/")).as_posix()
+
+
+@dataclass
+class _Prp:
+    index: int
+    info: PrpInfo
+    deps: set[int]  # indices of the dependencies that are in this session
+    files: frozenset[str]
+    chain: float = 0.0  # longest remaining chain, this PRP included
+
+    def key(self) -> tuple[float, tuple[tuple[int, int, str], ...], int]:
+        return (-self.chain, natural_key(self.info.id), self.index)
+
+
+def _break_cycles(prps: dict[int, _Prp]) -> list[int]:
+    """Topological order (dependencies first). Cycles are cut so that nothing waits forever.
+
+    Planning rejects cycles before anything runs; this only keeps a bad graph from hanging.
+    """
+    while True:
+        try:
+            return list(TopologicalSorter({i: p.deps for i, p in prps.items()}).static_order())
+        except CycleError as exc:
+            ring: list[int] = exc.args[1]
+            edge = next(((a, b) for a, b in pairwise(ring) if b in prps[a].deps), None)
+            if edge is None:  # the ring is listed the other way round
+                edge = next((b, a) for a, b in pairwise(ring) if a in prps[b].deps)
+            prps[edge[0]].deps.discard(edge[1])
+
+
+def _set_chains(prps: dict[int, _Prp], order: list[int]) -> None:
+    """Longest path to a sink: in hours when every PRP has an estimate, else in PRPs."""
+    by_hours = all(p.info.estimated_hours is not None for p in prps.values())
+    dependents: dict[int, list[int]] = {i: [] for i in prps}
+    for prp in prps.values():
+        for dep in prp.deps:
+            dependents[dep].append(prp.index)
+    for index in reversed(order):
+        prp = prps[index]
+        weight = (prp.info.estimated_hours or 0.0) if by_hours else 1.0
+        prp.chain = weight + max((prps[d].chain for d in dependents[index]), default=0.0)
+
+
+class PrpScheduling:
+    """xdist Scheduling for a session holding PRP items (and, possibly, ordinary tests)."""
+
+    def __init__(
+        self,
+        config: pytest.Config,
+        log: Producer | None = None,
+        graph_loader: GraphLoader | None = None,
+    ) -> None:
+        self.numnodes = len(parse_tx_spec_config(config))
+        self.config = config
+        self.log: Producer = (
+            log.prpsched if log is not None else Producer("prpsched", enabled=False)
+        )
+        self.maxschedchunk: int | None = config.getoption("maxschedchunk", None)
+        self.serialize_conflicts = bool(getattr(config.option, "prp_serialize_conflicts", False))
+        self._loader = graph_loader or file_graph_loader(config.rootpath)
+        self.node2collection: dict[WorkerNode, list[str]] = {}
+        self.node2pending: dict[WorkerNode, list[int]] = {}  # sent, not complete, in run order
+        self.collection: list[str] | None = None
+        self.filler: int | None = None  # index of FILLER_NODEID, None if not collected
+        self.tests: list[int] = []  # ordinary tests not sent yet
+        self.waiting: list[int] = []  # PRPs not sent yet, best first
+        self.running: dict[int, WorkerNode] = {}  # PRPs sent and not finished
+        self.done: set[int] = set()  # PRPs finished, whatever the outcome (crashes included)
+        self.prps: dict[int, _Prp] = {}
+        self._rejected: set[WorkerNode] = set()  # collected something else: never used
+
+    # --- the Scheduling protocol ------------------------------------------------------------
+
+    @property
+    def nodes(self) -> list[WorkerNode]:
+        return list(self.node2pending)
+
+    @property
+    def collection_is_completed(self) -> bool:
+        return len(self.node2collection) >= self.numnodes
+
+    @property
+    def tests_finished(self) -> bool:
+        """Everything sent, and no node holds more than the item it will end with."""
+        if not self.collection_is_completed:
+            return False
+        if self.waiting or self.tests:
+            return False
+        return all(self._real_count(node) < 2 for node in self.node2pending)
+
+    @property
+    def has_pending(self) -> bool:
+        if self.waiting or self.tests:
+            return True
+        return any(self._real_count(node) for node in self.node2pending)
+
+    def add_node(self, node: WorkerNode) -> None:
+        assert node not in self.node2pending
+        self.node2pending[node] = []
+
+    def add_node_collection(self, node: WorkerNode, collection: Sequence[str]) -> None:
+        assert node in self.node2pending
+        if self.collection is not None and list(collection) != self.collection:
+            # A replacement node that collected something else: report it, never use it.
+            other = next(iter(self.node2collection))
+            self.log(
+                report_collection_diff(
+                    self.collection, list(collection), other.gateway.id, node.gateway.id
+                )
+            )
+            self._rejected.add(node)
+            node.shutdown()
+            return
+        self.node2collection[node] = list(collection)
+
+    def mark_test_complete(self, node: WorkerNode, item_index: int, duration: float = 0) -> None:
+        pending = self.node2pending.get(node)
+        if pending is not None and item_index in pending:
+            pending.remove(item_index)
+        if item_index in self.prps:
+            self.done.add(item_index)
+            self.running.pop(item_index, None)
+        # The filler is never done: it runs once per use and may be used again.
+        self._pass([node], duration)
+
+    def mark_test_pending(self, item: str) -> None:
+        """Run ``item`` again (pytest-rerunfailures does this for the item a crash killed)."""
+        assert self.collection is not None
+        index = self.collection.index(item)
+        self.done.discard(index)
+        self._requeue([index])
+        self._pass(self.nodes)
+
+    def remove_pending_tests_from_node(self, node: WorkerNode, indices: Sequence[int]) -> None:
+        pending = self.node2pending[node]
+        taken = [index for index in indices if index in pending]
+        for index in taken:
+            pending.remove(index)
+        self._requeue(taken)
+        self._pass(self.nodes)
+
+    def remove_node(self, node: WorkerNode) -> str | None:
+        """Forget a node; return the item it crashed in, if any. Its other items run elsewhere.
+
+        A crashed PRP counts as finished, so its dependents start (and are reported blocked).
+        """
+        pending = self.node2pending.pop(node)
+        self._rejected.discard(node)
+        if not any(index != self.filler for index in pending):
+            return None
+        assert self.collection is not None
+        crashed: int | None = None
+        if pending[0] != self.filler:  # the worker only ever runs its first item
+            crashed = pending.pop(0)
+        self._requeue(index for index in pending if index != self.filler)
+        if crashed is not None and crashed in self.prps:
+            self.running.pop(crashed, None)
+            self.done.add(crashed)
+        self._pass(self.nodes)
+        return self.collection[crashed] if crashed is not None else None
+
+    def schedule(self) -> None:
+        assert self.collection_is_completed
+        if self.collection is not None:  # a node joined later: use it too
+            self._pass(self.nodes)
+            return
+        if not self._check_nodes_have_same_collection():
+            self.log("**Different tests collected, aborting run**")
+            return
+        self.collection = list(next(iter(self.node2collection.values())))
+        self._build_graph(self.collection)
+        if self.maxschedchunk is None:
+            self.maxschedchunk = len(self.collection)
+        if self.collection:
+            self._pass(self.nodes, initial=True)
+
+    # --- the graph ----------------------------------------------------------------------------
+
+    def _build_graph(self, collection: list[str]) -> None:
+        by_id: dict[str, list[int]] = {}
+        for index, nodeid in enumerate(collection):
+            if nodeid == FILLER_NODEID:
+                if self.filler is None:
+                    self.filler = index
+                continue
+            info = self._loader(nodeid)
+            if info is None:
+                self.tests.append(index)
+                continue
+            files = frozenset(_normalise_path(f) for f in info.files_modified if f.strip())
+            self.prps[index] = _Prp(index, info, set(), files)
+            by_id.setdefault(info.id, []).append(index)
+        for prp in self.prps.values():
+            for dep in prp.info.dependencies:
+                # Dependencies outside the session are the worker's business (the ledger).
+                prp.deps.update(i for i in by_id.get(dep, ()) if i != prp.index)
+        _set_chains(self.prps, _break_cycles(self.prps))
+        self.waiting = sorted(self.prps, key=lambda i: self.prps[i].key())
+        self.log(f"{len(self.prps)} PRPs, {len(self.tests)} other tests, filler={self.filler}")
+
+    # --- dispatching --------------------------------------------------------------------------
+
+    def _pass(
+        self, refill: Iterable[WorkerNode], duration: float = 0.0, initial: bool = False
+    ) -> None:
+        """One scheduling round after any event: PRPs first, then tests, then followers."""
+        if self.collection is None:
+            return
+        self._send_ready_prps()
+        if initial:
+            self._initial_tests()
+        else:
+            for node in refill:
+                self._refill_tests(node, duration)
+        self._follow_up()
+
+    def _usable(self, node: WorkerNode) -> bool:
+        return (
+            node in self.node2collection
+            and node in self.node2pending
+            and node not in self._rejected
+            and not node.shutting_down
+        )
+
+    def _real_count(self, node: WorkerNode) -> int:
+        return sum(1 for index in self.node2pending[node] if index != self.filler)
+
+    def _send(self, node: WorkerNode, indices: list[int]) -> None:
+        self.node2pending[node].extend(indices)
+        node.send_runtest_some(indices)
+
+    def _conflicts(self, index: int, ignore: WorkerNode | None = None) -> bool:
+        if not self.serialize_conflicts:
+            return False
+        files = self.prps[index].files
+        return any(
+            files & self.prps[other].files
+            for other, node in self.running.items()
+            if node is not ignore
+        )
+
+    def _is_ready(self, index: int) -> bool:
+        return self.prps[index].deps <= self.done and not self._conflicts(index)
+
+    def _send_ready_prps(self) -> None:
+        busy = set(self.running.values())
+        free = [n for n in self.node2pending if self._usable(n) and n not in busy]
+        for index in list(self.waiting):
+            if not free:
+                return
+            if not self._is_ready(index):
+                continue
+            node = min(free, key=self._real_count)  # an idle node before one running tests
+            free.remove(node)
+            self.waiting.remove(index)
+            self.running[index] = node
+            self.log(f"{self.prps[index].info.id} -> {node.gateway.id}")
+            self._send(node, [index] if self.filler is None else [index, self.filler])
+
+    def _test_nodes(self) -> list[WorkerNode]:
+        busy = set(self.running.values())
+        return [n for n in self.node2pending if self._usable(n) and n not in busy]
+
+    def _send_tests(self, node: WorkerNode, num: int) -> None:
+        chunk = self.tests[:num]
+        if chunk:
+            del self.tests[:num]
+            self._send(node, chunk)
+
+    def _initial_tests(self) -> None:
+        """LoadScheduling's first distribution, over the nodes that got no PRP."""
+        nodes = self._test_nodes()
+        if not self.tests or not nodes:
+            return
+        if len(self.tests) < 2 * len(nodes):
+            ring = cycle(nodes)
+            for _ in range(len(self.tests)):
+                self._send_tests(next(ring), 1)
+            return
+        assert self.maxschedchunk is not None
+        items_per_node = len(self.tests) // len(nodes)
+        chunk = max(2, min(items_per_node // 4, self.maxschedchunk))
+        for node in nodes:
+            self._send_tests(node, chunk)
+
+    def _refill_tests(self, node: WorkerNode, duration: float) -> None:
+        """LoadScheduling.check_schedule for a node that runs no PRP."""
+        if not self.tests or node not in self._test_nodes():
+            return
+        assert self.maxschedchunk is not None
+        num_nodes = len(self._test_nodes())
+        low = max(2, len(self.tests) // num_nodes // 4)
+        high = max(2, len(self.tests) // num_nodes // 2)
+        have = self._real_count(node)
+        if have >= low:
+            return
+        if duration >= 0.1 and have >= 2:
+            return  # long-running tests and enough queued: wait
+        self._send_tests(node, min(high - have, max(2 - have, self.maxschedchunk)))
+
+    def _follow_up(self) -> None:
+        """Shut nodes down once all is sent; else never leave a real item last in a queue."""
+        if self.filler is None and (self.waiting or self.tests):
+            self._unstall()
+        if not (self.waiting or self.tests):
+            for node in self.node2pending:
+                if not node.shutting_down:
+                    node.shutdown()
+            return
+        if self.filler is None:
+            return
+        for node, pending in self.node2pending.items():
+            if self._usable(node) and len(pending) == 1 and pending[0] != self.filler:
+                self._send(node, [self.filler])
+
+    # --- without a filler ---------------------------------------------------------------------
+
+    def _unstall(self) -> None:
+        """Give each stalled node (one item, waiting for a successor) a next item.
+
+        Only used when the workers did not collect the filler. The next item is an ordinary
+        test or a PRP whose dependencies are done or queued ahead of it on the same node. When
+        no node can move at all, one stalled node is shut down: its last item then runs.
+        """
+        for node in self.node2pending:
+            if self._usable(node) and len(self.node2pending[node]) == 1:
+                follower = self._follower(node)
+                if follower is not None:
+                    self._send(node, [follower])
+        moving = any(
+            len(pending) >= 2 or (pending and node.shutting_down)
+            for node, pending in self.node2pending.items()
+            if node not in self._rejected
+        )
+        if moving:
+            return
+        for node in self.node2pending:
+            if self._usable(node) and len(self.node2pending[node]) == 1:
+                self.log(f"nothing can follow on {node.gateway.id}: shutting it down")
+                node.shutdown()
+                return
+
+    def _follower(self, node: WorkerNode) -> int | None:
+        if self.tests:
+            return self.tests.pop(0)
+        ahead = self.done | {i for i, n in self.running.items() if n is node}
+        for index in self.waiting:
+            # A worker runs its queue in order: what is queued ahead has finished by then.
+            if self.prps[index].deps <= ahead and not self._conflicts(index, ignore=node):
+                self.waiting.remove(index)
+                self.running[index] = node
+                return index
+        return None
+
+    # --- re-queueing and collections --------------------------------------------------------
+
+    def _requeue(self, indices: Iterable[int]) -> None:
+        tests: list[int] = []
+        for index in indices:
+            if index == self.filler:
+                continue
+            if index in self.prps:
+                self.running.pop(index, None)
+                if index not in self.waiting:
+                    self.waiting.append(index)
+            else:
+                tests.append(index)
+        self.tests[:0] = tests
+        self.waiting.sort(key=lambda i: self.prps[i].key())
+
+    def _check_nodes_have_same_collection(self) -> bool:
+        """As LoadScheduling: differences are logged and reported as a collection error."""
+        (first_node, first), *others = self.node2collection.items()
+        same = True
+        for node, collection in others:
+            msg = report_collection_diff(first, collection, first_node.gateway.id, node.gateway.id)
+            if msg:
+                same = False
+                self.log(msg)
+                report = pytest.CollectReport(
+                    nodeid=node.gateway.id, outcome="failed", longrepr=msg, result=[]
+                )
+                self.config.hook.pytest_collectreport(report=report)
+        return same

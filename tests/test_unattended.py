@@ -1,0 +1,217 @@
+"""Unattended runs: limits, signals, heartbeats, retries, budget, models (real processes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import FAKE_AGENT, git, write_prp
+
+RESULTS = Path(".ce/orchestration")
+
+
+def agent(*flags: str) -> str:
+    return " ".join([sys.executable, str(FAKE_AGENT), *flags])
+
+
+def entries(root: Path, batch: str) -> dict[str, dict[str, Any]]:
+    doc = json.loads((root / RESULTS / "batches" / f"batch-{batch}.result.json").read_text())
+    return {pid: e for stage in doc["stages"].values() for pid, e in stage.items()}
+
+
+def processes_with(token: str) -> list[int]:
+    """Live processes whose command line mentions token (zombies do not count)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if token in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def test_failed_gates_go_back_to_the_agent(pytester: pytest.Pytester, repo: Path) -> None:
+    write_prp(repo, "PRP-20.1.1", gates=["grep -qx RIGHT out.txt\n# Expected: out.txt says RIGHT"])
+    command = agent("--fix-on-attempt", "2", "--write", "out.txt=RIGHT", "--cost", "0.5")
+    once = pytester.runpytest("--prp-batch", "20", "--prp-agent", command)
+    assert once.ret == 1
+    assert entries(repo, "20")["PRP-20.1.1"]["status"] == "failed_gates"
+    twice = pytester.runpytest(
+        "--prp-batch", "20", "--prp-agent", command, "--prp-attempts", "2", "-v"
+    )
+    assert twice.ret == 0, twice.stdout.str()
+    entry = entries(repo, "20")["PRP-20.1.1"]
+    assert entry["status"] == "success"
+    assert [a["gates_failed"] for a in entry["attempts"]] == [1, 0]
+    assert entry["cost_usd"] == pytest.approx(1.0)
+    assert git(repo, "show", "prp/batch-20:out.txt") == "RIGHT"
+    prompts = sorted((repo / RESULTS / "prompts" / "20").iterdir())
+    assert prompts and "failed gates" in prompts[-1].read_text()
+
+
+def test_wall_clock_limit_ends_the_prp_and_the_batch_goes_on(
+    pytester: pytest.Pytester, repo: Path
+) -> None:
+    write_prp(repo, "PRP-21.1.1", gates=["true"])
+    write_prp(repo, "PRP-21.1.2", gates=["true"], extra="model: fine")
+    token = "wallclock-token-21"
+    command = f"if [ $PRP_ID = PRP-21.1.1 ]; then {agent('--mode', 'hang_printing')} {token}; else {agent()}; fi"
+    start = time.monotonic()
+    result = pytester.runpytest("--prp-batch", "21", "--prp-agent", command, "--prp-timeout", "2")
+    assert time.monotonic() - start < 30
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*timed out after 2 s*"])
+    statuses = {pid: e["status"] for pid, e in entries(repo, "21").items()}
+    assert statuses == {"PRP-21.1.1": "failed", "PRP-21.1.2": "success"}
+    assert processes_with(token) == []
+
+
+def test_idle_limit_names_the_last_output(pytester: pytest.Pytester, repo: Path) -> None:
+    write_prp(repo, "PRP-22.1.1", gates=["true"])
+    result = pytester.runpytest(
+        "--prp-batch", "22", "--prp-agent", agent("--mode", "hang"), "--prp-idle-timeout", "1"
+    )
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*idle for 1 s (last output: *"])
+
+
+def test_budget_stops_new_prps(pytester: pytest.Pytester, repo: Path) -> None:
+    for n in (1, 2, 3):
+        write_prp(repo, f"PRP-23.1.{n}", gates=["true"])
+    result = pytester.runpytest(
+        "--prp-batch", "23", "--prp-agent", agent("--cost", "0.5"), "--prp-budget-usd", "0.6"
+    )
+    assert result.ret == 0
+    statuses = {pid: e["status"] for pid, e in entries(repo, "23").items()}
+    assert statuses == {
+        "PRP-23.1.1": "success",
+        "PRP-23.1.2": "success",
+        "PRP-23.1.3": "skipped_budget",
+    }
+    result.stdout.fnmatch_lines(["*1 over budget*"])
+
+
+def test_model_from_frontmatter_or_complexity(pytester: pytest.Pytester, repo: Path) -> None:
+    write_prp(repo, "PRP-24.1.1", gates=["true"], extra="complexity: low")
+    write_prp(repo, "PRP-24.1.2", gates=["true"], extra="model: opus\ncomplexity: low")
+    write_prp(repo, "PRP-24.1.3", gates=["true"])
+    pytester.makeini("[pytest]\nprp_models = low=haiku high=opus\n")
+    record = repo.parent / "record-{prp_id}.json"
+    command = agent("--record", str(record), "--model {model}")
+    result = pytester.runpytest("--prp-batch", "24", "--prp-agent", command)
+    assert result.ret == 0, result.stdout.str()
+    models = {pid: e["model"] for pid, e in entries(repo, "24").items()}
+    assert models == {"PRP-24.1.1": "haiku", "PRP-24.1.2": "opus", "PRP-24.1.3": None}
+    argv = json.loads((repo.parent / "record-PRP-24.1.3.json").read_text())["argv"]
+    assert "--model" not in argv
+    argv = json.loads((repo.parent / "record-PRP-24.1.1.json").read_text())["argv"]
+    assert argv[argv.index("--model") + 1] == "haiku"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_ends_everything_and_the_batch_resumes(
+    pytester: pytest.Pytester, repo: Path, signum: int
+) -> None:
+    write_prp(repo, "PRP-25.1.1", gates=["true"])
+    token = f"signal-token-{int(signum)}"
+    started = repo.parent / f"agent-started-{int(signum)}"
+    hang = f"touch {started}; {agent('--mode', 'hang')} {token}"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--prp-batch",
+            "25",
+            "--prp-agent",
+            hang,
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not started.exists() or not processes_with(token):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signum)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
+    doc = json.loads((repo / RESULTS / "batches" / "batch-25.result.json").read_text())
+    assert doc["interrupted"] is True
+    time.sleep(0.2)
+    assert processes_with(token) == []
+    # The same command with a working agent completes the batch.
+    again = pytester.runpytest("--prp-batch", "25", "--prp-agent", agent())
+    assert again.ret == 0, again.stdout.str()
+
+
+def test_heartbeat_and_status_view_of_a_running_batch(
+    pytester: pytest.Pytester, repo: Path
+) -> None:
+    write_prp(repo, "PRP-26.1.1", gates=["true"], extra="estimated_hours: 1")
+    token = "status-token-26"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--prp-batch",
+            "26",
+            "-p",
+            "no:cacheprovider",
+            "--prp-agent",
+            f"{agent('--mode', 'hang_printing')} {token}",
+            "--prp-heartbeat",
+            "0.2",
+        ],
+        cwd=repo,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    beat_file = repo / RESULTS / "heartbeats" / "26" / "PRP-26.1.1.json"
+    try:
+        deadline = time.monotonic() + 60
+        while not beat_file.exists():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        time.sleep(0.6)
+        beat = json.loads(beat_file.read_text())
+        assert beat["phase"] == "steps" and beat["pid"] > 0 and beat["last_output"]
+        status = subprocess.run(
+            [sys.executable, "-m", "pytest_prp", "status", "--batch", "26", "--json"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert status.returncode == 0, status.stderr
+        view = json.loads(status.stdout)
+        assert "PRP-26.1.1" in json.dumps(view) and "running" in json.dumps(view)
+        table = subprocess.run(
+            [sys.executable, "-m", "pytest_prp", "status", "--batch", "26"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert "PRP-26.1.1" in table.stdout and "steps" in table.stdout
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    assert processes_with(token) == []
