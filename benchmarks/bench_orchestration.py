@@ -35,6 +35,7 @@ import pstats
 import re
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -165,6 +166,7 @@ def floor_script(prps: int) -> str:
         branch = f"floor/{BATCH}/{prp_id(n)}"
         target = f"{wt}/{created_path(n)}"
         lines += [
+            "t0=$EPOCHREALTIME",  # a bash builtin: timing costs no process
             f'git worktree add -q --no-track -b {branch} {wt} "$tip"',
             f'mkdir -p "$(dirname {target})"',
             f"printf 'output of PRP {n}\\n' > {target}",
@@ -176,11 +178,13 @@ def floor_script(prps: int) -> str:
             "tip=$commit",
             f"git worktree remove --force {wt}",
             f"git update-ref -d refs/heads/{branch}",
+            'echo "prp-seconds $t0 $EPOCHREALTIME"',
         ]
     return "\n".join(lines) + "\n"
 
 
-def time_floor(repo: Path, prps: int) -> float:
+def time_floor(repo: Path, prps: int) -> tuple[float, list[float]]:
+    """Wall time of the floor script and the time of each PRP in it."""
     script = repo.parent / f"{repo.name}-floor.sh"
     script.write_text(floor_script(prps), encoding="utf-8")
     start = time.perf_counter()
@@ -191,7 +195,12 @@ def time_floor(repo: Path, prps: int) -> float:
     if result.returncode != 0:
         raise SetupError(f"hand-scripted floor failed:\n{result.stderr.strip()[-2000:]}")
     check_branch(repo, FLOOR_BRANCH, prps, "floor")
-    return elapsed
+    per_prp = [
+        float(end) - float(begin)
+        for marker, begin, end in (line.split() for line in result.stdout.splitlines())
+        if marker == "prp-seconds"
+    ]
+    return elapsed, per_prp
 
 
 def check_branch(repo: Path, branch: str, prps: int, label: str) -> None:
@@ -274,7 +283,7 @@ def time_startup(python: str, repo: Path, prps: int) -> float:
 class RunFacts:
     """What a batch run left behind: the result JSON's per-PRP times and the logged gates."""
 
-    item_seconds: float = 0.0  # sum of elapsed_seconds (setup to teardown of each PRP)
+    item_seconds: list[float] = field(default_factory=list)  # elapsed_seconds of each PRP
     logged_seconds: float = 0.0  # sum of "--- exit 0 (x s) ---" in the per-PRP logs
     logged_count: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
@@ -299,7 +308,7 @@ def read_results(repo: Path, prps: int) -> RunFacts:
     for entry in entries:
         status = str(entry.get("status"))
         facts.statuses[status] = facts.statuses.get(status, 0) + 1
-        facts.item_seconds += float(entry.get("elapsed_seconds") or 0.0)
+        facts.item_seconds.append(float(str(entry.get("elapsed_seconds") or 0.0)))
     if facts.statuses != {"success": prps}:
         raise SetupError(f"batch run: statuses {facts.statuses}, expected {prps} x success")
     for log in sorted((results / "logs" / BATCH).glob("*.log")):
@@ -329,6 +338,7 @@ def _result_entries(data: object) -> list[dict[str, object]]:
 @dataclass
 class Timings:
     floor: list[float] = field(default_factory=list)
+    floor_per_prp: list[float] = field(default_factory=list)  # every PRP of every round
     startup: list[float] = field(default_factory=list)
     run: list[float] = field(default_factory=list)
     work: list[float] = field(default_factory=list)
@@ -336,19 +346,28 @@ class Timings:
 
 
 def measure(args: argparse.Namespace, workdir: Path, template: Path) -> Timings:
-    """``repeat`` rounds; within a round the measurements take turns, so a slow spell of a busy
-    machine spreads over all of them instead of hitting one."""
+    """``repeat`` rounds on fresh copies of the template. The floor and the pytest runs swap
+    places every round, so a slow spell of a busy machine does not always hit the same one."""
     t = Timings()
     for k in range(args.repeat):
-        floor_repo = copy_repo(template, workdir / f"floor-{k}")
-        t.floor.append(time_floor(floor_repo, args.prps))
-        shutil.rmtree(floor_repo)
-        run_repo = copy_repo(template, workdir / f"run-{k}")
-        t.startup.append(time_startup(args.python, run_repo, args.prps))
-        elapsed, facts = time_run(args.python, run_repo, args.prps)
-        t.run.append(elapsed)
-        t.facts.append(facts)
-        shutil.rmtree(run_repo)
+
+        def floor(k: int = k) -> None:
+            repo = copy_repo(template, workdir / f"floor-{k}")
+            elapsed, per_prp = time_floor(repo, args.prps)
+            t.floor.append(elapsed)
+            t.floor_per_prp.extend(per_prp)
+            shutil.rmtree(repo)
+
+        def pytest_runs(k: int = k) -> None:
+            repo = copy_repo(template, workdir / f"run-{k}")
+            t.startup.append(time_startup(args.python, repo, args.prps))
+            elapsed, facts = time_run(args.python, repo, args.prps)
+            t.run.append(elapsed)
+            t.facts.append(facts)
+            shutil.rmtree(repo)
+
+        for step in (floor, pytest_runs) if k % 2 == 0 else (pytest_runs, floor):
+            step()
         t.work.append(time_work(workdir / f"work-{k}", args.prps))
     return t
 
@@ -361,10 +380,12 @@ def _row(label: str, runs: Sequence[float]) -> str:
 def report(t: Timings, prps: int) -> list[str]:
     floor, startup, run, work = min(t.floor), min(t.startup), min(t.run), min(t.work)
     best = t.facts[t.run.index(run)]
+    inside = sum(best.item_seconds)
     overhead = (run - startup - work) / prps
     per_floor = floor / prps
     ratio = overhead / per_floor if per_floor > 0 else float("inf")
     verdict = "target met" if ratio <= RATIO_TARGET else "target missed"
+    amortised = (overhead + startup / prps) / per_floor if per_floor > 0 else float("inf")
     out = [
         f"{'measurement (seconds)':<50} {'best':>8}   runs",
         "-" * 78,
@@ -373,21 +394,45 @@ def report(t: Timings, prps: int) -> list[str]:
         _row(f"pytest PRPs/ --prp-batch {BATCH} (end to end)", t.run),
         _row(f"PRPs' own work: {prps} x (Create + bash gate)", t.work),
         "",
-        f"fastest batch run: {best.item_seconds:.3f} s inside the {prps} PRP items "
-        f"(result JSON elapsed_seconds), {run - startup - best.item_seconds:.3f} s outside "
-        "them beyond start-up;",
-        f"  its logs record {best.logged_count} gate/step exits totalling "
-        f"{best.logged_seconds:.1f} s (0.1 s resolution, so the work is timed apart)",
+        f"fastest batch run: {inside:.3f} s inside the {prps} PRP items (result JSON",
+        f"  elapsed_seconds), {run - startup - inside:.3f} s outside them beyond start-up; "
+        f"its logs record {best.logged_count}",
+        f"  exits totalling {best.logged_seconds:.1f} s (0.1 s resolution: the work is timed "
+        "apart instead)",
         "",
         f"per PRP: orchestration overhead (run - start-up - work) / {prps} = "
-        f"{overhead * 1000:.1f} ms",
+        f"{overhead * 1000:7.1f} ms",
         f"per PRP: hand-scripted floor    floor / {prps}                  = "
-        f"{per_floor * 1000:.1f} ms",
-        f"  (start-up {startup * 1000:.0f} ms is not charged per PRP; amortised it would add "
-        f"{startup / prps * 1000:.1f} ms per PRP, {(overhead + startup / prps) / per_floor:.2f}x)",
+        f"{per_floor * 1000:7.1f} ms",
+        f"  start-up ({startup * 1000:.0f} ms) is not charged per PRP; amortised over the batch "
+        f"it adds {startup / prps * 1000:.1f} ms per PRP ({amortised:.2f}x)",
         f"ratio {ratio:.2f}x (target <= {RATIO_TARGET}x): {verdict}",
     ]
+    out += noise_check(t, prps, work)
     return out
+
+
+def noise_check(t: Timings, prps: int, work: float) -> list[str]:
+    """Medians of single PRPs over all rounds: a slow spell of a few seconds moves a best-of-N
+    total of 20 PRPs a lot but the median of all PRPs little."""
+    items = [s for facts in t.facts for s in facts.item_seconds]
+    if not items or not t.floor_per_prp:
+        return []
+    outside = min(
+        (run - startup - sum(facts.item_seconds)) / prps
+        for run, startup, facts in zip(t.run, t.startup, t.facts, strict=True)
+    )
+    plugin = statistics.median(items) + max(outside, 0.0) - work / prps
+    floor = statistics.median(t.floor_per_prp)
+    spread = (min(t.floor_per_prp), max(t.floor_per_prp), min(items), max(items))
+    return [
+        "",
+        f"noise check, medians of single PRPs over all {len(t.run)} rounds: overhead "
+        f"{plugin * 1000:.1f} ms (item time + outside share - work)",
+        f"  vs floor {floor * 1000:.1f} ms: {plugin / floor:.2f}x; single PRPs ranged "
+        f"{spread[0] * 1000:.0f}-{spread[1] * 1000:.0f} ms (floor) and "
+        f"{spread[2] * 1000:.0f}-{spread[3] * 1000:.0f} ms (pytest-prp)",
+    ]
 
 
 def profile_run(args: argparse.Namespace, workdir: Path, template: Path) -> list[str]:

@@ -75,3 +75,21 @@ class PrpItem(pytest.Item):
 
 
 KNOWN_PRPS = pytest.StashKey[list[Prp]]()
+
+
+class FillerItem(pytest.Item):
+    """The do-nothing item every xdist worker collects for pytest-prp's scheduler.
+
+    An xdist worker runs the last item of its queue only once the next one arrives; the
+    scheduler sends each PRP followed by this item, so the PRP starts at once. It runs no
+    setup, makes no report, and may run any number of times (see ``scheduler``).
+    """
+
+    def runtest(self) -> None:
+        pass
+
+    def setup(self) -> None:
+        pass
+
+    def teardown(self) -> None:
+        pass

@@ -149,11 +149,14 @@ def run_literal_steps(
     idle_timeout: float | None = None,
     activity_dir: Path | None = None,
     on_step: Callable[[Step, int], None] | None = None,
+    stated_timeout: float | None = None,
 ) -> StepsOutcome:
     """Carry out the PRP's steps as written. ``timeout`` is the budget of all steps together.
 
     ``idle_timeout`` applies to each shell block; file changes in ``activity_dir`` (default:
     ``workdir``) count as activity. ``on_step(step, total)`` is called as each step starts.
+    ``stated_timeout`` is the limit a timeout message names when ``timeout`` is only what is
+    left of it (``timed out after 3600 s``, not ``after 1712.3 s``).
     """
     start = time.monotonic()
     deadline = start + timeout
@@ -161,6 +164,7 @@ def run_literal_steps(
     total = len(steps)
     tail: list[str] = []
     watched = activity_dir if activity_dir is not None else workdir
+    named = timeout if stated_timeout is None else stated_timeout
 
     def failed(
         step: Step, error: str, tail: list[str], *, timed_out: bool = False, idle: bool = False
@@ -200,7 +204,7 @@ def run_literal_steps(
                 continue
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return failed(step, f"{label} {timeout_message(timeout)}", tail, timed_out=True)
+                return failed(step, f"{label} {timeout_message(named)}", tail, timed_out=True)
             if log is not None:
                 log.line(f"(line {block.line}: running {block.language or 'shell'} block)")
             result = run_bash(
@@ -215,7 +219,7 @@ def run_literal_steps(
             )
             tail = result.tail
             if result.timed_out:
-                error = f"{label} {limit_message(result, timeout)}"
+                error = f"{label} {limit_message(result, named)}"
                 return failed(step, error, tail, timed_out=True, idle=result.idle_timed_out)
             if not result.ok:
                 return failed(step, f"{label} failed ({result.describe()})", tail)
@@ -326,13 +330,15 @@ def run_agent(
     on_line: Callable[[str], None] | None = None,
     idle_timeout: float | None = None,
     activity_dir: Path | None = None,
+    stated_timeout: float | None = None,
 ) -> StepsOutcome:
     """Run the agent command line (bash, in ``workdir``); exit 0 means the steps are done.
 
     The prompt goes to stdin and to a file named by ``PRP_PROMPT_FILE``: kept in ``prompt_dir``
     when given (say, the results directory), else in a temporary directory removed afterwards.
     ``idle_timeout`` stops an agent that printed nothing and changed no file in
-    ``activity_dir`` (default: ``workdir``) for that long.
+    ``activity_dir`` (default: ``workdir``) for that long. ``stated_timeout``: the limit a
+    timeout message names, when ``timeout`` is only what is left of it.
     """
     start = time.monotonic()
     with _prompt_location(prompt_dir) as where:
@@ -357,7 +363,7 @@ def run_agent(
             idle_timeout=idle_timeout,
             activity_dir=activity_dir if activity_dir is not None else workdir,
         )
-    outcome = agent_outcome(result, timeout)
+    outcome = agent_outcome(result, timeout if stated_timeout is None else stated_timeout)
     outcome.duration = time.monotonic() - start
     if log is not None and outcome.error:
         log.lines(f"FAILED: {outcome.error}")

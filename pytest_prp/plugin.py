@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,6 +59,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
     config.pluginmanager.register(DefaultImplementations(config), "prp-defaults")
     config.pluginmanager.register(ReportHooks(), "prp-reports")
+    if hasattr(config, "workerinput") and not settings.plan_format:
+        config.pluginmanager.register(WorkerFiller(), "prp-worker-filler")
     if not hasattr(config, "workerinput"):  # xdist workers report; the controller writes
         config.pluginmanager.register(BatchResults(config, settings.results_dir), "prp-results")
 
@@ -165,6 +168,41 @@ def pytest_collection_modifyitems(
     if deselected:
         config.hook.pytest_deselected(items=deselected)
     items[:] = others + selected
+
+
+class WorkerFiller:
+    """On xdist workers: the scheduler's filler item and its empty protocol."""
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_collection_modifyitems(
+        self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+    ) -> Generator[None]:
+        # After every deselection (-k, -m, --lf, ours), so that nothing removes it.
+        result = yield
+        from pytest_prp.collect import FillerItem
+        from pytest_prp.scheduler import FILLER_NODEID
+
+        items.append(FillerItem.from_parent(session, name="next", nodeid=FILLER_NODEID))
+        return result
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool:
+        from pytest_prp.collect import FillerItem
+
+        return True if isinstance(item, FillerItem) else None  # type: ignore[return-value]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """With -n, PRP sessions use the dependency-aware scheduler, whatever --dist says."""
+    settings = config.stash[SETTINGS]
+    if not settings.enabled or settings.plan_format:
+        return None
+    if config.getvalue("dist") == "each":
+        raise pytest.UsageError("prp: --dist each would run every PRP on every worker")
+    from pytest_prp.scheduler import PrpScheduling
+
+    return PrpScheduling(config, log)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -44,8 +44,8 @@ _READ_SIZE = 65536
 
 
 def format_seconds(seconds: float) -> str:
-    """``600`` -> ``"600 s"``, ``0.5`` -> ``"0.5 s"``."""
-    return f"{seconds:g} s"
+    """``600`` -> ``"600 s"``, ``0.5`` -> ``"0.5 s"``, ``1.91067`` -> ``"1.9 s"``."""
+    return f"{round(seconds, 1 if seconds >= 1 else 2):g} s"
 
 
 def timeout_message(timeout: float) -> str:
@@ -523,6 +523,8 @@ def run_process(
     an error from ``on_line``) stops the group and is re-raised.
     """
     start = time.monotonic()
+    if idle_timeout is not None and idle_timeout <= 0:
+        idle_timeout = None  # 0 (or less) means no idle limit
     collector = _Collector(log, tail_lines, on_line, tail_transform)
     held = _HeldSignals()
     held.hold()
@@ -546,7 +548,7 @@ def run_process(
             tail=list(collector.tail),
             stdout="" if capture_stdout else None,
             timeout=timeout,
-            idle_timeout=idle_timeout or None,
+            idle_timeout=idle_timeout,
             last_line=collector.last_line,
         )
     except BaseException:
@@ -554,7 +556,7 @@ def run_process(
         raise
 
     captured: list[bytes] | None = [] if capture_stdout else None
-    watch = _IdleWatch(idle_timeout, activity_dir, start) if idle_timeout else None
+    watch = None if idle_timeout is None else _IdleWatch(idle_timeout, activity_dir, start)
     timed_out = idle_timed_out = False
     deadline = start + timeout
     pump: _Pump | None = None
@@ -597,7 +599,7 @@ def run_process(
         stdout=stdout,
         timeout=timeout,
         idle_timed_out=idle_timed_out,
-        idle_timeout=idle_timeout or None,
+        idle_timeout=idle_timeout,
         last_line=collector.last_line,
     )
     if log is not None:

@@ -258,6 +258,7 @@ class PrpScheduling:
     def schedule(self) -> None:
         assert self.collection_is_completed
         if self.collection is not None:  # a node joined later: use it too
+            self._uncount_filler()
             self._pass(self.nodes)
             return
         if not self._check_nodes_have_same_collection():
@@ -265,10 +266,21 @@ class PrpScheduling:
             return
         self.collection = list(next(iter(self.node2collection.values())))
         self._build_graph(self.collection)
+        self._uncount_filler()
         if self.maxschedchunk is None:
             self.maxschedchunk = len(self.collection)
         if self.collection:
             self._pass(self.nodes, initial=True)
+
+    def _uncount_filler(self) -> None:
+        """The DSession counts every collected id as a test; the filler is not one.
+
+        Without this the progress ("[ 75%]") would never reach 100%. Done on every schedule():
+        the DSession sets the count again whenever a (replacement) worker finishes collecting.
+        """
+        session = self.config.pluginmanager.get_plugin("session")
+        if self.filler is not None and self.collection and isinstance(session, pytest.Session):
+            session.testscollected = len(self.collection) - 1
 
     # --- the graph ----------------------------------------------------------------------------
 

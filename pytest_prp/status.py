@@ -283,6 +283,11 @@ def load_view(results_dir: Path, batch: str, now: float | None = None) -> BatchV
     now = time.time() if now is None else now
     document = _read_json(result_path(results_dir, batch))
     beats = _beats_for(results_dir, batch, document)
+    finished = parse_time(document.get("finished_at")) if document else None
+    if finished is not None:
+        newer = {k: b for k, b in beats.items() if _started(b) > finished}
+        if newer:  # a new run of the batch has begun and not yet written its result JSON
+            document, beats = None, newer
     if document is None and not beats:
         return None
     doc = document or {}
@@ -313,6 +318,10 @@ def load_view(results_dir: Path, batch: str, now: float | None = None) -> BatchV
                 )
             )
     return view
+
+
+def _started(beat: dict[str, Any]) -> float:
+    return parse_time(beat.get("started_at")) or 0.0
 
 
 def _earliest_start(beats: Iterable[dict[str, Any]]) -> str | None:
@@ -418,7 +427,8 @@ def render_table(view: BatchView) -> str:
         if prp.stalled:
             note = f"STALLED: {prp.stalled_reason}"
         elif prp.status == RUNNING and prp.last_output:
-            note = f"{_ago(prp.last_output_age_seconds)}: {_shorten(prp.last_output, 60)}"
+            said = _shorten(prp.last_output, 60)
+            note = f"output {_ago(prp.last_output_age_seconds)}: {said}"
         elif prp.error:
             note = _shorten(prp.error, 70)
         rows.append(

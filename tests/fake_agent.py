@@ -51,6 +51,10 @@ Options (each flag overrides its environment variable):
                                          prompt does not mention "failed gates"
   --prp-id ID                            the PRP id (default: $PRP_ID); used in session_id
   --prompt-file PATH                     check this file too (pass ``{prompt_file}``)
+  --model NAME                           the model, shown in the init event (default
+                                         fake-model), as ``claude --model`` takes it
+  WORD ...                               extra words are ignored (tests put a token on the
+                                         command line to find the process afterwards)
 
 stream-json output (one JSON object a line, as ``claude -p --output-format stream-json
 --verbose`` prints): a ``system``/``init`` event, an ``assistant`` text message, for each file
@@ -89,6 +93,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--record", default=env.get("FAKE_AGENT_RECORD"))
     parser.add_argument("--prp-id", default=env.get("PRP_ID"))
     parser.add_argument("--prompt-file", default=None)
+    parser.add_argument("--model", default="fake-model")
+    parser.add_argument("words", nargs="*")
     fix = env.get("FAKE_AGENT_FIX_ON_ATTEMPT")
     parser.add_argument("--fix-on-attempt", type=int, default=int(fix) if fix else None)
     parser.add_argument(
@@ -208,9 +214,10 @@ def write_file(path: str, content: str) -> None:
 class Output:
     """Prints stream-json events, or plain text with --plain."""
 
-    def __init__(self, plain: bool, session_id: str) -> None:
+    def __init__(self, plain: bool, session_id: str, model: str = "fake-model") -> None:
         self.plain = plain
         self.session_id = session_id
+        self.model = model
 
     def event(self, event: dict[str, object], plain_text: str | None) -> None:
         if self.plain:
@@ -228,7 +235,7 @@ class Output:
             "type": "system",
             "subtype": "init",
             "cwd": os.getcwd(),
-            "model": "fake-model",
+            "model": self.model,
             "permissionMode": "bypassPermissions",
             "apiKeySource": "none",
             "tools": ["Bash", "Read", "Write", "Edit"],
@@ -294,7 +301,7 @@ def main(argv: list[str]) -> int:
     if args.sleep:
         time.sleep(args.sleep)
 
-    out = Output(args.plain, f"fake-session-{args.prp_id or 'none'}")
+    out = Output(args.plain, f"fake-session-{args.prp_id or 'none'}", args.model)
     out.init()
     tokens_in = len(prompt) // 4 + 1
     status = 0

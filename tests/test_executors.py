@@ -540,3 +540,25 @@ def test_an_agent_printing_forever_is_not_idle_but_times_out(tmp_path: Path, wor
     assert outcome.timed_out and not outcome.idle_timed_out
     assert outcome.tail[-1].startswith("[assistant] still working (")
     assert len(seen) >= 5 and '"still working (1)"' in seen[1]
+
+
+def test_a_timeout_names_the_limit_as_the_user_set_it(tmp_path: Path, workdir: Path) -> None:
+    # The PRP had 3600 s in all; its steps got what was left of them.
+    prp = make_prp(tmp_path, step(1, "Wait", block("bash", "sleep 100\n")))
+    steps = run_literal_steps(
+        prp, workdir=workdir, env=ENV, timeout=0.4, log=None, stated_timeout=3600
+    )
+    assert steps.error == 'step 1/1 "Wait" timed out after 3600 s'
+    hung = run_agent(
+        prp,
+        command=f"{AGENT} --mode hang",
+        prompt="Implement PRP-7",
+        workdir=workdir,
+        env=ENV,
+        timeout=0.4,
+        log=None,
+        stated_timeout=3600,
+    )
+    assert hung.error == "agent timed out after 3600 s"
+    unnamed = run_literal_steps(prp, workdir=workdir, env=ENV, timeout=0.41234, log=None)
+    assert unnamed.error == 'step 1/1 "Wait" timed out after 0.41 s'

@@ -450,6 +450,8 @@ def test_system_exit_from_a_signal_handler_stops_the_group(tmp_path: Path) -> No
 )
 def test_a_signal_while_a_process_starts_is_held_then_delivered() -> None:
     # While Popen runs, an interrupt would lose the child's pid: it waits until we know it.
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers belong to the main thread")
     held = _HeldSignals()
     held.hold()
     try:

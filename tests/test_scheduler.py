@@ -71,6 +71,7 @@ class Harness:
         tests: int,
         filler: bool,
         order: Sequence[str] | None = None,
+        schedule: bool = True,
     ) -> None:
         by_nodeid = {prp_nodeid(p.id): p for p in prps}
         # As on a worker: ordinary tests, then the PRPs in plan order, then the filler.
@@ -84,7 +85,8 @@ class Harness:
             self.sched.add_node(node)
         for node in nodes:
             self.sched.add_node_collection(node, self.collection)
-        self.sched.schedule()
+        if schedule:
+            self.sched.schedule()
 
     def index(self, name: str) -> int:
         if name == "next":
@@ -122,7 +124,7 @@ class Harness:
 @pytest.fixture
 def make_config(pytester: pytest.Pytester) -> Callable[..., pytest.Config]:
     def make(workers: int, serialize: bool = False) -> pytest.Config:
-        config = pytester.parseconfig(f"--tx={workers}*popen")
+        config = pytester.parseconfig(f"--tx={workers}*popen", "-p", "no:prp")
         config.option.prp_serialize_conflicts = serialize
         return config
 
@@ -138,9 +140,11 @@ def harness(make_config: Callable[..., pytest.Config]) -> Callable[..., Harness]
         filler: bool = True,
         serialize: bool = False,
         order: Sequence[str] | None = None,
+        schedule: bool = True,
     ) -> Harness:
         nodes = [MockNode(f"gw{i}") for i in range(workers)]
-        return Harness(make_config(workers, serialize), nodes, prps, tests, filler, order)
+        config = make_config(workers, serialize)
+        return Harness(config, nodes, prps, tests, filler, order, schedule)
 
     return make
 
@@ -170,7 +174,12 @@ def test_diamond_runs_both_middles_at_once_and_the_join_last(
 ) -> None:
     h = harness(
         3,
-        [prp("PRP-1"), prp("PRP-2", "PRP-1"), prp("PRP-3", "PRP-1"), prp("PRP-4", "PRP-2", "PRP-3")],
+        [
+            prp("PRP-1"),
+            prp("PRP-2", "PRP-1"),
+            prp("PRP-3", "PRP-1"),
+            prp("PRP-4", "PRP-2", "PRP-3"),
+        ],
     )
     assert h.all_prps_sent() == ["PRP-1"]
     h.complete("PRP-1")
@@ -226,9 +235,7 @@ def test_a_dependency_cycle_does_not_hang_the_batch(harness: Callable[..., Harne
 
 
 def test_longest_chain_in_hours_goes_first(harness: Callable[..., Harness]) -> None:
-    h = harness(
-        1, [prp("PRP-1", hours=10), prp("PRP-2", hours=1), prp("PRP-3", "PRP-2", hours=1)]
-    )
+    h = harness(1, [prp("PRP-1", hours=10), prp("PRP-2", hours=1), prp("PRP-3", "PRP-2", hours=1)])
     h.complete("PRP-1")
     h.complete("PRP-2")
     assert h.prps_sent(h.nodes[0]) == ["PRP-1", "PRP-2", "PRP-3"]
@@ -245,7 +252,9 @@ def test_longest_chain_counts_prps_when_an_estimate_is_missing(
 
 
 def test_equal_chains_go_in_natural_id_order(harness: Callable[..., Harness]) -> None:
-    h = harness(1, [prp("PRP-10"), prp("PRP-9"), prp("PRP-9.1")], order=["PRP-10", "PRP-9.1", "PRP-9"])
+    h = harness(
+        1, [prp("PRP-10"), prp("PRP-9"), prp("PRP-9.1")], order=["PRP-10", "PRP-9.1", "PRP-9"]
+    )
     h.complete("PRP-9")
     h.complete("PRP-9.1")
     assert h.prps_sent(h.nodes[0]) == ["PRP-9", "PRP-9.1", "PRP-10"]
@@ -316,7 +325,13 @@ def test_a_prp_made_ready_elsewhere_goes_to_the_idle_worker_at_once(
     harness: Callable[..., Harness],
 ) -> None:
     h = harness(
-        3, [prp("PRP-1", hours=5), prp("PRP-2", hours=1), prp("PRP-3", hours=1), prp("PRP-4", "PRP-2", hours=1)]
+        3,
+        [
+            prp("PRP-1", hours=5),
+            prp("PRP-2", hours=1),
+            prp("PRP-3", hours=1),
+            prp("PRP-4", "PRP-2", hours=1),
+        ],
     )
     gw0, gw1, gw2 = h.nodes
     assert [h.prps_sent(n) for n in h.nodes] == [["PRP-1"], ["PRP-2"], ["PRP-3"]]
@@ -330,17 +345,18 @@ def test_ordinary_tests_run_on_workers_without_a_prp(harness: Callable[..., Harn
     h = harness(2, [prp("PRP-1"), prp("PRP-2", "PRP-1")], tests=12)
     gw0, gw1 = h.nodes
     assert h.sent(gw0) == ["PRP-1", "next"]
-    assert h.sent(gw1) == ["test_0", "test_1"]  # LoadScheduling's first chunk
+    assert h.sent(gw1) == ["test_0", "test_1", "test_2"]  # LoadScheduling's chunk: 12 // 4
     h.complete("test_0")
-    assert h.sent(gw1)[2:] == ["test_2", "test_3"]
+    h.complete("test_1")
+    assert h.sent(gw1)[3:] == ["test_3", "test_4", "test_5"]  # refilled, 3 queued again
     assert h.sent(gw0) == ["PRP-1", "next"]  # busy with a PRP: no tests
     h.complete("PRP-1")
-    # The idle worker takes PRP-2; tests keep going to the other one.
+    # The idle worker takes PRP-2; the tests stay with the other one.
     assert h.sent(gw0) == ["PRP-1", "next", "PRP-2", "next"]
     h.complete("PRP-2")
-    assert "test_" in h.sent(gw0)[-1]  # free again: it helps with the tests
-    while h.sched.tests:
-        node = next(n for n in h.nodes if any(i < 12 for i in h.sched.node2pending[n]))
+    assert h.sent(gw0)[4:] == ["test_6", "test_7"]  # free again: it helps with the tests
+    while h.sched.has_pending:
+        node = next(n for n in h.nodes if h.sched._real_count(n))
         first = next(i for i in h.sched.node2pending[node] if i < 12)
         h.sched.mark_test_complete(node, first)
     assert all(n.shutting_down for n in h.nodes)
@@ -385,7 +401,7 @@ def test_only_ordinary_tests_are_scheduled_exactly_like_loadscheduling(
     assert prp_sched.tests_finished and not prp_sched.has_pending
 
 
-# --- --prp-serialize-conflicts ---------------------------------------------------------------------
+# --- --prp-serialize-conflicts --------------------------------------------------------------------
 
 
 CONFLICTING = [
@@ -429,22 +445,19 @@ def test_a_crashed_worker_fails_only_its_prp_and_dependents_go_on(
     assert h.prps_sent(gw1) == ["PRP-2", "PRP-3"]  # sent on: its worker reports it blocked
 
 
-def test_a_crash_requeues_the_other_items_of_that_worker(
-    harness: Callable[..., Harness], make_config: Callable[..., pytest.Config]
-) -> None:
+def test_a_crash_requeues_the_other_items_of_that_worker(harness: Callable[..., Harness]) -> None:
     h = harness(2, [prp("PRP-1"), prp("PRP-2", "PRP-1")], tests=8)
     gw0, gw1 = h.nodes
-    assert h.sent(gw1) == ["test_0", "test_1", "test_2", "test_3"][: len(gw1.sent)]
-    waiting_on_gw1 = [h.name(i) for i in h.sched.node2pending[gw1]]
-    crashed = h.sched.remove_node(gw1)
-    assert crashed == f"tests/test_x.py::{waiting_on_gw1[0]}"
-    # A replacement worker comes up (xdist clones crashed workers) and takes the rest.
+    assert h.sent(gw1) == ["test_0", "test_1"]
+    assert h.sched.remove_node(gw1) == "tests/test_x.py::test_0"  # the one it was running
+    # A replacement worker comes up (xdist replaces crashed workers) and takes the rest.
     gw2 = MockNode("gw2")
     h.nodes.append(gw2)
     h.sched.add_node(gw2)
     h.sched.add_node_collection(gw2, h.collection)
     h.sched.schedule()
-    assert h.sent(gw2)[: len(waiting_on_gw1) - 1] == waiting_on_gw1[1:]
+    assert h.sent(gw2) == ["test_1", "test_2", "test_3"]
+    assert h.sent(gw0) == ["PRP-1", "next"]
 
 
 def test_a_worker_that_dies_while_idle_fails_nothing(harness: Callable[..., Harness]) -> None:
@@ -472,19 +485,23 @@ def test_a_crashed_prp_marked_pending_again_is_rerun(harness: Callable[..., Harn
     h = harness(2, [prp("PRP-1"), prp("PRP-2")])
     gw0, gw1 = h.nodes
     crashed = h.sched.remove_node(gw0)
-    assert crashed is not None
+    assert crashed == prp_nodeid("PRP-1")
     h.sched.mark_test_pending(crashed)  # what pytest-rerunfailures does with a crash
-    h.complete("PRP-2")
-    assert h.prps_sent(gw1) == ["PRP-2", "PRP-1"]
+    gw2 = MockNode("gw2")  # the replacement worker
+    h.nodes.append(gw2)
+    h.sched.add_node(gw2)
+    h.sched.add_node_collection(gw2, h.collection)
+    h.sched.schedule()
+    assert h.prps_sent(gw2) == ["PRP-1"]
 
 
 def test_items_taken_back_from_a_worker_are_sent_again(harness: Callable[..., Harness]) -> None:
     h = harness(2, [], tests=20)
     gw0, gw1 = h.nodes
-    taken = h.sched.node2pending[gw0][1:]
-    h.sched.remove_pending_tests_from_node(gw0, taken)
-    assert h.sched.node2pending[gw0] == gw0.sent[:1]
-    assert h.sched.tests[: len(taken)] == taken
+    assert h.sent(gw0) == ["test_0", "test_1"]
+    h.sched.remove_pending_tests_from_node(gw0, [1])
+    assert h.sched.node2pending[gw0][0] == 0
+    assert sum(n.sent.count(1) for n in h.nodes) == 2  # taken back, then sent again
 
 
 def test_maxfail_shutdown_stops_all_dispatching(harness: Callable[..., Harness]) -> None:
@@ -511,6 +528,14 @@ def test_shutdown_only_once_everything_is_sent(harness: Callable[..., Harness]) 
     assert h.sched.has_pending
     h.complete("PRP-2")
     assert not h.sched.has_pending
+
+
+def test_the_filler_is_not_counted_as_a_test(harness: Callable[..., Harness]) -> None:
+    h = harness(1, [prp("PRP-1")], tests=2, schedule=False)
+    session = pytest.Session.from_config(h.sched.config)
+    session.testscollected = len(h.collection)  # what the DSession sets: 2 tests, 1 PRP, filler
+    h.sched.schedule()
+    assert session.testscollected == 3  # terminal progress reaches 100% after 3 reports
 
 
 def test_an_empty_collection_is_finished_at_once(harness: Callable[..., Harness]) -> None:
@@ -557,7 +582,7 @@ def test_a_replacement_worker_with_another_collection_is_never_used(
     assert h.sched.remove_node(late) is None
 
 
-# --- reading the graph from the PRP files -----------------------------------------------------------
+# --- reading the graph from the PRP files ---------------------------------------------------------
 
 
 def write(root: Path, name: str, text: str) -> None:
@@ -585,9 +610,6 @@ def test_the_graph_is_read_from_the_prp_files(
     assert load("tests/test_a.py::test_one") is None  # not a PRP id: the file is not read
     assert load("PRPs/PRP-1-base.md::PRP-7") is None  # another id than the file's
     assert load("PRPs/missing.md::PRP-5") is None
-    # Read once per file: later edits do not change a running batch's graph.
-    write(pytester.path, "PRPs/PRP-1-base.md", "---\nprp_id: PRP-1\ndependencies: [PRP-2]\n---\n")
-    assert load("PRPs/PRP-1-base.md::PRP-1") == PrpInfo("PRP-1", (), 3.0, ("src/a.py",))
 
     # Without a loader the scheduler reads the files under the rootdir itself.
     sched = PrpScheduling(make_config(1))
@@ -604,6 +626,10 @@ def test_the_graph_is_read_from_the_prp_files(
     assert node.sent == [2, 3]  # PRP-1 first: PRP-2 depends on it
     sched.mark_test_complete(node, 2)
     assert node.sent == [2, 3, 1, 3]
+
+    # Read once per file: later edits do not change a running batch's graph.
+    write(pytester.path, "PRPs/PRP-1-base.md", "---\nprp_id: PRP-1\ndependencies: [PRP-2]\n---\n")
+    assert load("PRPs/PRP-1-base.md::PRP-1") == PrpInfo("PRP-1", (), 3.0, ("src/a.py",))
 
 
 # --- whole batches, simulated ---------------------------------------------------------------------
@@ -767,10 +793,15 @@ class Sim:
                     assert not set(prps[a].files_modified) & set(prps[b].files_modified)
         if not self.strict:
             return
+        for node in self.harness.nodes:  # no item waits on a worker for a successor
+            assert isinstance(node, SimNode)
+            if node.current not in (None, SHUTDOWN) and not node.running:
+                assert self.harness.name(node.current) == "next", (node, self.now)
         live = [n for n in self.sched.nodes if not n.shutting_down]
         queued = {n: [i for i in self.sched.node2pending[n] if i in self.sched.prps] for n in live}
         assert all(len(q) <= 1 for q in queued.values()), "one PRP at a time per worker"
         sent = {self.harness.name(i) for n in self.harness.nodes for i in n.sent}
+        busy = {p for p in sent if p in prps and p not in self.end}  # maybe behind tests
         ready = [
             p
             for p in prps
@@ -778,7 +809,7 @@ class Sim:
             and all(d in self.end for d in prps[p].dependencies if d in prps)
             and not (
                 self.serialize
-                and any(set(prps[p].files_modified) & set(prps[r].files_modified) for r in running)
+                and any(set(prps[p].files_modified) & set(prps[b].files_modified) for b in busy)
             )
         ]
         if ready:  # no worker sits idle while a ready PRP waits
@@ -788,7 +819,7 @@ class Sim:
 @pytest.fixture
 def simulate(make_config: Callable[..., pytest.Config]) -> Callable[..., float]:
     def play(batch: Batch, workers: int, serialize: bool = False, filler: bool = True) -> float:
-        nodes = [SimNode(f"gw{i}") for i in range(workers)]
+        nodes: list[MockNode] = [SimNode(f"gw{i}") for i in range(workers)]
         config = make_config(workers, serialize)
         h = Harness(config, nodes, list(batch.prps.values()), batch.tests, filler)
         makespan = Sim(h, batch, serialize, strict=filler).run()
@@ -798,9 +829,7 @@ def simulate(make_config: Callable[..., pytest.Config]) -> Callable[..., float]:
 
 
 def batch_of(spec: dict[str, tuple[float, Sequence[str]]], hours: bool = True) -> Batch:
-    prps = {
-        i: PrpInfo(i, tuple(deps), dur if hours else None) for i, (dur, deps) in spec.items()
-    }
+    prps = {i: PrpInfo(i, tuple(deps), dur if hours else None) for i, (dur, deps) in spec.items()}
     return Batch(prps, {i: dur for i, (dur, _) in spec.items()})
 
 

@@ -1,0 +1,163 @@
+"""Parallel batches under pytest-xdist: real workers, real worktrees, one integration branch."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import git, write_prp
+
+
+def statuses(root: Path, batch: str) -> dict[str, str]:
+    doc = json.loads(
+        (root / ".ce/orchestration/batches" / f"batch-{batch}.result.json").read_text()
+    )
+    return {pid: e["status"] for stage in doc["stages"].values() for pid, e in stage.items()}
+
+
+def tree(root: Path, branch: str) -> dict[str, str]:
+    """Path -> blob of every file on a branch: the batch's final result."""
+    out = git(root, "ls-tree", "-r", branch)
+    return {line.split("\t")[1]: line.split()[2] for line in out.splitlines()}
+
+
+def prp_commits(root: Path, branch: str) -> list[str]:
+    return git(root, "log", "--format=%(trailers:key=PRP-Id,valueonly)", branch).split()
+
+
+def make_batch(root: Path, batch: str, deps: dict[str, list[str]], fail: set[str] = set()) -> None:
+    for pid, needs in deps.items():
+        name = pid.replace("PRP-", "").replace(".", "_")
+        gate = "false" if pid in fail else f"test -f out/{name}.txt"
+        write_prp(root, pid, deps=needs, creates={f"out/{name}.txt": pid}, gates=[gate])
+
+
+CHAIN = {"PRP-30.1.1": [], "PRP-30.2.1": ["PRP-30.1.1"], "PRP-30.3.1": ["PRP-30.2.1"]}
+DIAMOND = {
+    "PRP-30.1.1": [],
+    "PRP-30.2.1": ["PRP-30.1.1"],
+    "PRP-30.2.2": ["PRP-30.1.1"],
+    "PRP-30.3.1": ["PRP-30.2.1", "PRP-30.2.2"],
+}
+FAN_OUT = {"PRP-30.1.1": [], **{f"PRP-30.2.{n}": ["PRP-30.1.1"] for n in range(1, 9)}}
+
+
+@pytest.mark.parametrize("shape", [CHAIN, DIAMOND, FAN_OUT], ids=["chain", "diamond", "fan-out"])
+def test_parallel_equals_serial(pytester: pytest.Pytester, repo: Path, shape: Any) -> None:
+    make_batch(repo, "30", shape, fail={"PRP-30.2.1"} if len(shape) > 3 else set())
+    serial = pytester.runpytest_subprocess("--prp-batch", "30", "--prp-branch", "serial")
+    serial_status = statuses(repo, "30")
+    parallel = pytester.runpytest_subprocess(
+        "--prp-batch", "30", "--prp-branch", "parallel", "-n", "4", "--prp-rerun"
+    )
+    assert serial.ret == parallel.ret
+    assert statuses(repo, "30") == serial_status
+    assert tree(repo, "parallel") == tree(repo, "serial")
+    assert sorted(prp_commits(repo, "parallel")) == sorted(prp_commits(repo, "serial"))
+
+
+def test_failure_blocks_its_subtree_only(pytester: pytest.Pytester, repo: Path) -> None:
+    make_batch(
+        repo,
+        "31",
+        {
+            "PRP-31.1.1": [],
+            "PRP-31.1.2": [],
+            "PRP-31.2.1": ["PRP-31.1.1"],
+            "PRP-31.2.2": ["PRP-31.1.2"],
+            "PRP-31.3.1": ["PRP-31.2.1"],
+        },
+        fail={"PRP-31.1.1"},
+    )
+    result = pytester.runpytest_subprocess("--prp-batch", "31", "-n", "2", "-v")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*BLOCKED*PRP-31.2.1*"])
+    assert statuses(repo, "31") == {
+        "PRP-31.1.1": "failed_gates",
+        "PRP-31.1.2": "success",
+        "PRP-31.2.1": "blocked",
+        "PRP-31.2.2": "success",
+        "PRP-31.3.1": "blocked",
+    }
+    # --lf after a parallel run: the failure and what it blocked, nothing else.
+    (repo / "PRPs" / "PRP-31.1.1.md").write_text(
+        (repo / "PRPs" / "PRP-31.1.1.md").read_text().replace("false", "true")
+    )
+    again = pytester.runpytest_subprocess("--prp-batch", "31", "-n", "2", "--lf", "-v")
+    assert again.ret == 0, again.stdout.str()
+    assert statuses(repo, "31") == {
+        "PRP-31.1.1": "success",
+        "PRP-31.2.1": "success",
+        "PRP-31.3.1": "success",
+    }
+
+
+def test_parallel_conflict_fails_only_the_loser(pytester: pytest.Pytester, repo: Path) -> None:
+    for n in (1, 2):
+        write_prp(repo, f"PRP-32.1.{n}", creates={"same.txt": f"from {n}"}, gates=["sleep 0.5"])
+    write_prp(repo, "PRP-32.1.3", creates={"other.txt": "x"}, gates=["true"])
+    result = pytester.runpytest_subprocess("--prp-batch", "32", "-n", "3")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*conflicts in: same.txt*"])
+    found = statuses(repo, "32")
+    assert sorted(found.values()) == ["failed_merge", "success", "success"]
+    assert found["PRP-32.1.3"] == "success"
+    winner = next(p for p in ("PRP-32.1.1", "PRP-32.1.2") if found[p] == "success")
+    assert sorted(prp_commits(repo, "prp/batch-32")) == sorted([winner, "PRP-32.1.3"])
+
+
+def test_serialized_conflicts_both_merge(pytester: pytest.Pytester, repo: Path) -> None:
+    for n in (1, 2):
+        write_prp(
+            repo,
+            f"PRP-33.1.{n}",
+            steps=[f"echo {n} >> log.txt"],
+            gates=["true"],
+            extra="files_modified: [log.txt]",
+        )
+    result = pytester.runpytest_subprocess(
+        "--prp-batch", "33", "-n", "2", "--prp-serialize-conflicts"
+    )
+    assert result.ret == 0, result.stdout.str()
+    assert set(statuses(repo, "33").values()) == {"success"}
+
+
+def test_mixed_session_with_ordinary_tests(pytester: pytest.Pytester, repo: Path) -> None:
+    make_batch(
+        repo,
+        "34",
+        {k.replace("30.", "34."): [d.replace("30.", "34.") for d in v] for k, v in DIAMOND.items()},
+    )
+    pytester.makepyfile(test_plain="\n".join(f"def test_{n}():\n    pass\n" for n in range(10)))
+    result = pytester.runpytest_subprocess("--prp-batch", "34", "-n", "2", ".")
+    assert result.ret == 0, result.stdout.str()
+    result.assert_outcomes(passed=14)
+    assert "pytest-prp::next" not in result.stdout.str()
+
+
+def test_maxfail_stops_dispatching(pytester: pytest.Pytester, repo: Path) -> None:
+    make_batch(repo, "35", {f"PRP-35.1.{n}": [] for n in range(1, 7)}, fail={"PRP-35.1.1"})
+    result = pytester.runpytest_subprocess("--prp-batch", "35", "-n", "2", "-x")
+    assert result.ret in (pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.INTERRUPTED)
+    result.stdout.fnmatch_lines(["*stopping after 1 failures*"])
+    ran = statuses(repo, "35")
+    assert ran["PRP-35.1.1"] == "failed_gates"
+    assert len(ran) < 6
+
+
+def test_stress_sixty_prps_eight_workers(pytester: pytest.Pytester, repo: Path) -> None:
+    rng = random.Random(47)
+    deps: dict[str, list[str]] = {}
+    ids = [f"PRP-36.{n // 10 + 1}.{n % 10 + 1}" for n in range(60)]
+    for i, pid in enumerate(ids):
+        earlier = ids[: i - i % 10]  # only ids of earlier groups: no cycles
+        deps[pid] = rng.sample(earlier, k=min(len(earlier), rng.randint(0, 2)))
+    make_batch(repo, "36", deps)
+    result = pytester.runpytest_subprocess("--prp-batch", "36", "-n", "8")
+    assert result.ret == 0, result.stdout.str()[-3000:]
+    commits = prp_commits(repo, "prp/batch-36")
+    assert sorted(commits) == sorted(ids)
+    assert len([path for path in tree(repo, "prp/batch-36") if path.startswith("out/")]) == 60
