@@ -249,8 +249,12 @@ def time_work(scratch: Path, prps: int) -> float:
 # --- pytest runs -------------------------------------------------------------------------------
 
 
+# After the interpreter: the batch run as a user types it, minus the cache (nothing left behind).
+PYTEST_ARGS = ("-m", "pytest", "PRPs/", "--prp-batch", BATCH, "-q", "-p", "no:cacheprovider")
+
+
 def pytest_command(python: str) -> list[str]:
-    return [python, "-m", "pytest", "PRPs/", "--prp-batch", BATCH, "-q", "-p", "no:cacheprovider"]
+    return [python, *PYTEST_ARGS]
 
 
 def _pytest(command: list[str], repo: Path, label: str) -> tuple[float, str]:
@@ -439,14 +443,20 @@ def profile_run(args: argparse.Namespace, workdir: Path, template: Path) -> list
     """One batch run under cProfile: where its time goes, by cumulative time."""
     repo = copy_repo(template, workdir / "profile")
     stats_file = workdir / "run.prof"
-    command = [args.python, "-m", "cProfile", "-o", str(stats_file), *pytest_command("")[1:]]
+    command = [args.python, "-m", "cProfile", "-o", str(stats_file), *PYTEST_ARGS]
     _pytest(command, repo, "profiled run")
     stats = pstats.Stats(str(stats_file))
-    lines = ["", "cProfile of one batch run (top 25 by cumulative time):"]
+    total = stats.total_tt  # type: ignore[attr-defined]
+    lines = [
+        "",
+        f"cProfile of one batch run ({total:.2f} s profiled, wall clock, so waiting for",
+        "git and bash counts): pytest_prp functions, top 30 by cumulative time",
+    ]
     stream = _Capture()
     stats.stream = stream  # type: ignore[attr-defined]
-    stats.sort_stats("cumulative").print_stats(25)
-    lines += [line for line in stream.text.splitlines() if line.strip()][-27:]
+    stats.sort_stats("cumulative").print_stats("pytest_prp", 30)
+    text = stream.text.split("   ncalls", 1)
+    lines += ["   ncalls" + text[1].rstrip()] if len(text) == 2 else []
     if args.keep:
         lines.append(f"profile kept at {stats_file}")
     return lines

@@ -70,6 +70,14 @@ class PrpItem(pytest.Item):
             return str(excinfo.value)
         return super().repr_failure(excinfo)
 
+    def _repr_failure_py(  # type: ignore[override]
+        self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None
+    ) -> str | TerminalRepr:
+        # Setup and teardown errors come here, not to repr_failure: same rule, no traceback.
+        if isinstance(excinfo.value, PrpUserError):
+            return str(excinfo.value)
+        return super()._repr_failure_py(excinfo, style=style)
+
     def reportinfo(self) -> tuple[Any, int | None, str]:
         return self.path, self.prp.line - 1, f"{self.prp.id}: {self.prp.title}"
 

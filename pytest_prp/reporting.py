@@ -180,6 +180,12 @@ class BatchResults:
         self.results: dict[str, dict[str, Any]] = {}
         self.finished_at: str | None = None
         self.interrupted = False
+        self.started_prps: dict[str, str] = {}  # PRP id -> node id, as items start
+
+    def pytest_runtest_logstart(self, nodeid: str, location: object) -> None:
+        name = nodeid.rsplit("::", 1)[-1]
+        if "::" in nodeid and name.startswith("PRP-"):
+            self.started_prps[name] = nodeid
 
     @property
     def branch(self) -> str:
@@ -190,6 +196,10 @@ class BatchResults:
     def label(self) -> str:
         """The batch id when the run holds one batch (as the branch), else ``integration``."""
         batches = {r["batch"] for r in self.results.values()}
+        if not batches:  # nothing finished yet: what the command line asked for
+            from pytest_prp.plugin import SETTINGS
+
+            batches = set(self.config.stash[SETTINGS].selection.batches)
         if len(batches) == 1 and None not in batches:
             return str(batches.pop())
         return "integration"
@@ -216,6 +226,22 @@ class BatchResults:
         if isinstance(lastfailed, dict):
             # pytest 9 keys by NodeId (report.id), earlier versions by the nodeid string.
             lastfailed[getattr(report, "id", report.nodeid)] = True
+
+    def _interrupted_entry(self, prp_id: str, entry: dict[str, Any] | None) -> dict[str, Any]:
+        """What is known of a PRP cut short before it reported: from the plan, when this
+        process planned (a serial run), else from its id."""
+        from pytest_prp.plugin import PLAN
+        from pytest_prp.runner import EXECUTION
+
+        plan = self.config.stash.get(PLAN, None)
+        execution = self.config.stash.get(EXECUTION, None)
+        stage = plan.stages.get(prp_id, 0) if plan is not None else 0
+        branch = execution.branch if execution is not None else ""
+        base = _interrupted_entry_base(prp_id, stage, branch)
+        base.update(entry or {})
+        base["status"] = "interrupted"
+        base["errors"] = [*base["errors"], "interrupted"]
+        return base
 
     def summary(self) -> dict[str, Any]:
         statuses = [r["status"] for r in self.results.values()]
@@ -264,7 +290,13 @@ class BatchResults:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         self.finished_at = _now()
         self.interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
-        if self.results:
+        if self.interrupted:
+            # PRPs cut short: recorded as such, so that a watcher knows they are not running.
+            for prp_id in self.started_prps:
+                entry = self.results.get(prp_id)
+                if entry is None or entry["status"] == "running":
+                    self.results[prp_id] = self._interrupted_entry(prp_id, entry)
+        if self.results or self.interrupted:
             self.write()
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
@@ -300,6 +332,28 @@ class BatchResults:
 def _sum_cost(entries: Any) -> float | None:
     costs = [e["cost_usd"] for e in entries if e.get("cost_usd") is not None]
     return round(sum(costs), 6) if costs else None
+
+
+def _interrupted_entry_base(prp_id: str, stage: int, branch: str) -> dict[str, Any]:
+    from pytest_prp.ids import batch_of
+
+    return {
+        "prp_id": prp_id,
+        "batch": batch_of(prp_id),
+        "integration_branch": branch,
+        "stage": stage,
+        "files_created": [],
+        "files_modified": [],
+        "commits": [],
+        "gates_passed": 0,
+        "gates_failed": 0,
+        "gates_executable": 0,
+        "gates_unverified": 0,
+        "errors": [],
+        "elapsed_seconds": 0.0,
+        "cost_usd": None,
+        "tokens": None,
+    }
 
 
 def _sum_tokens(entries: Any) -> dict[str, int] | None:

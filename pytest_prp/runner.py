@@ -9,6 +9,7 @@ on the item's reports (``report.prp``).
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -311,10 +312,15 @@ def _run_steps(item: PrpItem, context: PrpContext, run: PrpRun) -> None:
         run.kept_worktree = True
         tail = "\n".join(outcome.tail[-40:])
         message = outcome.error or "steps failed"
+        # Steps get what is left of the PRP's limit; the user set the limit, so name it.
+        message = _TIMED_OUT.sub(f"timed out after {context.settings.timeout:g} s", message)
         if context.attempt > 1:
             message = f"attempt {context.attempt}: {message}"
         detail = f"{message}\n\n--- last output ---\n{tail}" if tail else message
         raise _fail(run, "failed", f"{prp.id}: {detail}\n\nworktree kept: {run.workdir}")
+
+
+_TIMED_OUT = re.compile(r"timed out after [0-9.]+ s")
 
 
 def _gate_failure_text(results: list[GateResult]) -> str:

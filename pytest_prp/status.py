@@ -11,6 +11,10 @@ Time left is an estimate: for every PRP not finished, its ``estimated_hours`` (f
 heartbeat, its JSON entry or the JSON's optional ``planned`` map) minus the time it has run so
 far; without one, the average time of the PRPs that finished in this batch. The sum is divided
 by the number of workers seen in the running heartbeats.
+
+Heartbeats older than the result JSON's ``started_at`` belong to an earlier run and are left
+out; heartbeats started after its ``finished_at`` belong to a new run that has not written its
+result JSON yet, which is then shown from its heartbeats alone.
 """
 
 from __future__ import annotations

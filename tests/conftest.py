@@ -11,6 +11,11 @@ from pathlib import Path
 
 import pytest
 
+# Imported here, before any in-process pytester run: pytester drops the modules a run imported,
+# and PyYAML's C extension cannot be imported twice (a second import breaks its loader).
+import pytest_prp.frontmatter  # noqa: F401
+import pytest_prp.gitops  # noqa: F401
+
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 FAKE_AGENT = Path(__file__).resolve().parent / "fake_agent.py"
 EXAMPLE_PRPS = Path(__file__).resolve().parents[1] / "PRPs"

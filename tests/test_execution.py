@@ -131,7 +131,7 @@ def test_every_status(pytester: pytest.Pytester, repo: Path) -> None:
             "*::PRP-3.2.1 BLOCKED*",
         ]
     )
-    assert "Traceback" not in out
+    assert "Traceback" not in out and "pytest_prp/" not in out  # no Python traceback at all
     # The gate failure report: all failed gates, command, exit code, expected, output tail.
     assert "2 of 3 gates failed" in out and "echo checking; exit 3" in out
     assert "Expected: exit 0" in out and "checking" in out

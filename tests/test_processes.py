@@ -364,7 +364,7 @@ sys.path.insert(0, {root!r})
 from pytest_prp.processes import run_bash
 {setup}
 run_bash(
-    "echo $$ > pgid.tmp && mv pgid.tmp pgid; sleep 100 & sleep 100",
+    "sleep 100 & echo $$ > pgid.tmp && mv pgid.tmp pgid; sleep 100",
     cwd=Path.cwd(), env=dict(os.environ), timeout=60, log=None,
 )
 """

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from conftest import FAKE_AGENT, git, write_prp
 
 RESULTS = Path(".ce/orchestration")
@@ -40,6 +41,14 @@ def processes_with(token: str) -> list[int]:
         if token in cmdline and state != "Z":
             found.append(int(entry.name))
     return found
+
+
+def wait_gone(token: str, seconds: float = 3.0) -> list[int]:
+    """Processes still alive after a short settling time (exit is asynchronous)."""
+    deadline = time.monotonic() + seconds
+    while (left := processes_with(token)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
 
 
 def test_failed_gates_go_back_to_the_agent(pytester: pytest.Pytester, repo: Path) -> None:
@@ -75,7 +84,7 @@ def test_wall_clock_limit_ends_the_prp_and_the_batch_goes_on(
     result.stdout.fnmatch_lines(["*timed out after 2 s*"])
     statuses = {pid: e["status"] for pid, e in entries(repo, "21").items()}
     assert statuses == {"PRP-21.1.1": "failed", "PRP-21.1.2": "success"}
-    assert processes_with(token) == []
+    assert wait_gone(token) == []
 
 
 def test_idle_limit_names_the_last_output(pytester: pytest.Pytester, repo: Path) -> None:
@@ -154,8 +163,7 @@ def test_signal_ends_everything_and_the_batch_resumes(
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
     doc = json.loads((repo / RESULTS / "batches" / "batch-25.result.json").read_text())
     assert doc["interrupted"] is True
-    time.sleep(0.2)
-    assert processes_with(token) == []
+    assert wait_gone(token) == []
     # The same command with a working agent completes the batch.
     again = pytester.runpytest("--prp-batch", "25", "--prp-agent", agent())
     assert again.ret == 0, again.stdout.str()
@@ -214,4 +222,4 @@ def test_heartbeat_and_status_view_of_a_running_batch(
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
-    assert processes_with(token) == []
+    assert wait_gone(token) == []
