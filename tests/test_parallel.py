@@ -29,7 +29,9 @@ def prp_commits(root: Path, branch: str) -> list[str]:
     return git(root, "log", "--format=%(trailers:key=PRP-Id,valueonly)", branch).split()
 
 
-def make_batch(root: Path, batch: str, deps: dict[str, list[str]], fail: set[str] = set()) -> None:
+def make_batch(
+    root: Path, batch: str, deps: dict[str, list[str]], fail: frozenset[str] = frozenset()
+) -> None:
     for pid, needs in deps.items():
         name = pid.replace("PRP-", "").replace(".", "_")
         gate = "false" if pid in fail else f"test -f out/{name}.txt"
@@ -48,7 +50,7 @@ FAN_OUT = {"PRP-30.1.1": [], **{f"PRP-30.2.{n}": ["PRP-30.1.1"] for n in range(1
 
 @pytest.mark.parametrize("shape", [CHAIN, DIAMOND, FAN_OUT], ids=["chain", "diamond", "fan-out"])
 def test_parallel_equals_serial(pytester: pytest.Pytester, repo: Path, shape: Any) -> None:
-    make_batch(repo, "30", shape, fail={"PRP-30.2.1"} if len(shape) > 3 else set())
+    make_batch(repo, "30", shape, fail=frozenset({"PRP-30.2.1"} if len(shape) > 3 else ()))
     serial = pytester.runpytest_subprocess("--prp-batch", "30", "--prp-branch", "serial")
     serial_status = statuses(repo, "30")
     parallel = pytester.runpytest_subprocess(
@@ -71,7 +73,7 @@ def test_failure_blocks_its_subtree_only(pytester: pytest.Pytester, repo: Path) 
             "PRP-31.2.2": ["PRP-31.1.2"],
             "PRP-31.3.1": ["PRP-31.2.1"],
         },
-        fail={"PRP-31.1.1"},
+        fail=frozenset({"PRP-31.1.1"}),
     )
     result = pytester.runpytest_subprocess("--prp-batch", "31", "-n", "2", "-v")
     assert result.ret == 1
@@ -140,7 +142,9 @@ def test_mixed_session_with_ordinary_tests(pytester: pytest.Pytester, repo: Path
 
 
 def test_maxfail_stops_dispatching(pytester: pytest.Pytester, repo: Path) -> None:
-    make_batch(repo, "35", {f"PRP-35.1.{n}": [] for n in range(1, 7)}, fail={"PRP-35.1.1"})
+    make_batch(
+        repo, "35", {f"PRP-35.1.{n}": [] for n in range(1, 7)}, fail=frozenset({"PRP-35.1.1"})
+    )
     result = pytester.runpytest_subprocess("--prp-batch", "35", "-n", "2", "-x")
     assert result.ret in (pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.INTERRUPTED)
     result.stdout.fnmatch_lines(["*stopping after 1 failures*"])

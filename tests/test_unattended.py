@@ -76,7 +76,8 @@ def test_wall_clock_limit_ends_the_prp_and_the_batch_goes_on(
     write_prp(repo, "PRP-21.1.1", gates=["true"])
     write_prp(repo, "PRP-21.1.2", gates=["true"], extra="model: fine")
     token = "wallclock-token-21"
-    command = f"if [ $PRP_ID = PRP-21.1.1 ]; then {agent('--mode', 'hang_printing')} {token}; else {agent()}; fi"
+    hang = agent("--mode", "hang_printing")
+    command = f"if [ $PRP_ID = PRP-21.1.1 ]; then {hang} {token}; else {agent()}; fi"
     start = time.monotonic()
     result = pytester.runpytest("--prp-batch", "21", "--prp-agent", command, "--prp-timeout", "2")
     assert time.monotonic() - start < 30
