@@ -349,29 +349,31 @@ class Timings:
     facts: list[RunFacts] = field(default_factory=list)
 
 
+def _floor_round(t: Timings, args: argparse.Namespace, repo: Path) -> None:
+    elapsed, per_prp = time_floor(repo, args.prps)
+    t.floor.append(elapsed)
+    t.floor_per_prp.extend(per_prp)
+
+
+def _pytest_round(t: Timings, args: argparse.Namespace, repo: Path) -> None:
+    t.startup.append(time_startup(args.python, repo, args.prps))
+    elapsed, facts = time_run(args.python, repo, args.prps)
+    t.run.append(elapsed)
+    t.facts.append(facts)
+
+
 def measure(args: argparse.Namespace, workdir: Path, template: Path) -> Timings:
-    """``repeat`` rounds on fresh copies of the template. The floor and the pytest runs swap
-    places every round, so a slow spell of a busy machine does not always hit the same one."""
+    """``repeat`` rounds, each on a fresh copy of the template, which the floor and the pytest
+    runs share (separate branches and worktrees; copying 2,000 files twice per round would
+    add seconds for nothing). The two swap places every round, so a slow spell of a busy
+    machine does not always hit the same one."""
     t = Timings()
     for k in range(args.repeat):
-
-        def floor(k: int = k) -> None:
-            repo = copy_repo(template, workdir / f"floor-{k}")
-            elapsed, per_prp = time_floor(repo, args.prps)
-            t.floor.append(elapsed)
-            t.floor_per_prp.extend(per_prp)
-            shutil.rmtree(repo)
-
-        def pytest_runs(k: int = k) -> None:
-            repo = copy_repo(template, workdir / f"run-{k}")
-            t.startup.append(time_startup(args.python, repo, args.prps))
-            elapsed, facts = time_run(args.python, repo, args.prps)
-            t.run.append(elapsed)
-            t.facts.append(facts)
-            shutil.rmtree(repo)
-
-        for step in (floor, pytest_runs) if k % 2 == 0 else (pytest_runs, floor):
-            step()
+        repo = copy_repo(template, workdir / f"round-{k}")
+        order = (_floor_round, _pytest_round) if k % 2 == 0 else (_pytest_round, _floor_round)
+        for part in order:
+            part(t, args, repo)
+        shutil.rmtree(repo)
         t.work.append(time_work(workdir / f"work-{k}", args.prps))
     return t
 

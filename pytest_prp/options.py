@@ -244,7 +244,9 @@ def read_settings(config: pytest.Config) -> Settings:
     if start and not (batches or ids or opt.prp_all) and batch_of(start):
         # "--prp-start PRP-47.3.1" alone means: the rest of batch 47, not of every batch.
         batches = (str(batch_of(start)),)
-    asked = bool(batches or ids or opt.prp_all or opt.prp_plan or start or opt.prp_stage)
+    asked = bool(
+        batches or ids or opt.prp_all or opt.prp_plan or start or opt.prp_stage or opt.prp_clean
+    )
     ini_enabled = bool(config.getini("prp_enabled"))
     selection = Selection(
         batches=batches,

@@ -209,6 +209,14 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
 def pytest_runtestloop(session: pytest.Session) -> None:
     """Check the repository once, before the first PRP runs: one clear line, nothing executed."""
     config = session.config
+    settings = config.stash[SETTINGS]
+    if settings.clean and not config.option.collectonly and not hasattr(config, "workerinput"):
+        from pytest_prp.runner import clean_worktrees
+
+        removed = clean_worktrees(config)
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"prp: removed {len(removed)} kept worktree(s)")
     plan = config.stash.get(PLAN, None)
     if plan is None or config.option.collectonly:
         return

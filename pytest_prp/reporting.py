@@ -181,15 +181,38 @@ class BatchResults:
         self.finished_at: str | None = None
         self.interrupted = False
         self.started_prps: dict[str, str] = {}  # PRP id -> node id, as items start
+        self.expected: list[str] = []  # node ids of the PRPs this run was to run
+        self.progress: Any = None
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.expected = [item.nodeid for item in session.items if _is_prp_nodeid(item.nodeid)]
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: object, ids: list[str]) -> None:
+        # Under xdist the controller never collects: the workers' collections say what runs.
+        self.expected = [nodeid for nodeid in ids if _is_prp_nodeid(nodeid)]
 
     def pytest_runtest_logstart(self, nodeid: str, location: object) -> None:
-        name = nodeid.rsplit("::", 1)[-1]
-        if "::" in nodeid and name.startswith("PRP-"):
-            self.started_prps[name] = nodeid
+        if _is_prp_nodeid(nodeid):
+            self.started_prps[nodeid.rsplit("::", 1)[-1]] = nodeid
+            if self.progress is None:
+                self._start_progress()
+
+    def _start_progress(self) -> None:
+        from pytest_prp.plugin import SETTINGS
+        from pytest_prp.progress import ProgressPrinter
+
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None:
+            self.progress = False
+            return
+        interval = self.config.stash[SETTINGS].heartbeat
+        self.progress = ProgressPrinter(reporter, self.results_dir, interval)
+        self.progress.start()
 
     @property
     def branch(self) -> str:
-        branches = {r["integration_branch"] for r in self.results.values()}
+        branches = {r["integration_branch"] for r in self.results.values()} - {""}
         return branches.pop() if len(branches) == 1 else ", ".join(sorted(branches))
 
     @property
@@ -211,6 +234,12 @@ class BatchResults:
     @pytest.hookimpl(trylast=True)  # after the --lf plugin forgot skipped items
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         prp = getattr(report, "prp", None)
+        if not prp and report.failed and _is_prp_nodeid(report.nodeid):
+            # No PRP data on it: the process running the PRP died (a crashed xdist worker).
+            prp_id = report.nodeid.rsplit("::", 1)[-1]
+            prp = self._interrupted_entry(prp_id, self.results.get(prp_id))
+            last = str(report.longrepr).strip().splitlines()[-1:] if report.longrepr else []
+            prp["status"], prp["errors"] = "failed", last or ["the process running it died"]
         if not prp:
             return
         self.results[prp["prp_id"]] = prp
@@ -256,6 +285,8 @@ class BatchResults:
             "unverified": statuses.count("unverified"),
             "completed_earlier": earlier,
             "skipped_budget": statuses.count("skipped_budget"),
+            "not_started": statuses.count("not_started"),
+            "interrupted": statuses.count("interrupted"),
             # Work already done counts as done: a resumed batch is not a worse batch.
             "success_rate": round((success + earlier) / total, 3) if total else 0.0,
             "elapsed_seconds": round(time.monotonic() - self.started, 3),
@@ -288,8 +319,18 @@ class BatchResults:
         write_json_atomically(self.path, self.document())
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self.progress:
+            self.progress.stop()
         self.finished_at = _now()
         self.interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
+        if self.results or self.interrupted:
+            # -x, --maxfail, Ctrl-C: PRPs that never started are listed, not silently missing.
+            for nodeid in self.expected:
+                prp_id = nodeid.rsplit("::", 1)[-1]
+                if prp_id not in self.results and prp_id not in self.started_prps:
+                    entry = self._interrupted_entry(prp_id, None)
+                    entry["status"], entry["errors"] = "not_started", []
+                    self.results[prp_id] = entry
         if self.interrupted:
             # PRPs cut short: recorded as such, so that a watcher knows they are not running.
             for prp_id in self.started_prps:
@@ -321,6 +362,8 @@ class BatchResults:
             f"{s['blocked']} blocked, {s['unverified']} unverified, "
             f"{s['completed_earlier']} completed earlier"
             + (f", {s['skipped_budget']} over budget" if s["skipped_budget"] else "")
+            + (f", {s['not_started']} not started" if s["not_started"] else "")
+            + (f", {s['interrupted']} interrupted" if s["interrupted"] else "")
             + "; success rate "
             f"{s['success_rate']:.0%}; {s['elapsed_seconds']:.1f} s"
             + (f"; cost ${s['cost_usd']:.4f}" if s["cost_usd"] is not None else "")
@@ -332,6 +375,10 @@ class BatchResults:
 def _sum_cost(entries: Any) -> float | None:
     costs = [e["cost_usd"] for e in entries if e.get("cost_usd") is not None]
     return round(sum(costs), 6) if costs else None
+
+
+def _is_prp_nodeid(nodeid: str) -> bool:
+    return "::" in nodeid and nodeid.rsplit("::", 1)[-1].startswith("PRP-")
 
 
 def _interrupted_entry_base(prp_id: str, stage: int, branch: str) -> dict[str, Any]:

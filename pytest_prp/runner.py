@@ -174,13 +174,19 @@ def prepare(config: pytest.Config, settings: Settings, plan: Plan) -> Execution:
 
     try:
         execution = Execution(config, settings, plan)
-        if settings.clean:
-            execution.git.clean()
     except GitError as exc:
         raise pytest.UsageError(f"prp: {exc}") from None
     prepare_results_dir(settings.results_dir)
     config.stash[EXECUTION] = execution
     return execution
+
+
+def clean_worktrees(config: pytest.Config) -> list[Path]:
+    """``--prp-clean``: remove the worktrees (and branches) kept from failed PRPs."""
+    try:
+        return GitWorkspace.open(config.rootpath).clean()
+    except GitError as exc:
+        raise pytest.UsageError(f"prp: {exc}") from None
 
 
 def _fail(run: PrpRun, status: str, message: str) -> PrpUserError:

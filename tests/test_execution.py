@@ -354,3 +354,57 @@ def test_sigkill_then_rerun_commits_once(pytester: pytest.Pytester, repo: Path) 
     log = subjects(repo, "prp/batch-16")
     assert sum(s.startswith("PRP-16.1.1:") for s in log) == 1
     assert sum(s.startswith("PRP-16.2.1:") for s in log) == 1
+
+
+def test_clean_removes_kept_worktrees(pytester: pytest.Pytester, repo: Path) -> None:
+    write_prp(repo, "PRP-17.1.1", creates={"a.txt": "a"}, gates=["false"])
+    pytester.runpytest("--prp-batch", "17")
+    kept = entries(result_json(repo, "17"))["PRP-17.1.1"]["worktree"]
+    assert kept and Path(kept).is_dir()
+    assert "prp/17/PRP-17.1.1" in git(repo, "branch", "--list", "prp/17/*")
+    pytester.runpytest(
+        "--prp-batch", "17", "--prp-clean", "--prp-id", "PRP-17.1.1", "-k", "nothing"
+    )
+    assert not Path(kept).exists()
+    assert git(repo, "branch", "--list", "prp/17/*") == ""
+    assert "PRP-17.1.1" not in git(repo, "worktree", "list")
+
+
+def test_conftest_hooks_replace_executor_and_gates(pytester: pytest.Pytester, repo: Path) -> None:
+    pytester.makeconftest(
+        """
+        from pytest_prp.executors import StepsOutcome
+        from pytest_prp.gates import GateResult
+
+        def pytest_prp_run_steps(context):
+            (context.workdir / "by-hook.txt").write_text(context.prp.id)
+            return StepsOutcome(ok=True, error=None, failed_step=None, tail=[], cost_usd=0.5)
+
+        def pytest_prp_run_gate(gate, context):
+            if "custom" not in (gate.command or ""):
+                return None  # the default shell gate takes it
+            passed = (context.workdir / "by-hook.txt").exists()
+            return GateResult(gate=gate, passed=passed, returncode=0, timed_out=False,
+                              duration=0.0, tail=["checked by hook"])
+        """
+    )
+    write_prp(repo, "PRP-18.1.1", steps=["exit 1"], gates=["custom check", "test -f by-hook.txt"])
+    result = pytester.runpytest("--prp-batch", "18")
+    assert result.ret == 0, result.stdout.str()
+    entry = entries(result_json(repo, "18"))["PRP-18.1.1"]
+    assert entry["gates_passed"] == 2 and entry["cost_usd"] == 0.5
+    assert git(repo, "show", "prp/batch-18:by-hook.txt") == "PRP-18.1.1"
+
+
+def test_live_progress_lines(pytester: pytest.Pytester, repo: Path) -> None:
+    write_prp(
+        repo,
+        "PRP-19.1.1",
+        steps=["for i in 1 2 3 4 5 6; do echo tick $i; sleep 0.2; done"],
+        gates=["true"],
+    )
+    result = pytester.runpytest_subprocess("--prp-batch", "19", "--prp-heartbeat", "0.3")
+    assert result.ret == 0
+    lines = [line for line in result.stdout.lines if line.startswith("[prp] PRP-19.1.1 ")]
+    assert lines and any("last output" in line for line in lines)
+    assert len(lines) <= 6  # at most one line per interval

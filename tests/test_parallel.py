@@ -148,9 +148,26 @@ def test_maxfail_stops_dispatching(pytester: pytest.Pytester, repo: Path) -> Non
     result = pytester.runpytest_subprocess("--prp-batch", "35", "-n", "2", "-x")
     assert result.ret in (pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.INTERRUPTED)
     result.stdout.fnmatch_lines(["*stopping after 1 failures*"])
-    ran = statuses(repo, "35")
-    assert ran["PRP-35.1.1"] == "failed_gates"
-    assert len(ran) < 6
+    found = statuses(repo, "35")
+    assert found["PRP-35.1.1"] == "failed_gates"
+    assert len(found) == 6 and "not_started" in found.values()
+    result.stdout.fnmatch_lines(["*not started*"])
+
+
+def test_crashed_worker_fails_its_prp_and_the_run_goes_on(
+    pytester: pytest.Pytester, repo: Path
+) -> None:
+    # The step kills the xdist worker that runs it: the parent of its bash.
+    write_prp(repo, "PRP-37.1.1", steps=["kill -9 $PPID"], gates=["true"])
+    write_prp(repo, "PRP-37.2.1", deps=["PRP-37.1.1"], gates=["true"])
+    make_batch(repo, "37", {"PRP-37.1.2": [], "PRP-37.1.3": []})
+    result = pytester.runpytest_subprocess("--prp-batch", "37", "-n", "2", "-v")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*crashed*"])
+    found = statuses(repo, "37")
+    assert found["PRP-37.1.2"] == found["PRP-37.1.3"] == "success"
+    assert found["PRP-37.2.1"] == "blocked"
+    assert found["PRP-37.1.1"] == "failed"
 
 
 def test_stress_sixty_prps_eight_workers(pytester: pytest.Pytester, repo: Path) -> None:
