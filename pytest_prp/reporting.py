@@ -328,15 +328,15 @@ class BatchResults:
             for nodeid in self.expected:
                 prp_id = nodeid.rsplit("::", 1)[-1]
                 if prp_id not in self.results and prp_id not in self.started_prps:
-                    entry = self._interrupted_entry(prp_id, None)
-                    entry["status"], entry["errors"] = "not_started", []
-                    self.results[prp_id] = entry
+                    never = self._interrupted_entry(prp_id, None)
+                    never["status"], never["errors"] = "not_started", []
+                    self.results[prp_id] = never
         if self.interrupted:
             # PRPs cut short: recorded as such, so that a watcher knows they are not running.
             for prp_id in self.started_prps:
-                entry = self.results.get(prp_id)
-                if entry is None or entry["status"] == "running":
-                    self.results[prp_id] = self._interrupted_entry(prp_id, entry)
+                known = self.results.get(prp_id)
+                if known is None or known["status"] == "running":
+                    self.results[prp_id] = self._interrupted_entry(prp_id, known)
         if self.results or self.interrupted:
             self.write()
 
