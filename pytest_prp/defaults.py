@@ -65,6 +65,7 @@ class DefaultImplementations:
                 workdir=context.workdir,
                 env=context.env,
                 timeout=context.remaining(),
+                stated_timeout=settings.timeout,
                 idle_timeout=settings.idle_timeout,
                 activity_dir=context.workdir,
                 log=context.log,
@@ -77,10 +78,14 @@ class DefaultImplementations:
             workdir=context.workdir,
             env=context.env,
             timeout=context.remaining(),
+            stated_timeout=settings.timeout,
             idle_timeout=settings.idle_timeout,
             activity_dir=context.workdir,
             log=context.log,
             on_line=context.on_line,
+            on_step=lambda step, total: context.heartbeat_phase(
+                "steps", current=step.title, index=step.index, total=total
+            ),
         )
 
     @pytest.hookimpl(trylast=True)

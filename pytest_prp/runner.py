@@ -9,8 +9,8 @@ on the item's reports (``report.prp``).
 from __future__ import annotations
 
 import json
-import re
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -125,6 +125,9 @@ class Execution:
         self.known = {prp.id: prp for prp in config.stash.get(KNOWN_PRPS, [])}
         self.passed: dict[str, str] = {}  # PRP id -> commit, passed in this process
         self.spent_usd = 0.0  # by PRPs run in this process
+        # One id for the whole run, shared by xdist workers: the status view tells runs apart.
+        workerinput = getattr(config, "workerinput", None)
+        self.run_id = str(workerinput["testrunuid"]) if workerinput else uuid.uuid4().hex
         self._ledger: dict[str, str] | None = None
         if settings.verify:
             return
@@ -259,6 +262,8 @@ def _start_heartbeat(item: PrpItem, run: PrpRun, settings: Settings) -> Heartbea
         batch=batch,
         worker=_worker_id(item.config),
         interval=settings.heartbeat,
+        estimated_hours=item.prp.estimated_hours,
+        run_id=item.config.stash[EXECUTION].run_id,
     )
     beat.start()
     item.stash[HEARTBEAT] = beat
@@ -318,15 +323,10 @@ def _run_steps(item: PrpItem, context: PrpContext, run: PrpRun) -> None:
         run.kept_worktree = True
         tail = "\n".join(outcome.tail[-40:])
         message = outcome.error or "steps failed"
-        # Steps get what is left of the PRP's limit; the user set the limit, so name it.
-        message = _TIMED_OUT.sub(f"timed out after {context.settings.timeout:g} s", message)
         if context.attempt > 1:
             message = f"attempt {context.attempt}: {message}"
         detail = f"{message}\n\n--- last output ---\n{tail}" if tail else message
         raise _fail(run, "failed", f"{prp.id}: {detail}\n\nworktree kept: {run.workdir}")
-
-
-_TIMED_OUT = re.compile(r"timed out after [0-9.]+ s")
 
 
 def _gate_failure_text(results: list[GateResult]) -> str:
