@@ -2,7 +2,7 @@
 
 Builds one throw-away git repository of --files committed files (default 2,000) holding a batch
 of --prps trivial PRPs (default 20; each creates one file with **Create** and has one ``true``
-gate), then, in every round (fresh copies of that repository each time):
+gate), then, in every round (on a fresh copy of that repository):
 
   floor     a bash script doing the minimum git work per PRP by hand: ``worktree add -b``,
             write the file, ``add -A``, ``write-tree``, ``commit-tree``, ``update-ref`` (the PRP
@@ -15,8 +15,10 @@ gate), then, in every round (fresh copies of that repository each time):
             ``bash -e -o pipefail -c true`` (the same invocation the gate runner makes).
 
 Per-PRP orchestration overhead = (run - start-up - work) / PRPs; floor = floor / PRPs; each term
-is the best of --repeat rounds. Target: overhead <= 1.5x floor. Both pytest runs use
-``-p no:cacheprovider`` so neither writes a cache. Runs only in temporary directories.
+is the best of --repeat rounds. Target: overhead <= 1.5x floor. A noise check compares
+medians of single PRPs over all rounds as well (checkout cost swings on a busy machine). Both
+pytest runs use ``-p no:cacheprovider`` so neither writes a cache. Runs only in temporary
+directories; the floor and the pytest runs of a round share one fresh copy of the repository.
 
 Run:  .venv/bin/python benchmarks/bench_orchestration.py              (2,000 files, best of 3)
       .venv/bin/python benchmarks/bench_orchestration.py --files 200 --repeat 1   (smoke)

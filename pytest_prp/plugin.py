@@ -205,6 +205,29 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
     return PrpScheduling(config, log)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist starts its workers
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """With -n, the controller checks the repository itself: a worker's error would only
+    show as a crash. Without a plan it knows the branch only when one batch was asked for."""
+    config = session.config
+    settings = config.stash[SETTINGS]
+    distributed = (
+        config.getvalue("dist") != "no" if config.pluginmanager.has_plugin("xdist") else False
+    )
+    if (
+        not settings.enabled
+        or settings.plan_format
+        or settings.verify
+        or config.option.collectonly
+        or hasattr(config, "workerinput")
+        or not distributed
+    ):
+        return
+    from pytest_prp.runner import check_repository
+
+    check_repository(config, settings)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtestloop(session: pytest.Session) -> None:
     """Check the repository once, before the first PRP runs: one clear line, nothing executed."""

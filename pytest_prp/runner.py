@@ -184,6 +184,24 @@ def prepare(config: pytest.Config, settings: Settings, plan: Plan) -> Execution:
     return execution
 
 
+def check_repository(config: pytest.Config, settings: Settings) -> None:
+    """The checks of ``prepare`` that need no plan: one UsageError line each."""
+    try:
+        git = GitWorkspace.open(config.rootpath)
+        if settings.base is not None:
+            try:
+                git.resolve(settings.base)
+            except GitError:
+                raise GitError(f"--prp-base {settings.base} does not exist") from None
+        batches = settings.selection.batches
+        branch = settings.branch or (f"prp/batch-{batches[0]}" if len(batches) == 1 else None)
+        where = git.checked_out_in(branch) if branch else None
+        if where is not None:
+            raise GitError(f"integration branch {branch} is checked out in {where}")
+    except GitError as exc:
+        raise pytest.UsageError(f"prp: {exc}") from None
+
+
 def clean_worktrees(config: pytest.Config) -> list[Path]:
     """``--prp-clean``: remove the worktrees (and branches) kept from failed PRPs."""
     try:

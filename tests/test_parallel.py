@@ -183,3 +183,11 @@ def test_stress_sixty_prps_eight_workers(pytester: pytest.Pytester, repo: Path) 
     commits = prp_commits(repo, "prp/batch-36")
     assert sorted(commits) == sorted(ids)
     assert len([path for path in tree(repo, "prp/batch-36") if path.startswith("out/")]) == 60
+
+
+def test_bad_repository_is_one_line_under_xdist(pytester: pytest.Pytester) -> None:
+    write_prp(pytester.path, "PRP-38.1.1", gates=["true"])
+    result = pytester.runpytest_subprocess("--prp-batch", "38", "-n", "2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: prp: not inside a git repository*"])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
