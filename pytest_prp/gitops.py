@@ -501,13 +501,30 @@ class GitWorkspace:
         fields = out.rstrip("\x00").split("\x00")
         return parse_name_status(fields[0], fields[1:])
 
-    def merge(self, branch: str, commit: str, message: str) -> MergeResult:
+    def merge(
+        self, branch: str, commit: str, message: str, parent: str | None = None
+    ) -> MergeResult:
         """Merge ``commit`` into ``branch`` without checking anything out: fast-forward when
         possible, else a two-parent merge commit. On conflict the branch is left as it was
-        and the conflicting paths are returned. Retries when another process moves the tip."""
+        and the conflicting paths are returned. Retries when another process moves the tip.
+
+        ``parent``, when the caller knows it is ``commit``'s parent, makes the common case
+        (nobody moved the branch since the PRP started) one compare-and-swap."""
         ref = f"refs/heads/{branch}"
         if not _FULL_SHA.fullmatch(commit):
             commit = self.resolve(commit)
+        if parent is not None and _FULL_SHA.fullmatch(parent):
+            status, _, _ = self._git(
+                "update-ref",
+                "-m",
+                f"prp: merge {commit[:12]}",
+                ref,
+                commit,
+                parent,
+                codes=(0, 1, 128),
+            )
+            if status == 0:
+                return MergeResult(True, commit, (), True)
         last_error = ""
         for attempt in range(_MERGE_ATTEMPTS):
             tip = self.branch_sha(branch)

@@ -341,6 +341,12 @@ def _group_alive(pgid: int) -> bool:
     ``killpg(pgid, 0)`` also counts zombies, and where PID 1 does not reap orphans (some
     containers) those never go away, so on Linux we look at /proc instead.
     """
+    try:
+        os.killpg(pgid, 0)  # cheap: an empty group needs no scan of /proc
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
     proc = Path("/proc")
     if not (proc / "self" / "stat").exists():
         try:

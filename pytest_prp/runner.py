@@ -56,6 +56,7 @@ class PrpRun:
     attempts: list[dict[str, Any]] = field(default_factory=list)
     log_path: Path | None = None
     kept_worktree: bool = False
+    base: str | None = None  # the integration tip the worktree started from
 
     def add_cost(self, outcome: StepsOutcome) -> None:
         """Cost and tokens add up over attempts."""
@@ -129,6 +130,7 @@ class Execution:
         workerinput = getattr(config, "workerinput", None)
         self.run_id = str(workerinput["testrunuid"]) if workerinput else uuid.uuid4().hex
         self._ledger: dict[str, str] | None = None
+        self.tip: str | None = None  # the integration branch's tip after our last merge
         if settings.verify:
             return
         if settings.base is not None:
@@ -136,7 +138,7 @@ class Execution:
                 self.git.resolve(settings.base)
             except GitError:
                 raise GitError(f"--prp-base {settings.base} does not exist") from None
-        self.git.ensure_branch(self.branch, settings.base)
+        self.tip = self.git.ensure_branch(self.branch, settings.base)
 
     def ledger(self, refresh: bool = False) -> dict[str, str]:
         if self._ledger is None or refresh:
@@ -306,8 +308,13 @@ def run_setup(item: PrpItem) -> None:
                 f"verify-{prp.id}", f"prp/verify/{batch}/{prp.id}", start
             )
         else:
-            tip = execution.git.branch_sha(execution.branch) or execution.git.head_sha()
+            # In a serial run the tip this process last merged is the tip: one git call saved.
+            # Under xdist other workers merge too, and the PRP must see their work.
+            cached = execution.tip if not hasattr(item.config, "workerinput") else None
+            tip = cached or execution.git.branch_sha(execution.branch)
+            assert tip is not None
             run.workdir = execution.git.create_worktree(prp.id, f"prp/{batch}/{prp.id}", tip)
+            run.base = tip
     except GitError as exc:
         raise _fail(run, "failed", f"could not create the worktree: {exc}") from None
     if settings.agent:
@@ -441,7 +448,7 @@ def _commit_and_merge(execution: Execution, run: PrpRun, unverified: bool) -> No
     run.files_created = list(info.created)
     run.files_modified = list(info.modified)
     merge = execution.git.merge(
-        execution.branch, info.sha, f"Merge {prp.id} into {execution.branch}"
+        execution.branch, info.sha, f"Merge {prp.id} into {execution.branch}", parent=run.base
     )
     if not merge.ok:
         run.kept_worktree = True
@@ -453,6 +460,7 @@ def _commit_and_merge(execution: Execution, run: PrpRun, unverified: bool) -> No
             f"{execution.branch} is unchanged; worktree kept: {run.workdir}",
         )
     execution.passed[prp.id] = info.sha
+    execution.tip = merge.sha
     run.status = "unverified" if unverified else "success"
     execution.git.remove_worktree(run.workdir)
 
