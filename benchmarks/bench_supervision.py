@@ -135,7 +135,9 @@ def variants(python: str) -> list[Variant]:
         "    out.write(''.join(f'line {batch * 1000 + i}\\n' for i in range(1, 1001)))\n"
         "    out.flush()\n"
     )
-    fast_py = f"import sys; sys.stdout.write(''.join(f'line {{i}}\\n' for i in range(1, {LINES + 1})))"
+    fast_py = (
+        f"import sys; sys.stdout.write(''.join(f'line {{i}}\\n' for i in range(1, {LINES + 1})))"
+    )
     return [
         Variant("fast", f"seq 1 {LINES} | sed 's/^/line /'", "seq | sed, as fast as it goes"),
         Variant("python", f"{py} -c {shlex.quote(fast_py)}", "python, one write of all lines"),
@@ -477,7 +479,7 @@ def check_tools(python: str) -> None:
     try:
         import pytest_prp.processes  # noqa: F401
     except ImportError as exc:
-        raise SetupError(f"pytest_prp is not importable here ({exc}); run with .venv/bin/python")
+        raise SetupError(f"pytest_prp is not importable ({exc}); use .venv/bin/python") from None
     probe = subprocess.run(
         [python, "-c", "import pytest_prp.plugin"], capture_output=True, text=True, check=False
     )

@@ -65,7 +65,10 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(BatchResults(config, settings.results_dir), "prp-results")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads -n
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    if config.option.prp_plan and getattr(config.option, "numprocesses", None):
+        config.option.numprocesses = None  # a plan is printed by this process, not by workers
     if config.option.prp_agent_presets:
         from pytest_prp.agents import presets_text
 
