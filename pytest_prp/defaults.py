@@ -107,8 +107,8 @@ class DefaultImplementations:
 
     @pytest.hookimpl(trylast=True)
     def pytest_prp_dependency_complete(self, config: pytest.Config, prp_id: str) -> str | None:
+        from pytest_prp.execution import EXECUTION
         from pytest_prp.plugin import SETTINGS
-        from pytest_prp.runner import EXECUTION
 
         execution = config.stash.get(EXECUTION, None)
         if execution is not None:

@@ -55,7 +55,8 @@ def pytest_configure(config: pytest.Config) -> None:
             config.pluginmanager.unregister(reporter)
     # Late imports: a run that collects no PRP pays nothing for execution and reporting code.
     from pytest_prp.defaults import DefaultImplementations
-    from pytest_prp.reporting import BatchResults, ReportHooks
+    from pytest_prp.reporting import ReportHooks
+    from pytest_prp.results import BatchResults
 
     config.pluginmanager.register(DefaultImplementations(config), "prp-defaults")
     config.pluginmanager.register(ReportHooks(), "prp-reports")
@@ -226,7 +227,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         or not distributed
     ):
         return
-    from pytest_prp.runner import check_repository
+    from pytest_prp.execution import check_repository
 
     check_repository(config, settings)
 
@@ -237,7 +238,7 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     config = session.config
     settings = config.stash[SETTINGS]
     if settings.clean and not config.option.collectonly and not hasattr(config, "workerinput"):
-        from pytest_prp.runner import clean_worktrees
+        from pytest_prp.execution import clean_worktrees
 
         removed = clean_worktrees(config)
         reporter = config.pluginmanager.get_plugin("terminalreporter")
@@ -249,7 +250,7 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     from pytest_prp.collect import PrpItem
 
     if any(isinstance(item, PrpItem) for item in session.items):
-        from pytest_prp.runner import prepare  # late: git is only needed when PRPs run
+        from pytest_prp.execution import prepare  # late: git is only needed when PRPs run
 
         prepare(config, config.stash[SETTINGS], plan)
         _interrupt_on_sigterm()

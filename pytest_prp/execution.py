@@ -1,0 +1,201 @@
+"""The state of a run in one process: each PRP's record (``PrpRun``) and the repository, the
+integration branch and what is complete (``Execution``). Checked before anything runs."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_prp.collect import KNOWN_PRPS
+from pytest_prp.gitops import GitError, GitWorkspace
+from pytest_prp.model import Prp
+
+if TYPE_CHECKING:
+    from pytest_prp.executors import StepsOutcome
+    from pytest_prp.options import Settings
+    from pytest_prp.planning import Plan
+
+
+@dataclass
+class PrpRun:
+    """What happened to one PRP in this process: the source of its report and JSON entry."""
+
+    prp: Prp
+    stage: int
+    branch: str = ""
+    status: str = "running"
+    started: float = field(default_factory=time.monotonic)
+    elapsed: float = 0.0
+    workdir: Path | None = None
+    commits: list[str] = field(default_factory=list)
+    files_created: list[str] = field(default_factory=list)
+    files_modified: list[str] = field(default_factory=list)
+    gates_passed: int = 0
+    gates_failed: int = 0
+    gates_executable: int = 0
+    gates_unverified: int = 0
+    errors: list[str] = field(default_factory=list)
+    cost_usd: float | None = None
+    tokens: dict[str, int] | None = None
+    model: str | None = None
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    log_path: Path | None = None
+    kept_worktree: bool = False
+    base: str | None = None  # the integration tip the worktree started from
+
+    def add_cost(self, outcome: StepsOutcome) -> None:
+        """Cost and tokens add up over attempts."""
+        if outcome.cost_usd is not None:
+            self.cost_usd = round((self.cost_usd or 0.0) + outcome.cost_usd, 6)
+        for key, value in (outcome.tokens or {}).items():
+            self.tokens = self.tokens or {}
+            self.tokens[key] = self.tokens.get(key, 0) + value
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "prp_id": self.prp.id,
+            "title": self.prp.title,
+            "batch": self.prp.batch,
+            "integration_branch": self.branch,
+            "stage": self.stage,
+            "status": self.status,
+            "files_created": self.files_created,
+            "files_modified": self.files_modified,
+            "commits": self.commits,
+            "gates_passed": self.gates_passed,
+            "gates_failed": self.gates_failed,
+            "gates_executable": self.gates_executable,
+            "gates_unverified": self.gates_unverified,
+            "errors": self.errors,
+            "elapsed_seconds": round(self.elapsed, 3),
+            "cost_usd": self.cost_usd,
+            "tokens": self.tokens,
+            "model": self.model,
+            "attempts": self.attempts,
+            "estimated_hours": self.prp.estimated_hours,
+            "worktree": str(self.workdir) if self.kept_worktree and self.workdir else None,
+            "log": str(self.log_path) if self.log_path else None,
+        }
+
+
+RUN = pytest.StashKey[PrpRun]()
+EXECUTION = pytest.StashKey["Execution"]()
+
+
+def integration_branch_name(settings: Settings, prps: list[Prp]) -> str:
+    if settings.branch:
+        return settings.branch
+    label = batch_label(prps)
+    return f"prp/batch-{label}" if label != "integration" else "prp/integration"
+
+
+def batch_label(prps: list[Prp]) -> str:
+    """The batch id when the run holds one batch, else ``integration`` (branch and JSON)."""
+    batches = {prp.batch for prp in prps}
+    if len(batches) == 1 and None not in batches:
+        return str(batches.pop())
+    return "integration"
+
+
+class Execution:
+    """Per-process execution state: the repository, the integration branch, what is complete."""
+
+    def __init__(self, config: pytest.Config, settings: Settings, plan: Plan) -> None:
+        self.config = config
+        self.settings = settings
+        self.git = GitWorkspace.open(config.rootpath)
+        self.branch = integration_branch_name(settings, plan.prps)
+        self.label = batch_label(plan.prps)
+        self.known = {prp.id: prp for prp in config.stash.get(KNOWN_PRPS, [])}
+        self.passed: dict[str, str] = {}  # PRP id -> commit, passed in this process
+        self.spent_usd = 0.0  # by PRPs run in this process
+        # One id for the whole run, shared by xdist workers: the status view tells runs apart.
+        workerinput = getattr(config, "workerinput", None)
+        self.run_id = str(workerinput["testrunuid"]) if workerinput else uuid.uuid4().hex
+        self._ledger: dict[str, str] | None = None
+        self.tip: str | None = None  # the integration branch's tip after our last merge
+        if settings.verify:
+            return
+        if settings.base is not None:
+            try:
+                self.git.resolve(settings.base)
+            except GitError:
+                raise GitError(f"--prp-base {settings.base} does not exist") from None
+        self.tip = self.git.ensure_branch(self.branch, settings.base)
+
+    def ledger(self, refresh: bool = False) -> dict[str, str]:
+        if self._ledger is None or refresh:
+            self._ledger = self.git.ledger([self.branch, "HEAD"])
+        return self._ledger
+
+    def completed(self, prp_id: str) -> str | None:
+        """Proof that a PRP is complete: this session's commit, the ledger, or its frontmatter."""
+        if prp_id in self.passed:
+            return self.passed[prp_id]
+        for refresh in (False, True):  # another worker may have merged it meanwhile
+            sha = self.ledger(refresh).get(prp_id)
+            if sha:
+                return sha
+        prp = self.known.get(prp_id)
+        if prp is not None and prp.declared_complete:
+            return "declared"
+        return None
+
+    @property
+    def result_path(self) -> Path:
+        return self.settings.results_dir / "batches" / f"batch-{self.label}.result.json"
+
+    def batch_spent(self) -> float:
+        """What the batch has spent: other workers' PRPs are in the controller's result JSON."""
+        recorded = 0.0
+        try:
+            summary = json.loads(self.result_path.read_text(encoding="utf-8"))["summary"]
+            recorded = float(summary.get("cost_usd") or 0.0)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        return max(recorded, self.spent_usd)
+
+
+def prepare(config: pytest.Config, settings: Settings, plan: Plan) -> Execution:
+    """Check the repository before anything runs; a problem is one UsageError line."""
+    from pytest_prp.results import prepare_results_dir
+
+    try:
+        execution = Execution(config, settings, plan)
+    except GitError as exc:
+        raise pytest.UsageError(f"prp: {exc}") from None
+    prepare_results_dir(settings.results_dir)
+    config.stash[EXECUTION] = execution
+    return execution
+
+
+def check_repository(config: pytest.Config, settings: Settings) -> None:
+    """The checks of ``prepare`` that need no plan: one UsageError line each."""
+    try:
+        git = GitWorkspace.open(config.rootpath)
+        if settings.base is not None:
+            try:
+                git.resolve(settings.base)
+            except GitError:
+                raise GitError(f"--prp-base {settings.base} does not exist") from None
+        batches = settings.selection.batches
+        branch = settings.branch or (f"prp/batch-{batches[0]}" if len(batches) == 1 else None)
+        where = git.checked_out_in(branch) if branch else None
+        if where is not None:
+            raise GitError(f"integration branch {branch} is checked out in {where}")
+    except GitError as exc:
+        raise pytest.UsageError(f"prp: {exc}") from None
+
+
+def clean_worktrees(config: pytest.Config) -> list[Path]:
+    """``--prp-clean``: remove the worktrees (and branches) kept from failed PRPs."""
+    try:
+        return GitWorkspace.open(config.rootpath).clean()
+    except GitError as exc:
+        raise pytest.UsageError(f"prp: {exc}") from None
