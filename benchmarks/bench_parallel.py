@@ -6,12 +6,14 @@ its one gate, so a PRP costs D plus pytest-prp's per-PRP overhead. Durations are
 rounded to 0.05 s; ``estimated_hours`` is set to D (the scheduler's longest-chain-first order
 then knows the real durations; ``--no-estimates`` drops it, and it counts PRPs instead).
 
-  random-A, random-B  random layered DAGs (30 to 60 PRPs; each PRP needs 1-3 PRPs of the
-                      previous layer, sometimes one more from an earlier one), D in 0.2-1.5 s
+  random-A, random-B  random layered DAGs of 40 and 50 PRPs (--quick: one of 30) in 5-8
+                      layers; each PRP needs 1-3 PRPs of the previous layer, sometimes one
+                      more from an earlier one; D uniform in 0.2-1.5 s
   uneven              per stage one long PRP (D = --long) and many short ones (0.2 s); the
                       short PRPs chain from stage to stage, the long ones hang off them and
                       nothing needs them: a stage-by-stage executor waits for every long PRP
-  trivial             20 independent PRPs with ``sleep 0``, run at -n 1 only: per-PRP overhead
+  trivial             20 independent PRPs with ``sleep 0``, run twice at -n 1 only (the
+                      faster run counts): the per-PRP overhead
 
 Every run gets a fresh copy of the repository. For each N of --workers (default 1, 2, 4, 8):
 
@@ -24,6 +26,8 @@ Every run gets a fresh copy of the repository. For each N of --workers (default 
   makespan      run(N) - start-up(N)
   overhead o    (run of the trivial batch at -n 1 - start-up(1)) / 20: what one PRP costs
                 beyond its sleep (worktree, bash, commit, merge, report, dispatch)
+  CPU           user + system time of the pytest run and all its processes (getrusage of
+                children); CPU/PRP = (CPU of the run - CPU of start-up(N)) / PRPs
   lower bound   LB = max(CP, W / N): CP the longest path of durations, W their sum
   target        makespan <= 1.10 x LB + o x k, where k = PRPs on the critical path when CP is
                 the larger bound, else PRPs / N
@@ -32,18 +36,23 @@ Every run gets a fresh copy of the repository. For each N of --workers (default 
   simulated     a dependency-aware list schedule (longest remaining chain first, as
                 pytest-prp's scheduler) of D + o on N workers: what the policy gives with
                 perfect dispatch and no CPU contention
+  clearly faster  on the uneven batch, for N >= 2: makespan <= 0.85 x the stage-by-stage
+                makespan with the same per-PRP overhead (D + o)
 
 From the heartbeat files (``.ce/orchestration/heartbeats/<batch>/*.json``: started_at,
 updated_at when done, worker) each run also gets: the span from the first PRP start to the last
 finish, worker utilisation, the mean time a PRP took beyond its sleep, the worker-seconds a
 worker sat idle while a PRP was ready ("idle while ready"), and the median turnaround between
 one PRP's end and the next start on the same worker when that next PRP was already ready.
+A missed run gets "why" lines: makespan = span + (time outside the PRPs - start-up(N)), and
+the span's excess over LB set against the per-PRP time, idleness and CPU of that run.
 
 The machine's core count matters: sleeping steps use no CPU, but starting workers and the
 per-PRP git and Python work do, so on 2 cores -n 8 pays for it.
 
 Run:  .venv/bin/python benchmarks/bench_parallel.py            (about 4 minutes on 2 cores)
-      .venv/bin/python benchmarks/bench_parallel.py --quick    (about 1.5 minutes)
+      .venv/bin/python benchmarks/bench_parallel.py --quick    (about 2 minutes)
+      .venv/bin/python benchmarks/bench_parallel.py --quick --scale 0.3 --workers 2   (smoke)
 
 Exit status 0 whether the targets are met or not; 1 when the setup or a run fails.
 """
@@ -56,6 +65,7 @@ import json
 import os
 import platform
 import random
+import resource
 import shlex
 import shutil
 import statistics
@@ -164,7 +174,9 @@ def random_dag(name: str, batch_id: str, count: int, seed: int, lo: float, hi: f
     return Batch(name, batch_id, nodes)
 
 
-def uneven_dag(name: str, batch_id: str, stages: int, shorts: int, long: float) -> Batch:
+def uneven_dag(
+    name: str, batch_id: str, stages: int, shorts: int, long: float, short: float = SHORT
+) -> Batch:
     """Per stage one long PRP and ``shorts`` short ones; short k of stage s needs short k of
     stage s - 1, the long one needs short 1 of stage s - 1, nothing needs a long one."""
 
@@ -177,7 +189,7 @@ def uneven_dag(name: str, batch_id: str, stages: int, shorts: int, long: float) 
         nodes.append(Node(f"PRP-{batch_id}.{stage}.1", before, long, stage))
         for k in range(1, shorts + 1):
             deps = (short_id(stage - 1, k),) if stage > 1 else ()
-            nodes.append(Node(short_id(stage, k), deps, SHORT, stage))
+            nodes.append(Node(short_id(stage, k), deps, short, stage))
     return Batch(name, batch_id, nodes)
 
 
@@ -306,6 +318,23 @@ def build_template(repo: Path, batches: Sequence[Batch], estimates: bool) -> Non
 # --- pytest runs -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Timed:
+    wall: float
+    launch: float  # time.time() at launch, to place the heartbeats
+    cpu: float  # user + system time of pytest and everything it ran
+
+
+def _wall(timed: Timed) -> float:
+    return timed.wall
+
+
+def _children_cpu() -> float:
+    """CPU time of the waited-for child processes (and theirs): the pytest run's whole cost."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 class Runner:
     def __init__(self, python: str, template: Path, workdir: Path) -> None:
         self.python = python
@@ -319,23 +348,25 @@ class Runner:
         shutil.copytree(self.template, repo, symlinks=True)
         return repo
 
-    def pytest(self, repo: Path, args: Sequence[str], expect: int) -> tuple[float, float]:
-        """Wall time and launch time (time.time()) of one pytest run in ``repo``."""
+    def pytest(self, repo: Path, args: Sequence[str], expect: int) -> Timed:
+        """Wall time, launch time and CPU time (all processes) of one pytest run in ``repo``."""
         command = [self.python, "-m", "pytest", "PRPs/", "-q", "-p", "no:cacheprovider", *args]
+        before = _children_cpu()
         launch = time.time()
         start = time.perf_counter()
         done = subprocess.run(
             command, cwd=repo, capture_output=True, text=True, env=_env(), check=False
         )
         wall = time.perf_counter() - start
+        cpu = _children_cpu() - before
         if done.returncode != expect:
             tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-25:])
             raise SetupError(
                 f"{shlex.join(command)} exited {done.returncode} (expected {expect}):\n{tail}"
             )
-        return wall, launch
+        return Timed(wall, launch, cpu)
 
-    def startup(self, batch: Batch, workers: int, repeat: int = 2) -> float:
+    def startup(self, batch: Batch, workers: int, repeat: int = 2) -> Timed:
         repo = self.fresh()
         try:
             args = [
@@ -346,7 +377,7 @@ class Runner:
                 "-k",
                 "bench_selects_nothing",
             ]
-            return min(self.pytest(repo, args, expect=5)[0] for _ in range(repeat))
+            return min((self.pytest(repo, args, expect=5) for _ in range(repeat)), key=_wall)
         finally:
             shutil.rmtree(repo, ignore_errors=True)
 
@@ -354,10 +385,10 @@ class Runner:
         repo = self.fresh()
         try:
             args = ["--prp-batch", batch.batch_id, "-n", str(workers)]
-            wall, launch = self.pytest(repo, args, expect=0)
+            timed = self.pytest(repo, args, expect=0)
             check_results(repo, batch)
             spans = read_spans(repo, batch)
-            return Run(batch.name, workers, wall, launch, spans)
+            return Run(batch.name, workers, timed.wall, timed.launch, timed.cpu, spans)
         finally:
             shutil.rmtree(repo, ignore_errors=True)
 
@@ -425,6 +456,7 @@ class Run:
     workers: int
     wall: float
     launch: float
+    cpu: float
     spans: list[Span]
 
 
@@ -499,17 +531,19 @@ class Row:
     sbs_o: float
     sim: float
     line: Timeline
+    cpu_per_prp: float  # (CPU of the run - CPU of the start-up) / PRPs
+    cpu: float
 
 
 @dataclass
 class Results:
     overhead: float = 0.0
-    trivial_wall: float = 0.0
-    startups: dict[int, float] = field(default_factory=dict)
+    trivial: Timed | None = None
+    startups: dict[int, Timed] = field(default_factory=dict)
     rows: dict[str, list[Row]] = field(default_factory=dict)
 
 
-def make_row(batch: Batch, run: Run, startup: float, overhead: float) -> Row:
+def make_row(batch: Batch, run: Run, startup: Timed, overhead: float) -> Row:
     n = run.workers
     cp, cp_count = critical_path(batch)
     per_worker = batch.work / n
@@ -517,10 +551,10 @@ def make_row(batch: Batch, run: Run, startup: float, overhead: float) -> Row:
         lower, bound, k = cp, "CP", float(cp_count)
     else:
         lower, bound, k = per_worker, "W/N", len(batch.nodes) / n
-    makespan = run.wall - startup
+    makespan = run.wall - startup.wall
     return Row(
         workers=n,
-        startup=startup,
+        startup=startup.wall,
         wall=run.wall,
         makespan=makespan,
         lower=lower,
@@ -531,6 +565,8 @@ def make_row(batch: Batch, run: Run, startup: float, overhead: float) -> Row:
         sbs_o=stage_by_stage(batch, n, overhead),
         sim=simulate(batch, n, overhead),
         line=timeline(run, batch),
+        cpu_per_prp=(run.cpu - startup.cpu) / len(batch.nodes),
+        cpu=run.cpu,
     )
 
 
@@ -562,7 +598,7 @@ def table(batch: Batch, rows: list[Row], overhead: float) -> list[str]:
         )
     out.append(
         f"  {'-n':>3} {'span':>7} {'1st start':>9} {'after':>6} {'util':>5} {'PRP-D':>6} "
-        f"{'idle&ready':>10} {'turnaround':>16} {'workers':>7}"
+        f"{'idle&ready':>10} {'turnaround':>16} {'CPU s':>6} {'CPU/PRP':>8}"
     )
     for r in rows:
         t = r.line
@@ -570,9 +606,40 @@ def table(batch: Batch, rows: list[Row], overhead: float) -> list[str]:
             f"  {r.workers:>3} {t.span:>7.2f} {t.first_start:>9.2f} {t.after_last:>6.2f} "
             f"{t.utilisation:>5.0%} {t.beyond_sleep:>6.3f} {t.idle_ready:>9.2f}s "
             f"{t.turnaround * 1000:>6.0f} ms/{t.turnaround_max * 1000:>4.0f} max "
-            f"{t.workers_used:>6}"
+            f"{r.cpu:>6.1f} {r.cpu_per_prp * 1000:>5.0f} ms"
         )
+    for r in rows:
+        if r.workers == 1:
+            implied = (r.makespan - batch.work) / len(batch.nodes)
+            out.append(
+                f"  at -n 1 each PRP cost {implied * 1000:.0f} ms beyond its sleep ((makespan - W)"
+                f" / PRPs; o from the trivial batch: {overhead * 1000:.0f} ms)"
+            )
+    for r in rows:
+        if r.makespan > r.target:
+            out += diagnose(batch, r, overhead)
     return out
+
+
+def diagnose(batch: Batch, r: Row, overhead: float) -> list[str]:
+    """Where a missed run's time went: makespan - target = outside + (span - target)."""
+    t = r.line
+    outside = t.first_start + t.after_last
+    cores = os.cpu_count() or 1
+    prp_cpu = r.cpu_per_prp * len(batch.nodes)
+    return [
+        f"  why -n {r.workers} missed by {r.makespan - r.target:.2f} s: makespan = span "
+        f"{t.span:.2f} s + ({outside:.2f} s outside the PRPs - start-up {r.startup:.2f} s) = "
+        f"{t.span:.2f} {outside - r.startup:+.2f} s",
+        f"    outside the PRPs: launch to first PRP start {t.first_start:.2f} s, last end to exit "
+        f"{t.after_last:.2f} s",
+        f"    span - LB = {t.span - r.lower:.2f} s: a PRP took {t.beyond_sleep * 1000:.0f} ms "
+        f"beyond its sleep here vs o = {overhead * 1000:.0f} ms at -n 1 (k x: "
+        f"{r.k * t.beyond_sleep:.2f} s vs {r.k * overhead:.2f} s allowed); idle while ready "
+        f"{t.idle_ready:.2f} worker-s",
+        f"    CPU: {r.cpu_per_prp * 1000:.0f} ms per PRP, {prp_cpu:.1f} CPU-s for the PRPs = "
+        f"{prp_cpu / cores:.2f} s of {cores} cores, in a span of {t.span:.2f} s",
+    ]
 
 
 def verdicts(batches: Sequence[Batch], results: Results) -> list[str]:
@@ -589,6 +656,11 @@ def verdicts(batches: Sequence[Batch], results: Results) -> list[str]:
         + (f"; missed: {', '.join(missed)}" if missed else "")
     )
     out.append("target met" if not missed else "target missed")
+    policy = sum(1 for rows in results.rows.values() for r in rows if r.sim <= r.target)
+    out.append(
+        f"policy check: the simulated schedule (longest chain first, D + o, instant dispatch, "
+        f"no CPU contention) meets the target in {policy} of {total} runs"
+    )
     for batch in batches:
         if batch.name != "uneven":
             continue
@@ -601,7 +673,8 @@ def verdicts(batches: Sequence[Batch], results: Results) -> list[str]:
                 f"uneven -n {r.workers}: makespan {r.makespan:.2f} s vs stage-by-stage "
                 f"{r.sbs_o:.2f} s with the same overhead ({r.sbs:.2f} s without): {ratio:.2f}x, "
                 + ("clearly faster" if clearly else "not clearly faster")
-                + f" (clearly: <= {CLEARLY:.2f}x)"
+                + f" (clearly: <= {CLEARLY:.2f}x; LB / stage-by-stage = "
+                f"{r.lower / r.sbs:.2f}x)"
             )
     return out
 
@@ -611,16 +684,17 @@ def verdicts(batches: Sequence[Batch], results: Results) -> list[str]:
 
 def make_batches(args: argparse.Namespace) -> list[Batch]:
     lo, hi = 0.2 * args.scale, 1.5 * args.scale
+    short = _seconds(SHORT * args.scale)
     if args.quick:
         batches = [
             random_dag("random-A", "401", 30, args.seed, lo, hi),
-            uneven_dag("uneven", "403", 4, 6, _seconds(args.long * args.scale)),
+            uneven_dag("uneven", "403", 4, 6, _seconds(args.long * args.scale), short),
         ]
     else:
         batches = [
             random_dag("random-A", "401", 40, args.seed, lo, hi),
-            random_dag("random-B", "402", 56, args.seed + 1, lo, hi),
-            uneven_dag("uneven", "403", 5, 7, _seconds(args.long * args.scale)),
+            random_dag("random-B", "402", 50, args.seed + 1, lo, hi),
+            uneven_dag("uneven", "403", 5, 7, _seconds(args.long * args.scale), short),
         ]
     return batches
 
@@ -628,14 +702,13 @@ def make_batches(args: argparse.Namespace) -> list[Batch]:
 def measure(args: argparse.Namespace, runner: Runner, batches: list[Batch]) -> Results:
     results = Results()
     trivial = trivial_batch("trivial", "409", TRIVIAL_COUNT)
-    for n in args.workers:
+    for n in sorted({1, *args.workers}):
         results.startups[n] = runner.startup(batches[0], n)
-        print(f"  start-up -n {n}: {results.startups[n]:.2f} s", file=sys.stderr, flush=True)
-    if 1 not in results.startups:
-        results.startups[1] = runner.startup(batches[0], 1)
-    trivial_run = runner.batch_run(trivial, 1)
-    results.trivial_wall = trivial_run.wall
-    results.overhead = max(0.0, (trivial_run.wall - results.startups[1]) / TRIVIAL_COUNT)
+        print(f"  start-up -n {n}: {results.startups[n].wall:.2f} s", file=sys.stderr, flush=True)
+    runs = [runner.batch_run(trivial, 1) for _ in range(2)]
+    best = min(runs, key=lambda r: r.wall)
+    results.trivial = Timed(best.wall, best.launch, best.cpu)
+    results.overhead = max(0.0, (best.wall - results.startups[1].wall) / TRIVIAL_COUNT)
     for batch in batches:
         rows: list[Row] = []
         for n in args.workers:
@@ -647,11 +720,17 @@ def measure(args: argparse.Namespace, runner: Runner, batches: list[Batch]) -> R
 
 
 def report(args: argparse.Namespace, batches: list[Batch], results: Results) -> list[str]:
+    trivial, one = results.trivial, results.startups[1]
+    assert trivial is not None
+    cpu = (trivial.cpu - one.cpu) / TRIVIAL_COUNT
     lines = [
-        f"per-PRP overhead o = (trivial batch at -n 1: {results.trivial_wall:.2f} s - start-up "
-        f"{results.startups[1]:.2f} s) / {TRIVIAL_COUNT} = {results.overhead * 1000:.0f} ms",
-        "start-up(N), best of 2 (-k selecting nothing): "
-        + ", ".join(f"-n {n}: {s:.2f} s" for n, s in sorted(results.startups.items())),
+        f"per-PRP overhead o = (trivial batch at -n 1, best of 2: {trivial.wall:.2f} s - "
+        f"start-up {one.wall:.2f} s) / {TRIVIAL_COUNT} = {results.overhead * 1000:.0f} ms "
+        f"(of it {cpu * 1000:.0f} ms CPU)",
+        "start-up(N), best of 2 (-k selecting nothing), wall / CPU: "
+        + ", ".join(
+            f"-n {n}: {s.wall:.2f} / {s.cpu:.2f} s" for n, s in sorted(results.startups.items())
+        ),
         "",
         "columns: run = wall time of the pytest run; makespan = run - start-up; LB = max(CP, W/N);",
         "  target = 1.10 x LB + o x k (k = PRPs on the critical path, or PRPs / N); simul. =",
@@ -659,7 +738,8 @@ def report(args: argparse.Namespace, batches: list[Batch], results: Results) -> 
         "  with D / with D + o. Timeline (heartbeats): span = first PRP start to last end;",
         "  1st start = launch to first PRP start; after = last end to exit; util = PRP time /",
         "  (N x span); PRP-D = mean PRP time beyond its sleep (s); idle&ready = worker-seconds",
-        "  idle while a PRP was ready; turnaround = end to next start on a worker (median/max).",
+        "  idle while a PRP was ready; turnaround = end to next start on a worker (median/max);",
+        "  CPU s = CPU time of the run, all processes; CPU/PRP = (that - start-up's) / PRPs.",
         "",
     ]
     for batch in batches:
@@ -670,7 +750,7 @@ def report(args: argparse.Namespace, batches: list[Batch], results: Results) -> 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller batches, about 1.5 min")
+    parser.add_argument("--quick", action="store_true", help="smaller batches, about 2 min")
     parser.add_argument(
         "--workers", default="1,2,4,8", help="comma list of -n values (default 1,2,4,8)"
     )

@@ -530,8 +530,13 @@ class GitWorkspace:
             tip = self.branch_sha(branch)
             if tip is None:
                 raise GitError(f"branch {branch} does not exist")
-            status, out, _ = self._git("merge-base", tip, commit, codes=(0, 1))
-            base = out.strip() if status == 0 else None
+            if parent is not None and tip != parent:
+                # The branch moved since the PRP started from ``parent``: not a fast-forward,
+                # and merge-tree finds the merge base itself.
+                base = parent if tip == commit else None
+            else:
+                status, out, _ = self._git("merge-base", tip, commit, codes=(0, 1))
+                base = out.strip() if status == 0 else None
             if commit in (tip, base):
                 return MergeResult(True, tip, (), False)  # already merged
             if base == tip:
