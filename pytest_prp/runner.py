@@ -36,11 +36,6 @@ def _fail(run: PrpRun, status: str, message: str) -> PrpUserError:
     return PrpUserError([message])
 
 
-def _worker_id(config: pytest.Config) -> str:
-    workerinput = getattr(config, "workerinput", None)
-    return str(workerinput["workerid"]) if workerinput else "main"
-
-
 def check_ready(item: PrpItem) -> None:
     """Before any other setup: skip a blocked PRP, one complete already, or one over budget.
 
@@ -98,7 +93,6 @@ def _start_heartbeat(item: PrpItem, run: PrpRun, settings: Settings) -> Heartbea
         heartbeat_path(settings.results_dir, batch, item.prp.id),
         prp_id=item.prp.id,
         batch=batch,
-        worker=_worker_id(item.config),
         interval=settings.heartbeat,
         estimated_hours=item.prp.estimated_hours,
         run_id=item.config.stash[EXECUTION].run_id,
