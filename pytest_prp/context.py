@@ -36,7 +36,8 @@ class PrpContext:
         return max(0.0, self.deadline - time.monotonic())
 
     def on_line(self, line: str) -> None:
-        """Every output line of a step, agent or gate: the heartbeat's sign of life."""
+        """The latest output of a step, agent or gate (at least once per chunk read): the
+        heartbeat's sign of life."""
         if self.heartbeat is not None:
             self.heartbeat.output(line)
 

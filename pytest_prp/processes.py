@@ -6,7 +6,10 @@ group is stopped (SIGTERM, a short grace, then SIGKILL) and the main process is 
 orphan keeps running and no zombie is left behind.
 
 Output is read with ``selectors`` in the calling thread, never with a blocking read, so a
-background child that keeps the output pipe open cannot make us hang.
+background child that keeps the output pipe open cannot make us hang. It is handled a chunk at a
+time (whatever one read returns, up to 64 KiB), not line by line: one decode, one log write and
+one flush per chunk, so a step printing 100,000 lines as fast as it can costs little more than
+the same step writing to a file.
 
 Two limits end a process: the wall clock (``timeout``) and, optionally, idleness
 (``idle_timeout``): no output and no file changed in ``activity_dir`` for that long. Any
@@ -17,6 +20,7 @@ SIGTERM handler, SystemExit, an error in ``on_line``) stops the group before it 
 from __future__ import annotations
 
 import os
+import re
 import selectors
 import signal
 import subprocess
@@ -40,6 +44,9 @@ DRAIN_GRACE = 0.5
 # Longest line kept in the tail; the log gets whole lines.
 TAIL_LINE_CHARS = 1000
 _POLL = 0.05
+# How often to look whether the process has exited once its pipes are closed, where the kernel
+# cannot tell us (no pidfd).
+_EXIT_POLL = 0.005
 _READ_SIZE = 65536
 
 
@@ -106,7 +113,7 @@ def _signal_name(number: int) -> str:
 
 
 class LogSink:
-    """Appends to one log file (one per PRP), flushing every line so it survives a SIGKILL."""
+    """Appends to one log file (one per PRP), flushing every write so it survives a SIGKILL."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -119,10 +126,14 @@ class LogSink:
         self.line(f"=== {title} ===")
 
     def line(self, text: str) -> None:
+        self.write(text + "\n")
+
+    def write(self, text: str) -> None:
+        """Whole lines at once (``text`` ends with a newline): one write, one flush."""
         with self._lock:
             if self._file.closed:
                 return
-            self._file.write(text + "\n")
+            self._file.write(text)
             self._file.flush()
 
     def lines(self, text: str) -> None:
@@ -147,36 +158,74 @@ class LogSink:
 
 
 class _Lines:
-    """Splits one stream's bytes into lines and hands each to the collector."""
+    """Cuts one stream's bytes into chunks of whole lines and hands each to the collector.
 
-    def __init__(self, emit: Callable[[str], None], keep: list[bytes] | None) -> None:
-        self._emit = emit
-        self._buffer = bytearray()  # the unfinished last line
+    A read rarely ends at a line end: the bytes after the last newline wait for the next read,
+    so the log and the tail only ever see whole lines (and a section header written between
+    two processes starts on a line of its own).
+    """
+
+    def __init__(self, collect: Callable[[str], None], keep: list[bytes] | None) -> None:
+        self._collect = collect
+        self._partial = bytearray()  # the unfinished last line
         self._keep = keep  # the raw bytes, for capture_stdout
 
     def feed(self, data: bytes) -> None:
         if self._keep is not None:
             self._keep.append(data)
-        self._buffer += data
-        if b"\n" not in data:
+        end = data.rfind(b"\n") + 1
+        if not end:
+            self._partial += data  # a bytearray: a long line grows in amortized linear time
             return
-        *complete, rest = bytes(self._buffer).split(b"\n")
-        self._buffer = bytearray(rest)
-        for raw in complete:
-            self._emit(_decode(raw))
+        if self._partial:
+            self._partial += data[:end]
+            whole: bytes | bytearray = self._partial
+            self._partial = bytearray(data[end:])
+        else:
+            whole = data if end == len(data) else data[:end]
+            if end < len(data):
+                self._partial = bytearray(data[end:])
+        self._collect(_decode_lines(whole))
 
     def finish(self) -> None:
-        if self._buffer:
-            raw, self._buffer = bytes(self._buffer), bytearray()
-            self._emit(_decode(raw))
+        """The last line, if the stream ended without a newline."""
+        if self._partial:
+            raw, self._partial = self._partial, bytearray()
+            self._collect(_decode_lines(raw + b"\n"))
 
 
-def _decode(raw: bytes) -> str:
-    return raw.decode("utf-8", errors="replace").rstrip("\r")
+_CR_AT_LINE_END = re.compile(r"\r+(?=\n)")
+
+
+def _decode_lines(raw: bytes | bytearray) -> str:
+    """Whole lines as text, with the carriage returns of CRLF line ends taken off.
+
+    Decoding a chunk at once is the same as decoding its lines one by one: a newline byte is
+    never part of a multi-byte UTF-8 character.
+    """
+    text = raw.decode("utf-8", errors="replace")
+    return _CR_AT_LINE_END.sub("", text) if "\r" in text else text
+
+
+def _cut(shown: str) -> str:
+    """A tail line, cut to ``TAIL_LINE_CHARS``."""
+    extra = len(shown) - TAIL_LINE_CHARS
+    if extra <= 0:
+        return shown
+    return f"{shown[:TAIL_LINE_CHARS]}... [{extra} more characters in the log]"
+
+
+def _last_non_blank(body: str) -> str | None:
+    """The last line of ``body`` (lines joined by newlines) holding more than white space."""
+    kept = body.rstrip()
+    if not kept:
+        return None
+    end = body.find("\n", len(kept))
+    return body[kept.rfind("\n") + 1 : end if end >= 0 else len(body)]
 
 
 class _Collector:
-    """Where each output line goes: the log, the bounded tail, and the caller's callback."""
+    """Where output goes, a chunk of whole lines at a time: the log, the tail, the callback."""
 
     def __init__(
         self,
@@ -191,19 +240,50 @@ class _Collector:
         self._on_line = on_line
         self._transform = tail_transform
 
-    def emit(self, line: str) -> None:
+    def collect(self, text: str) -> None:
+        """``text``: one or more whole lines, each ending with a newline."""
         if self._log is not None:
-            self._log.line(line)
-        shown: str | None = self._transform(line) if self._transform else line
-        if shown is not None and shown.strip():
-            self.last_line = shown
-        if shown is not None and self.tail.maxlen:
-            if len(shown) > TAIL_LINE_CHARS:
-                cut = len(shown) - TAIL_LINE_CHARS
-                shown = f"{shown[:TAIL_LINE_CHARS]}... [{cut} more characters in the log]"
-            self.tail.append(shown)
+            self._log.write(text)
+        body = text[:-1]
+        latest = _last_non_blank(body)
+        if self._transform is None:
+            self._tail_of(body)
+            if latest is not None:
+                self.last_line = latest
+        else:
+            self._transformed_tail_of(body, self._transform)
         if self._on_line is not None:
-            self._on_line(line)
+            self._on_line(latest if latest is not None else body[body.rfind("\n") + 1 :])
+
+    def _tail_of(self, body: str) -> None:
+        keep = self.tail.maxlen
+        if not keep:
+            return
+        lines = body.rsplit("\n", keep)  # only the last ``keep`` lines are split off
+        if len(lines) > keep:
+            del lines[0]
+        if max(map(len, lines)) > TAIL_LINE_CHARS:
+            lines = [_cut(line) for line in lines]
+        self.tail.extend(lines)
+
+    def _transformed_tail_of(self, body: str, transform: Callable[[str], str | None]) -> None:
+        """The transform may drop lines: walk back from the end until the tail is full and
+        the last non-blank shown line is known, rather than transform every line."""
+        keep = self.tail.maxlen or 0
+        shown_lines: list[str] = []
+        need_last = True
+        end = len(body)
+        while end >= 0 and (need_last or len(shown_lines) < keep):
+            start = body.rfind("\n", 0, end) + 1
+            shown = transform(body[start:end])
+            if shown is not None:
+                if len(shown_lines) < keep:
+                    shown_lines.append(shown)
+                if need_last and shown.strip():
+                    self.last_line = shown
+                    need_last = False
+            end = start - 1
+        self.tail.extend(_cut(shown) for shown in reversed(shown_lines))
 
 
 class _Pump:
@@ -216,6 +296,21 @@ class _Pump:
         self._stdin_offset = 0
         self._proc = proc
         self.last_output = time.monotonic()  # when the child last wrote anything
+        self._exit_fd: int | None = None
+        self.watching_exit = False  # whether step() returns as soon as the child exits
+
+    def watch_exit(self) -> None:
+        """Wake up as soon as the child exits (Linux pidfd), rather than polling for it."""
+        pidfd_open = getattr(os, "pidfd_open", None)
+        if pidfd_open is None:
+            return
+        try:
+            fd: int = pidfd_open(self._proc.pid)
+        except OSError:  # an old kernel, or a sandbox that forbids it: poll instead
+            return
+        self._exit_fd = fd
+        self._selector.register(fd, selectors.EVENT_READ)
+        self.watching_exit = True
 
     def add_reader(self, pipe: IO[bytes] | None, lines: _Lines) -> None:
         if pipe is None:
@@ -248,8 +343,21 @@ class _Pump:
             fd = key.fd
             if fd in self._readers:
                 self._read(fd)
+            elif fd == self._exit_fd:
+                self._stop_watching_exit()  # it stays readable: one wake-up is enough
             else:
                 self._write(fd)
+
+    def has_exited(self) -> bool:
+        """Whether the child has exited; while a pidfd watches for it, no system call."""
+        return not self.watching_exit and _has_exited(self._proc.pid)
+
+    def _stop_watching_exit(self) -> None:
+        if self._exit_fd is not None:
+            self._selector.unregister(self._exit_fd)
+            os.close(self._exit_fd)
+            self._exit_fd = None
+        self.watching_exit = False
 
     def _read(self, fd: int) -> None:
         try:
@@ -295,6 +403,7 @@ class _Pump:
             self.step(min(remaining, _POLL))
 
     def close(self) -> None:
+        self._stop_watching_exit()
         for lines in self._readers.values():
             lines.finish()
         self._readers.clear()
@@ -521,12 +630,18 @@ def run_process(
 ) -> ProcessResult:
     """Run ``argv`` in ``cwd`` with exactly the environment ``env``; stop its group at the end.
 
-    Each output line goes to ``log``, to ``on_line`` and (through ``tail_transform``, which may
-    rewrite or drop it) to the tail. A process that cannot be started gives exit status 127 and
-    the reason in the tail. ``timeout`` limits the wall-clock time; ``idle_timeout`` (None or
-    0: no limit) ends a process that printed nothing and changed no file in ``activity_dir``
-    (``.git`` aside) for that long. Any exception while it runs (KeyboardInterrupt, SystemExit,
-    an error from ``on_line``) stops the group and is re-raised.
+    Output is handled a chunk of whole lines at a time (what one read returns). Every line goes
+    to ``log`` (one write and flush per chunk). The tail gets the last ``tail_lines`` lines,
+    through ``tail_transform``, which may rewrite or drop a line and is only called on as many
+    of a chunk's latest lines as the tail needs. ``on_line`` is called at least once per chunk
+    of output with its latest line (the latest one that is not blank, if any): a sign of life,
+    not a way to see every line (``capture_stdout`` keeps the whole stdout).
+
+    A process that cannot be started gives exit status 127 and the reason in the tail.
+    ``timeout`` limits the wall-clock time; ``idle_timeout`` (None or 0: no limit) ends a
+    process that printed nothing and changed no file in ``activity_dir`` (``.git`` aside) for
+    that long. Any exception while it runs (KeyboardInterrupt, SystemExit, an error from
+    ``on_line``) stops the group and is re-raised.
     """
     start = time.monotonic()
     if idle_timeout is not None and idle_timeout <= 0:
@@ -546,7 +661,7 @@ def run_process(
         )
     except OSError as exc:
         held.release()
-        collector.emit(f"cannot start {argv[0]} in {cwd}: {exc.strerror or exc}")
+        collector.collect(f"cannot start {argv[0]} in {cwd}: {exc.strerror or exc}\n")
         return ProcessResult(
             returncode=127,
             timed_out=False,
@@ -571,10 +686,11 @@ def run_process(
             # From here on the group is stopped whatever happens, so signals may come in.
             held.release()
             pump = _Pump(proc, stdin_text.encode("utf-8") if stdin_text is not None else None)
-            pump.add_reader(proc.stdout, _Lines(collector.emit, captured))
-            pump.add_reader(proc.stderr, _Lines(collector.emit, None))
+            pump.add_reader(proc.stdout, _Lines(collector.collect, captured))
+            pump.add_reader(proc.stderr, _Lines(collector.collect, None))
             pump.add_writer(proc.stdin)
-            while not _has_exited(proc.pid):
+            pump.watch_exit()
+            while not pump.has_exited():
                 now = time.monotonic()
                 remaining = deadline - now
                 if remaining <= 0:
@@ -583,8 +699,10 @@ def run_process(
                 if watch is not None and watch.idle(now, pump.last_output):
                     timed_out = idle_timed_out = True
                     break
-                # Closed pipes mostly mean the process is exiting: look again soon.
-                pump.step(min(remaining, _POLL if pump.reading else 0.005))
+                # Closed pipes mostly mean the process is exiting: without a pidfd to tell us,
+                # look again soon.
+                awake = pump.reading or pump.watching_exit
+                pump.step(min(remaining, _POLL if awake else _EXIT_POLL))
         finally:
             _stop_group(proc, pump, kill_grace)
         assert pump is not None

@@ -11,6 +11,15 @@ ordinary tests go, LoadScheduling style, to workers that run no PRP.
 An xdist worker starts the last item of its queue only once it holds the next one (it needs it
 for teardown). So every PRP is sent followed by ``FILLER_NODEID``, an item collected on every
 worker that does nothing: the PRP starts at once and the worker then waits on the filler.
+
+Workers join as they finish collecting: dispatching starts with the first collection (it holds
+the filler), and the DSession calls ``schedule()`` again for each later one. The first
+collection is the reference; a worker that collected anything else is reported as xdist's
+LoadScheduling does (a failed collection report naming both workers, so the run fails), gets
+no item and is shut down, while the batch goes on with the workers that match. A worker still
+collecting when everything has been sent is shut down with the others and never checked.
+Without the filler a lone worker would be handed a chain of followers, so dispatching then
+waits for every worker, as LoadScheduling does.
 """
 
 from __future__ import annotations
@@ -154,15 +163,17 @@ class PrpScheduling:
         self.maxschedchunk: int | None = config.getoption("maxschedchunk", None)
         self.serialize_conflicts = bool(getattr(config.option, "prp_serialize_conflicts", False))
         self._loader = graph_loader or file_graph_loader(config.rootpath)
-        self.node2collection: dict[WorkerNode, list[str]] = {}
+        self.node2collection: dict[WorkerNode, list[str]] = {}  # every collection received
         self.node2pending: dict[WorkerNode, list[int]] = {}  # sent, not complete, in run order
-        self.collection: list[str] | None = None
+        self.collection: list[str] | None = None  # the reference: the first collection
+        self._reference = ""  # the worker that sent it
         self.filler: int | None = None  # index of FILLER_NODEID, None if not collected
         self.tests: list[int] = []  # ordinary tests not sent yet
         self.waiting: list[int] = []  # PRPs not sent yet, best first
         self.running: dict[int, WorkerNode] = {}  # PRPs sent and not finished
         self.done: set[int] = set()  # PRPs finished, whatever the outcome (crashes included)
         self.prps: dict[int, _Prp] = {}
+        self._joined: set[WorkerNode] = set()  # collected the reference: may get items
         self._rejected: set[WorkerNode] = set()  # collected something else: never used
 
     # --- the Scheduling protocol ------------------------------------------------------------
@@ -173,12 +184,20 @@ class PrpScheduling:
 
     @property
     def collection_is_completed(self) -> bool:
+        """Whether ``schedule()`` may run: from the first collection when it holds the filler."""
+        if not self.node2collection:
+            return False
+        if FILLER_NODEID in next(iter(self.node2collection.values())):
+            return True
         return len(self.node2collection) >= self.numnodes
 
     @property
     def tests_finished(self) -> bool:
-        """Everything sent, and no node holds more than the item it will end with."""
-        if not self.collection_is_completed:
+        """Everything sent, and no node holds more than the item it will end with.
+
+        Workers still collecting hold nothing: once all is sent the DSession may shut them down.
+        """
+        if self.collection is None:
             return False
         if self.waiting or self.tests:
             return False
@@ -195,18 +214,8 @@ class PrpScheduling:
         self.node2pending[node] = []
 
     def add_node_collection(self, node: WorkerNode, collection: Sequence[str]) -> None:
+        """Record it; the next ``schedule()`` checks it against the reference and uses the node."""
         assert node in self.node2pending
-        if self.collection is not None and list(collection) != self.collection:
-            # A replacement node that collected something else: report it, never use it.
-            other = next(iter(self.node2collection))
-            self.log(
-                report_collection_diff(
-                    self.collection, list(collection), other.gateway.id, node.gateway.id
-                )
-            )
-            self._rejected.add(node)
-            node.shutdown()
-            return
         self.node2collection[node] = list(collection)
 
     def mark_test_complete(self, node: WorkerNode, item_index: int, duration: float = 0) -> None:
@@ -241,6 +250,7 @@ class PrpScheduling:
         A crashed PRP counts as finished, so its dependents start (and are reported blocked).
         """
         pending = self.node2pending.pop(node)
+        self._joined.discard(node)
         self._rejected.discard(node)
         if not any(index != self.filler for index in pending):
             return None
@@ -256,31 +266,63 @@ class PrpScheduling:
         return self.collection[crashed] if crashed is not None else None
 
     def schedule(self) -> None:
+        """Called again after every collection that arrives, so incremental: the first call
+        builds the graph from the first collection; each call checks the nodes collected since
+        and sends work to those that match."""
         assert self.collection_is_completed
-        if self.collection is not None:  # a node joined later: use it too
-            self._uncount_filler()
-            self._pass(self.nodes)
-            return
-        if not self._check_nodes_have_same_collection():
-            self.log("**Different tests collected, aborting run**")
-            return
-        self.collection = list(next(iter(self.node2collection.values())))
-        self._build_graph(self.collection)
-        self._uncount_filler()
-        if self.maxschedchunk is None:
-            self.maxschedchunk = len(self.collection)
-        if self.collection:
-            self._pass(self.nodes, initial=True)
+        initial = self.collection is None
+        if self.collection is None:
+            node, collection = next(iter(self.node2collection.items()))
+            self.collection, self._reference = collection, node.gateway.id
+            self._build_graph(collection)
+            if self.maxschedchunk is None:
+                self.maxschedchunk = len(collection)
+            self._freeze_worker_status()
+        for node, collection in self.node2collection.items():
+            new = node not in self._joined and node not in self._rejected
+            if new and node in self.node2pending:  # not gone (crashed) since
+                self._join(node, collection)
+        self._count_tests()
+        self._pass(self.nodes, initial=initial)
 
-    def _uncount_filler(self) -> None:
-        """The DSession counts every collected id as a test; the filler is not one.
+    def _join(self, node: WorkerNode, collection: list[str]) -> None:
+        """Use a node from now on, or report its different collection and never use it."""
+        assert self.collection is not None
+        msg = report_collection_diff(self.collection, collection, self._reference, node.gateway.id)
+        if msg is None:
+            self._joined.add(node)
+            return
+        # As LoadScheduling: logged and reported as a collection error (the run fails).
+        self.log(msg)
+        self.log(f"**Different tests collected on {node.gateway.id}: it gets no items**")
+        report = pytest.CollectReport(
+            nodeid=node.gateway.id, outcome="failed", longrepr=msg, result=[]
+        )
+        self.config.hook.pytest_collectreport(report=report)
+        self._rejected.add(node)
+        node.shutdown()
+
+    def _freeze_worker_status(self) -> None:
+        """Stop xdist rewriting its worker status line ("collecting: 3/8 workers") in place.
+
+        The DSession ends that line as scheduling starts, taking every worker to have collected
+        by then; here the lines of PRPs already running follow it, and each worker collecting
+        later would overwrite one on a terminal. The attribute is xdist's own: hence the guard.
+        """
+        status = self.config.pluginmanager.get_plugin("terminaldistreporter")
+        if status is not None and hasattr(status, "_isatty"):
+            status._isatty = False
+
+    def _count_tests(self) -> None:
+        """The DSession counts every id of the latest collection as a test; the filler is none.
 
         Without this the progress ("[ 75%]") would never reach 100%. Done on every schedule():
-        the DSession sets the count again whenever a (replacement) worker finishes collecting.
+        the DSession sets the count again whenever a worker finishes collecting, whatever it
+        collected.
         """
         session = self.config.pluginmanager.get_plugin("session")
-        if self.filler is not None and self.collection and isinstance(session, pytest.Session):
-            session.testscollected = len(self.collection) - 1
+        if self.collection is not None and isinstance(session, pytest.Session):
+            session.testscollected = len(self.collection) - (self.filler is not None)
 
     # --- the graph ----------------------------------------------------------------------------
 
@@ -323,12 +365,7 @@ class PrpScheduling:
         self._follow_up()
 
     def _usable(self, node: WorkerNode) -> bool:
-        return (
-            node in self.node2collection
-            and node in self.node2pending
-            and node not in self._rejected
-            and not node.shutting_down
-        )
+        return node in self._joined and not node.shutting_down
 
     def _real_count(self, node: WorkerNode) -> int:
         return sum(1 for index in self.node2pending[node] if index != self.filler)
@@ -475,18 +512,3 @@ class PrpScheduling:
                 tests.append(index)
         self.tests[:0] = tests
         self.waiting.sort(key=lambda i: self.prps[i].key())
-
-    def _check_nodes_have_same_collection(self) -> bool:
-        """As LoadScheduling: differences are logged and reported as a collection error."""
-        (first_node, first), *others = self.node2collection.items()
-        same = True
-        for node, collection in others:
-            msg = report_collection_diff(first, collection, first_node.gateway.id, node.gateway.id)
-            if msg:
-                same = False
-                self.log(msg)
-                report = pytest.CollectReport(
-                    nodeid=node.gateway.id, outcome="failed", longrepr=msg, result=[]
-                )
-                self.config.hook.pytest_collectreport(report=report)
-        return same

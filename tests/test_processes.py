@@ -59,6 +59,25 @@ def bash(script: str, tmp_path: Path, **kwargs: object) -> ProcessResult:
     return run_bash(script, **options)  # type: ignore[arg-type]
 
 
+def python(code: str, tmp_path: Path, **kwargs: object) -> ProcessResult:
+    """``code`` run by this Python, stdout unbuffered: each ``write`` reaches the pipe at once."""
+    options: dict[str, object] = {"cwd": tmp_path, "env": ENV, "timeout": 20, "log": None}
+    options.update(kwargs)
+    return run_process([sys.executable, "-u", "-c", code], **options)  # type: ignore[arg-type]
+
+
+def in_pieces(*pieces: str) -> str:
+    """Python code writing ``pieces`` to stdout 0.15 s apart: each one a read of its own."""
+    return textwrap.dedent(
+        f"""
+        import sys, time
+        for piece in {list(pieces)!r}:
+            sys.stdout.buffer.write(piece.encode("latin-1"))
+            time.sleep(0.15)
+        """
+    )
+
+
 def test_success_gives_exit_0_and_the_output(tmp_path: Path) -> None:
     result = bash("echo hello; echo oops >&2; echo bye", tmp_path)
     assert result.ok and result.returncode == 0 and not result.timed_out
@@ -122,10 +141,18 @@ def test_long_lines_are_cut_in_the_tail_only(tmp_path: Path) -> None:
     assert "x" * 5000 in (tmp_path / "x.log").read_text()
 
 
-def test_on_line_sees_every_line_in_order(tmp_path: Path) -> None:
+def test_on_line_gets_the_latest_line_of_each_chunk_of_output(tmp_path: Path) -> None:
+    # Output apart in time comes in separate reads: each gets its call.
     seen: list[str] = []
-    bash("for i in 1 2 3; do echo line $i; done", tmp_path, on_line=seen.append)
+    bash("for i in 1 2 3; do echo line $i; sleep 0.2; done", tmp_path, on_line=seen.append)
     assert seen == ["line 1", "line 2", "line 3"]
+    # One write is one chunk: one call, with its latest line that is not blank.
+    seen.clear()
+    python("import sys; sys.stdout.write('a\\nb\\n\\n \\n')", tmp_path, on_line=seen.append)
+    assert seen == ["b"]
+    seen.clear()
+    bash("echo; echo", tmp_path, on_line=seen.append)
+    assert seen and set(seen) == {""}
 
 
 def test_stdin_reaches_the_process(tmp_path: Path) -> None:
@@ -154,6 +181,96 @@ def test_tail_transform_rewrites_and_drops_lines(tmp_path: Path) -> None:
     assert result.tail == ["A", "B"]
 
 
+# --- output comes a chunk at a time: lines cut across reads, line ends, long lines ---------
+
+
+def test_a_line_cut_across_reads_is_one_line(tmp_path: Path) -> None:
+    seen: list[str] = []
+    with LogSink(tmp_path / "x.log") as log:
+        log.section("step 1/2: split")
+        result = python(
+            in_pieces("hel", "lo\nwor", "ld\n", "no new", "line"),
+            tmp_path,
+            log=log,
+            on_line=seen.append,
+        )
+        log.section("step 2/2: next")
+    assert result.ok and result.tail == ["hello", "world", "no newline"]
+    assert result.last_line == "no newline"
+    # Each line shows up whole (pieces a slow reader gets at once make fewer calls).
+    assert seen[-1] == "no newline" and set(seen) <= {"hello", "world", "no newline"}
+    lines = (tmp_path / "x.log").read_text().splitlines()
+    assert lines[:4] == ["=== step 1/2: split ===", "hello", "world", "no newline"]
+    assert lines[4].startswith("--- exit 0 (") and lines[5] == "=== step 2/2: next ==="
+
+
+def test_crlf_line_ends_lose_their_carriage_return(tmp_path: Path) -> None:
+    with LogSink(tmp_path / "x.log") as log:
+        result = python(
+            in_pieces("one\r\ntwo\r", "\nthree\r\r\nbar\r50%\r\n", "end\r"), tmp_path, log=log
+        )
+    assert result.tail == ["one", "two", "three", "bar\r50%", "end"]
+    text = (tmp_path / "x.log").read_bytes().decode("utf-8")
+    assert text.startswith("one\ntwo\nthree\nbar\r50%\nend\n--- exit 0 (")
+
+
+def test_a_megabyte_line_is_whole_in_the_log_and_cut_in_the_tail(tmp_path: Path) -> None:
+    code = (
+        "import sys, time\n"
+        "for _ in range(16):\n"
+        "    sys.stdout.write('x' * 62500); time.sleep(0.01)\n"
+        "sys.stdout.write('\\nafter\\n' + 'y' * 1_000_000)\n"
+    )
+    with LogSink(tmp_path / "x.log") as log:
+        result = python(code, tmp_path, log=log, capture_stdout=True)
+    assert result.ok
+    assert result.tail == [
+        "x" * 1000 + "... [999000 more characters in the log]",
+        "after",
+        "y" * 1000 + "... [999000 more characters in the log]",
+    ]
+    assert result.last_line == "y" * 1_000_000
+    assert (tmp_path / "x.log").read_text().splitlines()[:3] == [
+        "x" * 1_000_000,
+        "after",
+        "y" * 1_000_000,
+    ]
+    assert result.stdout == "x" * 1_000_000 + "\nafter\n" + "y" * 1_000_000
+
+
+def test_100000_lines_all_reach_the_log_and_the_tail_is_the_last_40(tmp_path: Path) -> None:
+    seen: list[str] = []
+    with LogSink(tmp_path / "x.log") as log:
+        log.section("step 1/1: print")
+        result = bash(
+            "seq 1 100000 | sed 's/^/line /'",
+            tmp_path,
+            log=log,
+            on_line=seen.append,
+            capture_stdout=True,
+        )
+    assert result.ok and result.duration < 5
+    assert result.tail == [f"line {n}" for n in range(99961, 100001)]
+    assert result.last_line == "line 100000"
+    lines = (tmp_path / "x.log").read_text().splitlines()
+    assert lines[0] == "=== step 1/1: print ==="
+    assert lines[1:100001] == [f"line {n}" for n in range(1, 100001)]
+    assert lines[100001].startswith("--- exit 0 (") and len(lines) == 100002
+    assert result.stdout == "".join(f"line {n}\n" for n in range(1, 100001))
+    # A sign of life per chunk, in order, ending with the last line.
+    numbers = [int(line.split()[1]) for line in seen]
+    assert numbers == sorted(set(numbers)) and numbers[-1] == 100000
+
+
+def test_a_transformed_tail_of_many_lines_keeps_the_last_shown_ones(tmp_path: Path) -> None:
+    def evens(line: str) -> str | None:
+        return f"even {line}" if int(line) % 2 == 0 else None
+
+    result = bash("seq 1 100001", tmp_path, tail_transform=evens, tail_lines=3)
+    assert result.tail == ["even 99996", "even 99998", "even 100000"]
+    assert result.last_line == "even 100000"
+
+
 def test_background_child_is_killed_when_the_script_ends(tmp_path: Path) -> None:
     # The background sleep inherits stdout: a naive reader would wait 100 s for EOF.
     zombies = zombie_children()
@@ -163,6 +280,19 @@ def test_background_child_is_killed_when_the_script_ends(tmp_path: Path) -> None
     assert time.monotonic() - start < 5
     assert not pid_alive(int((tmp_path / "bg.pid").read_text()))
     assert zombie_children() <= zombies
+
+
+def test_without_pidfd_the_exit_is_polled_for_with_the_same_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Where the kernel gives no pidfd (macOS, Linux before 5.3, some sandboxes).
+    monkeypatch.delattr(os, "pidfd_open", raising=False)
+    start = time.monotonic()
+    result = bash("sleep 100 & echo $! > bg.pid; echo started; exit 4", tmp_path)
+    assert result.returncode == 4 and result.tail == ["started"]
+    assert time.monotonic() - start < 5
+    assert not pid_alive(int((tmp_path / "bg.pid").read_text()))
+    assert bash("seq 1 3", tmp_path).tail == ["1", "2", "3"]
 
 
 def test_background_child_of_a_failing_script_is_killed(tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
 """PrpScheduling driven through xdist's Scheduling protocol by mock nodes (no workers started).
 
 ``Sim`` plays out whole batches: its nodes behave like xdist workers (a queued item starts only
-once its successor or the shutdown signal has arrived), events are handled one at a time in
-time order like the DSession does, and durations are simulated (no sleeping).
+once its successor or the shutdown signal has arrived), collections arrive and events are
+handled one at a time in time order like the DSession does, and durations are simulated (no
+sleeping).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from xdist.dsession import TerminalDistReporter, WorkerStatus
 from xdist.scheduler import LoadScheduling
 
 from pytest_prp.ids import natural_key
@@ -72,6 +74,7 @@ class Harness:
         filler: bool,
         order: Sequence[str] | None = None,
         schedule: bool = True,
+        collect: bool = True,
     ) -> None:
         by_nodeid = {prp_nodeid(p.id): p for p in prps}
         # As on a worker: ordinary tests, then the PRPs in plan order, then the filler.
@@ -81,11 +84,22 @@ class Harness:
             self.collection.append(FILLER_NODEID)
         self.sched = PrpScheduling(config, graph_loader=by_nodeid.get)
         self.nodes = nodes
+        self.announced = 0  # "scheduling tests via PrpScheduling" lines printed (with -v)
         for node in nodes:
             self.sched.add_node(node)
+        if not collect:  # the collections arrive one by one: see arrive()
+            return
         for node in nodes:
             self.sched.add_node_collection(node, self.collection)
         if schedule:
+            self.sched.schedule()
+
+    def arrive(self, node: MockNode, collection: Sequence[str] | None = None) -> None:
+        """DSession.worker_collectionfinish: one worker's collection, then schedule()."""
+        self.sched.add_node_collection(node, self.collection if collection is None else collection)
+        if self.sched.collection_is_completed:
+            if not self.sched.has_pending:  # the DSession prints the line only then
+                self.announced += 1
             self.sched.schedule()
 
     def index(self, name: str) -> int:
@@ -141,10 +155,11 @@ def harness(make_config: Callable[..., pytest.Config]) -> Callable[..., Harness]
         serialize: bool = False,
         order: Sequence[str] | None = None,
         schedule: bool = True,
+        collect: bool = True,
     ) -> Harness:
         nodes = [MockNode(f"gw{i}") for i in range(workers)]
         config = make_config(workers, serialize)
-        return Harness(config, nodes, prps, tests, filler, order, schedule)
+        return Harness(config, nodes, prps, tests, filler, order, schedule, collect)
 
     return make
 
@@ -544,42 +559,179 @@ def test_an_empty_collection_is_finished_at_once(harness: Callable[..., Harness]
     assert [n.sent for n in h.nodes] == [[], []]
 
 
-def test_different_collections_are_reported_and_nothing_runs(
-    make_config: Callable[..., pytest.Config],
-) -> None:
+# --- workers join as their collections arrive -----------------------------------------------------
+
+
+def record_collect_errors(h: Harness) -> list[pytest.CollectReport]:
     reports: list[pytest.CollectReport] = []
 
     class Recorder:
         def pytest_collectreport(self, report: pytest.CollectReport) -> None:
             reports.append(report)
 
-    config = make_config(2)
-    config.pluginmanager.register(Recorder(), "recorder")
-    sched = PrpScheduling(config, graph_loader=lambda nodeid: None)
-    gw0, gw1 = MockNode("gw0"), MockNode("gw1")
-    sched.add_node(gw0)
-    sched.add_node(gw1)
-    assert not sched.collection_is_completed
-    sched.add_node_collection(gw0, ["a.py::test_1"])
-    sched.add_node_collection(gw1, ["a.py::test_2"])
-    assert sched.collection_is_completed
-    sched.schedule()
-    assert len(reports) == 1
-    assert "Different tests were collected between" in str(reports[0].longrepr)
-    assert gw0.sent == gw1.sent == []
-    assert sched.tests_finished  # the DSession then shuts the workers down
+    h.sched.config.pluginmanager.register(Recorder(), "recorder")
+    return reports
 
 
-def test_a_replacement_worker_with_another_collection_is_never_used(
+JOINING = [prp("PRP-1", hours=3), prp("PRP-2", hours=1), prp("PRP-3", "PRP-2", hours=1)]
+
+
+def test_dispatch_starts_with_the_first_worker_to_collect(harness: Callable[..., Harness]) -> None:
+    h = harness(3, JOINING, collect=False)
+    gw0, gw1, gw2 = h.nodes
+    assert not h.sched.collection_is_completed
+    h.arrive(gw1)  # the others are still collecting
+    assert h.sched.collection_is_completed
+    assert h.sent(gw1) == ["PRP-1", "next"]
+    assert h.sent(gw0) == h.sent(gw2) == []
+    # PRP-2 is ready but waits for a worker: nobody is shut down, the session goes on.
+    assert not any(n.shutting_down for n in h.nodes)
+    assert h.sched.has_pending and not h.sched.tests_finished
+    assert h.announced == 1
+
+
+def test_a_late_worker_joins_and_takes_work(harness: Callable[..., Harness]) -> None:
+    h = harness(3, JOINING, collect=False)
+    gw0, gw1, gw2 = h.nodes
+    h.arrive(gw0)
+    h.arrive(gw2)
+    assert h.sent(gw2) == ["PRP-2", "next"]  # the next best ready PRP, at once
+    h.complete("PRP-2")
+    assert h.sent(gw2)[2:] == ["PRP-3", "next"]
+    assert all(n.shutting_down for n in h.nodes)  # all sent, gw1 included: it is not needed
+    h.arrive(gw1)  # its collection comes in anyway: checked, and it gets nothing
+    assert h.sent(gw1) == []
+    assert h.announced == 1  # the DSession printed its "scheduling tests via" line once
+
+
+def test_a_late_worker_takes_ordinary_tests_when_no_prp_is_ready(
     harness: Callable[..., Harness],
 ) -> None:
-    h = harness(1, [prp("PRP-1"), prp("PRP-2")])
-    late = MockNode("gw9")
-    h.sched.add_node(late)
-    h.sched.add_node_collection(late, h.collection[:-1])
+    h = harness(2, [prp("PRP-1"), prp("PRP-2", "PRP-1")], tests=12, collect=False)
+    gw0, gw1 = h.nodes
+    h.arrive(gw0)
+    assert h.sent(gw0) == ["PRP-1", "next"]
+    h.arrive(gw1)
+    assert h.sent(gw1) == [f"test_{i}" for i in range(6)]  # LoadScheduling's refill: 12 // 2
+    assert not gw1.shutting_down
+
+
+def test_a_late_worker_with_a_different_collection_is_reported_and_never_used(
+    harness: Callable[..., Harness],
+) -> None:
+    h = harness(3, [prp("PRP-1"), prp("PRP-2"), prp("PRP-3")], tests=2, collect=False)
+    errors = record_collect_errors(h)
+    session = pytest.Session.from_config(h.sched.config)
+    gw0, gw1, gw2 = h.nodes
+    h.arrive(gw0)
+    other = [nodeid for nodeid in h.collection if nodeid != prp_nodeid("PRP-3")]
+    session.testscollected = len(other)  # the DSession counts the latest collection
+    h.arrive(gw1, other)
+    # Reported as xdist's LoadScheduling does: a failed collection, so the run fails.
+    (error,) = errors
+    assert error.failed and error.nodeid == "gw1"
+    assert "Different tests were collected between gw0 and gw1" in str(error.longrepr)
+    assert "-PRPs/PRP-3.md::PRP-3" in str(error.longrepr)
+    assert gw1.sent == [] and gw1.shutting_down
+    assert session.testscollected == 5  # still the first collection's: 2 tests and 3 PRPs
+    # The batch goes on with the workers that collected the same.
+    h.arrive(gw2)
+    assert h.sent(gw2) == ["PRP-2", "next"]
+    assert len(errors) == 1
+    assert h.sched.remove_node(gw1) is None  # it ends without having run anything
+    h.complete("PRP-1")
+    assert h.all_prps_sent() == ["PRP-1", "PRP-2", "PRP-3"]
+
+
+def test_a_worker_that_collects_after_everything_was_sent_is_shut_down(
+    harness: Callable[..., Harness],
+) -> None:
+    h = harness(3, [prp("PRP-1")], collect=False)
+    gw0, gw1, gw2 = h.nodes
+    h.arrive(gw0)
+    # Nothing else to send: every worker is told to finish, those still collecting too.
+    assert all(n.shutting_down for n in h.nodes)
+    assert h.sched.tests_finished  # the DSession shuts down and ignores later collections
+    h.arrive(gw1)  # had it not, the collection comes in: nothing is sent
+    assert gw1.sent == []
+    h.complete("PRP-1")
+    assert not h.sched.has_pending and h.sched.tests_finished
+    # A replacement worker started after all was done: told to finish once it has collected.
+    gw3 = MockNode("gw3")
+    h.nodes.append(gw3)
+    h.sched.add_node(gw3)
+    assert not gw3.shutting_down
+    h.arrive(gw3)
+    assert gw3.sent == [] and gw3.shutting_down
+    for node in (gw1, gw2, gw3):
+        assert h.sched.remove_node(node) is None
+
+
+def test_workers_collecting_later_do_not_overwrite_output_on_a_terminal(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = pytester.parseconfigure("--tx=3*popen", "-p", "no:prp")
+    terminal = config.pluginmanager.get_plugin("terminalreporter")
+    monkeypatch.setattr(terminal, "isatty", True)
+    rewritten: list[str] = []
+    monkeypatch.setattr(terminal, "rewrite", lambda line, **markup: rewritten.append(line))
+    status = TerminalDistReporter(config)  # the DSession's worker status line
+    config.pluginmanager.register(status, "terminaldistreporter")
+    nodes = [MockNode(f"gw{i}") for i in range(3)]
+    h = Harness(config, list(nodes), JOINING, 0, True, collect=False)
+
+    specs = {node: type("Spec", (), {"id": node.gateway.id})() for node in nodes}
+    for spec in specs.values():  # as pytest_xdist_setupnodes
+        status.setstatus(spec, WorkerStatus.Created, tests_collected=0, show=False)
+
+    def collected(node: MockNode) -> None:  # as DSession.worker_collectionfinish
+        status.setstatus(specs[node], WorkerStatus.CollectionDone, tests_collected=4)
+        h.arrive(node)
+
+    collected(nodes[0])
+    assert rewritten[-1].strip() == "collecting: 1/3 workers"
+    assert h.sent(nodes[0]) == ["PRP-1", "next"]  # its line may be on the terminal now
+    collected(nodes[1])
+    collected(nodes[2])
+    assert len(rewritten) == 1  # nothing written over it
+    assert h.sent(nodes[1]) == ["PRP-2", "next"]
+
+
+def test_a_worker_lost_before_it_collected_changes_nothing(
+    harness: Callable[..., Harness],
+) -> None:
+    h = harness(2, [prp("PRP-1"), prp("PRP-2")], collect=False)
+    gw0, gw1 = h.nodes
+    h.arrive(gw0)
+    assert h.sched.remove_node(gw1) is None  # crashed while collecting
+    h.complete("PRP-1")
+    assert h.prps_sent(gw0) == ["PRP-1", "PRP-2"]
+
+
+def test_without_a_filler_dispatch_waits_for_every_worker(
+    harness: Callable[..., Harness],
+) -> None:
+    # A lone worker would be handed the whole chain as followers: wait, as LoadScheduling does.
+    h = harness(2, [prp("PRP-1"), prp("PRP-2")], filler=False, collect=False)
+    gw0, gw1 = h.nodes
+    h.arrive(gw0)
+    assert not h.sched.collection_is_completed
+    assert not h.sched.tests_finished and not h.sched.has_pending
+    h.arrive(gw1)
+    assert (h.prps_sent(gw0), h.prps_sent(gw1)) == (["PRP-1"], ["PRP-2"])
+
+
+def test_without_a_filler_the_first_collection_is_the_reference(
+    harness: Callable[..., Harness],
+) -> None:
+    h = harness(2, [], tests=1, filler=False, collect=False)
+    errors = record_collect_errors(h)
+    gw0, gw1 = h.nodes
+    h.sched.add_node_collection(gw0, h.collection)
+    h.sched.add_node_collection(gw1, ["tests/test_x.py::test_other"])
     h.sched.schedule()
-    assert late.sent == [] and late.shutting_down
-    assert h.sched.remove_node(late) is None
+    assert len(errors) == 1 and errors[0].nodeid == "gw1"
+    assert (h.sent(gw0), gw1.sent) == (["test_0"], [])
 
 
 # --- reading the graph from the PRP files ---------------------------------------------------------
@@ -646,6 +798,7 @@ class SimNode(MockNode):
         self.current: int | None = None  # taken from the queue
         self.running = False  # current has its successor, so it runs
         self.finished = False
+        self.collected = False  # a worker runs nothing before it has collected
 
     def send_runtest_some(self, indices: Sequence[int]) -> None:
         super().send_runtest_some(indices)
@@ -719,8 +872,9 @@ class Sim:
     serialize: bool = False
     strict: bool = True  # one PRP per worker, never idle: the rules when workers have the filler
     now: float = 0.0
-    events: list[tuple[float, int, SimNode]] = field(default_factory=list)
+    events: list[tuple[float, int, SimNode, str]] = field(default_factory=list)
     seq: int = 0
+    shutting_down = False  # DSession.shuttingdown
     start: dict[str, float] = field(default_factory=dict)
     end: dict[str, float] = field(default_factory=dict)
     runs: list[str] = field(default_factory=list)
@@ -732,9 +886,13 @@ class Sim:
     def duration(self, name: str) -> float:
         return self.batch.durations.get(name, 0.0)  # tests and the filler take no time
 
+    def push(self, at: float, node: SimNode, kind: str) -> None:
+        heapq.heappush(self.events, (at, self.seq, node, kind))
+        self.seq += 1
+
     def advance(self, node: SimNode) -> None:
         """WorkerInteractor.pytest_runtestloop: an item runs once its successor is known."""
-        if node.finished or node.running:
+        if node.finished or node.running or not node.collected:
             return
         if node.current is None and node.queue:
             node.current = node.queue.popleft()
@@ -751,11 +909,11 @@ class Sim:
             assert name not in self.start, f"{name} ran twice"
             self.start[name] = self.now
             self.runs.append(name)
-        heapq.heappush(self.events, (self.now + self.duration(name), self.seq, node))
-        self.seq += 1
+        self.push(self.now + self.duration(name), node, "done")
 
     def after_event(self) -> None:
         if self.sched.tests_finished:  # DSession.loop_once -> triggershutdown
+            self.shutting_down = True
             for node in self.sched.nodes:
                 node.shutdown()
         for node in self.harness.nodes:
@@ -763,10 +921,19 @@ class Sim:
             self.advance(node)
         self.check_rules()
 
-    def run(self) -> float:
-        self.after_event()
+    def run(self, joins: Sequence[float]) -> float:
+        """Play the batch; worker i's collection arrives at ``joins[i]``."""
+        for node, at in zip(self.harness.nodes, joins, strict=True):
+            assert isinstance(node, SimNode)
+            self.push(at, node, "collected")
         while self.events:
-            self.now, _, node = heapq.heappop(self.events)
+            self.now, _, node, kind = heapq.heappop(self.events)
+            if kind == "collected":
+                node.collected = True
+                if not self.shutting_down:  # DSession.worker_collectionfinish ignores it then
+                    self.harness.arrive(node)
+                self.after_event()
+                continue
             assert node.current is not None
             index, name = node.current, self.harness.name(node.current)
             if name != "next":
@@ -797,7 +964,11 @@ class Sim:
             assert isinstance(node, SimNode)
             if node.current not in (None, SHUTDOWN) and not node.running:
                 assert self.harness.name(node.current) == "next", (node, self.now)
-        live = [n for n in self.sched.nodes if not n.shutting_down]
+        live = [
+            n
+            for n in self.sched.nodes
+            if isinstance(n, SimNode) and n.collected and not n.shutting_down
+        ]
         queued = {n: [i for i in self.sched.node2pending[n] if i in self.sched.prps] for n in live}
         assert all(len(q) <= 1 for q in queued.values()), "one PRP at a time per worker"
         sent = {self.harness.name(i) for n in self.harness.nodes for i in n.sent}
@@ -818,11 +989,22 @@ class Sim:
 
 @pytest.fixture
 def simulate(make_config: Callable[..., pytest.Config]) -> Callable[..., float]:
-    def play(batch: Batch, workers: int, serialize: bool = False, filler: bool = True) -> float:
+    def play(
+        batch: Batch,
+        workers: int,
+        serialize: bool = False,
+        filler: bool = True,
+        joins: Sequence[float] | None = None,
+    ) -> float:
+        """The makespan; worker i collects at ``joins[i]`` (all at 0, one by one, if None)."""
         nodes: list[MockNode] = [SimNode(f"gw{i}") for i in range(workers)]
         config = make_config(workers, serialize)
-        h = Harness(config, nodes, list(batch.prps.values()), batch.tests, filler)
-        makespan = Sim(h, batch, serialize, strict=filler).run()
+        h = Harness(config, nodes, list(batch.prps.values()), batch.tests, filler, collect=False)
+        sim = Sim(h, batch, serialize, strict=filler)
+        makespan = sim.run(joins or [0.0] * workers)
+        assert h.announced == 1  # the DSession's "scheduling tests via" line: printed once
+        if filler and batch.prps:  # dispatching starts with the first collection
+            assert min(sim.start[p] for p in batch.prps) == min(joins or [0.0])
         return makespan
 
     return play
@@ -887,6 +1069,26 @@ def test_sim_random_batches_match_ideal_list_scheduling(
         assert simulate(batch, workers) == pytest.approx(batch.list_schedule(workers))
     # With a worker per PRP nothing ever waits for a worker: the critical path.
     assert simulate(batch, 14) == pytest.approx(batch.critical_path())
+
+
+@pytest.mark.parametrize("seed", range(40, 46))
+def test_sim_random_batches_with_workers_joining_as_they_collect(
+    simulate: Callable[..., float], seed: int
+) -> None:
+    batch = random_batch(seed, size=14, hours=seed % 2 == 0)
+    rng = random.Random(seed)
+    work = sum(batch.durations.values())
+    for workers in (2, 3, 5, 8):
+        # Collections arrive over up to 3 time units, some after the whole batch has run.
+        joins = sorted(round(rng.uniform(0, 3), 6) for _ in range(workers))
+        if workers == 8:
+            joins[-1] = work + 1
+        makespan = simulate(batch, workers, joins=joins)
+        # Graham's bound from the last join on, over the workers that joined in time: no
+        # worker is ever idle while a PRP is ready.
+        joined = [at for at in joins if at < makespan]
+        bound = joined[-1] + work / len(joined) + batch.critical_path()
+        assert makespan <= bound + 1e-9
 
 
 @pytest.mark.parametrize("seed", range(20, 24))
