@@ -69,8 +69,10 @@ class BatchResults:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: object, ids: list[str]) -> None:
-        # Under xdist the controller never collects: the workers' collections say what runs.
-        self.expected = [nodeid for nodeid in ids if _is_prp_nodeid(nodeid)]
+        # Under xdist the controller never collects: the first worker's collection says what
+        # runs (the scheduler rejects workers whose collection differs from it).
+        if not self.expected:
+            self.expected = [nodeid for nodeid in ids if _is_prp_nodeid(nodeid)]
 
     def pytest_runtest_logstart(self, nodeid: str, location: object) -> None:
         if _is_prp_nodeid(nodeid):

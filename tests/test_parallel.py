@@ -100,7 +100,7 @@ def test_failure_blocks_its_subtree_only(pytester: pytest.Pytester, repo: Path) 
 
 def test_parallel_conflict_fails_only_the_loser(pytester: pytest.Pytester, repo: Path) -> None:
     for n in (1, 2):
-        write_prp(repo, f"PRP-32.1.{n}", creates={"same.txt": f"from {n}"}, gates=["sleep 0.5"])
+        write_prp(repo, f"PRP-32.1.{n}", creates={"same.txt": f"from {n}"}, gates=["sleep 1.5"])
     write_prp(repo, "PRP-32.1.3", creates={"other.txt": "x"}, gates=["true"])
     result = pytester.runpytest_subprocess("--prp-batch", "32", "-n", "3")
     assert result.ret == 1
