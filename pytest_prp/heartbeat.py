@@ -17,7 +17,6 @@ import json
 import os
 import re
 import socket
-import tempfile
 import threading
 import time
 from datetime import datetime, timezone
@@ -26,6 +25,7 @@ from types import TracebackType
 from typing import Any
 
 from pytest_prp.ids import natural_key
+from pytest_prp.jsonfile import write_json_atomically
 from pytest_prp.stream_json import render_line
 
 PHASES = ("starting", "steps", "gates", "merge", "done")
@@ -70,19 +70,6 @@ def parse_time(value: object) -> float | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.timestamp()
-
-
-def _write_atomically(path: Path, document: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=2)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class Heartbeat:
@@ -222,7 +209,7 @@ class Heartbeat:
             return
         with self._lock:  # one writer at a time, so the newest state is written last
             try:
-                _write_atomically(self.path, self.snapshot())
+                write_json_atomically(self.path, self.snapshot())
                 self.write_error = None
             except OSError as exc:
                 self.write_error = f"{self.path}: {exc.strerror or exc}"

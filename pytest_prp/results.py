@@ -7,9 +7,6 @@ atomically after every PRP.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,6 +15,7 @@ from typing import Any
 import pytest
 
 from pytest_prp.ids import natural_key
+from pytest_prp.jsonfile import write_json_atomically
 
 FAILED_STATUSES = ("failed_gates", "failed", "failed_merge")
 
@@ -33,20 +31,6 @@ def prepare_results_dir(results_dir: Path) -> None:
     ignore = results_dir / ".gitignore"
     if not ignore.exists():
         ignore.write_text("# written by pytest-prp: results and logs are not sources\n*\n")
-
-
-def write_json_atomically(path: Path, document: dict[str, Any]) -> None:
-    """Readers in another terminal must never see a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=2, default=str)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class BatchResults:
