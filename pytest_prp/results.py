@@ -60,9 +60,23 @@ class BatchResults:
 
     def pytest_runtest_logstart(self, nodeid: str, location: object) -> None:
         if _is_prp_nodeid(nodeid):
+            if not self.started_prps:
+                self._announce()
             self.started_prps[nodeid.rsplit("::", 1)[-1]] = nodeid
             if self.progress is None:
                 self._start_progress()
+
+    def _announce(self) -> None:
+        """When the first PRP starts: every PRP of the run as ``pending``, written at once,
+        so that a watcher sees the whole batch from the start."""
+        for nodeid in self.expected:
+            prp_id = nodeid.rsplit("::", 1)[-1]
+            if prp_id not in self.results:
+                entry = self._interrupted_entry(prp_id, None)
+                entry["status"], entry["errors"] = "pending", []
+                self.results[prp_id] = entry
+        if self.results:
+            self.write()
 
     def _start_progress(self) -> None:
         from pytest_prp.plugin import SETTINGS
@@ -133,6 +147,8 @@ class BatchResults:
         stage = plan.stages.get(prp_id, 0) if plan is not None else 0
         branch = execution.branch if execution is not None else ""
         base = _interrupted_entry_base(prp_id, stage, branch)
+        prp = next((p for p in plan.prps if p.id == prp_id), None) if plan is not None else None
+        base["estimated_hours"] = prp.estimated_hours if prp is not None else None
         base.update(entry or {})
         base["status"] = "interrupted"
         base["errors"] = [*base["errors"], "interrupted"]
@@ -152,6 +168,7 @@ class BatchResults:
             "completed_earlier": earlier,
             "skipped_budget": statuses.count("skipped_budget"),
             "not_started": statuses.count("not_started"),
+            "pending": statuses.count("pending"),
             "interrupted": statuses.count("interrupted"),
             # Work already done counts as done: a resumed batch is not a worse batch.
             "success_rate": round((success + earlier) / total, 3) if total else 0.0,
@@ -193,7 +210,8 @@ class BatchResults:
             # -x, --maxfail, Ctrl-C: PRPs that never started are listed, not silently missing.
             for nodeid in self.expected:
                 prp_id = nodeid.rsplit("::", 1)[-1]
-                if prp_id not in self.results and prp_id not in self.started_prps:
+                waiting = self.results.get(prp_id, {}).get("status", "pending") == "pending"
+                if waiting and prp_id not in self.started_prps:
                     never = self._interrupted_entry(prp_id, None)
                     never["status"], never["errors"] = "not_started", []
                     self.results[prp_id] = never

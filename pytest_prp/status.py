@@ -239,6 +239,8 @@ def _state(
 ) -> PrpState:
     entry = entry or {}
     status = entry.get("status")
+    if status == "pending" and beat is not None:
+        status = None  # listed as planned, and it has started since: its heartbeat knows more
     if (not status or status == RUNNING) and beat is not None and beat.get("status"):
         status = beat["status"]
     if not status:

@@ -201,6 +201,9 @@ def test_heartbeat_and_status_view_of_a_running_batch(
             time.sleep(0.05)
         time.sleep(0.6)
         beat = json.loads(beat_file.read_text())
+        # The result JSON lists the batch from the start, before any PRP has finished.
+        listed = entries(repo, "26")
+        assert listed["PRP-26.1.1"]["status"] == "pending"
         assert beat["phase"] == "steps" and beat["pid"] > 0 and beat["last_output"]
         status = subprocess.run(
             [sys.executable, "-m", "pytest_prp", "status", "--batch", "26", "--json"],
