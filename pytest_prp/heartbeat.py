@@ -115,6 +115,7 @@ class Heartbeat:
         self._last_output: str | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a phase change: write now, not at the next beat
         self._thread: threading.Thread | None = None
         self._finished = False
 
@@ -139,14 +140,18 @@ class Heartbeat:
         total: int | None = None,
         attempt: int | None = None,
     ) -> None:
-        """Enter a phase (``steps``, ``gates``, ``merge``); written at once."""
+        """Enter a phase (``steps``, ``gates``, ``merge``); written at once by the writer
+        thread (not by the caller: a step must not wait for a file write to start)."""
         self.phase_name = name
         self.current = current
         self.index = index
         self.total = total
         if attempt is not None:
             self.attempt = attempt
-        self.write()
+        if self._thread is not None and self._thread.is_alive():
+            self._wake.set()
+        else:
+            self.write()
 
     def output(self, line: str) -> None:
         """A line of output: a sign of life. Cheap: it only records."""
@@ -163,6 +168,7 @@ class Heartbeat:
         if self._finished:
             return
         self._stop.set()
+        self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
         self.phase_name = "done"
@@ -215,7 +221,11 @@ class Heartbeat:
                 self.write_error = f"{self.path}: {exc.strerror or exc}"
 
     def _beat(self) -> None:
-        while not self._stop.wait(self.interval):
+        while True:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             self.write()
 
     def __enter__(self) -> Heartbeat:

@@ -63,11 +63,20 @@ def test_the_file_is_rewritten_every_interval_and_final_on_finish(tmp_path: Path
     assert [p.name for p in hb.path.parent.iterdir()] == ["PRP-47.2.1.json"]  # no temp files
 
 
+def written(hb: Heartbeat, phase: str) -> dict[str, Any]:
+    """The file once the writer thread has written ``phase`` (it does so at once, not at
+    the next beat: the interval here is a minute)."""
+    deadline = time.monotonic() + 2
+    while (now := read(hb.path))["phase"] != phase and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return now
+
+
 def test_a_phase_change_is_written_at_once(tmp_path: Path) -> None:
     hb = beat(tmp_path, interval=60)
     with hb:
         hb.phase("steps", current="Phase 2: Topological Sort", index=2, total=5, attempt=1)
-        now = read(hb.path)
+        now = written(hb, "steps")
         assert (now["phase"], now["current"], now["index"], now["total"], now["attempt"]) == (
             "steps",
             "Phase 2: Topological Sort",
@@ -76,7 +85,7 @@ def test_a_phase_change_is_written_at_once(tmp_path: Path) -> None:
             1,
         )
         hb.phase("gates", current="Unit tests", index=1, total=3)
-        now = read(hb.path)
+        now = written(hb, "gates")
         assert (now["phase"], now["current"], now["attempt"]) == ("gates", "Unit tests", 1)
         hb.finish("failed_gates")
     assert read(hb.path)["status"] == "failed_gates"
