@@ -34,6 +34,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from _harness import SetupError, run_main
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = REPO_ROOT.parent / "shared" / "corpus"
 CORPUS_BATCH_DIR = "ctx-eng-plus-batch-43"
@@ -45,10 +47,6 @@ _FILE_BATCH = re.compile(r"^PRP-(\d+)(?=[.-])")
 _NUM_PARTS = re.compile(r"\d+|\D+")
 # Environment variables that would change what pytest loads or does.
 _PYTEST_ENV = ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD")
-
-
-class SetupError(Exception):
-    """The benchmark cannot run: a clear message, no traceback."""
 
 
 @dataclass(frozen=True)
@@ -403,16 +401,7 @@ def run(args: argparse.Namespace) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    started = time.perf_counter()
-    try:
-        lines = run(args)
-    except SetupError as exc:
-        print(f"bench_collection: setup failed: {exc}", file=sys.stderr)
-        return 1
-    print("\n".join(lines))
-    print(f"\ntotal benchmark time {time.perf_counter() - started:.1f} s")
-    return 0
+    return run_main("bench_collection: setup failed", parse_args, run, argv)
 
 
 if __name__ == "__main__":

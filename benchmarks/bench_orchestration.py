@@ -46,39 +46,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from _harness import Capture, SetupError, clean_env, commit_fixture, git, run_main
+
 RATIO_TARGET = 1.5
 BATCH = "100"
 INTEGRATION = f"prp/batch-{BATCH}"
 FLOOR_BRANCH = "floor/integration"
-# Variables that would change what pytest loads or which repository git works on.
-_DROP_ENV = (
-    "PYTEST_ADDOPTS",
-    "PYTEST_PLUGINS",
-    "PYTEST_DISABLE_PLUGIN_AUTOLOAD",
-    "GIT_DIR",
-    "GIT_WORK_TREE",
-    "GIT_INDEX_FILE",
-    "GIT_COMMON_DIR",
-    "GIT_OBJECT_DIRECTORY",
-)
 _LOGGED_EXIT = re.compile(r"^--- exit \d+ \(([0-9.]+) s\) ---$", re.MULTILINE)
-
-
-class SetupError(Exception):
-    """The benchmark cannot run or a run went wrong: a clear message, no traceback."""
-
-
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in _DROP_ENV}
-
-
-def _git(repo: Path, *args: str) -> str:
-    result = subprocess.run(
-        ["git", *args], cwd=repo, capture_output=True, text=True, env=_env(), check=False
-    )
-    if result.returncode != 0:
-        raise SetupError(f"git {' '.join(args)} in {repo} failed: {result.stderr.strip()}")
-    return result.stdout.strip()
 
 
 # --- the repository ----------------------------------------------------------------------------
@@ -136,19 +110,14 @@ def build_template(repo: Path, files: int, prps: int) -> None:
     for n in range(1, prps + 1):
         (repo / "PRPs" / f"{prp_id(n)}-trivial.md").write_text(prp_text(n), encoding="utf-8")
     (repo / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
-    _git(repo, "init", "-q", "-b", "main")
-    _git(repo, "config", "user.name", "bench")
-    _git(repo, "config", "user.email", "bench@example.invalid")
-    _git(repo, "config", "commit.gpgsign", "false")
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-q", "-m", "benchmark fixture")
-    _git(repo, "gc", "-q")  # packed, as an established repository is
+    commit_fixture(repo)
+    git(repo, "gc", "-q")  # packed, as an established repository is
 
 
 def copy_repo(template: Path, dest: Path) -> Path:
     shutil.copytree(template, dest, symlinks=True)
     # New inodes and times: refresh the index now so no timed command pays for it.
-    _git(dest, "update-index", "-q", "--refresh")
+    git(dest, "update-index", "-q", "--refresh")
     return dest
 
 
@@ -191,7 +160,12 @@ def time_floor(repo: Path, prps: int) -> tuple[float, list[float]]:
     script.write_text(floor_script(prps), encoding="utf-8")
     start = time.perf_counter()
     result = subprocess.run(
-        ["bash", str(script)], cwd=repo, capture_output=True, text=True, env=_env(), check=False
+        ["bash", str(script)],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        check=False,
     )
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
@@ -207,15 +181,15 @@ def time_floor(repo: Path, prps: int) -> tuple[float, list[float]]:
 
 def check_branch(repo: Path, branch: str, prps: int, label: str) -> None:
     """``branch`` is ``prps`` commits ahead of main and holds every created file."""
-    ahead = int(_git(repo, "rev-list", "--count", f"main..{branch}"))
-    listed = _git(repo, "ls-tree", "-r", "--name-only", branch, "generated/").splitlines()
+    ahead = int(git(repo, "rev-list", "--count", f"main..{branch}"))
+    listed = git(repo, "ls-tree", "-r", "--name-only", branch, "generated/").splitlines()
     expected = sorted(created_path(n) for n in range(1, prps + 1))
     if ahead != prps or sorted(listed) != expected:
         raise SetupError(
             f"{label}: {branch} has {ahead} new commits and {len(listed)} created files, "
             f"expected {prps} of each"
         )
-    worktrees = _git(repo, "worktree", "list", "--porcelain").count("worktree ")
+    worktrees = git(repo, "worktree", "list", "--porcelain").count("worktree ")
     if worktrees != 1:
         raise SetupError(f"{label}: {worktrees - 1} PRP worktrees left behind")
 
@@ -227,7 +201,7 @@ def time_work(scratch: Path, prps: int) -> float:
     """Per PRP: the **Create** write and the gate's bash, spawned as the gate runner spawns it
     (own session, output piped, stdin from /dev/null)."""
     scratch.mkdir(parents=True, exist_ok=True)
-    env = _env()
+    env = clean_env()
     start = time.perf_counter()
     for n in range(1, prps + 1):
         target = scratch / created_path(n)
@@ -262,7 +236,7 @@ def pytest_command(python: str) -> list[str]:
 def _pytest(command: list[str], repo: Path, label: str) -> tuple[float, str]:
     start = time.perf_counter()
     result = subprocess.run(
-        command, cwd=repo, capture_output=True, text=True, env=_env(), check=False
+        command, cwd=repo, capture_output=True, text=True, env=clean_env(), check=False
     )
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
@@ -456,7 +430,7 @@ def profile_run(args: argparse.Namespace, workdir: Path, template: Path) -> list
         f"cProfile of one batch run ({total:.2f} s profiled, wall clock, so waiting for",
         "git and bash counts): pytest_prp functions, top 30 by cumulative time",
     ]
-    stream = _Capture()
+    stream = Capture()
     stats.stream = stream  # type: ignore[attr-defined]
     stats.sort_stats("cumulative").print_stats("pytest_prp", 30)
     text = stream.text.split("   ncalls", 1)
@@ -464,15 +438,6 @@ def profile_run(args: argparse.Namespace, workdir: Path, template: Path) -> list
     if args.keep:
         lines.append(f"profile kept at {stats_file}")
     return lines
-
-
-class _Capture:
-    def __init__(self) -> None:
-        self.text = ""
-
-    def write(self, s: str) -> int:
-        self.text += s
-        return len(s)
 
 
 # --- main --------------------------------------------------------------------------------------
@@ -532,16 +497,7 @@ def run(args: argparse.Namespace) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    started = time.perf_counter()
-    try:
-        lines = run(args)
-    except SetupError as exc:
-        print(f"bench_orchestration: {exc}", file=sys.stderr)
-        return 1
-    print("\n".join(lines))
-    print(f"\ntotal benchmark time {time.perf_counter() - started:.1f} s")
-    return 0
+    return run_main("bench_orchestration", parse_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -78,38 +78,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from _harness import SetupError, clean_env, commit_fixture, run_main
+
 SLACK = 1.10  # measured <= SLACK x lower bound + overhead term
 CLEARLY = 0.85  # "clearly faster": at most 85% of the stage-by-stage makespan
 TRIVIAL_COUNT = 20
 SHORT = 0.2
-# Variables that would change what pytest loads or which repository git works on.
-_DROP_ENV = (
-    "PYTEST_ADDOPTS",
-    "PYTEST_PLUGINS",
-    "PYTEST_DISABLE_PLUGIN_AUTOLOAD",
-    "PYTEST_XDIST_AUTO_NUM_WORKERS",
-    "GIT_DIR",
-    "GIT_WORK_TREE",
-    "GIT_INDEX_FILE",
-    "GIT_COMMON_DIR",
-    "GIT_OBJECT_DIRECTORY",
-)
-
-
-class SetupError(Exception):
-    """The benchmark cannot run or a run went wrong: a clear message, no traceback."""
 
 
 def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in _DROP_ENV}
-
-
-def _git(repo: Path, *args: str) -> None:
-    result = subprocess.run(
-        ["git", *args], cwd=repo, capture_output=True, text=True, env=_env(), check=False
-    )
-    if result.returncode != 0:
-        raise SetupError(f"git {' '.join(args)} in {repo} failed: {result.stderr.strip()}")
+    # xdist's worker count too: -n is what each run asks for.
+    return clean_env("PYTEST_XDIST_AUTO_NUM_WORKERS")
 
 
 # --- synthetic batches -------------------------------------------------------------------------
@@ -307,12 +286,7 @@ def build_template(repo: Path, batches: Sequence[Batch], estimates: bool) -> Non
     (repo / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
     (repo / ".gitignore").write_text(".ce/\n", encoding="utf-8")
     (repo / "README.md").write_text("benchmark fixture\n", encoding="utf-8")
-    _git(repo, "init", "-q", "-b", "main")
-    _git(repo, "config", "user.name", "bench")
-    _git(repo, "config", "user.email", "bench@example.invalid")
-    _git(repo, "config", "commit.gpgsign", "false")
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-q", "-m", "benchmark fixture")
+    commit_fixture(repo)
 
 
 # --- pytest runs -------------------------------------------------------------------------------
@@ -820,16 +794,7 @@ def run(args: argparse.Namespace) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    started = time.perf_counter()
-    try:
-        lines = run(args)
-    except SetupError as exc:
-        print(f"bench_parallel: {exc}", file=sys.stderr)
-        return 1
-    print("\n".join(lines))
-    print(f"\ntotal benchmark time {time.perf_counter() - started:.1f} s")
-    return 0
+    return run_main("bench_parallel", parse_args, run, argv)
 
 
 if __name__ == "__main__":

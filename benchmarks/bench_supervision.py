@@ -57,22 +57,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from _harness import Capture, SetupError, clean_env, commit_fixture, run_main
+
 RATIO_TARGET = 1.10
 LINES = 100_000
 BATCH = "200"
 PRP_ID = f"PRP-{BATCH}.1.1"
 TIMES_ENV = "PRP_BENCH_STEP_TIMES"
-# Variables that would change what pytest loads or which repository git works on.
-_DROP_ENV = (
-    "PYTEST_ADDOPTS",
-    "PYTEST_PLUGINS",
-    "PYTEST_DISABLE_PLUGIN_AUTOLOAD",
-    "GIT_DIR",
-    "GIT_WORK_TREE",
-    "GIT_INDEX_FILE",
-    "GIT_COMMON_DIR",
-    "GIT_OBJECT_DIRECTORY",
-)
 _LOGGED_EXIT = re.compile(r"^--- exit 0 \(([0-9.]+) s\) ---$", re.MULTILINE)
 
 # Times the default executor from outside: the wrapper sees exactly the steps hook's call.
@@ -108,22 +99,6 @@ def pytest_prp_run_steps(context):
             handle.write(json.dumps(entry) + "\\n")
     return outcome
 '''
-
-
-class SetupError(Exception):
-    """The benchmark cannot run or a run went wrong: a clear message, no traceback."""
-
-
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in _DROP_ENV}
-
-
-def _git(repo: Path, *args: str) -> None:
-    result = subprocess.run(
-        ["git", *args], cwd=repo, capture_output=True, text=True, env=_env(), check=False
-    )
-    if result.returncode != 0:
-        raise SetupError(f"git {' '.join(args)} in {repo} failed: {result.stderr.strip()}")
 
 
 # --- the step variants -------------------------------------------------------------------------
@@ -172,7 +147,7 @@ def time_alone(script: str, out: Path | None, cwd: Path) -> float:
         done = subprocess.run(
             bash_argv(script),
             cwd=cwd,
-            env=_env(),
+            env=clean_env(),
             stdin=subprocess.DEVNULL,
             stdout=handle,
             stderr=subprocess.STDOUT,
@@ -201,7 +176,7 @@ def time_chunked(script: str, out: Path, cwd: Path) -> float:
     proc = subprocess.Popen(
         bash_argv(script),
         cwd=cwd,
-        env=_env(),
+        env=clean_env(),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -232,7 +207,7 @@ def time_run_bash(script: str, scratch: Path, supervised: bool) -> float:
     log_path.unlink(missing_ok=True)
     if not supervised:
         start = time.perf_counter()
-        result = run_bash(script, cwd=work, env=_env(), timeout=600, log=None)
+        result = run_bash(script, cwd=work, env=clean_env(), timeout=600, log=None)
         elapsed = time.perf_counter() - start
     else:
         beat = Heartbeat(scratch / "heartbeat.json", prp_id=PRP_ID, batch=BATCH, interval=30.0)
@@ -243,7 +218,7 @@ def time_run_bash(script: str, scratch: Path, supervised: bool) -> float:
                 result = run_bash(
                     script,
                     cwd=work,
-                    env=_env(),
+                    env=clean_env(),
                     timeout=600,
                     log=log,
                     on_line=beat.output,
@@ -299,12 +274,7 @@ def build_repo(repo: Path, script: str) -> None:
     (repo / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
     (repo / "conftest.py").write_text(CONFTEST, encoding="utf-8")
     (repo / ".gitignore").write_text("__pycache__/\n.ce/\n", encoding="utf-8")
-    _git(repo, "init", "-q", "-b", "main")
-    _git(repo, "config", "user.name", "bench")
-    _git(repo, "config", "user.email", "bench@example.invalid")
-    _git(repo, "config", "commit.gpgsign", "false")
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-q", "-m", "benchmark fixture")
+    commit_fixture(repo)
 
 
 @dataclass
@@ -325,7 +295,7 @@ def time_pytest(python: str, repo: Path, round_no: int) -> PytestStep:
         *("-m", "pytest", "PRPs/", "--prp-batch", BATCH, "-q", "-p", "no:cacheprovider"),
         *("--prp-branch", f"bench/round-{round_no}"),
     ]
-    env = {**_env(), TIMES_ENV: str(times)}
+    env = {**clean_env(), TIMES_ENV: str(times)}
     start = time.perf_counter()
     done = subprocess.run(command, cwd=repo, capture_output=True, text=True, env=env, check=False)
     wall = time.perf_counter() - start
@@ -440,7 +410,7 @@ def profile_supervised(script: str, workdir: Path, top: int) -> list[str]:
     profiler.enable()
     time_run_bash(script, scratch, True)
     profiler.disable()
-    stream = _Capture()
+    stream = Capture()
     stats = pstats.Stats(profiler, stream=stream)  # type: ignore[arg-type]
     stats.sort_stats("tottime").print_stats(top)
     text = stream.text.split("   ncalls", 1)
@@ -451,15 +421,6 @@ def profile_supervised(script: str, workdir: Path, top: int) -> list[str]:
         "inflates per-call costs, compare the rows with each other):",
         body,
     ]
-
-
-class _Capture:
-    def __init__(self) -> None:
-        self.text = ""
-
-    def write(self, s: str) -> int:
-        self.text += s
-        return len(s)
 
 
 # --- main --------------------------------------------------------------------------------------
@@ -537,16 +498,7 @@ def run(args: argparse.Namespace) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    started = time.perf_counter()
-    try:
-        lines = run(args)
-    except SetupError as exc:
-        print(f"bench_supervision: {exc}", file=sys.stderr)
-        return 1
-    print("\n".join(lines))
-    print(f"\ntotal benchmark time {time.perf_counter() - started:.1f} s")
-    return 0
+    return run_main("bench_supervision", parse_args, run, argv)
 
 
 if __name__ == "__main__":
