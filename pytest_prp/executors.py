@@ -26,9 +26,9 @@ from pathlib import Path, PurePosixPath
 
 from pytest_prp.gates import command_lines
 from pytest_prp.model import CodeBlock, Prp, Step, display_path
+from pytest_prp.output import LogSink
 from pytest_prp.processes import (
     DEFAULT_TAIL_LINES,
-    LogSink,
     ProcessResult,
     run_bash,
     timeout_message,

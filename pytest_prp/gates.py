@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_prp.model import Gate
+from pytest_prp.output import LogSink
 from pytest_prp.processes import (
     DEFAULT_TAIL_LINES,
-    LogSink,
     idle_message,
     run_bash,
     timeout_message,

@@ -32,6 +32,9 @@ PHASES = ("starting", "steps", "gates", "merge", "done")
 DEFAULT_INTERVAL = 30.0
 # The last output line kept in the file; progress lines cut it shorter.
 OUTPUT_CHARS = 200
+# A phase change is written this long after it happens: a step's process starts in that
+# moment, and a write competing with it for the interpreter delays it (about 1 ms each time).
+PHASE_WRITE_DELAY = 0.05
 
 
 def heartbeat_dir(results_dir: Path, batch: str | None = None) -> Path:
@@ -222,7 +225,8 @@ class Heartbeat:
 
     def _beat(self) -> None:
         while True:
-            self._wake.wait(self.interval)
+            if self._wake.wait(self.interval):
+                self._stop.wait(PHASE_WRITE_DELAY)
             self._wake.clear()
             if self._stop.is_set():
                 return

@@ -5,11 +5,9 @@ process group. When the main process ends, times out, or the caller is interrupt
 group is stopped (SIGTERM, a short grace, then SIGKILL) and the main process is reaped: no
 orphan keeps running and no zombie is left behind.
 
-Output is read with ``selectors`` in the calling thread, never with a blocking read, so a
-background child that keeps the output pipe open cannot make us hang. It is handled a chunk at a
-time (whatever one read returns, up to 64 KiB), not line by line: one decode, one log write and
-one flush per chunk, so a step printing 100,000 lines as fast as it can costs little more than
-the same step writing to a file.
+Output goes to the log and a tail of lines (``pytest_prp.output``): written by the child
+straight into the log file when nothing else needs it, so supervising a step costs what writing
+its output to a file costs; through pipes when the caller needs the output itself.
 
 Two limits end a process: the wall clock (``timeout``) and, optionally, idleness
 (``idle_timeout``): no output and no file changed in ``activity_dir`` for that long. Any
@@ -20,18 +18,28 @@ SIGTERM handler, SystemExit, an error in ``on_line``) stops the group before it 
 from __future__ import annotations
 
 import os
-import re
-import selectors
 import signal
 import subprocess
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType, TracebackType
-from typing import IO, Any
+from types import FrameType
+from typing import Any
+
+from pytest_prp.output import (
+    POLL,
+    Collector,
+    Lines,
+    LogSink,
+    LogWatch,
+    OutputWatch,
+    PipePump,
+    close_pipes,
+    has_exited,
+    open_for_child,
+)
 
 DEFAULT_TAIL_LINES = 40
 # Time a process group gets between SIGTERM and SIGKILL.
@@ -41,13 +49,9 @@ KILL_SETTLE = 1.0
 # How long to wait for the pipes to close once the group is stopped. Only a process that left
 # the group (``setsid``) can keep them open this long; we then stop listening to it.
 DRAIN_GRACE = 0.5
-# Longest line kept in the tail; the log gets whole lines.
-TAIL_LINE_CHARS = 1000
-_POLL = 0.05
 # How often to look whether the process has exited once its pipes are closed, where the kernel
 # cannot tell us (no pidfd).
 _EXIT_POLL = 0.005
-_READ_SIZE = 65536
 
 
 def format_seconds(seconds: float) -> str:
@@ -112,329 +116,12 @@ def _signal_name(number: int) -> str:
         return "unknown signal"
 
 
-class LogSink:
-    """Appends to one log file (one per PRP), flushing every write so it survives a SIGKILL."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: IO[str] = open(path, "a", encoding="utf-8", errors="replace")
-        self._lock = threading.Lock()  # on_line callbacks may log from other threads
-
-    def section(self, title: str) -> None:
-        """A header such as ``=== step 2/5: Phase 2 ===``."""
-        self.line(f"=== {title} ===")
-
-    def line(self, text: str) -> None:
-        self.write(text + "\n")
-
-    def write(self, text: str) -> None:
-        """Whole lines at once (``text`` ends with a newline): one write, one flush."""
-        with self._lock:
-            if self._file.closed:
-                return
-            self._file.write(text)
-            self._file.flush()
-
-    def lines(self, text: str) -> None:
-        """Each line of a multi-line text."""
-        for one in text.splitlines() or [""]:
-            self.line(one)
-
-    def close(self) -> None:
-        with self._lock:
-            self._file.close()
-
-    def __enter__(self) -> LogSink:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class _Lines:
-    """Cuts one stream's bytes into chunks of whole lines and hands each to the collector.
-
-    A read rarely ends at a line end: the bytes after the last newline wait for the next read,
-    so the log and the tail only ever see whole lines (and a section header written between
-    two processes starts on a line of its own).
-    """
-
-    def __init__(self, collect: Callable[[str], None], keep: list[bytes] | None) -> None:
-        self._collect = collect
-        self._partial = bytearray()  # the unfinished last line
-        self._keep = keep  # the raw bytes, for capture_stdout
-
-    def feed(self, data: bytes) -> None:
-        if self._keep is not None:
-            self._keep.append(data)
-        end = data.rfind(b"\n") + 1
-        if not end:
-            self._partial += data  # a bytearray: a long line grows in amortized linear time
-            return
-        if self._partial:
-            self._partial += data[:end]
-            whole: bytes | bytearray = self._partial
-            self._partial = bytearray(data[end:])
-        else:
-            whole = data if end == len(data) else data[:end]
-            if end < len(data):
-                self._partial = bytearray(data[end:])
-        self._collect(_decode_lines(whole))
-
-    def finish(self) -> None:
-        """The last line, if the stream ended without a newline."""
-        if self._partial:
-            raw, self._partial = self._partial, bytearray()
-            self._collect(_decode_lines(raw + b"\n"))
-
-
-_CR_AT_LINE_END = re.compile(r"\r+(?=\n)")
-
-
-def _decode_lines(raw: bytes | bytearray) -> str:
-    """Whole lines as text, with the carriage returns of CRLF line ends taken off.
-
-    Decoding a chunk at once is the same as decoding its lines one by one: a newline byte is
-    never part of a multi-byte UTF-8 character.
-    """
-    text = raw.decode("utf-8", errors="replace")
-    return _CR_AT_LINE_END.sub("", text) if "\r" in text else text
-
-
-def _cut(shown: str) -> str:
-    """A tail line, cut to ``TAIL_LINE_CHARS``."""
-    extra = len(shown) - TAIL_LINE_CHARS
-    if extra <= 0:
-        return shown
-    return f"{shown[:TAIL_LINE_CHARS]}... [{extra} more characters in the log]"
-
-
-def _last_non_blank(body: str) -> str | None:
-    """The last line of ``body`` (lines joined by newlines) holding more than white space."""
-    kept = body.rstrip()
-    if not kept:
-        return None
-    end = body.find("\n", len(kept))
-    return body[kept.rfind("\n") + 1 : end if end >= 0 else len(body)]
-
-
-class _Collector:
-    """Where output goes, a chunk of whole lines at a time: the log, the tail, the callback."""
-
-    def __init__(
-        self,
-        log: LogSink | None,
-        tail_lines: int,
-        on_line: Callable[[str], None] | None,
-        tail_transform: Callable[[str], str | None] | None,
-    ) -> None:
-        self.tail: deque[str] = deque(maxlen=max(tail_lines, 0))
-        self.last_line: str | None = None
-        self._log = log
-        self._on_line = on_line
-        self._transform = tail_transform
-
-    def collect(self, text: str) -> None:
-        """``text``: one or more whole lines, each ending with a newline."""
-        if self._log is not None:
-            self._log.write(text)
-        body = text[:-1]
-        latest = _last_non_blank(body)
-        if self._transform is None:
-            self._tail_of(body)
-            if latest is not None:
-                self.last_line = latest
-        else:
-            self._transformed_tail_of(body, self._transform)
-        if self._on_line is not None:
-            self._on_line(latest if latest is not None else body[body.rfind("\n") + 1 :])
-
-    def _tail_of(self, body: str) -> None:
-        keep = self.tail.maxlen
-        if not keep:
-            return
-        lines = body.rsplit("\n", keep)  # only the last ``keep`` lines are split off
-        if len(lines) > keep:
-            del lines[0]
-        if max(map(len, lines)) > TAIL_LINE_CHARS:
-            lines = [_cut(line) for line in lines]
-        self.tail.extend(lines)
-
-    def _transformed_tail_of(self, body: str, transform: Callable[[str], str | None]) -> None:
-        """The transform may drop lines: walk back from the end until the tail is full and
-        the last non-blank shown line is known, rather than transform every line."""
-        keep = self.tail.maxlen or 0
-        shown_lines: list[str] = []
-        need_last = True
-        end = len(body)
-        while end >= 0 and (need_last or len(shown_lines) < keep):
-            start = body.rfind("\n", 0, end) + 1
-            shown = transform(body[start:end])
-            if shown is not None:
-                if len(shown_lines) < keep:
-                    shown_lines.append(shown)
-                if need_last and shown.strip():
-                    self.last_line = shown
-                    need_last = False
-            end = start - 1
-        self.tail.extend(_cut(shown) for shown in reversed(shown_lines))
-
-
-class _Pump:
-    """Moves bytes between us and the child's pipes without ever blocking on them."""
-
-    def __init__(self, proc: subprocess.Popen[bytes], stdin_data: bytes | None) -> None:
-        self._selector = selectors.DefaultSelector()
-        self._readers: dict[int, _Lines] = {}
-        self._stdin_data = stdin_data or b""
-        self._stdin_offset = 0
-        self._proc = proc
-        self.last_output = time.monotonic()  # when the child last wrote anything
-        self._exit_fd: int | None = None
-        self.watching_exit = False  # whether step() returns as soon as the child exits
-
-    def watch_exit(self) -> None:
-        """Wake up as soon as the child exits (Linux pidfd), rather than polling for it."""
-        pidfd_open = getattr(os, "pidfd_open", None)
-        if pidfd_open is None:
-            return
-        try:
-            fd: int = pidfd_open(self._proc.pid)
-        except OSError:  # an old kernel, or a sandbox that forbids it: poll instead
-            return
-        self._exit_fd = fd
-        self._selector.register(fd, selectors.EVENT_READ)
-        self.watching_exit = True
-
-    def add_reader(self, pipe: IO[bytes] | None, lines: _Lines) -> None:
-        if pipe is None:
-            return
-        fd = pipe.fileno()
-        os.set_blocking(fd, False)
-        self._readers[fd] = lines
-        self._selector.register(fd, selectors.EVENT_READ)
-
-    def add_writer(self, pipe: IO[bytes] | None) -> None:
-        if pipe is None:
-            return
-        fd = pipe.fileno()
-        if not self._stdin_data:
-            self._close_stdin()
-            return
-        os.set_blocking(fd, False)
-        self._selector.register(fd, selectors.EVENT_WRITE)
-
-    @property
-    def reading(self) -> bool:
-        return bool(self._readers)
-
-    def step(self, timeout: float) -> None:
-        """Wait up to ``timeout`` for pipe activity and handle it."""
-        if not self._selector.get_map():
-            time.sleep(max(timeout, 0.0))
-            return
-        for key, _ in self._selector.select(max(timeout, 0.0)):
-            fd = key.fd
-            if fd in self._readers:
-                self._read(fd)
-            elif fd == self._exit_fd:
-                self._stop_watching_exit()  # it stays readable: one wake-up is enough
-            else:
-                self._write(fd)
-
-    def has_exited(self) -> bool:
-        """Whether the child has exited; while a pidfd watches for it, no system call."""
-        return not self.watching_exit and _has_exited(self._proc.pid)
-
-    def _stop_watching_exit(self) -> None:
-        if self._exit_fd is not None:
-            self._selector.unregister(self._exit_fd)
-            os.close(self._exit_fd)
-            self._exit_fd = None
-        self.watching_exit = False
-
-    def _read(self, fd: int) -> None:
-        try:
-            data = os.read(fd, _READ_SIZE)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if data:
-            self.last_output = time.monotonic()
-            self._readers[fd].feed(data)
-            return
-        lines = self._readers.pop(fd)
-        self._selector.unregister(fd)
-        lines.finish()
-
-    def _write(self, fd: int) -> None:
-        chunk = self._stdin_data[self._stdin_offset : self._stdin_offset + _READ_SIZE]
-        try:
-            self._stdin_offset += os.write(fd, chunk)
-        except BlockingIOError:
-            return
-        except OSError:  # BrokenPipeError: the child does not read its stdin; that is fine
-            self._stdin_offset = len(self._stdin_data)
-        if self._stdin_offset >= len(self._stdin_data):
-            self._selector.unregister(fd)
-            self._close_stdin()
-
-    def _close_stdin(self) -> None:
-        if self._proc.stdin is not None:
-            try:
-                self._proc.stdin.close()
-            except OSError:
-                pass
-
-    def drain(self, seconds: float) -> None:
-        """Read what is left until every pipe is closed or ``seconds`` have passed."""
-        deadline = time.monotonic() + seconds
-        while self.reading:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            self.step(min(remaining, _POLL))
-
-    def close(self) -> None:
-        self._stop_watching_exit()
-        for lines in self._readers.values():
-            lines.finish()
-        self._readers.clear()
-        self._selector.close()
-        _close_pipes(self._proc)
-
-
-def _close_pipes(proc: subprocess.Popen[bytes]) -> None:
-    for pipe in (proc.stdin, proc.stdout, proc.stderr):
-        if pipe is not None:
-            try:
-                pipe.close()
-            except OSError:
-                pass
-
-
-def _wait(pump: _Pump | None, seconds: float) -> None:
+def _wait(pump: OutputWatch | None, seconds: float) -> None:
     """Let time pass, reading the pipes meanwhile (if we got as far as listening to them)."""
     if pump is None:
         time.sleep(seconds)
     else:
         pump.step(seconds)
-
-
-def _has_exited(pid: int) -> bool:
-    """True once the child has exited; it is not reaped, so its pid (= the group id) stays ours."""
-    try:
-        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-    except ChildProcessError:
-        return True
-    return info is not None
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -479,7 +166,7 @@ def _group_alive(pgid: int) -> bool:
     return False
 
 
-def _stop_group(proc: subprocess.Popen[bytes], pump: _Pump | None, grace: float) -> None:
+def _stop_group(proc: subprocess.Popen[bytes], pump: OutputWatch | None, grace: float) -> None:
     """SIGTERM the group, give it ``grace`` seconds, SIGKILL what is left, reap the leader."""
     pgid = proc.pid
     try:
@@ -487,9 +174,9 @@ def _stop_group(proc: subprocess.Popen[bytes], pump: _Pump | None, grace: float)
         _signal_group(pgid, signal.SIGCONT)  # a stopped process acts on SIGTERM only once resumed
         deadline = time.monotonic() + grace
         # Keep reading while they die so no one blocks on a full pipe.
-        while not _has_exited(proc.pid) and time.monotonic() < deadline:
-            _wait(pump, min(_POLL, max(deadline - time.monotonic(), 0.0)))
-        if _has_exited(proc.pid):
+        while not has_exited(proc.pid) and time.monotonic() < deadline:
+            _wait(pump, min(POLL, max(deadline - time.monotonic(), 0.0)))
+        if has_exited(proc.pid):
             proc.wait()
         while _group_alive(pgid) and time.monotonic() < deadline:
             _wait(pump, 0.01)
@@ -646,7 +333,19 @@ def run_process(
     start = time.monotonic()
     if idle_timeout is not None and idle_timeout <= 0:
         idle_timeout = None  # 0 (or less) means no idle limit
-    collector = _Collector(log, tail_lines, on_line, tail_transform)
+    # Straight into the log unless the output itself is wanted, rewritten, or has nowhere to go.
+    child_out: int | None = None
+    if log is not None and not capture_stdout and tail_transform is None and stdin_text is None:
+        try:
+            child_out, log_start = open_for_child(log.path)
+        except OSError:  # the log file is gone: read the pipes, the log sink copes
+            child_out = None
+    direct = child_out is not None
+    collector = (
+        Collector(None, tail_lines, None, None)
+        if direct
+        else Collector(log, tail_lines, on_line, tail_transform)
+    )
     held = _HeldSignals()
     held.hold()
     try:
@@ -655,13 +354,16 @@ def run_process(
             cwd=cwd,
             env=dict(env),
             stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
+            stdout=child_out if direct else subprocess.PIPE,
             stderr=subprocess.PIPE if capture_stdout else subprocess.STDOUT,
             start_new_session=True,
         )
     except OSError as exc:
         held.release()
-        collector.collect(f"cannot start {argv[0]} in {cwd}: {exc.strerror or exc}\n")
+        problem = f"cannot start {argv[0]} in {cwd}: {exc.strerror or exc}\n"
+        if direct and log is not None:
+            log.write(problem)
+        collector.collect(problem)
         return ProcessResult(
             returncode=127,
             timed_out=False,
@@ -675,20 +377,27 @@ def run_process(
     except BaseException:
         held.release()
         raise
+    finally:
+        if child_out is not None:
+            os.close(child_out)  # the child has its own copy
 
     captured: list[bytes] | None = [] if capture_stdout else None
     watch = None if idle_timeout is None else _IdleWatch(idle_timeout, activity_dir, start)
     timed_out = idle_timed_out = False
     deadline = start + timeout
-    pump: _Pump | None = None
+    pump: OutputWatch | None = None
     try:
         try:
             # From here on the group is stopped whatever happens, so signals may come in.
             held.release()
-            pump = _Pump(proc, stdin_text.encode("utf-8") if stdin_text is not None else None)
-            pump.add_reader(proc.stdout, _Lines(collector.collect, captured))
-            pump.add_reader(proc.stderr, _Lines(collector.collect, None))
-            pump.add_writer(proc.stdin)
+            if direct and log is not None:
+                pump = LogWatch(proc, log, log_start, collector, on_line)
+            else:
+                pipes = PipePump(proc, stdin_text.encode() if stdin_text is not None else None)
+                pipes.add_reader(proc.stdout, Lines(collector.collect, captured))
+                pipes.add_reader(proc.stderr, Lines(collector.collect, None))
+                pipes.add_writer(proc.stdin)
+                pump = pipes
             pump.watch_exit()
             while not pump.has_exited():
                 now = time.monotonic()
@@ -702,7 +411,7 @@ def run_process(
                 # Closed pipes mostly mean the process is exiting: without a pidfd to tell us,
                 # look again soon.
                 awake = pump.reading or pump.watching_exit
-                pump.step(min(remaining, _POLL if awake else _EXIT_POLL))
+                pump.step(min(remaining, POLL if awake else _EXIT_POLL))
         finally:
             _stop_group(proc, pump, kill_grace)
         assert pump is not None
@@ -711,7 +420,7 @@ def run_process(
         if pump is not None:
             pump.close()
         else:
-            _close_pipes(proc)
+            close_pipes(proc)
 
     duration = time.monotonic() - start
     stdout = None if captured is None else b"".join(captured).decode("utf-8", errors="replace")

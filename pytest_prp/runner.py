@@ -104,7 +104,7 @@ def _start_heartbeat(item: PrpItem, run: PrpRun, settings: Settings) -> Heartbea
 
 def run_setup(item: PrpItem) -> None:
     from pytest_prp.agents import choose_model
-    from pytest_prp.processes import LogSink
+    from pytest_prp.output import LogSink
 
     execution = item.config.stash[EXECUTION]
     settings = execution.settings

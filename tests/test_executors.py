@@ -30,7 +30,8 @@ from pytest_prp.model import (
     Step,
     display_path,
 )
-from pytest_prp.processes import LogSink, run_process
+from pytest_prp.output import LogSink
+from pytest_prp.processes import run_process
 
 ENV = {k: v for k, v in os.environ.items() if not k.startswith(("FAKE_AGENT_", "PRP_"))}
 FAKE_AGENT = Path(__file__).with_name("fake_agent.py")

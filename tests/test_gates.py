@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pytest_prp.gates import GateResult, format_gate_failure, run_shell_gate
 from pytest_prp.model import GATE_SHELL, Gate
-from pytest_prp.processes import LogSink
+from pytest_prp.output import LogSink
 
 ENV = dict(os.environ)
 

@@ -10,12 +10,13 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from pytest_prp.output import LogSink
 from pytest_prp.processes import (
-    LogSink,
     ProcessResult,
     _HeldSignals,
     idle_message,
@@ -66,6 +67,17 @@ def python(code: str, tmp_path: Path, **kwargs: object) -> ProcessResult:
     return run_process([sys.executable, "-u", "-c", code], **options)  # type: ignore[arg-type]
 
 
+@pytest.fixture(params=["pipes", "log file"])
+def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LogSink | None]:
+    """Both ways output is taken: through pipes (no log), or written by the child straight
+    into the log file."""
+    if request.param == "pipes":
+        yield None
+        return
+    with LogSink(tmp_path.parent / f"{tmp_path.name}.log") as sink:
+        yield sink
+
+
 def in_pieces(*pieces: str) -> str:
     """Python code writing ``pieces`` to stdout 0.15 s apart: each one a read of its own."""
     return textwrap.dedent(
@@ -78,8 +90,8 @@ def in_pieces(*pieces: str) -> str:
     )
 
 
-def test_success_gives_exit_0_and_the_output(tmp_path: Path) -> None:
-    result = bash("echo hello; echo oops >&2; echo bye", tmp_path)
+def test_success_gives_exit_0_and_the_output(tmp_path: Path, log: LogSink | None) -> None:
+    result = bash("echo hello; echo oops >&2; echo bye", tmp_path, log=log)
     assert result.ok and result.returncode == 0 and not result.timed_out
     assert result.tail == ["hello", "oops", "bye"]
     assert result.stdout is None
@@ -91,8 +103,8 @@ def test_runs_in_cwd_with_the_given_env(tmp_path: Path) -> None:
     assert result.tail == [str(tmp_path), "from env"]
 
 
-def test_errexit_stops_at_the_first_failing_command(tmp_path: Path) -> None:
-    result = bash("echo before; false; echo after", tmp_path)
+def test_errexit_stops_at_the_first_failing_command(tmp_path: Path, log: LogSink | None) -> None:
+    result = bash("echo before; false; echo after", tmp_path, log=log)
     assert result.returncode == 1 and not result.ok
     assert result.tail == ["before"]
     assert result.describe() == "exit 1"
@@ -129,9 +141,11 @@ def test_log_sink_appends_and_is_readable_while_open(tmp_path: Path) -> None:
     log.close()
 
 
-def test_partial_last_line_and_bad_bytes_are_kept(tmp_path: Path) -> None:
-    result = bash(r"printf 'caf\xff\nno newline'", tmp_path)
+def test_partial_last_line_and_bad_bytes_are_kept(tmp_path: Path, log: LogSink | None) -> None:
+    result = bash(r"printf 'caf\xff\nno newline'", tmp_path, log=log)
     assert result.tail == ["caf\ufffd", "no newline"]
+    if log is not None:  # written by the child: its bytes, and a line end for what follows
+        assert log.path.read_bytes().startswith(b"caf\xff\nno newline\n--- exit 0 (")
 
 
 def test_long_lines_are_cut_in_the_tail_only(tmp_path: Path) -> None:
@@ -141,17 +155,21 @@ def test_long_lines_are_cut_in_the_tail_only(tmp_path: Path) -> None:
     assert "x" * 5000 in (tmp_path / "x.log").read_text()
 
 
-def test_on_line_gets_the_latest_line_of_each_chunk_of_output(tmp_path: Path) -> None:
+def test_on_line_gets_the_latest_line_of_each_chunk_of_output(
+    tmp_path: Path, log: LogSink | None
+) -> None:
     # Output apart in time comes in separate reads: each gets its call.
     seen: list[str] = []
-    bash("for i in 1 2 3; do echo line $i; sleep 0.2; done", tmp_path, on_line=seen.append)
+    bash("for i in 1 2 3; do echo line $i; sleep 0.2; done", tmp_path, log=log, on_line=seen.append)
     assert seen == ["line 1", "line 2", "line 3"]
     # One write is one chunk: one call, with its latest line that is not blank.
     seen.clear()
-    python("import sys; sys.stdout.write('a\\nb\\n\\n \\n')", tmp_path, on_line=seen.append)
+    python(
+        "import sys; sys.stdout.write('a\\nb\\n\\n \\n')", tmp_path, log=log, on_line=seen.append
+    )
     assert seen == ["b"]
     seen.clear()
-    bash("echo; echo", tmp_path, on_line=seen.append)
+    bash("echo; echo", tmp_path, log=log, on_line=seen.append)
     assert seen and set(seen) == {""}
 
 
@@ -204,17 +222,26 @@ def test_a_line_cut_across_reads_is_one_line(tmp_path: Path) -> None:
     assert lines[4].startswith("--- exit 0 (") and lines[5] == "=== step 2/2: next ==="
 
 
-def test_crlf_line_ends_lose_their_carriage_return(tmp_path: Path) -> None:
+def test_crlf_line_ends_lose_their_carriage_return_in_the_tail(tmp_path: Path) -> None:
+    code = in_pieces("one\r\ntwo\r", "\nthree\r\r\nbar\r50%\r\n", "end\r")
     with LogSink(tmp_path / "x.log") as log:
-        result = python(
-            in_pieces("one\r\ntwo\r", "\nthree\r\r\nbar\r50%\r\n", "end\r"), tmp_path, log=log
-        )
+        result = python(code, tmp_path, log=log)
     assert result.tail == ["one", "two", "three", "bar\r50%", "end"]
+    # The child writes the log itself: its bytes as they came, the last line ended for it.
     text = (tmp_path / "x.log").read_bytes().decode("utf-8")
+    assert text.startswith("one\r\ntwo\r\nthree\r\r\nbar\r50%\r\nend\r\n--- exit 0 (")
+    # Through pipes (the output wanted too), the log gets the lines as the tail shows them.
+    with LogSink(tmp_path / "y.log") as log:
+        result = python(code, tmp_path, log=log, capture_stdout=True)
+    assert result.tail == ["one", "two", "three", "bar\r50%", "end"]
+    text = (tmp_path / "y.log").read_bytes().decode("utf-8")
     assert text.startswith("one\ntwo\nthree\nbar\r50%\nend\n--- exit 0 (")
 
 
-def test_a_megabyte_line_is_whole_in_the_log_and_cut_in_the_tail(tmp_path: Path) -> None:
+@pytest.mark.parametrize("capture", [True, False], ids=["pipes", "log file"])
+def test_a_megabyte_line_is_whole_in_the_log_and_cut_in_the_tail(
+    tmp_path: Path, capture: bool
+) -> None:
     code = (
         "import sys, time\n"
         "for _ in range(16):\n"
@@ -222,7 +249,7 @@ def test_a_megabyte_line_is_whole_in_the_log_and_cut_in_the_tail(tmp_path: Path)
         "sys.stdout.write('\\nafter\\n' + 'y' * 1_000_000)\n"
     )
     with LogSink(tmp_path / "x.log") as log:
-        result = python(code, tmp_path, log=log, capture_stdout=True)
+        result = python(code, tmp_path, log=log, capture_stdout=capture)
     assert result.ok
     assert result.tail == [
         "x" * 1000 + "... [999000 more characters in the log]",
@@ -235,10 +262,23 @@ def test_a_megabyte_line_is_whole_in_the_log_and_cut_in_the_tail(tmp_path: Path)
         "after",
         "y" * 1_000_000,
     ]
-    assert result.stdout == "x" * 1_000_000 + "\nafter\n" + "y" * 1_000_000
+    if capture:
+        assert result.stdout == "x" * 1_000_000 + "\nafter\n" + "y" * 1_000_000
 
 
-def test_100000_lines_all_reach_the_log_and_the_tail_is_the_last_40(tmp_path: Path) -> None:
+def test_a_last_line_longer_than_the_tail_scan_shows_its_end(tmp_path: Path) -> None:
+    # The child wrote the log: its tail is read backwards from the end, at most 4 MiB.
+    with LogSink(tmp_path / "x.log") as log:
+        result = bash("echo first; head -c 5000000 /dev/zero | tr '\\0' z; echo", tmp_path, log=log)
+    assert result.ok and len(result.tail) == 1
+    assert result.tail[0].startswith("z" * 1000 + "... [")
+    assert (tmp_path / "x.log").read_text().splitlines()[:2] == ["first", "z" * 5_000_000]
+
+
+@pytest.mark.parametrize("capture", [True, False], ids=["pipes", "log file"])
+def test_100000_lines_all_reach_the_log_and_the_tail_is_the_last_40(
+    tmp_path: Path, capture: bool
+) -> None:
     seen: list[str] = []
     with LogSink(tmp_path / "x.log") as log:
         log.section("step 1/1: print")
@@ -247,7 +287,7 @@ def test_100000_lines_all_reach_the_log_and_the_tail_is_the_last_40(tmp_path: Pa
             tmp_path,
             log=log,
             on_line=seen.append,
-            capture_stdout=True,
+            capture_stdout=capture,
         )
     assert result.ok and result.duration < 5
     assert result.tail == [f"line {n}" for n in range(99961, 100001)]
@@ -256,7 +296,8 @@ def test_100000_lines_all_reach_the_log_and_the_tail_is_the_last_40(tmp_path: Pa
     assert lines[0] == "=== step 1/1: print ==="
     assert lines[1:100001] == [f"line {n}" for n in range(1, 100001)]
     assert lines[100001].startswith("--- exit 0 (") and len(lines) == 100002
-    assert result.stdout == "".join(f"line {n}\n" for n in range(1, 100001))
+    if capture:
+        assert result.stdout == "".join(f"line {n}\n" for n in range(1, 100001))
     # A sign of life per chunk, in order, ending with the last line.
     numbers = [int(line.split()[1]) for line in seen]
     assert numbers == sorted(set(numbers)) and numbers[-1] == 100000
@@ -271,11 +312,13 @@ def test_a_transformed_tail_of_many_lines_keeps_the_last_shown_ones(tmp_path: Pa
     assert result.last_line == "even 100000"
 
 
-def test_background_child_is_killed_when_the_script_ends(tmp_path: Path) -> None:
+def test_background_child_is_killed_when_the_script_ends(
+    tmp_path: Path, log: LogSink | None
+) -> None:
     # The background sleep inherits stdout: a naive reader would wait 100 s for EOF.
     zombies = zombie_children()
     start = time.monotonic()
-    result = bash("sleep 100 & echo $! > bg.pid; echo started", tmp_path)
+    result = bash("sleep 100 & echo $! > bg.pid; echo started", tmp_path, log=log)
     assert result.ok and result.tail == ["started"]
     assert time.monotonic() - start < 5
     assert not pid_alive(int((tmp_path / "bg.pid").read_text()))
@@ -283,16 +326,16 @@ def test_background_child_is_killed_when_the_script_ends(tmp_path: Path) -> None
 
 
 def test_without_pidfd_the_exit_is_polled_for_with_the_same_results(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log: LogSink | None
 ) -> None:
     # Where the kernel gives no pidfd (macOS, Linux before 5.3, some sandboxes).
     monkeypatch.delattr(os, "pidfd_open", raising=False)
     start = time.monotonic()
-    result = bash("sleep 100 & echo $! > bg.pid; echo started; exit 4", tmp_path)
+    result = bash("sleep 100 & echo $! > bg.pid; echo started; exit 4", tmp_path, log=log)
     assert result.returncode == 4 and result.tail == ["started"]
     assert time.monotonic() - start < 5
     assert not pid_alive(int((tmp_path / "bg.pid").read_text()))
-    assert bash("seq 1 3", tmp_path).tail == ["1", "2", "3"]
+    assert bash("seq 1 3", tmp_path, log=log).tail == ["1", "2", "3"]
 
 
 def test_background_child_of_a_failing_script_is_killed(tmp_path: Path) -> None:
@@ -333,24 +376,30 @@ def test_timeout_message_reads_like_the_limit(tmp_path: Path) -> None:
     signal.getsignal(signal.SIGINT) is not signal.default_int_handler,
     reason="SIGINT does not raise KeyboardInterrupt here",
 )
-def test_keyboard_interrupt_kills_the_group_and_is_reraised(tmp_path: Path) -> None:
+def test_keyboard_interrupt_kills_the_group_and_is_reraised(
+    tmp_path: Path, log: LogSink | None
+) -> None:
     zombies = zombie_children()
     # A real SIGINT, as Ctrl-C sends it to pytest (our children are in their own session).
     threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
     start = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
-        bash("sleep 100 & echo $! > bg.pid; sleep 100", tmp_path)
+        bash("sleep 100 & echo $! > bg.pid; sleep 100", tmp_path, log=log)
     assert time.monotonic() - start < 5
     assert not pid_alive(int((tmp_path / "bg.pid").read_text()))
     assert zombie_children() <= zombies
 
 
-def test_an_error_in_on_line_kills_the_group_and_propagates(tmp_path: Path) -> None:
+def test_an_error_in_on_line_kills_the_group_and_propagates(
+    tmp_path: Path, log: LogSink | None
+) -> None:
     def boom(line: str) -> None:
         raise RuntimeError(f"callback failed on {line}")
 
     with pytest.raises(RuntimeError, match="callback failed on started"):
-        bash("sleep 100 & echo $! > bg.pid; echo started; sleep 100", tmp_path, on_line=boom)
+        bash(
+            "sleep 100 & echo $! > bg.pid; echo started; sleep 100", tmp_path, log=log, on_line=boom
+        )
     assert not pid_alive(int((tmp_path / "bg.pid").read_text()))
 
 
@@ -374,16 +423,16 @@ def test_a_process_that_cannot_start_gives_127_and_the_reason(tmp_path: Path) ->
     assert "cannot start bash" in (tmp_path / "x.log").read_text()
 
 
-def test_a_stopped_background_child_is_killed_too(tmp_path: Path) -> None:
-    result = bash("sleep 100 & echo $! > bg.pid; kill -STOP $!", tmp_path, kill_grace=5)
+def test_a_stopped_background_child_is_killed_too(tmp_path: Path, log: LogSink | None) -> None:
+    result = bash("sleep 100 & echo $! > bg.pid; kill -STOP $!", tmp_path, log=log, kill_grace=5)
     assert result.ok and result.duration < 3  # SIGCONT lets it act on SIGTERM at once
     assert not pid_alive(int((tmp_path / "bg.pid").read_text()))
 
 
-def test_a_process_escaping_the_group_cannot_hold_us(tmp_path: Path) -> None:
+def test_a_process_escaping_the_group_cannot_hold_us(tmp_path: Path, log: LogSink | None) -> None:
     # setsid leaves our process group (so we cannot stop it), keeping stdout open: we stop
     # listening to it shortly after the script ends instead of hanging.
-    result = bash("setsid sleep 30 & echo $! > esc.pid; echo end", tmp_path)
+    result = bash("setsid sleep 30 & echo $! > esc.pid; echo end", tmp_path, log=log)
     pid = int((tmp_path / "esc.pid").read_text())
     try:
         assert result.ok and result.tail == ["end"] and result.duration < 3
@@ -415,23 +464,32 @@ def test_a_silent_process_is_stopped_as_idle_with_its_last_output(tmp_path: Path
     )
 
 
-def test_a_process_that_never_printed_is_idle_with_no_output(tmp_path: Path) -> None:
-    result = bash("sleep 100", tmp_path, idle_timeout=0.3)
+def test_a_process_that_never_printed_is_idle_with_no_output(
+    tmp_path: Path, log: LogSink | None
+) -> None:
+    result = bash("sleep 100", tmp_path, log=log, idle_timeout=0.3)
     assert result.describe() == "idle for 0.3 s (no output)"
 
 
 def test_a_process_printing_all_the_time_is_never_idle_but_hits_the_wall_clock(
     tmp_path: Path,
+    log: LogSink | None,
 ) -> None:
     result = bash(
-        "while true; do echo tick; sleep 0.1; done", tmp_path, timeout=1.5, idle_timeout=0.5
+        "while true; do echo tick; sleep 0.1; done",
+        tmp_path,
+        log=log,
+        timeout=1.5,
+        idle_timeout=0.5,
     )
     assert result.timed_out and not result.idle_timed_out
     assert result.describe() == "timed out after 1.5 s"
     assert 1.5 <= result.duration < 4 and result.last_line == "tick"
 
 
-def test_changing_files_in_the_worktree_counts_as_activity(tmp_path: Path) -> None:
+def test_changing_files_in_the_worktree_counts_as_activity(
+    tmp_path: Path, log: LogSink | None
+) -> None:
     work = tmp_path / "work"
     (work / "src").mkdir(parents=True)
     # Silent for 1.5 s, three times the idle limit, but writing a file all along.

@@ -1,0 +1,530 @@
+"""Where a process's output goes: the per-PRP log, a bounded tail of lines, and a sign of life.
+
+Two ways to get it there, chosen by ``processes.run_process``:
+
+- ``LogWatch``: the child writes into the log file itself, as ``> file`` would, and no byte
+  passes through us. We only look at the file's end: its size tells that the child printed
+  (idle detection), its last whole line is the sign of life, and the tail is read once at the
+  end. This is what steps and gates use: supervising a step costs what writing its output to a
+  file costs.
+- ``PipePump``: the output comes through pipes, read with ``selectors`` in the calling thread
+  (never a blocking read, so a background child holding the pipe open cannot make us hang), a
+  chunk of whole lines at a time: one decode, one log write, the tail from the chunk's last
+  lines. Needed when the output itself is wanted (an agent's stream-json), when the tail is
+  rewritten line by line, when there is stdin to feed, or when there is no log.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import select
+import selectors
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+# Longest line kept in the tail; the log gets whole lines.
+TAIL_LINE_CHARS = 1000
+# Longest wait for pipe activity before looking at the clock again.
+POLL = 0.05
+_READ_SIZE = 65536
+# A busy process's pipe is read at most this often (once the pipe is big enough to hold what
+# it writes meanwhile): far fewer wake-ups and chunks; an exit still wakes us at once.
+_COALESCE = 0.002
+# Pipe size asked for (Linux F_SETPIPE_SZ; 1 MiB is the default limit for unprivileged users).
+_PIPE_SIZE = 1 << 20
+# How often the log file of a LogWatch is looked at (its exit wakes us at once).
+_LOG_POLL = 0.05
+# The sign of life is the last whole line within this many bytes of the log's end.
+_LATEST_WINDOW = 8192
+# The tail is read backwards from the log's end, at most this far: a longer last line shows
+# only its end.
+_TAIL_SCAN_LIMIT = 4 << 20
+
+
+class LogSink:
+    """Appends to one log file (one per PRP), flushing every write so it survives a SIGKILL."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: IO[str] = open(path, "a", encoding="utf-8", errors="replace")
+        self._lock = threading.Lock()  # on_line callbacks may log from other threads
+
+    def section(self, title: str) -> None:
+        """A header such as ``=== step 2/5: Phase 2 ===``."""
+        self.line(f"=== {title} ===")
+
+    def line(self, text: str) -> None:
+        self.write(text + "\n")
+
+    def write(self, text: str) -> None:
+        """Whole lines at once (``text`` ends with a newline): one write, one flush."""
+        with self._lock:
+            if self._file.closed:
+                return
+            self._file.write(text)
+            self._file.flush()
+
+    def lines(self, text: str) -> None:
+        """Each line of a multi-line text."""
+        for one in text.splitlines() or [""]:
+            self.line(one)
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+    def __enter__(self) -> LogSink:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class Lines:
+    """Cuts one stream's bytes into chunks of whole lines and hands each to the collector.
+
+    A read rarely ends at a line end: the bytes after the last newline wait for the next read,
+    so the log and the tail only ever see whole lines (and a section header written between
+    two processes starts on a line of its own).
+    """
+
+    def __init__(self, collect: Callable[[str], None], keep: list[bytes] | None) -> None:
+        self._collect = collect
+        self._partial = bytearray()  # the unfinished last line
+        self._keep = keep  # the raw bytes, for capture_stdout
+
+    def feed(self, data: bytes) -> None:
+        if self._keep is not None:
+            self._keep.append(data)
+        end = data.rfind(b"\n") + 1
+        if not end:
+            self._partial += data  # a bytearray: a long line grows in amortized linear time
+            return
+        if self._partial:
+            self._partial += data[:end]
+            whole: bytes | bytearray = self._partial
+            self._partial = bytearray(data[end:])
+        else:
+            whole = data if end == len(data) else data[:end]
+            if end < len(data):
+                self._partial = bytearray(data[end:])
+        self._collect(decode_lines(whole))
+
+    def finish(self) -> None:
+        """The last line, if the stream ended without a newline."""
+        if self._partial:
+            raw, self._partial = self._partial, bytearray()
+            self._collect(decode_lines(raw + b"\n"))
+
+
+_CR_AT_LINE_END = re.compile(r"\r+(?=\n)")
+
+
+def decode_lines(raw: bytes | bytearray) -> str:
+    """Whole lines as text, with the carriage returns of CRLF line ends taken off.
+
+    Decoding a chunk at once is the same as decoding its lines one by one: a newline byte is
+    never part of a multi-byte UTF-8 character.
+    """
+    text = raw.decode("utf-8", errors="replace")
+    return _CR_AT_LINE_END.sub("", text) if "\r" in text else text
+
+
+def _cut(shown: str) -> str:
+    """A tail line, cut to ``TAIL_LINE_CHARS``."""
+    extra = len(shown) - TAIL_LINE_CHARS
+    if extra <= 0:
+        return shown
+    return f"{shown[:TAIL_LINE_CHARS]}... [{extra} more characters in the log]"
+
+
+def _last_non_blank(body: str) -> str | None:
+    """The last line of ``body`` (lines joined by newlines) holding more than white space."""
+    kept = body.rstrip()
+    if not kept:
+        return None
+    end = body.find("\n", len(kept))
+    return body[kept.rfind("\n") + 1 : end if end >= 0 else len(body)]
+
+
+class Collector:
+    """Where output goes, a chunk of whole lines at a time: the log, the tail, the callback."""
+
+    def __init__(
+        self,
+        log: LogSink | None,
+        tail_lines: int,
+        on_line: Callable[[str], None] | None,
+        tail_transform: Callable[[str], str | None] | None,
+    ) -> None:
+        self.tail: deque[str] = deque(maxlen=max(tail_lines, 0))
+        self.last_line: str | None = None
+        self._log = log
+        self._on_line = on_line
+        self._transform = tail_transform
+
+    def collect(self, text: str) -> None:
+        """``text``: one or more whole lines, each ending with a newline."""
+        if self._log is not None:
+            self._log.write(text)
+        body = text[:-1]
+        latest = _last_non_blank(body)
+        if self._transform is None:
+            self._tail_of(body)
+            if latest is not None:
+                self.last_line = latest
+        else:
+            self._transformed_tail_of(body, self._transform)
+        if self._on_line is not None:
+            self._on_line(latest if latest is not None else body[body.rfind("\n") + 1 :])
+
+    def _tail_of(self, body: str) -> None:
+        keep = self.tail.maxlen
+        if not keep:
+            return
+        lines = body.rsplit("\n", keep)  # only the last ``keep`` lines are split off
+        if len(lines) > keep:
+            del lines[0]
+        if max(map(len, lines)) > TAIL_LINE_CHARS:
+            lines = [_cut(line) for line in lines]
+        self.tail.extend(lines)
+
+    def _transformed_tail_of(self, body: str, transform: Callable[[str], str | None]) -> None:
+        """The transform may drop lines: walk back from the end until the tail is full and
+        the last non-blank shown line is known, rather than transform every line."""
+        keep = self.tail.maxlen or 0
+        shown_lines: list[str] = []
+        need_last = True
+        end = len(body)
+        while end >= 0 and (need_last or len(shown_lines) < keep):
+            start = body.rfind("\n", 0, end) + 1
+            shown = transform(body[start:end])
+            if shown is not None:
+                if len(shown_lines) < keep:
+                    shown_lines.append(shown)
+                if need_last and shown.strip():
+                    self.last_line = shown
+                    need_last = False
+            end = start - 1
+        self.tail.extend(_cut(shown) for shown in reversed(shown_lines))
+
+
+class OutputWatch:
+    """What ``run_process`` waits on: the child's exit and signs of its output."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self._proc = proc
+        self.last_output = time.monotonic()  # when the child last wrote anything
+        self._exit_fd: int | None = None
+        self.watching_exit = False  # whether step() returns as soon as the child exits
+
+    def watch_exit(self) -> None:
+        """Wake up as soon as the child exits (Linux pidfd), rather than polling for it."""
+        pidfd_open = getattr(os, "pidfd_open", None)
+        if pidfd_open is None:
+            return
+        try:
+            fd: int = pidfd_open(self._proc.pid)
+        except OSError:  # an old kernel, or a sandbox that forbids it: poll instead
+            return
+        self._exit_fd = fd
+        self.watching_exit = True
+
+    def has_exited(self) -> bool:
+        """Whether the child has exited; while a pidfd watches for it, no system call."""
+        return not self.watching_exit and has_exited(self._proc.pid)
+
+    def _stop_watching_exit(self) -> None:
+        if self._exit_fd is not None:
+            os.close(self._exit_fd)
+            self._exit_fd = None
+        self.watching_exit = False
+
+    @property
+    def reading(self) -> bool:
+        """Whether output may still arrive that step() would wake up for."""
+        return False
+
+    def step(self, timeout: float) -> None:
+        raise NotImplementedError
+
+    def drain(self, seconds: float) -> None:
+        """Take in what output is left once the group is stopped."""
+
+    def close(self) -> None:
+        self._stop_watching_exit()
+
+
+class PipePump(OutputWatch):
+    """Moves bytes between us and the child's pipes without ever blocking on them."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], stdin_data: bytes | None) -> None:
+        super().__init__(proc)
+        self._selector = selectors.DefaultSelector()
+        self._readers: dict[int, Lines] = {}
+        self._stdin_data = stdin_data or b""
+        self._stdin_offset = 0
+        self._read_size: dict[int, int] = {}
+        self._writing = False
+
+    def watch_exit(self) -> None:
+        super().watch_exit()
+        if self._exit_fd is not None:
+            self._selector.register(self._exit_fd, selectors.EVENT_READ)
+
+    def add_reader(self, pipe: IO[bytes] | None, lines: Lines) -> None:
+        if pipe is None:
+            return
+        fd = pipe.fileno()
+        os.set_blocking(fd, False)
+        self._readers[fd] = lines
+        self._read_size[fd] = enlarge_pipe(fd)
+        self._selector.register(fd, selectors.EVENT_READ)
+
+    def add_writer(self, pipe: IO[bytes] | None) -> None:
+        if pipe is None:
+            return
+        fd = pipe.fileno()
+        if not self._stdin_data:
+            self._close_stdin()
+            return
+        os.set_blocking(fd, False)
+        self._selector.register(fd, selectors.EVENT_WRITE)
+        self._writing = True
+
+    @property
+    def reading(self) -> bool:
+        return bool(self._readers)
+
+    def step(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for pipe activity and handle it."""
+        if not self._selector.get_map():
+            time.sleep(max(timeout, 0.0))
+            return
+        got = False
+        for key, _ in self._selector.select(max(timeout, 0.0)):
+            fd = key.fd
+            if fd in self._readers:
+                got = self._read(fd) or got
+            elif fd == self._exit_fd:
+                self._stop_watching_exit()  # it stays readable: one wake-up is enough
+            else:
+                self._write(fd)
+        if got and self.watching_exit and not self._writing and self._roomy():
+            self._settle(min(_COALESCE, timeout))
+
+    def _roomy(self) -> bool:
+        """Whether every pipe we read holds what a fast writer prints while we settle."""
+        return all(self._read_size[fd] >= _PIPE_SIZE for fd in self._readers)
+
+    def _settle(self, seconds: float) -> None:
+        """Let output pile up for a moment before the next read; the exit still wakes us."""
+        assert self._exit_fd is not None
+        ready, _, _ = select.select([self._exit_fd], [], [], seconds)
+        if ready:
+            self._stop_watching_exit()
+
+    def _stop_watching_exit(self) -> None:
+        if self._exit_fd is not None:
+            self._selector.unregister(self._exit_fd)
+        super()._stop_watching_exit()
+
+    def _read(self, fd: int) -> bool:
+        """Read what is there; whether there was anything."""
+        try:
+            data = os.read(fd, self._read_size[fd])
+        except BlockingIOError:
+            return False
+        except OSError:
+            data = b""
+        if data:
+            self.last_output = time.monotonic()
+            self._readers[fd].feed(data)
+            return True
+        lines = self._readers.pop(fd)
+        self._selector.unregister(fd)
+        lines.finish()
+        return False
+
+    def _write(self, fd: int) -> None:
+        chunk = self._stdin_data[self._stdin_offset : self._stdin_offset + _READ_SIZE]
+        try:
+            self._stdin_offset += os.write(fd, chunk)
+        except BlockingIOError:
+            return
+        except OSError:  # BrokenPipeError: the child does not read its stdin; that is fine
+            self._stdin_offset = len(self._stdin_data)
+        if self._stdin_offset >= len(self._stdin_data):
+            self._selector.unregister(fd)
+            self._close_stdin()
+            self._writing = False
+
+    def _close_stdin(self) -> None:
+        if self._proc.stdin is not None:
+            try:
+                self._proc.stdin.close()
+            except OSError:
+                pass
+
+    def drain(self, seconds: float) -> None:
+        """Read what is left until every pipe is closed or ``seconds`` have passed."""
+        deadline = time.monotonic() + seconds
+        while self.reading:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self.step(min(remaining, POLL))
+
+    def close(self) -> None:
+        self._stop_watching_exit()
+        for lines in self._readers.values():
+            lines.finish()
+        self._readers.clear()
+        self._selector.close()
+        close_pipes(self._proc)
+
+
+def enlarge_pipe(fd: int) -> int:
+    """Ask for a pipe of ``_PIPE_SIZE`` bytes (Linux only); the size to read it with."""
+    setsize: int | None = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if setsize is None:
+        return _READ_SIZE
+    try:
+        size: int = fcntl.fcntl(fd, setsize, _PIPE_SIZE)
+    except OSError:  # over the user's pipe quota: keep the pipe as it is
+        return _READ_SIZE
+    return max(size, _READ_SIZE)
+
+
+def close_pipes(proc: subprocess.Popen[bytes]) -> None:
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            try:
+                pipe.close()
+            except OSError:
+                pass
+
+
+def has_exited(pid: int) -> bool:
+    """True once the child has exited; it is not reaped, so its pid (= the group id) stays ours."""
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return True
+    return info is not None
+
+
+def open_for_child(path: Path) -> tuple[int, int]:
+    """A descriptor appending to the log at ``path``, for the child's stdout and stderr, and
+    the log's size before the child writes: where its output will start."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    return fd, os.fstat(fd).st_size
+
+
+class LogWatch(OutputWatch):
+    """Output the child writes into the log file itself (see the module's docstring)."""
+
+    def __init__(
+        self,
+        proc: subprocess.Popen[bytes],
+        log: LogSink,
+        start: int,
+        collector: Collector,
+        on_line: Callable[[str], None] | None,
+    ) -> None:
+        super().__init__(proc)
+        self._log = log
+        self._fd = os.open(log.path, os.O_RDONLY | os.O_CLOEXEC)
+        self._start = start  # where this child's output starts in the log
+        self._size = start
+        self._told = start  # the end of the last line on_line was told
+        self._collector = collector  # tail and last line, filled by close()
+        self._on_line = on_line
+
+    def step(self, timeout: float) -> None:
+        """Wait up to ``timeout`` (at most ``_LOG_POLL``) for the exit, then look at the log."""
+        wait = max(min(timeout, _LOG_POLL), 0.0)
+        if self._exit_fd is not None:
+            ready, _, _ = select.select([self._exit_fd], [], [], wait)
+            if ready:
+                self._stop_watching_exit()
+        else:
+            time.sleep(wait)
+        self._look()
+
+    def _look(self) -> None:
+        size = os.fstat(self._fd).st_size
+        if size <= self._size:
+            return
+        self._size = size
+        self.last_output = time.monotonic()
+        if self._on_line is None:
+            return
+        window = min(size - self._start, _LATEST_WINDOW)
+        raw = os.pread(self._fd, window, size - window)
+        end = raw.rfind(b"\n") + 1
+        told = size - len(raw) + end  # the end of the last whole line
+        if end and told > self._told:  # an unfinished line is told once it ends (or at exit)
+            self._told = told
+            self._on_line(_latest(decode_lines(raw[:end])))
+
+    def close(self) -> None:
+        """Stop watching; read the tail (ending an unfinished last line in the log)."""
+        super().close()
+        try:
+            size = os.fstat(self._fd).st_size
+            raw = self._tail_bytes(size)
+        finally:
+            os.close(self._fd)
+        if not raw:
+            return
+        if not raw.endswith(b"\n"):
+            self._log.write("\n")  # what follows in the log starts on a line of its own
+            raw += b"\n"
+        text = decode_lines(raw)
+        self._collector.collect(text)
+        if self._on_line is not None and size > self._told:
+            self._told = size
+            self._on_line(_latest(text))
+
+    def _tail_bytes(self, size: int) -> bytes:
+        """The child's last lines as written: enough of the log's end to hold them."""
+        want = (self._collector.tail.maxlen or 0) + 1
+        pos = size
+        chunks: list[bytes] = []
+        newlines = 0
+        while pos > self._start and size - pos < _TAIL_SCAN_LIMIT:
+            take = min(_READ_SIZE, pos - self._start)
+            pos -= take
+            chunk = os.pread(self._fd, take, pos)
+            chunks.append(chunk)
+            newlines += chunk.count(b"\n")
+            if newlines > want:
+                break
+        raw = b"".join(reversed(chunks))
+        if pos > self._start:  # cut short: drop the first line, which may be a part of one
+            first = raw.find(b"\n") + 1
+            if 0 < first < len(raw):
+                raw = raw[first:]
+        return raw
+
+
+def _latest(text: str) -> str:
+    """The latest line of ``text`` (whole lines) that is not blank, else its last line."""
+    body = text[:-1]
+    latest = _last_non_blank(body)
+    return latest if latest is not None else body[body.rfind("\n") + 1 :]
