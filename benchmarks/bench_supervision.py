@@ -1,8 +1,9 @@
 """Benchmark: the cost of supervising a step that prints 100,000 lines.
 
 Supervision is what pytest-prp wraps around every step, agent and gate process
-(``pytest_prp.processes``): its own process group, output pumped line by line to the per-PRP
-log and a bounded tail, the heartbeat's ``on_line`` callback, and idle detection.
+(``pytest_prp.processes``): its own process group, the output kept in the per-PRP log (steps
+and gates write it themselves; agents through a pipe) and a bounded tail, the heartbeat's
+``on_line`` callback, and idle detection.
 
 For each variant of the step (a bash script printing 100,000 lines), in every round:
 
@@ -28,10 +29,11 @@ Variants: ``fast`` (``seq 1 100000 | sed 's/^/line /'``), ``python`` (one ``writ
 lines) and ``paced`` (Python writing 1,000 lines every 20 ms: 100,000 lines over about 2 s).
 
 Target (spec): a PRP whose step prints 100,000 lines finishes within 10% of the time the same
-step takes on its own: pytest step / alone-to-file <= 1.10, judged per variant, best of
---repeat rounds each.
+step takes on its own: pytest step / alone-to-file <= 1.10, judged per variant on the median
+over rounds of each round's pytest step / the same round's baseline (a 12 ms step swings by
+half its time between slow and fast spells of the machine; a round's two figures share one).
 
-Run:  .venv/bin/python benchmarks/bench_supervision.py               (best of 5)
+Run:  .venv/bin/python benchmarks/bench_supervision.py               (9 rounds)
       .venv/bin/python benchmarks/bench_supervision.py --repeat 1    (smoke)
       .venv/bin/python benchmarks/bench_supervision.py --profile     (adds a cProfile)
 
@@ -487,8 +489,8 @@ def run(args: argparse.Namespace) -> list[str]:
     try:
         where = f"; kept at {workdir}" if args.keep else ""
         lines = [
-            f"pytest-prp supervision benchmark: a step printing {LINES:,} lines, best of "
-            f"{args.repeat}",
+            f"pytest-prp supervision benchmark: a step printing {LINES:,} lines, "
+            f"{args.repeat} rounds",
             f"(Python {platform.python_version()}, {os.cpu_count()} CPUs{where})",
             "",
         ]
