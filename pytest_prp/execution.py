@@ -95,6 +95,11 @@ def integration_branch_name(settings: Settings, prps: list[Prp]) -> str:
     return f"prp/batch-{label}" if label != "integration" else "prp/integration"
 
 
+def prp_branch_name(prp: Prp) -> str:
+    """The branch of a PRP's worktree: ``prp/<batch>/<id>``."""
+    return f"prp/{prp.batch or 'none'}/{prp.id}"
+
+
 def batch_label(prps: list[Prp]) -> str:
     """The batch id when the run holds one batch, else ``integration`` (branch and JSON)."""
     batches = {prp.batch for prp in prps}

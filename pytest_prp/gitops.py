@@ -21,6 +21,7 @@ import os
 import random
 import re
 import shutil
+import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -198,6 +199,7 @@ class GitWorkspace:
         self.worktrees_dir = common_dir / "prp" / "worktrees"
         self._env = _base_env(common_dir, os.environ)
         repo.git.update_environment(**self._env)
+        self._executable = git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git"
         self._identity: dict[str, str] | None = None
 
     @classmethod
@@ -240,6 +242,10 @@ class GitWorkspace:
             found = ".".join(map(str, version))
             raise GitError(f"pytest-prp needs git 2.38 or newer (found {found})")
         root, common_dir = Path(lines[0]), Path(lines[1])
+        executable = shutil.which("git")
+        if executable and git.Git.GIT_PYTHON_GIT_EXECUTABLE == "git":
+            # Every call would search PATH again (a failed exec per directory before git's).
+            git.refresh(executable)
         return cls(git.Repo(str(root)), root, common_dir)
 
     # ---------------------------------------------------------------- running git
@@ -465,11 +471,14 @@ class GitWorkspace:
     # ---------------------------------------------------------------- commits
 
     def commit_all(
-        self, worktree: Path, message: str, allow_empty: bool = False
+        self, worktree: Path, message: str, allow_empty: bool = False, move_branch: bool = True
     ) -> CommitInfo | None:
         """Commit everything changed in ``worktree`` (``add -A``, honouring .gitignore) on its
         branch. When nothing changed: None, or with ``allow_empty`` an empty commit (so the
-        PRP still leaves its trailers in history). No hooks, and only that worktree's index."""
+        PRP still leaves its trailers in history). No hooks, and only that worktree's index.
+
+        ``move_branch=False`` only writes the commit: the caller moves refs itself (``merge``
+        with ``delete_branch`` does it in one transaction, ``set_branch`` otherwise)."""
         self._git("add", "-A", cwd=worktree)
         changes = self._out(
             "diff-index", "--cached", "--no-renames", "--name-status", "-z", "HEAD", cwd=worktree
@@ -480,8 +489,9 @@ class GitWorkspace:
         sha = self._git(
             "commit-tree", tree, "-p", "HEAD", "-m", message, cwd=worktree, env=self._commit_env()
         )[1].strip()
-        # Old value `<sha>^` is the HEAD commit-tree just read: a compare-and-swap.
-        self._git("update-ref", "-m", "prp: commit", "HEAD", sha, f"{sha}^", cwd=worktree)
+        if move_branch:
+            # Old value `<sha>^` is the HEAD commit-tree just read: a compare-and-swap.
+            self._git("update-ref", "-m", "prp: commit", "HEAD", sha, f"{sha}^", cwd=worktree)
         return parse_name_status(sha, changes.rstrip("\x00").split("\x00") if changes else [])
 
     def changed_files(self, commit: str) -> CommitInfo:
@@ -501,29 +511,32 @@ class GitWorkspace:
         fields = out.rstrip("\x00").split("\x00")
         return parse_name_status(fields[0], fields[1:])
 
+    def set_branch(self, branch: str, commit: str) -> None:
+        """Point ``branch`` at ``commit`` (created if missing)."""
+        self._git("update-ref", "-m", "prp: commit", f"refs/heads/{branch}", commit)
+
     def merge(
-        self, branch: str, commit: str, message: str, parent: str | None = None
+        self,
+        branch: str,
+        commit: str,
+        message: str,
+        parent: str | None = None,
+        delete_branch: str | None = None,
     ) -> MergeResult:
         """Merge ``commit`` into ``branch`` without checking anything out: fast-forward when
         possible, else a two-parent merge commit. On conflict the branch is left as it was
         and the conflicting paths are returned. Retries when another process moves the tip.
 
         ``parent``, when the caller knows it is ``commit``'s parent, makes the common case
-        (nobody moved the branch since the PRP started) one compare-and-swap."""
+        (nobody moved the branch since the PRP started) one compare-and-swap.
+        ``delete_branch`` is deleted in the same transaction as the successful update (the PRP
+        branch, whose work is now on ``branch``): one git process instead of two."""
         ref = f"refs/heads/{branch}"
         if not _FULL_SHA.fullmatch(commit):
             commit = self.resolve(commit)
+        reflog = f"prp: merge {commit[:12]}"
         if parent is not None and _FULL_SHA.fullmatch(parent):
-            status, _, _ = self._git(
-                "update-ref",
-                "-m",
-                f"prp: merge {commit[:12]}",
-                ref,
-                commit,
-                parent,
-                codes=(0, 1, 128),
-            )
-            if status == 0:
+            if self._swap(ref, commit, parent, reflog, delete_branch) == 0:
                 return MergeResult(True, commit, (), True)
         last_error = ""
         for attempt in range(_MERGE_ATTEMPTS):
@@ -538,6 +551,8 @@ class GitWorkspace:
                 status, out, _ = self._git("merge-base", tip, commit, codes=(0, 1))
                 base = out.strip() if status == 0 else None
             if commit in (tip, base):
+                if delete_branch is not None:
+                    self._git("update-ref", "-d", f"refs/heads/{delete_branch}", codes=(0, 1))
                 return MergeResult(True, tip, (), False)  # already merged
             if base == tip:
                 new, fast_forward = commit, True
@@ -568,11 +583,26 @@ class GitWorkspace:
                     env=self._commit_env(),
                 )[1].strip()
                 fast_forward = False
-            status, _, err = self._git(
-                "update-ref", "-m", f"prp: merge {commit[:12]}", ref, new, tip, codes=(0, 1, 128)
-            )
+            status = self._swap(ref, new, tip, reflog, delete_branch)
             if status == 0:
                 return MergeResult(True, new, (), fast_forward)
-            last_error = _failure("update-ref", status, err)
+            last_error = f"update-ref exited {status}"
             _pause(attempt)  # another worker moved the tip (or holds its lock): retry on it
         raise GitError(f"could not merge into {branch}: it kept changing ({last_error})")
+
+    def _swap(self, ref: str, new: str, old: str, reflog: str, delete_branch: str | None) -> int:
+        """Compare-and-swap ``ref`` from ``old`` to ``new`` (deleting ``delete_branch`` in the
+        same transaction); git's exit status: 0 done, else nothing changed."""
+        if delete_branch is None:
+            return self._git("update-ref", "-m", reflog, ref, new, old, codes=None)[0]
+        commands = f"update {ref} {new} {old}\ndelete refs/heads/{delete_branch}\n"
+        done = subprocess.run(
+            [self._executable, "update-ref", "-m", reflog, "--stdin"],
+            cwd=self.root,
+            env={**os.environ, **self._env},
+            input=commands,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return done.returncode

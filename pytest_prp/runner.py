@@ -15,7 +15,7 @@ import pytest
 
 from pytest_prp.collect import PrpItem, PrpUserError
 from pytest_prp.context import PrpContext
-from pytest_prp.execution import EXECUTION, RUN, Execution, PrpRun
+from pytest_prp.execution import EXECUTION, RUN, Execution, PrpRun, prp_branch_name
 from pytest_prp.gitops import GitError, trailers_message
 
 if TYPE_CHECKING:
@@ -125,7 +125,7 @@ def run_setup(item: PrpItem) -> None:
             cached = execution.tip if not hasattr(item.config, "workerinput") else None
             tip = cached or execution.git.branch_sha(execution.branch)
             assert tip is not None
-            run.workdir = execution.git.create_worktree(prp.id, f"prp/{batch}/{prp.id}", tip)
+            run.workdir = execution.git.create_worktree(prp.id, prp_branch_name(prp), tip)
             run.base = tip
     except GitError as exc:
         raise _fail(run, "failed", f"could not create the worktree: {exc}") from None
@@ -251,7 +251,9 @@ def _commit_and_merge(execution: Execution, run: PrpRun, unverified: bool) -> No
     }
     message = trailers_message(f"{prp.id}: Complete - {prp.title}", trailers)
     try:
-        info = execution.git.commit_all(run.workdir, message, allow_empty=True)
+        # The PRP branch is moved only if the work stays there (a conflict); after a merge it
+        # is deleted in the same transaction.
+        info = execution.git.commit_all(run.workdir, message, allow_empty=True, move_branch=False)
     except GitError as exc:
         run.kept_worktree = True
         raise _fail(run, "failed", f"{prp.id}: commit failed: {exc}") from None
@@ -259,9 +261,20 @@ def _commit_and_merge(execution: Execution, run: PrpRun, unverified: bool) -> No
     run.commits = [info.sha]
     run.files_created = list(info.created)
     run.files_modified = list(info.modified)
-    merge = execution.git.merge(
-        execution.branch, info.sha, f"Merge {prp.id} into {execution.branch}", parent=run.base
-    )
+    prp_branch = prp_branch_name(prp)
+    try:
+        merge = execution.git.merge(
+            execution.branch,
+            info.sha,
+            f"Merge {prp.id} into {execution.branch}",
+            parent=run.base,
+            delete_branch=prp_branch,
+        )
+        if not merge.ok:
+            execution.git.set_branch(prp_branch, info.sha)
+    except GitError as exc:
+        run.kept_worktree = True
+        raise _fail(run, "failed", f"{prp.id}: merge failed: {exc}") from None
     if not merge.ok:
         run.kept_worktree = True
         paths = ", ".join(merge.conflicts) or "(unknown paths)"
@@ -274,7 +287,7 @@ def _commit_and_merge(execution: Execution, run: PrpRun, unverified: bool) -> No
     execution.passed[prp.id] = info.sha
     execution.tip = merge.sha
     run.status = "unverified" if unverified else "success"
-    execution.git.remove_worktree(run.workdir)
+    execution.git.remove_worktree(run.workdir, delete_branch=False)
 
 
 def run_teardown(item: PrpItem) -> None:

@@ -234,6 +234,14 @@ def test_conflicting_prps_fail_merge(pytester: pytest.Pytester, repo: Path) -> N
     assert statuses == {"PRP-9.1.1": "success", "PRP-9.1.2": "failed_merge"}
     assert git(repo, "show", "prp/batch-9:shared.txt") == "theirs"
     assert not any(s.startswith("PRP-9.1.2") for s in subjects(repo, "prp/batch-9"))
+    # The work that could not merge is committed on the PRP's branch, in its kept worktree.
+    assert git(repo, "show", "prp/9/PRP-9.1.2:shared.txt") == "mine"
+    assert subjects(repo, "prp/9/PRP-9.1.2")[0].startswith("PRP-9.1.2: Complete")
+    kept = Path(git(repo, "rev-parse", "--git-common-dir")).resolve() / "prp/worktrees/PRP-9.1.2"
+    assert git(kept, "status", "--porcelain") == "", git(kept, "status")
+    # The merged PRP's branch is gone with its worktree.
+    prp_branches = git(repo, "for-each-ref", "--format=%(refname:short)", "refs/heads/prp/9/")
+    assert prp_branches.split() == ["prp/9/PRP-9.1.2"]
 
 
 def test_dependency_satisfied_through_ledger(pytester: pytest.Pytester, repo: Path) -> None:

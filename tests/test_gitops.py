@@ -409,6 +409,42 @@ def test_conflict_leaves_branch_unchanged_and_names_paths(ws: GitWorkspace, repo
     assert git(repo, "rev-parse", BATCH) == one
 
 
+def branches(repo: Path, under: str = "refs/heads/prp/47/") -> list[str]:
+    return git(repo, "for-each-ref", "--format=%(refname:short)", under).split()
+
+
+def test_merge_deletes_the_prp_branch_in_the_same_update(ws: GitWorkspace, repo: Path) -> None:
+    start = ws.ensure_branch(BATCH)
+    one = ws.create_worktree("P-1", "prp/47/P-1", BATCH)
+    (one / "a.txt").write_text("a")
+    a = ws.commit_all(one, "P-1: Complete - a", move_branch=False)
+    assert a is not None and git(repo, "rev-parse", "prp/47/P-1") == start  # not moved
+    result = ws.merge(BATCH, a.sha, "m", parent=start, delete_branch="prp/47/P-1")
+    assert result.ok and result.fast_forward and git(repo, "rev-parse", BATCH) == a.sha
+    assert branches(repo) == []
+    # A true merge deletes it too; a conflict changes neither ref.
+    two = ws.create_worktree("P-2", "prp/47/P-2", start)
+    (two / "b.txt").write_text("b")
+    (two / "tracked.txt").write_text("P-2\n")
+    b = ws.commit_all(two, "P-2: Complete - b", move_branch=False)
+    assert b is not None
+    three = ws.create_worktree("P-3", "prp/47/P-3", start)
+    (three / "tracked.txt").write_text("P-3\n")
+    c = ws.commit_all(three, "P-3: Complete - c", move_branch=False)
+    assert c is not None
+    merged = ws.merge(BATCH, b.sha, "m2", parent=start, delete_branch="prp/47/P-2")
+    assert merged.ok and not merged.fast_forward
+    assert branches(repo) == ["prp/47/P-3"]
+    tip = git(repo, "rev-parse", BATCH)
+    conflict = ws.merge(BATCH, c.sha, "m3", parent=start, delete_branch="prp/47/P-3")
+    assert not conflict.ok and conflict.conflicts == ("tracked.txt",)
+    assert git(repo, "rev-parse", BATCH) == tip
+    assert git(repo, "rev-parse", "prp/47/P-3") == start
+    ws.set_branch("prp/47/P-3", c.sha)  # what the runner keeps for a failed merge
+    assert git(repo, "rev-parse", "prp/47/P-3") == c.sha
+    assert git(three, "status", "--porcelain") == ""
+
+
 def test_merge_into_missing_branch(ws: GitWorkspace) -> None:
     with pytest.raises(GitError, match="branch prp/none does not exist"):
         ws.merge("prp/none", ws.head_sha(), "m")
@@ -555,6 +591,6 @@ def test_clean_removes_every_prp_worktree_and_branch(ws: GitWorkspace, repo: Pat
     assert ws.list_prp_worktrees() == sorted([a, b, leftover])
     assert ws.clean() == sorted([a, b, leftover])
     assert ws.list_prp_worktrees() == []
-    assert git(repo, "branch", "--list", "prp/47/*") == ""
+    assert branches(repo) == []
     assert ws.branch_sha(BATCH) is not None  # the integration branch stays
     assert git(repo, "worktree", "list", "--porcelain").count("worktree ") == 1
