@@ -17,7 +17,9 @@ SIGTERM handler, SystemExit, an error in ``on_line``) stops the group before it 
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -440,9 +442,16 @@ def run_process(
     return result
 
 
-def bash_argv(script: str) -> list[str]:
-    """bash with errexit and pipefail: a failing command or pipeline stage fails the script."""
-    return ["bash", "-e", "-o", "pipefail", "-c", script]
+def bash_argv(script: str, path: str | None = None) -> list[str]:
+    """bash with errexit and pipefail: a failing command or pipeline stage fails the script.
+    ``path``: the PATH the script runs with, where bash is looked up (once per PATH)."""
+    return [_bash(path), "-e", "-o", "pipefail", "-c", script]
+
+
+@functools.lru_cache(maxsize=8)
+def _bash(path: str | None) -> str:
+    # An absolute path spares the exec a failed try in every PATH directory before bash's.
+    return shutil.which("bash", path=path) or "bash"
 
 
 def run_bash(
@@ -463,7 +472,7 @@ def run_bash(
 ) -> ProcessResult:
     """``run_process`` of ``script`` under ``bash -e -o pipefail -c``."""
     return run_process(
-        bash_argv(script),
+        bash_argv(script, env.get("PATH")),
         cwd=cwd,
         env=env,
         timeout=timeout,
