@@ -311,7 +311,20 @@ class GitWorkspace:
 
     def branch_sha(self, branch: str) -> str | None:
         """Tip of ``refs/heads/<branch>``, or None when there is no such branch."""
-        return self._verify(f"refs/heads/{branch}")
+        return self._peek_branch(branch) or self._verify(f"refs/heads/{branch}")
+
+    def _peek_branch(self, branch: str) -> str | None:
+        """The sha in the branch's loose ref file, read without starting git (what git itself
+        reads; git replaces the file atomically). None when it is not there: a packed ref, the
+        reftable format, a symbolic ref: then ask git."""
+        if ".." in branch or branch.startswith("/"):
+            return None
+        try:
+            text = (self.common_dir / "refs" / "heads" / branch).read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError):
+            return None
+        sha = text.strip()
+        return sha if _FULL_SHA.fullmatch(sha) else None
 
     def checked_out_in(self, branch: str) -> Path | None:
         """The worktree (the user's or a linked one) that has ``branch`` checked out."""
@@ -536,8 +549,10 @@ class GitWorkspace:
             commit = self.resolve(commit)
         reflog = f"prp: merge {commit[:12]}"
         if parent is not None and _FULL_SHA.fullmatch(parent):
-            if self._swap(ref, commit, parent, reflog, delete_branch) == 0:
-                return MergeResult(True, commit, (), True)
+            # Skip the compare-and-swap when the branch has visibly moved: it would fail.
+            if self._peek_branch(branch) in (None, parent):
+                if self._swap(ref, commit, parent, reflog, delete_branch) == 0:
+                    return MergeResult(True, commit, (), True)
         last_error = ""
         for attempt in range(_MERGE_ATTEMPTS):
             tip = self.branch_sha(branch)

@@ -220,6 +220,29 @@ def test_resolve_and_branch_sha(ws: GitWorkspace, repo: Path) -> None:
         ws.resolve("--all")
 
 
+def test_branch_sha_of_loose_and_packed_refs(ws: GitWorkspace, repo: Path) -> None:
+    # A loose ref file is read without starting git; packed refs are asked of git.
+    head = git(repo, "rev-parse", "HEAD")
+    git(repo, "branch", "loose")
+    assert ws.branch_sha("loose") == head
+    git(repo, "pack-refs", "--all")
+    assert not (repo / ".git/refs/heads/loose").exists()
+    assert ws.branch_sha("loose") == head
+    (repo / ".git/refs/heads/odd").write_text("not a sha\n")
+    assert ws.branch_sha("odd") is None
+    assert ws.branch_sha("../../HEAD") is None  # never a path outside refs/heads
+    # A merge into a packed branch (its fast path cannot peek) still lands.
+    ws.ensure_branch(BATCH)
+    git(repo, "pack-refs", "--all")
+    start = git(repo, "rev-parse", BATCH)
+    wt = ws.create_worktree("P-1", "prp/47/P-1", BATCH)
+    (wt / "a.txt").write_text("a")
+    info = ws.commit_all(wt, "P-1: Complete - a", move_branch=False)
+    assert info is not None
+    result = ws.merge(BATCH, info.sha, "m", parent=start, delete_branch="prp/47/P-1")
+    assert result.ok and result.fast_forward and ws.branch_sha(BATCH) == info.sha
+
+
 def test_ensure_branch_creates_once_then_reuses_without_checkout(
     ws: GitWorkspace, repo: Path
 ) -> None:
