@@ -15,17 +15,20 @@ then knows the real durations; ``--no-estimates`` drops it, and it counts PRPs i
   trivial             20 independent PRPs with ``sleep 0``, run twice at -n 1 only (the
                       faster run counts): the per-PRP overhead
 
-Every run gets a fresh copy of the repository. For each N of --workers (default 1, 2, 4, 8):
+Every run gets a fresh copy of the repository. Per batch B, first o (below), then for each N
+of --workers (default 1, 2, 4, 8), one after the other:
 
-  start-up(N)  ``pytest PRPs/ --prp-batch A -n N -k <matches nothing>``: the interpreter, N
+  start-up(N)  ``pytest PRPs/ --prp-batch B -n N -k <matches nothing>``: the interpreter, N
                xdist workers started, each collecting and planning the PRP files, then shut
                down; no PRP runs (exit status 5). Best of two runs.
   run(N)       ``pytest PRPs/ --prp-batch B -n N``: the batch end to end; every PRP must
                succeed.
 
   makespan      run(N) - start-up(N)
-  overhead o    (run of the trivial batch at -n 1 - start-up(1)) / 20: what one PRP costs
-                beyond its sleep (worktree, bash, commit, merge, report, dispatch)
+  overhead o    (run of the trivial batch at -n 1, best of two - start-up(1)) / 20, measured
+                right before B's runs: what one PRP costs beyond its sleep (worktree, bash,
+                commit, merge, report, dispatch). Every baseline is taken next to what it is
+                the baseline of: the development VM's speed drifts by up to 2x over minutes
   CPU           user + system time of the pytest run and all its processes (getrusage of
                 children); CPU/PRP = (CPU of the run - CPU of start-up(N)) / PRPs
   lower bound   LB = max(CP, W / N): CP the longest path of durations, W their sum

@@ -124,6 +124,7 @@ class Execution:
         workerinput = getattr(config, "workerinput", None)
         self.run_id = str(workerinput["testrunuid"]) if workerinput else uuid.uuid4().hex
         self._ledger: dict[str, str] | None = None
+        self._ledger_tip: str | None = None  # the integration tip the ledger has read up to
         self.tip: str | None = None  # the integration branch's tip after our last merge
         if settings.verify:
             return
@@ -135,8 +136,18 @@ class Execution:
         self.tip = self.git.ensure_branch(self.branch, settings.base)
 
     def ledger(self, refresh: bool = False) -> dict[str, str]:
-        if self._ledger is None or refresh:
+        """Completed PRPs on the integration branch and HEAD. ``refresh`` adds what other
+        workers merged since the last look: nothing to read while the tip has not moved, else
+        only the commits that are new (the branch only moves forward during a run)."""
+        if self._ledger is None:
+            self._ledger_tip = self.git.branch_sha(self.branch)
             self._ledger = self.git.ledger([self.branch, "HEAD"])
+        elif refresh:
+            tip = self.git.branch_sha(self.branch)
+            if tip is not None and tip != self._ledger_tip:
+                seen = [f"^{self._ledger_tip}"] if self._ledger_tip else []
+                self._ledger.update(self.git.ledger([tip, *seen]))  # the newer commits win
+                self._ledger_tip = tip
         return self._ledger
 
     def completed(self, prp_id: str) -> str | None:
