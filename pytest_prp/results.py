@@ -197,9 +197,10 @@ class BatchResults:
             "summary": self.summary(),
         }
 
-    def write(self) -> None:
+    def write(self, final: bool = False) -> None:
+        """Rewritten after every PRP on one line (cheap); indented once the run is over."""
         prepare_results_dir(self.results_dir)
-        write_json_atomically(self.path, self.document())
+        write_json_atomically(self.path, self.document(), compact=not final)
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self.progress:
@@ -222,7 +223,7 @@ class BatchResults:
                 if known is None or known["status"] == "running":
                     self.results[prp_id] = self._interrupted_entry(prp_id, known)
         if self.results or self.interrupted:
-            self.write()
+            self.write(final=True)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.results:

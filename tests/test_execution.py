@@ -93,6 +93,8 @@ def test_example_batch_runs_and_resumes(pytester: pytest.Pytester, repo: Path) -
     assert git(repo, "show", "prp/batch-7:example/REPORT.md").splitlines()[2] == "words: 8"
     doc = result_json(repo, "7")
     assert doc["summary"]["success"] == 4 and doc["integration_branch"] == "prp/batch-7"
+    # One line while the batch runs (rewritten after every PRP), indented when it is over.
+    assert (repo / RESULT / "batch-7.result.json").read_text().startswith('{\n  "batch_id": "7"')
     core = entries(doc)["PRP-7.1.1"]
     assert core["files_created"] == ["example/wordcount/__init__.py", "example/wordcount/core.py"]
     assert core["gates_passed"] == 2 and core["gates_unverified"] == 1
