@@ -334,8 +334,7 @@ class PipePump(OutputWatch):
     def _settle(self, seconds: float) -> None:
         """Let output pile up for a moment before the next read; the exit still wakes us."""
         assert self._exit_fd is not None
-        ready, _, _ = select.select([self._exit_fd], [], [], seconds)
-        if ready:
+        if _readable(self._exit_fd, seconds):
             self._stop_watching_exit()
 
     def _stop_watching_exit(self) -> None:
@@ -428,6 +427,14 @@ def has_exited(pid: int) -> bool:
     return info is not None
 
 
+def _readable(fd: int, seconds: float) -> bool:
+    """Whether ``fd`` becomes readable within ``seconds`` (poll: no limit on the fd number,
+    unlike select)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(max(seconds, 0.0) * 1000))
+
+
 def open_for_child(path: Path) -> tuple[int, int]:
     """A descriptor appending to the log at ``path``, for the child's stdout and stderr, and
     the log's size before the child writes: where its output will start."""
@@ -459,8 +466,7 @@ class LogWatch(OutputWatch):
         """Wait up to ``timeout`` (at most ``_LOG_POLL``) for the exit, then look at the log."""
         wait = max(min(timeout, _LOG_POLL), 0.0)
         if self._exit_fd is not None:
-            ready, _, _ = select.select([self._exit_fd], [], [], wait)
-            if ready:
+            if _readable(self._exit_fd, wait):
                 self._stop_watching_exit()
         else:
             time.sleep(wait)

@@ -653,3 +653,26 @@ def test_a_signal_while_a_process_starts_is_held_then_delivered() -> None:
     with pytest.raises(KeyboardInterrupt):
         held.release()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_processes_run_when_our_descriptors_number_over_1024(tmp_path: Path) -> None:
+    # select() cannot watch a descriptor numbered 1024 or more; a long pytest session with many
+    # files open gets there, and the pidfd of the next process is then such a number.
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1300:
+        pytest.skip(f"cannot open 1300 files here (hard limit {hard})")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1300), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        assert max(held) >= 1024
+        with LogSink(tmp_path / "x.log") as log:
+            written = bash("seq 1 3000", tmp_path, log=log)  # the log file way
+            piped = bash("seq 1 3000", tmp_path, log=log, capture_stdout=True)  # pipes
+        assert written.ok and written.tail[-1] == "3000"
+        assert piped.ok and piped.tail[-1] == "3000" and piped.stdout is not None
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
