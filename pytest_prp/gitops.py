@@ -551,7 +551,7 @@ class GitWorkspace:
         if parent is not None and _FULL_SHA.fullmatch(parent):
             # Skip the compare-and-swap when the branch has visibly moved: it would fail.
             if self._peek_branch(branch) in (None, parent):
-                if self._swap(ref, commit, parent, reflog, delete_branch) == 0:
+                if self._swap(ref, commit, parent, reflog, delete_branch)[0] == 0:
                     return MergeResult(True, commit, (), True)
         last_error = ""
         for attempt in range(_MERGE_ATTEMPTS):
@@ -598,18 +598,21 @@ class GitWorkspace:
                     env=self._commit_env(),
                 )[1].strip()
                 fast_forward = False
-            status = self._swap(ref, new, tip, reflog, delete_branch)
+            status, err = self._swap(ref, new, tip, reflog, delete_branch)
             if status == 0:
                 return MergeResult(True, new, (), fast_forward)
-            last_error = f"update-ref exited {status}"
+            last_error = _failure("update-ref", status, err)
             _pause(attempt)  # another worker moved the tip (or holds its lock): retry on it
         raise GitError(f"could not merge into {branch}: it kept changing ({last_error})")
 
-    def _swap(self, ref: str, new: str, old: str, reflog: str, delete_branch: str | None) -> int:
+    def _swap(
+        self, ref: str, new: str, old: str, reflog: str, delete_branch: str | None
+    ) -> tuple[int, str]:
         """Compare-and-swap ``ref`` from ``old`` to ``new`` (deleting ``delete_branch`` in the
-        same transaction); git's exit status: 0 done, else nothing changed."""
+        same transaction); git's exit status (0 done, else nothing changed) and stderr."""
         if delete_branch is None:
-            return self._git("update-ref", "-m", reflog, ref, new, old, codes=None)[0]
+            status, _, err = self._git("update-ref", "-m", reflog, ref, new, old, codes=None)
+            return status, err
         commands = f"update {ref} {new} {old}\ndelete refs/heads/{delete_branch}\n"
         done = subprocess.run(
             [self._executable, "update-ref", "-m", reflog, "--stdin"],
@@ -620,4 +623,4 @@ class GitWorkspace:
             text=True,
             check=False,
         )
-        return done.returncode
+        return done.returncode, done.stderr
