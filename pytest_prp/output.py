@@ -190,7 +190,11 @@ class Collector:
         else:
             self._transformed_tail_of(body, self._transform)
         if self._on_line is not None:
-            self._on_line(latest if latest is not None else body[body.rfind("\n") + 1 :])
+            try:
+                self._on_line(latest if latest is not None else body[body.rfind("\n") + 1 :])
+            except BaseException:
+                self._on_line = None  # not called again while its error stops the process
+                raise
 
     def _tail_of(self, body: str) -> None:
         keep = self.tail.maxlen
@@ -486,7 +490,11 @@ class LogWatch(OutputWatch):
         told = size - len(raw) + end  # the end of the last whole line
         if end and told > self._told:  # an unfinished line is told once it ends (or at exit)
             self._told = told
-            self._on_line(_latest(decode_lines(raw[:end])))
+            try:
+                self._on_line(_latest(decode_lines(raw[:end])))
+            except BaseException:
+                self._on_line = None  # not called again while its error stops the process
+                raise
 
     def close(self) -> None:
         """Stop watching; read the tail (ending an unfinished last line in the log)."""

@@ -394,14 +394,23 @@ def test_keyboard_interrupt_kills_the_group_and_is_reraised(
 def test_an_error_in_on_line_kills_the_group_and_propagates(
     tmp_path: Path, log: LogSink | None
 ) -> None:
+    calls: list[str] = []
+
     def boom(line: str) -> None:
+        calls.append(line)
         raise RuntimeError(f"callback failed on {line}")
 
-    with pytest.raises(RuntimeError, match="callback failed on started"):
+    with pytest.raises(RuntimeError, match="callback failed on started") as raised:
         bash(
-            "sleep 100 & echo $! > bg.pid; echo started; sleep 100", tmp_path, log=log, on_line=boom
+            # Says goodbye when stopped: output after the failed callback.
+            "trap 'echo bye; exit 1' TERM; sleep 100 & echo $! > bg.pid; echo started; wait",
+            tmp_path,
+            log=log,
+            on_line=boom,
         )
     assert not pid_alive(int((tmp_path / "bg.pid").read_text()))
+    # Its one error propagates, not a second one raised while the group was being stopped.
+    assert calls == ["started"] and raised.value.__context__ is None
 
 
 def test_killed_by_a_signal_is_described(tmp_path: Path) -> None:
