@@ -33,7 +33,7 @@ step takes on its own: pytest step / alone-to-file <= 1.10, judged per variant o
 over rounds of each round's pytest step / the same round's baseline (a 12 ms step swings by
 half its time between slow and fast spells of the machine; a round's two figures share one).
 
-Run:  .venv/bin/python benchmarks/bench_supervision.py               (9 rounds)
+Run:  .venv/bin/python benchmarks/bench_supervision.py               (15 rounds)
       .venv/bin/python benchmarks/bench_supervision.py --repeat 1    (smoke)
       .venv/bin/python benchmarks/bench_supervision.py --profile     (adds a cProfile)
 
@@ -444,7 +444,7 @@ def profile_supervised(script: str, workdir: Path, top: int) -> list[str]:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=9, help="rounds (default 9)")
+    parser.add_argument("--repeat", type=int, default=15, help="rounds (default 15)")
     parser.add_argument(
         "--variants",
         default="fast,python,paced",

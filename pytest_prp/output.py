@@ -1,17 +1,17 @@
 """Where a process's output goes: the per-PRP log, a bounded tail of lines, and a sign of life.
 
-Two ways to get it there, chosen by ``processes.run_process``:
+The output comes through pipes (a pipe, not the log file itself, as the child's stdout and
+stderr: ``echo oops > /dev/stderr`` reopens it, and would truncate a file), read by
+``PipePump`` with ``selectors`` in the calling thread (never a blocking read, so a background
+child holding the pipe open cannot make us hang). A busy pipe is read at most every 2 ms, into
+a 1 MiB pipe, so a fast writer is taken in a few large chunks. Each chunk goes to a reader:
 
-- ``LogWatch``: the child writes into the log file itself, as ``> file`` would, and no byte
-  passes through us. We only look at the file's end: its size tells that the child printed
-  (idle detection), its last whole line is the sign of life, and the tail is read once at the
-  end. This is what steps and gates use: supervising a step costs what writing its output to a
-  file costs.
-- ``PipePump``: the output comes through pipes, read with ``selectors`` in the calling thread
-  (never a blocking read, so a background child holding the pipe open cannot make us hang), a
-  chunk of whole lines at a time: one decode, one log write, the tail from the chunk's last
-  lines. Needed when the output itself is wanted (an agent's stream-json), when the tail is
-  rewritten line by line, when there is stdin to feed, or when there is no log.
+- ``LogCopy`` (steps and gates): the bytes are appended to the log as they are, with no
+  decoding or per-line work; the sign of life is the last whole line near the log's end, and
+  the tail is read back from the log once the stream ends. Supervising a step costs about what
+  writing its output to a file costs.
+- ``Lines`` (agents, and wherever the output itself, a rewritten tail or no log is wanted): the
+  chunk's whole lines are decoded once, logged, and the tail taken from its last lines.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Protocol
 
 # Longest line kept in the tail; the log gets whole lines.
 TAIL_LINE_CHARS = 1000
@@ -40,8 +40,6 @@ _READ_SIZE = 65536
 _COALESCE = 0.002
 # Pipe size asked for (Linux F_SETPIPE_SZ; 1 MiB is the default limit for unprivileged users).
 _PIPE_SIZE = 1 << 20
-# How often the log file of a LogWatch is looked at (its exit wakes us at once).
-_LOG_POLL = 0.05
 # The sign of life is the last whole line within this many bytes of the log's end.
 _LATEST_WINDOW = 8192
 # The tail is read backwards from the log's end, at most this far: a longer last line shows
@@ -92,6 +90,14 @@ class LogSink:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class Reader(Protocol):
+    """What a pipe's bytes are handed to, a read at a time, then told of the end."""
+
+    def feed(self, data: bytes) -> None: ...
+
+    def finish(self) -> None: ...
 
 
 class Lines:
@@ -279,7 +285,7 @@ class PipePump(OutputWatch):
     def __init__(self, proc: subprocess.Popen[bytes], stdin_data: bytes | None) -> None:
         super().__init__(proc)
         self._selector = selectors.DefaultSelector()
-        self._readers: dict[int, Lines] = {}
+        self._readers: dict[int, Reader] = {}
         self._stdin_data = stdin_data or b""
         self._stdin_offset = 0
         self._read_size: dict[int, int] = {}
@@ -290,7 +296,7 @@ class PipePump(OutputWatch):
         if self._exit_fd is not None:
             self._selector.register(self._exit_fd, selectors.EVENT_READ)
 
-    def add_reader(self, pipe: IO[bytes] | None, lines: Lines) -> None:
+    def add_reader(self, pipe: IO[bytes] | None, lines: Reader) -> None:
         if pipe is None:
             return
         fd = pipe.fileno()
@@ -348,6 +354,20 @@ class PipePump(OutputWatch):
 
     def _read(self, fd: int) -> bool:
         """Read what is there; whether there was anything."""
+        reader = self._readers[fd]
+        if isinstance(reader, LogCopy):
+            try:
+                moved = reader.take(fd, self._read_size[fd])
+            except BlockingIOError:
+                return False
+            if moved:
+                self.last_output = time.monotonic()
+                return True
+            if moved == 0:
+                self._readers.pop(fd)
+                self._selector.unregister(fd)
+                reader.finish()
+                return False
         try:
             data = os.read(fd, self._read_size[fd])
         except BlockingIOError:
@@ -439,56 +459,67 @@ def _readable(fd: int, seconds: float) -> bool:
     return bool(poller.poll(max(seconds, 0.0) * 1000))
 
 
-def open_for_child(path: Path) -> tuple[int, int]:
-    """A descriptor appending to the log at ``path``, for the child's stdout and stderr, and
-    the log's size before the child writes: where its output will start."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-    return fd, os.fstat(fd).st_size
+class LogCopy:
+    """A pipe reader that copies the child's bytes into the log file as they come: no decoding,
+    no per-line work. The sign of life is the last whole line near the log's end; the tail is
+    read back from the log once the stream ends.
 
-
-class LogWatch(OutputWatch):
-    """Output the child writes into the log file itself (see the module's docstring)."""
+    The child writes into a pipe, not into the log file itself: ``echo oops > /dev/stderr``
+    reopens its stderr, and would truncate a file."""
 
     def __init__(
-        self,
-        proc: subprocess.Popen[bytes],
-        log: LogSink,
-        start: int,
-        collector: Collector,
-        on_line: Callable[[str], None] | None,
+        self, log: LogSink, collector: Collector, on_line: Callable[[str], None] | None
     ) -> None:
-        super().__init__(proc)
         self._log = log
-        self._fd = os.open(log.path, os.O_RDONLY | os.O_CLOEXEC)
-        self._start = start  # where this child's output starts in the log
-        self._size = start
-        self._told = start  # the end of the last line on_line was told
-        self._collector = collector  # tail and last line, filled by close()
+        # Not O_APPEND: splice() refuses such files. Nothing else writes the log meanwhile, and
+        # every write names its offset.
+        self._fd = os.open(log.path, os.O_WRONLY | os.O_CLOEXEC)
+        self._splice = hasattr(os, "splice")
+        try:
+            self._rfd = os.open(log.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            os.close(self._fd)
+            raise
+        self._start = os.fstat(self._rfd).st_size  # where this child's output starts
+        self._size = self._start
+        self._told = self._start  # the end of the last line on_line was told
+        self._collector = collector  # tail and last line, filled by finish()
         self._on_line = on_line
+        self._open = True
 
-    def step(self, timeout: float) -> None:
-        """Wait up to ``timeout`` (at most ``_LOG_POLL``) for the exit, then look at the log."""
-        wait = max(min(timeout, _LOG_POLL), 0.0)
-        if self._exit_fd is not None:
-            if _readable(self._exit_fd, wait):
-                self._stop_watching_exit()
-        else:
-            time.sleep(wait)
-        self._look()
+    def take(self, fd: int, limit: int) -> int | None:
+        """Move what the pipe holds into the log inside the kernel (splice: no copy through
+        Python). None where splice is not available or refused."""
+        if not self._splice:
+            return None
+        try:
+            moved = os.splice(fd, self._fd, limit, offset_dst=self._size)
+        except BlockingIOError:
+            raise  # nothing there after all: the pump waits again
+        except OSError:  # not Linux, or a file system that does not take it: read and write
+            self._splice = False
+            return None
+        if moved:
+            self._size += moved
+            self._tell()
+        return moved
 
-    def _look(self) -> None:
-        size = os.fstat(self._fd).st_size
-        if size <= self._size:
-            return
-        self._size = size
-        self.last_output = time.monotonic()
+    def feed(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(self._fd, view, self._size)
+            self._size += written
+            view = view[written:]
+        self._tell()
+
+    def _tell(self) -> None:
         if self._on_line is None:
             return
-        window = min(size - self._start, _LATEST_WINDOW)
-        raw = os.pread(self._fd, window, size - window)
+        window = min(self._size - self._start, _LATEST_WINDOW)
+        raw = os.pread(self._rfd, window, self._size - window)
         end = raw.rfind(b"\n") + 1
-        told = size - len(raw) + end  # the end of the last whole line
-        if end and told > self._told:  # an unfinished line is told once it ends (or at exit)
+        told = self._size - len(raw) + end  # the end of the last whole line
+        if end and told > self._told:  # an unfinished line is told once it ends (or at EOF)
             self._told = told
             try:
                 self._on_line(_latest(decode_lines(raw[:end])))
@@ -496,14 +527,16 @@ class LogWatch(OutputWatch):
                 self._on_line = None  # not called again while its error stops the process
                 raise
 
-    def close(self) -> None:
-        """Stop watching; read the tail (ending an unfinished last line in the log)."""
-        super().close()
+    def finish(self) -> None:
+        """The stream ended: read the tail (ending an unfinished last line in the log)."""
+        if not self._open:
+            return
+        self._open = False
         try:
-            size = os.fstat(self._fd).st_size
-            raw = self._tail_bytes(size)
+            raw = self._tail_bytes(self._size)
         finally:
             os.close(self._fd)
+            os.close(self._rfd)
         if not raw:
             return
         if not raw.endswith(b"\n"):
@@ -511,8 +544,8 @@ class LogWatch(OutputWatch):
             raw += b"\n"
         text = decode_lines(raw)
         self._collector.collect(text)
-        if self._on_line is not None and size > self._told:
-            self._told = size
+        if self._on_line is not None and self._size > self._told:
+            self._told = self._size
             self._on_line(_latest(text))
 
     def _tail_bytes(self, size: int) -> bytes:
@@ -524,7 +557,7 @@ class LogWatch(OutputWatch):
         while pos > self._start and size - pos < _TAIL_SCAN_LIMIT:
             take = min(_READ_SIZE, pos - self._start)
             pos -= take
-            chunk = os.pread(self._fd, take, pos)
+            chunk = os.pread(self._rfd, take, pos)
             chunks.append(chunk)
             newlines += chunk.count(b"\n")
             if newlines > want:

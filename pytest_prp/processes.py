@@ -5,9 +5,8 @@ process group. When the main process ends, times out, or the caller is interrupt
 group is stopped (SIGTERM, a short grace, then SIGKILL) and the main process is reaped: no
 orphan keeps running and no zombie is left behind.
 
-Output goes to the log and a tail of lines (``pytest_prp.output``): written by the child
-straight into the log file when nothing else needs it, so supervising a step costs what writing
-its output to a file costs; through pipes when the caller needs the output itself.
+Output goes to the log and a tail of lines (``pytest_prp.output``): copied into the log as bytes,
+or decoded line by line where the caller needs the output itself.
 
 Two limits end a process: the wall clock (``timeout``) and, optionally, idleness
 (``idle_timeout``): no output and no file changed in ``activity_dir`` for that long. Any
@@ -34,13 +33,11 @@ from pytest_prp.output import (
     POLL,
     Collector,
     Lines,
+    LogCopy,
     LogSink,
-    LogWatch,
-    OutputWatch,
     PipePump,
     close_pipes,
     has_exited,
-    open_for_child,
 )
 
 DEFAULT_TAIL_LINES = 40
@@ -118,7 +115,7 @@ def _signal_name(number: int) -> str:
         return "unknown signal"
 
 
-def _wait(pump: OutputWatch | None, seconds: float) -> None:
+def _wait(pump: PipePump | None, seconds: float) -> None:
     """Let time pass, reading the pipes meanwhile (if we got as far as listening to them)."""
     if pump is None:
         time.sleep(seconds)
@@ -168,7 +165,7 @@ def _group_alive(pgid: int) -> bool:
     return False
 
 
-def _stop_group(proc: subprocess.Popen[bytes], pump: OutputWatch | None, grace: float) -> None:
+def _stop_group(proc: subprocess.Popen[bytes], pump: PipePump | None, grace: float) -> None:
     """SIGTERM the group, give it ``grace`` seconds, SIGKILL what is left, reap the leader."""
     pgid = proc.pid
     try:
@@ -335,19 +332,16 @@ def run_process(
     start = time.monotonic()
     if idle_timeout is not None and idle_timeout <= 0:
         idle_timeout = None  # 0 (or less) means no idle limit
-    # Straight into the log unless the output itself is wanted, rewritten, or has nowhere to go.
-    child_out: int | None = None
-    if log is not None and not capture_stdout and tail_transform is None and stdin_text is None:
+    # Copied into the log as bytes unless the output itself is wanted, rewritten or unlogged.
+    copy: LogCopy | None = None
+    if log is not None and not capture_stdout and tail_transform is None:
+        collector = Collector(None, tail_lines, None, None)
         try:
-            child_out, log_start = open_for_child(log.path)
-        except OSError:  # the log file is gone: read the pipes, the log sink copes
-            child_out = None
-    direct = child_out is not None
-    collector = (
-        Collector(None, tail_lines, None, None)
-        if direct
-        else Collector(log, tail_lines, on_line, tail_transform)
-    )
+            copy = LogCopy(log, collector, on_line)
+        except OSError:  # the log file is gone: the log sink copes with that on its own
+            copy = None
+    if copy is None:
+        collector = Collector(log, tail_lines, on_line, tail_transform)
     held = _HeldSignals()
     held.hold()
     try:
@@ -356,16 +350,18 @@ def run_process(
             cwd=cwd,
             env=dict(env),
             stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
-            stdout=child_out if direct else subprocess.PIPE,
+            stdout=subprocess.PIPE,
             stderr=subprocess.PIPE if capture_stdout else subprocess.STDOUT,
             start_new_session=True,
         )
     except OSError as exc:
         held.release()
         problem = f"cannot start {argv[0]} in {cwd}: {exc.strerror or exc}\n"
-        if direct and log is not None:
-            log.write(problem)
-        collector.collect(problem)
+        if copy is not None:
+            copy.feed(problem.encode())
+            copy.finish()
+        else:
+            collector.collect(problem)
         return ProcessResult(
             returncode=127,
             timed_out=False,
@@ -378,28 +374,23 @@ def run_process(
         )
     except BaseException:
         held.release()
+        if copy is not None:
+            copy.finish()
         raise
-    finally:
-        if child_out is not None:
-            os.close(child_out)  # the child has its own copy
 
     captured: list[bytes] | None = [] if capture_stdout else None
     watch = None if idle_timeout is None else _IdleWatch(idle_timeout, activity_dir, start)
     timed_out = idle_timed_out = False
     deadline = start + timeout
-    pump: OutputWatch | None = None
+    pump: PipePump | None = None
     try:
         try:
             # From here on the group is stopped whatever happens, so signals may come in.
             held.release()
-            if direct and log is not None:
-                pump = LogWatch(proc, log, log_start, collector, on_line)
-            else:
-                pipes = PipePump(proc, stdin_text.encode() if stdin_text is not None else None)
-                pipes.add_reader(proc.stdout, Lines(collector.collect, captured))
-                pipes.add_reader(proc.stderr, Lines(collector.collect, None))
-                pipes.add_writer(proc.stdin)
-                pump = pipes
+            pump = PipePump(proc, stdin_text.encode() if stdin_text is not None else None)
+            pump.add_reader(proc.stdout, copy or Lines(collector.collect, captured))
+            pump.add_reader(proc.stderr, Lines(collector.collect, None))
+            pump.add_writer(proc.stdin)
             pump.watch_exit()
             while not pump.has_exited():
                 now = time.monotonic()
@@ -420,9 +411,11 @@ def run_process(
         pump.drain(DRAIN_GRACE)
     finally:
         if pump is not None:
-            pump.close()
+            pump.close()  # also finishes the readers still open (the log copy's tail)
         else:
             close_pipes(proc)
+        if copy is not None:
+            copy.finish()  # no-op when the stream's end already did it
 
     duration = time.monotonic() - start
     stdout = None if captured is None else b"".join(captured).decode("utf-8", errors="replace")

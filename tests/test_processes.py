@@ -68,11 +68,11 @@ def python(code: str, tmp_path: Path, **kwargs: object) -> ProcessResult:
     return run_process([sys.executable, "-u", "-c", code], **options)  # type: ignore[arg-type]
 
 
-@pytest.fixture(params=["pipes", "log file"])
+@pytest.fixture(params=["lines", "log copy"])
 def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LogSink | None]:
-    """Both ways output is taken: through pipes (no log), or written by the child straight
-    into the log file."""
-    if request.param == "pipes":
+    """Both ways output is taken: decoded line by line (no log here), or copied into the log
+    as bytes, its tail read back from the log."""
+    if request.param == "lines":
         yield None
         return
     with LogSink(tmp_path.parent / f"{tmp_path.name}.log") as sink:
@@ -145,7 +145,7 @@ def test_log_sink_appends_and_is_readable_while_open(tmp_path: Path) -> None:
 def test_partial_last_line_and_bad_bytes_are_kept(tmp_path: Path, log: LogSink | None) -> None:
     result = bash(r"printf 'caf\xff\nno newline'", tmp_path, log=log)
     assert result.tail == ["caf\ufffd", "no newline"]
-    if log is not None:  # written by the child: its bytes, and a line end for what follows
+    if log is not None:  # copied as written, and a line end for what follows
         assert log.path.read_bytes().startswith(b"caf\xff\nno newline\n--- exit 0 (")
 
 
@@ -228,10 +228,10 @@ def test_crlf_line_ends_lose_their_carriage_return_in_the_tail(tmp_path: Path) -
     with LogSink(tmp_path / "x.log") as log:
         result = python(code, tmp_path, log=log)
     assert result.tail == ["one", "two", "three", "bar\r50%", "end"]
-    # The child writes the log itself: its bytes as they came, the last line ended for it.
+    # Copied into the log: its bytes as they came, the last line ended for it.
     text = (tmp_path / "x.log").read_bytes().decode("utf-8")
     assert text.startswith("one\r\ntwo\r\nthree\r\r\nbar\r50%\r\nend\r\n--- exit 0 (")
-    # Through pipes (the output wanted too), the log gets the lines as the tail shows them.
+    # Decoded line by line (the output wanted too), the log gets the lines as the tail shows them.
     with LogSink(tmp_path / "y.log") as log:
         result = python(code, tmp_path, log=log, capture_stdout=True)
     assert result.tail == ["one", "two", "three", "bar\r50%", "end"]
@@ -239,7 +239,7 @@ def test_crlf_line_ends_lose_their_carriage_return_in_the_tail(tmp_path: Path) -
     assert text.startswith("one\ntwo\nthree\nbar\r50%\nend\n--- exit 0 (")
 
 
-@pytest.mark.parametrize("capture", [True, False], ids=["pipes", "log file"])
+@pytest.mark.parametrize("capture", [True, False], ids=["lines", "log copy"])
 def test_a_megabyte_line_is_whole_in_the_log_and_cut_in_the_tail(
     tmp_path: Path, capture: bool
 ) -> None:
@@ -268,7 +268,7 @@ def test_a_megabyte_line_is_whole_in_the_log_and_cut_in_the_tail(
 
 
 def test_a_last_line_longer_than_the_tail_scan_shows_its_end(tmp_path: Path) -> None:
-    # The child wrote the log: its tail is read backwards from the end, at most 4 MiB.
+    # Copied into the log: its tail is read back from the end, at most 4 MiB.
     with LogSink(tmp_path / "x.log") as log:
         result = bash("echo first; head -c 5000000 /dev/zero | tr '\\0' z; echo", tmp_path, log=log)
     assert result.ok and len(result.tail) == 1
@@ -276,7 +276,7 @@ def test_a_last_line_longer_than_the_tail_scan_shows_its_end(tmp_path: Path) -> 
     assert (tmp_path / "x.log").read_text().splitlines()[:2] == ["first", "z" * 5_000_000]
 
 
-@pytest.mark.parametrize("capture", [True, False], ids=["pipes", "log file"])
+@pytest.mark.parametrize("capture", [True, False], ids=["lines", "log copy"])
 def test_100000_lines_all_reach_the_log_and_the_tail_is_the_last_40(
     tmp_path: Path, capture: bool
 ) -> None:
@@ -685,3 +685,22 @@ def test_processes_run_when_our_descriptors_number_over_1024(tmp_path: Path) -> 
         for fd in held:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_writing_to_dev_stderr_keeps_the_log_whole(tmp_path: Path) -> None:
+    # `> /dev/stderr` reopens the process's stderr: were it the log file itself, that would
+    # truncate the log (and everything earlier steps wrote into it).
+    with LogSink(tmp_path / "x.log") as log:
+        log.section("step 1/2: earlier")
+        bash("echo from step one", tmp_path, log=log)
+        log.section("step 2/2: shouting")
+        result = bash(
+            "echo one; echo oops > /dev/stderr; echo two > /dev/stdout; echo three",
+            tmp_path,
+            log=log,
+        )
+    assert result.ok and result.tail == ["one", "oops", "two", "three"]
+    lines = (tmp_path / "x.log").read_text().splitlines()
+    assert lines[:3] == ["=== step 1/2: earlier ===", "from step one", lines[2]]
+    assert lines[2].startswith("--- exit 0 (")
+    assert lines[3:8] == ["=== step 2/2: shouting ===", "one", "oops", "two", "three"]
