@@ -233,17 +233,23 @@ class Collector:
         self.tail.extend(_cut(shown) for shown in reversed(shown_lines))
 
 
-class OutputWatch:
-    """What ``run_process`` waits on: the child's exit and signs of its output."""
+class PipePump:
+    """Moves bytes between us and the child's pipes without ever blocking on them; wakes up as
+    soon as the child exits (Linux pidfd) rather than polling for it."""
 
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], stdin_data: bytes | None) -> None:
         self._proc = proc
         self.last_output = time.monotonic()  # when the child last wrote anything
         self._exit_fd: int | None = None
         self.watching_exit = False  # whether step() returns as soon as the child exits
+        self._selector = selectors.DefaultSelector()
+        self._readers: dict[int, Reader] = {}
+        self._stdin_data = stdin_data or b""
+        self._stdin_offset = 0
+        self._read_size: dict[int, int] = {}
+        self._writing = False
 
     def watch_exit(self) -> None:
-        """Wake up as soon as the child exits (Linux pidfd), rather than polling for it."""
         pidfd_open = getattr(os, "pidfd_open", None)
         if pidfd_open is None:
             return
@@ -253,48 +259,11 @@ class OutputWatch:
             return
         self._exit_fd = fd
         self.watching_exit = True
+        self._selector.register(fd, selectors.EVENT_READ)
 
     def has_exited(self) -> bool:
         """Whether the child has exited; while a pidfd watches for it, no system call."""
         return not self.watching_exit and has_exited(self._proc.pid)
-
-    def _stop_watching_exit(self) -> None:
-        if self._exit_fd is not None:
-            os.close(self._exit_fd)
-            self._exit_fd = None
-        self.watching_exit = False
-
-    @property
-    def reading(self) -> bool:
-        """Whether output may still arrive that step() would wake up for."""
-        return False
-
-    def step(self, timeout: float) -> None:
-        raise NotImplementedError
-
-    def drain(self, seconds: float) -> None:
-        """Take in what output is left once the group is stopped."""
-
-    def close(self) -> None:
-        self._stop_watching_exit()
-
-
-class PipePump(OutputWatch):
-    """Moves bytes between us and the child's pipes without ever blocking on them."""
-
-    def __init__(self, proc: subprocess.Popen[bytes], stdin_data: bytes | None) -> None:
-        super().__init__(proc)
-        self._selector = selectors.DefaultSelector()
-        self._readers: dict[int, Reader] = {}
-        self._stdin_data = stdin_data or b""
-        self._stdin_offset = 0
-        self._read_size: dict[int, int] = {}
-        self._writing = False
-
-    def watch_exit(self) -> None:
-        super().watch_exit()
-        if self._exit_fd is not None:
-            self._selector.register(self._exit_fd, selectors.EVENT_READ)
 
     def add_reader(self, pipe: IO[bytes] | None, lines: Reader) -> None:
         if pipe is None:
@@ -350,7 +319,9 @@ class PipePump(OutputWatch):
     def _stop_watching_exit(self) -> None:
         if self._exit_fd is not None:
             self._selector.unregister(self._exit_fd)
-        super()._stop_watching_exit()
+            os.close(self._exit_fd)
+            self._exit_fd = None
+        self.watching_exit = False
 
     def _read(self, fd: int) -> bool:
         """Read what is there; whether there was anything."""
