@@ -704,3 +704,18 @@ def test_writing_to_dev_stderr_keeps_the_log_whole(tmp_path: Path) -> None:
     assert lines[:3] == ["=== step 1/2: earlier ===", "from step one", lines[2]]
     assert lines[2].startswith("--- exit 0 (")
     assert lines[3:8] == ["=== step 2/2: shouting ===", "one", "oops", "two", "three"]
+
+
+def test_without_splice_the_log_copy_reads_and_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Where splice() is missing (not Linux) the log copy moves the bytes itself.
+    monkeypatch.delattr(os, "splice", raising=False)
+    seen: list[str] = []
+    with LogSink(tmp_path / "x.log") as log:
+        log.section("step 1/1: print")
+        result = bash("seq 1 20000; printf 'no newline'", tmp_path, log=log, on_line=seen.append)
+    assert result.ok and result.tail[-2:] == ["20000", "no newline"]
+    lines = (tmp_path / "x.log").read_text().splitlines()
+    assert lines[1:20002] == [*map(str, range(1, 20001)), "no newline"]
+    assert lines[20002].startswith("--- exit 0 (") and seen[-1] == "no newline"
