@@ -518,9 +518,13 @@ class Row:
 @dataclass
 class Results:
     # Per batch, measured just before its runs: the machine's speed drifts over minutes.
-    overheads: dict[str, float] = field(default_factory=dict)
     trivials: dict[str, tuple[Timed, Timed]] = field(default_factory=dict)  # run, start-up(1)
     rows: dict[str, list[Row]] = field(default_factory=dict)
+
+    def overhead(self, batch: str) -> float:
+        """o measured before ``batch``: (trivial run - start-up(1)) / PRPs."""
+        trivial, one = self.trivials[batch]
+        return max(0.0, (trivial.wall - one.wall) / TRIVIAL_COUNT)
 
 
 def make_row(batch: Batch, run: Run, startup: Timed, overhead: float) -> Row:
@@ -688,9 +692,8 @@ def measure(args: argparse.Namespace, runner: Runner, batches: list[Batch]) -> R
         one = runner.startup(batch, 1)
         runs = [runner.batch_run(trivial, 1) for _ in range(2)]
         best = min(runs, key=lambda r: r.wall)
-        overhead = max(0.0, (best.wall - one.wall) / TRIVIAL_COUNT)
-        results.overheads[batch.name] = overhead
         results.trivials[batch.name] = (Timed(best.wall, best.launch, best.cpu), one)
+        overhead = results.overhead(batch.name)
         print(f"  {batch.name}: o = {overhead * 1000:.0f} ms", file=sys.stderr, flush=True)
         rows: list[Row] = []
         for n in args.workers:
@@ -708,7 +711,7 @@ def report(args: argparse.Namespace, batches: list[Batch], results: Results) -> 
         f"{TRIVIAL_COUNT}, measured just before each batch's runs:"
     ]
     for batch in batches:
-        (trivial, one), o = results.trivials[batch.name], results.overheads[batch.name]
+        (trivial, one), o = results.trivials[batch.name], results.overhead(batch.name)
         cpu = (trivial.cpu - one.cpu) / TRIVIAL_COUNT
         lines.append(
             f"  before {batch.name}: ({trivial.wall:.2f} s - {one.wall:.2f} s) / {TRIVIAL_COUNT} "
@@ -728,7 +731,7 @@ def report(args: argparse.Namespace, batches: list[Batch], results: Results) -> 
         "",
     ]
     for batch in batches:
-        lines += table(batch, results.rows[batch.name], results.overheads[batch.name]) + [""]
+        lines += table(batch, results.rows[batch.name], results.overhead(batch.name)) + [""]
     lines += verdicts(batches, results)
     return lines
 

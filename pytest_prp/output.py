@@ -95,6 +95,11 @@ class LogSink:
 class Reader(Protocol):
     """What a pipe's bytes are handed to, a read at a time, then told of the end."""
 
+    def take(self, fd: int, limit: int) -> int | None:
+        """Move what the pipe holds without reading it into Python: bytes moved (0 at the end
+        of the stream), or None to have it read and fed instead."""
+        ...
+
     def feed(self, data: bytes) -> None: ...
 
     def finish(self) -> None: ...
@@ -112,6 +117,9 @@ class Lines:
         self._collect = collect
         self._partial = bytearray()  # the unfinished last line
         self._keep = keep  # the raw bytes, for capture_stdout
+
+    def take(self, fd: int, limit: int) -> None:
+        return None  # lines are decoded: read and fed
 
     def feed(self, data: bytes) -> None:
         if self._keep is not None:
@@ -324,34 +332,27 @@ class PipePump:
         self.watching_exit = False
 
     def _read(self, fd: int) -> bool:
-        """Read what is there; whether there was anything."""
+        """Take in what is there; whether there was anything."""
         reader = self._readers[fd]
-        if isinstance(reader, LogCopy):
-            try:
-                moved = reader.take(fd, self._read_size[fd])
-            except BlockingIOError:
-                return False
-            if moved:
-                self.last_output = time.monotonic()
-                return True
-            if moved == 0:
-                self._readers.pop(fd)
-                self._selector.unregister(fd)
-                reader.finish()
-                return False
+        data: bytes | None = None
         try:
-            data = os.read(fd, self._read_size[fd])
+            moved = reader.take(fd, self._read_size[fd])
+            if moved is None:
+                data = os.read(fd, self._read_size[fd])
         except BlockingIOError:
             return False
-        except OSError:
-            data = b""
-        if data:
+        except OSError:  # the pipe broke: its end
+            moved, data = None, b""
+        if data is not None:
+            if data:
+                reader.feed(data)
+            moved = len(data)
+        if moved:
             self.last_output = time.monotonic()
-            self._readers[fd].feed(data)
             return True
-        lines = self._readers.pop(fd)
+        del self._readers[fd]
         self._selector.unregister(fd)
-        lines.finish()
+        reader.finish()
         return False
 
     def _write(self, fd: int) -> None:

@@ -415,7 +415,7 @@ def run_process(
         else:
             close_pipes(proc)
         if copy is not None:
-            copy.finish()  # no-op when the stream's end already did it
+            copy.finish()  # a no-op once done; here for a pump that failed half-way set up
 
     duration = time.monotonic() - start
     stdout = None if captured is None else b"".join(captured).decode("utf-8", errors="replace")
