@@ -7,8 +7,9 @@ Two rules shape everything here:
   integration branch is updated with plumbing (``merge-tree``/``commit-tree``/``update-ref``)
   without ever being checked out.
 * Several processes (pytest-xdist workers) use one repository at once. Each worktree has its
-  own index; ref updates are compare-and-swap (``update-ref <ref> <new> <old>``) and retried on
-  the new tip; nothing writes shared files such as ``COMMIT_EDITMSG`` or ``.git/config``.
+  own index; merges into a branch take turns under a lock file, and ref updates are still
+  compare-and-swap (``update-ref <ref> <new> <old>``), retried on the new tip if anything else
+  moved it; nothing writes shared files such as ``COMMIT_EDITMSG`` or ``.git/config``.
 
 User hooks never run (``core.hooksPath`` points at a directory that does not exist) and no
 command here triggers ``gc --auto``.
@@ -16,6 +17,7 @@ command here triggers ``gc --auto``.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import random
@@ -23,7 +25,8 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -543,10 +546,38 @@ class GitWorkspace:
         ``parent``, when the caller knows it is ``commit``'s parent, makes the common case
         (nobody moved the branch since the PRP started) one compare-and-swap.
         ``delete_branch`` is deleted in the same transaction as the successful update (the PRP
-        branch, whose work is now on ``branch``): one git process instead of two."""
-        ref = f"refs/heads/{branch}"
+        branch, whose work is now on ``branch``): one git process instead of two.
+
+        Merges into one branch take turns (a lock file in the common git dir, held by every
+        pytest-prp process of the repository): each merges onto the tip the previous one left,
+        instead of racing it and redoing merge-tree and commit-tree after each lost
+        compare-and-swap (three attempts per PRP were usual with 8 workers finishing at once).
+        The compare-and-swap stays for anything else that moves the branch."""
         if not _FULL_SHA.fullmatch(commit):
             commit = self.resolve(commit)
+        with self.merge_turn(branch):
+            return self._merge(branch, commit, message, parent, delete_branch)
+
+    @contextmanager
+    def merge_turn(self, branch: str) -> Iterator[None]:
+        """Hold the turn to merge into ``branch``, shared by every process on this repository
+        (flock on a file under the common git dir: released when the process dies)."""
+        path = self.common_dir / "prp" / "locks" / f"merge-{safe_name(branch)}.lock"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _merge(
+        self, branch: str, commit: str, message: str, parent: str | None, delete_branch: str | None
+    ) -> MergeResult:
+        ref = f"refs/heads/{branch}"
         reflog = f"prp: merge {commit[:12]}"
         if parent is not None and _FULL_SHA.fullmatch(parent):
             # Skip the compare-and-swap when the branch has visibly moved: it would fail.
@@ -602,7 +633,7 @@ class GitWorkspace:
             if status == 0:
                 return MergeResult(True, new, (), fast_forward)
             last_error = _failure("update-ref", status, err)
-            _pause(attempt)  # another worker moved the tip (or holds its lock): retry on it
+            _pause(attempt)  # something else moved the tip (or holds git's ref lock): retry
         raise GitError(f"could not merge into {branch}: it kept changing ({last_error})")
 
     def _swap(

@@ -522,6 +522,37 @@ def test_parallel_workers_merge_into_one_branch(repo: Path, tmp_path: Path) -> N
     assert snapshot(repo) == before
 
 
+MERGE_ONE = r"""
+import sys
+from pathlib import Path
+from pytest_prp.gitops import GitWorkspace
+
+ws = GitWorkspace.open(Path(sys.argv[1]))
+print(ws.merge(sys.argv[2], sys.argv[3], "Merge").sha)
+"""
+
+
+def test_merges_into_a_branch_take_turns_across_processes(ws: GitWorkspace, repo: Path) -> None:
+    ws.ensure_branch(BATCH)
+    commit = prp_commit(ws, "PRP-47.1.1", {"a.txt": "a"})
+    tip = ws.branch_sha(BATCH)
+    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+    with ws.merge_turn(BATCH):
+        merging = subprocess.Popen(
+            [sys.executable, "-c", MERGE_ONE, str(repo), BATCH, commit],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        with pytest.raises(subprocess.TimeoutExpired):
+            merging.wait(timeout=1.0)  # waits for our turn to end
+        assert ws.branch_sha(BATCH) == tip
+    out, err = merging.communicate(timeout=30)
+    assert merging.returncode == 0, err
+    assert out.strip() == commit == ws.branch_sha(BATCH)  # a fast-forward once it got the turn
+
+
 # --------------------------------------------------------------------------- the ledger
 
 
