@@ -188,6 +188,9 @@ def prepare(config: pytest.Config, settings: Settings, plan: Plan) -> Execution:
         raise pytest.UsageError(f"prp: {exc}") from None
     prepare_results_dir(settings.results_dir)
     config.stash[EXECUTION] = execution
+    # The worktree reused from PRP to PRP goes when this process ends its session (also
+    # after Ctrl-C, when a PRP cut short in it is kept under that PRP's name instead).
+    config.add_cleanup(execution.git.release_worktree)
     return execution
 
 

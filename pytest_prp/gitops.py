@@ -204,6 +204,9 @@ class GitWorkspace:
         repo.git.update_environment(**self._env)
         self._executable = git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git"
         self._identity: dict[str, str] | None = None
+        self._slot: tuple[int, Path] | None = None  # lock fd and path of the reused worktree
+        self._slot_owner: str | None = None  # the PRP running in it, until merged or kept
+        self._spent_slots: list[int] = []  # locks of slots kept for inspection
 
     @classmethod
     def open(cls, start: Path) -> GitWorkspace:
@@ -394,13 +397,18 @@ class GitWorkspace:
         path = self.worktree_path(name)
         if path.exists():
             self._discard(path)
+        self._add_worktree(path, branch, start)
+        return path
+
+    def _add_worktree(self, path: Path, branch: str | None, start: str) -> None:
+        where = ("--no-track", "-B", branch) if branch is not None else ("--detach",)
         status, err = 0, ""
         for attempt in range(_WORKTREE_ATTEMPTS):
             status, _, err = self._git(
-                "worktree", "add", "-q", "--no-track", "-B", branch, str(path), start, codes=None
+                "worktree", "add", "-q", *where, str(path), start, codes=None
             )
             if status == 0:
-                return path
+                return
             # Either a stale registration of this path (its directory deleted, or locked by a
             # killed `worktree add`) still holds the branch, or git tripped over the
             # half-written files of a worktree another worker is adding: clear ours, retry.
@@ -408,17 +416,99 @@ class GitWorkspace:
             _pause(attempt)
         raise GitError(_failure("worktree add", status, err))
 
-    def remove_worktree(self, path: Path, delete_branch: bool = True) -> None:
-        """Remove a PRP worktree (even with uncommitted changes) and, by default, its branch."""
-        path = Path(path)
-        if not _same_path(path.parent, self.worktrees_dir):
-            raise GitError(f"not a pytest-prp worktree: {path}")
-        branch = self._branch_of(path) if delete_branch else None
-        self._discard(path)
-        if branch is not None:
-            # update-ref, not `branch -D`: that rewrites .git/config, which races between
-            # workers.
-            self._git("update-ref", "-d", f"refs/heads/{branch}", codes=(0, 1, 128))
+    # ---------------------------------------------------------------- the reused worktree
+
+    def prp_worktree(self, name: str, branch: str | None, start: str) -> Path:
+        """A clean checkout of ``start`` to run ``name`` in, on ``branch`` (created or reset at
+        ``start``; detached when None): the one worktree this process reuses from PRP to PRP.
+
+        Resetting the used worktree (``clean -ffdx``, then ``checkout -f``) is two git processes
+        and rewrites only files that differ; a new worktree per PRP was five processes and a
+        checkout of every file. ``name``'s worktree kept by an earlier run is removed first."""
+        kept = self.worktree_path(name)
+        if kept.exists():
+            self._discard(kept)
+        slot = self._slot_path()
+        self._slot_owner = None
+        if (slot / ".git").is_file():
+            target = ("-B", branch) if branch is not None else ("--detach",)
+            try:
+                self._git("clean", "-q", "-ffdx", cwd=slot)
+                # --ignore-other-worktrees: the branch may still be recorded in a worktree
+                # that a killed run left behind; nothing else runs this PRP now.
+                self._git(
+                    "checkout", "-q", "-f", "--ignore-other-worktrees", *target, start, cwd=slot
+                )
+            except GitError:
+                self._discard(slot)  # damaged (or deleted by --prp-clean): start it over
+            else:
+                self._slot_owner = name
+                return slot
+        elif slot.exists() or slot.is_symlink():
+            self._discard(slot)
+        self._add_worktree(slot, branch, start)
+        self._slot_owner = name
+        return slot
+
+    def keep_worktree(self, path: Path, name: str) -> Path:
+        """Keep the work of ``name`` done in ``path`` for inspection, as ``name``'s own
+        worktree (the path reports name); the next PRP of this process gets a new one."""
+        if self._slot is None or path != self._slot[1] or self._slot_owner != name:
+            return path
+        kept = self.worktree_path(name)
+        if kept.exists():
+            self._discard(kept)
+        self._slot_owner = None
+        status, _, _ = self._git("worktree", "move", str(path), str(kept), codes=None)
+        if status == 0:
+            return kept
+        # Could not move it: leave it where it is, and take another slot for the next PRP
+        # (this one stays locked until the process ends, so nobody resets the kept work).
+        self._spent_slots.append(self._slot[0])
+        self._slot = None
+        return path
+
+    def done_with_worktree(self, path: Path) -> None:
+        """The PRP that ran in ``path`` is merged: its worktree is free for the next one."""
+        if self._slot is not None and path == self._slot[1]:
+            self._slot_owner = None
+        else:
+            self._discard(path)
+
+    def release_worktree(self) -> None:
+        """At the end of the process: remove the reused worktree, or, when a PRP was cut short
+        in it (Ctrl-C), keep it as that PRP's worktree; give up its slot."""
+        if self._slot is not None:
+            fd, slot = self._slot
+            if self._slot_owner is not None:
+                self.keep_worktree(slot, self._slot_owner)
+            if self._slot is not None:
+                self._discard(slot)
+                self._spent_slots.append(fd)
+                self._slot = None
+        for fd in self._spent_slots:
+            os.close(fd)
+        self._spent_slots = []
+
+    def _slot_path(self) -> Path:
+        """This process's reusable worktree: ``+slot-<k>`` for the first ``k`` whose lock file
+        no other process holds (flock, released when a process dies; the name cannot be a
+        PRP's, as ``safe_name`` never yields ``+``)."""
+        if self._slot is None:
+            locks = self.common_dir / "prp" / "locks"
+            locks.mkdir(parents=True, exist_ok=True)
+            k = 0
+            while True:
+                fd = os.open(locks / f"slot-{k}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    k += 1
+                    continue
+                self._slot = (fd, self.worktrees_dir / f"+slot-{k}")
+                break
+        return self._slot[1]
 
     def list_prp_worktrees(self) -> list[Path]:
         """PRP worktrees: registered ones under ``worktrees_dir`` and leftover directories."""
@@ -454,20 +544,6 @@ class GitWorkspace:
                 if child.is_dir():
                     found.setdefault(child, None)
         return found
-
-    def _branch_of(self, path: Path) -> str | None:
-        """Branch checked out in a linked worktree, read from its files (no process)."""
-        try:
-            gitdir = (path / ".git").read_text(encoding="utf-8").strip()
-            admin = path / gitdir.removeprefix("gitdir:").strip()  # absolute or relative
-            head = (admin / "HEAD").read_text(encoding="utf-8")
-        except OSError:
-            for listed, branch in self._worktrees():
-                if _same_path(listed, path):
-                    return branch
-            return None
-        ref = head.strip().removeprefix("ref:").strip()
-        return ref.removeprefix("refs/heads/") if ref.startswith("refs/heads/") else None
 
     def _discard(self, path: Path) -> None:
         """Unregister and delete a worktree directory, whatever state it is in (``--force``

@@ -36,6 +36,13 @@ def _fail(run: PrpRun, status: str, message: str) -> PrpUserError:
     return PrpUserError([message])
 
 
+def _keep_worktree(execution: Execution, run: PrpRun) -> None:
+    """The PRP did not merge: its worktree stays for inspection (under the PRP's name)."""
+    run.kept_worktree = True
+    if run.workdir is not None:
+        run.workdir = execution.git.keep_worktree(run.workdir, run.prp.id)
+
+
 def check_ready(item: PrpItem) -> None:
     """Before any other setup: skip a blocked PRP, one complete already, or one over budget.
 
@@ -112,20 +119,17 @@ def run_setup(item: PrpItem) -> None:
     run = item.stash[RUN]
     run.log_path = settings.results_dir / "logs" / (prp.batch or "none") / f"{prp.id}.log"
     beat = _start_heartbeat(item, run, settings)
-    batch = prp.batch or "none"
     try:
         if settings.verify:
             start = execution.git.resolve(settings.base or "HEAD")
-            run.workdir = execution.git.create_worktree(
-                f"verify-{prp.id}", f"prp/verify/{batch}/{prp.id}", start
-            )
+            run.workdir = execution.git.prp_worktree(f"verify-{prp.id}", None, start)
         else:
             # In a serial run the tip this process last merged is the tip: one git call saved.
             # Under xdist other workers merge too, and the PRP must see their work.
             cached = execution.tip if not hasattr(item.config, "workerinput") else None
             tip = cached or execution.git.branch_sha(execution.branch)
             assert tip is not None
-            run.workdir = execution.git.create_worktree(prp.id, prp_branch_name(prp), tip)
+            run.workdir = execution.git.prp_worktree(prp.id, prp_branch_name(prp), tip)
             run.base = tip
     except GitError as exc:
         raise _fail(run, "failed", f"could not create the worktree: {exc}") from None
@@ -157,7 +161,7 @@ def _run_steps(item: PrpItem, context: PrpContext, run: PrpRun) -> None:
     if run.cost_usd is not None and context.heartbeat is not None:
         context.heartbeat.cost(run.cost_usd)
     if not outcome.ok:
-        run.kept_worktree = True
+        _keep_worktree(item.config.stash[EXECUTION], run)
         tail = "\n".join(outcome.tail[-40:])
         message = outcome.error or "steps failed"
         if context.attempt > 1:
@@ -219,7 +223,7 @@ def run_call(item: PrpItem) -> None:
     run.gates_passed = len(results) - len(failed)
     run.gates_failed = len(failed)
     if failed:
-        run.kept_worktree = True
+        _keep_worktree(execution, run)
         run.status = "failed_gates"
         run.errors.extend(f"gate {r.gate.index} {r.gate.name!r} failed" for r in failed)
         tried = f" after {context.attempt} attempts" if context.attempt > 1 else ""
@@ -232,7 +236,7 @@ def run_call(item: PrpItem) -> None:
         )
     unverified = not gates
     if unverified and settings.strict:
-        run.kept_worktree = True
+        _keep_worktree(execution, run)
         raise _fail(run, "failed_gates", f"{prp.id}: no executable gate (--prp-strict)")
     if settings.verify:
         run.status = "unverified" if unverified else "success"
@@ -255,7 +259,7 @@ def _commit_and_merge(execution: Execution, run: PrpRun, unverified: bool) -> No
         # is deleted in the same transaction.
         info = execution.git.commit_all(run.workdir, message, allow_empty=True, move_branch=False)
     except GitError as exc:
-        run.kept_worktree = True
+        _keep_worktree(execution, run)
         raise _fail(run, "failed", f"{prp.id}: commit failed: {exc}") from None
     assert info is not None
     run.commits = [info.sha]
@@ -273,10 +277,10 @@ def _commit_and_merge(execution: Execution, run: PrpRun, unverified: bool) -> No
         if not merge.ok:
             execution.git.set_branch(prp_branch, info.sha)
     except GitError as exc:
-        run.kept_worktree = True
+        _keep_worktree(execution, run)
         raise _fail(run, "failed", f"{prp.id}: merge failed: {exc}") from None
     if not merge.ok:
-        run.kept_worktree = True
+        _keep_worktree(execution, run)
         paths = ", ".join(merge.conflicts) or "(unknown paths)"
         raise _fail(
             run,
@@ -287,7 +291,7 @@ def _commit_and_merge(execution: Execution, run: PrpRun, unverified: bool) -> No
     execution.passed[prp.id] = info.sha
     execution.tip = merge.sha
     run.status = "unverified" if unverified else "success"
-    execution.git.remove_worktree(run.workdir, delete_branch=False)
+    execution.git.done_with_worktree(run.workdir)
 
 
 def run_teardown(item: PrpItem) -> None:
@@ -300,9 +304,13 @@ def run_teardown(item: PrpItem) -> None:
     run.elapsed = time.monotonic() - run.started
     execution = item.config.stash[EXECUTION]
     execution.spent_usd += run.cost_usd or 0.0
-    if execution.settings.verify and run.workdir is not None:
-        execution.git.remove_worktree(run.workdir)
+    if run.workdir is None:
+        return
+    if execution.settings.verify:
+        execution.git.done_with_worktree(run.workdir)
         run.kept_worktree = False
+    elif run.status not in ("success", "unverified"):
+        _keep_worktree(execution, run)  # ended by an error of a plugin or hook of its own
 
 
 def finish_heartbeat(item: pytest.Item, status: str) -> None:

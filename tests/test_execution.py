@@ -160,6 +160,33 @@ def test_every_status(pytester: pytest.Pytester, repo: Path) -> None:
     assert not any(s.startswith("PRP-3.1.2") for s in log)
 
 
+def test_each_prp_starts_from_a_clean_tree_in_the_reused_worktree(
+    pytester: pytest.Pytester, repo: Path
+) -> None:
+    # One process runs all four in one reused worktree: whatever a PRP leaves behind (ignored
+    # build output, or the work of a failed PRP) must not reach the next one.
+    (repo / ".gitignore").write_text("__pycache__/\n*.log\n")
+    git(repo, "commit", "-qam", "ignore logs")
+    clean = ["test ! -e build.log", "test ! -e wip.txt", 'test -z "$(git status --porcelain)"']
+    write_prp(repo, "PRP-5.1.1", steps=["echo built > build.log"], gates=["test -f build.log"])
+    write_prp(repo, "PRP-5.1.2", gates=clean)
+    write_prp(repo, "PRP-5.1.3", steps=["echo half > wip.txt"], gates=["false"])
+    write_prp(repo, "PRP-5.1.4", gates=clean)
+    result = pytester.runpytest("--prp-batch", "5")
+    assert result.ret == 1, result.stdout.str()
+    result.assert_outcomes(passed=3, failed=1)
+    statuses = {pid: e["status"] for pid, e in entries(result_json(repo, "5")).items()}
+    assert list(statuses.values()) == ["success", "success", "failed_gates", "success"]
+    # The failed PRP's work is kept under its own name, and only there.
+    common = Path(git(repo, "rev-parse", "--git-common-dir")).resolve()
+    kept = common / "prp" / "worktrees" / "PRP-5.1.3"
+    assert entries(result_json(repo, "5"))["PRP-5.1.3"]["worktree"] == str(kept)
+    assert (kept / "wip.txt").read_text() == "half\n"
+    assert f"worktree kept: {kept}" in result.stdout.str()
+    assert sorted(p.name for p in (common / "prp" / "worktrees").iterdir()) == ["PRP-5.1.3"]
+    assert git(repo, "worktree", "list").count("\n") == 1  # the user's and the kept one
+
+
 def test_strict_fails_unverified(pytester: pytest.Pytester, repo: Path) -> None:
     write_prp(repo, "PRP-4.1.1", creates={"u.txt": "u"}, checklist=["looks good"])
     result = pytester.runpytest("--prp-batch", "4", "--prp-strict")

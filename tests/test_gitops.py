@@ -291,8 +291,8 @@ def test_user_checkout_is_never_touched(ws: GitWorkspace, repo: Path) -> None:
     merged = ws.merge(BATCH, two.sha, "merge P-2")
     assert merged.ok and not merged.fast_forward
     assert snapshot(repo) == before
-    ws.remove_worktree(first)
-    ws.remove_worktree(second)
+    ws.done_with_worktree(first)
+    ws.done_with_worktree(second)
     assert ws.ledger(["HEAD", BATCH]) == {"P-1": one.sha}
     ws.create_worktree("P-3", "prp/47/P-3", BATCH)
     ws.clean()
@@ -482,13 +482,16 @@ root, n, go = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 ws = GitWorkspace.open(root)
 while not go.exists():
     time.sleep(0.002)
-ws.ensure_branch("prp/batch-par")
-wt = ws.create_worktree(f"P-{n}", f"prp/par/P-{n}", "prp/batch-par")
+tip = ws.ensure_branch("prp/batch-par")
+wt = ws.prp_worktree(f"P-{n}", f"prp/par/P-{n}", tip)
 (wt / f"file-{n}.txt").write_text(n)
-info = ws.commit_all(wt, trailers_message(f"P-{n}: Complete", {"PRP-Id": f"P-{n}"}))
-result = ws.merge("prp/batch-par", info.sha, f"Merge P-{n}")
-ws.remove_worktree(wt)
-print(json.dumps({"ok": result.ok, "conflicts": list(result.conflicts)}))
+message = trailers_message(f"P-{n}: Complete", {"PRP-Id": f"P-{n}"})
+info = ws.commit_all(wt, message, move_branch=False)
+merged = f"Merge P-{n}"
+result = ws.merge("prp/batch-par", info.sha, merged, parent=tip, delete_branch=f"prp/par/P-{n}")
+ws.done_with_worktree(wt)
+ws.release_worktree()
+print(json.dumps({"ok": result.ok, "conflicts": list(result.conflicts), "worktree": wt.name}))
 """
 
 
@@ -511,7 +514,9 @@ def test_parallel_workers_merge_into_one_branch(repo: Path, tmp_path: Path) -> N
     outputs = [w.communicate(timeout=60) for w in workers]
     for worker, (out, err) in zip(workers, outputs, strict=True):
         assert worker.returncode == 0, err
-        assert json.loads(out) == {"ok": True, "conflicts": []}
+        done = json.loads(out)
+        assert (done["ok"], done["conflicts"]) == (True, [])
+        assert done["worktree"].startswith("+slot-")
     files = git(repo, "ls-tree", "--name-only", "prp/batch-par").split()
     assert [f for f in files if f.startswith("file-")] == [f"file-{n}.txt" for n in range(8)]
     ids = git(repo, "log", "--format=%(trailers:key=PRP-Id,valueonly)", "prp/batch-par").split()
@@ -620,19 +625,106 @@ def test_worktree_recreated_after_directory_vanished_or_add_was_killed(
     assert git(wt, "branch", "--show-current") == "prp/47/P-1"
 
 
-def test_remove_worktree_keeps_or_deletes_the_branch(ws: GitWorkspace, repo: Path) -> None:
-    ws.ensure_branch(BATCH)
-    keep = ws.create_worktree("P-1", "prp/47/P-1", BATCH)
-    (keep / "dirty.txt").write_text("uncommitted work is discarded")
-    ws.remove_worktree(keep, delete_branch=False)
-    assert not keep.exists() and ws.branch_sha("prp/47/P-1") is not None
-    drop = ws.create_worktree("P-2", "prp/47/P-2", BATCH)
-    ws.remove_worktree(drop)
-    assert not drop.exists() and ws.branch_sha("prp/47/P-2") is None
+def test_each_prp_gets_a_clean_checkout_in_the_reused_worktree(
+    ws: GitWorkspace, repo: Path
+) -> None:
+    base = ws.ensure_branch(BATCH)
+    wt = ws.prp_worktree("P-1", "prp/47/P-1", base)
+    assert wt.parent == ws.worktrees_dir and wt.name == "+slot-0"
+    assert git(wt, "branch", "--show-current") == "prp/47/P-1"
+    # P-1 leaves every kind of leftover: changed, deleted, new and nested files (committed
+    # and merged, so staged in its index), then untracked and ignored files, a nested repo.
+    (wt / "tracked.txt").write_text("changed by P-1\n")
+    (wt / "staged.txt").unlink()
+    (wt / "deep" / "er").mkdir(parents=True)
+    (wt / "deep" / "er" / "new.txt").write_text("new\n")
+    info = ws.commit_all(wt, "P-1: Complete", move_branch=False)
+    assert info is not None
+    assert ws.merge(BATCH, info.sha, "m", parent=base, delete_branch="prp/47/P-1").ok
+    (wt / "untracked.txt").write_text("after the commit\n")
+    (wt / "build.log").write_text("ignored\n")
+    git(wt, "init", "-q", "scratch-repo")
+    ws.done_with_worktree(wt)
+
+    again = ws.prp_worktree("P-2", "prp/47/P-2", base)  # from the old tip: nothing of P-1
+    assert again == wt
+    assert git(wt, "status", "--porcelain", "--ignored", "-uall") == ""
+    assert sorted(p.name for p in wt.iterdir()) == [
+        ".git",
+        ".gitignore",
+        "staged.txt",
+        "tracked.txt",
+    ]
+    assert (wt / "tracked.txt").read_text() == "one\ntwo\nthree\n"
+    assert git(wt, "branch", "--show-current") == "prp/47/P-2"
+    assert git(wt, "rev-parse", "HEAD") == base
+    assert ws.branch_sha("prp/47/P-1") is None  # deleted by the merge, not brought back
+
+    detached = ws.prp_worktree("verify-P-2", None, BATCH)  # --prp-verify: no branch
+    assert detached == wt and git(wt, "rev-parse", "HEAD") == ws.branch_sha(BATCH)
+    assert (wt / "deep" / "er" / "new.txt").exists()
+    assert git(wt, "branch", "--show-current") == ""
+    ws.done_with_worktree(wt)
+    ws.release_worktree()
+    assert not wt.exists() and ws.list_prp_worktrees() == []
     assert git(repo, "worktree", "list", "--porcelain").count("worktree ") == 1
-    with pytest.raises(GitError, match="not a pytest-prp worktree"):
-        ws.remove_worktree(repo)
-    assert (repo / "tracked.txt").exists()
+
+
+def test_a_failed_prp_keeps_its_worktree_under_its_name(ws: GitWorkspace, repo: Path) -> None:
+    ws.ensure_branch(BATCH)
+    wt = ws.prp_worktree("P-1", "prp/47/P-1", BATCH)
+    (wt / "wip.txt").write_text("work in progress\n")
+    kept = ws.keep_worktree(wt, "P-1")
+    assert kept == ws.worktree_path("P-1") and not wt.exists()
+    assert (kept / "wip.txt").read_text() == "work in progress\n"
+    assert git(kept, "branch", "--show-current") == "prp/47/P-1"
+    assert git(kept, "status", "--porcelain") == "?? wip.txt"
+
+    other = ws.prp_worktree("P-2", "prp/47/P-2", BATCH)  # a new reused worktree
+    assert other != kept and not (other / "wip.txt").exists()
+    assert (kept / "wip.txt").exists()
+    ws.done_with_worktree(other)
+    assert ws.prp_worktree("P-1", "prp/47/P-1", BATCH) == other  # P-1 again: kept one goes
+    assert not kept.exists() and not (other / "wip.txt").exists()
+
+    # Cut short (Ctrl-C: no teardown): the end of the process keeps it under P-1's name.
+    (other / "half.txt").write_text("cut short\n")
+    ws.release_worktree()
+    assert ws.list_prp_worktrees() == [kept] and (kept / "half.txt").exists()
+    assert not other.exists()
+
+
+def test_processes_never_share_a_reused_worktree(repo: Path) -> None:
+    # flock locks belong to open files: two workspaces in one process exclude each other
+    # exactly as two xdist workers do.
+    first, second = GitWorkspace.open(repo), GitWorkspace.open(repo)
+    first.ensure_branch(BATCH)
+    a = first.prp_worktree("P-1", "prp/47/P-1", BATCH)
+    b = second.prp_worktree("P-2", "prp/47/P-2", BATCH)
+    assert (a.name, b.name) == ("+slot-0", "+slot-1")
+    (a / "a.txt").write_text("a")
+    assert not (b / "a.txt").exists()
+    first.done_with_worktree(a)
+    first.release_worktree()  # slot 0 is free again
+    third = GitWorkspace.open(repo)
+    assert third.prp_worktree("P-3", "prp/47/P-3", BATCH).name == "+slot-0"
+    for ws in (second, third):
+        ws.release_worktree()  # P-2 and P-3 were "cut short": kept under their names
+    assert [p.name for p in third.list_prp_worktrees()] == ["P-2", "P-3"]
+
+
+def test_a_damaged_or_deleted_reused_worktree_is_started_over(ws: GitWorkspace, repo: Path) -> None:
+    ws.ensure_branch(BATCH)
+    wt = ws.prp_worktree("P-1", "prp/47/P-1", BATCH)
+    ws.done_with_worktree(wt)
+    ws.clean()  # --prp-clean from another terminal
+    assert not wt.exists()
+    assert ws.prp_worktree("P-2", "prp/47/P-2", BATCH) == wt and (wt / "tracked.txt").exists()
+    ws.done_with_worktree(wt)
+    (wt / ".git").write_text("gitdir: /nowhere\n")  # broken link to its admin dir
+    assert ws.prp_worktree("P-3", "prp/47/P-3", BATCH) == wt
+    assert git(wt, "branch", "--show-current") == "prp/47/P-3"
+    assert git(wt, "status", "--porcelain") == ""
 
 
 def test_clean_removes_every_prp_worktree_and_branch(ws: GitWorkspace, repo: Path) -> None:

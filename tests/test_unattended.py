@@ -165,6 +165,9 @@ def test_signal_ends_everything_and_the_batch_resumes(
     doc = json.loads((repo / RESULTS / "batches" / "batch-25.result.json").read_text())
     assert doc["interrupted"] is True
     assert wait_gone(token) == []
+    # The worktree it ran in is kept under the PRP's name for a look, no other is left.
+    kept = [p.name for p in (repo / ".git" / "prp" / "worktrees").iterdir()]
+    assert kept == ["PRP-25.1.1"]
     # The same command with a working agent completes the batch.
     again = pytester.runpytest("--prp-batch", "25", "--prp-agent", agent())
     assert again.ret == 0, again.stdout.str()
