@@ -46,7 +46,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _harness import Capture, SetupError, clean_env, commit_fixture, git, run_main
+from _harness import (
+    Capture,
+    SetupError,
+    clean_env,
+    commit_fixture,
+    git,
+    run_main,
+    warm_bytecode,
+)
 
 RATIO_TARGET = 1.5
 BATCH = "100"
@@ -471,6 +479,7 @@ def git_version() -> str:
 
 def run(args: argparse.Namespace) -> list[str]:
     version = git_version()
+    warm_bytecode(args.python)
     workdir = Path(tempfile.mkdtemp(prefix="prp-bench-orch-"))
     try:
         started = time.perf_counter()

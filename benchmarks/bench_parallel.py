@@ -84,7 +84,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from _harness import SetupError, clean_env, commit_fixture, run_main
+from _harness import SetupError, clean_env, commit_fixture, run_main, warm_bytecode
 
 SLACK = 1.10  # measured <= SLACK x lower bound + overhead term
 CLEARLY = 0.85  # "clearly faster": at most 85% of the stage-by-stage makespan
@@ -774,11 +774,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def check_tools(python: str) -> None:
     if shutil.which("git") is None or shutil.which("bash") is None:
         raise SetupError("git and bash must be on PATH")
-    probe = subprocess.run(
-        [python, "-c", "import xdist, pytest_prp.plugin"], capture_output=True, text=True
-    )
-    if probe.returncode != 0:
-        raise SetupError(f"{python} cannot import pytest-xdist and pytest_prp: pass --python")
+    warm_bytecode(python)
 
 
 def run(args: argparse.Namespace) -> list[str]:

@@ -60,7 +60,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _harness import Capture, SetupError, clean_env, commit_fixture, run_main
+from _harness import Capture, SetupError, clean_env, commit_fixture, run_main, warm_bytecode
 
 RATIO_TARGET = 1.10
 LINES = 100_000
@@ -476,11 +476,7 @@ def check_tools(python: str) -> None:
         import pytest_prp.processes  # noqa: F401
     except ImportError as exc:
         raise SetupError(f"pytest_prp is not importable ({exc}); use .venv/bin/python") from None
-    probe = subprocess.run(
-        [python, "-c", "import pytest_prp.plugin"], capture_output=True, text=True, check=False
-    )
-    if probe.returncode != 0:
-        raise SetupError(f"{python} cannot import pytest_prp: pass --python")
+    warm_bytecode(python)
 
 
 def run(args: argparse.Namespace) -> list[str]:
