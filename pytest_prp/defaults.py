@@ -115,7 +115,7 @@ class DefaultImplementations:
             return execution.completed(prp_id)
         # Planning happens before the run is prepared: read the ledger once, on first need.
         if self._ledger is None:
-            from pytest_prp.gitops import (  # late: GitPython is slow to import
+            from pytest_prp.gitops import (  # late: git is only needed for a ledger
                 GitError,
                 GitWorkspace,
             )

@@ -30,8 +30,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import git
-
 DEFAULT_NAME = "pytest-prp"
 DEFAULT_EMAIL = "pytest-prp@localhost"
 MIN_GIT_VERSION = (2, 38)  # merge-tree --write-tree
@@ -160,6 +158,35 @@ def _base_env(common_dir: Path, environ: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
+def _run_git(
+    executable: str,
+    args: Sequence[str],
+    cwd: Path,
+    env: Mapping[str, str],
+    stdin: str | None = None,
+) -> tuple[int, str, str]:
+    """``git <args>`` in ``cwd``: exit status, stdout and stderr, one final newline dropped.
+    Messages in English (some are matched here); bytes that are not UTF-8 survive in paths."""
+    done = subprocess.run(
+        [executable, *args],
+        cwd=cwd,
+        env={**os.environ, "LANGUAGE": "C", "LC_ALL": "C", **env},
+        input=stdin.encode("utf-8") if stdin is not None else None,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+        capture_output=True,
+        check=False,
+    )
+    out = done.stdout.decode("utf-8", "surrogateescape")
+    err = done.stderr.decode("utf-8", "surrogateescape")
+    return done.returncode, out.removesuffix("\n"), err.removesuffix("\n")
+
+
+def _version(text: str) -> tuple[int, int] | None:
+    """(major, minor) from ``git version 2.39.5`` (vendor suffixes allowed)."""
+    match = re.search(r"(\d+)\.(\d+)", text)
+    return (int(match[1]), int(match[2])) if match else None
+
+
 def _failure(command: str, status: int, stderr: str) -> str:
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     fatal = [line for line in lines if line.startswith(("fatal:", "error:"))]
@@ -195,14 +222,12 @@ def _same_path(a: Path, b: Path) -> bool:
 class GitWorkspace:
     """One repository, seen from the user's checkout at ``root``."""
 
-    def __init__(self, repo: git.Repo, root: Path, common_dir: Path) -> None:
-        self.repo = repo
+    def __init__(self, root: Path, common_dir: Path, executable: str = "git") -> None:
         self.root = root
         self.common_dir = common_dir
         self.worktrees_dir = common_dir / "prp" / "worktrees"
         self._env = _base_env(common_dir, os.environ)
-        repo.git.update_environment(**self._env)
-        self._executable = git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git"
+        self._executable = executable
         self._identity: dict[str, str] | None = None
         self._slot: tuple[int, Path] | None = None  # lock fd and path of the reused worktree
         self._slot_owner: str | None = None  # the PRP running in it, until merged or kept
@@ -220,21 +245,33 @@ class GitWorkspace:
         probe = start if start.is_dir() else start.parent
         if not probe.is_dir():
             raise GitError(f"not inside a git repository: {start}")
-        runner = git.Git(str(probe))
-        try:
-            status, out, err = runner.rev_parse(
+        # An absolute path: a bare "git" would be searched along PATH by every exec (a failed
+        # exec per directory before git's).
+        executable = shutil.which("git")
+        if executable is None:
+            raise GitError("git is not installed or not on PATH")
+        status, version_text, _ = _run_git(executable, ["version"], probe, {})
+        found = _version(version_text)
+        if status != 0 or found is None:
+            raise GitError(f"cannot tell the version of {executable}: {version_text.strip()}")
+        if found < MIN_GIT_VERSION:
+            raise GitError(
+                f"pytest-prp needs git 2.38 or newer (found {'.'.join(map(str, found))})"
+            )
+        status, out, err = _run_git(
+            executable,
+            [
+                "rev-parse",
                 "--path-format=absolute",
                 "--show-toplevel",
                 "--git-common-dir",
                 "--verify",
                 "-q",
                 "HEAD^{commit}",
-                with_extended_output=True,
-                with_exceptions=False,
-            )
-            version = runner.version_info[:2]
-        except git.GitCommandNotFound as e:
-            raise GitError(f"git is not installed or not on PATH: {e}") from None
+            ],
+            probe,
+            {},
+        )
         lines = out.splitlines()
         if status != 0 or len(lines) < 3:
             if len(lines) >= 2:
@@ -244,15 +281,7 @@ class GitWorkspace:
             if "not a git repository" in err:
                 raise GitError(f"not inside a git repository: {start}")
             raise GitError(_failure("rev-parse", status, err))
-        if version < MIN_GIT_VERSION:
-            found = ".".join(map(str, version))
-            raise GitError(f"pytest-prp needs git 2.38 or newer (found {found})")
-        root, common_dir = Path(lines[0]), Path(lines[1])
-        executable = shutil.which("git")
-        if executable and git.Git.GIT_PYTHON_GIT_EXECUTABLE == "git":
-            # Every call would search PATH again (a failed exec per directory before git's).
-            git.refresh(executable)
-        return cls(git.Repo(str(root)), root, common_dir)
+        return cls(Path(lines[0]), Path(lines[1]), executable)
 
     # ---------------------------------------------------------------- running git
 
@@ -263,20 +292,17 @@ class GitWorkspace:
         cwd: Path | None = None,
         env: Mapping[str, str] | None = None,
         codes: tuple[int, ...] | None = (0,),
+        stdin: str | None = None,
     ) -> tuple[int, str, str]:
         """Run ``git <command> <args>`` (in ``cwd``, default the user's root); raise GitError
         unless the exit status is in ``codes`` (None: accept any)."""
-        if cwd is None:
-            runner = self.repo.git
-        else:
-            runner = git.Git(str(cwd))
-            runner.update_environment(**self._env)
-        status, out, err = getattr(runner, command.replace("-", "_"))(
-            *args, with_extended_output=True, with_exceptions=False, env=env
+        extra = {**self._env, **env} if env else self._env
+        status, out, err = _run_git(
+            self._executable, [command, *args], cwd or self.root, extra, stdin
         )
         if codes is not None and status not in codes:
             raise GitError(_failure(command, status, err))
-        return int(status), str(out), str(err)
+        return status, out, err
 
     def _out(self, command: str, *args: str, cwd: Path | None = None) -> str:
         return self._git(command, *args, cwd=cwd)[1]
@@ -721,13 +747,7 @@ class GitWorkspace:
             status, _, err = self._git("update-ref", "-m", reflog, ref, new, old, codes=None)
             return status, err
         commands = f"update {ref} {new} {old}\ndelete refs/heads/{delete_branch}\n"
-        done = subprocess.run(
-            [self._executable, "update-ref", "-m", reflog, "--stdin"],
-            cwd=self.root,
-            env={**os.environ, **self._env},
-            input=commands,
-            capture_output=True,
-            text=True,
-            check=False,
+        status, _, err = self._git(
+            "update-ref", "-m", reflog, "--stdin", stdin=commands, codes=None
         )
-        return done.returncode, done.stderr
+        return status, err

@@ -177,6 +177,15 @@ def test_open_outside_a_repository(tmp_path: Path) -> None:
     assert str(e.value) == f"not inside a git repository: {plain}"
 
 
+def test_open_without_git_on_path(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "no-tools-here"))
+    with pytest.raises(GitError) as e:
+        GitWorkspace.open(repo)
+    assert str(e.value) == "git is not installed or not on PATH"
+
+
 def test_open_repository_without_commits(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
