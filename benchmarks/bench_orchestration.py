@@ -4,10 +4,15 @@ Builds one throw-away git repository of --files committed files (default 2,000) 
 of --prps trivial PRPs (default 20; each creates one file with **Create** and has one ``true``
 gate), then, in every round (on a fresh copy of that repository):
 
-  floor     a bash script doing the minimum git work per PRP by hand: ``worktree add -b``,
-            write the file, ``add -A``, ``write-tree``, ``commit-tree``, ``update-ref`` (the PRP
-            branch), a fast-forward ``update-ref`` of the integration branch, ``worktree
-            remove``, delete the PRP branch;
+  floor     a bash script doing by hand the git work pytest-prp does, and nothing else: one
+            worktree (``worktree add --detach`` with the first PRP, removed after the last),
+            per PRP ``clean -ffdx``, ``checkout -f -B <PRP branch> <tip>``, write the file,
+            ``add -A``, ``write-tree``, ``commit-tree``, then one ``update-ref --stdin``
+            transaction: fast-forward the integration branch, delete the PRP branch;
+  per-PRP   for comparison, what hand-written batch scripts usually do: a new worktree per
+            PRP (``worktree add -b``, a checkout of every file), the same commit, an
+            ``update-ref`` each for the PRP branch and the integration branch, ``worktree
+            remove``, delete the branch;
   start-up  ``python -m pytest PRPs/ --prp-batch B --collect-only``: pytest's start-up plus
             collecting and planning the batch, a fixed cost not charged per PRP;
   run       ``python -m pytest PRPs/ --prp-batch B``: the batch end to end;
@@ -60,6 +65,7 @@ RATIO_TARGET = 1.5
 BATCH = "100"
 INTEGRATION = f"prp/batch-{BATCH}"
 FLOOR_BRANCH = "floor/integration"
+PER_PRP_BRANCH = "per-prp/integration"
 _LOGGED_EXIT = re.compile(r"^--- exit \d+ \(([0-9.]+) s\) ---$", re.MULTILINE)
 
 
@@ -139,13 +145,45 @@ def floor_script(prps: int) -> str:
         'tip=$(git rev-parse --verify "HEAD^{commit}")',
         f"git update-ref refs/heads/{FLOOR_BRANCH} \"$tip\" ''",
         "common=$(git rev-parse --path-format=absolute --git-common-dir)",
+        'wt="$common/prp/worktrees/floor"',
+    ]
+    for n in range(1, prps + 1):
+        branch = f"floor/{BATCH}/{prp_id(n)}"
+        target = f'"$wt/{created_path(n)}"'
+        lines.append("t0=$EPOCHREALTIME")  # a bash builtin: timing costs no process
+        if n == 1:
+            lines.append('git worktree add -q --detach "$wt" "$tip"')
+        lines += [
+            'git -C "$wt" clean -q -ffdx',
+            f'git -C "$wt" checkout -q -f -B {branch} "$tip"',
+            f'mkdir -p "$(dirname {target})"',
+            f"printf 'output of PRP {n}\\n' > {target}",
+            'git -C "$wt" add -A',
+            'tree=$(git -C "$wt" write-tree)',
+            f'commit=$(git -C "$wt" commit-tree "$tree" -p "$tip" -m \'{prp_id(n)}: Complete\')',
+            f"printf 'update refs/heads/{FLOOR_BRANCH} %s %s\\ndelete refs/heads/{branch}\\n' "
+            '"$commit" "$tip" | git update-ref --stdin',
+            "tip=$commit",
+            'echo "prp-seconds $t0 $EPOCHREALTIME"',
+        ]
+    lines.append('git worktree remove --force "$wt"')
+    return "\n".join(lines) + "\n"
+
+
+def per_prp_script(prps: int) -> str:
+    """Bash doing what hand-written batch scripts usually do: a new worktree per PRP."""
+    lines = [
+        "set -euo pipefail",
+        'tip=$(git rev-parse --verify "HEAD^{commit}")',
+        f"git update-ref refs/heads/{PER_PRP_BRANCH} \"$tip\" ''",
+        "common=$(git rev-parse --path-format=absolute --git-common-dir)",
     ]
     for n in range(1, prps + 1):
         wt = f'"$common/prp/worktrees/{prp_id(n)}"'
-        branch = f"floor/{BATCH}/{prp_id(n)}"
+        branch = f"per-prp/{BATCH}/{prp_id(n)}"
         target = f"{wt}/{created_path(n)}"
         lines += [
-            "t0=$EPOCHREALTIME",  # a bash builtin: timing costs no process
+            "t0=$EPOCHREALTIME",
             f'git worktree add -q --no-track -b {branch} {wt} "$tip"',
             f'mkdir -p "$(dirname {target})"',
             f"printf 'output of PRP {n}\\n' > {target}",
@@ -153,7 +191,7 @@ def floor_script(prps: int) -> str:
             f"tree=$(git -C {wt} write-tree)",
             f'commit=$(git -C {wt} commit-tree "$tree" -p "$tip" -m \'{prp_id(n)}: Complete\')',
             f'git -C {wt} update-ref HEAD "$commit" "$tip"',
-            f'git update-ref refs/heads/{FLOOR_BRANCH} "$commit" "$tip"',  # fast-forward
+            f'git update-ref refs/heads/{PER_PRP_BRANCH} "$commit" "$tip"',  # fast-forward
             "tip=$commit",
             f"git worktree remove --force {wt}",
             f"git update-ref -d refs/heads/{branch}",
@@ -162,10 +200,15 @@ def floor_script(prps: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def time_floor(repo: Path, prps: int) -> tuple[float, list[float]]:
-    """Wall time of the floor script and the time of each PRP in it."""
-    script = repo.parent / f"{repo.name}-floor.sh"
-    script.write_text(floor_script(prps), encoding="utf-8")
+def time_floor(repo: Path, prps: int, per_prp_worktrees: bool = False) -> tuple[float, list[float]]:
+    """Wall time of the floor script (or of the worktree-per-PRP one) and of each PRP in it."""
+    name, text, branch = (
+        ("per-prp", per_prp_script(prps), PER_PRP_BRANCH)
+        if per_prp_worktrees
+        else ("floor", floor_script(prps), FLOOR_BRANCH)
+    )
+    script = repo.parent / f"{repo.name}-{name}.sh"
+    script.write_text(text, encoding="utf-8")
     start = time.perf_counter()
     result = subprocess.run(
         ["bash", str(script)],
@@ -177,8 +220,8 @@ def time_floor(repo: Path, prps: int) -> tuple[float, list[float]]:
     )
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
-        raise SetupError(f"hand-scripted floor failed:\n{result.stderr.strip()[-2000:]}")
-    check_branch(repo, FLOOR_BRANCH, prps, "floor")
+        raise SetupError(f"hand-scripted {name} script failed:\n{result.stderr.strip()[-2000:]}")
+    check_branch(repo, branch, prps, name)
     per_prp = [
         float(end) - float(begin)
         for marker, begin, end in (line.split() for line in result.stdout.splitlines())
@@ -327,6 +370,7 @@ def _result_entries(data: object) -> list[dict[str, object]]:
 class Timings:
     floor: list[float] = field(default_factory=list)
     floor_per_prp: list[float] = field(default_factory=list)  # every PRP of every round
+    per_prp: list[float] = field(default_factory=list)  # the worktree-per-PRP script
     startup: list[float] = field(default_factory=list)
     run: list[float] = field(default_factory=list)
     work: list[float] = field(default_factory=list)
@@ -337,6 +381,7 @@ def _floor_round(t: Timings, args: argparse.Namespace, repo: Path) -> None:
     elapsed, per_prp = time_floor(repo, args.prps)
     t.floor.append(elapsed)
     t.floor_per_prp.extend(per_prp)
+    t.per_prp.append(time_floor(repo, args.prps, per_prp_worktrees=True)[0])
 
 
 def _pytest_round(t: Timings, args: argparse.Namespace, repo: Path) -> None:
@@ -380,6 +425,7 @@ def report(t: Timings, prps: int) -> list[str]:
         f"{'measurement (seconds)':<50} {'best':>8}   runs",
         "-" * 78,
         _row(f"hand-scripted git floor, {prps} PRPs (bash)", t.floor),
+        _row(f"by hand, a worktree per PRP, {prps} PRPs (bash)", t.per_prp),
         _row("pytest start-up: --collect-only (fixed cost)", t.startup),
         _row(f"pytest PRPs/ --prp-batch {BATCH} (end to end)", t.run),
         _row(f"PRPs' own work: {prps} x (Create + bash gate)", t.work),
@@ -397,6 +443,8 @@ def report(t: Timings, prps: int) -> list[str]:
         f"  start-up ({startup * 1000:.0f} ms) is not charged per PRP; amortised over the batch "
         f"it adds {startup / prps * 1000:.1f} ms per PRP ({amortised:.2f}x)",
         f"ratio {ratio:.2f}x (target <= {RATIO_TARGET}x): {verdict}",
+        f"(a script making a worktree per PRP: {min(t.per_prp) / prps * 1000:.1f} ms per PRP; "
+        f"pytest-prp's overhead is {overhead / (min(t.per_prp) / prps):.2f}x that)",
     ]
     out += noise_check(t, prps, work)
     return out

@@ -457,24 +457,28 @@ class GitWorkspace:
         slot = self._slot_path()
         self._slot_owner = None
         if (slot / ".git").is_file():
-            target = ("-B", branch) if branch is not None else ("--detach",)
             try:
                 self._git("clean", "-q", "-ffdx", cwd=slot)
-                # --ignore-other-worktrees: the branch may still be recorded in a worktree
-                # that a killed run left behind; nothing else runs this PRP now.
-                self._git(
-                    "checkout", "-q", "-f", "--ignore-other-worktrees", *target, start, cwd=slot
-                )
+                self._check_out(slot, branch, start)
             except GitError:
                 self._discard(slot)  # damaged (or deleted by --prp-clean): start it over
-            else:
-                self._slot_owner = name
-                return slot
         elif slot.exists() or slot.is_symlink():
             self._discard(slot)
-        self._add_worktree(slot, branch, start)
+        if not (slot / ".git").is_file():
+            # Detached first: `worktree add -B` refuses a branch that a worktree left behind
+            # by a killed process still has checked out; checkout can be told to ignore it.
+            self._add_worktree(slot, None, start)
+            if branch is not None:
+                self._check_out(slot, branch, start)
         self._slot_owner = name
         return slot
+
+    def _check_out(self, path: Path, branch: str | None, start: str) -> None:
+        """``start`` into ``path``'s tree and index, on ``branch`` (created or reset there).
+        --ignore-other-worktrees: a killed process may have left the branch checked out in
+        its worktree (whose next user resets it); no two live processes run the same PRP."""
+        target = ("-B", branch) if branch is not None else ("--detach",)
+        self._git("checkout", "-q", "-f", "--ignore-other-worktrees", *target, start, cwd=path)
 
     def keep_worktree(self, path: Path, name: str) -> Path:
         """Keep the work of ``name`` done in ``path`` for inspection, as ``name``'s own

@@ -722,6 +722,21 @@ def test_processes_never_share_a_reused_worktree(repo: Path) -> None:
     assert [p.name for p in third.list_prp_worktrees()] == ["P-2", "P-3"]
 
 
+def test_a_branch_left_checked_out_by_a_killed_process_does_not_block_the_prp(
+    repo: Path,
+) -> None:
+    # A process killed while running P-1 leaves P-1's branch checked out in its worktree. On
+    # the rerun another worker, starting a worktree of its own, must still be able to run P-1.
+    killed, rerun = GitWorkspace.open(repo), GitWorkspace.open(repo)
+    killed.ensure_branch(BATCH)
+    stale = killed.prp_worktree("P-1", "prp/47/P-1", BATCH)
+    (stale / "half.txt").write_text("cut short\n")
+    fresh = rerun.prp_worktree("P-1", "prp/47/P-1", BATCH)  # a new worktree, not the stale one
+    assert fresh != stale
+    assert git(fresh, "branch", "--show-current") == "prp/47/P-1"
+    assert git(fresh, "status", "--porcelain") == "" and not (fresh / "half.txt").exists()
+
+
 def test_a_damaged_or_deleted_reused_worktree_is_started_over(ws: GitWorkspace, repo: Path) -> None:
     ws.ensure_branch(BATCH)
     wt = ws.prp_worktree("P-1", "prp/47/P-1", BATCH)
