@@ -524,21 +524,35 @@ class GitWorkspace:
         """This process's reusable worktree: ``+slot-<k>`` for the first ``k`` whose lock file
         no other process holds (flock, released when a process dies; the name cannot be a
         PRP's, as ``safe_name`` never yields ``+``)."""
-        if self._slot is None:
+        k = 0
+        while self._slot is None:
             locks = self.common_dir / "prp" / "locks"
             locks.mkdir(parents=True, exist_ok=True)
-            k = 0
-            while True:
-                fd = os.open(locks / f"slot-{k}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    os.close(fd)
-                    k += 1
-                    continue
+            fd = os.open(locks / f"slot-{k}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+            else:
                 self._slot = (fd, self.worktrees_dir / f"+slot-{k}")
-                break
+                self._rescue(self._slot[1])  # may give the slot up: then try the next one
+            k += 1
         return self._slot[1]
+
+    def _rescue(self, slot: Path) -> None:
+        """A worktree left by a process that died mid-PRP (SIGKILL, a crashed xdist worker)
+        still has that PRP's branch checked out (a merged PRP's branch is gone): keep it under
+        the PRP's name, as a failure would have, instead of resetting it for the next PRP."""
+        try:
+            pointer = (slot / ".git").read_text(encoding="utf-8").strip()
+            admin = slot / pointer.removeprefix("gitdir:").strip()
+            head = (admin / "HEAD").read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            return
+        branch = head.removeprefix("ref: refs/heads/") if head.startswith("ref: ") else ""
+        if branch.startswith("prp/") and self.branch_sha(branch) is not None:
+            self._slot_owner = branch.rsplit("/", 1)[-1]  # branches are prp/<batch>/<id>
+            self.keep_worktree(slot, self._slot_owner)
 
     def list_prp_worktrees(self) -> list[Path]:
         """PRP worktrees: registered ones under ``worktrees_dir`` and leftover directories."""

@@ -737,6 +737,43 @@ def test_a_branch_left_checked_out_by_a_killed_process_does_not_block_the_prp(
     assert git(fresh, "status", "--porcelain") == "" and not (fresh / "half.txt").exists()
 
 
+KILLED_MID_PRP = r"""
+import sys, time
+from pathlib import Path
+from pytest_prp.gitops import GitWorkspace
+
+ws = GitWorkspace.open(Path(sys.argv[1]))
+wt = ws.prp_worktree("P-1", "prp/47/P-1", sys.argv[2])
+(wt / "half.txt").write_text("cut short\n")
+print(wt, flush=True)
+time.sleep(60)
+"""
+
+
+def test_work_of_a_process_killed_mid_prp_is_kept_not_reset(ws: GitWorkspace, repo: Path) -> None:
+    ws.ensure_branch(BATCH)
+    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_MID_PRP, str(repo), BATCH],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    slot = Path(proc.stdout.readline().strip())
+    proc.kill()  # SIGKILL: no cleanup of any kind
+    proc.wait(timeout=30)
+    assert (slot / "half.txt").exists()
+    fresh = ws.prp_worktree("P-2", "prp/47/P-2", BATCH)  # takes the dead process's slot
+    assert fresh == slot and not (fresh / "half.txt").exists()
+    kept = ws.worktree_path("P-1")
+    assert (kept / "half.txt").read_text() == "cut short\n"
+    assert git(kept, "branch", "--show-current") == "prp/47/P-1"
+    ws.done_with_worktree(fresh)
+    ws.release_worktree()
+    assert ws.list_prp_worktrees() == [kept]
+
+
 def test_a_damaged_or_deleted_reused_worktree_is_started_over(ws: GitWorkspace, repo: Path) -> None:
     ws.ensure_branch(BATCH)
     wt = ws.prp_worktree("P-1", "prp/47/P-1", BATCH)
