@@ -223,15 +223,18 @@ def run_call(item: PrpItem) -> None:
     run.gates_passed = len(results) - len(failed)
     run.gates_failed = len(failed)
     if failed:
-        _keep_worktree(execution, run)
         run.status = "failed_gates"
         run.errors.extend(f"gate {r.gate.index} {r.gate.name!r} failed" for r in failed)
         tried = f" after {context.attempt} attempts" if context.attempt > 1 else ""
+        kept = ""
+        if not settings.verify:  # verify mode checks HEAD as it is: nothing of its own to keep
+            _keep_worktree(execution, run)
+            kept = f"\n\nworktree kept: {run.workdir}"
         raise PrpUserError(
             [
                 f"{prp.id}: {len(failed)} of {len(results)} gates failed{tried}\n\n"
                 + _gate_failure_text(results)
-                + f"\n\nworktree kept: {run.workdir}"
+                + kept
             ]
         )
     unverified = not gates

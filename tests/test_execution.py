@@ -342,7 +342,9 @@ def test_verify_mode_runs_only_gates(pytester: pytest.Pytester, repo: Path) -> N
     write_prp(repo, "PRP-14.1.2", gates=["test -f missing.txt"])
     result = pytester.runpytest("--prp-batch", "14", "--prp-verify", "-v")
     result.stdout.fnmatch_lines(["*PRP-14.1.1 PASSED*", "*PRP-14.1.2 FAILED*"])
+    assert "worktree kept" not in result.stdout.str()
     assert git(repo, "branch", "--list", "prp/*") == ""
+    assert git(repo, "worktree", "list").count("\n") == 0  # nothing left behind
     statuses = {pid: e["status"] for pid, e in entries(result_json(repo, "14")).items()}
     assert statuses == {"PRP-14.1.1": "success", "PRP-14.1.2": "failed_gates"}
 
