@@ -37,6 +37,9 @@ of --workers (default 1, 2, 4, 8), one after the other:
   lower bound   LB = max(CP, W / N): CP the longest path of durations, W their sum
   target        makespan <= 1.10 x LB + o x k, where k = PRPs on the critical path when CP is
                 the larger bound, else PRPs / N
+  pair bound    of the N + 1 longest PRPs two share a worker: any schedule needs at least
+                the N-th plus the (N + 1)-th longest D (+ 2o); above the target, no executor
+                can meet it ("unreach", counted apart)
   stage-by-stage  sum over stages of the stage's makespan, the stage's PRPs list-scheduled
                 (longest first) on N workers; printed with durations D and with D + o
   simulated     a dependency-aware list schedule (longest remaining chain first, as
