@@ -97,7 +97,7 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption(
         "--prp-verify",
         action="store_true",
-        help="run only the gates, in a temporary worktree of HEAD or --prp-base",
+        help="run only the gates, in a clean checkout of HEAD or --prp-base",
     )
     group.addoption(
         "--prp-clean",
