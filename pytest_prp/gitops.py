@@ -451,10 +451,10 @@ class GitWorkspace:
         Resetting the used worktree (``clean -ffdx``, then ``checkout -f``) is two git processes
         and rewrites only files that differ; a new worktree per PRP was five processes and a
         checkout of every file. ``name``'s worktree kept by an earlier run is removed first."""
+        slot = self._slot_path()  # first: it may keep a dead process's work under its name
         kept = self.worktree_path(name)
         if kept.exists():
             self._discard(kept)
-        slot = self._slot_path()
         self._slot_owner = None
         if (slot / ".git").is_file():
             try:

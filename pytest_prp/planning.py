@@ -298,6 +298,13 @@ def _break_cycles(graph: dict[str, list[str]]) -> tuple[list[list[str]], dict[st
             acyclic[found[1]].remove(found[0])
 
 
+def stages_of(graph: dict[str, list[str]]) -> dict[str, int]:
+    """Stage of every PRP of ``graph`` (id -> dependencies; those outside it are done or
+    someone else's), as the plan computes it, cycles broken the same way."""
+    inside = {node: [d for d in deps if d in graph] for node, deps in graph.items()}
+    return _compute_stages(_break_cycles(inside)[1])
+
+
 def _compute_stages(acyclic: dict[str, list[str]]) -> dict[str, int]:
     stages: dict[str, int] = {}
     for node in TopologicalSorter(acyclic).static_order():

@@ -230,6 +230,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     from pytest_prp.execution import check_repository
 
     check_repository(config, settings)
+    # The controller too: xdist then ends its workers as after Ctrl-C, and they end their PRPs.
+    _interrupt_on_sigterm()
 
 
 @pytest.hookimpl(tryfirst=True)

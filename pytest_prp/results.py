@@ -47,6 +47,7 @@ class BatchResults:
         self.started_prps: dict[str, str] = {}  # PRP id -> node id, as items start
         self.expected: list[str] = []  # node ids of the PRPs this run was to run
         self.progress: Any = None
+        self._facts: tuple[dict[str, int], dict[str, float | None]] | None = None
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.expected = [item.nodeid for item in session.items if _is_prp_nodeid(item.nodeid)]
@@ -138,21 +139,52 @@ class BatchResults:
 
     def _interrupted_entry(self, prp_id: str, entry: dict[str, Any] | None) -> dict[str, Any]:
         """What is known of a PRP cut short before it reported: from the plan, when this
-        process planned (a serial run), else from its id."""
+        process planned (a serial run), else (an xdist controller) from the PRP files."""
         from pytest_prp.execution import EXECUTION
         from pytest_prp.plugin import PLAN
 
         plan = self.config.stash.get(PLAN, None)
         execution = self.config.stash.get(EXECUTION, None)
-        stage = plan.stages.get(prp_id, 0) if plan is not None else 0
-        branch = execution.branch if execution is not None else ""
+        if plan is not None:
+            stage = plan.stages.get(prp_id, 0)
+            prp = next((p for p in plan.prps if p.id == prp_id), None)
+            hours = prp.estimated_hours if prp is not None else None
+        else:
+            stages, estimates = self._unplanned()
+            stage, hours = stages.get(prp_id, 0), estimates.get(prp_id)
+        branch = execution.branch if execution is not None else self._unplanned_branch()
         base = _interrupted_entry_base(prp_id, stage, branch)
-        prp = next((p for p in plan.prps if p.id == prp_id), None) if plan is not None else None
-        base["estimated_hours"] = prp.estimated_hours if prp is not None else None
+        base["estimated_hours"] = hours
         base.update(entry or {})
         base["status"] = "interrupted"
         base["errors"] = [*base["errors"], "interrupted"]
         return base
+
+    def _unplanned(self) -> tuple[dict[str, int], dict[str, float | None]]:
+        """Stages and estimates of the run's PRPs read from their files' frontmatter, as the
+        scheduler reads them: an xdist controller never collects or plans (computed once)."""
+        if self._facts is None:
+            from pytest_prp.planning import stages_of
+            from pytest_prp.scheduler import file_graph_loader
+
+            load = file_graph_loader(self.config.rootpath)
+            infos = [info for info in map(load, self.expected) if info is not None]
+            graph = {info.id: list(info.dependencies) for info in infos}
+            self._facts = stages_of(graph), {info.id: info.estimated_hours for info in infos}
+        return self._facts
+
+    def _unplanned_branch(self) -> str:
+        """The integration branch as the workers name it, for PRPs none of them reported."""
+        from pytest_prp.ids import batch_of
+        from pytest_prp.plugin import SETTINGS
+
+        settings = self.config.stash[SETTINGS]
+        if settings.branch:
+            return str(settings.branch)
+        batches = {batch_of(nodeid.rsplit("::", 1)[-1]) for nodeid in self.expected}
+        if len(batches) == 1 and None not in batches:
+            return f"prp/batch-{batches.pop()}"
+        return "prp/integration"
 
     def summary(self) -> dict[str, Any]:
         statuses = [r["status"] for r in self.results.values()]
@@ -220,7 +252,7 @@ class BatchResults:
             # PRPs cut short: recorded as such, so that a watcher knows they are not running.
             for prp_id in self.started_prps:
                 known = self.results.get(prp_id)
-                if known is None or known["status"] == "running":
+                if known is None or known["status"] in ("pending", "running"):
                     self.results[prp_id] = self._interrupted_entry(prp_id, known)
         if self.results or self.interrupted:
             self.write(final=True)
@@ -254,7 +286,10 @@ class BatchResults:
             + (f"; cost ${s['cost_usd']:.4f}" if s["cost_usd"] is not None else "")
         )
         tr.write_line(f"Results: {self.path}")
-        tr.write_line(f"Integration branch: {self.branch} (merge it with: git merge {self.branch})")
+        if self.branch:
+            tr.write_line(
+                f"Integration branch: {self.branch} (merge it with: git merge {self.branch})"
+            )
 
 
 def _sum_cost(entries: Any) -> float | None:

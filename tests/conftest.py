@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -111,3 +113,27 @@ def copy_corpus(corpus: Path, subdir: str, dest: Path) -> Path:
 
 def python() -> str:
     return sys.executable
+
+
+def processes_with(token: str) -> list[int]:
+    """Live processes whose command line mentions token (zombies do not count)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if token in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def wait_gone(token: str, seconds: float = 3.0) -> list[int]:
+    """Processes still alive after a short settling time (exit is asynchronous)."""
+    deadline = time.monotonic() + seconds
+    while (left := processes_with(token)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import EXAMPLE_PRPS, FAKE_AGENT, git, init_repo, write_prp
+from conftest import EXAMPLE_PRPS, FAKE_AGENT, git, init_repo, processes_with, write_prp
 
 RESULT = Path(".ce/orchestration/batches")
 
@@ -387,12 +387,18 @@ def test_sigkill_then_rerun_commits_once(pytester: pytest.Pytester, repo: Path) 
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    # Nothing survives SIGKILL to clean up: the step, in a process group of its own, is still
+    # sleeping in its worktree. (Ours to stop here, so that it does not outlive the test.)
+    for pid in processes_with(str(marker)):
+        os.killpg(pid, signal.SIGKILL)
     result = pytester.runpytest("--prp-batch", "16", "-v")
     assert result.ret == 0, result.stdout.str()
     result.stdout.fnmatch_lines(["*PRP-16.1.1 COMPLETED EARLIER*", "*PRP-16.2.1 PASSED*"])
     log = subjects(repo, "prp/batch-16")
     assert sum(s.startswith("PRP-16.1.1:") for s in log) == 1
     assert sum(s.startswith("PRP-16.2.1:") for s in log) == 1
+    # The killed run's worktree went when its PRP ran again: nothing is left behind.
+    assert git(repo, "worktree", "list").count("\n") == 0
 
 
 def test_clean_removes_kept_worktrees(pytester: pytest.Pytester, repo: Path) -> None:

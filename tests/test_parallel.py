@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import git, write_prp
+from conftest import git, processes_with, wait_gone, write_prp
 
 
 def statuses(root: Path, batch: str) -> dict[str, str]:
@@ -191,3 +196,50 @@ def test_bad_repository_is_one_line_under_xdist(pytester: pytest.Pytester) -> No
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: prp: not inside a git repository*"])
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
+def test_signal_to_the_controller_ends_every_worker_s_prp(
+    pytester: pytest.Pytester, repo: Path, signum: int
+) -> None:
+    # `kill <pid>` (or a CI runner) signals the controller only, not its workers: the steps
+    # the workers run must end all the same, and the result say what was cut short.
+    token = f"parallel-signal-{int(signum)}"
+    hang = f"sleep 120; echo {token}"  # two commands: bash stays, its command line shows token
+    write_prp(repo, "PRP-39.1.1", steps=[hang], gates=["true"])
+    write_prp(repo, "PRP-39.1.2", steps=[hang], gates=["true"])
+    write_prp(repo, "PRP-39.2.1", deps=["PRP-39.1.1", "PRP-39.1.2"], gates=["true"])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "--prp-batch", "39", "-n", "2", "-p", "no:cacheprovider"],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    try:
+        while len(processes_with(token)) < 2:  # the bash of each step
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        os.kill(proc.pid, signum)
+        out, _ = proc.communicate(timeout=60)
+        left = wait_gone(token)
+    finally:  # whatever failed, leave no process behind
+        proc.kill()
+        for pid in processes_with(token):
+            os.kill(pid, signal.SIGKILL)
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
+    assert left == []
+    found = statuses(repo, "39")
+    assert found == {
+        "PRP-39.1.1": "interrupted",
+        "PRP-39.1.2": "interrupted",
+        "PRP-39.2.1": "not_started",
+    }
+    doc = json.loads((repo / ".ce/orchestration/batches/batch-39.result.json").read_text())
+    assert doc["interrupted"] is True and sorted(doc["stages"]) == ["1", "2"]
+    assert doc["stages"]["1"]["PRP-39.1.1"]["integration_branch"] == "prp/batch-39"
+    assert "Integration branch: prp/batch-39" in out
+    # Each cut-short PRP's worktree is kept under its name.
+    kept = sorted(p.name for p in (repo / ".git/prp/worktrees").iterdir())
+    assert kept == ["PRP-39.1.1", "PRP-39.1.2"]

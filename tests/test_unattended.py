@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from conftest import FAKE_AGENT, git, write_prp
+from conftest import FAKE_AGENT, git, processes_with, wait_gone, write_prp
 
 RESULTS = Path(".ce/orchestration")
 
@@ -25,30 +24,6 @@ def agent(*flags: str) -> str:
 def entries(root: Path, batch: str) -> dict[str, dict[str, Any]]:
     doc = json.loads((root / RESULTS / "batches" / f"batch-{batch}.result.json").read_text())
     return {pid: e for stage in doc["stages"].values() for pid, e in stage.items()}
-
-
-def processes_with(token: str) -> list[int]:
-    """Live processes whose command line mentions token (zombies do not count)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if token in cmdline and state != "Z":
-            found.append(int(entry.name))
-    return found
-
-
-def wait_gone(token: str, seconds: float = 3.0) -> list[int]:
-    """Processes still alive after a short settling time (exit is asynchronous)."""
-    deadline = time.monotonic() + seconds
-    while (left := processes_with(token)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return left
 
 
 def test_failed_gates_go_back_to_the_agent(pytester: pytest.Pytester, repo: Path) -> None:
