@@ -461,7 +461,7 @@ class GitWorkspace:
                 self._git("clean", "-q", "-ffdx", cwd=slot)
                 self._check_out(slot, branch, start)
             except GitError:
-                self._discard(slot)  # damaged (or deleted by --prp-clean): start it over
+                self._discard(slot)  # damaged or deleted by hand: start it over
         elif slot.exists() or slot.is_symlink():
             self._discard(slot)
         if not (slot / ".git").is_file():
@@ -559,14 +559,39 @@ class GitWorkspace:
         return sorted(self._prp_worktrees())
 
     def clean(self) -> list[Path]:
-        """Remove every PRP worktree and its branch (``--prp-clean``); returns their paths."""
-        found = self._prp_worktrees()
+        """Remove every PRP worktree and its branch (``--prp-clean``); returns their paths.
+        Worktrees that a live process is using (another batch running in this repository)
+        stay."""
+        found = {
+            path: branch
+            for path, branch in self._prp_worktrees().items()
+            if not self._slot_in_use(path)
+        }
         for path, branch in found.items():
             self._discard(path)
             if branch is not None:
                 self._git("update-ref", "-d", f"refs/heads/{branch}", codes=(0, 1, 128))
         self._git("worktree", "prune")
         return sorted(found)
+
+    def _slot_in_use(self, path: Path) -> bool:
+        """Whether ``path`` is the reused worktree of a live process (its slot lock is held)."""
+        if not path.name.startswith("+slot-"):
+            return False
+        if self._slot is not None and path == self._slot[1]:
+            return True
+        lock = self.common_dir / "prp" / "locks" / f"{path.name.removeprefix('+')}.lock"
+        try:
+            fd = os.open(lock, os.O_RDWR)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # also releases the lock if we got it
+        return False
 
     def _worktrees(self) -> list[tuple[Path, str | None]]:
         # `worktree list` reads every worktree's files and dies on one another worker is

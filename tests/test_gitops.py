@@ -774,11 +774,25 @@ def test_work_of_a_process_killed_mid_prp_is_kept_not_reset(ws: GitWorkspace, re
     assert ws.list_prp_worktrees() == [kept]
 
 
+def test_clean_leaves_the_worktree_of_a_running_batch_alone(repo: Path) -> None:
+    running, other = GitWorkspace.open(repo), GitWorkspace.open(repo)
+    running.ensure_branch(BATCH)
+    live = running.prp_worktree("P-1", "prp/47/P-1", BATCH)
+    (live / "work.txt").write_text("in progress\n")
+    failed = other.prp_worktree("P-2", "prp/47/P-2", BATCH)
+    failed = other.keep_worktree(failed, "P-2")
+    other.release_worktree()
+    assert GitWorkspace.open(repo).clean() == [failed]  # --prp-clean from another terminal
+    assert (live / "work.txt").exists() and not failed.exists()
+    running.release_worktree()
+    assert GitWorkspace.open(repo).clean() == [running.worktree_path("P-1")]  # kept at exit
+
+
 def test_a_damaged_or_deleted_reused_worktree_is_started_over(ws: GitWorkspace, repo: Path) -> None:
     ws.ensure_branch(BATCH)
     wt = ws.prp_worktree("P-1", "prp/47/P-1", BATCH)
     ws.done_with_worktree(wt)
-    ws.clean()  # --prp-clean from another terminal
+    shutil.rmtree(wt)  # deleted by hand
     assert not wt.exists()
     assert ws.prp_worktree("P-2", "prp/47/P-2", BATCH) == wt and (wt / "tracked.txt").exists()
     ws.done_with_worktree(wt)
