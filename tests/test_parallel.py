@@ -243,3 +243,39 @@ def test_signal_to_the_controller_ends_every_worker_s_prp(
     # Each cut-short PRP's worktree is kept under its name.
     kept = sorted(p.name for p in (repo / ".git/prp/worktrees").iterdir())
     assert kept == ["PRP-39.1.1", "PRP-39.1.2"]
+
+
+def test_workers_end_their_prps_when_the_controller_is_killed(
+    pytester: pytest.Pytester, repo: Path
+) -> None:
+    # SIGKILL gives the controller no chance to end its workers: each worker sees its
+    # controller gone (execnet interrupts its main thread) and must end its own PRP rather
+    # than leave the step running with nobody to report to.
+    token = "parallel-controller-killed"
+    hang = f"sleep 120; echo {token}"
+    write_prp(repo, "PRP-40.1.1", steps=[hang], gates=["true"])
+    write_prp(repo, "PRP-40.1.2", steps=[hang], gates=["true"])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "--prp-batch", "40", "-n", "2", "-p", "no:cacheprovider"],
+        cwd=repo,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    try:
+        while len(processes_with(token)) < 2:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        proc.kill()
+        proc.wait(timeout=30)
+        left = wait_gone(token, seconds=15)
+    finally:
+        proc.kill()
+        for pid in processes_with(token):
+            os.kill(pid, signal.SIGKILL)
+    assert left == []
+    worktrees = repo / ".git/prp/worktrees"
+    deadline = time.monotonic() + 15  # the workers finish their session after the step ends
+    while sorted(p.name for p in worktrees.iterdir()) != ["PRP-40.1.1", "PRP-40.1.2"]:
+        assert time.monotonic() < deadline, sorted(p.name for p in worktrees.iterdir())
+        time.sleep(0.1)
