@@ -526,9 +526,7 @@ class GitWorkspace:
         PRP's, as ``safe_name`` never yields ``+``)."""
         k = 0
         while self._slot is None:
-            locks = self.common_dir / "prp" / "locks"
-            locks.mkdir(parents=True, exist_ok=True)
-            fd = os.open(locks / f"slot-{k}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+            fd = self._lock_file(f"slot-{k}.lock")
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -707,17 +705,24 @@ class GitWorkspace:
     def merge_turn(self, branch: str) -> Iterator[None]:
         """Hold the turn to merge into ``branch``, shared by every process on this repository
         (flock on a file under the common git dir: released when the process dies)."""
-        path = self.common_dir / "prp" / "locks" / f"merge-{safe_name(branch)}.lock"
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except FileNotFoundError:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = self._lock_file(f"merge-{safe_name(branch)}.lock")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)
+
+    def _lock_file(self, name: str) -> int:
+        """An open descriptor of ``<common dir>/prp/locks/<name>`` (created if missing)."""
+        path = self.common_dir / "prp" / "locks" / name
+        try:
+            try:
+                return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except FileNotFoundError:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise GitError(f"cannot open the lock file {path}: {exc.strerror or exc}") from None
 
     def _merge(
         self, branch: str, commit: str, message: str, parent: str | None, delete_branch: str | None

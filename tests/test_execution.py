@@ -187,6 +187,23 @@ def test_each_prp_starts_from_a_clean_tree_in_the_reused_worktree(
     assert git(repo, "worktree", "list").count("\n") == 1  # the user's and the kept one
 
 
+def test_an_unusable_lock_directory_is_one_clear_error(
+    pytester: pytest.Pytester, repo: Path
+) -> None:
+    write_prp(repo, "PRP-6.1.1", creates={"a.txt": "a"}, gates=["true"])
+    (repo / ".git" / "prp").mkdir()
+    (repo / ".git" / "prp" / "locks").write_text("not a directory")
+    before = snapshot(repo)
+    result = pytester.runpytest("--prp-batch", "6")
+    assert result.ret == 1
+    out = result.stdout.str()
+    assert "could not create the worktree: cannot open the lock file" in out
+    assert "locks/slot-0.lock: Not a directory" in out
+    assert "Traceback" not in out and "gitops.py" not in out
+    assert snapshot(repo) == before
+    assert "PRP-6.1.1" not in "\n".join(subjects(repo, "prp/batch-6"))
+
+
 def test_strict_fails_unverified(pytester: pytest.Pytester, repo: Path) -> None:
     write_prp(repo, "PRP-4.1.1", creates={"u.txt": "u"}, checklist=["looks good"])
     result = pytester.runpytest("--prp-batch", "4", "--prp-strict")
