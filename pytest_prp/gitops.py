@@ -507,13 +507,18 @@ class GitWorkspace:
 
     def release_worktree(self) -> None:
         """At the end of the process: remove the reused worktree, or, when a PRP was cut short
-        in it (Ctrl-C), keep it as that PRP's worktree; give up its slot."""
+        in it (Ctrl-C), keep it as that PRP's worktree; give up its slot. Best effort: a
+        worktree git could not remove is reused, or rescued, by the next run."""
         if self._slot is not None:
             fd, slot = self._slot
-            if self._slot_owner is not None:
-                self.keep_worktree(slot, self._slot_owner)
+            try:
+                if self._slot_owner is not None:
+                    self.keep_worktree(slot, self._slot_owner)
+                if self._slot is not None:
+                    self._discard(slot)
+            except GitError:
+                pass
             if self._slot is not None:
-                self._discard(slot)
                 self._spent_slots.append(fd)
                 self._slot = None
         for fd in self._spent_slots:
