@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -88,10 +89,11 @@ RUN = pytest.StashKey[PrpRun]()
 EXECUTION = pytest.StashKey["Execution"]()
 
 
-def integration_branch_name(settings: Settings, prps: list[Prp]) -> str:
+def integration_branch_name(settings: Settings, batches: Iterable[str | None]) -> str:
+    """``--prp-branch``, else ``prp/batch-<id>`` for one batch, else ``prp/integration``."""
     if settings.branch:
         return settings.branch
-    label = batch_label(prps)
+    label = batch_label(batches)
     return f"prp/batch-{label}" if label != "integration" else "prp/integration"
 
 
@@ -100,11 +102,12 @@ def prp_branch_name(prp: Prp) -> str:
     return f"prp/{prp.batch or 'none'}/{prp.id}"
 
 
-def batch_label(prps: list[Prp]) -> str:
-    """The batch id when the run holds one batch, else ``integration`` (branch and JSON)."""
-    batches = {prp.batch for prp in prps}
-    if len(batches) == 1 and None not in batches:
-        return str(batches.pop())
+def batch_label(batches: Iterable[str | None]) -> str:
+    """The batch id when the run's PRPs (their batches given) hold one batch, else
+    ``integration`` (branch and JSON)."""
+    found = set(batches)
+    if len(found) == 1 and None not in found:
+        return str(found.pop())
     return "integration"
 
 
@@ -115,8 +118,9 @@ class Execution:
         self.config = config
         self.settings = settings
         self.git = GitWorkspace.open(config.rootpath)
-        self.branch = integration_branch_name(settings, plan.prps)
-        self.label = batch_label(plan.prps)
+        batches = [prp.batch for prp in plan.prps]
+        self.branch = integration_branch_name(settings, batches)
+        self.label = batch_label(batches)
         self.known = {prp.id: prp for prp in config.stash.get(KNOWN_PRPS, [])}
         self.passed: dict[str, str] = {}  # PRP id -> commit, passed in this process
         self.spent_usd = 0.0  # by PRPs run in this process

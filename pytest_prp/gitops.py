@@ -212,6 +212,23 @@ def _pause(attempt: int) -> None:
     time.sleep(random.uniform(0.001, 0.004 * min(attempt + 1, 10)))
 
 
+def _slot_lock(slot: Path) -> str:
+    """The lock file of a reused worktree ``+slot-<k>``: ``slot-<k>.lock``."""
+    return f"{slot.name.removeprefix('+')}.lock"
+
+
+def _head_branch(worktree: Path) -> str | None:
+    """The branch a linked worktree has checked out, read from its files (no process); None
+    when detached or unreadable."""
+    try:
+        pointer = (worktree / ".git").read_text(encoding="utf-8").strip()
+        admin = worktree / pointer.removeprefix("gitdir:").strip()  # absolute or relative
+        head = (admin / "HEAD").read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return head.removeprefix("ref: refs/heads/") if head.startswith("ref: refs/heads/") else None
+
+
 def _same_path(a: Path, b: Path) -> bool:
     return os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b))
 
@@ -531,28 +548,30 @@ class GitWorkspace:
         PRP's, as ``safe_name`` never yields ``+``)."""
         k = 0
         while self._slot is None:
-            fd = self._lock_file(f"slot-{k}.lock")
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-            else:
-                self._slot = (fd, self.worktrees_dir / f"+slot-{k}")
-                self._rescue(self._slot[1])  # may give the slot up: then try the next one
+            slot = self.worktrees_dir / f"+slot-{k}"
+            fd = self._try_lock(_slot_lock(slot))
+            if fd is not None:
+                self._slot = (fd, slot)
+                self._rescue(slot)  # may give the slot up: then try the next one
             k += 1
         return self._slot[1]
+
+    def _try_lock(self, name: str) -> int | None:
+        """Lock file ``name``, locked by this process (its descriptor), or None when another
+        process holds it."""
+        fd = self._lock_file(name)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return fd
 
     def _rescue(self, slot: Path) -> None:
         """A worktree left by a process that died mid-PRP (SIGKILL, a crashed xdist worker)
         still has that PRP's branch checked out (a merged PRP's branch is gone): keep it under
         the PRP's name, as a failure would have, instead of resetting it for the next PRP."""
-        try:
-            pointer = (slot / ".git").read_text(encoding="utf-8").strip()
-            admin = slot / pointer.removeprefix("gitdir:").strip()
-            head = (admin / "HEAD").read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError):
-            return
-        branch = head.removeprefix("ref: refs/heads/") if head.startswith("ref: ") else ""
+        branch = _head_branch(slot) or ""
         if branch.startswith("prp/") and self.branch_sha(branch) is not None:
             self._slot_owner = branch.rsplit("/", 1)[-1]  # branches are prp/<batch>/<id>
             self.keep_worktree(slot, self._slot_owner)
@@ -583,17 +602,10 @@ class GitWorkspace:
             return False
         if self._slot is not None and path == self._slot[1]:
             return True
-        lock = self.common_dir / "prp" / "locks" / f"{path.name.removeprefix('+')}.lock"
-        try:
-            fd = os.open(lock, os.O_RDWR)
-        except OSError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        fd = self._try_lock(_slot_lock(path))
+        if fd is None:
             return True
-        finally:
-            os.close(fd)  # also releases the lock if we got it
+        os.close(fd)  # releases it again
         return False
 
     def _worktrees(self) -> list[tuple[Path, str | None]]:

@@ -79,8 +79,8 @@ class Heartbeat:
     """Keeps one PRP's heartbeat file current while it runs.
 
     ``output`` is called with the latest line of each chunk of output and only records it;
-    the writer thread turns
-    the latest line into ``last_output`` (stream-json rendered as ``render_line`` does).
+    the writer thread turns the latest line into ``last_output`` (stream-json rendered as
+    ``render_line`` does).
     Writing is best effort: a full disk or a removed results directory never fails the PRP.
     """
 

@@ -165,9 +165,9 @@ class BatchResults:
         scheduler reads them: an xdist controller never collects or plans (computed once)."""
         if self._facts is None:
             from pytest_prp.planning import stages_of
-            from pytest_prp.scheduler import file_graph_loader
+            from pytest_prp.scheduler import shared_graph_loader
 
-            load = file_graph_loader(self.config.rootpath)
+            load = shared_graph_loader(self.config)  # the scheduler has read them already
             infos = [info for info in map(load, self.expected) if info is not None]
             graph = {info.id: list(info.dependencies) for info in infos}
             self._facts = stages_of(graph), {info.id: info.estimated_hours for info in infos}
@@ -175,16 +175,12 @@ class BatchResults:
 
     def _unplanned_branch(self) -> str:
         """The integration branch as the workers name it, for PRPs none of them reported."""
+        from pytest_prp.execution import integration_branch_name
         from pytest_prp.ids import batch_of
         from pytest_prp.plugin import SETTINGS
 
-        settings = self.config.stash[SETTINGS]
-        if settings.branch:
-            return str(settings.branch)
-        batches = {batch_of(nodeid.rsplit("::", 1)[-1]) for nodeid in self.expected}
-        if len(batches) == 1 and None not in batches:
-            return f"prp/batch-{batches.pop()}"
-        return "prp/integration"
+        batches = (batch_of(nodeid.rsplit("::", 1)[-1]) for nodeid in self.expected)
+        return integration_branch_name(self.config.stash[SETTINGS], batches)
 
     def summary(self) -> dict[str, Any]:
         statuses = [r["status"] for r in self.results.values()]

@@ -86,6 +86,17 @@ def file_graph_loader(rootpath: Path) -> GraphLoader:
     return load
 
 
+GRAPH_LOADER = pytest.StashKey[GraphLoader]()
+
+
+def shared_graph_loader(config: pytest.Config) -> GraphLoader:
+    """The controller's one loader of PRP frontmatter, and its cache: the scheduler and the
+    batch result (which needs stages of PRPs no worker reported) read each file once."""
+    if GRAPH_LOADER not in config.stash:
+        config.stash[GRAPH_LOADER] = file_graph_loader(config.rootpath)
+    return config.stash[GRAPH_LOADER]
+
+
 def _read_info(path: Path) -> PrpInfo | None:
     if not path.is_file():
         return None
@@ -162,7 +173,7 @@ class PrpScheduling:
         )
         self.maxschedchunk: int | None = config.getoption("maxschedchunk", None)
         self.serialize_conflicts = bool(getattr(config.option, "prp_serialize_conflicts", False))
-        self._loader = graph_loader or file_graph_loader(config.rootpath)
+        self._loader = graph_loader or shared_graph_loader(config)
         self.node2collection: dict[WorkerNode, list[str]] = {}  # every collection received
         self.node2pending: dict[WorkerNode, list[int]] = {}  # sent, not complete, in run order
         self.collection: list[str] | None = None  # the reference: the first collection
