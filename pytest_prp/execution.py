@@ -117,7 +117,7 @@ class Execution:
     def __init__(self, config: pytest.Config, settings: Settings, plan: Plan) -> None:
         self.config = config
         self.settings = settings
-        self.git = GitWorkspace.open(config.rootpath)
+        self.git = GitWorkspace.open(config.rootpath, settings.worktree_dir)
         batches = [prp.batch for prp in plan.prps]
         self.branch = integration_branch_name(settings, batches)
         self.label = batch_label(batches)
@@ -201,7 +201,7 @@ def prepare(config: pytest.Config, settings: Settings, plan: Plan) -> Execution:
 def check_repository(config: pytest.Config, settings: Settings) -> None:
     """The checks of ``prepare`` that need no plan: one UsageError line each."""
     try:
-        git = GitWorkspace.open(config.rootpath)
+        git = GitWorkspace.open(config.rootpath, settings.worktree_dir)
         if settings.base is not None:
             try:
                 git.resolve(settings.base)
@@ -216,9 +216,9 @@ def check_repository(config: pytest.Config, settings: Settings) -> None:
         raise pytest.UsageError(f"prp: {exc}") from None
 
 
-def clean_worktrees(config: pytest.Config) -> list[Path]:
+def clean_worktrees(config: pytest.Config, settings: Settings) -> list[Path]:
     """``--prp-clean``: remove the worktrees (and branches) kept from failed PRPs."""
     try:
-        return GitWorkspace.open(config.rootpath).clean()
+        return GitWorkspace.open(config.rootpath, settings.worktree_dir).clean()
     except GitError as exc:
         raise pytest.UsageError(f"prp: {exc}") from None

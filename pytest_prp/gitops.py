@@ -3,7 +3,8 @@
 Two rules shape everything here:
 
 * The user's checkout is never modified: no checkout, reset, stash or ``add`` in it. PRPs work
-  in linked worktrees kept inside the common git dir (invisible to ``git status``), and the
+  in linked worktrees kept outside the checkout (by default in the user's cache directory, see
+  ``default_worktrees_dir``: invisible to ``git status`` and to the user's own tools), and the
   integration branch is updated with plumbing (``merge-tree``/``commit-tree``/``update-ref``)
   without ever being checked out.
 * Several processes (pytest-xdist workers) use one repository at once. Each worktree has its
@@ -207,6 +208,24 @@ def _worktree_entries(porcelain_z: str) -> list[tuple[Path, str | None]]:
     return entries
 
 
+def default_worktrees_dir(common_dir: Path, environ: Mapping[str, str]) -> Path:
+    """Where a repository's PRP worktrees live unless configured: the user's cache directory
+    (``$XDG_CACHE_HOME``, else ``~/.cache``), one folder per repository named after it and a
+    hash of its git dir.
+
+    Not under ``.git``: Claude Code treats every path below a ``.git`` directory as a sensitive
+    file and refuses to edit it, whatever its permission settings say. Not in the checkout
+    either: ``git status`` would show it, and the user's own pytest, linters and IDE indexers
+    would pick up every PRP's copy of the project."""
+    cache = environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(cache):  # the XDG rule: a relative value is to be ignored
+        cache = os.path.join(environ.get("HOME") or os.path.expanduser("~"), ".cache")
+    resolved = common_dir.resolve()
+    repo = resolved.parent.name if resolved.name == ".git" else resolved.name
+    digest = hashlib.sha1(str(resolved).encode("utf-8", "surrogateescape")).hexdigest()[:10]
+    return Path(cache) / "pytest-prp" / "worktrees" / f"{safe_name(repo)}-{digest}"
+
+
 def _pause(attempt: int) -> None:
     """Short randomised back-off so racing workers do not retry in lockstep."""
     time.sleep(random.uniform(0.001, 0.004 * min(attempt + 1, 10)))
@@ -239,10 +258,16 @@ def _same_path(a: Path, b: Path) -> bool:
 class GitWorkspace:
     """One repository, seen from the user's checkout at ``root``."""
 
-    def __init__(self, root: Path, common_dir: Path, executable: str = "git") -> None:
+    def __init__(
+        self,
+        root: Path,
+        common_dir: Path,
+        executable: str = "git",
+        worktrees_dir: Path | None = None,
+    ) -> None:
         self.root = root
         self.common_dir = common_dir
-        self.worktrees_dir = common_dir / "prp" / "worktrees"
+        self.worktrees_dir = worktrees_dir or default_worktrees_dir(common_dir, os.environ)
         self._env = _base_env(common_dir, os.environ)
         self._executable = executable
         self._identity: dict[str, str] | None = None
@@ -251,7 +276,9 @@ class GitWorkspace:
         self._spent_slots: list[int] = []  # locks of slots kept for inspection
 
     @classmethod
-    def open(cls, start: Path) -> GitWorkspace:
+    def open(cls, start: Path, worktrees_dir: Path | None = None) -> GitWorkspace:
+        """The repository holding ``start``; PRP worktrees go to ``worktrees_dir`` (default:
+        ``default_worktrees_dir``)."""
         start = Path(start)
         present = [name for name in _HOSTILE_ENV if name in os.environ]
         if present:
@@ -298,7 +325,7 @@ class GitWorkspace:
             if "not a git repository" in err:
                 raise GitError(f"not inside a git repository: {start}")
             raise GitError(_failure("rev-parse", status, err))
-        return cls(Path(lines[0]), Path(lines[1]), executable)
+        return cls(Path(lines[0]), Path(lines[1]), executable, worktrees_dir)
 
     # ---------------------------------------------------------------- running git
 

@@ -105,6 +105,11 @@ def add_options(parser: pytest.Parser) -> None:
         help="remove worktrees kept from failed PRPs before running",
     )
     group.addoption(
+        "--prp-worktree-dir",
+        metavar="DIR",
+        help="where PRP worktrees live (default: ~/.cache/pytest-prp/worktrees/<repo>-<hash>)",
+    )
+    group.addoption(
         "--prp-gate-timeout",
         type=_positive_float,
         metavar="SECONDS",
@@ -158,6 +163,9 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini(
         "prp_results_dir", "directory of batch results and logs", default=".ce/orchestration"
     )
+    parser.addini(
+        "prp_worktree_dir", "where PRP worktrees live (relative to the rootdir)", default=""
+    )
     parser.addini("prp_prompt_template", "file holding the agent prompt template", default="")
     parser.addini("prp_gate_timeout", "time limit of one gate, seconds", default="600")
     parser.addini("prp_timeout", "wall-clock limit of one PRP, seconds", default="3600")
@@ -193,6 +201,7 @@ class Settings:
     models: dict[str, str]
     results_dir: Path
     prompt_template: Path | None
+    worktree_dir: Path | None  # None: gitops.default_worktrees_dir
 
 
 def _ini_float(config: pytest.Config, name: str) -> float:
@@ -260,6 +269,7 @@ def read_settings(config: pytest.Config) -> Settings:
     if not results_dir.is_absolute():
         results_dir = config.rootpath / results_dir
     template = str(config.getini("prp_prompt_template")).strip()
+    worktree_dir = opt.prp_worktree_dir or str(config.getini("prp_worktree_dir")).strip()
     return Settings(
         enabled=asked or ini_enabled or bool(opt.prp_verify),
         selection=selection,
@@ -281,4 +291,8 @@ def read_settings(config: pytest.Config) -> Settings:
         models=_models(config),
         results_dir=results_dir,
         prompt_template=(config.rootpath / template) if template else None,
+        # Relative to the rootdir, as the results dir (pytest's own cwd may be elsewhere).
+        worktree_dir=(config.rootpath / Path(worktree_dir).expanduser()).resolve()
+        if worktree_dir
+        else None,
     )

@@ -242,7 +242,7 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     if settings.clean and not config.option.collectonly and not hasattr(config, "workerinput"):
         from pytest_prp.execution import clean_worktrees
 
-        removed = clean_worktrees(config)
+        removed = clean_worktrees(config, settings)
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
             reporter.write_line(f"prp: removed {len(removed)} kept worktree(s)")

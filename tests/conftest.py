@@ -23,6 +23,25 @@ FAKE_AGENT = Path(__file__).resolve().parent / "fake_agent.py"
 EXAMPLE_PRPS = Path(__file__).resolve().parents[1] / "PRPs"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _worktrees_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterable[None]:
+    """PRP worktrees go to the user's cache directory by default: keep the tests' out of the
+    real one (pytest runs started by the tests inherit this environment)."""
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield
+    if old is None:
+        del os.environ["XDG_CACHE_HOME"]
+    else:
+        os.environ["XDG_CACHE_HOME"] = old
+
+
+def worktrees_dir(repo: Path) -> Path:
+    """Where pytest-prp keeps ``repo``'s PRP worktrees by default."""
+    common = Path(git(repo, "rev-parse", "--path-format=absolute", "--git-common-dir"))
+    return pytest_prp.gitops.default_worktrees_dir(common, os.environ)
+
+
 def git(cwd: Path, *args: str) -> str:
     done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True)
     return done.stdout.strip()

@@ -14,7 +14,15 @@ from typing import Any
 
 import pytest
 
-from conftest import EXAMPLE_PRPS, FAKE_AGENT, git, init_repo, processes_with, write_prp
+from conftest import (
+    EXAMPLE_PRPS,
+    FAKE_AGENT,
+    git,
+    init_repo,
+    processes_with,
+    worktrees_dir,
+    write_prp,
+)
 
 RESULT = Path(".ce/orchestration/batches")
 
@@ -178,12 +186,11 @@ def test_each_prp_starts_from_a_clean_tree_in_the_reused_worktree(
     statuses = {pid: e["status"] for pid, e in entries(result_json(repo, "5")).items()}
     assert list(statuses.values()) == ["success", "success", "failed_gates", "success"]
     # The failed PRP's work is kept under its own name, and only there.
-    common = Path(git(repo, "rev-parse", "--git-common-dir")).resolve()
-    kept = common / "prp" / "worktrees" / "PRP-5.1.3"
+    kept = worktrees_dir(repo) / "PRP-5.1.3"
     assert entries(result_json(repo, "5"))["PRP-5.1.3"]["worktree"] == str(kept)
     assert (kept / "wip.txt").read_text() == "half\n"
     assert f"worktree kept: {kept}" in result.stdout.str()
-    assert sorted(p.name for p in (common / "prp" / "worktrees").iterdir()) == ["PRP-5.1.3"]
+    assert sorted(p.name for p in kept.parent.iterdir()) == ["PRP-5.1.3"]
     assert git(repo, "worktree", "list").count("\n") == 1  # the user's and the kept one
 
 
@@ -283,7 +290,7 @@ def test_conflicting_prps_fail_merge(pytester: pytest.Pytester, repo: Path) -> N
     # The work that could not merge is committed on the PRP's branch, in its kept worktree.
     assert git(repo, "show", "prp/9/PRP-9.1.2:shared.txt") == "mine"
     assert subjects(repo, "prp/9/PRP-9.1.2")[0].startswith("PRP-9.1.2: Complete")
-    kept = Path(git(repo, "rev-parse", "--git-common-dir")).resolve() / "prp/worktrees/PRP-9.1.2"
+    kept = worktrees_dir(repo) / "PRP-9.1.2"
     assert git(kept, "status", "--porcelain") == "", git(kept, "status")
     # The merged PRP's branch is gone with its worktree.
     prp_branches = git(repo, "for-each-ref", "--format=%(refname:short)", "refs/heads/prp/9/")
@@ -430,6 +437,36 @@ def test_clean_removes_kept_worktrees(pytester: pytest.Pytester, repo: Path) -> 
     assert not Path(kept).exists()
     assert git(repo, "branch", "--list", "prp/17/*") == ""
     assert "PRP-17.1.1" not in git(repo, "worktree", "list")
+
+
+@pytest.mark.parametrize("how", ["default", "option", "ini"])
+def test_worktrees_live_outside_the_checkout_and_its_git_dir(
+    pytester: pytest.Pytester, repo: Path, tmp_path: Path, how: str
+) -> None:
+    # Claude Code refuses to edit anything under a .git directory, and a worktree inside the
+    # checkout would show in `git status` and in the user's own tools.
+    write_prp(repo, "PRP-18.1.1", steps=["pwd > where.txt"], gates=["false"])
+    before = snapshot(repo)
+    args = ["--prp-batch", "18"]
+    expected = worktrees_dir(repo)
+    if how == "option":
+        expected = tmp_path / "wt"
+        args += [f"--prp-worktree-dir={expected}"]
+    elif how == "ini":
+        expected = repo.parent / "elsewhere"
+        args += ["-o", "prp_worktree_dir=../elsewhere"]
+    result = pytester.runpytest(*args)
+    assert result.ret == 1, result.stdout.str()
+    kept = expected / "PRP-18.1.1"
+    assert entries(result_json(repo, "18"))["PRP-18.1.1"]["worktree"] == str(kept)
+    ran_in = Path((kept / "where.txt").read_text().strip())  # the reused slot, moved on failure
+    assert ran_in.parent == expected and ran_in.name.startswith("+slot-")
+    assert ".git" not in kept.parts and not kept.is_relative_to(repo)
+    assert snapshot(repo) == before
+    # --prp-clean (with the same setting) finds it again.
+    pytester.runpytest(*args, "--prp-clean", "-k", "nothing")
+    assert not kept.exists()
+    assert "PRP-18.1.1" not in git(repo, "worktree", "list")
 
 
 def test_conftest_hooks_replace_executor_and_gates(pytester: pytest.Pytester, repo: Path) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import worktrees_dir
 from pytest_prp.gitops import (
     DEFAULT_EMAIL,
     DEFAULT_NAME,
@@ -313,7 +314,8 @@ def test_worktrees_live_outside_git_status(ws: GitWorkspace, repo: Path) -> None
     ws.ensure_branch(BATCH)
     wt = ws.create_worktree("feature/login flow", "prp/47/login", BATCH)
     (wt / "scratch.txt").write_text("x")
-    assert wt.parent == repo / ".git" / "prp" / "worktrees"
+    assert wt.parent == worktrees_dir(repo) == ws.worktrees_dir
+    assert ".git" not in wt.parts and not wt.is_relative_to(repo)
     assert wt.name.startswith("feature_login_flow-")
     assert git(repo, "status", "--porcelain", "--ignored", "-uall") == ""
     assert git(wt, "branch", "--show-current") == "prp/47/login"  # on a branch, not detached

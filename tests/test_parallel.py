@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import git, processes_with, wait_gone, write_prp
+from conftest import git, processes_with, wait_gone, worktrees_dir, write_prp
 
 
 def statuses(root: Path, batch: str) -> dict[str, str]:
@@ -241,7 +241,7 @@ def test_signal_to_the_controller_ends_every_worker_s_prp(
     assert doc["stages"]["1"]["PRP-39.1.1"]["integration_branch"] == "prp/batch-39"
     assert "Integration branch: prp/batch-39" in out
     # Each cut-short PRP's worktree is kept under its name.
-    kept = sorted(p.name for p in (repo / ".git/prp/worktrees").iterdir())
+    kept = sorted(p.name for p in worktrees_dir(repo).iterdir())
     assert kept == ["PRP-39.1.1", "PRP-39.1.2"]
 
 
@@ -274,7 +274,7 @@ def test_workers_end_their_prps_when_the_controller_is_killed(
         for pid in processes_with(token):
             os.kill(pid, signal.SIGKILL)
     assert left == []
-    worktrees = repo / ".git/prp/worktrees"
+    worktrees = worktrees_dir(repo)
     deadline = time.monotonic() + 15  # the workers finish their session after the step ends
     while sorted(p.name for p in worktrees.iterdir()) != ["PRP-40.1.1", "PRP-40.1.2"]:
         assert time.monotonic() < deadline, sorted(p.name for p in worktrees.iterdir())

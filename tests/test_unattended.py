@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from conftest import FAKE_AGENT, git, processes_with, wait_gone, write_prp
+from conftest import FAKE_AGENT, git, processes_with, wait_gone, worktrees_dir, write_prp
 
 RESULTS = Path(".ce/orchestration")
 
@@ -141,7 +141,7 @@ def test_signal_ends_everything_and_the_batch_resumes(
     assert doc["interrupted"] is True
     assert wait_gone(token) == []
     # The worktree it ran in is kept under the PRP's name for a look, no other is left.
-    kept = [p.name for p in (repo / ".git" / "prp" / "worktrees").iterdir()]
+    kept = [p.name for p in worktrees_dir(repo).iterdir()]
     assert kept == ["PRP-25.1.1"]
     # The same command with a working agent completes the batch.
     again = pytester.runpytest("--prp-batch", "25", "--prp-agent", agent())
