@@ -49,6 +49,8 @@ class PrpRun:
     log_path: Path | None = None
     kept_worktree: bool = False
     base: str | None = None  # the integration tip the worktree started from
+    rate_limit_waits: int = 0  # times the API refused the agent (rate limit, overload)
+    rate_limit_waited: float = 0.0  # seconds waited for it
 
     def add_cost(self, outcome: StepsOutcome) -> None:
         """Cost and tokens add up over attempts."""
@@ -79,6 +81,8 @@ class PrpRun:
             "tokens": self.tokens,
             "model": self.model,
             "attempts": self.attempts,
+            "rate_limit_waits": self.rate_limit_waits,
+            "rate_limit_waited_seconds": round(self.rate_limit_waited, 3),
             "estimated_hours": self.prp.estimated_hours,
             "worktree": str(self.workdir) if self.kept_worktree and self.workdir else None,
             "log": str(self.log_path) if self.log_path else None,

@@ -33,6 +33,7 @@ from pytest_prp.processes import (
     run_bash,
     timeout_message,
 )
+from pytest_prp.ratelimit import RateLimit, detect
 from pytest_prp.stream_json import parse_stream, render_line
 
 
@@ -49,6 +50,7 @@ class StepsOutcome:
     duration: float = 0.0
     timed_out: bool = False  # stopped by a limit: the wall clock, or idleness
     idle_timed_out: bool = False  # stopped by the idle limit
+    rate_limit: RateLimit | None = None  # the API refused (429/529, usage limit): wait, rerun
 
 
 class UnsafePath(Exception):
@@ -401,10 +403,14 @@ def agent_outcome(result: ProcessResult, timeout: float) -> StepsOutcome:
         error = f"agent reported is_error: {said or report.subtype or 'no message'}"
     elif report.failed:
         error = f"agent stopped early ({report.subtype}){f': {said}' if said else ''}"
+    limit = None
+    if error is not None and not result.timed_out:
+        limit = detect(result.stdout or "", result.tail)
     return StepsOutcome(
         ok=error is None,
         error=error,
         failed_step=None if error is None else "agent",
+        rate_limit=limit,
         tail=tail,
         cost_usd=report.cost_usd,
         tokens=report.tokens,

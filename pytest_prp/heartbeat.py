@@ -8,7 +8,8 @@ whose ``updated_at`` stops advancing, or whose ``pid`` is gone, belongs to a sta
 Fields: prp_id, batch, pid, host, worker (xdist worker id or "main"), run_id, interval, phase
 ("starting", "steps", "gates", "merge", "done"), current (step or gate name), index, total,
 attempt, started_at, last_output_at, last_output, elapsed_seconds, cost_usd, estimated_hours,
-status (null while running, the final status when done), updated_at. Times are ISO 8601, UTC.
+rate_limit_until (while the PRP waits for an API rate limit, else null), status (null while
+running, the final status when done), updated_at. Times are ISO 8601, UTC.
 """
 
 from __future__ import annotations
@@ -111,6 +112,7 @@ class Heartbeat:
         self.attempt: int | None = None
         self.cost_usd: float | None = None
         self.status: str | None = None
+        self.rate_limit_until: float | None = None
         self.write_error: str | None = None  # the last failed write, for diagnosis
         self._raw_output: str | None = None
         self._raw_output_at: float | None = None
@@ -162,6 +164,15 @@ class Heartbeat:
         if line.strip():
             self._raw_output = line
 
+    def waiting(self, until: float | None) -> None:
+        """Waiting for an API rate limit until ``until`` (a time.time() value); None: no
+        longer. Written at once, as a phase change."""
+        self.rate_limit_until = until
+        if self._thread is not None and self._thread.is_alive():
+            self._wake.set()
+        else:
+            self.write()
+
     def cost(self, usd: float | None) -> None:
         """The PRP's cost so far."""
         self.cost_usd = usd
@@ -209,6 +220,7 @@ class Heartbeat:
             "elapsed_seconds": round(time.monotonic() - self._started, 3),
             "cost_usd": self.cost_usd,
             "estimated_hours": self.estimated_hours,
+            "rate_limit_until": iso(self.rate_limit_until),
             "status": self.status,
             "updated_at": iso(time.time()),
         }
@@ -299,10 +311,16 @@ _KIND = {"steps": "step", "gates": "gate"}
 
 
 def describe_position(beat: dict[str, Any]) -> str:
-    """``step 2/5 "Phase 2"``, ``gate 1/3 "tests"``, ``steps``, ``merge``, ``done (success)``."""
+    """``step 2/5 "Phase 2"``, ``gate 1/3 "tests"``, ``steps``, ``merge``, ``done (success)``,
+    ``waiting for rate limit until 14:03:00``."""
     phase = str(beat.get("phase") or "starting")
     if phase == "done":
         return f"done ({beat['status']})" if beat.get("status") else "done"
+    until = parse_time(beat.get("rate_limit_until"))
+    if until is not None:
+        from pytest_prp.ratelimit import waiting_text
+
+        return waiting_text(until)
     current, index, total = beat.get("current"), beat.get("index"), beat.get("total")
     kind = _KIND.get(phase, phase)
     if current and index is not None and total:

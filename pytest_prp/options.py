@@ -39,6 +39,16 @@ def _positive_float(value: str) -> float:
     return number
 
 
+def _seconds(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if number < 0 or number != number or number == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, 0 or more: {value!r}")
+    return number
+
+
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("prp", "PRP batches (pytest-prp)")
     group.addoption(
@@ -146,6 +156,13 @@ def add_options(parser: pytest.Parser) -> None:
         help="start no new PRP once the batch has spent this much",
     )
     group.addoption(
+        "--prp-rate-limit-wait",
+        type=_seconds,
+        metavar="SECONDS",
+        help="longest a PRP waits in all for API rate limits and overload before it is "
+        "rate_limited and no new PRP starts (default 3600; 0: do not wait)",
+    )
+    group.addoption(
         "--prp-agent-presets",
         action="store_true",
         help="print the agent presets (claude, codex, aider) and exit",
@@ -173,6 +190,9 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("prp_heartbeat", "heartbeat interval, seconds", default="30")
     parser.addini("prp_attempts", "agent attempts per PRP", default="1")
     parser.addini(
+        "prp_rate_limit_wait", "longest wait of a PRP for API rate limits, seconds", default="3600"
+    )
+    parser.addini(
         "prp_models",
         "model per complexity for {model}, e.g. low=haiku medium=sonnet high=opus",
         default="",
@@ -198,6 +218,7 @@ class Settings:
     heartbeat: float
     attempts: int
     budget_usd: float | None
+    rate_limit_wait: float
     models: dict[str, str]
     results_dir: Path
     prompt_template: Path | None
@@ -210,6 +231,17 @@ def _ini_float(config: pytest.Config, name: str) -> float:
         return float(raw)
     except ValueError:
         raise pytest.UsageError(f"ini option {name} is not a number: {raw!r}") from None
+
+
+def _rate_limit_wait(config: pytest.Config) -> float:
+    value: float | None = config.option.prp_rate_limit_wait
+    if value is not None:  # 0 is a choice, not "unset"
+        return value
+    raw = str(config.getini("prp_rate_limit_wait"))
+    try:
+        return _seconds(raw)
+    except argparse.ArgumentTypeError as exc:
+        raise pytest.UsageError(f"ini option prp_rate_limit_wait {exc}") from None
 
 
 def _attempts(value: float) -> int:
@@ -288,6 +320,7 @@ def read_settings(config: pytest.Config) -> Settings:
         heartbeat=opt.prp_heartbeat or _ini_float(config, "prp_heartbeat"),
         attempts=_attempts(opt.prp_attempts or _ini_float(config, "prp_attempts")),
         budget_usd=opt.prp_budget_usd,
+        rate_limit_wait=_rate_limit_wait(config),
         models=_models(config),
         results_dir=results_dir,
         prompt_template=(config.rootpath / template) if template else None,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_prp.collect import PrpItem
+from pytest_prp.ratelimit import RATE_LIMITED
 
 if TYPE_CHECKING:
     from pytest_prp.planning import Plan
@@ -102,6 +103,8 @@ class ReportHooks:
             return "blocked", "b", ("BLOCKED", {"yellow": True})
         if report.skipped and status == "skipped_budget":
             return "over budget", "$", ("SKIPPED (BUDGET)", {"yellow": True})
+        if report.skipped and status == RATE_LIMITED:
+            return "rate limited", "R", ("RATE LIMITED", {"yellow": True})
         if report.skipped and status == "completed_earlier":
             return "completed earlier", "c", ("COMPLETED EARLIER", {"green": True})
         if report.when == "call" and report.passed and status == "unverified":

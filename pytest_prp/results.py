@@ -16,6 +16,7 @@ import pytest
 
 from pytest_prp.ids import natural_key
 from pytest_prp.jsonfile import write_json_atomically
+from pytest_prp.ratelimit import RATE_LIMITED
 
 FAILED_STATUSES = ("failed_gates", "failed", "failed_merge")
 
@@ -124,13 +125,14 @@ class BatchResults:
         if not prp:
             return
         self.results[prp["prp_id"]] = prp
-        if report.skipped and prp["status"] == "blocked":
+        if report.skipped and prp["status"] in ("blocked", RATE_LIMITED):
             self._remember_for_lf(report)
         if report.when == "teardown":
             self.write()
 
     def _remember_for_lf(self, report: pytest.TestReport) -> None:
-        """A blocked PRP is work left undone: ``--lf`` reruns it with what blocked it."""
+        """A blocked PRP (or one not started for rate limits) is work left undone: ``--lf``
+        reruns it with what blocked it."""
         lfplugin = self.config.pluginmanager.get_plugin("lfplugin")
         lastfailed = getattr(lfplugin, "lastfailed", None)
         if isinstance(lastfailed, dict):
@@ -195,6 +197,7 @@ class BatchResults:
             "unverified": statuses.count("unverified"),
             "completed_earlier": earlier,
             "skipped_budget": statuses.count("skipped_budget"),
+            "rate_limited": statuses.count(RATE_LIMITED),
             "not_started": statuses.count("not_started"),
             "pending": statuses.count("pending"),
             "interrupted": statuses.count("interrupted"),
@@ -275,6 +278,7 @@ class BatchResults:
             f"{s['blocked']} blocked, {s['unverified']} unverified, "
             f"{s['completed_earlier']} completed earlier"
             + (f", {s['skipped_budget']} over budget" if s["skipped_budget"] else "")
+            + (f", {s['rate_limited']} rate limited" if s["rate_limited"] else "")
             + (f", {s['not_started']} not started" if s["not_started"] else "")
             + (f", {s['interrupted']} interrupted" if s["interrupted"] else "")
             + "; success rate "

@@ -9,6 +9,8 @@ on the item's reports (``report.prp``).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import pytest
@@ -17,6 +19,7 @@ from pytest_prp.collect import PrpItem, PrpUserError
 from pytest_prp.context import PrpContext
 from pytest_prp.execution import EXECUTION, RUN, Execution, PrpRun, prp_branch_name
 from pytest_prp.gitops import GitError, trailers_message
+from pytest_prp.ratelimit import RATE_LIMITED, GiveUp, RateLimitWaiter, SharedPause
 
 if TYPE_CHECKING:
     from pytest_prp.executors import StepsOutcome
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
 
 CONTEXT = pytest.StashKey[PrpContext]()
 HEARTBEAT = pytest.StashKey["Heartbeat"]()
+WAITER = pytest.StashKey[RateLimitWaiter]()
 
 
 def _fail(run: PrpRun, status: str, message: str) -> PrpUserError:
@@ -75,6 +79,10 @@ def check_ready(item: PrpItem) -> None:
         run.status = "skipped_budget"
         run.errors.append(f"skipped: budget exhausted (${budget:.2f})")
         pytest.skip(f"skipped: budget exhausted (${budget:.2f} spent)")
+    if settings.agent and SharedPause(settings.results_dir, execution.run_id).exhausted():
+        run.status = RATE_LIMITED
+        run.errors.append("not started: the API stayed rate limited")
+        pytest.skip("not started: the API stayed rate limited (--prp-rate-limit-wait)")
     _tell_pytest_dependency(item, prp.dependencies)
 
 
@@ -154,7 +162,7 @@ def run_setup(item: PrpItem) -> None:
 def _run_steps(item: PrpItem, context: PrpContext, run: PrpRun) -> None:
     prp = item.prp
     context.heartbeat_phase("steps")
-    outcome: StepsOutcome | None = item.config.hook.pytest_prp_run_steps(context=context)
+    outcome = _steps_outcome(item, context, run)
     if outcome is None:
         raise _fail(run, "failed", "no executor took the PRP's steps")
     run.add_cost(outcome)
@@ -168,6 +176,71 @@ def _run_steps(item: PrpItem, context: PrpContext, run: PrpRun) -> None:
             message = f"attempt {context.attempt}: {message}"
         detail = f"{message}\n\n--- last output ---\n{tail}" if tail else message
         raise _fail(run, "failed", f"{prp.id}: {detail}\n\nworktree kept: {run.workdir}")
+
+
+def _steps_outcome(item: PrpItem, context: PrpContext, run: PrpRun) -> StepsOutcome | None:
+    """The executor's outcome. An agent the API refused (rate limit, overload) is not at
+    fault: it runs again after the wait, in the same attempt."""
+    hook = item.config.hook.pytest_prp_run_steps
+    if not context.settings.agent:
+        result: StepsOutcome | None = hook(context=context)
+        return result
+    waiter = _waiter(item, context)
+    while True:
+        with _waiting(context, waiter, run):
+            waiter.before_run()
+        outcome: StepsOutcome | None = hook(context=context)
+        if outcome is None or outcome.ok or outcome.rate_limit is None:
+            return outcome
+        run.add_cost(outcome)  # a refused run may still have cost something
+        with _waiting(context, waiter, run):
+            waiter.after_limit(outcome.rate_limit)
+
+
+def _waiter(item: PrpItem, context: PrpContext) -> RateLimitWaiter:
+    """The PRP's rate-limit waits (one bound for all its attempts)."""
+    waiter = item.stash.get(WAITER, None)
+    if waiter is None:
+        from pytest_prp.heartbeat import iso
+        from pytest_prp.ratelimit import waiting_text
+
+        def on_wait(until: float | None, reason: str) -> None:
+            if context.heartbeat is not None:
+                context.heartbeat.waiting(until)
+            if until is not None and context.log is not None:
+                context.log.line(f"{waiting_text(until)} ({iso(until)}): {reason}")
+
+        execution = item.config.stash[EXECUTION]
+        settings = context.settings
+        waiter = RateLimitWaiter(
+            SharedPause(settings.results_dir, execution.run_id),
+            prp_id=item.prp.id,
+            bound=settings.rate_limit_wait,
+            on_wait=on_wait,
+        )
+        item.stash[WAITER] = waiter
+    return waiter
+
+
+@contextmanager
+def _waiting(context: PrpContext, waiter: RateLimitWaiter, run: PrpRun) -> Iterator[None]:
+    """Time spent waiting is not the PRP's: its wall-clock limit moves on by as much. Past
+    the bound the PRP ends ``rate_limited``."""
+    before = waiter.waited
+    try:
+        yield
+    except GiveUp as exc:
+        execution = context.config.stash[EXECUTION]
+        _keep_worktree(execution, run)
+        raise _fail(
+            run,
+            RATE_LIMITED,
+            f"{run.prp.id}: rate limited: {exc}\n\nworktree kept: {run.workdir}",
+        ) from None
+    finally:
+        context.deadline += waiter.waited - before
+        run.rate_limit_waits = waiter.limits
+        run.rate_limit_waited = waiter.waited
 
 
 def _gate_failure_text(results: list[GateResult]) -> str:

@@ -49,6 +49,20 @@ Options (each flag overrides its environment variable):
   --fix-on-attempt N FAKE_AGENT_FIX_ON_ATTEMPT  --write edits are "WRONG" before attempt N
   --require-retry-context  FAKE_AGENT_REQUIRE_RETRY_CONTEXT=1  exit 3 when attempt > 1 and the
                                          prompt does not mention "failed gates"
+  --limit KIND       FAKE_AGENT_LIMIT    the API refuses the run: write nothing, print a failed
+                                         result and exit 1, as Claude Code does after its own
+                                         retries. KIND:
+      overload     api_error_status 529, "API Error: Repeated 529 Overloaded errors"
+      rate_limit   api_error_status 429, "API Error: Rate limit reached"
+      usage_limit  a rate_limit_event "rejected" and the result text
+                   "Claude AI usage limit reached|<unix time>" (now + --reset-in)
+  --limit-runs N     FAKE_AGENT_LIMIT_RUNS  only the first N runs are refused (counted in
+                                         --counter); later runs behave as --mode says
+  --counter PATH     FAKE_AGENT_COUNTER  file counting the runs (pass one per PRP: {prp_id})
+  --reset-in SECONDS FAKE_AGENT_RESET_IN  usage_limit: the reset time, from now (default 3)
+  --starts PATH      FAKE_AGENT_STARTS   append "<time.time()> <prp id> start" as the run
+                                         starts and "<time> <prp id> refused" before a refused
+                                         run exits (one file for all PRPs)
   --prp-id ID                            the PRP id (default: $PRP_ID); used in session_id
   --prompt-file PATH                     check this file too (pass ``{prompt_file}``)
   --model NAME                           the model, shown in the init event (default
@@ -74,6 +88,7 @@ import sys
 import time
 from pathlib import Path, PurePosixPath
 
+LIMITS = ("overload", "rate_limit", "usage_limit")
 MODES = ("ok", "fail", "crash", "is_error", "max_turns", "garbage", "hang", "hang_printing")
 WRONG = "WRONG"
 RETRY_MARKER = "failed gates"
@@ -94,6 +109,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--prp-id", default=env.get("PRP_ID"))
     parser.add_argument("--prompt-file", default=None)
     parser.add_argument("--model", default="fake-model")
+    parser.add_argument("--limit", choices=LIMITS, default=env.get("FAKE_AGENT_LIMIT") or None)
+    runs = env.get("FAKE_AGENT_LIMIT_RUNS")
+    parser.add_argument("--limit-runs", type=int, default=int(runs) if runs else None)
+    parser.add_argument("--counter", default=env.get("FAKE_AGENT_COUNTER"))
+    reset = env.get("FAKE_AGENT_RESET_IN")
+    parser.add_argument("--reset-in", type=float, default=float(reset) if reset else 3.0)
+    parser.add_argument("--starts", default=env.get("FAKE_AGENT_STARTS"))
     parser.add_argument("words", nargs="*")
     fix = env.get("FAKE_AGENT_FIX_ON_ATTEMPT")
     parser.add_argument("--fix-on-attempt", type=int, default=int(fix) if fix else None)
@@ -289,6 +311,50 @@ class Output:
         self.event(event, f"fake agent: {text}")
 
 
+def count_run(path: str | None) -> int:
+    """This run's number (1 for the first) in the counter file, which it updates."""
+    if path is None:
+        return 1
+    target = Path(path)
+    try:
+        runs = int(target.read_text(encoding="utf-8").strip() or 0)
+    except (OSError, ValueError):
+        runs = 0
+    target.write_text(f"{runs + 1}\n", encoding="utf-8")
+    return runs + 1
+
+
+def note_start(path: str | None, prp_id: str | None, what: str) -> None:
+    if path is not None:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(f"{time.time():.3f} {prp_id or 'none'} {what}\n")
+
+
+def refuse(out: Output, kind: str, reset_in: float, tokens_in: int) -> None:
+    """Claude Code's output when the API refused every try: a failed result, no work."""
+    status, text = 529, "API Error: Repeated 529 Overloaded errors"
+    if kind == "rate_limit":
+        status, text = 429, "API Error: Rate limit reached"
+    elif kind == "usage_limit":
+        reset = int(time.time() + reset_in)
+        info = {"status": "rejected", "resetsAt": reset, "rateLimitType": "five_hour"}
+        out.event({"type": "rate_limit_event", "rate_limit_info": info}, None)
+        status, text = 429, f"Claude AI usage limit reached|{reset}"
+    event = {
+        "type": "result",
+        "subtype": "success",
+        "is_error": True,
+        "api_error_status": status,
+        "duration_ms": 5,
+        "duration_api_ms": 0,
+        "num_turns": 1,
+        "result": text,
+        "total_cost_usd": 0,
+        "usage": {"input_tokens": 0, "output_tokens": 0},
+    }
+    out.event(event, text)
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     prompt = sys.stdin.read()
@@ -302,9 +368,15 @@ def main(argv: list[str]) -> int:
         time.sleep(args.sleep)
 
     out = Output(args.plain, f"fake-session-{args.prp_id or 'none'}", args.model)
+    note_start(args.starts, args.prp_id, "start")
     out.init()
     tokens_in = len(prompt) // 4 + 1
     status = 0
+    run = count_run(args.counter) if args.limit else 1
+    if args.limit and (args.limit_runs is None or run <= args.limit_runs):
+        refuse(out, args.limit, args.reset_in, tokens_in)
+        note_start(args.starts, args.prp_id, "refused")
+        return 1
     if args.mode == "hang":
         time.sleep(3600)
     elif args.mode == "hang_printing":
