@@ -48,8 +48,9 @@ _STATUSES = (429, 529)
 _PLAIN_LINES = 5  # plain-text lines read from the end of the output
 
 _LIMIT_TEXT = re.compile(
-    r"usage limit|usage_limit_reached|hit your (?:[\w-]+ )?limit|rate[ _-]?limit"
-    r"|overloaded|too many requests|\b(?:status|error)\W{0,3}(?:429|529)\b"
+    r"\busage[ _]limit|hit your (?:[\w-]+ )?limit"
+    r"|\brate[ _]limit(?:[ _](?:error|reached|exceeded)|ed)\b|\boverloaded(?:_error)?\b"
+    r"|too many requests|\b(?:status|error)\W{0,3}(?:429|529)\b"
     r"|api error\W{0,3}(?:429|529)\b",
     re.IGNORECASE,
 )
@@ -376,10 +377,10 @@ class RateLimitWaiter:
         wait = next_wait(limit, self.limits, now, self.bound)
         if wait > self.left:
             self.pause.extend(now, limit.reason, self.prp_id, exhausted=True)
-            waited = f"waited {self.waited:.0f} s, " if self.waited else ""
+            waited = f"waited {self.waited:.1f} s, " if self.waited else ""
             named = f" (it resets at {clock(limit.until)})" if limit.until else ""
             raise GiveUp(
-                f"{limit.reason}{named}; {waited}waiting {wait:.0f} s more would pass "
+                f"{limit.reason}{named}; {waited}waiting {wait:.1f} s more would pass "
                 f"--prp-rate-limit-wait {self.bound:g}"
             )
         pause = self.pause.extend(now + wait, limit.reason, self.prp_id)

@@ -342,6 +342,9 @@ def _summary_line(entry: dict[str, Any]) -> str:
         parts.append(f"unverified {entry['gates_unverified']}")
     if len(entry.get("attempts") or []) > 1:
         parts.append(f"attempts {len(entry['attempts'])}")
+    if entry.get("rate_limit_waits"):
+        waited = entry.get("rate_limit_waited_seconds") or 0.0
+        parts.append(f"rate limit waits {entry['rate_limit_waits']} ({waited:.0f} s)")
     if entry.get("cost_usd") is not None:
         parts.append(f"${entry['cost_usd']:.4f}")
     if entry.get("model"):

@@ -364,11 +364,11 @@ def main(argv: list[str]) -> int:
         record_run(args.record, argv, prompt, prompt_file, attempt)
     if args.require_retry_context and attempt > 1 and RETRY_MARKER not in prompt.lower():
         protocol_error(f"attempt {attempt}: the prompt does not mention {RETRY_MARKER!r}")
+    note_start(args.starts, args.prp_id, "start")
     if args.sleep:
         time.sleep(args.sleep)
 
     out = Output(args.plain, f"fake-session-{args.prp_id or 'none'}", args.model)
-    note_start(args.starts, args.prp_id, "start")
     out.init()
     tokens_in = len(prompt) // 4 + 1
     status = 0

@@ -88,3 +88,28 @@ def test_model_and_extra_words_are_accepted(tmp_path: Path) -> None:
     assert outcome.tail[0] == "[agent] session started (model haiku)"
     argv = json.loads(record.read_text())["argv"]
     assert argv[argv.index("--model") + 1] == "haiku" and argv[-1] == "token-123"
+
+
+def test_refused_runs_are_rate_limits_then_the_agent_works(tmp_path: Path) -> None:
+    counter = tmp_path / "runs"
+    options = f"--limit overload --limit-runs 1 --counter {counter} --write out.txt=done"
+    first = attempt(tmp_path, 1, options, "Implement PRP-7.")
+    assert not first.ok and first.rate_limit is not None
+    assert "529" in first.rate_limit.reason and first.rate_limit.until is None
+    assert not (tmp_path / "work" / "out.txt").exists()
+    second = attempt(tmp_path, 1, options, "Implement PRP-7.")
+    assert second.ok and second.rate_limit is None
+    assert (tmp_path / "work" / "out.txt").read_text() == "done"
+
+
+def test_usage_limit_names_its_reset_even_in_plain_text(tmp_path: Path) -> None:
+    for plain in ("", "--plain"):
+        outcome = attempt(tmp_path, 1, f"--limit usage_limit --reset-in 60 {plain}", "Do it.")
+        assert outcome.rate_limit is not None and outcome.rate_limit.until is not None
+        assert "usage limit reached" in outcome.rate_limit.reason
+
+
+def test_other_failures_are_no_rate_limit(tmp_path: Path) -> None:
+    for mode in ("fail", "is_error", "crash", "max_turns"):
+        outcome = attempt(tmp_path, 1, f"--mode {mode}", "Do it.")
+        assert not outcome.ok and outcome.rate_limit is None, mode

@@ -77,17 +77,24 @@ def test_rate_limit_event_names_the_reset() -> None:
     assert limit is not None and limit.until == NOW + 600
 
 
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        # The newer wording; a clock time without a date is its next occurrence.
-        ("You've hit your limit · resets 3pm (Europe/Berlin)", at("2026-03-10T15:00", "Europe/Berlin")),
-        ("You’ve hit your session limit · resets 4:20am (Europe/Warsaw)", at("2026-03-11T04:20", "Europe/Warsaw")),
-        ("Claude usage limit reached. Your limit will reset at 5pm (Europe/Warsaw).", at("2026-03-10T17:00", "Europe/Warsaw")),
-        ("You've hit your limit · resets Feb 7, 11am (Asia/Seoul)", at("2027-02-07T11:00", "Asia/Seoul")),
-        ("You've hit your limit · resets Mar 12, 9am (UTC)", at("2026-03-12T09:00")),
-    ],
-)  # fmt: skip
+BERLIN, WARSAW, SEOUL = "Europe/Berlin", "Europe/Warsaw", "Asia/Seoul"
+RESET_TEXTS = [
+    # The newer wording; a clock time without a date is its next occurrence.
+    ("You've hit your limit · resets 3pm (Europe/Berlin)", at("2026-03-10T15:00", BERLIN)),
+    (
+        "You’ve hit your session limit · resets 4:20am (Europe/Warsaw)",
+        at("2026-03-11T04:20", WARSAW),
+    ),
+    (
+        "Claude usage limit reached. Your limit will reset at 5pm (Europe/Warsaw).",
+        at("2026-03-10T17:00", WARSAW),
+    ),
+    ("You've hit your limit · resets Feb 7, 11am (Asia/Seoul)", at("2027-02-07T11:00", SEOUL)),
+    ("You've hit your limit · resets Mar 12, 9am (UTC)", at("2026-03-12T09:00")),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), RESET_TEXTS)
 def test_usage_limit_reset_times(text: str, expected: float) -> None:
     limit = detect(result(text), now=NOW)
     assert limit is not None and limit.until == expected
