@@ -375,7 +375,7 @@ class RateLimitWaiter:
         self.limits += 1
         now = self.now()
         wait = next_wait(limit, self.limits, now, self.bound)
-        if wait > self.left:
+        if wait > self.left or wait <= 0:  # a bound of 0: no waiting at all
             self.pause.extend(now, limit.reason, self.prp_id, exhausted=True)
             waited = f"waited {self.waited:.1f} s, " if self.waited else ""
             named = f" (it resets at {clock(limit.until)})" if limit.until else ""

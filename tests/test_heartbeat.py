@@ -247,3 +247,23 @@ def test_finish_from_another_thread_while_beating(tmp_path: Path) -> None:
     done.start()
     done.join(5)
     assert not done.is_alive() and read(hb.path)["status"] == "success"
+
+
+def test_a_rate_limit_wait_is_written_at_once_and_shown(tmp_path: Path) -> None:
+    hb = beat(tmp_path, interval=60)
+    until = time.time() + 90
+    with hb:
+        hb.phase("steps", attempt=1)
+        written(hb, "steps")
+        hb.waiting(until)
+        deadline = time.monotonic() + 2
+        while read(hb.path)["rate_limit_until"] is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        now = read(hb.path)
+        assert parse_time(now["rate_limit_until"]) == pytest.approx(until, abs=0.001)
+        clock = time.strftime("%H:%M:%S", time.localtime(until))
+        assert f"waiting for rate limit until {clock}" in progress_line(now, time.time())
+        hb.waiting(None)
+        while read(hb.path)["rate_limit_until"] is not None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert "waiting" not in progress_line(read(hb.path), time.time())

@@ -254,3 +254,10 @@ def test_a_shorter_pause_never_shortens_a_longer_one(tmp_path: Path) -> None:
     shared.extend(NOW + 100, "long", "PRP-1")
     pause = shared.extend(NOW + 5, "short", "PRP-2", exhausted=True)
     assert (pause.until, pause.reason, pause.exhausted) == (NOW + 100, "long", True)
+
+
+def test_a_bound_of_zero_never_waits(tmp_path: Path) -> None:
+    clock = Clock()
+    with pytest.raises(GiveUp):
+        waiter(tmp_path, clock, bound=0).after_limit(RateLimit("overload"))
+    assert clock.slept == []

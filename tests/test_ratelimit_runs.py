@@ -174,3 +174,21 @@ def test_workers_pause_together(pytester: pytest.Pytester, repo: Path) -> None:
     waiting = [ln for ln in result.stdout.lines if "waiting for rate limit until" in ln]
     assert any(ln.startswith("[prp] PRP-44.1.1 ") for ln in waiting), result.stdout.str()
     assert len({ln.split()[1] for ln in waiting}) == 2  # both workers' PRPs showed the pause
+
+
+def test_the_bound_is_checked(pytester: pytest.Pytester, repo: Path) -> None:
+    write_prp(repo, "PRP-45.1.1", gates=["true"])
+    negative = pytester.runpytest("--prp-batch", "45", "--prp-rate-limit-wait=-1")
+    assert negative.ret == pytest.ExitCode.USAGE_ERROR
+    negative.stderr.fnmatch_lines(["*--prp-rate-limit-wait: must be a number of seconds*'-1'*"])
+    pytester.makeini("[pytest]\nprp_rate_limit_wait = soon\n")
+    ini = pytester.runpytest("--prp-batch", "45")
+    assert ini.ret == pytest.ExitCode.USAGE_ERROR
+    ini.stderr.fnmatch_lines(["ERROR: ini option prp_rate_limit_wait not a number: 'soon'"])
+    assert "Traceback" not in ini.stderr.str() + negative.stderr.str()
+    # 0 is a choice: a rate limit ends the PRP at once.
+    pytester.makeini("[pytest]\nprp_rate_limit_wait = 0\n")
+    zero = pytester.runpytest("--prp-batch", "45", "--prp-agent", agent("--limit overload"))
+    assert zero.ret == pytest.ExitCode.TESTS_FAILED
+    entry = entries(repo, "45")["PRP-45.1.1"]
+    assert entry["status"] == "rate_limited" and entry["rate_limit_waited_seconds"] == 0

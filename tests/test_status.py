@@ -311,3 +311,15 @@ def test_a_new_run_is_shown_before_it_rewrites_the_result_json(results: Path, li
     view = load_view(results, "47")
     assert view is not None and not view.done
     assert [(p.prp_id, p.status) for p in view.prps] == [("PRP-47.2.1", "running")]
+
+
+def test_a_prp_waiting_for_a_rate_limit(results: Path) -> None:
+    write_result(results)
+    until = time.time() + 300
+    fake_beat(results, "PRP-47.2.1", phase="steps", rate_limit_until=iso(until))
+    done = prp_status("--results-dir", str(results))
+    assert done.returncode == 0, done.stderr
+    clock = time.strftime("%H:%M:%S", time.localtime(until))
+    row = next(line for line in done.stdout.splitlines() if line.startswith("PRP-47.2.1 "))
+    assert row.split()[1:7] == ["running", "waiting", "for", "rate", "limit", "until"]
+    assert row.split()[7] == clock
