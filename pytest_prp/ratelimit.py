@@ -105,7 +105,7 @@ def detect(stdout: str, tail: Iterable[str] = (), now: float | None = None) -> R
             reset = _rejected_reset(event.get("rate_limit_info")) or reset
             continue
         text = _error_text(event)
-        if kind == "result":  # the last result is what the run came to
+        if kind in ("result", "turn.failed", "turn.completed"):  # what the run came to
             said = None
         if text is None:
             continue

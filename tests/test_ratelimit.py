@@ -169,6 +169,13 @@ def test_try_again_in() -> None:
         "\n".join([result("API Error: Rate limit reached", 429), result("done", is_error=False)]),
         "Traceback (most recent call last):\nValueError: bad\n",
         line({"type": "turn.failed", "error": {"message": "model not found"}}),
+        # Codex reconnected after a rate limit, then failed for another reason.
+        "\n".join(
+            [
+                line({"type": "error", "message": "Reconnecting... 1/5 (429 Too Many Requests)"}),
+                line({"type": "turn.failed", "error": {"message": "model not found"}}),
+            ]
+        ),
     ],
 )
 def test_other_failures_are_not_rate_limits(out: str) -> None:
