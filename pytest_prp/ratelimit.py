@@ -389,18 +389,17 @@ class RateLimitWaiter:
     def _wait(self, until: float, reason: str) -> None:
         start = self.now()
         if until - start > self.left:
-            raise GiveUp(
-                f"{reason}; the pause until {clock(until)} would pass "
-                f"--prp-rate-limit-wait {self.bound:g}"
-            )
+            raise self._give_up(reason, until)
         self.on_wait(until, reason)
         try:
             while True:
-                # Another process may lengthen the pause meanwhile: read it again each second.
+                # Another process may lengthen the pause, or give up: read it again each second.
                 pause = self.pause.read()
+                if pause is not None and pause.exhausted:
+                    raise GiveUp(f"the API stayed rate limited ({pause.prp_id}: {pause.reason})")
                 if pause is not None and pause.until > until:
                     if pause.until - start > self.left:
-                        raise GiveUp(f"{pause.reason}; the pause passes the bound")
+                        raise self._give_up(pause.reason, pause.until)
                     until = pause.until
                     self.on_wait(until, pause.reason)
                 remaining = until - self.now()
@@ -410,3 +409,11 @@ class RateLimitWaiter:
         finally:
             self.waited += max(self.now() - start, 0.0)
             self.on_wait(None, "")
+
+    def _give_up(self, reason: str, until: float) -> GiveUp:
+        """A pause this PRP cannot wait out: the run gives up on the API (no new PRP)."""
+        self.pause.extend(self.now(), reason, self.prp_id, exhausted=True)
+        return GiveUp(
+            f"{reason}; the pause until {clock(until)} would pass "
+            f"--prp-rate-limit-wait {self.bound:g}"
+        )

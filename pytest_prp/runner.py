@@ -19,7 +19,13 @@ from pytest_prp.collect import PrpItem, PrpUserError
 from pytest_prp.context import PrpContext
 from pytest_prp.execution import EXECUTION, RUN, Execution, PrpRun, prp_branch_name
 from pytest_prp.gitops import GitError, trailers_message
-from pytest_prp.ratelimit import RATE_LIMITED, GiveUp, RateLimitWaiter, SharedPause
+from pytest_prp.ratelimit import (
+    RATE_LIMITED,
+    GiveUp,
+    RateLimitWaiter,
+    SharedPause,
+    waiting_text,
+)
 
 if TYPE_CHECKING:
     from pytest_prp.executors import StepsOutcome
@@ -202,7 +208,6 @@ def _waiter(item: PrpItem, context: PrpContext) -> RateLimitWaiter:
     waiter = item.stash.get(WAITER, None)
     if waiter is None:
         from pytest_prp.heartbeat import iso
-        from pytest_prp.ratelimit import waiting_text
 
         def on_wait(until: float | None, reason: str) -> None:
             if context.heartbeat is not None:

@@ -268,3 +268,29 @@ def test_a_bound_of_zero_never_waits(tmp_path: Path) -> None:
     with pytest.raises(GiveUp):
         waiter(tmp_path, clock, bound=0).after_limit(RateLimit("overload"))
     assert clock.slept == []
+
+
+def test_a_pause_longer_than_what_is_left_gives_up_for_the_run(tmp_path: Path) -> None:
+    clock = Clock()
+    SharedPause(tmp_path, "run-1").extend(NOW + 120, "overload", "PRP-1")
+    with pytest.raises(GiveUp, match="would pass --prp-rate-limit-wait 60"):
+        waiter(tmp_path, clock, 60, "PRP-2").before_run()
+    assert clock.slept == [] and SharedPause(tmp_path, "run-1").exhausted()
+    with pytest.raises(GiveUp, match=r"the API stayed rate limited \(PRP-1: overload\)"):
+        waiter(tmp_path, clock, 600, "PRP-3").before_run()
+
+
+def test_a_waiting_prp_stops_when_another_gives_up(tmp_path: Path) -> None:
+    clock = Clock()
+    shared = SharedPause(tmp_path, "run-1")
+    shared.extend(NOW + 30, "overload", "PRP-1")
+    one = waiter(tmp_path, clock, 600, "PRP-2")
+
+    def sleep_while_another_gives_up(seconds: float) -> None:
+        clock.sleep(seconds)
+        shared.extend(clock.time, "gone", "PRP-1", exhausted=True)
+
+    one.sleep = sleep_while_another_gives_up
+    with pytest.raises(GiveUp, match="stayed rate limited"):
+        one.before_run()
+    assert one.waited == 1.0
