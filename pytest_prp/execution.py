@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_prp.collect import KNOWN_PRPS
-from pytest_prp.gitops import GitError, GitWorkspace
+from pytest_prp.gitops import GitError, GitWorkspace, RefState
 from pytest_prp.model import Prp
 
 if TYPE_CHECKING:
@@ -49,6 +49,9 @@ class PrpRun:
     log_path: Path | None = None
     kept_worktree: bool = False
     base: str | None = None  # the integration tip the worktree started from
+    refs_before: RefState | None = None  # git's refs when the steps started
+    ref_changes: list[str] = field(default_factory=list)  # what the steps did to refs
+    files_deleted: list[str] = field(default_factory=list)
 
     def add_cost(self, outcome: StepsOutcome) -> None:
         """Cost and tokens add up over attempts."""
@@ -68,6 +71,8 @@ class PrpRun:
             "status": self.status,
             "files_created": self.files_created,
             "files_modified": self.files_modified,
+            "files_deleted": self.files_deleted,
+            "ref_changes": self.ref_changes,
             "commits": self.commits,
             "gates_passed": self.gates_passed,
             "gates_failed": self.gates_failed,
@@ -166,6 +171,12 @@ class Execution:
         if prp is not None and prp.declared_complete:
             return "declared"
         return None
+
+    @property
+    def own_refs(self) -> tuple[str, str]:
+        """Refs that pytest-prp itself moves while PRPs run (every process's PRP branches and
+        the integration branch): not counted as what a PRP's steps did."""
+        return ("refs/heads/prp/", f"refs/heads/{self.branch}")
 
     @property
     def result_path(self) -> Path:

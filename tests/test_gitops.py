@@ -474,7 +474,7 @@ def test_merge_deletes_the_prp_branch_in_the_same_update(ws: GitWorkspace, repo:
     assert not conflict.ok and conflict.conflicts == ("tracked.txt",)
     assert git(repo, "rev-parse", BATCH) == tip
     assert git(repo, "rev-parse", "prp/47/P-3") == start
-    ws.set_branch("prp/47/P-3", c.sha)  # what the runner keeps for a failed merge
+    ws.set_branch("prp/47/P-3", c.sha, three)  # what the runner keeps for a failed merge
     assert git(repo, "rev-parse", "prp/47/P-3") == c.sha
     assert git(three, "status", "--porcelain") == ""
 
