@@ -4,6 +4,7 @@ integration branch and what is complete (``Execution``). Checked before anything
 from __future__ import annotations
 
 import json
+import shlex
 import time
 import uuid
 from collections.abc import Iterable
@@ -199,6 +200,8 @@ def prepare(config: pytest.Config, settings: Settings, plan: Plan) -> Execution:
 
     try:
         execution = Execution(config, settings, plan)
+        if not settings.verify:
+            claim_run(config, execution.git, execution.branch, execution.run_id)
     except GitError as exc:
         raise pytest.UsageError(f"prp: {exc}") from None
     prepare_results_dir(settings.results_dir)
@@ -223,8 +226,24 @@ def check_repository(config: pytest.Config, settings: Settings) -> None:
         where = git.checked_out_in(branch) if branch else None
         if where is not None:
             raise GitError(f"integration branch {branch} is checked out in {where}")
+        if branch is not None:
+            # The controller owns the run; its workers get the same testrunuid from xdist.
+            if getattr(config.option, "testrunuid", None) is None:
+                config.option.testrunuid = uuid.uuid4().hex
+            claim_run(config, git, branch, str(config.option.testrunuid))
     except GitError as exc:
         raise pytest.UsageError(f"prp: {exc}") from None
+
+
+def claim_run(config: pytest.Config, git: GitWorkspace, branch: str, run_id: str) -> None:
+    """Hold the run lock of ``branch`` until this process ends (``runlock``); GitError when
+    another run holds it."""
+    from pytest_prp import runlock
+
+    command = shlex.join(["pytest", *config.invocation_params.args])
+    fd = runlock.claim(git, branch, run_id, command)
+    if fd is not None:
+        config.add_cleanup(lambda: runlock.release(fd))
 
 
 def clean_worktrees(config: pytest.Config, settings: Settings) -> list[Path]:

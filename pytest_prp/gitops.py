@@ -79,6 +79,10 @@ class RefState:
     refs: Mapping[str, str]
 
 
+class BranchInUse(GitError):
+    """A PRP branch is checked out in a worktree that a live process (or the user) uses."""
+
+
 class UnsupportedChange(GitError):
     """The PRP changed something its commit cannot record (inside a submodule)."""
 
@@ -586,13 +590,15 @@ class GitWorkspace:
             try:
                 self._git("clean", "-q", "-ffdx", cwd=slot)
                 self._check_out(slot, branch, start)
+            except BranchInUse:
+                raise
             except GitError:
                 self._discard(slot)  # damaged or deleted by hand: start it over
         elif slot.exists() or slot.is_symlink():
             self._discard(slot)
         if not (slot / ".git").is_file():
-            # Detached first: `worktree add -B` refuses a branch that a worktree left behind
-            # by a killed process still has checked out; checkout can be told to ignore it.
+            # Detached first, then `_check_out`, which frees the branch from a worktree that a
+            # killed process left it checked out in (`worktree add -B` would just refuse).
             self._add_worktree(slot, None, start)
             if branch is not None:
                 self._check_out(slot, branch, start)
@@ -602,10 +608,62 @@ class GitWorkspace:
 
     def _check_out(self, path: Path, branch: str | None, start: str) -> None:
         """``start`` into ``path``'s tree and index, on ``branch`` (created or reset there).
-        --ignore-other-worktrees: a killed process may have left the branch checked out in
-        its worktree (whose next user resets it); no two live processes run the same PRP."""
+
+        A branch checked out in another worktree is never reset under it (that worktree's
+        HEAD would move): when a dead process's reused worktree holds it (its slot lock is
+        free), that stale try of the same PRP is removed; when a live process or the user
+        holds it, BranchInUse."""
+        if branch is not None:
+            # Checked here: git before 2.43 resets such a branch with `checkout -B` silently.
+            for holder in self._holders(branch):
+                if not _same_path(holder, path):
+                    self._free_branch(branch, holder)
         target = ("-B", branch) if branch is not None else ("--detach",)
-        self._git("checkout", "-q", "-f", "--ignore-other-worktrees", *target, start, cwd=path)
+        self._git("checkout", "-q", "-f", *target, start, cwd=path)
+
+    def _holders(self, branch: str) -> list[Path]:
+        """The worktrees whose HEAD names ``branch``, read from their admin files (no
+        process): ``<common dir>/worktrees/*/HEAD``, and the main one."""
+        wanted = f"ref: refs/heads/{branch}"
+        found: list[Path] = []
+        admins = [self.common_dir]
+        try:
+            admins += list((self.common_dir / "worktrees").iterdir())
+        except OSError:
+            pass
+        for admin in admins:
+            try:
+                if (admin / "HEAD").read_text(encoding="utf-8").strip() != wanted:
+                    continue
+                if admin == self.common_dir:
+                    found.append(self.root)
+                else:
+                    pointer = (admin / "gitdir").read_text(encoding="utf-8").strip()
+                    found.append(Path(pointer).parent)  # it names the worktree's .git file
+            except (OSError, UnicodeDecodeError):
+                continue
+        return found
+
+    def _free_branch(self, branch: str, holder: Path) -> None:
+        """Remove ``holder``, a worktree with ``branch`` checked out, if it is the reused
+        worktree of a process that is gone; else BranchInUse naming it."""
+        fd = None
+        if _same_path(holder.parent, self.worktrees_dir) and holder.name.startswith("+slot-"):
+            fd = self._try_lock(_slot_lock(holder))
+            if fd is None:
+                raise BranchInUse(
+                    f"{branch} is in use by another running process (its worktree {holder}): "
+                    "the same PRP cannot run twice at once"
+                )
+        if fd is None:
+            raise BranchInUse(
+                f"{branch} is checked out in {holder}: pytest-prp never resets a branch "
+                "someone has checked out; switch that worktree to another branch"
+            )
+        try:
+            self._discard(self.worktrees_dir / holder.name)
+        finally:
+            os.close(fd)
 
     def keep_worktree(self, path: Path, name: str) -> Path:
         """Keep the work of ``name`` done in ``path`` for inspection, as ``name``'s own
@@ -961,6 +1019,10 @@ class GitWorkspace:
         finally:
             os.close(fd)
 
+    def open_lock(self, name: str) -> int:
+        """An open descriptor of the lock file ``name`` under ``<common dir>/prp/locks``."""
+        return self._lock_file(name)
+
     def _lock_file(self, name: str) -> int:
         """An open descriptor of ``<common dir>/prp/locks/<name>`` (created if missing)."""
         path = self.common_dir / "prp" / "locks" / name
@@ -979,8 +1041,10 @@ class GitWorkspace:
         ref = f"refs/heads/{branch}"
         reflog = f"prp: merge {commit[:12]}"
         if parent is not None and _FULL_SHA.fullmatch(parent):
-            # Skip the compare-and-swap when the branch has visibly moved: it would fail.
-            if self._peek_branch(branch) in (None, parent):
+            # Skip the compare-and-swap when the branch has visibly moved: it would fail. And
+            # check the caller's word that ``commit`` descends from ``parent``: a swap to a
+            # commit that does not would drop the tip's history from the branch.
+            if self._peek_branch(branch) in (None, parent) and self._descends(commit, parent):
                 if self._swap(ref, commit, parent, reflog, delete_branch)[0] == 0:
                     return MergeResult(True, commit, (), True)
         last_error = ""
@@ -1034,6 +1098,10 @@ class GitWorkspace:
             last_error = _failure("update-ref", status, err)
             _pause(attempt)  # something else moved the tip (or holds git's ref lock): retry
         raise GitError(f"could not merge into {branch}: it kept changing ({last_error})")
+
+    def _descends(self, commit: str, ancestor: str) -> bool:
+        status, _, _ = self._git("merge-base", "--is-ancestor", ancestor, commit, codes=(0, 1))
+        return status == 0
 
     def _swap(
         self, ref: str, new: str, old: str, reflog: str, delete_branch: str | None
