@@ -4,12 +4,17 @@ workers (issue 10). Real repositories, real pytest processes."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import git, write_prp
+from conftest import EXAMPLE_PRPS, git, write_prp
 
 
 def result_entries(root: Path, batch: str) -> dict[str, dict[str, Any]]:
@@ -94,3 +99,99 @@ def test_an_agent_that_rewinds_its_checkout_cannot_erase_merged_work(
     assert file_on(repo, "prp/batch-9", "a.txt") == "a"
     rerun = pytester.runpytest("--prp-batch", "9", "-v")
     rerun.stdout.fnmatch_lines(["*PRP-9.1 COMPLETED EARLIER*"])
+
+
+def run_lock_text(root: Path) -> str:
+    """What the run locks of the repository say (their holders)."""
+    locks = root / ".git" / "prp" / "locks"
+    return " ".join(p.read_text() for p in locks.glob("run-*.lock")) if locks.is_dir() else ""
+
+
+def start_pytest(root: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider", "-p", "no:randomly"],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def two_runs_at_once(root: Path, go: Path, *args: str) -> tuple[str, str, int]:
+    """Start two identical runs together; every PRP waits for ``go``. The one refused ends
+    first: return its output, the winner's output and the winner's pid."""
+    runs = [start_pytest(root, *args), start_pytest(root, *args)]
+    try:
+        deadline = time.monotonic() + 90
+        while all(run.poll() is None for run in runs):
+            assert time.monotonic() < deadline, "neither run was refused"
+            time.sleep(0.05)
+        loser = next(run for run in runs if run.poll() is not None)
+        winner = next(run for run in runs if run is not loser)
+        lost_out = loser.communicate()[0]
+        assert loser.returncode == pytest.ExitCode.USAGE_ERROR, lost_out
+        assert winner.poll() is None, "the other run must still be running"
+        go.touch()
+        won_out = winner.communicate(timeout=120)[0]
+        assert winner.returncode == 0, won_out
+        return lost_out, won_out, winner.pid
+    finally:
+        for run in runs:
+            if run.poll() is None:
+                os.killpg(run.pid, signal.SIGKILL)
+                run.wait()
+
+
+def test_a_second_run_of_a_running_batch_is_refused_and_nothing_is_lost(
+    pytester: pytest.Pytester, repo: Path
+) -> None:
+    go = repo.parent / "go-example"
+    wait = (
+        f"### Step 0: wait for the test\n\n```bash\nwhile [ ! -e {go} ]; do sleep 0.05; done\n```\n"
+    )
+    (repo / "PRPs").mkdir()
+    for path in EXAMPLE_PRPS.glob("*.md"):
+        text = path.read_text().replace(
+            "## Implementation Steps\n", f"## Implementation Steps\n\n{wait}"
+        )
+        (repo / "PRPs" / path.name).write_text(text)
+    lost, won, pid = two_runs_at_once(repo, go, "--prp-batch", "7")
+    refusal = [line for line in lost.splitlines() if "another run" in line]
+    assert len(refusal) == 1, lost
+    assert f"another run is using the integration branch prp/batch-7 (pid {pid} on " in refusal[0]
+    assert "--prp-batch 7" in refusal[0] and "Traceback" not in lost
+    ids = ["PRP-7.1.1", "PRP-7.2.1", "PRP-7.2.2", "PRP-7.3.1"]
+    assert sorted(prp_ids_on(repo, "prp/batch-7")) == ids  # each exactly once
+    assert run_lock_text(repo) == ""  # the lock names nobody once the run ended
+    rerun = pytester.runpytest("--prp-batch", "7")
+    assert rerun.ret == 0
+    assert set(e["status"] for e in result_entries(repo, "7").values()) == {"completed_earlier"}
+
+
+def test_two_parallel_runs_of_a_twelve_prp_batch(pytester: pytest.Pytester, repo: Path) -> None:
+    go = repo.parent / "go-twelve"
+    wait = f"while [ ! -e {go} ]; do sleep 0.05; done"
+    ids = ["PRP-8.1.1", *(f"PRP-8.2.{n}" for n in range(1, 12))]
+    for n, pid in enumerate(ids):
+        deps = [] if n == 0 else ["PRP-8.1.1"]
+        write_prp(repo, pid, deps=deps, steps=[f"{wait}\necho {pid} > f{n}.txt"], gates=["true"])
+    lost, won, pid = two_runs_at_once(repo, go, "--prp-batch", "8", "-n", "2")
+    assert (
+        f"ERROR: prp: another run is using the integration branch prp/batch-8 (pid {pid} " in lost
+    )
+    assert "12 passed" in won
+    assert sorted(prp_ids_on(repo, "prp/batch-8")) == sorted(ids)
+    assert (
+        len(
+            [
+                p
+                for p in git(repo, "ls-tree", "--name-only", "prp/batch-8").split()
+                if p.startswith("f")
+            ]
+        )
+        == 12
+    )
+    rerun = pytester.runpytest("--prp-batch", "8", "-n", "2")
+    assert rerun.ret == 0
+    assert set(e["status"] for e in result_entries(repo, "8").values()) == {"completed_earlier"}
