@@ -213,9 +213,12 @@ def prepare(config: pytest.Config, settings: Settings, plan: Plan) -> Execution:
 
 
 def check_repository(config: pytest.Config, settings: Settings) -> None:
-    """The checks of ``prepare`` that need no plan: one UsageError line each."""
+    """In the xdist controller, before the workers start: the checks of ``prepare`` that need
+    no plan (one UsageError line each) and the run lock when the branch is known already."""
     try:
         git = GitWorkspace.open(config.rootpath, settings.worktree_dir)
+        # After the workers: the worktree of one that crashed mid-PRP is kept or removed.
+        config.add_cleanup(git.sweep_slots)
         if settings.base is not None:
             try:
                 git.resolve(settings.base)

@@ -709,6 +709,38 @@ class GitWorkspace:
         for fd in self._spent_slots:
             os.close(fd)
         self._spent_slots = []
+        self.sweep_slots()
+
+    def sweep_slots(self) -> None:
+        """Deal with the reused worktrees of processes that are gone (a crashed xdist worker,
+        a killed run), which nobody may take again: each is kept under the name of the PRP it
+        was running, as ``_rescue`` does when a slot is taken, else removed. Slots that live
+        processes hold stay. At the end of a process (after its own slot is given up), and in
+        the xdist controller at the end of the run. Best effort."""
+        if self._slot is not None:
+            return
+        try:
+            slots = sorted(p for p in self.worktrees_dir.iterdir() if p.name.startswith("+slot-"))
+        except OSError:
+            return
+        for slot in slots:
+            fd = self._try_lock(_slot_lock(slot))
+            if fd is None:
+                continue
+            self._slot = (fd, slot)
+            try:
+                self._rescue(slot)
+                if self._slot is not None:
+                    self._discard(slot)
+            except GitError:
+                pass
+            if self._slot is not None:
+                self._slot = None
+                os.close(fd)
+            self._slot_owner = None
+        for fd in self._spent_slots:
+            os.close(fd)
+        self._spent_slots = []
 
     def _slot_path(self) -> Path:
         """This process's reusable worktree: ``+slot-<k>`` for the first ``k`` whose lock file

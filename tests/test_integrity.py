@@ -195,3 +195,25 @@ def test_two_parallel_runs_of_a_twelve_prp_batch(pytester: pytest.Pytester, repo
     rerun = pytester.runpytest("--prp-batch", "8", "-n", "2")
     assert rerun.ret == 0
     assert set(e["status"] for e in result_entries(repo, "8").values()) == {"completed_earlier"}
+
+
+def test_a_crashed_worker_leaves_no_slot_and_fsck_is_clean(
+    pytester: pytest.Pytester, repo: Path
+) -> None:
+    # The step kills the xdist worker that runs it (its bash's parent) mid-PRP.
+    write_prp(repo, "PRP-9.1", steps=["echo half > half.txt\nkill -9 $PPID"], gates=["true"])
+    for n in (2, 3, 4):
+        write_prp(repo, f"PRP-9.{n}", creates={f"f{n}.txt": str(n)}, gates=["true"])
+    write_prp(repo, "PRP-9.5", deps=["PRP-9.2"], creates={"f5.txt": "5"}, gates=["true"])
+    result = pytester.runpytest_subprocess("--prp-batch", "9", "-n", "2")
+    assert result.ret == 1
+    found = {pid: e["status"] for pid, e in result_entries(repo, "9").items()}
+    assert found == {"PRP-9.1": "failed", **{f"PRP-9.{n}": "success" for n in (2, 3, 4, 5)}}
+    listed = git(repo, "worktree", "list", "--porcelain")
+    paths = [line.split(" ", 1)[1] for line in listed.splitlines() if line.startswith("worktree ")]
+    assert not [path for path in paths if "+slot-" in path], listed
+    # What remains is the crashed PRP's work, kept under its name as for any failure.
+    assert [Path(path).name for path in paths[1:]] == ["PRP-9.1"]
+    assert (Path(paths[1]) / "half.txt").read_text() == "half\n"
+    fsck = subprocess.run(["git", "fsck"], cwd=repo, capture_output=True, text=True)
+    assert fsck.returncode == 0 and fsck.stdout + fsck.stderr == "", fsck.stdout + fsck.stderr
