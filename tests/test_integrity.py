@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import EXAMPLE_PRPS, git, write_prp
+from conftest import EXAMPLE_PRPS, git, init_repo, write_prp
 
 
 def result_entries(root: Path, batch: str) -> dict[str, dict[str, Any]]:
@@ -217,3 +217,41 @@ def test_a_crashed_worker_leaves_no_slot_and_fsck_is_clean(
     assert (Path(paths[1]) / "half.txt").read_text() == "half\n"
     fsck = subprocess.run(["git", "fsck"], cwd=repo, capture_output=True, text=True)
     assert fsck.returncode == 0 and fsck.stdout + fsck.stderr == "", fsck.stdout + fsck.stderr
+
+
+def test_changes_inside_a_submodule_fail_the_prp_clearly(
+    pytester: pytest.Pytester, repo: Path, tmp_path: Path
+) -> None:
+    library = init_repo(tmp_path / "library")
+    allow = ("-c", "protocol.file.allow=always")
+    git(repo, *allow, "submodule", "add", "-q", str(library), "sub")
+    git(repo, "commit", "-q", "-m", "the library as a submodule")
+    init = f"git {' '.join(allow)} submodule update -q --init sub"
+    write_prp(repo, "PRP-9.1", steps=["echo changed > sub/README.md"], gates=["true"])
+    write_prp(repo, "PRP-9.2", steps=[f"{init}\necho more >> sub/README.md"], gates=["true"])
+    write_prp(
+        repo,
+        "PRP-9.3",
+        steps=[
+            "git init -q nested\ngit -C nested -c user.name=a -c user.email=a@b commit -q --allow-empty -m x"
+        ],
+        gates=["true"],
+    )
+    write_prp(repo, "PRP-9.4", steps=[f"{init}\necho mine > mine.txt"], gates=["true"])
+    result = pytester.runpytest("--prp-batch", "9")
+    assert result.ret == 1
+    found = result_entries(repo, "9")
+    assert {pid: e["status"] for pid, e in found.items()} == {
+        "PRP-9.1": "failed",
+        "PRP-9.2": "failed",
+        "PRP-9.3": "failed",
+        "PRP-9.4": "success",  # reading an initialised submodule is fine
+    }
+    for pid, path in (("PRP-9.1", "sub"), ("PRP-9.2", "sub"), ("PRP-9.3", "nested")):
+        assert found[pid]["errors"] == [
+            f"{pid}: commit failed: changes inside submodules are not supported: {path} "
+            "(commit them in the submodule's own repository)"
+        ]
+    assert prp_ids_on(repo, "prp/batch-9") == ["PRP-9.4"]
+    assert git(repo, "ls-tree", "prp/batch-9", "sub").startswith("160000 commit ")
+    assert git(repo, "rev-parse", "prp/batch-9:sub") == git(repo, "rev-parse", "HEAD:sub")
