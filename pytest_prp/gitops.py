@@ -360,6 +360,10 @@ class GitWorkspace:
         self._spent_slots: list[int] = []  # locks of slots kept for inspection
         # worktree -> (commit checked out, copy of the index that checkout wrote)
         self._seeds: dict[Path, tuple[str, Path]] = {}
+        self._built: dict[str, str] = {}  # commit -> its parent, for commits made here
+        # The refs ref_changes last read, and what it ignored: the next ref_state starts
+        # from them (only pytest-prp's own refs move in between) instead of reading again.
+        self._refs_read: tuple[tuple[str, ...], Mapping[str, str]] | None = None
 
     @classmethod
     def open(cls, start: Path, worktrees_dir: Path | None = None) -> GitWorkspace:
@@ -875,6 +879,7 @@ class GitWorkspace:
             return None
         env = self._commit_env()
         sha = self._git("commit-tree", tree, "-p", start, "-m", message, env=env)[1].strip()
+        self._built[sha] = start
         if move_branch:
             # Old value: the commit it was built on; a compare-and-swap.
             self._git("update-ref", "-m", "prp: commit", "HEAD", sha, start, cwd=worktree)
@@ -965,6 +970,9 @@ class GitWorkspace:
             size = (admin / "logs" / "HEAD").stat().st_size if admin else 0
         except OSError:
             size = 0
+        known, self._refs_read = self._refs_read, None
+        if known is not None and known[0] == tuple(ignore):
+            return RefState(head, head_sha, size, known[1])
         out = self._out("for-each-ref", "--format=%(objectname) %(refname)", cwd=worktree)
         refs: dict[str, str] = {}
         for line in out.splitlines():
@@ -977,7 +985,9 @@ class GitWorkspace:
         self, worktree: Path, before: RefState, ignore: Sequence[str] = ()
     ) -> list[str]:
         """What was done to refs since ``before`` was taken (``describe_ref_changes``)."""
+        self._refs_read = None
         after = self.ref_state(worktree, ignore)
+        self._refs_read = (tuple(ignore), after.refs)
         reflog = ""
         admin = _admin_dir(worktree)
         if admin is not None and after.reflog_size > before.reflog_size:
@@ -1076,7 +1086,8 @@ class GitWorkspace:
             # Skip the compare-and-swap when the branch has visibly moved: it would fail. And
             # check the caller's word that ``commit`` descends from ``parent``: a swap to a
             # commit that does not would drop the tip's history from the branch.
-            if self._peek_branch(branch) in (None, parent) and self._descends(commit, parent):
+            descends = self._built.get(commit) == parent or self._descends(commit, parent)
+            if self._peek_branch(branch) in (None, parent) and descends:
                 if self._swap(ref, commit, parent, reflog, delete_branch)[0] == 0:
                     return MergeResult(True, commit, (), True)
         last_error = ""

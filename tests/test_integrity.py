@@ -233,7 +233,8 @@ def test_changes_inside_a_submodule_fail_the_prp_clearly(
         repo,
         "PRP-9.3",
         steps=[
-            "git init -q nested\ngit -C nested -c user.name=a -c user.email=a@b commit -q --allow-empty -m x"
+            "git init -q nested\n"
+            "git -C nested -c user.name=a -c user.email=a@b commit -q --allow-empty -m x"
         ],
         gates=["true"],
     )
