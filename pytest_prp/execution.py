@@ -201,7 +201,8 @@ def prepare(config: pytest.Config, settings: Settings, plan: Plan) -> Execution:
     try:
         execution = Execution(config, settings, plan)
         if not settings.verify:
-            claim_run(config, execution.git, execution.branch, execution.run_id)
+            worker = hasattr(config, "workerinput")
+            claim_run(config, execution.git, execution.branch, execution.run_id, not worker)
     except GitError as exc:
         raise pytest.UsageError(f"prp: {exc}") from None
     prepare_results_dir(settings.results_dir)
@@ -238,13 +239,15 @@ def check_repository(config: pytest.Config, settings: Settings) -> None:
         raise pytest.UsageError(f"prp: {exc}") from None
 
 
-def claim_run(config: pytest.Config, git: GitWorkspace, branch: str, run_id: str) -> None:
+def claim_run(
+    config: pytest.Config, git: GitWorkspace, branch: str, run_id: str, refuse: bool = True
+) -> None:
     """Hold the run lock of ``branch`` until this process ends (``runlock``); GitError when
-    another run holds it."""
+    another run holds it and ``refuse``."""
     from pytest_prp import runlock
 
     command = shlex.join(["pytest", *config.invocation_params.args])
-    fd = runlock.claim(git, branch, run_id, command)
+    fd = runlock.claim(git, branch, run_id, command, refuse)
     if fd is not None:
         config.add_cleanup(lambda: runlock.release(fd))
 

@@ -5,8 +5,15 @@ race to merge. So a run holds a lock for its integration branch from start to en
 run refuses at start with one line naming the first. The lock is a flock on
 ``<git common dir>/prp/locks/run-<branch>.lock``, taken by the process that owns the run (the
 only one, or the xdist controller) and released by the kernel if that process dies; the file
-names its holder. xdist workers belong to their controller's run (the same ``testrunuid``): a
-worker finding the lock held by its own run goes on.
+names its holder.
+
+Under xdist the controller takes it before the workers start, when the branch is known from
+the options alone (``--prp-branch``, or one ``--prp-batch``). Otherwise (``--prp-all``,
+``--prp-id``) only the workers know the branch; a worker takes the lock if it is free, for the
+whole run (the record carries the run's ``testrunuid``), and never refuses: a worker's error
+would only show as a crashed worker. Two such runs of one batch then both go ahead, and what
+keeps their work safe is the rest: a PRP branch in use is never reset, a merge never drops the
+branch's tip.
 """
 
 from __future__ import annotations
@@ -83,14 +90,20 @@ def _read_holder(fd: int) -> Holder | None:
         time.sleep(0.02)
 
 
-def claim(git: GitWorkspace, branch: str, run_id: str, command: str) -> int | None:
+def claim(
+    git: GitWorkspace, branch: str, run_id: str, command: str, refuse: bool = True
+) -> int | None:
     """Take the run lock of ``branch`` for run ``run_id``: the descriptor to keep open while
     the run lasts (``release`` it at the end), or None when this run holds it already (in the
-    xdist controller). GitError naming the holder when another run holds it."""
+    xdist controller). GitError naming the holder when another run holds it, unless not
+    ``refuse`` (then None)."""
     fd = git.open_lock(f"run-{safe_name(branch)}.lock")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
+        if not refuse:
+            os.close(fd)
+            return None
         try:
             holder = _read_holder(fd)
         finally:
