@@ -363,7 +363,7 @@ class GitWorkspace:
         self._built: dict[str, str] = {}  # commit -> its parent, for commits made here
         # The refs ref_changes last read, and what it ignored: the next ref_state starts
         # from them (only pytest-prp's own refs move in between) instead of reading again.
-        self._refs_read: tuple[tuple[str, ...], Mapping[str, str]] | None = None
+        self._refs_read: tuple[Path, tuple[str, ...], Mapping[str, str]] | None = None
 
     @classmethod
     def open(cls, start: Path, worktrees_dir: Path | None = None) -> GitWorkspace:
@@ -971,8 +971,8 @@ class GitWorkspace:
         except OSError:
             size = 0
         known, self._refs_read = self._refs_read, None
-        if known is not None and known[0] == tuple(ignore):
-            return RefState(head, head_sha, size, known[1])
+        if known is not None and known[:2] == (worktree, tuple(ignore)):
+            return RefState(head, head_sha, size, known[2])  # per-worktree refs included
         out = self._out("for-each-ref", "--format=%(objectname) %(refname)", cwd=worktree)
         refs: dict[str, str] = {}
         for line in out.splitlines():
@@ -987,7 +987,7 @@ class GitWorkspace:
         """What was done to refs since ``before`` was taken (``describe_ref_changes``)."""
         self._refs_read = None
         after = self.ref_state(worktree, ignore)
-        self._refs_read = (tuple(ignore), after.refs)
+        self._refs_read = (worktree, tuple(ignore), after.refs)
         reflog = ""
         admin = _admin_dir(worktree)
         if admin is not None and after.reflog_size > before.reflog_size:

@@ -18,7 +18,10 @@ from pytest_prp.gitops import (
     DEFAULT_NAME,
     GitError,
     GitWorkspace,
+    RefState,
+    describe_ref_changes,
     identity_env,
+    parse_raw_diff,
     safe_name,
     trailers_message,
 )
@@ -143,6 +146,53 @@ def test_trailers_message_is_read_back_by_git_as_trailers(repo: Path) -> None:
     assert trailers_message("subject", {}) == "subject\n"
     with pytest.raises(ValueError):
         trailers_message("s", {"Bad Key": "v"})
+
+
+def test_raw_diff_names_files_and_gitlinks() -> None:
+    z = "0" * 40
+    out = (
+        "\x00".join(
+            [
+                f":000000 100644 {z} {z} A",
+                "new.txt",
+                f":100644 100644 {z} {z} M",
+                "old.txt",
+                f":100644 000000 {z} {z} D",
+                "gone.txt",
+                f":000000 160000 {z} {z} A",
+                "nested",
+                f":160000 000000 {z} {z} D",
+                "removed-sub",
+            ]
+        )
+        + "\x00"
+    )
+    info, gitlinks = parse_raw_diff("abc", out)
+    assert (info.created, info.modified, info.deleted) == (
+        ("new.txt", "nested"),
+        ("old.txt",),
+        ("gone.txt", "removed-sub"),
+    )
+    assert gitlinks == ("nested",)  # a removed submodule is recorded, not refused
+    assert parse_raw_diff("abc", "") == (parse_raw_diff("abc", "")[0], ())
+
+
+def test_ref_changes_are_described_one_line_each() -> None:
+    a, b = "a" * 40, "b" * 40
+    before = RefState("ref: refs/heads/prp/9/P-1", a, 10, {"refs/heads/main": a, "refs/tags/t": a})
+    same = RefState(before.head, a, 10, dict(before.refs))
+    assert describe_ref_changes(before, same, "") == []
+    after = RefState(b, b, 20, {"refs/heads/main": b, "refs/heads/new": a})
+    reflog = f"{a} {b} Agent <a@x> 1 +0000\tcheckout: moving from prp/9/P-1 to {b}\n"
+    assert describe_ref_changes(before, after, reflog) == [
+        f"HEAD detached at {b[:12]} (was prp/9/P-1)",
+        f"git: checkout: moving from prp/9/P-1 to {b}",
+        f"refs/heads/main moved from {a[:12]} to {b[:12]}",
+        f"refs/heads/new created at {a[:12]}",
+        f"refs/tags/t deleted (was {a[:12]})",
+    ]
+    moved = RefState(before.head, b, 10, dict(before.refs))
+    assert describe_ref_changes(before, moved, "") == [f"prp/9/P-1 moved from {a[:12]} to {b[:12]}"]
 
 
 def test_safe_name_keeps_plain_ids_and_separates_mangled_ones() -> None:

@@ -256,3 +256,46 @@ def test_changes_inside_a_submodule_fail_the_prp_clearly(
     assert prp_ids_on(repo, "prp/batch-9") == ["PRP-9.4"]
     assert git(repo, "ls-tree", "prp/batch-9", "sub").startswith("160000 commit ")
     assert git(repo, "rev-parse", "prp/batch-9:sub") == git(repo, "rev-parse", "HEAD:sub")
+
+
+HOLD_RUN_LOCK = r"""
+import sys, time
+from pathlib import Path
+from pytest_prp import runlock
+from pytest_prp.gitops import GitWorkspace
+
+fd = runlock.claim(GitWorkspace.open(Path(sys.argv[1])), "prp/batch-3", "run-a", "pytest -k a")
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def test_the_run_lock_names_its_live_holder_and_frees_itself_when_it_dies(
+    repo: Path,
+) -> None:
+    from pytest_prp import runlock
+    from pytest_prp.gitops import GitError, GitWorkspace
+
+    ws = GitWorkspace.open(repo)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_RUN_LOCK, str(repo)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with pytest.raises(GitError) as refused:
+            runlock.claim(ws, "prp/batch-3", "run-b", "pytest -k b")
+        assert str(refused.value).startswith(
+            f"another run is using the integration branch prp/batch-3 (pid {holder.pid} on "
+        )
+        assert "pytest -k a); let it finish or stop it, then run this again" in str(refused.value)
+        assert runlock.claim(ws, "prp/batch-3", "run-a", "worker") is None  # its own run
+        assert runlock.claim(ws, "prp/batch-3", "run-b", "worker", refuse=False) is None
+        other = runlock.claim(ws, "prp/batch-4", "run-b", "other batch")  # another branch
+        assert other is not None
+        runlock.release(other)
+    finally:
+        holder.kill()
+        holder.wait()
+    fd = runlock.claim(ws, "prp/batch-3", "run-b", "pytest -k b")  # the dead one's is free
+    assert fd is not None
+    runlock.release(fd)
