@@ -871,7 +871,8 @@ class GitWorkspace:
         ``move_branch=False`` only writes the commit: the caller moves refs itself (``merge``
         with ``delete_branch`` does it in one transaction, ``set_branch`` otherwise)."""
         start = base or self._out("rev-parse", "--verify", "-q", "HEAD^{commit}", cwd=worktree)
-        tree = self._write_tree(worktree, start.strip())
+        start = start.strip()
+        tree = self._write_tree(worktree, start)
         raw = self._out("diff-tree", "-r", "-z", "--raw", "--no-renames", start, tree)
         info, gitlinks = parse_raw_diff("", raw)
         self._check_submodules(worktree, start, gitlinks, info.deleted)
@@ -892,11 +893,14 @@ class GitWorkspace:
         files nobody touched), else a fresh ``read-tree``."""
         admin = _admin_dir(worktree)
         seed = self._seeds.pop(worktree, None)
+        if admin is None or not admin.is_dir():
+            raise GitError(f"{worktree} is no longer a git worktree (its .git file is gone)")
         # Next to the worktree's own index (same file system: the seed moves in, no copy).
-        where = admin if admin is not None and admin.is_dir() else None
-        with tempfile.TemporaryDirectory(prefix="prp-index-", dir=where) as scratch:
+        with tempfile.TemporaryDirectory(prefix="prp-index-", dir=admin) as scratch:
             index = Path(scratch) / "index"
-            env = {"GIT_INDEX_FILE": str(index)}
+            # Named, not discovered: git never looks further up than the worktree.
+            env = {"GIT_DIR": str(admin), "GIT_WORK_TREE": str(worktree)}
+            env["GIT_INDEX_FILE"] = str(index)
             try:
                 if seed is None or seed[0] != start:
                     raise FileNotFoundError
