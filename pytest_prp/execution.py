@@ -4,6 +4,7 @@ integration branch and what is complete (``Execution``). Checked before anything
 from __future__ import annotations
 
 import json
+import shlex
 import time
 import uuid
 from collections.abc import Iterable
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_prp.collect import KNOWN_PRPS
-from pytest_prp.gitops import GitError, GitWorkspace
+from pytest_prp.gitops import GitError, GitWorkspace, RefState
 from pytest_prp.model import Prp
 
 if TYPE_CHECKING:
@@ -51,6 +52,9 @@ class PrpRun:
     base: str | None = None  # the integration tip the worktree started from
     rate_limit_waits: int = 0  # times the API refused the agent (rate limit, overload)
     rate_limit_waited: float = 0.0  # seconds waited for it
+    refs_before: RefState | None = None  # git's refs when the steps started
+    ref_changes: list[str] = field(default_factory=list)  # what the steps did to refs
+    files_deleted: list[str] = field(default_factory=list)
 
     def add_cost(self, outcome: StepsOutcome) -> None:
         """Cost and tokens add up over attempts."""
@@ -70,6 +74,8 @@ class PrpRun:
             "status": self.status,
             "files_created": self.files_created,
             "files_modified": self.files_modified,
+            "files_deleted": self.files_deleted,
+            "ref_changes": self.ref_changes,
             "commits": self.commits,
             "gates_passed": self.gates_passed,
             "gates_failed": self.gates_failed,
@@ -172,6 +178,12 @@ class Execution:
         return None
 
     @property
+    def own_refs(self) -> tuple[str, str]:
+        """Refs that pytest-prp itself moves while PRPs run (every process's PRP branches and
+        the integration branch): not counted as what a PRP's steps did."""
+        return ("refs/heads/prp/", f"refs/heads/{self.branch}")
+
+    @property
     def result_path(self) -> Path:
         return self.settings.results_dir / "batches" / f"batch-{self.label}.result.json"
 
@@ -192,6 +204,9 @@ def prepare(config: pytest.Config, settings: Settings, plan: Plan) -> Execution:
 
     try:
         execution = Execution(config, settings, plan)
+        if not settings.verify:
+            worker = hasattr(config, "workerinput")
+            claim_run(config, execution.git, execution.branch, execution.run_id, not worker)
     except GitError as exc:
         raise pytest.UsageError(f"prp: {exc}") from None
     prepare_results_dir(settings.results_dir)
@@ -203,9 +218,12 @@ def prepare(config: pytest.Config, settings: Settings, plan: Plan) -> Execution:
 
 
 def check_repository(config: pytest.Config, settings: Settings) -> None:
-    """The checks of ``prepare`` that need no plan: one UsageError line each."""
+    """In the xdist controller, before the workers start: the checks of ``prepare`` that need
+    no plan (one UsageError line each) and the run lock when the branch is known already."""
     try:
         git = GitWorkspace.open(config.rootpath, settings.worktree_dir)
+        # After the workers: the worktree of one that crashed mid-PRP is kept or removed.
+        config.add_cleanup(git.sweep_slots)
         if settings.base is not None:
             try:
                 git.resolve(settings.base)
@@ -216,8 +234,26 @@ def check_repository(config: pytest.Config, settings: Settings) -> None:
         where = git.checked_out_in(branch) if branch else None
         if where is not None:
             raise GitError(f"integration branch {branch} is checked out in {where}")
+        if branch is not None:
+            # The controller owns the run; its workers get the same testrunuid from xdist.
+            if getattr(config.option, "testrunuid", None) is None:
+                config.option.testrunuid = uuid.uuid4().hex
+            claim_run(config, git, branch, str(config.option.testrunuid))
     except GitError as exc:
         raise pytest.UsageError(f"prp: {exc}") from None
+
+
+def claim_run(
+    config: pytest.Config, git: GitWorkspace, branch: str, run_id: str, refuse: bool = True
+) -> None:
+    """Hold the run lock of ``branch`` until this process ends (``runlock``); GitError when
+    another run holds it and ``refuse``."""
+    from pytest_prp import runlock
+
+    command = shlex.join(["pytest", *config.invocation_params.args])
+    fd = runlock.claim(git, branch, run_id, command, refuse)
+    if fd is not None:
+        config.add_cleanup(lambda: runlock.release(fd))
 
 
 def clean_worktrees(config: pytest.Config, settings: Settings) -> list[Path]:

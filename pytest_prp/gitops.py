@@ -25,6 +25,7 @@ import random
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -65,6 +66,25 @@ class CommitInfo:
     created: tuple[str, ...] = ()
     modified: tuple[str, ...] = ()
     deleted: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RefState:
+    """What a PRP's worktree looks like to git, outside its files: HEAD (the file's content and
+    the commit it names), how long its reflog is, and the repository's refs."""
+
+    head: str
+    head_sha: str | None
+    reflog_size: int
+    refs: Mapping[str, str]
+
+
+class BranchInUse(GitError):
+    """A PRP branch is checked out in a worktree that a live process (or the user) uses."""
+
+
+class UnsupportedChange(GitError):
+    """The PRP changed something its commit cannot record (inside a submodule)."""
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -117,6 +137,54 @@ def parse_name_status(sha: str, fields: Sequence[str]) -> CommitInfo:
     for status, path in zip(fields[0::2], fields[1::2], strict=False):
         {"A": created, "D": deleted}.get(status[:1], modified).append(path)
     return CommitInfo(sha, tuple(created), tuple(modified), tuple(deleted))
+
+
+def parse_raw_diff(sha: str, output: str) -> tuple[CommitInfo, tuple[str, ...]]:
+    """A CommitInfo from ``diff-tree --raw -z --no-renames`` output, and the paths whose new
+    side is a gitlink (a submodule added or moved to another commit)."""
+    fields = output.rstrip("\x00").split("\x00") if output else []
+    statuses: list[str] = []
+    gitlinks: list[str] = []
+    for meta, path in zip(fields[0::2], fields[1::2], strict=False):
+        parts = meta.lstrip(":").split()
+        if len(parts) < 5:
+            continue
+        statuses += [parts[4], path]
+        if parts[1] == "160000":
+            gitlinks.append(path)
+    return parse_name_status(sha, statuses), tuple(gitlinks)
+
+
+def describe_ref_changes(before: RefState, after: RefState, reflog: str) -> list[str]:
+    """What happened to refs while a PRP ran, one line each: HEAD switched, detached or moved,
+    the worktree's new reflog entries (``reflog``: the lines appended to ``logs/HEAD``), and
+    refs created, moved or deleted."""
+
+    def name(head: str) -> str:
+        return head.removeprefix("ref: ").removeprefix("refs/heads/")
+
+    lines: list[str] = []
+    if after.head != before.head:
+        where = "detached at " + after.head[:12]
+        if after.head.startswith("ref: "):
+            where = f"on branch {name(after.head)}"
+        lines.append(f"HEAD {where} (was {name(before.head)})")
+    elif after.head_sha != before.head_sha:
+        old, new = (before.head_sha or "none")[:12], (after.head_sha or "none")[:12]
+        lines.append(f"{name(after.head)} moved from {old} to {new}")
+    for entry in reflog.splitlines():
+        _, tab, message = entry.partition("\t")
+        if tab and message.strip():
+            lines.append(f"git: {message.strip()}")
+    for ref in sorted(set(before.refs) | set(after.refs)):
+        old_sha, new_sha = before.refs.get(ref), after.refs.get(ref)
+        if old_sha is None and new_sha is not None:
+            lines.append(f"{ref} created at {new_sha[:12]}")
+        elif new_sha is None:
+            lines.append(f"{ref} deleted (was {str(old_sha)[:12]})")
+        elif old_sha != new_sha:
+            lines.append(f"{ref} moved from {str(old_sha)[:12]} to {new_sha[:12]}")
+    return lines
 
 
 def identity_env(environ: Mapping[str, str], config: Mapping[str, str]) -> dict[str, str]:
@@ -236,15 +304,31 @@ def _slot_lock(slot: Path) -> str:
     return f"{slot.name.removeprefix('+')}.lock"
 
 
+def _admin_dir(worktree: Path) -> Path | None:
+    """A linked worktree's private git dir (``.git/worktrees/<name>``), from its ``.git``
+    file (no process); None when unreadable."""
+    try:
+        pointer = (worktree / ".git").read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not pointer.startswith("gitdir:"):
+        return None
+    return worktree / pointer.removeprefix("gitdir:").strip()  # absolute or relative
+
+
+def _read_head(worktree: Path) -> str | None:
+    """The content of a linked worktree's HEAD file (``ref: refs/heads/x`` or a sha)."""
+    admin = _admin_dir(worktree)
+    try:
+        return (admin / "HEAD").read_text(encoding="utf-8").strip() if admin else None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def _head_branch(worktree: Path) -> str | None:
     """The branch a linked worktree has checked out, read from its files (no process); None
     when detached or unreadable."""
-    try:
-        pointer = (worktree / ".git").read_text(encoding="utf-8").strip()
-        admin = worktree / pointer.removeprefix("gitdir:").strip()  # absolute or relative
-        head = (admin / "HEAD").read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError):
-        return None
+    head = _read_head(worktree) or ""
     return head.removeprefix("ref: refs/heads/") if head.startswith("ref: refs/heads/") else None
 
 
@@ -274,6 +358,12 @@ class GitWorkspace:
         self._slot: tuple[int, Path] | None = None  # lock fd and path of the reused worktree
         self._slot_owner: str | None = None  # the PRP running in it, until merged or kept
         self._spent_slots: list[int] = []  # locks of slots kept for inspection
+        # worktree -> (commit checked out, copy of the index that checkout wrote)
+        self._seeds: dict[Path, tuple[str, Path]] = {}
+        self._built: dict[str, str] = {}  # commit -> its parent, for commits made here
+        # The refs ref_changes last read, and what it ignored: the next ref_state starts
+        # from them (only pytest-prp's own refs move in between) instead of reading again.
+        self._refs_read: tuple[Path, tuple[str, ...], Mapping[str, str]] | None = None
 
     @classmethod
     def open(cls, start: Path, worktrees_dir: Path | None = None) -> GitWorkspace:
@@ -504,25 +594,80 @@ class GitWorkspace:
             try:
                 self._git("clean", "-q", "-ffdx", cwd=slot)
                 self._check_out(slot, branch, start)
+            except BranchInUse:
+                raise
             except GitError:
                 self._discard(slot)  # damaged or deleted by hand: start it over
         elif slot.exists() or slot.is_symlink():
             self._discard(slot)
         if not (slot / ".git").is_file():
-            # Detached first: `worktree add -B` refuses a branch that a worktree left behind
-            # by a killed process still has checked out; checkout can be told to ignore it.
+            # Detached first, then `_check_out`, which frees the branch from a worktree that a
+            # killed process left it checked out in (`worktree add -B` would just refuse).
             self._add_worktree(slot, None, start)
             if branch is not None:
                 self._check_out(slot, branch, start)
+        self._seed_index(slot, start)
         self._slot_owner = name
         return slot
 
     def _check_out(self, path: Path, branch: str | None, start: str) -> None:
         """``start`` into ``path``'s tree and index, on ``branch`` (created or reset there).
-        --ignore-other-worktrees: a killed process may have left the branch checked out in
-        its worktree (whose next user resets it); no two live processes run the same PRP."""
+
+        A branch checked out in another worktree is never reset under it (that worktree's
+        HEAD would move): when a dead process's reused worktree holds it (its slot lock is
+        free), that stale try of the same PRP is removed; when a live process or the user
+        holds it, BranchInUse."""
+        if branch is not None:
+            # Checked here: git before 2.43 resets such a branch with `checkout -B` silently.
+            for holder in self._holders(branch):
+                if not _same_path(holder, path):
+                    self._free_branch(branch, holder)
         target = ("-B", branch) if branch is not None else ("--detach",)
-        self._git("checkout", "-q", "-f", "--ignore-other-worktrees", *target, start, cwd=path)
+        self._git("checkout", "-q", "-f", *target, start, cwd=path)
+
+    def _holders(self, branch: str) -> list[Path]:
+        """The worktrees whose HEAD names ``branch``, read from their admin files (no
+        process): ``<common dir>/worktrees/*/HEAD``, and the main one."""
+        wanted = f"ref: refs/heads/{branch}"
+        found: list[Path] = []
+        admins = [self.common_dir]
+        try:
+            admins += list((self.common_dir / "worktrees").iterdir())
+        except OSError:
+            pass
+        for admin in admins:
+            try:
+                if (admin / "HEAD").read_text(encoding="utf-8").strip() != wanted:
+                    continue
+                if admin == self.common_dir:
+                    found.append(self.root)
+                else:
+                    pointer = (admin / "gitdir").read_text(encoding="utf-8").strip()
+                    found.append(Path(pointer).parent)  # it names the worktree's .git file
+            except (OSError, UnicodeDecodeError):
+                continue
+        return found
+
+    def _free_branch(self, branch: str, holder: Path) -> None:
+        """Remove ``holder``, a worktree with ``branch`` checked out, if it is the reused
+        worktree of a process that is gone; else BranchInUse naming it."""
+        fd = None
+        if _same_path(holder.parent, self.worktrees_dir) and holder.name.startswith("+slot-"):
+            fd = self._try_lock(_slot_lock(holder))
+            if fd is None:
+                raise BranchInUse(
+                    f"{branch} is in use by another running process (its worktree {holder}): "
+                    "the same PRP cannot run twice at once"
+                )
+        if fd is None:
+            raise BranchInUse(
+                f"{branch} is checked out in {holder}: pytest-prp never resets a branch "
+                "someone has checked out; switch that worktree to another branch"
+            )
+        try:
+            self._discard(self.worktrees_dir / holder.name)
+        finally:
+            os.close(fd)
 
     def keep_worktree(self, path: Path, name: str) -> Path:
         """Keep the work of ``name`` done in ``path`` for inspection, as ``name``'s own
@@ -565,6 +710,38 @@ class GitWorkspace:
             if self._slot is not None:
                 self._spent_slots.append(fd)
                 self._slot = None
+        for fd in self._spent_slots:
+            os.close(fd)
+        self._spent_slots = []
+        self.sweep_slots()
+
+    def sweep_slots(self) -> None:
+        """Deal with the reused worktrees of processes that are gone (a crashed xdist worker,
+        a killed run), which nobody may take again: each is kept under the name of the PRP it
+        was running, as ``_rescue`` does when a slot is taken, else removed. Slots that live
+        processes hold stay. At the end of a process (after its own slot is given up), and in
+        the xdist controller at the end of the run. Best effort."""
+        if self._slot is not None:
+            return
+        try:
+            slots = sorted(p for p in self.worktrees_dir.iterdir() if p.name.startswith("+slot-"))
+        except OSError:
+            return
+        for slot in slots:
+            fd = self._try_lock(_slot_lock(slot))
+            if fd is None:
+                continue
+            self._slot = (fd, slot)
+            try:
+                self._rescue(slot)
+                if self._slot is not None:
+                    self._discard(slot)
+            except GitError:
+                pass
+            if self._slot is not None:
+                self._slot = None
+                os.close(fd)
+            self._slot_owner = None
         for fd in self._spent_slots:
             os.close(fd)
         self._spent_slots = []
@@ -674,28 +851,157 @@ class GitWorkspace:
     # ---------------------------------------------------------------- commits
 
     def commit_all(
-        self, worktree: Path, message: str, allow_empty: bool = False, move_branch: bool = True
+        self,
+        worktree: Path,
+        message: str,
+        allow_empty: bool = False,
+        move_branch: bool = True,
+        base: str | None = None,
     ) -> CommitInfo | None:
-        """Commit everything changed in ``worktree`` (``add -A``, honouring .gitignore) on its
-        branch. When nothing changed: None, or with ``allow_empty`` an empty commit (so the
-        PRP still leaves its trailers in history). No hooks, and only that worktree's index.
+        """Commit exactly the files left in ``worktree`` (``add -A``: untracked files included,
+        ignored ones not) on top of ``base`` (default: the worktree's HEAD). When nothing
+        changed: None, or with ``allow_empty`` an empty commit (so the PRP still leaves its
+        trailers in history). No hooks.
+
+        Built with plumbing in an index of our own, never the worktree's: whatever was done to
+        the worktree's HEAD, branches or index (an agent's reset, commit, checkout, ``rm
+        --cached``, ``update-index --assume-unchanged``) changes nothing but the files.
+        Changes inside a submodule cannot be recorded: UnsupportedChange names them.
 
         ``move_branch=False`` only writes the commit: the caller moves refs itself (``merge``
         with ``delete_branch`` does it in one transaction, ``set_branch`` otherwise)."""
-        self._git("add", "-A", cwd=worktree)
-        changes = self._out(
-            "diff-index", "--cached", "--no-renames", "--name-status", "-z", "HEAD", cwd=worktree
-        )
-        if not changes and not allow_empty:
+        start = base or self._out("rev-parse", "--verify", "-q", "HEAD^{commit}", cwd=worktree)
+        start = start.strip()
+        tree = self._write_tree(worktree, start)
+        raw = self._out("diff-tree", "-r", "-z", "--raw", "--no-renames", start, tree)
+        info, gitlinks = parse_raw_diff("", raw)
+        self._check_submodules(worktree, start, gitlinks, info.deleted)
+        if not (info.created or info.modified or info.deleted) and not allow_empty:
             return None
-        tree = self._out("write-tree", cwd=worktree).strip()
-        sha = self._git(
-            "commit-tree", tree, "-p", "HEAD", "-m", message, cwd=worktree, env=self._commit_env()
-        )[1].strip()
+        env = self._commit_env()
+        sha = self._git("commit-tree", tree, "-p", start, "-m", message, env=env)[1].strip()
+        self._built[sha] = start
         if move_branch:
-            # Old value `<sha>^` is the HEAD commit-tree just read: a compare-and-swap.
-            self._git("update-ref", "-m", "prp: commit", "HEAD", sha, f"{sha}^", cwd=worktree)
-        return parse_name_status(sha, changes.rstrip("\x00").split("\x00") if changes else [])
+            # Old value: the commit it was built on; a compare-and-swap.
+            self._git("update-ref", "-m", "prp: commit", "HEAD", sha, start, cwd=worktree)
+            self._git("read-tree", sha, cwd=worktree)  # its index agrees with its HEAD again
+        return CommitInfo(sha, info.created, info.modified, info.deleted)
+
+    def _write_tree(self, worktree: Path, start: str) -> str:
+        """The tree of ``worktree``'s files, staged over ``start`` in a private index: the
+        copy of the index our checkout of ``start`` wrote (its stat data spares hashing the
+        files nobody touched), else a fresh ``read-tree``."""
+        admin = _admin_dir(worktree)
+        seed = self._seeds.pop(worktree, None)
+        if admin is None or not admin.is_dir():
+            raise GitError(f"{worktree} is no longer a git worktree (its .git file is gone)")
+        # Next to the worktree's own index (same file system: the seed moves in, no copy).
+        with tempfile.TemporaryDirectory(prefix="prp-index-", dir=admin) as scratch:
+            index = Path(scratch) / "index"
+            # Named, not discovered: git never looks further up than the worktree.
+            env = {"GIT_DIR": str(admin), "GIT_WORK_TREE": str(worktree)}
+            env["GIT_INDEX_FILE"] = str(index)
+            try:
+                if seed is None or seed[0] != start:
+                    raise FileNotFoundError
+                os.replace(seed[1], index)
+            except OSError:
+                self._git("read-tree", start, cwd=worktree, env=env)
+            self._git("add", "-A", cwd=worktree, env=env)
+            return self._git("write-tree", cwd=worktree, env=env)[1].strip()
+
+    def _seed_index(self, worktree: Path, start: str) -> None:
+        """Keep a copy of the index a checkout of ``start`` just wrote, for ``_write_tree``
+        (``copy2``: its mtime must stay the index's, or git's racy-entry check would trust
+        stat data of files changed in the same second)."""
+        admin = _admin_dir(worktree)
+        if admin is None:
+            return
+        seed = admin / "prp-base-index"
+        try:
+            shutil.copy2(admin / "index", seed)
+        except OSError:
+            return
+        self._seeds[worktree] = (start, seed)
+
+    def _check_submodules(
+        self, worktree: Path, start: str, gitlinks: Sequence[str], deleted: Sequence[str]
+    ) -> None:
+        """UnsupportedChange when the PRP changed a submodule's content (files written into
+        it, edits in an initialised one, a commit in it) or added one: the commit can only
+        record a submodule's commit, which would live in this worktree alone."""
+        touched = list(gitlinks)
+        if (worktree / ".gitmodules").exists() or ".gitmodules" in deleted:
+            listing = self._out("ls-tree", "-r", "-d", "-z", start)
+            for entry in listing.split("\x00"):
+                meta, _, path = entry.partition("\t")
+                if meta.startswith("160000 ") and path not in touched:
+                    if self._submodule_touched(worktree / path):
+                        touched.append(path)
+        if touched:
+            raise UnsupportedChange(
+                f"changes inside submodules are not supported: {', '.join(touched)} "
+                "(commit them in the submodule's own repository)"
+            )
+
+    def _submodule_touched(self, path: Path) -> bool:
+        """Whether anything is in submodule directory ``path`` beyond what was checked out:
+        our worktrees leave submodules uninitialised (empty); an initialised one must be
+        clean. A removed one is a deletion the commit records."""
+        if path.is_symlink() or not path.is_dir():
+            return False
+        if (path / ".git").exists():
+            status, out, _ = self._git(
+                "status", "--porcelain", "--ignore-submodules=none", cwd=path, codes=None
+            )
+            return status != 0 or bool(out.strip())
+        return any(path.iterdir())
+
+    # ---------------------------------------------------------------- what happened to refs
+
+    def ref_state(self, worktree: Path, ignore: Sequence[str] = ()) -> RefState:
+        """HEAD of ``worktree``, the length of its reflog, and every ref but those in
+        ``ignore`` (names, or prefixes ending in ``/``): to compare after a PRP's steps."""
+        head = _read_head(worktree) or ""
+        if head.startswith("ref: refs/heads/"):
+            head_sha = self.branch_sha(head.removeprefix("ref: refs/heads/"))
+        elif head.startswith("ref: "):
+            head_sha = self._verify(head.removeprefix("ref: "))
+        else:
+            head_sha = head or None
+        admin = _admin_dir(worktree)
+        try:
+            size = (admin / "logs" / "HEAD").stat().st_size if admin else 0
+        except OSError:
+            size = 0
+        known, self._refs_read = self._refs_read, None
+        if known is not None and known[:2] == (worktree, tuple(ignore)):
+            return RefState(head, head_sha, size, known[2])  # per-worktree refs included
+        out = self._out("for-each-ref", "--format=%(objectname) %(refname)", cwd=worktree)
+        refs: dict[str, str] = {}
+        for line in out.splitlines():
+            sha, _, ref = line.partition(" ")
+            if not any(ref == i or (i.endswith("/") and ref.startswith(i)) for i in ignore):
+                refs[ref] = sha
+        return RefState(head, head_sha, size, refs)
+
+    def ref_changes(
+        self, worktree: Path, before: RefState, ignore: Sequence[str] = ()
+    ) -> list[str]:
+        """What was done to refs since ``before`` was taken (``describe_ref_changes``)."""
+        self._refs_read = None
+        after = self.ref_state(worktree, ignore)
+        self._refs_read = (worktree, tuple(ignore), after.refs)
+        reflog = ""
+        admin = _admin_dir(worktree)
+        if admin is not None and after.reflog_size > before.reflog_size:
+            try:
+                with open(admin / "logs" / "HEAD", "rb") as log:
+                    log.seek(before.reflog_size)
+                    reflog = log.read().decode("utf-8", "replace")
+            except OSError:
+                pass
+        return describe_ref_changes(before, after, reflog)
 
     def changed_files(self, commit: str) -> CommitInfo:
         """Paths ``commit`` created, modified and deleted relative to its first parent."""
@@ -714,9 +1020,12 @@ class GitWorkspace:
         fields = out.rstrip("\x00").split("\x00")
         return parse_name_status(fields[0], fields[1:])
 
-    def set_branch(self, branch: str, commit: str) -> None:
-        """Point ``branch`` at ``commit`` (created if missing)."""
+    def set_branch(self, branch: str, commit: str, worktree: Path | None = None) -> None:
+        """Point ``branch`` at ``commit`` (created if missing); ``worktree``, which has it
+        checked out, gets the commit's tree as its index (``git status`` clean there)."""
         self._git("update-ref", "-m", "prp: commit", f"refs/heads/{branch}", commit)
+        if worktree is not None and _head_branch(worktree) == branch:
+            self._git("read-tree", commit, cwd=worktree)
 
     def merge(
         self,
@@ -756,6 +1065,10 @@ class GitWorkspace:
         finally:
             os.close(fd)
 
+    def open_lock(self, name: str) -> int:
+        """An open descriptor of the lock file ``name`` under ``<common dir>/prp/locks``."""
+        return self._lock_file(name)
+
     def _lock_file(self, name: str) -> int:
         """An open descriptor of ``<common dir>/prp/locks/<name>`` (created if missing)."""
         path = self.common_dir / "prp" / "locks" / name
@@ -774,8 +1087,11 @@ class GitWorkspace:
         ref = f"refs/heads/{branch}"
         reflog = f"prp: merge {commit[:12]}"
         if parent is not None and _FULL_SHA.fullmatch(parent):
-            # Skip the compare-and-swap when the branch has visibly moved: it would fail.
-            if self._peek_branch(branch) in (None, parent):
+            # Skip the compare-and-swap when the branch has visibly moved: it would fail. And
+            # check the caller's word that ``commit`` descends from ``parent``: a swap to a
+            # commit that does not would drop the tip's history from the branch.
+            descends = self._built.get(commit) == parent or self._descends(commit, parent)
+            if self._peek_branch(branch) in (None, parent) and descends:
                 if self._swap(ref, commit, parent, reflog, delete_branch)[0] == 0:
                     return MergeResult(True, commit, (), True)
         last_error = ""
@@ -829,6 +1145,10 @@ class GitWorkspace:
             last_error = _failure("update-ref", status, err)
             _pause(attempt)  # something else moved the tip (or holds git's ref lock): retry
         raise GitError(f"could not merge into {branch}: it kept changing ({last_error})")
+
+    def _descends(self, commit: str, ancestor: str) -> bool:
+        status, _, _ = self._git("merge-base", "--is-ancestor", ancestor, commit, codes=(0, 1))
+        return status == 0
 
     def _swap(
         self, ref: str, new: str, old: str, reflog: str, delete_branch: str | None

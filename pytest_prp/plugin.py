@@ -239,6 +239,16 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     """Check the repository once, before the first PRP runs: one clear line, nothing executed."""
     config = session.config
     settings = config.stash[SETTINGS]
+    plan = config.stash.get(PLAN, None)
+    if plan is not None and not config.option.collectonly:
+        from pytest_prp.collect import PrpItem
+
+        if any(isinstance(item, PrpItem) for item in session.items):
+            from pytest_prp.execution import prepare  # late: git is only needed when PRPs run
+
+            # First: a run refused (another run of the batch holds it) changes nothing.
+            prepare(config, config.stash[SETTINGS], plan)
+            _interrupt_on_sigterm()
     if settings.clean and not config.option.collectonly and not hasattr(config, "workerinput"):
         from pytest_prp.execution import clean_worktrees
 
@@ -246,16 +256,6 @@ def pytest_runtestloop(session: pytest.Session) -> None:
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
             reporter.write_line(f"prp: removed {len(removed)} kept worktree(s)")
-    plan = config.stash.get(PLAN, None)
-    if plan is None or config.option.collectonly:
-        return
-    from pytest_prp.collect import PrpItem
-
-    if any(isinstance(item, PrpItem) for item in session.items):
-        from pytest_prp.execution import prepare  # late: git is only needed when PRPs run
-
-        prepare(config, config.stash[SETTINGS], plan)
-        _interrupt_on_sigterm()
 
 
 @pytest.hookimpl(tryfirst=True)  # ahead of pytest-dependency's per-process check

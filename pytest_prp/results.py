@@ -311,6 +311,8 @@ def _interrupted_entry_base(prp_id: str, stage: int, branch: str) -> dict[str, A
         "stage": stage,
         "files_created": [],
         "files_modified": [],
+        "files_deleted": [],
+        "ref_changes": [],
         "commits": [],
         "gates_passed": 0,
         "gates_failed": 0,

@@ -145,6 +145,7 @@ def run_setup(item: PrpItem) -> None:
             assert tip is not None
             run.workdir = execution.git.prp_worktree(prp.id, prp_branch_name(prp), tip)
             run.base = tip
+            run.refs_before = execution.git.ref_state(run.workdir, execution.own_refs)
     except GitError as exc:
         raise _fail(run, "failed", f"could not create the worktree: {exc}") from None
     if settings.agent:
@@ -323,7 +324,32 @@ def run_call(item: PrpItem) -> None:
         run.status = "unverified" if unverified else "success"
         return
     context.heartbeat_phase("merge")
+    _note_ref_changes(item, execution, run)
     _commit_and_merge(execution, run, unverified)
+
+
+class PrpWarning(UserWarning):
+    """Something a PRP did that its result holds but its commit does not."""
+
+
+def _note_ref_changes(item: PrpItem, execution: Execution, run: PrpRun) -> None:
+    """Report what the steps did to git refs (commits, resets, checkouts, new branches): the
+    PRP's commit is the tree they left on the PRP's base, so none of it is merged."""
+    if run.workdir is None or run.refs_before is None:
+        return
+    try:
+        run.ref_changes = execution.git.ref_changes(
+            run.workdir, run.refs_before, execution.own_refs
+        )
+    except GitError as exc:
+        run.ref_changes = [f"could not read the refs: {exc}"]
+    if run.ref_changes:
+        item.warn(
+            PrpWarning(
+                f"{run.prp.id}: git refs changed while it ran, not merged (its commit is the "
+                f"tree it left, on {str(run.base)[:12]}): " + "; ".join(run.ref_changes)
+            )
+        )
 
 
 def _commit_and_merge(execution: Execution, run: PrpRun, unverified: bool) -> None:
@@ -338,7 +364,9 @@ def _commit_and_merge(execution: Execution, run: PrpRun, unverified: bool) -> No
     try:
         # The PRP branch is moved only if the work stays there (a conflict); after a merge it
         # is deleted in the same transaction.
-        info = execution.git.commit_all(run.workdir, message, allow_empty=True, move_branch=False)
+        info = execution.git.commit_all(
+            run.workdir, message, allow_empty=True, move_branch=False, base=run.base
+        )
     except GitError as exc:
         _keep_worktree(execution, run)
         raise _fail(run, "failed", f"{prp.id}: commit failed: {exc}") from None
@@ -346,6 +374,7 @@ def _commit_and_merge(execution: Execution, run: PrpRun, unverified: bool) -> No
     run.commits = [info.sha]
     run.files_created = list(info.created)
     run.files_modified = list(info.modified)
+    run.files_deleted = list(info.deleted)
     prp_branch = prp_branch_name(prp)
     try:
         merge = execution.git.merge(
@@ -356,7 +385,7 @@ def _commit_and_merge(execution: Execution, run: PrpRun, unverified: bool) -> No
             delete_branch=prp_branch,
         )
         if not merge.ok:
-            execution.git.set_branch(prp_branch, info.sha)
+            execution.git.set_branch(prp_branch, info.sha, run.workdir)
     except GitError as exc:
         _keep_worktree(execution, run)
         raise _fail(run, "failed", f"{prp.id}: merge failed: {exc}") from None

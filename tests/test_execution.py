@@ -202,10 +202,12 @@ def test_an_unusable_lock_directory_is_one_clear_error(
     (repo / ".git" / "prp" / "locks").write_text("not a directory")
     before = snapshot(repo)
     result = pytester.runpytest("--prp-batch", "6")
-    assert result.ret == 1
-    out = result.stdout.str()
-    assert "could not create the worktree: cannot open the lock file" in out
-    assert "locks/slot-0.lock: Not a directory" in out
+    # The run lock is the first lock taken: the run stops before anything started.
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: prp: cannot open the lock file *locks/run-*.lock: Not a directory"]
+    )
+    out = result.stdout.str() + result.stderr.str()
     assert "Traceback" not in out and "gitops.py" not in out
     assert snapshot(repo) == before
     assert "PRP-6.1.1" not in "\n".join(subjects(repo, "prp/batch-6"))

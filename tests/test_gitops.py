@@ -18,7 +18,10 @@ from pytest_prp.gitops import (
     DEFAULT_NAME,
     GitError,
     GitWorkspace,
+    RefState,
+    describe_ref_changes,
     identity_env,
+    parse_raw_diff,
     safe_name,
     trailers_message,
 )
@@ -143,6 +146,53 @@ def test_trailers_message_is_read_back_by_git_as_trailers(repo: Path) -> None:
     assert trailers_message("subject", {}) == "subject\n"
     with pytest.raises(ValueError):
         trailers_message("s", {"Bad Key": "v"})
+
+
+def test_raw_diff_names_files_and_gitlinks() -> None:
+    z = "0" * 40
+    out = (
+        "\x00".join(
+            [
+                f":000000 100644 {z} {z} A",
+                "new.txt",
+                f":100644 100644 {z} {z} M",
+                "old.txt",
+                f":100644 000000 {z} {z} D",
+                "gone.txt",
+                f":000000 160000 {z} {z} A",
+                "nested",
+                f":160000 000000 {z} {z} D",
+                "removed-sub",
+            ]
+        )
+        + "\x00"
+    )
+    info, gitlinks = parse_raw_diff("abc", out)
+    assert (info.created, info.modified, info.deleted) == (
+        ("new.txt", "nested"),
+        ("old.txt",),
+        ("gone.txt", "removed-sub"),
+    )
+    assert gitlinks == ("nested",)  # a removed submodule is recorded, not refused
+    assert parse_raw_diff("abc", "") == (parse_raw_diff("abc", "")[0], ())
+
+
+def test_ref_changes_are_described_one_line_each() -> None:
+    a, b = "a" * 40, "b" * 40
+    before = RefState("ref: refs/heads/prp/9/P-1", a, 10, {"refs/heads/main": a, "refs/tags/t": a})
+    same = RefState(before.head, a, 10, dict(before.refs))
+    assert describe_ref_changes(before, same, "") == []
+    after = RefState(b, b, 20, {"refs/heads/main": b, "refs/heads/new": a})
+    reflog = f"{a} {b} Agent <a@x> 1 +0000\tcheckout: moving from prp/9/P-1 to {b}\n"
+    assert describe_ref_changes(before, after, reflog) == [
+        f"HEAD detached at {b[:12]} (was prp/9/P-1)",
+        f"git: checkout: moving from prp/9/P-1 to {b}",
+        f"refs/heads/main moved from {a[:12]} to {b[:12]}",
+        f"refs/heads/new created at {a[:12]}",
+        f"refs/tags/t deleted (was {a[:12]})",
+    ]
+    moved = RefState(before.head, b, 10, dict(before.refs))
+    assert describe_ref_changes(before, moved, "") == [f"prp/9/P-1 moved from {a[:12]} to {b[:12]}"]
 
 
 def test_safe_name_keeps_plain_ids_and_separates_mangled_ones() -> None:
@@ -474,7 +524,7 @@ def test_merge_deletes_the_prp_branch_in_the_same_update(ws: GitWorkspace, repo:
     assert not conflict.ok and conflict.conflicts == ("tracked.txt",)
     assert git(repo, "rev-parse", BATCH) == tip
     assert git(repo, "rev-parse", "prp/47/P-3") == start
-    ws.set_branch("prp/47/P-3", c.sha)  # what the runner keeps for a failed merge
+    ws.set_branch("prp/47/P-3", c.sha, three)  # what the runner keeps for a failed merge
     assert git(repo, "rev-parse", "prp/47/P-3") == c.sha
     assert git(three, "status", "--porcelain") == ""
 
@@ -728,15 +778,62 @@ def test_a_branch_left_checked_out_by_a_killed_process_does_not_block_the_prp(
     repo: Path,
 ) -> None:
     # A process killed while running P-1 leaves P-1's branch checked out in its worktree. On
-    # the rerun another worker, starting a worktree of its own, must still be able to run P-1.
-    killed, rerun = GitWorkspace.open(repo), GitWorkspace.open(repo)
-    killed.ensure_branch(BATCH)
-    stale = killed.prp_worktree("P-1", "prp/47/P-1", BATCH)
-    (stale / "half.txt").write_text("cut short\n")
-    fresh = rerun.prp_worktree("P-1", "prp/47/P-1", BATCH)  # a new worktree, not the stale one
-    assert fresh != stale
+    # the rerun another worker, in a worktree of its own, must still be able to run P-1.
+    holder, rerun = GitWorkspace.open(repo), GitWorkspace.open(repo)
+    holder.ensure_branch(BATCH)
+    holder.prp_worktree("P-0", "prp/47/P-0", BATCH)  # slot 0: the killed one takes slot 1
+    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+    killed = subprocess.Popen(
+        [sys.executable, "-c", KILLED_MID_PRP, str(repo), BATCH],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert killed.stdout is not None
+    stale = Path(killed.stdout.readline().strip())
+    own = rerun.prp_worktree("P-2", "prp/47/P-2", BATCH)  # slot 2, taken while it lives
+    rerun.done_with_worktree(own)
+    killed.kill()
+    killed.wait()
+    fresh = rerun.prp_worktree("P-1", "prp/47/P-1", BATCH)
+    assert fresh == own != stale and not stale.exists()  # the same PRP's stale try is gone
     assert git(fresh, "branch", "--show-current") == "prp/47/P-1"
     assert git(fresh, "status", "--porcelain") == "" and not (fresh / "half.txt").exists()
+    holder.release_worktree()
+    rerun.release_worktree()
+
+
+def test_a_prp_branch_in_use_by_a_live_process_is_never_reset(repo: Path) -> None:
+    # Two processes on the same PRP (two runs of one batch): the second must not move the
+    # branch the first has checked out (its HEAD would move under it).
+    first, second = GitWorkspace.open(repo), GitWorkspace.open(repo)
+    first.ensure_branch(BATCH)
+    busy = first.prp_worktree("P-1", "prp/47/P-1", BATCH)
+    (busy / "work.txt").write_text("in progress\n")
+    other_start = prp_commit(first, "P-9", {"x.txt": "x"})
+    with pytest.raises(GitError, match=r"prp/47/P-1 .*in use by another running process"):
+        second.prp_worktree("P-1", "prp/47/P-1", other_start)
+    assert git(repo, "rev-parse", "prp/47/P-1") == git(repo, "rev-parse", BATCH)
+    assert (busy / "work.txt").exists() and git(busy, "branch", "--show-current") == "prp/47/P-1"
+    first.release_worktree()
+    second.release_worktree()
+
+
+def test_a_merge_never_moves_a_branch_to_a_commit_that_drops_its_tip(
+    ws: GitWorkspace, repo: Path
+) -> None:
+    # The caller says the commit was built on `parent` (the tip), but it was not (its worktree's
+    # HEAD was moved under it): the branch must still keep the tip it had.
+    ws.ensure_branch(BATCH)
+    first = prp_commit(ws, "P-1", {"a.txt": "a"})
+    assert ws.merge(BATCH, first, "m1").ok
+    astray = prp_commit(ws, "P-2", {"b.txt": "b"}, start="main")  # not on P-1
+    result = ws.merge(BATCH, astray, "m2", parent=first)
+    assert result.ok
+    tip = git(repo, "rev-parse", BATCH)
+    for merged in (first, astray):
+        git(repo, "merge-base", "--is-ancestor", merged, tip)  # raises if not
+    assert git(repo, "show", f"{BATCH}:a.txt") == "a"
 
 
 KILLED_MID_PRP = r"""
