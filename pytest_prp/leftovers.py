@@ -1,0 +1,304 @@
+"""No process left behind: find and end what a PRP's processes left running.
+
+Killing a step's process group misses whatever left the group: ``setsid``, ``nohup cmd &``
+from an agent's shell tool, a double-forked daemon. Two known designs, used together (Linux):
+
+- An environment cookie (as Jenkins' ProcessTreeKiller does with ``BUILD_ID``): every process
+  pytest-prp starts gets ``PRP_RUN_TOKEN=<token>``, which its descendants inherit; at the end
+  of the step every process whose ``/proc/<pid>/environ`` carries the token is ended. A token
+  is ``<run id>.<n>``, the run id naming this pytest process; a process started under another
+  token (pytest-prp running inside a PRP step) gets ``<outer token>/<run id>.<n>``, so the
+  outer step's sweep covers it too.
+- A child subreaper (``PR_SET_CHILD_SUBREAPER``, as tini and systemd do): orphans of our
+  processes are re-parented to this process instead of PID 1. This finds what wiped its
+  environment (``env -i``) and lets us reap the orphans that exit (no zombies).
+
+Ending is SIGTERM (with SIGCONT, for stopped ones), a grace period, then SIGKILL. A process
+is signalled through a pidfd taken after checking its start time, so a recycled pid is never
+hit. Outside Linux (no ``/proc``) all of this finds nothing: the process group kill remains.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import itertools
+import os
+import select
+import signal
+import time
+import uuid
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+COOKIE = "PRP_RUN_TOKEN"
+# Names this pytest process's processes in their tokens (and in its slot lock file, so that the
+# next run can end what a killed run left running).
+RUN_ID = uuid.uuid4().hex[:16]
+_counter = itertools.count(1)
+_PROC = Path("/proc")
+_COOKIE_BYTES = COOKIE.encode() + b"="
+# How long SIGKILLed processes get to disappear (it only takes the kernel a moment).
+SETTLE = 1.0
+
+
+def new_token(inherited: str | None) -> str:
+    """A token for one process we start, under the ``inherited`` one when there is one."""
+    own = f"{RUN_ID}.{next(_counter)}"
+    return f"{inherited}/{own}" if inherited else own
+
+
+def with_token(env: Mapping[str, str]) -> tuple[dict[str, str], str]:
+    """``env`` with a new token in the cookie, and the token."""
+    token = new_token(env.get(COOKIE) or None)
+    return {**env, COOKIE: token}, token
+
+
+def carries(value: str, token: str) -> bool:
+    """Whether a cookie ``value`` was set under ``token`` (itself, or nested under it)."""
+    return value == token or value.startswith(token + "/")
+
+
+def of_runs(value: str, run_ids: Collection[str]) -> bool:
+    """Whether a cookie ``value`` names one of ``run_ids`` anywhere in its nesting."""
+    return any(part.split(".", 1)[0] in run_ids for part in value.split("/"))
+
+
+@dataclass(frozen=True)
+class Proc:
+    pid: int
+    ppid: int
+    sid: int
+    state: str
+    start: int  # clock ticks after boot: with the pid, names one process for good
+
+
+def parseprocess(pid: int, text: str) -> Proc | None:
+    """``/proc/<pid>/stat``: "pid (comm) state ppid pgrp session ... starttime ..."; the
+    command may hold spaces and parentheses."""
+    fields = text[text.rfind(")") + 2 :].split()
+    if len(fields) < 20:
+        return None
+    return Proc(pid, int(fields[1]), int(fields[3]), fields[0], int(fields[19]))
+
+
+def process(pid: int) -> Proc | None:
+    """What ``/proc`` says of ``pid`` now (None: gone, or no ``/proc``)."""
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return parseprocess(pid, file.read())
+    except (OSError, ValueError):
+        return None
+
+
+def cookie(pid: int) -> str | None:
+    """The cookie in ``pid``'s environment, None when absent or unreadable (another user's
+    process, a zombie, one that has gone)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as file:
+            data = file.read()
+    except OSError:
+        return None
+    at = data.find(b"\0" + _COOKIE_BYTES)
+    if at >= 0:
+        at += 1
+    elif data.startswith(_COOKIE_BYTES):
+        at = 0
+    else:
+        return None
+    end = data.find(b"\0", at)
+    return data[at + len(_COOKIE_BYTES) : end if end >= 0 else len(data)].decode(errors="replace")
+
+
+def snapshot() -> dict[int, Proc]:
+    """Every process we can see, by pid (empty without ``/proc``)."""
+    found: dict[int, Proc] = {}
+    try:
+        names = os.listdir(_PROC)
+    except OSError:
+        return found
+    for name in names:
+        if name.isdigit():
+            proc = process(int(name))
+            if proc is not None:
+                found[proc.pid] = proc
+    return found
+
+
+def _descendants(roots: Iterable[int], procs: Mapping[int, Proc]) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for proc in procs.values():
+        children.setdefault(proc.ppid, []).append(proc.pid)
+    found: set[int] = set()
+    stack = list(roots)
+    while stack:
+        pid = stack.pop()
+        if pid not in found:
+            found.add(pid)
+            stack.extend(children.get(pid, ()))
+    return found
+
+
+def _live(procs: Mapping[int, Proc], pids: Iterable[int]) -> list[Proc]:
+    return [procs[pid] for pid in pids if pid in procs and procs[pid].state not in ("Z", "X")]
+
+
+@functools.lru_cache(maxsize=1)
+def become_subreaper() -> bool:
+    """Make this process the subreaper of its descendants (once); False where impossible."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(36, 1, 0, 0, 0) == 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
+
+
+# Processes started by ``run_process`` and not reaped yet (in any thread): never taken for an
+# orphan, never reaped here (their ``Popen`` waits for them).
+LEADERS: set[int] = set()
+
+
+def sweep(token: str, *, leader: int, since: int | None, grace: float) -> list[int]:
+    """End every process carrying ``token`` and, given ``since`` (the start time of ``leader``,
+    the process started with it), every process re-parented to us since then that carries no
+    cookie (an orphan of its tree that wiped its environment). Returns the pids ended (with
+    their descendants); reaps the ended ones that were our children, and the zombies of such
+    orphans that exited on their own."""
+    me, my_session = os.getpid(), os.getsid(0)
+
+    def adopted(proc: Proc) -> bool:
+        return (
+            since is not None
+            and proc.ppid == me
+            and proc.start >= since
+            and proc.sid != my_session  # not one of our own git processes
+            and proc.pid != leader
+            and proc.pid not in LEADERS
+        )
+
+    def ours(procs: Mapping[int, Proc]) -> set[int]:
+        found: set[int] = set()
+        for proc in procs.values():
+            if proc.state in ("Z", "X") or (since is not None and proc.start < since):
+                continue  # older than the leader: cannot carry its token nor be its orphan
+            value = cookie(proc.pid)
+            if (value is not None and carries(value, token)) or (value is None and adopted(proc)):
+                found.add(proc.pid)
+        return found
+
+    ended = _end_matching(ours, grace)
+    zombies = [p.pid for p in snapshot().values() if p.state == "Z" and adopted(p)]
+    _reap([*ended, *zombies])
+    return ended
+
+
+def end_runs(run_ids: Collection[str], grace: float) -> list[int]:
+    """End every process carrying a token of one of ``run_ids`` (runs that died)."""
+    if not run_ids:
+        return []
+
+    def of_them(procs: Mapping[int, Proc]) -> set[int]:
+        found = set()
+        for proc in procs.values():
+            value = cookie(proc.pid) if proc.state not in ("Z", "X") else None
+            if value is not None and of_runs(value, run_ids):
+                found.add(proc.pid)
+        return found
+
+    ended = _end_matching(of_them, grace)
+    _reap(ended)
+    return ended
+
+
+def holding(path: Path) -> list[int]:
+    """Processes whose working directory (or root) is ``path`` or under it, as far as we can
+    see (other users' processes are hidden from us)."""
+    target = os.path.realpath(path)
+    found = []
+    for proc in snapshot().values():
+        for link in ("cwd", "root"):
+            try:
+                where = os.readlink(f"/proc/{proc.pid}/{link}")
+            except OSError:
+                continue
+            if where == target or where.startswith(target + os.sep):
+                found.append(proc.pid)
+                break
+    return found
+
+
+def _end_matching(match: Callable[[Mapping[int, Proc]], set[int]], grace: float) -> list[int]:
+    ended: list[int] = []
+    # A process may fork while we look: look again until nothing new is found.
+    for _ in range(5):
+        procs = snapshot()
+        targets = _live(procs, _descendants(match(procs), procs))
+        if not targets:
+            break
+        _end(targets, grace)
+        ended.extend(proc.pid for proc in targets)
+    return ended
+
+
+def _pidfd(proc: Proc) -> int | None:
+    """A pidfd of ``proc`` if it is still that very process (same start time)."""
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except OSError:
+        return None
+    current = process(proc.pid)
+    if current is None or current.start != proc.start:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _signal(fd: int, sig: signal.Signals) -> None:
+    try:
+        signal.pidfd_send_signal(fd, sig)
+    except OSError:
+        pass
+
+
+def _wait_exits(fds: dict[int, int], seconds: float) -> None:
+    """Wait until every pidfd reports its process exited, or ``seconds`` have passed; the
+    exited ones are closed and dropped from ``fds``."""
+    deadline = time.monotonic() + seconds
+    while fds:
+        poller = select.poll()
+        for fd in fds.values():
+            poller.register(fd, select.POLLIN)
+        left = deadline - time.monotonic()
+        for fd, _ in poller.poll(max(left, 0.0) * 1000):
+            pid = next(pid for pid, own in fds.items() if own == fd)
+            os.close(fds.pop(pid))
+        if time.monotonic() >= deadline:
+            break
+
+
+def _end(targets: list[Proc], grace: float) -> None:
+    fds = {proc.pid: fd for proc in targets if (fd := _pidfd(proc)) is not None}
+    try:
+        for fd in fds.values():
+            _signal(fd, signal.SIGTERM)
+            _signal(fd, signal.SIGCONT)  # a stopped process acts on SIGTERM only once resumed
+        _wait_exits(fds, grace)
+        for fd in fds.values():
+            _signal(fd, signal.SIGKILL)
+        _wait_exits(fds, SETTLE)
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+
+
+def _reap(pids: Iterable[int]) -> None:
+    """Collect the exit status of those of ``pids`` that are our children. Only these: reaping
+    any other child could take the exit status a ``Popen`` is waiting for."""
+    for pid in pids:
+        if pid in LEADERS:
+            continue
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass  # not our child (or reaped already)
