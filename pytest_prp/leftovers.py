@@ -39,6 +39,8 @@ RUN_ID = uuid.uuid4().hex[:16]
 _counter = itertools.count(1)
 _PROC = Path("/proc")
 _COOKIE_BYTES = COOKIE.encode() + b"="
+# Time between SIGTERM and SIGKILL for what a dead run left (a step's own: its kill grace).
+GRACE = 2.0
 # How long SIGKILLed processes get to disappear (it only takes the kernel a moment).
 SETTLE = 1.0
 
@@ -74,7 +76,7 @@ class Proc:
     start: int  # clock ticks after boot: with the pid, names one process for good
 
 
-def parseprocess(pid: int, text: str) -> Proc | None:
+def parse_stat(pid: int, text: str) -> Proc | None:
     """``/proc/<pid>/stat``: "pid (comm) state ppid pgrp session ... starttime ..."; the
     command may hold spaces and parentheses."""
     fields = text[text.rfind(")") + 2 :].split()
@@ -87,7 +89,7 @@ def process(pid: int) -> Proc | None:
     """What ``/proc`` says of ``pid`` now (None: gone, or no ``/proc``)."""
     try:
         with open(f"/proc/{pid}/stat") as file:
-            return parseprocess(pid, file.read())
+            return parse_stat(pid, file.read())
     except (OSError, ValueError):
         return None
 
