@@ -11,7 +11,9 @@ from an agent's shell tool, a double-forked daemon. Two known designs, used toge
   outer step's sweep covers it too.
 - A child subreaper (``PR_SET_CHILD_SUBREAPER``, as tini and systemd do): orphans of our
   processes are re-parented to this process instead of PID 1. This finds what wiped its
-  environment (``env -i``) and lets us reap the orphans that exit (no zombies).
+  environment (``env -i``), lets us reap the orphans that exit (no zombies), and keeps all a
+  step started in our own process tree: the end of a step walks that tree, not all of
+  ``/proc``, so its cost does not grow with what else the machine runs.
 
 Ending is SIGTERM (with SIGCONT, for stopped ones), a grace period, then SIGKILL. A process
 is signalled through a pidfd taken after checking its start time, so a recycled pid is never
@@ -128,6 +130,40 @@ def snapshot() -> dict[int, Proc]:
     return found
 
 
+def _children(pid: int) -> list[int]:
+    """``pid``'s children, from each of its threads' ``children`` file."""
+    found: list[int] = []
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in threads:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as file:
+                found.extend(int(child) for child in file.read().split())
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def our_tree() -> dict[int, Proc] | None:
+    """Our descendants, by pid; None where we are no subreaper or the kernel does not list
+    children. As a subreaper we keep every process started under us in our tree (an orphan is
+    re-parented to us, never to PID 1): walking it costs what it holds, not what the machine
+    runs."""
+    me = os.getpid()
+    if not become_subreaper() or not os.path.exists(f"/proc/{me}/task/{me}/children"):
+        return None
+    found: dict[int, Proc] = {}
+    stack = _children(me)
+    while stack:
+        pid = stack.pop()
+        if pid not in found and (proc := process(pid)) is not None:
+            found[pid] = proc
+            stack.extend(_children(pid))
+    return found
+
+
 def _descendants(roots: Iterable[int], procs: Mapping[int, Proc]) -> set[int]:
     children: dict[int, list[int]] = {}
     for proc in procs.values():
@@ -189,8 +225,8 @@ def sweep(token: str, *, leader: int, since: int | None, grace: float) -> list[i
                 found.add(proc.pid)
         return found
 
-    ended = _end_matching(ours, grace)
-    zombies = [p.pid for p in snapshot().values() if p.state == "Z" and adopted(p)]
+    ended, procs = _end_matching(ours, grace, look=_tree_or_all)
+    zombies = [p.pid for p in procs.values() if p.state == "Z" and adopted(p)]
     _reap([*ended, *zombies])
     return ended
 
@@ -208,7 +244,7 @@ def end_runs(run_ids: Collection[str], grace: float) -> list[int]:
                 found.add(proc.pid)
         return found
 
-    ended = _end_matching(of_them, grace)
+    ended, _ = _end_matching(of_them, grace, look=snapshot)
     _reap(ended)
     return ended
 
@@ -230,17 +266,29 @@ def holding(path: Path) -> list[int]:
     return found
 
 
-def _end_matching(match: Callable[[Mapping[int, Proc]], set[int]], grace: float) -> list[int]:
+def _tree_or_all() -> dict[int, Proc]:
+    tree = our_tree()
+    return snapshot() if tree is None else tree
+
+
+def _end_matching(
+    match: Callable[[Mapping[int, Proc]], set[int]],
+    grace: float,
+    look: Callable[[], dict[int, Proc]],
+) -> tuple[list[int], dict[int, Proc]]:
+    """End what ``match`` finds among the processes ``look`` returns; the pids ended, and the
+    last look at the processes (taken after they were ended)."""
     ended: list[int] = []
+    procs: dict[int, Proc] = {}
     # A process may fork while we look: look again until nothing new is found.
     for _ in range(5):
-        procs = snapshot()
+        procs = look()
         targets = _live(procs, _descendants(match(procs), procs))
         if not targets:
             break
         _end(targets, grace)
         ended.extend(proc.pid for proc in targets)
-    return ended
+    return ended, procs
 
 
 def _pidfd(proc: Proc) -> int | None:
