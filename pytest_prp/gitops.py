@@ -604,8 +604,6 @@ class GitWorkspace:
         """This process's reusable worktree: ``+slot-<k>`` for the first ``k`` whose lock file
         no other process holds (flock, released when a process dies; the name cannot be a
         PRP's, as ``safe_name`` never yields ``+``)."""
-        if self._run_lock is None:
-            self._end_dead_runs()
         k = 0
         while self._slot is None:
             slot = self.worktrees_dir / f"+slot-{k}"
@@ -615,6 +613,8 @@ class GitWorkspace:
                 self._slot = (fd, slot)
                 self._rescue(slot, previous)  # may give the slot up: then try the next one
             k += 1
+        if self._run_lock is None:
+            self._end_dead_runs()
         return self._slot[1]
 
     def _end_dead_runs(self) -> None:
