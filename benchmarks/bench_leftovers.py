@@ -15,9 +15,9 @@ Rows, per machine load, each the median over rounds in milliseconds:
   with sweep   ``run_bash("true")`` as shipped
   added        the cost per step: the median of each round's with sweep - group only (the two
                run in turn, so a round's pair shares the machine's mood)
-  full scan    ``leftovers.end_runs``: the stat and environment of every process read, as done
-               once per run (at its end, and at the start after a run died), and what every
-               step would pay without a subreaper
+  full scan    ``leftovers.end_runs`` of a dead run: the stat and environment of every process
+               read, as done when a run finds that an earlier one died, and what every step
+               would pay without a subreaper
 
 Target: the sweep adds at most 2 ms to a step, whatever the load (judged at +1000 idle).
 

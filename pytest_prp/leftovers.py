@@ -232,7 +232,8 @@ def sweep(token: str, *, leader: int, since: int | None, grace: float) -> list[i
 
 
 def end_runs(run_ids: Collection[str], grace: float) -> list[int]:
-    """End every process carrying a token of one of ``run_ids`` (runs that died)."""
+    """End every process carrying a token of one of ``run_ids`` (runs that died, or ours: the
+    processes of our own run are all in our tree when we are a subreaper)."""
     if not run_ids:
         return []
 
@@ -244,7 +245,8 @@ def end_runs(run_ids: Collection[str], grace: float) -> list[int]:
                 found.add(proc.pid)
         return found
 
-    ended, _ = _end_matching(of_them, grace, look=snapshot)
+    look = _tree_or_all if set(run_ids) == {RUN_ID} else snapshot
+    ended, _ = _end_matching(of_them, grace, look=look)
     _reap(ended)
     return ended
 
