@@ -293,55 +293,78 @@ def _end_matching(
     return ended, procs
 
 
-def _pidfd(proc: Proc) -> int | None:
-    """A pidfd of ``proc`` if it is still that very process (same start time)."""
-    try:
-        fd = os.pidfd_open(proc.pid)
-    except OSError:
-        return None
+def _same(proc: Proc) -> bool:
+    """Whether ``proc`` still runs: its pid names the same process (start time), not a zombie."""
     current = process(proc.pid)
-    if current is None or current.start != proc.start:
-        os.close(fd)
-        return None
-    return fd
+    return current is not None and current.start == proc.start and current.state not in "ZX"
 
 
-def _signal(fd: int, sig: signal.Signals) -> None:
-    try:
-        signal.pidfd_send_signal(fd, sig)
-    except OSError:
-        pass
+class _Targets:
+    """Processes to signal and wait for: through a pidfd taken after checking the start time,
+    so that a recycled pid is never hit; by pid, checked before each signal, where the kernel
+    gives no pidfd."""
 
+    def __init__(self, targets: Iterable[Proc]) -> None:
+        self.fds: dict[int, int] = {}
+        self.plain: list[Proc] = []
+        for proc in targets:
+            try:
+                fd = os.pidfd_open(proc.pid)
+            except ProcessLookupError:
+                continue
+            except (OSError, AttributeError):  # no pidfd here (old kernel, sandbox, not Linux)
+                self.plain.append(proc)
+                continue
+            if _same(proc):
+                self.fds[proc.pid] = fd
+            else:
+                os.close(fd)
 
-def _wait_exits(fds: dict[int, int], seconds: float) -> None:
-    """Wait until every pidfd reports its process exited, or ``seconds`` have passed; the
-    exited ones are closed and dropped from ``fds``."""
-    deadline = time.monotonic() + seconds
-    while fds:
-        poller = select.poll()
-        for fd in fds.values():
-            poller.register(fd, select.POLLIN)
-        left = deadline - time.monotonic()
-        for fd, _ in poller.poll(max(left, 0.0) * 1000):
-            pid = next(pid for pid, own in fds.items() if own == fd)
-            os.close(fds.pop(pid))
-        if time.monotonic() >= deadline:
-            break
+    def send(self, sig: signal.Signals) -> None:
+        for fd in self.fds.values():
+            try:
+                signal.pidfd_send_signal(fd, sig)
+            except OSError:
+                pass
+        for proc in self.plain:
+            if _same(proc):
+                try:
+                    os.kill(proc.pid, sig)
+                except OSError:
+                    pass
+
+    def wait(self, seconds: float) -> None:
+        """Until all have exited or ``seconds`` have passed."""
+        deadline = time.monotonic() + seconds
+        while True:
+            self.plain = [proc for proc in self.plain if _same(proc)]
+            left = deadline - time.monotonic()
+            if not (self.fds or self.plain) or left <= 0:
+                return
+            poller = select.poll()
+            for fd in self.fds.values():
+                poller.register(fd, select.POLLIN)
+            wait = min(left, 0.01) if self.plain else left
+            for fd, _ in poller.poll(wait * 1000):
+                pid = next(pid for pid, own in self.fds.items() if own == fd)
+                os.close(self.fds.pop(pid))
+
+    def close(self) -> None:
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds = {}
 
 
 def _end(targets: list[Proc], grace: float) -> None:
-    fds = {proc.pid: fd for proc in targets if (fd := _pidfd(proc)) is not None}
+    ending = _Targets(targets)
     try:
-        for fd in fds.values():
-            _signal(fd, signal.SIGTERM)
-            _signal(fd, signal.SIGCONT)  # a stopped process acts on SIGTERM only once resumed
-        _wait_exits(fds, grace)
-        for fd in fds.values():
-            _signal(fd, signal.SIGKILL)
-        _wait_exits(fds, SETTLE)
+        ending.send(signal.SIGTERM)
+        ending.send(signal.SIGCONT)  # a stopped process acts on SIGTERM only once resumed
+        ending.wait(grace)
+        ending.send(signal.SIGKILL)
+        ending.wait(SETTLE)
     finally:
-        for fd in fds.values():
-            os.close(fd)
+        ending.close()
 
 
 def _reap(pids: Iterable[int]) -> None:

@@ -795,3 +795,22 @@ def test_without_splice_the_log_copy_reads_and_writes(
     lines = (tmp_path / "x.log").read_text().splitlines()
     assert lines[1:20002] == [*map(str, range(1, 20001)), "no newline"]
     assert lines[20002].startswith("--- exit 0 (") and seen[-1] == "no newline"
+
+
+def test_without_pidfd_what_left_the_group_is_still_ended(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Signalled by pid (its start time checked first) where the kernel gives no pidfd.
+    monkeypatch.delattr(os, "pidfd_open", raising=False)
+    script = (
+        "setsid sleep 60 > /dev/null 2>&1 & echo $! > a.pid; "
+        "setsid sh -c 'trap \"\" TERM; exec sleep 60' > /dev/null 2>&1 & echo $! > b.pid"
+    )
+    result = bash(script, tmp_path, kill_grace=0.3)
+    pids = [pid_from(tmp_path / name) for name in ("a.pid", "b.pid")]
+    try:
+        assert result.ok and [pid for pid in pids if pid_alive(pid)] == []
+    finally:
+        for pid in pids:
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
