@@ -483,7 +483,8 @@ LEAVERS = {
     "double fork, deaf to SIGTERM": '{python} -c "$DAEMON" {pid} deaf',
     "env -i and setsid": "env -i setsid sleep 60 > /dev/null 2>&1 & echo $! > {pid}",
     "env -i, setsid, deaf": (
-        "env -i setsid sh -c 'trap \"\" TERM; exec sleep 60' > /dev/null 2>&1 & echo $! > {pid}"
+        "env -i setsid sh -c 'trap \"\" TERM; echo $$ > {pid}; exec sleep 60' "
+        "> /dev/null 2>&1 & true"
     ),
 }
 
@@ -519,6 +520,8 @@ def test_no_process_outlives_its_step_however_it_left(
         else:
             assert result.returncode == int(ending.split()[1]) and not result.timed_out
         assert result.duration < 6
+        if "deaf" in how:
+            assert result.duration >= 0.3  # SIGTERM was ignored: SIGKILL after the grace
     finally:
         if pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
@@ -804,12 +807,14 @@ def test_without_pidfd_what_left_the_group_is_still_ended(
     monkeypatch.delattr(os, "pidfd_open", raising=False)
     script = (
         "setsid sleep 60 > /dev/null 2>&1 & echo $! > a.pid; "
-        "setsid sh -c 'trap \"\" TERM; exec sleep 60' > /dev/null 2>&1 & echo $! > b.pid"
+        "setsid sh -c 'trap \"\" TERM; echo $$ > b.pid; exec sleep 60' > /dev/null 2>&1 & "
+        "while [ ! -s b.pid ]; do sleep 0.01; done"
     )
     result = bash(script, tmp_path, kill_grace=0.3)
     pids = [pid_from(tmp_path / name) for name in ("a.pid", "b.pid")]
     try:
         assert result.ok and [pid for pid in pids if pid_alive(pid)] == []
+        assert result.duration >= 0.3  # the deaf one waited out the grace
     finally:
         for pid in pids:
             if pid_alive(pid):
