@@ -32,6 +32,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from pytest_prp import leftovers
+
 DEFAULT_NAME = "pytest-prp"
 DEFAULT_EMAIL = "pytest-prp@localhost"
 MIN_GIT_VERSION = (2, 38)  # merge-tree --write-tree
@@ -332,6 +334,23 @@ def _head_branch(worktree: Path) -> str | None:
     return head.removeprefix("ref: refs/heads/") if head.startswith("ref: refs/heads/") else None
 
 
+def _record_user(fd: int, run_id: str) -> str:
+    """Write ``run_id`` (empty: left cleanly) into a slot's lock file; what it held before."""
+    previous = os.pread(fd, 64, 0).decode(errors="replace").strip()
+    os.ftruncate(fd, 0)
+    if run_id:
+        os.pwrite(fd, run_id.encode(), 0)
+    return previous
+
+
+def _renamed(source: Path, target: Path) -> bool:
+    try:
+        source.rename(target)
+    except OSError:
+        return False
+    return True
+
+
 def _same_path(a: Path, b: Path) -> bool:
     return os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b))
 
@@ -364,6 +383,7 @@ class GitWorkspace:
         # The refs ref_changes last read, and what it ignored: the next ref_state starts
         # from them (only pytest-prp's own refs move in between) instead of reading again.
         self._refs_read: tuple[Path, tuple[str, ...], Mapping[str, str]] | None = None
+        self._run_lock: tuple[int, Path] | None = None  # held while this run lives
 
     @classmethod
     def open(cls, start: Path, worktrees_dir: Path | None = None) -> GitWorkspace:
@@ -697,7 +717,12 @@ class GitWorkspace:
     def release_worktree(self) -> None:
         """At the end of the process: remove the reused worktree, or, when a PRP was cut short
         in it (Ctrl-C), keep it as that PRP's worktree; give up its slot. Best effort: a
-        worktree git could not remove is reused, or rescued, by the next run."""
+        worktree git could not remove is reused, or rescued, by the next run. What this run
+        started is ended first (each step ends its own; this also catches what a second
+        Ctrl-C cut short): then its slots are marked as left cleanly."""
+        if self._slot is None and not self._spent_slots and self._run_lock is None:
+            return
+        leftovers.end_runs({leftovers.RUN_ID}, grace=leftovers.GRACE)
         if self._slot is not None:
             fd, slot = self._slot
             try:
@@ -711,16 +736,23 @@ class GitWorkspace:
                 self._spent_slots.append(fd)
                 self._slot = None
         for fd in self._spent_slots:
+            _record_user(fd, "")
             os.close(fd)
         self._spent_slots = []
+        if self._run_lock is not None:
+            fd, path = self._run_lock
+            path.unlink(missing_ok=True)
+            os.close(fd)
+            self._run_lock = None
         self.sweep_slots()
 
     def sweep_slots(self) -> None:
         """Deal with the reused worktrees of processes that are gone (a crashed xdist worker,
-        a killed run), which nobody may take again: each is kept under the name of the PRP it
-        was running, as ``_rescue`` does when a slot is taken, else removed. Slots that live
-        processes hold stay. At the end of a process (after its own slot is given up), and in
-        the xdist controller at the end of the run. Best effort."""
+        a killed run), which nobody may take again: the dead run's processes are ended, and
+        each worktree is kept under the name of the PRP it was running or set aside, as
+        ``_rescue`` does when a slot is taken, else removed. Slots that live processes hold
+        stay. At the end of a process (after its own slot is given up), and in the xdist
+        controller at the end of the run. Best effort."""
         if self._slot is not None:
             return
         try:
@@ -731,19 +763,21 @@ class GitWorkspace:
             fd = self._try_lock(_slot_lock(slot))
             if fd is None:
                 continue
+            previous = _record_user(fd, leftovers.RUN_ID)
             self._slot = (fd, slot)
             try:
-                self._rescue(slot)
-                if self._slot is not None:
+                self._rescue(slot, previous)
+                if self._slot is not None and (slot.exists() or slot.is_symlink()):
                     self._discard(slot)
             except GitError:
                 pass
             if self._slot is not None:
                 self._slot = None
+                _record_user(fd, "")
                 os.close(fd)
             self._slot_owner = None
         for fd in self._spent_slots:
-            os.close(fd)
+            os.close(fd)  # slots that could not be set aside keep this run's id: never reused
         self._spent_slots = []
 
     def _slot_path(self) -> Path:
@@ -755,10 +789,33 @@ class GitWorkspace:
             slot = self.worktrees_dir / f"+slot-{k}"
             fd = self._try_lock(_slot_lock(slot))
             if fd is not None:
+                previous = _record_user(fd, leftovers.RUN_ID)
                 self._slot = (fd, slot)
-                self._rescue(slot)  # may give the slot up: then try the next one
+                self._rescue(slot, previous)  # may give the slot up: then try the next one
             k += 1
+        if self._run_lock is None:
+            self._end_dead_runs()
         return self._slot[1]
+
+    def _end_dead_runs(self) -> None:
+        """Hold this run's lock (``run-<run id>.lock``) while it lives, and end what runs of
+        this repository that died (their lock is free but still there) left running."""
+        fd = self._try_lock(f"run-{leftovers.RUN_ID}.lock")
+        if fd is None:
+            return
+        self._run_lock = (fd, self.common_dir / "prp" / "locks" / f"run-{leftovers.RUN_ID}.lock")
+        dead: dict[str, int] = {}
+        for path in sorted(self._run_lock[1].parent.glob("run-*.lock")):
+            run_id = path.name.removeprefix("run-").removesuffix(".lock")
+            other = self._try_lock(path.name) if run_id != leftovers.RUN_ID else None
+            if other is not None:
+                dead[run_id] = other
+        try:
+            leftovers.end_runs(set(dead), grace=leftovers.GRACE)
+        finally:
+            for run_id, other in dead.items():
+                (self._run_lock[1].parent / f"run-{run_id}.lock").unlink(missing_ok=True)
+                os.close(other)
 
     def _try_lock(self, name: str) -> int | None:
         """Lock file ``name``, locked by this process (its descriptor), or None when another
@@ -771,14 +828,36 @@ class GitWorkspace:
             return None
         return fd
 
-    def _rescue(self, slot: Path) -> None:
-        """A worktree left by a process that died mid-PRP (SIGKILL, a crashed xdist worker)
-        still has that PRP's branch checked out (a merged PRP's branch is gone): keep it under
-        the PRP's name, as a failure would have, instead of resetting it for the next PRP."""
+    def _rescue(self, slot: Path, previous: str) -> None:
+        """Never reuse a worktree whose last user may still have processes in it.
+
+        ``previous`` is the run that held the slot and did not give it up cleanly (SIGKILL, a
+        crashed xdist worker): its processes are ended first (they carry its run id). Such a
+        worktree, or one a process still holds (its working directory is in it), is set aside:
+        under its PRP's name when it still has that PRP's branch checked out (a merged PRP's
+        branch is gone), as a failure would have kept it; else as ``+orphaned-<k>``. The slot
+        then starts afresh."""
+        if previous and previous != leftovers.RUN_ID:
+            leftovers.end_runs({previous}, grace=leftovers.GRACE)
+        if not (slot.exists() or slot.is_symlink()):
+            return
         branch = _head_branch(slot) or ""
         if branch.startswith("prp/") and self.branch_sha(branch) is not None:
             self._slot_owner = branch.rsplit("/", 1)[-1]  # branches are prp/<batch>/<id>
             self.keep_worktree(slot, self._slot_owner)
+        elif previous or leftovers.holding(slot):
+            self._set_aside(slot)
+
+    def _set_aside(self, slot: Path) -> None:
+        k = 0
+        while (aside := self.worktrees_dir / f"+orphaned-{k}").exists():
+            k += 1
+        status, _, _ = self._git("worktree", "move", str(slot), str(aside), codes=None)
+        if status != 0 and not _renamed(slot, aside):
+            # Neither git nor a rename could move it: keep the slot locked, unused.
+            assert self._slot is not None
+            self._spent_slots.append(self._slot[0])
+            self._slot = None
 
     def list_prp_worktrees(self) -> list[Path]:
         """PRP worktrees: registered ones under ``worktrees_dir`` and leftover directories."""

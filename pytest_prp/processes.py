@@ -2,8 +2,10 @@
 
 Every process starts in a new session, so it and everything it starts (``server &``) share one
 process group. When the main process ends, times out, or the caller is interrupted, the whole
-group is stopped (SIGTERM, a short grace, then SIGKILL) and the main process is reaped: no
-orphan keeps running and no zombie is left behind.
+group is stopped (SIGTERM, a short grace, then SIGKILL) and the main process is reaped; then
+whatever left the group (``setsid``, ``nohup``, a double fork) is found by its environment cookie
+or as an orphan re-parented to us, and ended too (``pytest_prp.leftovers``): no orphan keeps
+running and no zombie is left behind.
 
 Output goes to the log and a tail of lines (``pytest_prp.output``): copied into the log as bytes,
 or decoded line by line where the caller needs the output itself.
@@ -29,6 +31,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from pytest_prp import leftovers
 from pytest_prp.output import (
     POLL,
     Collector,
@@ -165,8 +168,15 @@ def _group_alive(pgid: int) -> bool:
     return False
 
 
-def _stop_group(proc: subprocess.Popen[bytes], pump: PipePump | None, grace: float) -> None:
-    """SIGTERM the group, give it ``grace`` seconds, SIGKILL what is left, reap the leader."""
+def _stop_group(
+    proc: subprocess.Popen[bytes],
+    pump: PipePump | None,
+    grace: float,
+    token: str,
+    since: int | None,
+) -> None:
+    """SIGTERM the group, give it ``grace`` seconds, SIGKILL what is left, reap the leader;
+    then end what left the group: carrying ``token``, or orphaned since ``since``."""
     pgid = proc.pid
     try:
         _signal_group(pgid, signal.SIGTERM)
@@ -189,6 +199,8 @@ def _stop_group(proc: subprocess.Popen[bytes], pump: PipePump | None, grace: flo
             while _group_alive(pgid) and time.monotonic() < deadline:
                 time.sleep(0.005)
         proc.wait()
+        leftovers.LEADERS.discard(pgid)
+        leftovers.sweep(token, leader=pgid, since=since, grace=grace)
 
 
 def newest_change(root: Path, not_after: float) -> float | None:
@@ -342,13 +354,15 @@ def run_process(
             copy = None
     if copy is None:
         collector = Collector(log, tail_lines, on_line, tail_transform)
+    leftovers.become_subreaper()  # orphans of what we start come back to us
+    env, token = leftovers.with_token(env)
     held = _HeldSignals()
     held.hold()
     try:
         proc = subprocess.Popen(
             list(argv),
             cwd=cwd,
-            env=dict(env),
+            env=env,
             stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE if capture_stdout else subprocess.STDOUT,
@@ -378,6 +392,9 @@ def run_process(
             copy.finish()
         raise
 
+    # Its start time: whatever is older cannot be its orphan (and the pid is not reaped yet).
+    leader = leftovers.process(proc.pid)
+    leftovers.LEADERS.add(proc.pid)
     captured: list[bytes] | None = [] if capture_stdout else None
     watch = None if idle_timeout is None else _IdleWatch(idle_timeout, activity_dir, start)
     timed_out = idle_timed_out = False
@@ -406,7 +423,7 @@ def run_process(
                 awake = pump.reading or pump.watching_exit
                 pump.step(min(remaining, POLL if awake else _EXIT_POLL))
         finally:
-            _stop_group(proc, pump, kill_grace)
+            _stop_group(proc, pump, kill_grace, token, leader.start if leader else None)
         assert pump is not None
         pump.drain(DRAIN_GRACE)
     finally:

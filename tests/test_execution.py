@@ -390,6 +390,52 @@ def test_agent_executor_with_fake_agent(pytester: pytest.Pytester, repo: Path) -
     failing.stdout.fnmatch_lines(["*ERROR*PRP-15.1.1*"])
 
 
+def test_a_killed_runs_step_does_not_write_into_the_next_prp(
+    pytester: pytest.Pytester, repo: Path
+) -> None:
+    # PRP-19.1's step keeps writing $PWD/orphan_N.txt (itself, and a writer it detached with
+    # setsid) when pytest is SIGKILLed. The rerun must not reuse that worktree for PRP-19.2
+    # while they write, and ends them: they carry the dead run's cookie.
+    marker = repo.parent / "writer-started"
+    writer = 'i=0; while true; do i=$((i+1)); echo $i > "$PWD/orphan_$i.txt"; sleep 0.05; done'
+    step = (
+        f"if [ ! -f {marker} ]; then\n"
+        f"  setsid bash -c '{writer}' > /dev/null 2>&1 &\n"
+        f"  touch {marker}\n"
+        f"  {writer}\n"
+        "fi\n"
+        "echo a > a.txt"
+    )
+    write_prp(repo, "PRP-19.1", steps=[step], gates=["test -f a.txt"])
+    write_prp(repo, "PRP-19.2", deps=["PRP-19.1"], creates={"b.txt": "b"}, gates=["true"])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "--prp-batch", "19", "-p", "no:cacheprovider"],
+        cwd=repo,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        time.sleep(0.3)
+        os.kill(proc.pid, signal.SIGKILL)  # pytest only: its step lives on in its own session
+        proc.wait()
+        assert len(processes_with(str(marker))) >= 1  # the writers run on
+        result = pytester.runpytest("--prp-batch", "19", "-v")
+        assert result.ret == 0, result.stdout.str()
+        result.stdout.fnmatch_lines(["*PRP-19.1 PASSED*", "*PRP-19.2 PASSED*"])
+        assert processes_with("orphan_") == []
+        files = git(repo, "ls-tree", "-r", "--name-only", "prp/batch-19").splitlines()
+        assert "b.txt" in files and "a.txt" in files
+        assert not [f for f in files if f.startswith("orphan_")]
+    finally:
+        for pid in processes_with(str(marker)) + processes_with("orphan_"):
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_sigkill_then_rerun_commits_once(pytester: pytest.Pytester, repo: Path) -> None:
     marker = repo.parent / "slow-started"
     write_prp(repo, "PRP-16.1.1", creates={"a.txt": "a"}, gates=["true"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -871,6 +872,65 @@ def test_work_of_a_process_killed_mid_prp_is_kept_not_reset(ws: GitWorkspace, re
     ws.done_with_worktree(fresh)
     ws.release_worktree()
     assert ws.list_prp_worktrees() == [kept]
+
+
+KILLED_WITH_ORPHANS = r"""
+import os, subprocess, sys, time
+from pathlib import Path
+from pytest_prp import leftovers
+from pytest_prp.gitops import GitWorkspace
+
+ws = GitWorkspace.open(Path(sys.argv[1]))
+wt = ws.prp_worktree("verify-P-1", None, sys.argv[2])  # detached: no branch to keep it under
+(wt / "half.txt").write_text("cut short\n")
+# A step's detached process (it carries this run's cookie), and one that wiped its environment.
+step = {**os.environ, leftovers.COOKIE: leftovers.new_token(None)}
+ours = subprocess.Popen(["sleep", "60"], cwd=wt, env=step, start_new_session=True)
+scrubbed = subprocess.Popen(["sleep", "61"], cwd=wt, env={}, start_new_session=True)
+print(wt, ours.pid, scrubbed.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_worktree_a_dead_run_may_still_use_is_set_aside_and_its_processes_ended(
+    ws: GitWorkspace, repo: Path
+) -> None:
+    ws.ensure_branch(BATCH)
+    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WITH_ORPHANS, str(repo), BATCH],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    path, ours, scrubbed = proc.stdout.readline().split()
+    slot = Path(path)
+    proc.kill()  # SIGKILL: its processes live on
+    proc.wait(timeout=30)
+    try:
+        assert alive(int(ours)) and alive(int(scrubbed))
+        fresh = ws.prp_worktree("P-2", "prp/47/P-2", BATCH)  # takes the dead run's slot
+        assert not alive(int(ours))  # it carried the dead run's cookie
+        assert alive(int(scrubbed))  # not known to be ours: left alone, but not reused
+        assert fresh == slot and not (fresh / "half.txt").exists()
+        aside = ws.worktrees_dir / "+orphaned-0"
+        assert (aside / "half.txt").read_text() == "cut short\n"
+        ws.done_with_worktree(fresh)
+        ws.release_worktree()
+        assert ws.list_prp_worktrees() == [aside]
+    finally:
+        for pid in (int(ours), int(scrubbed)):
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2] not in "ZX"
 
 
 def test_clean_leaves_the_worktree_of_a_running_batch_alone(repo: Path) -> None:

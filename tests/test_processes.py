@@ -441,14 +441,90 @@ def test_a_stopped_background_child_is_killed_too(tmp_path: Path, log: LogSink |
 
 
 def test_a_process_escaping_the_group_cannot_hold_us(tmp_path: Path, log: LogSink | None) -> None:
-    # setsid leaves our process group (so we cannot stop it), keeping stdout open: we stop
-    # listening to it shortly after the script ends instead of hanging.
+    # setsid leaves our process group, keeping stdout open: it is found by its cookie and
+    # ended, instead of holding the pipe (or running on).
     result = bash("setsid sleep 30 & echo $! > esc.pid; echo end", tmp_path, log=log)
     pid = int((tmp_path / "esc.pid").read_text())
     try:
         assert result.ok and result.tail == ["end"] and result.duration < 3
+        assert not pid_alive(pid)
     finally:
-        os.kill(pid, signal.SIGKILL)
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+# A daemon in Python: fork, setsid, fork again (the classic double fork), optionally with an
+# empty environment (no cookie) and deaf to SIGTERM; it writes its pid to argv[1], then sleeps.
+DAEMON = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    pid_file, mode = sys.argv[1], sys.argv[2]
+    if os.fork():
+        os._exit(0)
+    os.setsid()
+    if os.fork():
+        os._exit(0)
+    if "deaf" in mode:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if "scrub" in mode:
+        os.execve(sys.executable, [sys.executable, "-c", "import time; time.sleep(60)"], {})
+    with open(pid_file + ".tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.rename(pid_file + ".tmp", pid_file)
+    time.sleep(60)
+    """
+)
+
+LEAVERS = {
+    "nohup": "nohup sleep 60 > /dev/null 2>&1 & echo $! > {pid}",
+    "setsid": "setsid sleep 60 > /dev/null 2>&1 & echo $! > {pid}",
+    "subshell": "(setsid sleep 60 > /dev/null 2>&1 & echo $! > {pid}) ",
+    "double fork": '{python} -c "$DAEMON" {pid} plain',
+    "double fork, deaf to SIGTERM": '{python} -c "$DAEMON" {pid} deaf',
+    "env -i and setsid": "env -i setsid sleep 60 > /dev/null 2>&1 & echo $! > {pid}",
+    "env -i, setsid, deaf": (
+        "env -i setsid sh -c 'trap \"\" TERM; echo $$ > {pid}; exec sleep 60' "
+        "> /dev/null 2>&1 & true"
+    ),
+}
+
+
+def pid_from(path: Path) -> int:
+    deadline = time.monotonic() + 10
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never written"
+        time.sleep(0.01)
+    return int(path.read_text())
+
+
+@pytest.mark.parametrize("how", sorted(LEAVERS))
+@pytest.mark.parametrize("ending", ["exit 0", "exit 3", "timeout"])
+def test_no_process_outlives_its_step_however_it_left(
+    tmp_path: Path, how: str, ending: str
+) -> None:
+    zombies = zombie_children()
+    pid_file = tmp_path / "leaver.pid"
+    script = LEAVERS[how].format(python=sys.executable, pid=pid_file)
+    script += f"; while [ ! -s {pid_file} ]; do sleep 0.01; done"
+    script += "; sleep 60" if ending == "timeout" else f"; {ending}"
+    env = {**ENV, "DAEMON": DAEMON}
+    result = bash(
+        script, tmp_path, env=env, timeout=2 if ending == "timeout" else 20, kill_grace=0.3
+    )
+    pid = pid_from(pid_file)
+    try:
+        assert not pid_alive(pid), f"{how}: pid {pid} outlived the step"
+        assert zombie_children() <= zombies
+        if ending == "timeout":
+            assert result.timed_out and result.describe() == "timed out after 2 s"
+        else:
+            assert result.returncode == int(ending.split()[1]) and not result.timed_out
+        assert result.duration < 6
+        if "deaf" in how:
+            assert result.duration >= 0.3  # SIGTERM was ignored: SIGKILL after the grace
+    finally:
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
 
 
 # --- idle limit ------------------------------------------------------------------------------
@@ -563,6 +639,7 @@ sys.path.insert(0, {root!r})
 from pytest_prp.processes import run_bash
 {setup}
 run_bash(
+    "setsid sleep 100 > /dev/null 2>&1 & echo $! > esc.pid; "
     "sleep 100 & echo $$ > pgid.tmp && mv pgid.tmp pgid; sleep 100",
     cwd=Path.cwd(), env=dict(os.environ), timeout=60, log=None,
 )
@@ -586,7 +663,8 @@ def group_members(pgid: int) -> list[int]:
 
 
 def interrupt_child(tmp_path: Path, sig: signal.Signals, setup: str = "") -> int:
-    """Start a Python running run_bash, send it ``sig``; its exit status (group checked gone)."""
+    """Start a Python running run_bash, send it ``sig``; its exit status (group checked gone, and
+    the process that left the group with setsid)."""
     root = str(Path(__file__).resolve().parents[1])
     code = textwrap.dedent(CHILD).format(root=root, setup=setup)
     child = subprocess.Popen(
@@ -613,6 +691,7 @@ def interrupt_child(tmp_path: Path, sig: signal.Signals, setup: str = "") -> int
         if child.stderr is not None:
             child.stderr.close()
     assert group_members(pgid) == []
+    assert not pid_alive(int((tmp_path / "esc.pid").read_text()))
     return status
 
 
@@ -719,3 +798,24 @@ def test_without_splice_the_log_copy_reads_and_writes(
     lines = (tmp_path / "x.log").read_text().splitlines()
     assert lines[1:20002] == [*map(str, range(1, 20001)), "no newline"]
     assert lines[20002].startswith("--- exit 0 (") and seen[-1] == "no newline"
+
+
+def test_without_pidfd_what_left_the_group_is_still_ended(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Signalled by pid (its start time checked first) where the kernel gives no pidfd.
+    monkeypatch.delattr(os, "pidfd_open", raising=False)
+    script = (
+        "setsid sleep 60 > /dev/null 2>&1 & echo $! > a.pid; "
+        "setsid sh -c 'trap \"\" TERM; echo $$ > b.pid; exec sleep 60' > /dev/null 2>&1 & "
+        "while [ ! -s b.pid ]; do sleep 0.01; done"
+    )
+    result = bash(script, tmp_path, kill_grace=0.3)
+    pids = [pid_from(tmp_path / name) for name in ("a.pid", "b.pid")]
+    try:
+        assert result.ok and [pid for pid in pids if pid_alive(pid)] == []
+        assert result.duration >= 0.3  # the deaf one waited out the grace
+    finally:
+        for pid in pids:
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)

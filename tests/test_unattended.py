@@ -112,7 +112,9 @@ def test_signal_ends_everything_and_the_batch_resumes(
     write_prp(repo, "PRP-25.1.1", gates=["true"])
     token = f"signal-token-{int(signum)}"
     started = repo.parent / f"agent-started-{int(signum)}"
-    hang = f"touch {started}; {agent('--mode', 'hang')} {token}"
+    # The agent also detaches a process from its group, as `nohup cmd &` in a tool call does.
+    detached = f"setsid bash -c 'sleep 300; : {token}' > /dev/null 2>&1 &"
+    hang = f"{detached} touch {started}; {agent('--mode', 'hang')} {token}"
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -131,7 +133,7 @@ def test_signal_ends_everything_and_the_batch_resumes(
         text=True,
     )
     deadline = time.monotonic() + 60
-    while not started.exists() or not processes_with(token):
+    while not started.exists() or len(processes_with(token)) < 2:
         assert time.monotonic() < deadline and proc.poll() is None
         time.sleep(0.05)
     proc.send_signal(signum)

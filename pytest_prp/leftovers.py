@@ -1,0 +1,379 @@
+"""No process left behind: find and end what a PRP's processes left running.
+
+Killing a step's process group misses whatever left the group: ``setsid``, ``nohup cmd &``
+from an agent's shell tool, a double-forked daemon. Two known designs, used together (Linux):
+
+- An environment cookie (as Jenkins' ProcessTreeKiller does with ``BUILD_ID``): every process
+  pytest-prp starts gets ``PRP_RUN_TOKEN=<token>``, which its descendants inherit; at the end
+  of the step every process whose ``/proc/<pid>/environ`` carries the token is ended. A token
+  is ``<run id>.<n>``, the run id naming this pytest process; a process started under another
+  token (pytest-prp running inside a PRP step) gets ``<outer token>/<run id>.<n>``, so the
+  outer step's sweep covers it too.
+- A child subreaper (``PR_SET_CHILD_SUBREAPER``, as tini and systemd do): orphans of our
+  processes are re-parented to this process instead of PID 1. This finds what wiped its
+  environment (``env -i``), lets us reap the orphans that exit (no zombies), and keeps all a
+  step started in our own process tree: the end of a step walks that tree, not all of
+  ``/proc``, so its cost does not grow with what else the machine runs.
+
+Ending is SIGTERM (with SIGCONT, for stopped ones), a grace period, then SIGKILL. A process
+is signalled through a pidfd taken after checking its start time, so a recycled pid is never
+hit. Outside Linux (no ``/proc``) all of this finds nothing: the process group kill remains.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import itertools
+import os
+import select
+import signal
+import time
+import uuid
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+COOKIE = "PRP_RUN_TOKEN"
+# Names this pytest process's processes in their tokens (and in its slot lock file, so that the
+# next run can end what a killed run left running).
+RUN_ID = uuid.uuid4().hex[:16]
+_counter = itertools.count(1)
+_PROC = Path("/proc")
+_COOKIE_BYTES = COOKIE.encode() + b"="
+# Time between SIGTERM and SIGKILL for what a dead run left (a step's own: its kill grace).
+GRACE = 2.0
+# How long SIGKILLed processes get to disappear (it only takes the kernel a moment).
+SETTLE = 1.0
+
+
+def new_token(inherited: str | None) -> str:
+    """A token for one process we start, under the ``inherited`` one when there is one."""
+    own = f"{RUN_ID}.{next(_counter)}"
+    return f"{inherited}/{own}" if inherited else own
+
+
+def with_token(env: Mapping[str, str]) -> tuple[dict[str, str], str]:
+    """``env`` with a new token in the cookie, and the token."""
+    token = new_token(env.get(COOKIE) or None)
+    return {**env, COOKIE: token}, token
+
+
+def carries(value: str, token: str) -> bool:
+    """Whether a cookie ``value`` was set under ``token`` (itself, or nested under it)."""
+    return value == token or value.startswith(token + "/")
+
+
+def of_runs(value: str, run_ids: Collection[str]) -> bool:
+    """Whether a cookie ``value`` names one of ``run_ids`` anywhere in its nesting."""
+    return any(part.split(".", 1)[0] in run_ids for part in value.split("/"))
+
+
+@dataclass(frozen=True)
+class Proc:
+    pid: int
+    ppid: int
+    sid: int
+    state: str
+    start: int  # clock ticks after boot: with the pid, names one process for good
+
+
+def parse_stat(pid: int, text: str) -> Proc | None:
+    """``/proc/<pid>/stat``: "pid (comm) state ppid pgrp session ... starttime ..."; the
+    command may hold spaces and parentheses."""
+    fields = text[text.rfind(")") + 2 :].split()
+    if len(fields) < 20:
+        return None
+    return Proc(pid, int(fields[1]), int(fields[3]), fields[0], int(fields[19]))
+
+
+def process(pid: int) -> Proc | None:
+    """What ``/proc`` says of ``pid`` now (None: gone, or no ``/proc``)."""
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return parse_stat(pid, file.read())
+    except (OSError, ValueError):
+        return None
+
+
+def cookie(pid: int) -> str | None:
+    """The cookie in ``pid``'s environment, None when absent or unreadable (another user's
+    process, a zombie, one that has gone)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as file:
+            data = file.read()
+    except OSError:
+        return None
+    at = data.find(b"\0" + _COOKIE_BYTES)
+    if at >= 0:
+        at += 1
+    elif data.startswith(_COOKIE_BYTES):
+        at = 0
+    else:
+        return None
+    end = data.find(b"\0", at)
+    return data[at + len(_COOKIE_BYTES) : end if end >= 0 else len(data)].decode(errors="replace")
+
+
+def snapshot() -> dict[int, Proc]:
+    """Every process we can see, by pid (empty without ``/proc``)."""
+    found: dict[int, Proc] = {}
+    try:
+        names = os.listdir(_PROC)
+    except OSError:
+        return found
+    for name in names:
+        if name.isdigit():
+            proc = process(int(name))
+            if proc is not None:
+                found[proc.pid] = proc
+    return found
+
+
+def _children(pid: int) -> list[int]:
+    """``pid``'s children, from each of its threads' ``children`` file."""
+    found: list[int] = []
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in threads:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as file:
+                found.extend(int(child) for child in file.read().split())
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def our_tree() -> dict[int, Proc] | None:
+    """Our descendants, by pid; None where we are no subreaper or the kernel does not list
+    children. As a subreaper we keep every process started under us in our tree (an orphan is
+    re-parented to us, never to PID 1): walking it costs what it holds, not what the machine
+    runs."""
+    me = os.getpid()
+    if not become_subreaper() or not os.path.exists(f"/proc/{me}/task/{me}/children"):
+        return None
+    found: dict[int, Proc] = {}
+    stack = _children(me)
+    while stack:
+        pid = stack.pop()
+        if pid not in found and (proc := process(pid)) is not None:
+            found[pid] = proc
+            stack.extend(_children(pid))
+    return found
+
+
+def _descendants(roots: Iterable[int], procs: Mapping[int, Proc]) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for proc in procs.values():
+        children.setdefault(proc.ppid, []).append(proc.pid)
+    found: set[int] = set()
+    stack = list(roots)
+    while stack:
+        pid = stack.pop()
+        if pid not in found:
+            found.add(pid)
+            stack.extend(children.get(pid, ()))
+    return found
+
+
+def _live(procs: Mapping[int, Proc], pids: Iterable[int]) -> list[Proc]:
+    return [procs[pid] for pid in pids if pid in procs and procs[pid].state not in ("Z", "X")]
+
+
+@functools.lru_cache(maxsize=1)
+def become_subreaper() -> bool:
+    """Make this process the subreaper of its descendants (once); False where impossible."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(36, 1, 0, 0, 0) == 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
+
+
+# Processes started by ``run_process`` and not reaped yet (in any thread): never taken for an
+# orphan, never reaped here (their ``Popen`` waits for them).
+LEADERS: set[int] = set()
+
+
+def sweep(token: str, *, leader: int, since: int | None, grace: float) -> list[int]:
+    """End every process carrying ``token`` and, given ``since`` (the start time of ``leader``,
+    the process started with it), every process re-parented to us since then that carries no
+    cookie (an orphan of its tree that wiped its environment). Returns the pids ended (with
+    their descendants); reaps the ended ones that were our children, and the zombies of such
+    orphans that exited on their own."""
+    me, my_session = os.getpid(), os.getsid(0)
+
+    def adopted(proc: Proc) -> bool:
+        return (
+            since is not None
+            and proc.ppid == me
+            and proc.start >= since
+            and proc.sid != my_session  # not one of our own git processes
+            and proc.pid != leader
+            and proc.pid not in LEADERS
+        )
+
+    def ours(procs: Mapping[int, Proc]) -> set[int]:
+        found: set[int] = set()
+        for proc in procs.values():
+            if proc.state in ("Z", "X") or (since is not None and proc.start < since):
+                continue  # older than the leader: cannot carry its token nor be its orphan
+            value = cookie(proc.pid)
+            if (value is not None and carries(value, token)) or (value is None and adopted(proc)):
+                found.add(proc.pid)
+        return found
+
+    ended, procs = _end_matching(ours, grace, look=_tree_or_all)
+    zombies = [p.pid for p in procs.values() if p.state == "Z" and adopted(p)]
+    _reap([*ended, *zombies])
+    return ended
+
+
+def end_runs(run_ids: Collection[str], grace: float) -> list[int]:
+    """End every process carrying a token of one of ``run_ids`` (runs that died, or ours: the
+    processes of our own run are all in our tree when we are a subreaper)."""
+    if not run_ids:
+        return []
+
+    def of_them(procs: Mapping[int, Proc]) -> set[int]:
+        found = set()
+        for proc in procs.values():
+            value = cookie(proc.pid) if proc.state not in ("Z", "X") else None
+            if value is not None and of_runs(value, run_ids):
+                found.add(proc.pid)
+        return found
+
+    look = _tree_or_all if set(run_ids) == {RUN_ID} else snapshot
+    ended, _ = _end_matching(of_them, grace, look=look)
+    _reap(ended)
+    return ended
+
+
+def holding(path: Path) -> list[int]:
+    """Processes whose working directory (or root) is ``path`` or under it, as far as we can
+    see (other users' processes are hidden from us)."""
+    target = os.path.realpath(path)
+    found = []
+    for proc in snapshot().values():
+        for link in ("cwd", "root"):
+            try:
+                where = os.readlink(f"/proc/{proc.pid}/{link}")
+            except OSError:
+                continue
+            if where == target or where.startswith(target + os.sep):
+                found.append(proc.pid)
+                break
+    return found
+
+
+def _tree_or_all() -> dict[int, Proc]:
+    tree = our_tree()
+    return snapshot() if tree is None else tree
+
+
+def _end_matching(
+    match: Callable[[Mapping[int, Proc]], set[int]],
+    grace: float,
+    look: Callable[[], dict[int, Proc]],
+) -> tuple[list[int], dict[int, Proc]]:
+    """End what ``match`` finds among the processes ``look`` returns; the pids ended, and the
+    last look at the processes (taken after they were ended)."""
+    ended: list[int] = []
+    procs: dict[int, Proc] = {}
+    # A process may fork while we look: look again until nothing new is found.
+    for _ in range(5):
+        procs = look()
+        targets = _live(procs, _descendants(match(procs), procs))
+        if not targets:
+            break
+        _end(targets, grace)
+        ended.extend(proc.pid for proc in targets)
+    return ended, procs
+
+
+def _same(proc: Proc) -> bool:
+    """Whether ``proc`` still runs: its pid names the same process (start time), not a zombie."""
+    current = process(proc.pid)
+    return current is not None and current.start == proc.start and current.state not in "ZX"
+
+
+class _Targets:
+    """Processes to signal and wait for: through a pidfd taken after checking the start time,
+    so that a recycled pid is never hit; by pid, checked before each signal, where the kernel
+    gives no pidfd."""
+
+    def __init__(self, targets: Iterable[Proc]) -> None:
+        self.fds: dict[int, int] = {}
+        self.plain: list[Proc] = []
+        for proc in targets:
+            try:
+                fd = os.pidfd_open(proc.pid)
+            except ProcessLookupError:
+                continue
+            except (OSError, AttributeError):  # no pidfd here (old kernel, sandbox, not Linux)
+                self.plain.append(proc)
+                continue
+            if _same(proc):
+                self.fds[proc.pid] = fd
+            else:
+                os.close(fd)
+
+    def send(self, sig: signal.Signals) -> None:
+        for fd in self.fds.values():
+            try:
+                signal.pidfd_send_signal(fd, sig)
+            except OSError:
+                pass
+        for proc in self.plain:
+            if _same(proc):
+                try:
+                    os.kill(proc.pid, sig)
+                except OSError:
+                    pass
+
+    def wait(self, seconds: float) -> None:
+        """Until all have exited or ``seconds`` have passed."""
+        deadline = time.monotonic() + seconds
+        while True:
+            self.plain = [proc for proc in self.plain if _same(proc)]
+            left = deadline - time.monotonic()
+            if not (self.fds or self.plain) or left <= 0:
+                return
+            poller = select.poll()
+            for fd in self.fds.values():
+                poller.register(fd, select.POLLIN)
+            wait = min(left, 0.01) if self.plain else left
+            for fd, _ in poller.poll(wait * 1000):
+                pid = next(pid for pid, own in self.fds.items() if own == fd)
+                os.close(self.fds.pop(pid))
+
+    def close(self) -> None:
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds = {}
+
+
+def _end(targets: list[Proc], grace: float) -> None:
+    ending = _Targets(targets)
+    try:
+        ending.send(signal.SIGTERM)
+        ending.send(signal.SIGCONT)  # a stopped process acts on SIGTERM only once resumed
+        ending.wait(grace)
+        ending.send(signal.SIGKILL)
+        ending.wait(SETTLE)
+    finally:
+        ending.close()
+
+
+def _reap(pids: Iterable[int]) -> None:
+    """Collect the exit status of those of ``pids`` that are our children. Only these: reaping
+    any other child could take the exit status a ``Popen`` is waiting for."""
+    for pid in pids:
+        if pid in LEADERS:
+            continue
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass  # not our child (or reaped already)
