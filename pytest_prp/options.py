@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 
@@ -13,6 +15,7 @@ if TYPE_CHECKING:
     from pytest_prp.planning import Selection
 
 PLAN_FORMATS = ("text", "json", "mermaid")
+_T = TypeVar("_T")
 
 
 def _split_list(values: list[str] | None) -> tuple[str, ...]:
@@ -29,14 +32,44 @@ def _plan_format(value: str) -> str:
     return value
 
 
-def _positive_float(value: str) -> float:
+def positive_number(value: str) -> float:
+    """A finite number above 0 (seconds, dollars): nan, inf and 1e999 are not limits.
+    Raises ValueError with the reason."""
     try:
         number = float(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0: {value!r}")
+        raise ValueError(f"not a number: {value!r}") from None
+    if not math.isfinite(number) or number <= 0:
+        raise ValueError(f"must be a finite number greater than 0: {value!r}")
     return number
+
+
+def whole_number(value: str) -> int:
+    """A whole number of at least 1 (attempts, stages). Raises ValueError with the reason."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"must be a whole number of at least 1: {value!r}") from None
+    if number < 1:
+        raise ValueError(f"must be a whole number of at least 1: {value!r}")
+    return number
+
+
+def _argument(check: Callable[[str], object]) -> Callable[[str], object]:
+    """An argparse type from a check: argparse shows ArgumentTypeError's text as the reason."""
+
+    def convert(value: str) -> object:
+        try:
+            return check(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = check.__name__
+    return convert
+
+
+_positive_float = _argument(positive_number)
+_whole_number = _argument(whole_number)
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -56,7 +89,7 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--prp-all", action="store_true", help="run every PRP found")
     group.addoption(
         "--prp-stage",
-        type=int,
+        type=_whole_number,
         metavar="N",
         help="only the PRPs of computed stage N of the selection",
     )
@@ -135,7 +168,7 @@ def add_options(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--prp-attempts",
-        type=int,
+        type=_whole_number,
         metavar="N",
         help="agent attempts per PRP: failed gates go back to the agent (default 1)",
     )
@@ -204,18 +237,13 @@ class Settings:
     worktree_dir: Path | None  # None: gitops.default_worktrees_dir
 
 
-def _ini_float(config: pytest.Config, name: str) -> float:
-    raw = str(config.getini(name))
+def _ini(config: pytest.Config, name: str, check: Callable[[str], _T]) -> _T:
+    """An ini key's value by the rule its option has: one usage error when it breaks it."""
+    raw = str(config.getini(name)).strip()
     try:
-        return float(raw)
-    except ValueError:
-        raise pytest.UsageError(f"ini option {name} is not a number: {raw!r}") from None
-
-
-def _attempts(value: float) -> int:
-    if value < 1 or int(value) != value:
-        raise pytest.UsageError(f"--prp-attempts must be a whole number of at least 1: {value}")
-    return int(value)
+        return check(raw)
+    except ValueError as exc:
+        raise pytest.UsageError(f"ini option {name} {exc}") from None
 
 
 def _models(config: pytest.Config) -> dict[str, str]:
@@ -282,11 +310,11 @@ def read_settings(config: pytest.Config) -> Settings:
         strict=bool(opt.prp_strict),
         verify=bool(opt.prp_verify),
         clean=bool(opt.prp_clean),
-        gate_timeout=opt.prp_gate_timeout or _ini_float(config, "prp_gate_timeout"),
-        timeout=opt.prp_timeout or _ini_float(config, "prp_timeout"),
-        idle_timeout=opt.prp_idle_timeout or _ini_float(config, "prp_idle_timeout"),
-        heartbeat=opt.prp_heartbeat or _ini_float(config, "prp_heartbeat"),
-        attempts=_attempts(opt.prp_attempts or _ini_float(config, "prp_attempts")),
+        gate_timeout=opt.prp_gate_timeout or _ini(config, "prp_gate_timeout", positive_number),
+        timeout=opt.prp_timeout or _ini(config, "prp_timeout", positive_number),
+        idle_timeout=opt.prp_idle_timeout or _ini(config, "prp_idle_timeout", positive_number),
+        heartbeat=opt.prp_heartbeat or _ini(config, "prp_heartbeat", positive_number),
+        attempts=opt.prp_attempts or _ini(config, "prp_attempts", whole_number),
         budget_usd=opt.prp_budget_usd,
         models=_models(config),
         results_dir=results_dir,
