@@ -16,6 +16,7 @@ import pytest
 from pytest_prp.collect import KNOWN_PRPS
 from pytest_prp.gitops import GitError, GitWorkspace
 from pytest_prp.model import Prp
+from pytest_prp.safepath import inside
 
 if TYPE_CHECKING:
     from pytest_prp.executors import StepsOutcome
@@ -98,8 +99,8 @@ def integration_branch_name(settings: Settings, batches: Iterable[str | None]) -
 
 
 def prp_branch_name(prp: Prp) -> str:
-    """The branch of a PRP's worktree: ``prp/<batch>/<id>``."""
-    return f"prp/{prp.batch or 'none'}/{prp.id}"
+    """The branch of a PRP's worktree: ``prp/<batch>/<id>`` (each part one plain name)."""
+    return inside(Path("prp"), prp.batch or "none", prp.id).as_posix()
 
 
 def batch_label(batches: Iterable[str | None]) -> str:
@@ -169,7 +170,9 @@ class Execution:
 
     @property
     def result_path(self) -> Path:
-        return self.settings.results_dir / "batches" / f"batch-{self.label}.result.json"
+        from pytest_prp.status import result_path
+
+        return result_path(self.settings.results_dir, self.label)
 
     def batch_spent(self) -> float:
         """What the batch has spent: other workers' PRPs are in the controller's result JSON."""

@@ -262,7 +262,7 @@ def _agent(value: str | None) -> str | None:
 
 
 def read_settings(config: pytest.Config) -> Settings:
-    from pytest_prp.ids import batch_of, normalize_id
+    from pytest_prp.ids import batch_id_problem, batch_of, normalize_id
     from pytest_prp.planning import Selection
 
     opt = config.option
@@ -278,6 +278,10 @@ def read_settings(config: pytest.Config) -> Settings:
         if start is None:
             raise pytest.UsageError(f"--prp-start {opt.prp_start!r} is not a PRP id")
     batches = _split_list(opt.prp_batch)
+    for batch in batches:
+        problem = batch_id_problem(batch)
+        if problem:
+            raise pytest.UsageError(f"--prp-batch {batch!r:.60} {problem}")
     if start and not (batches or ids or opt.prp_all) and batch_of(start):
         # "--prp-start PRP-47.3.1" alone means: the rest of batch 47, not of every batch.
         batches = (str(batch_of(start)),)

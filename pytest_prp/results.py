@@ -110,7 +110,9 @@ class BatchResults:
 
     @property
     def path(self) -> Path:
-        return self.results_dir / "batches" / f"batch-{self.label}.result.json"
+        from pytest_prp.status import result_path
+
+        return result_path(self.results_dir, self.label)
 
     @pytest.hookimpl(trylast=True)  # after the --lf plugin forgot skipped items
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:

@@ -17,6 +17,7 @@ from pytest_prp.collect import PrpItem, PrpUserError
 from pytest_prp.context import PrpContext
 from pytest_prp.execution import EXECUTION, RUN, Execution, PrpRun, prp_branch_name
 from pytest_prp.gitops import GitError, trailers_message
+from pytest_prp.safepath import inside
 
 if TYPE_CHECKING:
     from pytest_prp.executors import StepsOutcome
@@ -117,7 +118,7 @@ def run_setup(item: PrpItem) -> None:
     settings = execution.settings
     prp = item.prp
     run = item.stash[RUN]
-    run.log_path = settings.results_dir / "logs" / (prp.batch or "none") / f"{prp.id}.log"
+    run.log_path = inside(settings.results_dir / "logs", prp.batch or "none", f"{prp.id}.log")
     beat = _start_heartbeat(item, run, settings)
     try:
         if settings.verify:
