@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -16,6 +16,50 @@ if TYPE_CHECKING:
 
 PLAN_FORMATS = ("text", "json", "mermaid")
 _T = TypeVar("_T")
+
+
+# The options that take a value (all but --prp-plan, whose value is optional and never a path).
+VALUE_OPTIONS = (
+    "--prp-batch",
+    "--prp-id",
+    "--prp-stage",
+    "--prp-start",
+    "--prp-agent",
+    "--prp-branch",
+    "--prp-base",
+    "--prp-gate-timeout",
+    "--prp-timeout",
+    "--prp-idle-timeout",
+    "--prp-heartbeat",
+    "--prp-attempts",
+    "--prp-budget-usd",
+)
+
+
+def joined_values(args: Sequence[str], is_path: Callable[[str], bool]) -> list[str] | None:
+    """``args`` with ``--prp-agent VALUE`` written ``--prp-agent=VALUE`` wherever VALUE names
+    an existing path, or None when there is none.
+
+    pytest finds the rootdir and ini file before plugins add their options: there, the value
+    of ``--prp-agent /abs/agent`` reads as a test path and the rootdir becomes the common
+    ancestor of it and the PRPs (pytest #8846); only values that exist count as paths."""
+    out: list[str] = []
+    changed = False
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":  # the rest are paths
+            out.extend(args[index:])
+            break
+        following = args[index + 1] if index + 1 < len(args) else None
+        if arg in VALUE_OPTIONS and following is not None and is_path(following):
+            out.append(f"{arg}={following}")
+            changed = True
+            index += 2
+            continue
+        out.append(arg)
+        index += 1
+    return out if changed else None
 
 
 def _split_list(values: list[str] | None) -> tuple[str, ...]:

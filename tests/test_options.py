@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
-from conftest import write_prp
+from conftest import FAKE_AGENT, git, init_repo, write_prp
+from pytest_prp.options import VALUE_OPTIONS, joined_values
 
 BAD_OPTIONS = [
     ("--prp-timeout", "nan"),
@@ -70,3 +72,94 @@ def test_good_values_still_run(pytester: pytest.Pytester, repo: Path) -> None:
         "--prp-batch", "1", "--prp-timeout", "60", "--prp-attempts=2", "-o", "prp_heartbeat=0.5"
     )
     assert result.ret == 0, result.stdout.str()
+
+
+# --- values in both forms ----------------------------------------------------------------
+
+
+def nested_layout(outer: Path) -> tuple[Path, str]:
+    """An outer repository holding the project repository (with one PRP) and the agent."""
+    init_repo(outer)
+    tools = outer / "tools"
+    tools.mkdir()
+    agent = tools / "agent.py"
+    shutil.copy(FAKE_AGENT, agent)
+    agent.chmod(0o755)
+    git(outer, "add", "-A")
+    git(outer, "commit", "-qm", "tools")
+    project = init_repo(outer / "project")
+    write_prp(project, "PRP-1.1", creates={"hello.txt": "hi\n"}, gates=["test -f hello.txt"])
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "prp")
+    return project, str(agent)
+
+
+def assert_ran_in_project(outer: Path, project: Path, outer_head: str) -> None:
+    assert git(project, "show", "prp/batch-1:hello.txt") == "hi"
+    assert (project / ".ce" / "orchestration" / "batches" / "batch-1.result.json").is_file()
+    # Nothing of the run in the outer repository: no branch, commit, worktree or results.
+    assert git(outer, "branch", "--list", "prp/*") == ""
+    assert git(outer, "rev-parse", "HEAD") == outer_head
+    assert not (outer / ".ce").exists() and not (outer / ".git" / "prp").exists()
+    assert git(outer, "worktree", "list").count("\n") == 0
+
+
+@pytest.mark.parametrize("joined", [False, True], ids=["space", "equals"])
+def test_agent_path_in_both_forms_runs_in_the_prp_repository(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, joined: bool
+) -> None:
+    outer = pytester.path
+    project, agent = nested_layout(outer)
+    outer_head = git(outer, "rev-parse", "HEAD")
+    monkeypatch.chdir(project)
+    value = [f"--prp-agent={agent}"] if joined else ["--prp-agent", agent]
+    result = pytester.runpytest("PRPs", "--prp-batch", "1", *value, "-p", "no:cacheprovider")
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines([f"rootdir: {project}", "*PRP-1.1*success*$0.0123*"])
+    assert_ran_in_project(outer, project, outer_head)
+
+
+def test_agent_path_space_form_with_workers_and_addopts(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outer = pytester.path
+    project, agent = nested_layout(outer)
+    outer_head = git(outer, "rev-parse", "HEAD")
+    monkeypatch.chdir(project)
+    # In PYTEST_ADDOPTS too, and with xdist workers in real subprocesses.
+    monkeypatch.setenv("PYTEST_ADDOPTS", f"--prp-agent {agent}")
+    result = pytester.runpytest_subprocess(
+        "PRPs", "--prp-batch", "1", "-n", "2", "-p", "no:cacheprovider"
+    )
+    assert result.ret == 0, result.stdout.str() + result.stderr.str()
+    result.stdout.fnmatch_lines([f"rootdir: {project}"])
+    assert_ran_in_project(outer, project, outer_head)
+
+
+def test_joined_values_joins_every_value_option_given_a_path() -> None:
+    paths = {"/abs/agent", "PRPs", "main"}
+    args = []
+    for option in VALUE_OPTIONS:
+        args += [option, "main"]
+    joined = joined_values(args, paths.__contains__)
+    assert joined == [f"{option}=main" for option in VALUE_OPTIONS]
+    # Values that are no path cannot mislead pytest: left as they are.
+    assert joined_values(["--prp-batch", "7", "--prp-timeout", "60"], paths.__contains__) is None
+    # After "--" everything is a path; flags and other plugins' options are left alone.
+    assert joined_values(
+        ["-v", "--prp-agent", "/abs/agent", "--", "--prp-agent", "PRPs"], paths.__contains__
+    ) == ["-v", "--prp-agent=/abs/agent", "--", "--prp-agent", "PRPs"]
+    assert joined_values(["--prp-rerun", "PRPs", "--other", "PRPs"], paths.__contains__) is None
+    assert joined_values(["--prp-agent"], paths.__contains__) is None
+
+
+def test_every_option_taking_a_value_is_known_to_joined_values(pytestconfig: pytest.Config) -> None:
+    parser = pytestconfig._parser  # the option definitions themselves
+    group = next(g for g in parser._groups if g.name == "prp")
+    taking = set()
+    for option in group.options:
+        # Flags take no value; --prp-plan's is optional and never a path.
+        if option.attrs().get("nargs") in (0, "?"):
+            continue
+        taking.update(name for name in option.names() if name.startswith("--"))
+    assert taking == set(VALUE_OPTIONS)
