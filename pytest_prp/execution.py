@@ -185,15 +185,33 @@ class Execution:
         return max(recorded, self.spent_usd)
 
 
-def prepare(config: pytest.Config, settings: Settings, plan: Plan) -> Execution:
-    """Check the repository before anything runs; a problem is one UsageError line."""
+def check_results_dir(results_dir: Path) -> None:
+    """Results, heartbeats and logs can be written there, now: else one UsageError line (a
+    file in the way, a path under /proc, a full disk), before anything runs."""
+    import tempfile
+
     from pytest_prp.results import prepare_results_dir
 
+    unusable = f"prp: cannot use the results directory {results_dir}"
+    if results_dir.exists() and not results_dir.is_dir():
+        raise pytest.UsageError(f"{unusable}: not a directory")
+    try:
+        prepare_results_dir(results_dir)
+        # A file with something in it: on a full disk creating an empty one still works.
+        with tempfile.TemporaryFile(dir=results_dir) as probe:
+            probe.write(b"{}\n" * 1024)
+            probe.flush()
+    except OSError as exc:
+        raise pytest.UsageError(f"{unusable}: {exc.strerror or exc}") from None
+
+
+def prepare(config: pytest.Config, settings: Settings, plan: Plan) -> Execution:
+    """Check the repository before anything runs; a problem is one UsageError line."""
+    check_results_dir(settings.results_dir)
     try:
         execution = Execution(config, settings, plan)
     except GitError as exc:
         raise pytest.UsageError(f"prp: {exc}") from None
-    prepare_results_dir(settings.results_dir)
     config.stash[EXECUTION] = execution
     # The worktree reused from PRP to PRP goes when this process ends its session (also
     # after Ctrl-C, when a PRP cut short in it is kept under that PRP's name instead).
@@ -217,6 +235,7 @@ def check_repository(config: pytest.Config, settings: Settings) -> None:
             raise GitError(f"integration branch {branch} is checked out in {where}")
     except GitError as exc:
         raise pytest.UsageError(f"prp: {exc}") from None
+    check_results_dir(settings.results_dir)
 
 
 def clean_worktrees(config: pytest.Config, settings: Settings) -> list[Path]:
