@@ -3,7 +3,6 @@ integration branch and what is complete (``Execution``). Checked before anything
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Iterable
@@ -176,9 +175,11 @@ class Execution:
 
     def batch_spent(self) -> float:
         """What the batch has spent: other workers' PRPs are in the controller's result JSON."""
+        from pytest_prp.jsonfile import read_json
+
         recorded = 0.0
         try:
-            summary = json.loads(self.result_path.read_text(encoding="utf-8"))["summary"]
+            summary = read_json(self.result_path)["summary"]
             recorded = float(summary.get("cost_usd") or 0.0)
         except (OSError, ValueError, KeyError, TypeError):
             pass

@@ -13,7 +13,6 @@ status (null while running, the final status when done), updated_at. Times are I
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
@@ -25,7 +24,7 @@ from types import TracebackType
 from typing import Any
 
 from pytest_prp.ids import natural_key
-from pytest_prp.jsonfile import write_json_atomically
+from pytest_prp.jsonfile import read_json, write_json_atomically
 from pytest_prp.safepath import inside
 from pytest_prp.stream_json import render_line
 
@@ -267,7 +266,7 @@ def read_heartbeats(results_dir: Path, batch: str | None = None) -> list[dict[st
             continue
         for file in files:
             try:
-                data = json.loads(file.read_text(encoding="utf-8"))
+                data = read_json(file)
             except (OSError, ValueError):
                 continue
             if isinstance(data, dict) and isinstance(data.get("prp_id"), str):

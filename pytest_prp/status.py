@@ -38,6 +38,7 @@ from pytest_prp.heartbeat import (
     read_heartbeats,
 )
 from pytest_prp.ids import batch_id_problem, natural_key
+from pytest_prp.jsonfile import read_json
 from pytest_prp.safepath import inside
 
 DEFAULT_RESULTS_DIR = Path(".ce/orchestration")
@@ -102,7 +103,7 @@ def result_path(results_dir: Path, batch: str) -> Path:
 
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path)
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
