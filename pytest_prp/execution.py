@@ -208,7 +208,10 @@ def check_results_dir(results_dir: Path) -> None:
 
 def prepare(config: pytest.Config, settings: Settings, plan: Plan) -> Execution:
     """Check the repository before anything runs; a problem is one UsageError line."""
-    check_results_dir(settings.results_dir)
+    if not hasattr(config, "workerinput"):
+        # Under -n the controller checked it before starting workers; a worker that starts
+        # once the disk is full must not fail there (xdist would see a worker leave early).
+        check_results_dir(settings.results_dir)
     try:
         execution = Execution(config, settings, plan)
     except GitError as exc:

@@ -46,8 +46,13 @@ def pytest_configure(config: pytest.Config) -> None:
     if not settings.enabled:
         return
     from pytest_prp.collect import KNOWN_PRPS
+    from pytest_prp.stopping import QuietFinish
 
     config.stash[KNOWN_PRPS] = []
+    finishing = QuietFinish()
+    config.pluginmanager.register(finishing, "prp-quiet-finish")
+    # A cleanup registered now runs after those registered later (the worktree's release).
+    config.add_cleanup(finishing.stop)
     if settings.plan_format in ("json", "mermaid"):
         # The document must be all that stdout carries, so pytest's own lines go.
         reporter = config.pluginmanager.get_plugin("terminalreporter")

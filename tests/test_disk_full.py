@@ -53,9 +53,10 @@ def assert_one_clear_line(result: pytest.RunResult) -> None:
     assert "No space left on device" in text
 
 
-@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
 @pytest.mark.parametrize(
-    "then", ["", "seq 1 20000", "seq 1 20000 >&2"], ids=["quiet", "out", "err"]
+    ("then", "workers"),
+    [("", []), ("seq 1 20000", ["-n", "2"]), ("seq 1 20000 >&2", [])],
+    ids=["quiet-serial", "stdout-xdist", "stderr-serial"],
 )
 def test_disk_full_during_a_batch_interrupts_it_and_the_same_command_resumes(
     pytester: pytest.Pytester, repo: Path, small_fs: Path, workers: list[str], then: str
