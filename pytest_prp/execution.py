@@ -16,6 +16,7 @@ from pytest_prp.collect import KNOWN_PRPS
 from pytest_prp.gitops import GitError, GitWorkspace
 from pytest_prp.model import Prp
 from pytest_prp.safepath import inside
+from pytest_prp.where import repository_top
 
 if TYPE_CHECKING:
     from pytest_prp.executors import StepsOutcome
@@ -89,6 +90,13 @@ RUN = pytest.StashKey[PrpRun]()
 EXECUTION = pytest.StashKey["Execution"]()
 
 
+def repository_start(config: pytest.Config) -> Path:
+    """Where the repository is looked for: the paths pytest was given (see ``where``)."""
+    from pytest_prp.where import start_path
+
+    return start_path(config.args, config.invocation_params.dir, config.rootpath)
+
+
 def integration_branch_name(settings: Settings, batches: Iterable[str | None]) -> str:
     """``--prp-branch``, else ``prp/batch-<id>`` for one batch, else ``prp/integration``."""
     if settings.branch:
@@ -117,7 +125,16 @@ class Execution:
     def __init__(self, config: pytest.Config, settings: Settings, plan: Plan) -> None:
         self.config = config
         self.settings = settings
-        self.git = GitWorkspace.open(config.rootpath, settings.worktree_dir)
+        self.git = GitWorkspace.open(repository_start(config), settings.worktree_dir)
+        top = self.git.root.resolve()
+        for prp in plan.prps:
+            # The nearest repository, not a path prefix: a nested repository is another one.
+            found = repository_top(prp.path.resolve())
+            if found is None or found != top:
+                raise GitError(
+                    f"{prp.path} is not in the repository {top}: "
+                    "run the PRPs of one repository at a time"
+                )
         batches = [prp.batch for prp in plan.prps]
         self.branch = integration_branch_name(settings, batches)
         self.label = batch_label(batches)
@@ -226,7 +243,7 @@ def prepare(config: pytest.Config, settings: Settings, plan: Plan) -> Execution:
 def check_repository(config: pytest.Config, settings: Settings) -> None:
     """The checks of ``prepare`` that need no plan: one UsageError line each."""
     try:
-        git = GitWorkspace.open(config.rootpath, settings.worktree_dir)
+        git = GitWorkspace.open(repository_start(config), settings.worktree_dir)
         if settings.base is not None:
             try:
                 git.resolve(settings.base)
@@ -245,6 +262,6 @@ def check_repository(config: pytest.Config, settings: Settings) -> None:
 def clean_worktrees(config: pytest.Config, settings: Settings) -> list[Path]:
     """``--prp-clean``: remove the worktrees (and branches) kept from failed PRPs."""
     try:
-        return GitWorkspace.open(config.rootpath, settings.worktree_dir).clean()
+        return GitWorkspace.open(repository_start(config), settings.worktree_dir).clean()
     except GitError as exc:
         raise pytest.UsageError(f"prp: {exc}") from None

@@ -290,6 +290,13 @@ def _ini(config: pytest.Config, name: str, check: Callable[[str], _T]) -> _T:
         raise pytest.UsageError(f"ini option {name} {exc}") from None
 
 
+def _results_base(config: pytest.Config) -> Path:
+    from pytest_prp.where import results_base, start_path
+
+    params = config.invocation_params
+    return results_base(config.rootpath, start_path(config.args, params.dir, config.rootpath))
+
+
 def _models(config: pytest.Config) -> dict[str, str]:
     from pytest_prp.agents import ModelsError, parse_models
 
@@ -343,7 +350,7 @@ def read_settings(config: pytest.Config) -> Settings:
     )
     results_dir = Path(str(config.getini("prp_results_dir")))
     if not results_dir.is_absolute():
-        results_dir = config.rootpath / results_dir
+        results_dir = _results_base(config) / results_dir
     template = str(config.getini("prp_prompt_template")).strip()
     worktree_dir = opt.prp_worktree_dir or str(config.getini("prp_worktree_dir")).strip()
     return Settings(

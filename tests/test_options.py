@@ -9,6 +9,7 @@ import pytest
 
 from conftest import FAKE_AGENT, git, init_repo, write_prp
 from pytest_prp.options import VALUE_OPTIONS, joined_values
+from pytest_prp.where import repository_top, results_base, start_path
 
 BAD_OPTIONS = [
     ("--prp-timeout", "nan"),
@@ -163,3 +164,53 @@ def test_every_option_taking_a_value_is_known_to_joined_values(pytestconfig: pyt
             continue
         taking.update(name for name in option.names() if name.startswith("--"))
     assert taking == set(VALUE_OPTIONS)
+
+
+def test_run_from_the_outer_repository_uses_the_prp_repository(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``pytest project/PRPs`` from the outer directory: the rootdir is the outer repository,
+    the batch still runs in (and writes its results to) the one holding the PRPs."""
+    outer = pytester.path
+    project, agent = nested_layout(outer)
+    outer_head = git(outer, "rev-parse", "HEAD")
+    result = pytester.runpytest(
+        "project/PRPs", "--prp-batch", "1", "--prp-agent", agent, "-p", "no:cacheprovider"
+    )
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines([f"rootdir: {outer}"])
+    assert_ran_in_project(outer, project, outer_head)
+
+
+def test_prps_of_two_repositories_are_one_usage_error(pytester: pytest.Pytester) -> None:
+    outer = pytester.path
+    project, _ = nested_layout(outer)
+    write_prp(outer, "PRP-1.2", creates={"b.txt": "b\n"}, gates=["test -f b.txt"])
+    git(outer, "add", "-A")
+    git(outer, "commit", "-qm", "outer prp")
+    result = pytester.runpytest("PRPs", "project/PRPs", "--prp-batch", "1")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
+    result.stderr.fnmatch_lines(["ERROR: prp: *PRP-1.1.md is not in the repository*"])
+    assert git(outer, "branch", "--list", "prp/*") == ""
+    assert git(project, "branch", "--list", "prp/*") == ""
+
+
+def test_where_the_repository_and_results_are(tmp_path: Path) -> None:
+    outer = init_repo(tmp_path / "outer")
+    project = init_repo(outer / "project")
+    (project / "PRPs").mkdir()
+    (project / "PRPs" / "PRP-1.md").write_text("x")
+    sub = project / "sub"
+    sub.mkdir()
+    assert start_path(["nope", "PRPs/PRP-1.md::PRP-1"], project, outer) == (
+        project / "PRPs" / "PRP-1.md"
+    )
+    assert start_path(["nope"], project, outer) == outer
+    assert repository_top(project / "PRPs" / "PRP-1.md") == project
+    assert repository_top(outer / "README.md") == outer
+    assert repository_top(Path("/proc/self")) is None
+    # The rootdir inside the repository (a sub-project) stays the base; above it does not.
+    assert results_base(sub, project / "PRPs") == sub
+    assert results_base(project, project / "PRPs") == project
+    assert results_base(outer, project / "PRPs") == project
+    assert results_base(tmp_path, tmp_path) == tmp_path  # no repository at all
