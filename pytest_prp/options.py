@@ -33,6 +33,7 @@ VALUE_OPTIONS = (
     "--prp-heartbeat",
     "--prp-attempts",
     "--prp-budget-usd",
+    "--prp-worktree-dir",
 )
 
 
