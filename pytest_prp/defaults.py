@@ -122,7 +122,9 @@ class DefaultImplementations:
 
             self._ledger = {}
             try:
-                git = GitWorkspace.open(config.rootpath)
+                from pytest_prp.execution import repository_start
+
+                git = GitWorkspace.open(repository_start(config))
                 settings = config.stash[SETTINGS]
                 refs = ["HEAD", *([settings.branch] if settings.branch else [])]
                 self._ledger = git.ledger(refs + _batch_branches(config))

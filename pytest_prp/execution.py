@@ -3,7 +3,6 @@ integration branch and what is complete (``Execution``). Checked before anything
 
 from __future__ import annotations
 
-import json
 import shlex
 import time
 import uuid
@@ -17,6 +16,8 @@ import pytest
 from pytest_prp.collect import KNOWN_PRPS
 from pytest_prp.gitops import GitError, GitWorkspace, RefState
 from pytest_prp.model import Prp
+from pytest_prp.safepath import inside
+from pytest_prp.where import repository_top
 
 if TYPE_CHECKING:
     from pytest_prp.executors import StepsOutcome
@@ -99,6 +100,13 @@ RUN = pytest.StashKey[PrpRun]()
 EXECUTION = pytest.StashKey["Execution"]()
 
 
+def repository_start(config: pytest.Config) -> Path:
+    """Where the repository is looked for: the paths pytest was given (see ``where``)."""
+    from pytest_prp.where import start_path
+
+    return start_path(config.args, config.invocation_params.dir, config.rootpath)
+
+
 def integration_branch_name(settings: Settings, batches: Iterable[str | None]) -> str:
     """``--prp-branch``, else ``prp/batch-<id>`` for one batch, else ``prp/integration``."""
     if settings.branch:
@@ -108,8 +116,8 @@ def integration_branch_name(settings: Settings, batches: Iterable[str | None]) -
 
 
 def prp_branch_name(prp: Prp) -> str:
-    """The branch of a PRP's worktree: ``prp/<batch>/<id>``."""
-    return f"prp/{prp.batch or 'none'}/{prp.id}"
+    """The branch of a PRP's worktree: ``prp/<batch>/<id>`` (each part one plain name)."""
+    return inside(Path("prp"), prp.batch or "none", prp.id).as_posix()
 
 
 def batch_label(batches: Iterable[str | None]) -> str:
@@ -127,7 +135,16 @@ class Execution:
     def __init__(self, config: pytest.Config, settings: Settings, plan: Plan) -> None:
         self.config = config
         self.settings = settings
-        self.git = GitWorkspace.open(config.rootpath, settings.worktree_dir)
+        self.git = GitWorkspace.open(repository_start(config), settings.worktree_dir)
+        top = self.git.root.resolve()
+        for prp in plan.prps:
+            # The nearest repository, not a path prefix: a nested repository is another one.
+            found = repository_top(prp.path.resolve())
+            if found is None or found != top:
+                raise GitError(
+                    f"{prp.path} is not in the repository {top}: "
+                    "run the PRPs of one repository at a time"
+                )
         batches = [prp.batch for prp in plan.prps]
         self.branch = integration_branch_name(settings, batches)
         self.label = batch_label(batches)
@@ -185,23 +202,49 @@ class Execution:
 
     @property
     def result_path(self) -> Path:
-        return self.settings.results_dir / "batches" / f"batch-{self.label}.result.json"
+        from pytest_prp.status import result_path
+
+        return result_path(self.settings.results_dir, self.label)
 
     def batch_spent(self) -> float:
         """What the batch has spent: other workers' PRPs are in the controller's result JSON."""
+        from pytest_prp.jsonfile import read_json
+
         recorded = 0.0
         try:
-            summary = json.loads(self.result_path.read_text(encoding="utf-8"))["summary"]
+            summary = read_json(self.result_path)["summary"]
             recorded = float(summary.get("cost_usd") or 0.0)
         except (OSError, ValueError, KeyError, TypeError):
             pass
         return max(recorded, self.spent_usd)
 
 
-def prepare(config: pytest.Config, settings: Settings, plan: Plan) -> Execution:
-    """Check the repository before anything runs; a problem is one UsageError line."""
+def check_results_dir(results_dir: Path) -> None:
+    """Results, heartbeats and logs can be written there, now: else one UsageError line (a
+    file in the way, a path under /proc, a full disk), before anything runs."""
+    import tempfile
+
     from pytest_prp.results import prepare_results_dir
 
+    unusable = f"prp: cannot use the results directory {results_dir}"
+    if results_dir.exists() and not results_dir.is_dir():
+        raise pytest.UsageError(f"{unusable}: not a directory")
+    try:
+        prepare_results_dir(results_dir)
+        # A file with something in it: on a full disk creating an empty one still works.
+        with tempfile.TemporaryFile(dir=results_dir) as probe:
+            probe.write(b"{}\n" * 1024)
+            probe.flush()
+    except OSError as exc:
+        raise pytest.UsageError(f"{unusable}: {exc.strerror or exc}") from None
+
+
+def prepare(config: pytest.Config, settings: Settings, plan: Plan) -> Execution:
+    """Check the repository before anything runs; a problem is one UsageError line."""
+    if not hasattr(config, "workerinput"):
+        # Under -n the controller checked it before starting workers; a worker that starts
+        # once the disk is full must not fail there (xdist would see a worker leave early).
+        check_results_dir(settings.results_dir)
     try:
         execution = Execution(config, settings, plan)
         if not settings.verify:
@@ -209,7 +252,6 @@ def prepare(config: pytest.Config, settings: Settings, plan: Plan) -> Execution:
             claim_run(config, execution.git, execution.branch, execution.run_id, not worker)
     except GitError as exc:
         raise pytest.UsageError(f"prp: {exc}") from None
-    prepare_results_dir(settings.results_dir)
     config.stash[EXECUTION] = execution
     # The worktree reused from PRP to PRP goes when this process ends its session (also
     # after Ctrl-C, when a PRP cut short in it is kept under that PRP's name instead).
@@ -221,7 +263,7 @@ def check_repository(config: pytest.Config, settings: Settings) -> None:
     """In the xdist controller, before the workers start: the checks of ``prepare`` that need
     no plan (one UsageError line each) and the run lock when the branch is known already."""
     try:
-        git = GitWorkspace.open(config.rootpath, settings.worktree_dir)
+        git = GitWorkspace.open(repository_start(config), settings.worktree_dir)
         # After the workers: the worktree of one that crashed mid-PRP is kept or removed.
         config.add_cleanup(git.sweep_slots)
         if settings.base is not None:
@@ -241,6 +283,7 @@ def check_repository(config: pytest.Config, settings: Settings) -> None:
             claim_run(config, git, branch, str(config.option.testrunuid))
     except GitError as exc:
         raise pytest.UsageError(f"prp: {exc}") from None
+    check_results_dir(settings.results_dir)
 
 
 def claim_run(
@@ -259,6 +302,6 @@ def claim_run(
 def clean_worktrees(config: pytest.Config, settings: Settings) -> list[Path]:
     """``--prp-clean``: remove the worktrees (and branches) kept from failed PRPs."""
     try:
-        return GitWorkspace.open(config.rootpath, settings.worktree_dir).clean()
+        return GitWorkspace.open(repository_start(config), settings.worktree_dir).clean()
     except GitError as exc:
         raise pytest.UsageError(f"prp: {exc}") from None

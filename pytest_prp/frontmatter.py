@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from pytest_prp.ids import batch_of, find_ids, id_from_filename, normalize_id
+from pytest_prp.ids import batch_id_problem, batch_of, find_ids, id_from_filename, normalize_id
 from pytest_prp.model import LoadResult, Problem, Prp
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -199,6 +199,13 @@ def _build(path: Path, split: _Split, data: dict[Any, Any], file_id: str | None)
     if prp_id is None:
         return LoadResult(None)  # a batch plan, guide or template: not a PRP, not an error
 
+    batch = _batch(fields, prp_id)
+    bad_batch = batch_id_problem(batch) if batch is not None else None
+    if bad_batch:
+        # It would name a branch and folders: refused, not just ignored (another batch's PRP).
+        batch_key, _ = fields.get("batch_id", "batch")
+        message = f"{batch_key} {batch!r:.60} {bad_batch}"
+        return LoadResult(None, [Problem(path, fields.line_of(batch_key), message)])
     stage_key, stage_raw = fields.get("stage")
     hours_key, hours_raw = fields.get("estimated_hours")
     prp = Prp(
@@ -206,7 +213,7 @@ def _build(path: Path, split: _Split, data: dict[Any, Any], file_id: str | None)
         path=path,
         line=split.yaml_line,
         title=_title(data, prp_id),
-        batch=_batch(fields, prp_id),
+        batch=batch,
         dependencies=_dependencies(fields, prp_id),
         declared_stage=_stage(fields, stage_key, stage_raw),
         declared_stage_raw=stage_raw,

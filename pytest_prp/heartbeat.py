@@ -14,7 +14,6 @@ running, the final status when done), updated_at. Times are ISO 8601, UTC.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
@@ -26,7 +25,8 @@ from types import TracebackType
 from typing import Any
 
 from pytest_prp.ids import natural_key
-from pytest_prp.jsonfile import write_json_atomically
+from pytest_prp.jsonfile import read_json, write_json_atomically
+from pytest_prp.safepath import inside
 from pytest_prp.stream_json import render_line
 
 PHASES = ("starting", "steps", "gates", "merge", "done")
@@ -41,13 +41,13 @@ PHASE_WRITE_DELAY = 0.05
 def heartbeat_dir(results_dir: Path, batch: str | None = None) -> Path:
     """``<results_dir>/heartbeats``, or the directory of one batch (``none``: no batch)."""
     root = results_dir / "heartbeats"
-    return root if batch is None else root / (batch or "none")
+    return root if batch is None else inside(root, batch or "none")
 
 
 def heartbeat_path(results_dir: Path, batch: str | None, prp_id: str) -> Path:
     """``<results_dir>/heartbeats/<batch>/<id>.json``; a PRP without batch goes to ``none``."""
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", prp_id)
-    return heartbeat_dir(results_dir, batch or "none") / f"{name}.json"
+    return inside(heartbeat_dir(results_dir, batch or "none"), f"{name}.json")
 
 
 def worker_id() -> str:
@@ -278,7 +278,7 @@ def read_heartbeats(results_dir: Path, batch: str | None = None) -> list[dict[st
             continue
         for file in files:
             try:
-                data = json.loads(file.read_text(encoding="utf-8"))
+                data = read_json(file)
             except (OSError, ValueError):
                 continue
             if isinstance(data, dict) and isinstance(data.get("prp_id"), str):

@@ -21,10 +21,19 @@ _IN_TEXT = re.compile(
 )
 _BATCHED = re.compile(r"PRP-([A-Za-z0-9]+)(?:\.[A-Za-z0-9]+)+")
 _PARTS = re.compile(r"\d+|[^\d.\-]+")
+# Ids name branches (prp/<batch>/<id>) and files: short, and one plain name each.
+MAX_ID_LENGTH = 100
+# A batch id: letters and digits, single ".", "-" or "_" between them (a valid git ref part).
+_BATCH_ID = re.compile(r"[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*")
 
 
 def normalize_id(raw: object) -> str | None:
     """The canonical form ``PRP-<id>`` of an id as written in YAML, or None for non-ids."""
+    found = _normalize_id(raw)
+    return found if found is not None and len(found) <= MAX_ID_LENGTH else None
+
+
+def _normalize_id(raw: object) -> str | None:
     if isinstance(raw, bool) or raw is None:
         return None
     if isinstance(raw, int):
@@ -49,6 +58,15 @@ def id_from_filename(name: str) -> str | None:
     stem = name[:-3] if name.lower().endswith(".md") else name
     match = _FILENAME.match(stem)
     return f"PRP-{match.group(1)}" if match else None
+
+
+def batch_id_problem(text: str) -> str | None:
+    """Why ``text`` cannot be a batch id (it names a branch and folders), or None."""
+    if len(text) > MAX_ID_LENGTH:
+        return f"is not a batch id: longer than {MAX_ID_LENGTH} characters"
+    if not _BATCH_ID.fullmatch(text) or text.lower().endswith(".lock"):
+        return "is not a batch id: letters and digits, with single '.', '-' or '_' between them"
+    return None
 
 
 def batch_of(prp_id: str) -> str | None:

@@ -1,8 +1,10 @@
-"""Writing a JSON file that another process may read at any moment (result JSON, heartbeats)."""
+"""Writing a JSON file that another process may read at any moment (result JSON, heartbeats),
+and reading one back."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -28,3 +30,32 @@ def write_json_atomically(path: Path, document: dict[str, Any], compact: bool = 
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+# Python's json reads NaN, Infinity and 1e999 (as inf): no count, time or cost is one of them.
+_MAX_INT_DIGITS = 18
+
+
+def _finite_float(text: str) -> float | None:
+    number = float(text)
+    return number if math.isfinite(number) else None
+
+
+def _bounded_int(text: str) -> int | None:
+    return int(text) if len(text.lstrip("-")) <= _MAX_INT_DIGITS else None
+
+
+def loads_finite(text: str) -> Any:
+    """``json.loads``, with every number that is not a finite float or a sane int read as null:
+    a file another process (or a person) wrote must not crash whoever does sums with it."""
+    return json.loads(
+        text,
+        parse_constant=lambda _name: None,
+        parse_float=_finite_float,
+        parse_int=_bounded_int,
+    )
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file's content by ``loads_finite``; OSError and ValueError as ``json`` raises."""
+    return loads_finite(path.read_text(encoding="utf-8"))

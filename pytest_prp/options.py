@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 
@@ -13,6 +15,53 @@ if TYPE_CHECKING:
     from pytest_prp.planning import Selection
 
 PLAN_FORMATS = ("text", "json", "mermaid")
+_T = TypeVar("_T")
+
+
+# The options that take a value (all but --prp-plan, whose value is optional and never a path).
+VALUE_OPTIONS = (
+    "--prp-batch",
+    "--prp-id",
+    "--prp-stage",
+    "--prp-start",
+    "--prp-agent",
+    "--prp-branch",
+    "--prp-base",
+    "--prp-gate-timeout",
+    "--prp-timeout",
+    "--prp-idle-timeout",
+    "--prp-heartbeat",
+    "--prp-attempts",
+    "--prp-budget-usd",
+    "--prp-worktree-dir",
+    "--prp-rate-limit-wait",
+)
+
+
+def joined_values(args: Sequence[str], is_path: Callable[[str], bool]) -> list[str] | None:
+    """``args`` with ``--prp-agent VALUE`` written ``--prp-agent=VALUE`` wherever VALUE names
+    an existing path, or None when there is none.
+
+    pytest finds the rootdir and ini file before plugins add their options: there, the value
+    of ``--prp-agent /abs/agent`` reads as a test path and the rootdir becomes the common
+    ancestor of it and the PRPs (pytest #8846); only values that exist count as paths."""
+    out: list[str] = []
+    changed = False
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":  # the rest are paths
+            out.extend(args[index:])
+            break
+        following = args[index + 1] if index + 1 < len(args) else None
+        if arg in VALUE_OPTIONS and following is not None and is_path(following):
+            out.append(f"{arg}={following}")
+            changed = True
+            index += 2
+            continue
+        out.append(arg)
+        index += 1
+    return out if changed else None
 
 
 def _split_list(values: list[str] | None) -> tuple[str, ...]:
@@ -29,24 +78,56 @@ def _plan_format(value: str) -> str:
     return value
 
 
-def _positive_float(value: str) -> float:
+def positive_number(value: str) -> float:
+    """A finite number above 0 (seconds, dollars): nan, inf and 1e999 are not limits.
+    Raises ValueError with the reason."""
     try:
         number = float(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0: {value!r}")
+        raise ValueError(f"not a number: {value!r}") from None
+    if not math.isfinite(number) or number <= 0:
+        raise ValueError(f"must be a finite number greater than 0: {value!r}")
     return number
 
 
-def _seconds(value: str) -> float:
+def seconds(value: str) -> float:
+    """A finite number of seconds, 0 or more (0 is a choice: do not wait). Raises ValueError."""
     try:
         number = float(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if number < 0 or number != number or number == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds, 0 or more: {value!r}")
+        raise ValueError(f"not a number: {value!r}") from None
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"must be a number of seconds, 0 or more: {value!r}")
     return number
+
+
+def whole_number(value: str) -> int:
+    """A whole number of at least 1 (attempts, stages). Raises ValueError with the reason."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"must be a whole number of at least 1: {value!r}") from None
+    if number < 1:
+        raise ValueError(f"must be a whole number of at least 1: {value!r}")
+    return number
+
+
+def _argument(check: Callable[[str], object]) -> Callable[[str], object]:
+    """An argparse type from a check: argparse shows ArgumentTypeError's text as the reason."""
+
+    def convert(value: str) -> object:
+        try:
+            return check(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = check.__name__
+    return convert
+
+
+_positive_float = _argument(positive_number)
+_whole_number = _argument(whole_number)
+_seconds = _argument(seconds)
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -66,7 +147,7 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--prp-all", action="store_true", help="run every PRP found")
     group.addoption(
         "--prp-stage",
-        type=int,
+        type=_whole_number,
         metavar="N",
         help="only the PRPs of computed stage N of the selection",
     )
@@ -145,7 +226,7 @@ def add_options(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--prp-attempts",
-        type=int,
+        type=_whole_number,
         metavar="N",
         help="agent attempts per PRP: failed gates go back to the agent (default 1)",
     )
@@ -225,29 +306,27 @@ class Settings:
     worktree_dir: Path | None  # None: gitops.default_worktrees_dir
 
 
-def _ini_float(config: pytest.Config, name: str) -> float:
-    raw = str(config.getini(name))
+def _ini(config: pytest.Config, name: str, check: Callable[[str], _T]) -> _T:
+    """An ini key's value by the rule its option has: one usage error when it breaks it."""
+    raw = str(config.getini(name)).strip()
     try:
-        return float(raw)
-    except ValueError:
-        raise pytest.UsageError(f"ini option {name} is not a number: {raw!r}") from None
+        return check(raw)
+    except ValueError as exc:
+        raise pytest.UsageError(f"ini option {name} {exc}") from None
 
 
 def _rate_limit_wait(config: pytest.Config) -> float:
     value: float | None = config.option.prp_rate_limit_wait
     if value is not None:  # 0 is a choice, not "unset"
         return value
-    raw = str(config.getini("prp_rate_limit_wait"))
-    try:
-        return _seconds(raw)
-    except argparse.ArgumentTypeError as exc:
-        raise pytest.UsageError(f"ini option prp_rate_limit_wait {exc}") from None
+    return _ini(config, "prp_rate_limit_wait", seconds)
 
 
-def _attempts(value: float) -> int:
-    if value < 1 or int(value) != value:
-        raise pytest.UsageError(f"--prp-attempts must be a whole number of at least 1: {value}")
-    return int(value)
+def _results_base(config: pytest.Config) -> Path:
+    from pytest_prp.where import results_base, start_path
+
+    params = config.invocation_params
+    return results_base(config.rootpath, start_path(config.args, params.dir, config.rootpath))
 
 
 def _models(config: pytest.Config) -> dict[str, str]:
@@ -266,7 +345,7 @@ def _agent(value: str | None) -> str | None:
 
 
 def read_settings(config: pytest.Config) -> Settings:
-    from pytest_prp.ids import batch_of, normalize_id
+    from pytest_prp.ids import batch_id_problem, batch_of, normalize_id
     from pytest_prp.planning import Selection
 
     opt = config.option
@@ -282,6 +361,10 @@ def read_settings(config: pytest.Config) -> Settings:
         if start is None:
             raise pytest.UsageError(f"--prp-start {opt.prp_start!r} is not a PRP id")
     batches = _split_list(opt.prp_batch)
+    for batch in batches:
+        problem = batch_id_problem(batch)
+        if problem:
+            raise pytest.UsageError(f"--prp-batch {batch!r:.60} {problem}")
     if start and not (batches or ids or opt.prp_all) and batch_of(start):
         # "--prp-start PRP-47.3.1" alone means: the rest of batch 47, not of every batch.
         batches = (str(batch_of(start)),)
@@ -299,7 +382,7 @@ def read_settings(config: pytest.Config) -> Settings:
     )
     results_dir = Path(str(config.getini("prp_results_dir")))
     if not results_dir.is_absolute():
-        results_dir = config.rootpath / results_dir
+        results_dir = _results_base(config) / results_dir
     template = str(config.getini("prp_prompt_template")).strip()
     worktree_dir = opt.prp_worktree_dir or str(config.getini("prp_worktree_dir")).strip()
     return Settings(
@@ -314,11 +397,11 @@ def read_settings(config: pytest.Config) -> Settings:
         strict=bool(opt.prp_strict),
         verify=bool(opt.prp_verify),
         clean=bool(opt.prp_clean),
-        gate_timeout=opt.prp_gate_timeout or _ini_float(config, "prp_gate_timeout"),
-        timeout=opt.prp_timeout or _ini_float(config, "prp_timeout"),
-        idle_timeout=opt.prp_idle_timeout or _ini_float(config, "prp_idle_timeout"),
-        heartbeat=opt.prp_heartbeat or _ini_float(config, "prp_heartbeat"),
-        attempts=_attempts(opt.prp_attempts or _ini_float(config, "prp_attempts")),
+        gate_timeout=opt.prp_gate_timeout or _ini(config, "prp_gate_timeout", positive_number),
+        timeout=opt.prp_timeout or _ini(config, "prp_timeout", positive_number),
+        idle_timeout=opt.prp_idle_timeout or _ini(config, "prp_idle_timeout", positive_number),
+        heartbeat=opt.prp_heartbeat or _ini(config, "prp_heartbeat", positive_number),
+        attempts=opt.prp_attempts or _ini(config, "prp_attempts", whole_number),
         budget_usd=opt.prp_budget_usd,
         rate_limit_wait=_rate_limit_wait(config),
         models=_models(config),

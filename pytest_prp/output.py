@@ -48,13 +48,18 @@ _TAIL_SCAN_LIMIT = 4 << 20
 
 
 class LogSink:
-    """Appends to one log file (one per PRP), flushing every write so it survives a SIGKILL."""
+    """Appends to one log file (one per PRP), flushing every write so it survives a SIGKILL.
+
+    Best effort once open, as heartbeats: a full disk cuts the log short but never fails the
+    PRP (its verdict comes from the gates' exit codes; the batch then stops at the result
+    JSON, which the same disk cannot take either)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file: IO[str] = open(path, "a", encoding="utf-8", errors="replace")
         self._lock = threading.Lock()  # on_line callbacks may log from other threads
+        self.write_error: str | None = None  # the first failed write: the log ends there
 
     def section(self, title: str) -> None:
         """A header such as ``=== step 2/5: Phase 2 ===``."""
@@ -66,10 +71,18 @@ class LogSink:
     def write(self, text: str) -> None:
         """Whole lines at once (``text`` ends with a newline): one write, one flush."""
         with self._lock:
-            if self._file.closed:
+            if self._file.closed or self.write_error is not None:
                 return
-            self._file.write(text)
-            self._file.flush()
+            try:
+                self._file.write(text)
+                self._file.flush()
+            except OSError as exc:
+                self.failed(exc)
+
+    def failed(self, exc: OSError) -> None:
+        """A write failed: nothing more is written (a later line would hide the gap)."""
+        if self.write_error is None:
+            self.write_error = f"{self.path}: {exc.strerror or exc}"
 
     def lines(self, text: str) -> None:
         """Each line of a multi-line text."""
@@ -78,7 +91,10 @@ class LogSink:
 
     def close(self) -> None:
         with self._lock:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError as exc:  # the last buffered bytes did not fit
+                self.failed(exc)
 
     def __enter__(self) -> LogSink:
         return self
@@ -462,7 +478,7 @@ class LogCopy:
     def take(self, fd: int, limit: int) -> int | None:
         """Move what the pipe holds into the log inside the kernel (splice: no copy through
         Python). None where splice is not available or refused."""
-        if not self._splice:
+        if not self._splice or self._log.write_error is not None:
             return None
         try:
             moved = os.splice(fd, self._fd, limit, offset_dst=self._size)
@@ -477,11 +493,16 @@ class LogCopy:
         return moved
 
     def feed(self, data: bytes) -> None:
+        if self._log.write_error is not None:
+            return  # the log is cut short: the pipe is still drained, so the child goes on
         view = memoryview(data)
-        while view:
-            written = os.pwrite(self._fd, view, self._size)
-            self._size += written
-            view = view[written:]
+        try:
+            while view:
+                written = os.pwrite(self._fd, view, self._size)
+                self._size += written
+                view = view[written:]
+        except OSError as exc:
+            self._log.failed(exc)
         self._tell()
 
     def _tell(self) -> None:

@@ -46,8 +46,13 @@ def pytest_configure(config: pytest.Config) -> None:
     if not settings.enabled:
         return
     from pytest_prp.collect import KNOWN_PRPS
+    from pytest_prp.stopping import QuietFinish
 
     config.stash[KNOWN_PRPS] = []
+    finishing = QuietFinish()
+    config.pluginmanager.register(finishing, "prp-quiet-finish")
+    # A cleanup registered now runs after those registered later (the worktree's release).
+    config.add_cleanup(finishing.stop)
     if settings.plan_format in ("json", "mermaid"):
         # The document must be all that stdout carries, so pytest's own lines go.
         reporter = config.pluginmanager.get_plugin("terminalreporter")
@@ -68,6 +73,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads -n
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    if not hasattr(config, "workerinput"):  # workers get their options from the controller
+        again = _rerun_with_joined_values(config)
+        if again is not None:
+            return again
     if config.option.prp_plan and getattr(config.option, "numprocesses", None):
         config.option.numprocesses = None  # a plan is printed by this process, not by workers
     if config.option.prp_agent_presets:
@@ -76,6 +85,34 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
         print(presets_text())
         return 0
     return None
+
+
+def _rerun_with_joined_values(config: pytest.Config) -> int | None:
+    """``--prp-agent /abs/agent`` made pytest take the agent for a test path when it chose the
+    rootdir and ini file (see ``joined_values``): the batch would run in the wrong repository
+    with the wrong settings. Nothing has been configured yet, so the run starts over with the
+    values joined (``--prp-agent=/abs/agent``), which every pytest version reads right."""
+    import shlex
+
+    from pytest_prp.options import joined_values
+
+    params = config.invocation_params
+
+    def is_path(value: str) -> bool:
+        return (params.dir / value).exists()
+
+    args = joined_values(params.args, is_path)
+    addopts = os.environ.get("PYTEST_ADDOPTS")
+    env_args = joined_values(shlex.split(addopts), is_path) if addopts else None
+    if args is None and env_args is None:
+        return None
+    if env_args is not None:
+        os.environ["PYTEST_ADDOPTS"] = shlex.join(env_args)
+    try:
+        return int(pytest.main(args or list(params.args), plugins=list(params.plugins or ())))
+    finally:
+        if addopts is not None:
+            os.environ["PYTEST_ADDOPTS"] = addopts
 
 
 def _interrupt_on_sigterm() -> None:

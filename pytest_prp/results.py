@@ -49,6 +49,11 @@ class BatchResults:
         self.expected: list[str] = []  # node ids of the PRPs this run was to run
         self.progress: Any = None
         self._facts: tuple[dict[str, int], dict[str, float | None]] | None = None
+        self.session: pytest.Session | None = None
+        self.write_error: str | None = None  # why the JSON could not be written, if so
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.session = session
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.expected = [item.nodeid for item in session.items if _is_prp_nodeid(item.nodeid)]
@@ -111,7 +116,9 @@ class BatchResults:
 
     @property
     def path(self) -> Path:
-        return self.results_dir / "batches" / f"batch-{self.label}.result.json"
+        from pytest_prp.status import result_path
+
+        return result_path(self.results_dir, self.label)
 
     @pytest.hookimpl(trylast=True)  # after the --lf plugin forgot skipped items
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -229,9 +236,22 @@ class BatchResults:
         }
 
     def write(self, final: bool = False) -> None:
-        """Rewritten after every PRP on one line (cheap); indented once the run is over."""
-        prepare_results_dir(self.results_dir)
-        write_json_atomically(self.path, self.document(), compact=not final)
+        """Rewritten after every PRP on one line (cheap); indented once the run is over.
+
+        A batch whose results cannot be written (a full disk) stops after the PRPs in progress,
+        interrupted: what passed is merged, the same command resumes once there is room."""
+        try:
+            prepare_results_dir(self.results_dir)
+            write_json_atomically(self.path, self.document(), compact=not final)
+        except OSError as exc:
+            self.write_error = f"cannot write {self.path}: {exc.strerror or exc}"
+            if self.session is not None and not final:
+                from pytest_prp.stopping import stop_batch
+
+                reason = f"prp: {self.write_error}; free space and run the same command to resume"
+                stop_batch(self.session, reason)
+        else:
+            self.write_error = None
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self.progress:
@@ -285,7 +305,10 @@ class BatchResults:
             f"{s['success_rate']:.0%}; {s['elapsed_seconds']:.1f} s"
             + (f"; cost ${s['cost_usd']:.4f}" if s["cost_usd"] is not None else "")
         )
-        tr.write_line(f"Results: {self.path}")
+        if self.write_error:
+            tr.write_line(f"Results: not written ({self.write_error})")
+        else:
+            tr.write_line(f"Results: {self.path}")
         if self.branch:
             tr.write_line(
                 f"Integration branch: {self.branch} (merge it with: git merge {self.branch})"

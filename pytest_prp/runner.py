@@ -26,6 +26,7 @@ from pytest_prp.ratelimit import (
     SharedPause,
     waiting_text,
 )
+from pytest_prp.safepath import inside
 
 if TYPE_CHECKING:
     from pytest_prp.executors import StepsOutcome
@@ -131,7 +132,7 @@ def run_setup(item: PrpItem) -> None:
     settings = execution.settings
     prp = item.prp
     run = item.stash[RUN]
-    run.log_path = settings.results_dir / "logs" / (prp.batch or "none") / f"{prp.id}.log"
+    run.log_path = inside(settings.results_dir / "logs", prp.batch or "none", f"{prp.id}.log")
     beat = _start_heartbeat(item, run, settings)
     try:
         if settings.verify:

@@ -37,7 +37,9 @@ from pytest_prp.heartbeat import (
     parse_time,
     read_heartbeats,
 )
-from pytest_prp.ids import natural_key
+from pytest_prp.ids import batch_id_problem, natural_key
+from pytest_prp.jsonfile import read_json
+from pytest_prp.safepath import inside
 
 DEFAULT_RESULTS_DIR = Path(".ce/orchestration")
 STALE_INTERVALS = 3
@@ -95,12 +97,13 @@ class BatchView:
 
 
 def result_path(results_dir: Path, batch: str) -> Path:
-    return results_dir / "batches" / f"{_RESULT_PREFIX}{batch}{_RESULT_SUFFIX}"
+    """``<results_dir>/batches/batch-<batch>.result.json``, the one place its name is made."""
+    return inside(results_dir / "batches", f"{_RESULT_PREFIX}{batch}{_RESULT_SUFFIX}")
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path)
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
@@ -532,6 +535,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     results_dir: Path = args.results_dir
     batch = args.batch.removeprefix("batch-") if args.batch else latest_batch(results_dir)
+    problem = batch_id_problem(batch) if batch else None
+    if problem:  # it would name a file outside the results directory
+        print(f"prp-status: --batch {batch!r:.60} {problem}", file=sys.stderr)
+        return 2
     view = load_view(results_dir, batch) if batch else None
     if view is None:
         what = f"batch {batch}" if args.batch else "any batch"

@@ -11,6 +11,7 @@ agent printing plain text (or a wrapper script mixing both) is fine.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -53,7 +54,11 @@ def parse_event(line: str) -> dict[str, Any] | None:
 def _number(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond any float
+        return None
+    return number if math.isfinite(number) else None  # NaN and Infinity are no cost
 
 
 def _integer(value: object) -> int | None:
