@@ -119,7 +119,8 @@ class Execution:
         self.settings = settings
         self.git = GitWorkspace.open(config.rootpath, settings.worktree_dir)
         batches = [prp.batch for prp in plan.prps]
-        self.branch = integration_branch_name(settings, batches)
+        # Verify mode checks HEAD as it is: it makes no integration branch.
+        self.branch = "" if settings.verify else integration_branch_name(settings, batches)
         self.label = batch_label(batches)
         self.known = {prp.id: prp for prp in config.stash.get(KNOWN_PRPS, [])}
         self.passed: dict[str, str] = {}  # PRP id -> commit, passed in this process

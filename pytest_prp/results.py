@@ -179,8 +179,11 @@ class BatchResults:
         from pytest_prp.ids import batch_of
         from pytest_prp.plugin import SETTINGS
 
+        settings = self.config.stash[SETTINGS]
+        if settings.verify:
+            return ""
         batches = (batch_of(nodeid.rsplit("::", 1)[-1]) for nodeid in self.expected)
-        return integration_branch_name(self.config.stash[SETTINGS], batches)
+        return integration_branch_name(settings, batches)
 
     def summary(self) -> dict[str, Any]:
         statuses = [r["status"] for r in self.results.values()]

@@ -55,6 +55,8 @@ def check_ready(item: PrpItem) -> None:
     run = PrpRun(prp=prp, stage=item.stage, branch=execution.branch)
     item.stash[RUN] = run
     if settings.verify:
+        # A PRP's gates are a property of the tree, not of its dependencies: every one runs.
+        _tell_pytest_dependency(item, prp.dependencies)
         return
     for dep in prp.dependencies:
         if execution.completed(dep) is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -15,16 +14,17 @@ from typing import Any
 import pytest
 
 from conftest import (
-    EXAMPLE_PRPS,
     FAKE_AGENT,
+    RESULT,
+    copy_example,
+    entries,
     git,
     init_repo,
     processes_with,
+    result_json,
     worktrees_dir,
     write_prp,
 )
-
-RESULT = Path(".ce/orchestration/batches")
 
 
 def snapshot(root: Path) -> dict[str, Any]:
@@ -61,23 +61,8 @@ def snapshot(root: Path) -> dict[str, Any]:
     }
 
 
-def result_json(root: Path, batch: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((root / RESULT / f"batch-{batch}.result.json").read_text())
-    return data
-
-
-def entries(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {pid: e for stage in doc["stages"].values() for pid, e in stage.items()}
-
-
 def subjects(root: Path, branch: str) -> list[str]:
     return git(root, "log", "--format=%s", branch).splitlines()
-
-
-def copy_example(root: Path) -> None:
-    (root / "PRPs").mkdir(exist_ok=True)
-    for path in EXAMPLE_PRPS.glob("*.md"):
-        (root / "PRPs" / path.name).write_text(path.read_text())
 
 
 def test_example_batch_runs_and_resumes(pytester: pytest.Pytester, repo: Path) -> None:
