@@ -49,6 +49,7 @@ class PrpRun:
     log_path: Path | None = None
     kept_worktree: bool = False
     base: str | None = None  # the integration tip the worktree started from
+    blocked_by: list[str] = field(default_factory=list)  # dependencies not complete
 
     def add_cost(self, outcome: StepsOutcome) -> None:
         """Cost and tokens add up over attempts."""
@@ -82,6 +83,7 @@ class PrpRun:
             "estimated_hours": self.prp.estimated_hours,
             "worktree": str(self.workdir) if self.kept_worktree and self.workdir else None,
             "log": str(self.log_path) if self.log_path else None,
+            "blocked_by": self.blocked_by,
         }
 
 
@@ -174,11 +176,13 @@ class Execution:
 
     def batch_spent(self) -> float:
         """What the batch has spent: other workers' PRPs are in the controller's result JSON."""
+        from pytest_prp.results import spent_in_run
+
         recorded = 0.0
         try:
-            summary = json.loads(self.result_path.read_text(encoding="utf-8"))["summary"]
-            recorded = float(summary.get("cost_usd") or 0.0)
-        except (OSError, ValueError, KeyError, TypeError):
+            document = json.loads(self.result_path.read_text(encoding="utf-8"))
+            recorded = spent_in_run(document)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             pass
         return max(recorded, self.spent_usd)
 

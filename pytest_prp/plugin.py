@@ -9,7 +9,7 @@ import fnmatch
 import os
 from collections.abc import Generator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -103,6 +103,21 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> PrpFile | 
     from pytest_prp.collect import PrpFile
 
     return PrpFile.from_parent(parent, path=file_path)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, Any, Any]:
+    """A PRP file that another plugin skipped collecting (``--lf`` skips the files without
+    failures) is still part of the batch: its PRP is known to the plan, which then computes
+    the batch's real stages, but is not run."""
+    report = yield
+    settings = collector.config.stash[SETTINGS]
+    if settings.enabled and report.passed and not report.result:
+        from pytest_prp.collect import PrpFile, register_skipped_file
+
+        if isinstance(collector, PrpFile):
+            register_skipped_file(collector)
+    return report
 
 
 def _is_complete(config: pytest.Config, prp_id: str) -> bool:

@@ -43,6 +43,14 @@ def _keep_worktree(execution: Execution, run: PrpRun) -> None:
         run.workdir = execution.git.keep_worktree(run.workdir, run.prp.id)
 
 
+def new_run(item: PrpItem) -> PrpRun:
+    """The PRP's record in this process, from the moment pytest starts its setup."""
+    execution = item.config.stash[EXECUTION]
+    run = PrpRun(prp=item.prp, stage=item.stage, branch=execution.branch)
+    item.stash[RUN] = run
+    return run
+
+
 def check_ready(item: PrpItem) -> None:
     """Before any other setup: skip a blocked PRP, one complete already, or one over budget.
 
@@ -52,17 +60,18 @@ def check_ready(item: PrpItem) -> None:
     execution = item.config.stash[EXECUTION]
     settings = execution.settings
     prp = item.prp
-    run = PrpRun(prp=prp, stage=item.stage, branch=execution.branch)
-    item.stash[RUN] = run
+    run = new_run(item)
     if settings.verify:
         # A PRP's gates are a property of the tree, not of its dependencies: every one runs.
         _tell_pytest_dependency(item, prp.dependencies)
         return
-    for dep in prp.dependencies:
-        if execution.completed(dep) is None:
-            run.status = "blocked"
-            run.errors.append(f"blocked: {dep} not completed")
-            pytest.skip(f"blocked: {dep} not completed")
+    missing = [dep for dep in prp.dependencies if execution.completed(dep) is None]
+    if missing:
+        run.status = "blocked"
+        run.blocked_by = missing
+        message = f"blocked: {', '.join(missing)} not completed"
+        run.errors.append(message)
+        pytest.skip(message)
     if not settings.rerun:
         proof = execution.ledger().get(prp.id)
         if proof:
