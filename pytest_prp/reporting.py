@@ -78,7 +78,8 @@ class ReportHooks:
                 run.errors.append(f"skipped: {reason}")
             # Where it was skipped is the PRP, not the line of whichever code said so.
             path, line, _ = item.reportinfo()
-            report.longrepr = (os.fspath(path), (line or 0) + 1, f"Skipped: {reason}")
+            where = os.path.relpath(path, item.config.rootpath)
+            report.longrepr = (where, (line or 0) + 1, f"Skipped: {reason}")
         data = run.to_dict()
         report.prp = data  # type: ignore[attr-defined]
         if report.when == "teardown":

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pytest_prp.heartbeat import iso
 from pytest_prp.ids import natural_key
 from pytest_prp.jsonfile import write_json_atomically
 
@@ -30,7 +30,8 @@ WRITE_SPACING = 20.0
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    # To the millisecond, as heartbeats: the status view compares the two.
+    return iso(time.time()) or ""
 
 
 def prepare_results_dir(results_dir: Path) -> None:
@@ -270,6 +271,9 @@ class BatchResults:
         prepare_results_dir(self.results_dir)
         write_json_atomically(self.path, self.document(), compact=not final)
 
+    # Last: after pytest's own session end has torn down a PRP cut short (which keeps its
+    # worktree and writes its final heartbeat).
+    @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self.progress:
             self.progress.stop()
@@ -290,7 +294,7 @@ class BatchResults:
             if known["status"] not in UNFINISHED_STATUSES:
                 continue
             if prp_id in self.started_prps:
-                self.results[prp_id] = self._interrupted_entry(prp_id, known)
+                self.results[prp_id] = self._interrupted_entry(prp_id, self._cut_short(known))
             else:
                 self.results[prp_id] = self._never_started(prp_id)
         self.write(final=True)
@@ -309,6 +313,27 @@ class BatchResults:
                 if outside:
                     found[prp_id] = outside
         return found
+
+    def _cut_short(self, known: dict[str, Any]) -> dict[str, Any]:
+        """A PRP cut short made no last report: its final heartbeat (written by whichever
+        process ran it, as it ended) says how long it ran and where its work was kept."""
+        from pytest_prp.heartbeat import heartbeat_path, parse_time
+
+        path = heartbeat_path(self.results_dir, known.get("batch"), known["prp_id"])
+        try:
+            beat = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return known
+        began = parse_time(beat.get("started_at")) if isinstance(beat, dict) else None
+        if began is None or began < (parse_time(self.started_at) or 0.0) - 1.0:
+            return known  # an earlier run's heartbeat
+        elapsed = beat.get("elapsed_seconds")
+        worktree = beat.get("worktree")
+        return {
+            **known,
+            "elapsed_seconds": elapsed if isinstance(elapsed, (int, float)) else 0.0,
+            "worktree": worktree if isinstance(worktree, str) else None,
+        }
 
     def _never_started(self, prp_id: str) -> dict[str, Any]:
         never = self._interrupted_entry(prp_id, None)

@@ -19,6 +19,8 @@ from pytest_prp.execution import EXECUTION, RUN, Execution, PrpRun, prp_branch_n
 from pytest_prp.gitops import GitError, trailers_message
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from pytest_prp.executors import StepsOutcome
     from pytest_prp.gates import GateResult
     from pytest_prp.heartbeat import Heartbeat
@@ -318,16 +320,20 @@ def run_teardown(item: PrpItem) -> None:
     run.elapsed = time.monotonic() - run.started
     execution = item.config.stash[EXECUTION]
     execution.spent_usd += run.cost_usd or 0.0
-    if run.workdir is None:
-        return
-    if execution.settings.verify:
-        execution.git.done_with_worktree(run.workdir)
-        run.kept_worktree = False
-    elif run.status not in ("success", "unverified"):
-        _keep_worktree(execution, run)  # ended by an error of a plugin or hook of its own
+    # Still running at teardown: Ctrl-C or SIGTERM cut it short, and no report will carry its
+    # record; its final heartbeat tells the controller how long it ran and what was kept.
+    cut_short = run.status == "running"
+    if run.workdir is not None:
+        if execution.settings.verify:
+            execution.git.done_with_worktree(run.workdir)
+            run.kept_worktree = False
+        elif run.status not in ("success", "unverified"):
+            _keep_worktree(execution, run)  # cut short, or ended by a plugin's error
+    if cut_short:
+        finish_heartbeat(item, "interrupted", run.workdir if run.kept_worktree else None)
 
 
-def finish_heartbeat(item: pytest.Item, status: str) -> None:
+def finish_heartbeat(item: pytest.Item, status: str, worktree: Path | None = None) -> None:
     beat = item.stash.get(HEARTBEAT, None)
     if beat is not None:
-        beat.finish(status)
+        beat.finish(status, worktree)
