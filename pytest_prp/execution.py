@@ -221,9 +221,15 @@ def check_repository(config: pytest.Config, settings: Settings) -> None:
         raise pytest.UsageError(f"prp: {exc}") from None
 
 
-def clean_worktrees(config: pytest.Config, settings: Settings) -> list[Path]:
-    """``--prp-clean``: remove the worktrees (and branches) kept from failed PRPs."""
+def clean_worktrees(rootpath: Path, worktree_dir: Path | None, dry_run: bool = False) -> list[str]:
+    """``--prp-clean``: remove the worktrees (and branches) kept from failed or interrupted
+    PRPs; ``dry_run`` (``--collect-only``) only tells what would go. The lines to show."""
     try:
-        return GitWorkspace.open(config.rootpath, settings.worktree_dir).clean()
+        git = GitWorkspace.open(rootpath, worktree_dir)
+        found = sorted(git.removable_worktrees()) if dry_run else git.clean()
     except GitError as exc:
         raise pytest.UsageError(f"prp: {exc}") from None
+    if not found:
+        return ["prp: no kept worktree to remove"]
+    what = "would remove (--collect-only)" if dry_run else "removed"
+    return [f"prp: {what} {len(found)} kept worktree(s):", *(f"  {path}" for path in found)]

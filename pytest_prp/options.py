@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -295,4 +295,17 @@ def read_settings(config: pytest.Config) -> Settings:
         worktree_dir=(config.rootpath / Path(worktree_dir).expanduser()).resolve()
         if worktree_dir
         else None,
+    )
+
+
+def selection_given(opt: Any) -> bool:
+    """Whether the command line asks for PRPs to run, plan or verify (not only to clean)."""
+    return bool(
+        opt.prp_batch
+        or opt.prp_id
+        or opt.prp_all
+        or opt.prp_stage
+        or opt.prp_start
+        or opt.prp_plan
+        or opt.prp_verify
     )

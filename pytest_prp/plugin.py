@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import sys
 from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_prp import hooks
-from pytest_prp.options import Settings, add_options, read_settings
+from pytest_prp.options import Settings, add_options, read_settings, selection_given
 
 # Everything else is imported where PRPs are in play: a run without PRPs must not pay for
 # YAML, markdown, git or planning code (benchmarks/bench_collection.py measures it).
@@ -74,6 +75,18 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
         from pytest_prp.agents import presets_text
 
         print(presets_text())
+        return 0
+    if config.option.prp_clean and not selection_given(config.option):
+        # --prp-clean alone is a command of its own: clean, say what went, run nothing.
+        from pytest_prp.execution import clean_worktrees
+
+        try:
+            worktree_dir = read_settings(config).worktree_dir
+            lines = clean_worktrees(config.rootpath, worktree_dir, config.option.collectonly)
+        except pytest.UsageError as exc:
+            print(f"ERROR: {exc}", file=sys.stderr)
+            return pytest.ExitCode.USAGE_ERROR
+        print("\n".join(lines))
         return 0
     return None
 
@@ -254,13 +267,17 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     """Check the repository once, before the first PRP runs: one clear line, nothing executed."""
     config = session.config
     settings = config.stash[SETTINGS]
-    if settings.clean and not config.option.collectonly and not hasattr(config, "workerinput"):
+    if settings.clean and not hasattr(config, "workerinput"):
+        # With a selection: clean, then run it (--collect-only: only tell what would go).
         from pytest_prp.execution import clean_worktrees
 
-        removed = clean_worktrees(config, settings)
+        lines = clean_worktrees(
+            config.rootpath, settings.worktree_dir, dry_run=config.option.collectonly
+        )
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
-            reporter.write_line(f"prp: removed {len(removed)} kept worktree(s)")
+            for line in lines:
+                reporter.write_line(line)
     plan = config.stash.get(PLAN, None)
     if plan is None or config.option.collectonly:
         return
