@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from pytest_prp.planning import Plan
 
 SETTINGS = pytest.StashKey[Settings]()
-PLAN = pytest.StashKey["Plan"]()
+PLAN: pytest.StashKey[Plan] = pytest.StashKey()
 SEEN_FILES = pytest.StashKey[list[Path]]()
 PLAN_SHOWN = pytest.StashKey[bool]()
 
@@ -188,18 +188,21 @@ def pytest_collection_modifyitems(
         items[:] = []
         return
     by_id = {item.prp.id: item for item in prp_items}
-    selected: list[pytest.Item] = []
+    selected: list[PrpItem] = []
     for prp in plan.prps:
         item = by_id.get(prp.id)
         if item is None or item.prp is not prp:
             continue
         item.stage = plan.stages[prp.id]
-        _add_markers(config, item, plan)
         selected.append(item)
-    deselected = [item for item in prp_items if item not in selected]
+    _register_markers(config, selected)
+    for item in selected:
+        _add_markers(item)
+    chosen = set(selected)
+    deselected = [item for item in prp_items if item not in chosen]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
-    items[:] = others + selected
+    items[:] = [*others, *selected]
 
 
 class WorkerFiller:
@@ -302,16 +305,22 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         check_ready(item)
 
 
-def _add_markers(config: pytest.Config, item: PrpItem, plan: Plan) -> None:
+def _register_markers(config: pytest.Config, items: list[PrpItem]) -> None:
+    # All before the first use: pytest re-reads every registered marker whenever a name it
+    # has not seen is used, which would make a chain of N stages cost N^2.
+    for item in items:
+        if item.prp.batch is not None:
+            batch = item.prp.batch
+            _register_marker(config, f"prp_batch_{batch}", f"PRPs of batch {batch}")
+        _register_marker(config, f"prp_stage_{item.stage}", f"PRPs of computed stage {item.stage}")
+
+
+def _add_markers(item: PrpItem) -> None:
     prp = item.prp
     item.add_marker(pytest.mark.prp)
     if prp.batch is not None:
-        name = f"prp_batch_{prp.batch}"
-        _register_marker(config, name, f"PRPs of batch {prp.batch}")
-        item.add_marker(getattr(pytest.mark, name))
-    stage_name = f"prp_stage_{item.stage}"
-    _register_marker(config, stage_name, f"PRPs of computed stage {item.stage}")
-    item.add_marker(getattr(pytest.mark, stage_name))
+        item.add_marker(getattr(pytest.mark, f"prp_batch_{prp.batch}"))
+    item.add_marker(getattr(pytest.mark, f"prp_stage_{item.stage}"))
     # scope="session": pytest-dependency's default module scope crashes on non-Python items.
     item.add_marker(
         pytest.mark.dependency(name=prp.id, depends=list(prp.dependencies), scope="session")
