@@ -11,11 +11,16 @@ check, reports, the result record, the JSON rewritten after it, the summary).
 
 Per size: ``start-up`` is ``python -m pytest PRPs/ --prp-batch 1 --collect-only`` (pytest's
 start-up, collecting and planning N PRPs: a cost of its own, not charged per PRP) and ``run``
-the batch itself; per-PRP overhead = (run - start-up) / N, best of --repeat rounds each.
+the batch itself, taking turns; per-PRP overhead = the median over rounds of (run - start-up)
+of one round, / N (--repeat rounds, at least 2,000 / N up to 15 for small batches, whose
+figure is the difference of two short runs).
 Target: per-PRP overhead at the largest size within **1.5x** of that at the smallest, for each
-shape; the figures of all sizes are printed next to each other.
+shape; the figures of all sizes are printed next to each other. The per-PRP figure of a small
+batch includes the run's fixed costs (opening the repository, the integration branch, the
+final JSON) spread over few PRPs, so the table also prints the marginal cost, what one more
+PRP costs between one size and the next: constant when the bookkeeping is O(1) per PRP.
 
-Run:  .venv/bin/python benchmarks/bench_bookkeeping.py                  (N = 50 and 5,000)
+Run:  .venv/bin/python benchmarks/bench_bookkeeping.py                  (N = 50, 500, 5,000)
       .venv/bin/python benchmarks/bench_bookkeeping.py --sizes 50 500 --repeat 1   (smoke)
 
 Exit status 0 whether the target is met or not; 1 when the setup or a run fails.
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,8 +46,8 @@ SHAPES = ("chain", "wide")
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[50, 5000], metavar="N")
-    parser.add_argument("--repeat", type=int, default=2, help="rounds per figure (best kept)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[50, 500, 5000], metavar="N")
+    parser.add_argument("--repeat", type=int, default=2, help="rounds per figure (at least)")
     parser.add_argument("--shapes", nargs="+", choices=SHAPES, default=list(SHAPES))
     parser.add_argument("--python", default=sys.executable, help="interpreter with pytest-prp")
     args = parser.parse_args(argv)
@@ -97,14 +103,22 @@ def check_result(repo: Path, size: int) -> None:
         raise SetupError(f"unexpected result in {repo}: {summary}")
 
 
-def measure(python: str, repo: Path, size: int, repeat: int) -> tuple[float, float]:
-    """Best start-up and best run time over ``repeat`` rounds (taking turns)."""
+def rounds_for(size: int, repeat: int) -> int:
+    """Small batches get more rounds: their figure is the difference of two short runs, and
+    a tenth of a second of noise is 2 ms per PRP at N=50."""
+    return max(repeat, min(15, 2000 // size))
+
+
+def measure(python: str, repo: Path, size: int, rounds: int) -> tuple[float, float, float]:
+    """Median start-up, median run, and the median over rounds of (run - start-up) of the same
+    round (the two take turns, so both see the same spell of the machine)."""
     startups, runs = [], []
-    for _ in range(repeat):
+    for _ in range(rounds):
         startups.append(timed(python, repo, "--collect-only"))
         runs.append(timed(python, repo))
         check_result(repo, size)
-    return min(startups), min(runs)
+    paired = statistics.median(r - s for r, s in zip(runs, startups, strict=True))
+    return statistics.median(startups), statistics.median(runs), paired
 
 
 def run(args: argparse.Namespace) -> list[str]:
@@ -112,22 +126,31 @@ def run(args: argparse.Namespace) -> list[str]:
     sizes = sorted(set(args.sizes))
     versus = f"vs N={sizes[0]}"
     lines = [
-        f"{'shape':<6} {'N':>6} {'start-up s':>11} {'run s':>8} {'per-PRP ms':>11} {versus:>9}"
+        f"{'shape':<6} {'N':>6} {'rounds':>6} {'start-up s':>11} {'run s':>8} "
+        f"{'per-PRP ms':>11} {versus:>9} {'marginal ms':>12}"
     ]
     verdicts = []
     with tempfile.TemporaryDirectory(prefix="prp-bench-bookkeeping-") as tmp:
         for shape in args.shapes:
             base: float | None = None
             per_prp = 0.0
+            previous: tuple[int, float] | None = None
             for size in sizes:
                 repo = make_batch(Path(tmp), shape, size)
-                startup, whole = measure(args.python, repo, size, args.repeat)
-                per_prp = max(whole - startup, 0.0) / size * 1000
+                rounds = rounds_for(size, args.repeat)
+                startup, whole, paired = measure(args.python, repo, size, rounds)
+                per_prp = max(paired, 0.0) / size * 1000
                 base = per_prp if base is None else base
                 ratio = per_prp / base if base else float("inf")
+                # What one more PRP costs between the previous size and this one: without the
+                # run's fixed costs, which flatter the per-PRP figure of small batches.
+                marginal = ""
+                if previous is not None:
+                    marginal = f"{(paired - previous[1]) / (size - previous[0]) * 1000:.3f}"
+                previous = (size, paired)
                 lines.append(
-                    f"{shape:<6} {size:>6} {startup:>11.2f} {whole:>8.2f} {per_prp:>11.3f} "
-                    f"{ratio:>8.2f}x"
+                    f"{shape:<6} {size:>6} {rounds:>6} {startup:>11.2f} {whole:>8.2f} "
+                    f"{per_prp:>11.3f} {ratio:>8.2f}x {marginal:>12}"
                 )
             ratio = per_prp / base if base else float("inf")
             verdicts.append((shape, ratio))

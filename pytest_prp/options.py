@@ -102,7 +102,7 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption(
         "--prp-clean",
         action="store_true",
-        help="remove worktrees kept from failed PRPs before running",
+        help="remove the worktrees kept from failed or interrupted PRPs; alone, only that",
     )
     group.addoption(
         "--prp-worktree-dir",
