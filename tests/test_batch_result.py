@@ -86,12 +86,13 @@ def test_verify_names_no_integration_branch(pytester: pytest.Pytester, repo: Pat
 # --- blocked by what the run left out ---------------------------------------------------
 
 
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
 def test_blocked_by_a_dependency_outside_the_selection_fails_the_run(
-    pytester: pytest.Pytester, repo: Path
+    pytester: pytest.Pytester, repo: Path, workers: list[str]
 ) -> None:
     copy_example(repo)
     commit_all(repo)
-    result = pytester.runpytest("PRPs", "--prp-batch", "7", "-k", "PRP-7.2")
+    result = pytester.runpytest_subprocess("PRPs", "--prp-batch", "7", "-k", "PRP-7.2", *workers)
     assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
     result.stdout.fnmatch_lines(
         [
