@@ -12,7 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import RESULT, copy_example, entries, git, result_json, wait_gone, write_prp
+from conftest import (
+    RESULT,
+    copy_example,
+    entries,
+    git,
+    result_json,
+    wait_gone,
+    worktrees_dir,
+    write_prp,
+)
 
 UNFINISHED = ("running", "pending")
 
@@ -277,7 +286,7 @@ def test_an_interrupted_prp_has_its_time_and_kept_worktree(
     record = entries(result_json(repo, "47"))["PRP-47.1.1"]
     assert record["status"] == "interrupted"
     assert record["elapsed_seconds"] >= 1.0, record
-    kept = repo / ".git" / "prp" / "worktrees" / "PRP-47.1.1"
+    kept = worktrees_dir(repo) / "PRP-47.1.1"
     assert record["worktree"] == str(kept) and kept.is_dir(), (record, out)
 
 
