@@ -42,6 +42,17 @@ class PrpFile(pytest.File):
         return super().repr_failure(excinfo)
 
 
+def register_skipped_file(node: PrpFile) -> None:
+    """The PRP of a file whose collection was skipped (``--lf``): known, not an item.
+    A file that cannot be read now is left out: it is not part of this run."""
+    registry = node.config.stash.get(KNOWN_PRPS, None)
+    if registry is None:
+        return
+    result = load_prp(node.path)
+    if result.prp is not None and not result.errors:
+        registry.append(result.prp)
+
+
 class PrpItem(pytest.Item):
     def __init__(self, *, prp: Prp, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -56,6 +56,7 @@ class PrpRun:
     refs_before: RefState | None = None  # git's refs when the steps started
     ref_changes: list[str] = field(default_factory=list)  # what the steps did to refs
     files_deleted: list[str] = field(default_factory=list)
+    blocked_by: list[str] = field(default_factory=list)  # dependencies not complete
 
     def add_cost(self, outcome: StepsOutcome) -> None:
         """Cost and tokens add up over attempts."""
@@ -93,6 +94,7 @@ class PrpRun:
             "estimated_hours": self.prp.estimated_hours,
             "worktree": str(self.workdir) if self.kept_worktree and self.workdir else None,
             "log": str(self.log_path) if self.log_path else None,
+            "blocked_by": self.blocked_by,
         }
 
 
@@ -146,7 +148,8 @@ class Execution:
                     "run the PRPs of one repository at a time"
                 )
         batches = [prp.batch for prp in plan.prps]
-        self.branch = integration_branch_name(settings, batches)
+        # Verify mode checks HEAD as it is: it makes no integration branch.
+        self.branch = "" if settings.verify else integration_branch_name(settings, batches)
         self.label = batch_label(batches)
         self.known = {prp.id: prp for prp in config.stash.get(KNOWN_PRPS, [])}
         self.passed: dict[str, str] = {}  # PRP id -> commit, passed in this process
@@ -209,12 +212,12 @@ class Execution:
     def batch_spent(self) -> float:
         """What the batch has spent: other workers' PRPs are in the controller's result JSON."""
         from pytest_prp.jsonfile import read_json
+        from pytest_prp.results import spent_in_run
 
         recorded = 0.0
         try:
-            summary = read_json(self.result_path)["summary"]
-            recorded = float(summary.get("cost_usd") or 0.0)
-        except (OSError, ValueError, KeyError, TypeError):
+            recorded = spent_in_run(read_json(self.result_path))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             pass
         return max(recorded, self.spent_usd)
 
@@ -299,9 +302,15 @@ def claim_run(
         config.add_cleanup(lambda: runlock.release(fd))
 
 
-def clean_worktrees(config: pytest.Config, settings: Settings) -> list[Path]:
-    """``--prp-clean``: remove the worktrees (and branches) kept from failed PRPs."""
+def clean_worktrees(start: Path, worktree_dir: Path | None, dry_run: bool = False) -> list[str]:
+    """``--prp-clean``: remove the worktrees (and branches) kept from failed or interrupted
+    PRPs; ``dry_run`` (``--collect-only``) only tells what would go. The lines to show."""
     try:
-        return GitWorkspace.open(repository_start(config), settings.worktree_dir).clean()
+        git = GitWorkspace.open(start, worktree_dir)
+        found = sorted(git.removable_worktrees()) if dry_run else git.clean()
     except GitError as exc:
         raise pytest.UsageError(f"prp: {exc}") from None
+    if not found:
+        return ["prp: no kept worktree to remove"]
+    what = "would remove (--collect-only)" if dry_run else "removed"
+    return [f"prp: {what} {len(found)} kept worktree(s):", *(f"  {path}" for path in found)]

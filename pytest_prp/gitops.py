@@ -863,15 +863,19 @@ class GitWorkspace:
         """PRP worktrees: registered ones under ``worktrees_dir`` and leftover directories."""
         return sorted(self._prp_worktrees())
 
-    def clean(self) -> list[Path]:
-        """Remove every PRP worktree and its branch (``--prp-clean``); returns their paths.
-        Worktrees that a live process is using (another batch running in this repository)
-        stay."""
-        found = {
+    def removable_worktrees(self) -> dict[Path, str | None]:
+        """What ``clean`` removes: every PRP worktree (and its branch) but those a live
+        process is using (another batch running in this repository)."""
+        return {
             path: branch
             for path, branch in self._prp_worktrees().items()
             if not self._slot_in_use(path)
         }
+
+    def clean(self) -> list[Path]:
+        """Remove every PRP worktree and its branch (``--prp-clean``); returns their paths.
+        Worktrees that a live process is using stay."""
+        found = self.removable_worktrees()
         for path, branch in found.items():
             self._discard(path)
             if branch is not None:

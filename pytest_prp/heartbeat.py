@@ -106,6 +106,7 @@ class Heartbeat:
         self.started_at = time.time()
         self._started = time.monotonic()
         self.phase_name = "starting"
+        self.worktree: str | None = None  # kept for inspection, told at the end
         self.current: str | None = None
         self.index: int | None = None
         self.total: int | None = None
@@ -177,10 +178,12 @@ class Heartbeat:
         """The PRP's cost so far."""
         self.cost_usd = usd
 
-    def finish(self, status: str) -> None:
-        """Write the final beat (phase ``done``, ``status``) and stop the thread."""
+    def finish(self, status: str, worktree: Path | None = None) -> None:
+        """Write the final beat (phase ``done``, ``status``, the worktree kept if any) and
+        stop the thread."""
         if self._finished:
             return
+        self.worktree = str(worktree) if worktree is not None else None
         self._stop.set()
         self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
@@ -222,6 +225,7 @@ class Heartbeat:
             "estimated_hours": self.estimated_hours,
             "rate_limit_until": iso(self.rate_limit_until),
             "status": self.status,
+            "worktree": self.worktree,
             "updated_at": iso(time.time()),
         }
 

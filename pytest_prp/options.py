@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
@@ -193,7 +193,7 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption(
         "--prp-clean",
         action="store_true",
-        help="remove worktrees kept from failed PRPs before running",
+        help="remove the worktrees kept from failed or interrupted PRPs; alone, only that",
     )
     group.addoption(
         "--prp-worktree-dir",
@@ -411,4 +411,17 @@ def read_settings(config: pytest.Config) -> Settings:
         worktree_dir=(config.rootpath / Path(worktree_dir).expanduser()).resolve()
         if worktree_dir
         else None,
+    )
+
+
+def selection_given(opt: Any) -> bool:
+    """Whether the command line asks for PRPs to run, plan or verify (not only to clean)."""
+    return bool(
+        opt.prp_batch
+        or opt.prp_id
+        or opt.prp_all
+        or opt.prp_stage
+        or opt.prp_start
+        or opt.prp_plan
+        or opt.prp_verify
     )

@@ -31,10 +31,15 @@ def _number(value: float) -> str:
 
 
 def _batches(plan: Plan) -> str:
+    """The batches of the plan; PRPs without one are counted, not hidden behind a batch."""
     batches = sorted({p.batch for p in plan.prps if p.batch is not None}, key=natural_key)
     if not batches:
         return ""
-    return (" (batch " if len(batches) == 1 else " (batches ") + ", ".join(batches) + ")"
+    label = ("batch " if len(batches) == 1 else "batches ") + ", ".join(batches)
+    without = sum(1 for p in plan.prps if p.batch is None)
+    if without:
+        label += f" and {_plural(without, 'PRP')} without a batch"
+    return f" ({label})"
 
 
 def _short(title: str) -> str:

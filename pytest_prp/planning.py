@@ -124,7 +124,7 @@ def build_plan(
     external: dict[str, list[str]] = {}
     for prp in chosen:
         warnings.extend(prp.warnings)
-        contradiction = _stage_contradiction(prp, internal[prp.id], selected, stages)
+        contradiction = _stage_contradiction(prp, internal[prp.id], stages)
         if contradiction is not None:
             warnings.append(contradiction)
         outside = [d for d in _unique(prp.dependencies) if d != prp.id and d not in chosen_ids]
@@ -313,26 +313,19 @@ def _compute_stages(acyclic: dict[str, list[str]]) -> dict[str, int]:
     return stages
 
 
-def _stage_contradiction(
-    prp: Prp, deps: list[str], selected: dict[str, Prp], stages: dict[str, int]
-) -> Problem | None:
-    """Warn when a PRP is declared no later than one of its dependencies (the graph wins)."""
-    if prp.declared_stage is None:
+def _stage_contradiction(prp: Prp, deps: list[str], stages: dict[str, int]) -> Problem | None:
+    """Warn when a PRP cannot run in the stage it declares: a dependency runs in that stage
+    or later, so the graph puts it later. (Declared later than needed is no contradiction, and
+    a dependency's own declared stage does not matter: when it runs does.)"""
+    declared = prp.declared_stage
+    if declared is None or stages[prp.id] <= declared:
         return None
-    clashes = []
-    for dep in deps:
-        declared = selected[dep].declared_stage
-        dep_stage = declared if declared is not None else stages[dep]
-        if prp.declared_stage <= dep_stage:
-            kind = "declared stage" if declared is not None else "computed stage"
-            clashes.append(f"{dep} ({kind} {dep_stage})")
-    if not clashes:
-        return None
+    late = [f"{dep} (stage {stages[dep]})" for dep in deps if stages[dep] >= declared]
     return Problem(
         prp.path,
         prp.line,
-        f"{prp.id} is declared stage {prp.declared_stage}, but depends on "
-        f"{', '.join(clashes)}; using computed stage {stages[prp.id]}",
+        f"{prp.id} is declared stage {declared} but runs in stage {stages[prp.id]}: "
+        f"it depends on {', '.join(late)}",
     )
 
 

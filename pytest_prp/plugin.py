@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import sys
 from collections.abc import Generator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_prp import hooks
-from pytest_prp.options import Settings, add_options, read_settings
+from pytest_prp.options import Settings, add_options, read_settings, selection_given
 
 # Everything else is imported where PRPs are in play: a run without PRPs must not pay for
 # YAML, markdown, git or planning code (benchmarks/bench_collection.py measures it).
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from pytest_prp.planning import Plan
 
 SETTINGS = pytest.StashKey[Settings]()
-PLAN = pytest.StashKey["Plan"]()
+PLAN: pytest.StashKey[Plan] = pytest.StashKey()
 SEEN_FILES = pytest.StashKey[list[Path]]()
 PLAN_SHOWN = pytest.StashKey[bool]()
 
@@ -84,6 +85,19 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
 
         print(presets_text())
         return 0
+    if config.option.prp_clean and not selection_given(config.option):
+        # --prp-clean alone is a command of its own: clean, say what went, run nothing.
+        from pytest_prp.execution import clean_worktrees, repository_start
+
+        try:
+            worktree_dir = read_settings(config).worktree_dir
+            start = repository_start(config)
+            lines = clean_worktrees(start, worktree_dir, config.option.collectonly)
+        except pytest.UsageError as exc:
+            print(f"ERROR: {exc}", file=sys.stderr)
+            return pytest.ExitCode.USAGE_ERROR
+        print("\n".join(lines))
+        return 0
     return None
 
 
@@ -142,6 +156,21 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> PrpFile | 
     return PrpFile.from_parent(parent, path=file_path)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, Any, Any]:
+    """A PRP file that another plugin skipped collecting (``--lf`` skips the files without
+    failures) is still part of the batch: its PRP is known to the plan, which then computes
+    the batch's real stages, but is not run."""
+    report = yield
+    settings = collector.config.stash[SETTINGS]
+    if settings.enabled and report.passed and not report.result:
+        from pytest_prp.collect import PrpFile, register_skipped_file
+
+        if isinstance(collector, PrpFile):
+            register_skipped_file(collector)
+    return report
+
+
 def _is_complete(config: pytest.Config, prp_id: str) -> bool:
     return config.hook.pytest_prp_dependency_complete(config=config, prp_id=prp_id) is not None
 
@@ -197,18 +226,21 @@ def pytest_collection_modifyitems(
         items[:] = []
         return
     by_id = {item.prp.id: item for item in prp_items}
-    selected: list[pytest.Item] = []
+    selected: list[PrpItem] = []
     for prp in plan.prps:
         item = by_id.get(prp.id)
         if item is None or item.prp is not prp:
             continue
         item.stage = plan.stages[prp.id]
-        _add_markers(config, item, plan)
         selected.append(item)
-    deselected = [item for item in prp_items if item not in selected]
+    _register_markers(config, selected)
+    for item in selected:
+        _add_markers(item)
+    chosen = set(selected)
+    deselected = [item for item in prp_items if item not in chosen]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
-    items[:] = others + selected
+    items[:] = [*others, *selected]
 
 
 class WorkerFiller:
@@ -286,13 +318,17 @@ def pytest_runtestloop(session: pytest.Session) -> None:
             # First: a run refused (another run of the batch holds it) changes nothing.
             prepare(config, config.stash[SETTINGS], plan)
             _interrupt_on_sigterm()
-    if settings.clean and not config.option.collectonly and not hasattr(config, "workerinput"):
-        from pytest_prp.execution import clean_worktrees
+    if settings.clean and not hasattr(config, "workerinput"):
+        # With a selection: clean, then run it (--collect-only: only tell what would go).
+        from pytest_prp.execution import clean_worktrees, repository_start
 
-        removed = clean_worktrees(config, settings)
+        lines = clean_worktrees(
+            repository_start(config), settings.worktree_dir, dry_run=config.option.collectonly
+        )
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
-            reporter.write_line(f"prp: removed {len(removed)} kept worktree(s)")
+            for line in lines:
+                reporter.write_line(line)
 
 
 @pytest.hookimpl(tryfirst=True)  # ahead of pytest-dependency's per-process check
@@ -307,16 +343,22 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         check_ready(item)
 
 
-def _add_markers(config: pytest.Config, item: PrpItem, plan: Plan) -> None:
+def _register_markers(config: pytest.Config, items: list[PrpItem]) -> None:
+    # All before the first use: pytest re-reads every registered marker whenever a name it
+    # has not seen is used, which would make a chain of N stages cost N^2.
+    for item in items:
+        if item.prp.batch is not None:
+            batch = item.prp.batch
+            _register_marker(config, f"prp_batch_{batch}", f"PRPs of batch {batch}")
+        _register_marker(config, f"prp_stage_{item.stage}", f"PRPs of computed stage {item.stage}")
+
+
+def _add_markers(item: PrpItem) -> None:
     prp = item.prp
     item.add_marker(pytest.mark.prp)
     if prp.batch is not None:
-        name = f"prp_batch_{prp.batch}"
-        _register_marker(config, name, f"PRPs of batch {prp.batch}")
-        item.add_marker(getattr(pytest.mark, name))
-    stage_name = f"prp_stage_{item.stage}"
-    _register_marker(config, stage_name, f"PRPs of computed stage {item.stage}")
-    item.add_marker(getattr(pytest.mark, stage_name))
+        item.add_marker(getattr(pytest.mark, f"prp_batch_{prp.batch}"))
+    item.add_marker(getattr(pytest.mark, f"prp_stage_{item.stage}"))
     # scope="session": pytest-dependency's default module scope crashes on non-Python items.
     item.add_marker(
         pytest.mark.dependency(name=prp.id, depends=list(prp.dependencies), scope="session")

@@ -5,6 +5,7 @@ result on the controller.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
@@ -53,17 +54,33 @@ class ReportHooks:
         report = yield
         if not isinstance(item, PrpItem):
             return report
-        from pytest_prp.execution import RUN
+        from pytest_prp.execution import EXECUTION, RUN
 
         run = item.stash.get(RUN, None)
         if run is None:
-            return report
+            if EXECUTION not in item.config.stash:
+                return report
+            from pytest_prp.runner import new_run
+
+            # Another plugin's setup ended it before pytest-prp's own: a record all the same.
+            run = new_run(item)
         if report.failed and run.status == "running":
             # An error of our own or of a plugin: the PRP failed all the same.
             run.status = "failed"
             run.errors.append(str(report.longrepr).splitlines()[-1] if report.longrepr else "")
         if report.when == "call" and report.passed and run.status == "running":
             run.status = "success"
+        if report.skipped:
+            reason = _skip_reason(report)
+            if run.status == "running":
+                # Skipped by another plugin or a conftest hook (not by pytest-prp): it did
+                # not run, and the record says so and why.
+                run.status = "not_started"
+                run.errors.append(f"skipped: {reason}")
+            # Where it was skipped is the PRP, not the line of whichever code said so.
+            path, line, _ = item.reportinfo()
+            where = os.path.relpath(path, item.config.rootpath)
+            report.longrepr = (where, (line or 0) + 1, f"Skipped: {reason}")
         data = run.to_dict()
         report.prp = data  # type: ignore[attr-defined]
         if report.when == "teardown":
@@ -110,6 +127,12 @@ class ReportHooks:
         if report.when == "call" and report.passed and status == "unverified":
             return "unverified", "u", ("UNVERIFIED", {"yellow": True})
         return None
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    if isinstance(report.longrepr, tuple):
+        return str(report.longrepr[2]).removeprefix("Skipped: ")
+    return str(report.longrepr or "skipped")
 
 
 def junit_properties(data: dict[str, Any]) -> list[tuple[str, object]]:

@@ -7,22 +7,32 @@ atomically after every PRP.
 
 from __future__ import annotations
 
+import json
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pytest_prp.heartbeat import iso
 from pytest_prp.ids import natural_key
 from pytest_prp.jsonfile import write_json_atomically
 from pytest_prp.ratelimit import RATE_LIMITED
 
 FAILED_STATUSES = ("failed_gates", "failed", "failed_merge")
+UNFINISHED_STATUSES = ("pending", "running")  # never left in a finished run's result
+# A record kept from an earlier run of the batch (a PRP this run did not run, as under --lf or
+# -k) carries this key: the ``started_at`` of the run that recorded it.
+EARLIER_RUN = "earlier_run"
+# The JSON is rewritten after a PRP only when this many times the last write's duration has
+# passed since: in a huge batch of instant PRPs a rewrite (which grows with the batch) must not
+# dominate; in any real batch, whose PRPs take longer than this, it is every PRP.
+WRITE_SPACING = 20.0
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    # To the millisecond, as heartbeats: the status view compares the two.
+    return iso(time.time()) or ""
 
 
 def prepare_results_dir(results_dir: Path) -> None:
@@ -54,6 +64,8 @@ class BatchResults:
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self.session = session
+        self._earlier: dict[str, dict[str, Any]] | None = None  # read at the first write
+        self._next_write = 0.0  # monotonic time before which a rewrite is skipped
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.expected = [item.nodeid for item in session.items if _is_prp_nodeid(item.nodeid)]
@@ -131,11 +143,24 @@ class BatchResults:
             prp["status"], prp["errors"] = "failed", last or ["the process running it died"]
         if not prp:
             return
-        self.results[prp["prp_id"]] = prp
+        self._record(prp)
         if report.skipped and prp["status"] in ("blocked", RATE_LIMITED):
             self._remember_for_lf(report)
         if report.when == "teardown":
-            self.write()
+            self._write_soon()
+
+    def _record(self, prp: dict[str, Any]) -> None:
+        self.results[prp["prp_id"]] = prp
+
+    def _write_soon(self) -> None:
+        """Rewrite the JSON after a PRP, unless the last rewrite was moments ago (see
+        ``WRITE_SPACING``); the final write at the end of the session always happens."""
+        now = time.monotonic()
+        if now < self._next_write:
+            return
+        self.write()
+        done = time.monotonic()
+        self._next_write = done + WRITE_SPACING * (done - now)
 
     def _remember_for_lf(self, report: pytest.TestReport) -> None:
         """A blocked PRP (or one not started for rate limits) is work left undone: ``--lf``
@@ -154,13 +179,16 @@ class BatchResults:
 
         plan = self.config.stash.get(PLAN, None)
         execution = self.config.stash.get(EXECUTION, None)
+        stage: int | None = None
         if plan is not None:
-            stage = plan.stages.get(prp_id, 0)
+            stage = plan.stages.get(prp_id)
             prp = next((p for p in plan.prps if p.id == prp_id), None)
             hours = prp.estimated_hours if prp is not None else None
         else:
             stages, estimates = self._unplanned()
-            stage, hours = stages.get(prp_id, 0), estimates.get(prp_id)
+            stage, hours = stages.get(prp_id), estimates.get(prp_id)
+        if stage is None:  # not in the plan: the stage its files give it (at least 1)
+            stage = self._unplanned()[0].get(prp_id, 1)
         branch = execution.branch if execution is not None else self._unplanned_branch()
         base = _interrupted_entry_base(prp_id, stage, branch)
         base["estimated_hours"] = hours
@@ -188,11 +216,23 @@ class BatchResults:
         from pytest_prp.ids import batch_of
         from pytest_prp.plugin import SETTINGS
 
+        settings = self.config.stash[SETTINGS]
+        if settings.verify:
+            return ""
         batches = (batch_of(nodeid.rsplit("::", 1)[-1]) for nodeid in self.expected)
-        return integration_branch_name(self.config.stash[SETTINGS], batches)
+        return integration_branch_name(settings, batches)
 
-    def summary(self) -> dict[str, Any]:
-        statuses = [r["status"] for r in self.results.values()]
+    def records(self) -> dict[str, dict[str, Any]]:
+        """Every PRP of the batch: this run's, and those kept from an earlier run."""
+        earlier = self._earlier or {}
+        if not earlier:
+            return self.results
+        kept = {k: v for k, v in earlier.items() if k not in self.results}
+        return {**kept, **self.results}
+
+    def summary(self, records: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+        records = self.records() if records is None else records
+        statuses = [r["status"] for r in records.values()]
         total = len(statuses)
         success = statuses.count("success")
         earlier = statuses.count("completed_earlier")
@@ -210,19 +250,18 @@ class BatchResults:
             "interrupted": statuses.count("interrupted"),
             # Work already done counts as done: a resumed batch is not a worse batch.
             "success_rate": round((success + earlier) / total, 3) if total else 0.0,
+            "from_earlier_run": sum(1 for r in records.values() if EARLIER_RUN in r),
             "elapsed_seconds": round(time.monotonic() - self.started, 3),
-            "cost_usd": _sum_cost(self.results.values()),
-            "tokens": _sum_tokens(self.results.values()),
-            "cost_by_stage": {
-                stage: _sum_cost(e for e in self.results.values() if str(e["stage"]) == stage)
-                for stage in sorted({str(e["stage"]) for e in self.results.values()}, key=int)
-            },
+            "cost_usd": _sum_cost(records.values()),
+            "tokens": _sum_tokens(records.values()),
+            "cost_by_stage": _cost_by_stage(records.values()),
         }
 
     def document(self) -> dict[str, Any]:
+        records = self.records()
         stages: dict[str, dict[str, Any]] = {}
-        for prp_id in sorted(self.results, key=natural_key):
-            entry = self.results[prp_id]
+        for prp_id in sorted(records, key=natural_key):
+            entry = records[prp_id]
             stages.setdefault(str(entry["stage"]), {})[prp_id] = entry
         ordered = {k: stages[k] for k in sorted(stages, key=int)}
         return {
@@ -232,7 +271,7 @@ class BatchResults:
             "finished_at": self.finished_at,
             "interrupted": self.interrupted,
             "stages": ordered,
-            "summary": self.summary(),
+            "summary": self.summary(records),
         }
 
     def write(self, final: bool = False) -> None:
@@ -241,6 +280,8 @@ class BatchResults:
         A batch whose results cannot be written (a full disk) stops after the PRPs in progress,
         interrupted: what passed is merged, the same command resumes once there is room."""
         try:
+            if self._earlier is None:
+                self._earlier = earlier_records(self.path)
             prepare_results_dir(self.results_dir)
             write_json_atomically(self.path, self.document(), compact=not final)
         except OSError as exc:
@@ -253,38 +294,86 @@ class BatchResults:
         else:
             self.write_error = None
 
+    # Last: after pytest's own session end has torn down a PRP cut short (which keeps its
+    # worktree and writes its final heartbeat).
+    @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self.progress:
             self.progress.stop()
         self.finished_at = _now()
         self.interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
-        if self.results or self.interrupted:
-            # -x, --maxfail, Ctrl-C: PRPs that never started are listed, not silently missing.
-            for nodeid in self.expected:
-                prp_id = nodeid.rsplit("::", 1)[-1]
-                waiting = self.results.get(prp_id, {}).get("status", "pending") == "pending"
-                if waiting and prp_id not in self.started_prps:
-                    never = self._interrupted_entry(prp_id, None)
-                    never["status"], never["errors"] = "not_started", []
-                    self.results[prp_id] = never
-        if self.interrupted:
-            # PRPs cut short: recorded as such, so that a watcher knows they are not running.
-            for prp_id in self.started_prps:
-                known = self.results.get(prp_id)
-                if known is None or known["status"] in ("pending", "running"):
-                    self.results[prp_id] = self._interrupted_entry(prp_id, known)
-        if self.results or self.interrupted:
-            self.write(final=True)
+        if not self.started_prps:
+            # No PRP started (a selection of nothing, a collection error anywhere): the
+            # batch's last result stands, untouched.
+            return
+        # -x, --maxfail, Ctrl-C: PRPs that never started are listed, not silently missing.
+        for nodeid in self.expected:
+            prp_id = nodeid.rsplit("::", 1)[-1]
+            if prp_id not in self.results:
+                self.results[prp_id] = self._never_started(prp_id)
+        # Whatever ended the run (Ctrl-C, -x, a plugin that skipped or swallowed a PRP), no PRP
+        # is left looking as if it were still waiting or running.
+        for prp_id, known in list(self.results.items()):
+            if known["status"] not in UNFINISHED_STATUSES:
+                continue
+            if prp_id in self.started_prps:
+                self.results[prp_id] = self._interrupted_entry(prp_id, self._cut_short(known))
+            else:
+                self.results[prp_id] = self._never_started(prp_id)
+        self.write(final=True)
+        if self.blocked_outside() and session.exitstatus == pytest.ExitCode.OK:
+            # Nothing failed, yet selected work could not run: not a green run.
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def blocked_outside(self) -> dict[str, list[str]]:
+        """Blocked PRPs of this run whose missing dependencies this run does not include
+        (left out by -k, -m, --lf, --prp-stage, --prp-id): PRP id -> those dependencies."""
+        in_run = {nodeid.rsplit("::", 1)[-1] for nodeid in self.expected} | set(self.results)
+        found: dict[str, list[str]] = {}
+        for prp_id, entry in self.results.items():
+            if entry["status"] == "blocked":
+                outside = [d for d in entry.get("blocked_by") or [] if d not in in_run]
+                if outside:
+                    found[prp_id] = outside
+        return found
+
+    def _cut_short(self, known: dict[str, Any]) -> dict[str, Any]:
+        """A PRP cut short made no last report: its final heartbeat (written by whichever
+        process ran it, as it ended) says how long it ran and where its work was kept."""
+        from pytest_prp.heartbeat import heartbeat_path, parse_time
+
+        path = heartbeat_path(self.results_dir, known.get("batch"), known["prp_id"])
+        try:
+            beat = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return known
+        began = parse_time(beat.get("started_at")) if isinstance(beat, dict) else None
+        if began is None or began < (parse_time(self.started_at) or 0.0) - 1.0:
+            return known  # an earlier run's heartbeat
+        elapsed = beat.get("elapsed_seconds")
+        worktree = beat.get("worktree")
+        return {
+            **known,
+            "elapsed_seconds": elapsed if isinstance(elapsed, (int, float)) else 0.0,
+            "worktree": worktree if isinstance(worktree, str) else None,
+        }
+
+    def _never_started(self, prp_id: str) -> dict[str, Any]:
+        never = self._interrupted_entry(prp_id, None)
+        never["status"], never["errors"] = "not_started", []
+        return never
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.results:
+        if not self.results or not self.started_prps:
             return
         tr = terminalreporter
         tr.section("PRP batch summary")
+        records = self.records()
         by_stage: dict[int, list[dict[str, Any]]] = {}
-        for entry in self.results.values():
+        for entry in records.values():
             by_stage.setdefault(int(entry["stage"]), []).append(entry)
-        costs = self.summary()["cost_by_stage"]
+        s = self.summary(records)
+        costs = s["cost_by_stage"]
         for stage in sorted(by_stage):
             cost = costs.get(str(stage))
             tr.write_line(f"Stage {stage}" + (f"  (${cost:.4f})" if cost is not None else ""))
@@ -292,7 +381,6 @@ class BatchResults:
                 tr.write_line("  " + _summary_line(entry))
                 for error in entry["errors"][:2]:
                     tr.write_line(f"      {error}")
-        s = self.summary()
         tr.write_line(
             f"Totals: {s['total']} PRPs, {s['success']} success, {s['failed']} failed, "
             f"{s['blocked']} blocked, {s['unverified']} unverified, "
@@ -301,10 +389,19 @@ class BatchResults:
             + (f", {s['rate_limited']} rate limited" if s["rate_limited"] else "")
             + (f", {s['not_started']} not started" if s["not_started"] else "")
             + (f", {s['interrupted']} interrupted" if s["interrupted"] else "")
+            + (f" ({s['from_earlier_run']} from an earlier run)" if s["from_earlier_run"] else "")
             + "; success rate "
             f"{s['success_rate']:.0%}; {s['elapsed_seconds']:.1f} s"
             + (f"; cost ${s['cost_usd']:.4f}" if s["cost_usd"] is not None else "")
         )
+        for prp_id, deps in sorted(self.blocked_outside().items()):
+            tr.write_line(
+                f"prp: {prp_id} is blocked by {', '.join(deps)}, not complete and not in this "
+                f"run: include {'them' if len(deps) > 1 else 'it'} in the selection (widen or "
+                f"drop -k/-m/--lf/--prp-stage, add --prp-id {' --prp-id '.join(deps)}) "
+                "or complete it first",
+                red=True,
+            )
         if self.write_error:
             tr.write_line(f"Results: not written ({self.write_error})")
         else:
@@ -313,6 +410,49 @@ class BatchResults:
             tr.write_line(
                 f"Integration branch: {self.branch} (merge it with: git merge {self.branch})"
             )
+
+
+def earlier_records(path: Path) -> dict[str, dict[str, Any]]:
+    """The records of the batch's last result JSON, each marked as from that earlier run
+    (once: a record kept over several runs names the run that made it). A record the earlier
+    run left unfinished (it was killed) is told as what it is now: not running."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        stages = document["stages"]
+        started = str(document.get("started_at") or "")
+        found = {
+            str(prp_id): dict(entry)
+            for prps in stages.values()
+            for prp_id, entry in prps.items()
+            if isinstance(entry, dict) and isinstance(entry.get("status"), str)
+        }
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+    for entry in found.values():
+        entry.setdefault(EARLIER_RUN, started)
+        if entry["status"] == "running":
+            entry["status"] = "interrupted"
+        elif entry["status"] == "pending":
+            entry["status"] = "not_started"
+    return found
+
+
+def spent_in_run(document: dict[str, Any]) -> float:
+    """What the PRPs of the run that wrote a result JSON spent (not those kept from earlier)."""
+    total = 0.0
+    for prps in document["stages"].values():
+        for entry in prps.values():
+            if EARLIER_RUN not in entry:
+                total += float(entry.get("cost_usd") or 0.0)
+    return total
+
+
+def _cost_by_stage(entries: Any) -> dict[str, float | None]:
+    """One pass over the records: a batch may have as many stages as PRPs (a chain)."""
+    by_stage: dict[int, list[dict[str, Any]]] = {}
+    for entry in entries:
+        by_stage.setdefault(int(entry["stage"]), []).append(entry)
+    return {str(stage): _sum_cost(by_stage[stage]) for stage in sorted(by_stage)}
 
 
 def _sum_cost(entries: Any) -> float | None:
@@ -342,6 +482,7 @@ def _interrupted_entry_base(prp_id: str, stage: int, branch: str) -> dict[str, A
         "gates_executable": 0,
         "gates_unverified": 0,
         "errors": [],
+        "blocked_by": [],
         "elapsed_seconds": 0.0,
         "cost_usd": None,
         "tokens": None,
@@ -376,4 +517,6 @@ def _summary_line(entry: dict[str, Any]) -> str:
         parts.append(f"model {entry['model']}")
     if entry.get("worktree"):
         parts.append(f"worktree {entry['worktree']}")
+    if EARLIER_RUN in entry:
+        parts.append(f"(earlier run, {entry[EARLIER_RUN] or 'time unknown'})")
     return "  ".join(parts)

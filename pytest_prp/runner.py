@@ -29,6 +29,8 @@ from pytest_prp.ratelimit import (
 from pytest_prp.safepath import inside
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from pytest_prp.executors import StepsOutcome
     from pytest_prp.gates import GateResult
     from pytest_prp.heartbeat import Heartbeat
@@ -54,6 +56,14 @@ def _keep_worktree(execution: Execution, run: PrpRun) -> None:
         run.workdir = execution.git.keep_worktree(run.workdir, run.prp.id)
 
 
+def new_run(item: PrpItem) -> PrpRun:
+    """The PRP's record in this process, from the moment pytest starts its setup."""
+    execution = item.config.stash[EXECUTION]
+    run = PrpRun(prp=item.prp, stage=item.stage, branch=execution.branch)
+    item.stash[RUN] = run
+    return run
+
+
 def check_ready(item: PrpItem) -> None:
     """Before any other setup: skip a blocked PRP, one complete already, or one over budget.
 
@@ -63,15 +73,18 @@ def check_ready(item: PrpItem) -> None:
     execution = item.config.stash[EXECUTION]
     settings = execution.settings
     prp = item.prp
-    run = PrpRun(prp=prp, stage=item.stage, branch=execution.branch)
-    item.stash[RUN] = run
+    run = new_run(item)
     if settings.verify:
+        # A PRP's gates are a property of the tree, not of its dependencies: every one runs.
+        _tell_pytest_dependency(item, prp.dependencies)
         return
-    for dep in prp.dependencies:
-        if execution.completed(dep) is None:
-            run.status = "blocked"
-            run.errors.append(f"blocked: {dep} not completed")
-            pytest.skip(f"blocked: {dep} not completed")
+    missing = [dep for dep in prp.dependencies if execution.completed(dep) is None]
+    if missing:
+        run.status = "blocked"
+        run.blocked_by = missing
+        message = f"blocked: {', '.join(missing)} not completed"
+        run.errors.append(message)
+        pytest.skip(message)
     if not settings.rerun:
         proof = execution.ledger().get(prp.id)
         if proof:
@@ -415,16 +428,20 @@ def run_teardown(item: PrpItem) -> None:
     run.elapsed = time.monotonic() - run.started
     execution = item.config.stash[EXECUTION]
     execution.spent_usd += run.cost_usd or 0.0
-    if run.workdir is None:
-        return
-    if execution.settings.verify:
-        execution.git.done_with_worktree(run.workdir)
-        run.kept_worktree = False
-    elif run.status not in ("success", "unverified"):
-        _keep_worktree(execution, run)  # ended by an error of a plugin or hook of its own
+    # Still running at teardown: Ctrl-C or SIGTERM cut it short, and no report will carry its
+    # record; its final heartbeat tells the controller how long it ran and what was kept.
+    cut_short = run.status == "running"
+    if run.workdir is not None:
+        if execution.settings.verify:
+            execution.git.done_with_worktree(run.workdir)
+            run.kept_worktree = False
+        elif run.status not in ("success", "unverified"):
+            _keep_worktree(execution, run)  # cut short, or ended by a plugin's error
+    if cut_short:
+        finish_heartbeat(item, "interrupted", run.workdir if run.kept_worktree else None)
 
 
-def finish_heartbeat(item: pytest.Item, status: str) -> None:
+def finish_heartbeat(item: pytest.Item, status: str, worktree: Path | None = None) -> None:
     beat = item.stash.get(HEARTBEAT, None)
     if beat is not None:
-        beat.finish(status)
+        beat.finish(status, worktree)

@@ -505,8 +505,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--results-dir",
         type=Path,
-        default=DEFAULT_RESULTS_DIR,
-        help=f"where pytest-prp writes results (default {DEFAULT_RESULTS_DIR})",
+        default=None,
+        help=f"where pytest-prp writes results (default: {DEFAULT_RESULTS_DIR} in this "
+        "directory or the nearest one above it, up to the repository's root)",
     )
     parser.add_argument("--batch", help="the batch to show (default: the latest one)")
     parser.add_argument("--watch", action="store_true", help="refresh until the batch has finished")
@@ -531,9 +532,22 @@ def _show(view: BatchView, as_json: bool, clear: bool) -> None:
     print(text, flush=True)
 
 
+def find_results_dir(start: Path) -> Path:
+    """``.ce/orchestration`` of ``start`` or of the nearest directory above it that has one,
+    looking no higher than the repository's root (as git finds its root from a subdirectory);
+    ``start``'s own when there is none (for the message saying so)."""
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        if (folder / DEFAULT_RESULTS_DIR).is_dir():
+            return folder / DEFAULT_RESULTS_DIR
+        if (folder / ".git").exists():
+            break
+    return DEFAULT_RESULTS_DIR
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    results_dir: Path = args.results_dir
+    results_dir: Path = args.results_dir or find_results_dir(Path.cwd())
     batch = args.batch.removeprefix("batch-") if args.batch else latest_batch(results_dir)
     problem = batch_id_problem(batch) if batch else None
     if problem:  # it would name a file outside the results directory

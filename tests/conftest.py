@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -10,6 +11,7 @@ import textwrap
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +23,7 @@ import pytest_prp.gitops  # noqa: F401
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 FAKE_AGENT = Path(__file__).resolve().parent / "fake_agent.py"
 EXAMPLE_PRPS = Path(__file__).resolve().parents[1] / "PRPs"
+RESULT = Path(".ce/orchestration/batches")
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -156,3 +159,21 @@ def wait_gone(token: str, seconds: float = 3.0) -> list[int]:
     while (left := processes_with(token)) and time.monotonic() < deadline:
         time.sleep(0.05)
     return left
+
+
+def result_json(root: Path, batch: str) -> dict[str, Any]:
+    """A batch's result JSON as a run left it."""
+    data: dict[str, Any] = json.loads((root / RESULT / f"batch-{batch}.result.json").read_text())
+    return data
+
+
+def entries(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The PRP records of a result JSON, by id (whatever their stage)."""
+    return {pid: e for stage in doc["stages"].values() for pid, e in stage.items()}
+
+
+def copy_example(root: Path) -> None:
+    """The project's example batch (batch 7, four PRPs) into root/PRPs."""
+    (root / "PRPs").mkdir(exist_ok=True)
+    for path in EXAMPLE_PRPS.glob("*.md"):
+        (root / "PRPs" / path.name).write_text(path.read_text())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -15,16 +14,17 @@ from typing import Any
 import pytest
 
 from conftest import (
-    EXAMPLE_PRPS,
     FAKE_AGENT,
+    RESULT,
+    copy_example,
+    entries,
     git,
     init_repo,
     processes_with,
+    result_json,
     worktrees_dir,
     write_prp,
 )
-
-RESULT = Path(".ce/orchestration/batches")
 
 
 def snapshot(root: Path) -> dict[str, Any]:
@@ -61,23 +61,8 @@ def snapshot(root: Path) -> dict[str, Any]:
     }
 
 
-def result_json(root: Path, batch: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((root / RESULT / f"batch-{batch}.result.json").read_text())
-    return data
-
-
-def entries(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {pid: e for stage in doc["stages"].values() for pid, e in stage.items()}
-
-
 def subjects(root: Path, branch: str) -> list[str]:
     return git(root, "log", "--format=%s", branch).splitlines()
-
-
-def copy_example(root: Path) -> None:
-    (root / "PRPs").mkdir(exist_ok=True)
-    for path in EXAMPLE_PRPS.glob("*.md"):
-        (root / "PRPs" / path.name).write_text(path.read_text())
 
 
 def test_example_batch_runs_and_resumes(pytester: pytest.Pytester, repo: Path) -> None:
@@ -319,7 +304,7 @@ def test_lf_reruns_failed_and_blocked(pytester: pytest.Pytester, repo: Path) -> 
     second = pytester.runpytest("--prp-batch", "11", "--lf", "-v")
     assert second.ret == 0, second.stdout.str()
     second.stdout.fnmatch_lines(["*PRP-11.1.2 PASSED*", "*PRP-11.2.1 PASSED*"])
-    assert "PRP-11.1.1 " not in second.stdout.str()
+    assert "::PRP-11.1.1 " not in second.stdout.str()  # not rerun (its record is kept)
 
 
 def test_junit_properties(pytester: pytest.Pytester, repo: Path) -> None:
@@ -474,17 +459,41 @@ def test_sigkill_then_rerun_commits_once(pytester: pytest.Pytester, repo: Path) 
 
 
 def test_clean_removes_kept_worktrees(pytester: pytest.Pytester, repo: Path) -> None:
-    write_prp(repo, "PRP-17.1.1", creates={"a.txt": "a"}, gates=["false"])
+    flag = repo.parent / "broken"
+    flag.write_text("")
+    write_prp(repo, "PRP-17.1.1", creates={"a.txt": "a"}, gates=[f"test ! -f {flag}"])
     pytester.runpytest("--prp-batch", "17")
     kept = entries(result_json(repo, "17"))["PRP-17.1.1"]["worktree"]
     assert kept and Path(kept).is_dir()
     assert "prp/17/PRP-17.1.1" in git(repo, "branch", "--list", "prp/17/*")
-    pytester.runpytest(
-        "--prp-batch", "17", "--prp-clean", "--prp-id", "PRP-17.1.1", "-k", "nothing"
+    result_before = (repo / RESULT / "batch-17.result.json").read_bytes()
+    # --collect-only: what would go, nothing removed.
+    dry = pytester.runpytest("--prp-clean", "--collect-only")
+    assert dry.ret == 0
+    dry.stdout.fnmatch_lines(
+        ["prp: would remove (--collect-only) 1 kept worktree(s):", f"  {kept}"]
     )
+    assert Path(kept).is_dir()
+    # Alone: cleans, says what went, runs nothing.
+    alone = pytester.runpytest("--prp-clean")
+    assert alone.ret == 0, alone.stdout.str()
+    alone.stdout.fnmatch_lines(["prp: removed 1 kept worktree(s):", f"  {kept}"])
+    assert "PRP batch summary" not in alone.stdout.str()
+    assert (repo / RESULT / "batch-17.result.json").read_bytes() == result_before
     assert not Path(kept).exists()
     assert git(repo, "branch", "--list", "prp/17/*") == ""
     assert "PRP-17.1.1" not in git(repo, "worktree", "list")
+    again = pytester.runpytest("--prp-clean")
+    again.stdout.fnmatch_lines(["prp: no kept worktree to remove"])
+    # With a selection: cleans, then runs it.
+    pytester.runpytest("--prp-batch", "17")
+    assert Path(kept).is_dir()
+    flag.unlink()
+    both = pytester.runpytest("--prp-batch", "17", "--prp-clean")
+    assert both.ret == 0, both.stdout.str()
+    both.stdout.fnmatch_lines(["prp: removed 1 kept worktree(s):", "*PRP batch summary*"])
+    assert not Path(kept).exists()
+    assert entries(result_json(repo, "17"))["PRP-17.1.1"]["status"] == "success"
 
 
 @pytest.mark.parametrize("how", ["default", "option", "ini"])

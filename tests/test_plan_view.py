@@ -95,8 +95,8 @@ def test_text_shows_critical_path_conflicts_and_warnings() -> None:
     )
     assert "Potential conflicts:\n  stage 2: src/app.py changed by PRP-47.2.1, PRP-47.2.2\n" in text
     assert text.endswith(
-        "Warnings:\n  PRPs/PRP-47.3.1.md:4: PRP-47.3.1 is declared stage 2, but depends on "
-        "PRP-47.2.1 (declared stage 2); using computed stage 3\n"
+        "Warnings:\n  PRPs/PRP-47.3.1.md:4: PRP-47.3.1 is declared stage 2 but runs in "
+        "stage 3: it depends on PRP-47.2.1 (stage 2)\n"
     )
 
 
@@ -110,6 +110,16 @@ def test_text_marks_dependencies_outside_the_plan() -> None:
     text = render_text(build_plan(known, Selection(batches=("47",))))
     assert text.startswith("PRP plan: 1 PRP in 1 stage (batch 47)\n")
     assert "after PRP-46.1.1 (not in this plan)" in text
+
+
+def test_text_counts_prps_without_a_batch_in_a_mixed_selection() -> None:
+    known = [
+        prp("PRP-15.1.1", "Batched", batch="15"),
+        prp("PRP-A", "Loose", batch=None),
+        prp("PRP-B", "Loose too", batch=None),
+    ]
+    text = render_text(build_plan(known, Selection(all=True)))
+    assert text.startswith("PRP plan: 3 PRPs in 1 stage (batch 15 and 2 PRPs without a batch)\n")
 
 
 def test_text_lists_errors() -> None:
@@ -167,8 +177,8 @@ def test_json_shape() -> None:
         {"stage": 2, "path": "src/app.py", "prps": ["PRP-47.2.1", "PRP-47.2.2"]}
     ]
     assert data["warnings"] == [
-        "PRPs/PRP-47.3.1.md:4: PRP-47.3.1 is declared stage 2, but depends on PRP-47.2.1 "
-        "(declared stage 2); using computed stage 3"
+        "PRPs/PRP-47.3.1.md:4: PRP-47.3.1 is declared stage 2 but runs in stage 3: "
+        "it depends on PRP-47.2.1 (stage 2)"
     ]
 
 

@@ -313,16 +313,29 @@ def test_declared_stage_contradicting_the_graph_warns_and_the_graph_wins() -> No
     assert plan.errors == []
     assert plan.stages["PRP-47.3.1"] == 3
     assert messages(plan.warnings) == [
-        "PRPs/PRP-47.3.1.md:4: PRP-47.3.1 is declared stage 2, but depends on PRP-47.2.1 "
-        "(declared stage 2); using computed stage 3"
+        "PRPs/PRP-47.3.1.md:4: PRP-47.3.1 is declared stage 2 but runs in stage 3: "
+        "it depends on PRP-47.2.1 (stage 2)"
     ]
 
 
 def test_declared_stage_against_an_undeclared_dependency_uses_its_computed_stage() -> None:
     plan = build_plan([prp("PRP-A"), prp("PRP-B", "PRP-A", stage=1)], ALL)
     assert [w.message for w in plan.warnings] == [
-        "PRP-B is declared stage 1, but depends on PRP-A (computed stage 1); using computed stage 2"
+        "PRP-B is declared stage 1 but runs in stage 2: it depends on PRP-A (stage 1)"
     ]
+
+
+def test_a_dependency_declared_in_the_same_stage_is_no_contradiction_when_it_runs_earlier() -> None:
+    # PRP-C declares stage 3 and runs in stage 3; that PRP-B also declares 3 (it runs in 2)
+    # changes nothing a user must act on: no warning saying "stage 3, using stage 3".
+    known = [
+        prp("PRP-A", stage=1),
+        prp("PRP-B", "PRP-A", stage=3),
+        prp("PRP-C", "PRP-B", stage=3),
+    ]
+    plan = build_plan(known, ALL)
+    assert plan.stages == {"PRP-A": 1, "PRP-B": 2, "PRP-C": 3}
+    assert plan.warnings == []
 
 
 def test_declared_stage_that_is_merely_different_does_not_warn() -> None:
