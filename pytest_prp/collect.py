@@ -26,6 +26,9 @@ class PrpFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
         result = load_prp(self.path)
         if result.errors:
+            load_errors = self.config.stash.get(LOAD_ERRORS, None)
+            if load_errors is not None:  # kept for the plan view, which lists every problem
+                load_errors.extend(result.errors)
             raise PrpUserError(result.errors)
         if result.prp is None:
             return
@@ -83,6 +86,8 @@ class PrpItem(pytest.Item):
 
 
 KNOWN_PRPS = pytest.StashKey[list[Prp]]()
+# Errors of files that could not be loaded (reported by pytest as collection errors too).
+LOAD_ERRORS = pytest.StashKey[list[Problem]]()
 
 
 class FillerItem(pytest.Item):

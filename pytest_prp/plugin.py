@@ -8,6 +8,7 @@ from __future__ import annotations
 import fnmatch
 import os
 from collections.abc import Generator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,9 +46,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "prp: a PRP (Product Requirement Prompt) item")
     if not settings.enabled:
         return
-    from pytest_prp.collect import KNOWN_PRPS
+    from pytest_prp.collect import KNOWN_PRPS, LOAD_ERRORS
 
     config.stash[KNOWN_PRPS] = []
+    config.stash[LOAD_ERRORS] = []
     if settings.plan_format in ("json", "mermaid"):
         # The document must be all that stdout carries, so pytest's own lines go.
         reporter = config.pluginmanager.get_plugin("terminalreporter")
@@ -138,26 +140,30 @@ def pytest_collection_modifyitems(
     settings = config.stash[SETTINGS]
     if not settings.enabled:
         return
-    from pytest_prp.collect import KNOWN_PRPS, PrpItem
+    from pytest_prp.collect import KNOWN_PRPS, LOAD_ERRORS, PrpItem
     from pytest_prp.planning import build_plan
 
     prp_items = [item for item in items if isinstance(item, PrpItem)]
     others = [item for item in items if not isinstance(item, PrpItem)]
     known = config.stash[KNOWN_PRPS]
-    if not known and not prp_items:
+    load_errors = config.stash[LOAD_ERRORS]
+    if not known and not prp_items and not (settings.plan_format and load_errors):
         return
     plan = build_plan(known, settings.selection, lambda prp_id: _is_complete(config, prp_id))
     config.stash[PLAN] = plan
     if plan.errors:
         _report_problems(session, plan.errors)
-        items[:] = others
-        return
     if settings.plan_format:
         from pytest_prp.reporting import show_plan  # late: only the plan view needs it
 
-        show_plan(config, plan, settings.plan_format)
+        # The plan is shown whatever is wrong, with every problem in it: files that did not
+        # load as well as the plan's own errors (those alone make the exit status non-zero).
+        show_plan(config, replace(plan, errors=[*load_errors, *plan.errors]), settings.plan_format)
         config.stash[PLAN_SHOWN] = True
         items[:] = []
+        return
+    if plan.errors:
+        items[:] = others
         return
     by_id = {item.prp.id: item for item in prp_items}
     selected: list[pytest.Item] = []

@@ -32,14 +32,19 @@ def show_plan(config: pytest.Config, plan: Plan, fmt: str) -> None:
         for line in text.rstrip("\n").splitlines():
             reporter.write_line(line)
         return
-    # No terminal reporter (json, mermaid): the document alone goes to the real stdout.
+    # No terminal reporter (json, mermaid): the document alone goes to the real stdout, and
+    # the errors to stderr, since pytest's own report of them went with the terminal reporter.
+    errors = "".join(f"prp: error: {problem}\n" for problem in plan.errors)
     capman = config.pluginmanager.get_plugin("capturemanager")
     if capman is not None:
         with capman.global_and_fixture_disabled():
             sys.stdout.write(text if text.endswith("\n") else text + "\n")
             sys.stdout.flush()
+            sys.stderr.write(errors)
+            sys.stderr.flush()
     else:
         sys.stdout.write(text)
+        sys.stderr.write(errors)
 
 
 class ReportHooks:

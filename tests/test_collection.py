@@ -174,3 +174,52 @@ def test_example_batch_plans(pytester: pytest.Pytester) -> None:
         "3": ["PRP-7.3.1"],
     }
     assert plan["warnings"] == []
+
+
+def plan_with_errors(root: Path) -> None:
+    """One PRP with a warning, one whose YAML is broken, one with a missing dependency."""
+    write_prp(root, "PRP-8.1.1", deps=None, gates=["true"], extra="stage: two")
+    write_prp(root, "PRP-8.2.1", deps=["PRP-9.9.9"], gates=["true"])
+    (root / "PRPs" / "PRP-8.3.1.md").write_text("---\nprp_id: [unclosed\n---\n# x\n")
+
+
+def test_plan_json_with_errors_is_still_a_document(pytester: pytest.Pytester) -> None:
+    plan_with_errors(pytester.path)
+    result = pytester.runpytest_subprocess("PRPs", "--prp-batch", "8", "--prp-plan=json")
+    assert result.ret != 0
+    plan = json.loads(result.stdout.str())
+    assert [p["id"] for p in plan["prps"]] == ["PRP-8.1.1", "PRP-8.2.1"]
+    errors = {(e["file"], e["line"]): e["message"] for e in plan["errors"]}
+    assert errors[("PRPs/PRP-8.3.1.md", 3)].startswith("invalid YAML")
+    assert "PRP-9.9.9" in errors[("PRPs/PRP-8.2.1.md", 2)]
+    assert any("stage 'two'" in w for w in plan["warnings"])
+    err = result.stderr.str()
+    assert "PRPs/PRP-8.3.1.md:3: invalid YAML" in err and "PRP-9.9.9" in err
+    assert "Traceback" not in err
+
+
+def test_plan_mermaid_with_errors_prints_the_chart_and_the_errors(
+    pytester: pytest.Pytester,
+) -> None:
+    plan_with_errors(pytester.path)
+    result = pytester.runpytest_subprocess("PRPs", "--prp-batch", "8", "--prp-plan=mermaid")
+    assert result.ret != 0
+    assert result.stdout.str().startswith("flowchart TD")
+    assert "PRP_8_1_1" in result.stdout.str()
+    result.stderr.fnmatch_lines(["prp: error: PRPs/PRP-8.3.1.md:3: invalid YAML*", "*PRP-9.9.9*"])
+
+
+def test_plan_text_shows_warnings_and_errors_together(pytester: pytest.Pytester) -> None:
+    plan_with_errors(pytester.path)
+    result = pytester.runpytest("PRPs", "--prp-batch", "8", "--prp-plan")
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(
+        [
+            "PRP plan: 2 PRPs*",
+            "Warnings:",
+            "*stage 'two' is not a stage number*",
+            "Errors (nothing will run):",
+            "*PRP-8.3.1.md:3: invalid YAML*",
+            "*PRP-9.9.9*",
+        ]
+    )
