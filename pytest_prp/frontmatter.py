@@ -68,8 +68,102 @@ def _locate(text: str) -> _Split | None:
     return _Split(text[: close.start()], 1, closing_line + 1, False)
 
 
+# Real frontmatter holds tens of values; aliases (``&a`` / ``*a``) can make a few hundred bytes
+# expand to billions ("billion laughs"), so the expanded size is counted before building it.
+MAX_VALUES = 10_000
+
+
+class ExpansionError(ValueError):
+    """Frontmatter whose aliases expand beyond ``MAX_VALUES`` values, or into themselves."""
+
+    def __init__(self, message: str, line: int) -> None:
+        super().__init__(message)
+        self.line = line  # 0-based, within the YAML text
+
+
+@dataclass(frozen=True)
+class _Duplicate:
+    key: str
+    line: int  # 0-based lines within the YAML text
+    first_line: int
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """How many values the document builds, aliases expanded, without expanding them."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        if id(node) in active:
+            raise ExpansionError("a YAML alias refers to itself", node.start_mark.line)
+        active.add(id(node))
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            for item in node.value:
+                total += size(item)
+                if total > MAX_VALUES:
+                    break
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                total += size(key) + size(value)
+                if total > MAX_VALUES:
+                    break
+        active.discard(id(node))
+        sizes[id(node)] = total
+        return total
+
+    return size(root)
+
+
+def _duplicates(root: yaml.Node) -> list[_Duplicate]:
+    """Keys given twice in one mapping (YAML keeps the last one silently)."""
+    found: list[_Duplicate] = []
+    seen_nodes: set[int] = set()
+    pending = [root]
+    while pending:
+        node = pending.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            pending.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for key, value in node.value:
+                pending.append(value)
+                if not isinstance(key, yaml.ScalarNode) or key.value == "<<":
+                    continue
+                line = key.start_mark.line
+                if key.value in first:
+                    found.append(_Duplicate(key.value, line, first[key.value]))
+                else:
+                    first[key.value] = line
+    return sorted(found, key=lambda d: d.line)
+
+
+def _compose_and_load(yaml_text: str) -> tuple[Any, list[_Duplicate]]:
+    """The data (a safe loader: plain data only) and its duplicate keys; bounded in size."""
+    loader = _Loader(yaml_text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None, []
+        if _expanded_size(root) > MAX_VALUES:
+            raise ExpansionError(
+                f"frontmatter expands to more than {MAX_VALUES:,} values (YAML aliases, "
+                "&name and *name, repeat what they name); refusing to load it",
+                root.start_mark.line,
+            )
+        return loader.construct_document(root), _duplicates(root)
+    finally:
+        loader.dispose()
+
+
 def _load_yaml(yaml_text: str) -> Any:
-    return yaml.load(yaml_text, Loader=_Loader)  # a safe loader: plain data only
+    return _compose_and_load(yaml_text)[0]
 
 
 def split_frontmatter(text: str) -> tuple[str, int, int] | None:
@@ -132,7 +226,9 @@ def load_prp(path: Path, text: str | None = None) -> LoadResult:
         return LoadResult(None)
     file_id = id_from_filename(path.name)
     try:
-        data = _load_yaml(split.yaml_text)
+        data, duplicates = _compose_and_load(split.yaml_text)
+    except ExpansionError as exc:
+        return LoadResult(None, [Problem(path, split.yaml_line + exc.line, str(exc))])
     # Not only YAMLError: a date such as 2025-13-01 makes the constructor raise ValueError.
     except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
         if not split.fenced:
@@ -146,7 +242,18 @@ def load_prp(path: Path, text: str | None = None) -> LoadResult:
             message = f"frontmatter must be a YAML mapping of 'key: value' lines, not a {kind}"
             return LoadResult(None, [Problem(path, split.yaml_line, message)])
         return LoadResult(None)
-    return _build(path, split, data, file_id)
+    result = _build(path, split, data, file_id)
+    if result.prp is not None:
+        result.prp.warnings[:0] = [
+            Problem(
+                path,
+                split.yaml_line + d.line,
+                f"duplicate key {d.key!r} (first on line {split.yaml_line + d.first_line}); "
+                "YAML keeps the last value",
+            )
+            for d in duplicates
+        ]
+    return result
 
 
 class _Fields:

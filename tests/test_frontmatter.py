@@ -513,3 +513,56 @@ def test_odd_values_in_any_field_never_crash(tmp_path: Path, junk: str) -> None:
     assert prp.status is None or isinstance(prp.status, str)
     assert all(isinstance(dep, str) for dep in prp.dependencies)
     assert all(w.line is not None and 2 <= w.line <= 12 for w in prp.warnings)
+
+
+BOMB = (
+    "---\nprp_id: PRP-9.1.1\n"
+    'a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]\n'
+    + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+        f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+        for i in range(8)
+    )
+    + "dependencies: *i\n---\n# x\n"
+)
+
+
+def test_yaml_alias_bomb_is_refused_quickly_naming_the_file(tmp_path: Path) -> None:
+    assert len(BOMB) < 700  # expands to 9 * 8**8 (150 million) strings
+    result = load(tmp_path, "PRP-9.1.1.md", BOMB)
+    assert result.prp is None
+    [error] = result.errors
+    assert error.path is not None and error.path.name == "PRP-9.1.1.md" and error.line == 2
+    assert error.message.startswith("frontmatter expands to more than 10,000 values")
+    assert "aliases" in error.message
+
+
+def test_recursive_alias_is_a_clear_error(tmp_path: Path) -> None:
+    result = load(tmp_path, "PRP-9.1.2.md", "---\nprp_id: PRP-9.1.2\nx: &a [1, *a]\n---\n")
+    assert result.prp is None
+    [error] = result.errors
+    assert error.path is not None and error.path.name == "PRP-9.1.2.md"
+    assert "Traceback" not in error.message
+
+
+def test_moderate_aliases_still_load(tmp_path: Path) -> None:
+    prp = prp_of(tmp_path, "prp_id: PRP-9.1.3\nbase: &b [PRP-1, PRP-2]\ndependencies: *b\n")
+    assert prp.dependencies == ["PRP-1", "PRP-2"]
+
+
+def test_duplicate_keys_warn_naming_file_and_line(tmp_path: Path) -> None:
+    text = """
+        prp_id: PRP-9.2.1
+        dependencies: [PRP-9.1.1]
+        title: First
+        dependencies: []
+        extra:
+          a: 1
+          a: 2
+        """
+    prp = prp_of(tmp_path, text)
+    assert prp.dependencies == []  # YAML's rule, unchanged: the last one wins
+    assert messages(prp) == [
+        "5: duplicate key 'dependencies' (first on line 3); YAML keeps the last value",
+        "8: duplicate key 'a' (first on line 7); YAML keeps the last value",
+    ]
