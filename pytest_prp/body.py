@@ -7,16 +7,18 @@ regular expressions.
 Sections, found by their heading text after normalising (numbering such as "4." or "Step 3:",
 emoji, case, a trailing "(...)" and punctuation are ignored):
 
-- Steps come from the first implementation section ("Implementation", "Implementation Steps",
+- Steps come from the implementation sections ("Implementation", "Implementation Steps",
   "Implementation Plan", "Implementation Blueprint", "Implementation Tasks", "Step-by-Step Tasks",
-  ...). A fenced YAML block of ``Task N:`` entries in it (the Wirasm template) gives one step per
-  entry; otherwise each of its shallowest sub-headings starts a step; without sub-headings the
-  whole section is one step.
-- Gates come from every validation section outside it ("Validation", "Validation Gates",
-  "Validation Loop", "Validation Commands", and also "Final Validation Checklist": its checklist
-  items are the author's acceptance checks, so they are reported as unverified gates rather than
-  silently dropped). Each shell block and each inline ``**Command**: `cmd` `` line is an executable
-  gate; each ``- [ ]`` / ``- [x]`` item is a checklist gate.
+  ...; two of them give a warning and the steps of both). A fenced YAML block of ``Task N:``
+  entries in it (the Wirasm template) gives one step per entry; otherwise each of its
+  shallowest sub-headings starts a step; without sub-headings the whole section is one step.
+- Gates come from every validation section outside them ("Validation", "Validation Gates",
+  "Validation Loops", "Validation Commands", "Validation Strategy", and also "Final Validation
+  Checklist": its checklist items are the author's acceptance checks, so they are reported as
+  unverified gates rather than silently dropped). Each shell block and each inline
+  ``**Command**: `cmd` `` line is an executable gate; each ``- [ ]`` / ``- [x]`` item, and a
+  ``**Command**:`` line of prose, is a checklist gate. A body left without an executable gate
+  warns about every code block that looked like a gate and was not read as one.
 
 A fenced block is shell when its info string is bash, sh, shell, zsh, console or shell-session. A
 block without an info string is shell when its first line that is not blank or a comment starts
@@ -33,7 +35,7 @@ nested, as their authors meant; see ``_nested_fence``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from markdown_it import MarkdownIt
@@ -55,17 +57,15 @@ _IMPLEMENTATION = {
     "task list",
     "low level tasks",
 }
-_VALIDATION = {
-    "validation",
-    "validation gates",
-    "validation gate",
-    "validation loop",
-    "validation commands",
-    "validation steps",
-    "validation checklist",
-    "final validation",
-    "final validation checklist",
-}
+# "Validation", "Validation Gates", "VALIDATION LOOPS", "5. Validation Strategy", "Final
+# Validation Checklist", ...: a heading naming validation and nothing else.
+_VALIDATION = re.compile(
+    r"(?:final )?validation(?: (?:gates?|loops?|commands?|steps?|checklist|strategy|plan"
+    r"|levels?))?"
+)
+# Headings that look like validation without being a validation section ("Validation Results",
+# "Gate 2: ..."): their shell blocks are named in a warning when a PRP ends up with no gate.
+_VALIDATION_LIKE = re.compile(r"\b(?:validat\w*|gates?|verif\w*)\b")
 _SHELL_INFOS = {"bash", "sh", "shell", "zsh", "console", "shell-session", "shellsession"}
 _KNOWN_COMMANDS = {
     *("cd", "uv", "uvx", "python", "python3", "pip", "pip3", "pytest", "make", "npm", "npx"),
@@ -88,6 +88,11 @@ _TASK_CREATE = re.compile(r"^\s*Task\s+\d+\s*:\s*CREATE\s+`?([^\s`]+)`?", re.IGN
 _CREATE_LINE = re.compile(r"^\s*(?:\*\*|__)?Create(?:\*\*|__)?\s*:\s*(?:\*\*|__)?\s*`([^`]+)`")
 _COMMAND_LINE = re.compile(
     r"^\s*(?:\*\*|__)?(?:Commands?|Run)(?:\*\*|__)?\s*:\s*(?:\*\*|__)?\s*`([^`]+)`", re.IGNORECASE
+)
+# The same line without a code span ("**Command**: Manual review of ..."): not run, but kept as
+# an unverified check so that it is seen.
+_COMMAND_TEXT = re.compile(
+    r"^\s*(?:\*\*|__)?Commands?(?:\*\*|__)?\s*:\s*(?:\*\*|__)?\s*([^`\s*_].*?)\s*$", re.IGNORECASE
 )
 _CHECKBOX = re.compile(r"^\[([ xX])\]\s+")
 _EXPECTED_COMMENT = re.compile(r"^\s*#\s*Expected\b[^:\n]*:\s*(.*?)\s*$", re.IGNORECASE)
@@ -259,25 +264,68 @@ def parse_body(markdown: str, path: Path, first_line: int) -> Body:
     lines = [line + "\n" for line in markdown.split("\n")]
     doc = _Doc(tokens, lines, first_line, path, _headings(tokens))
     _check_fences(doc)
-    implementation: _Section | None = None
+    implementations: list[_Section] = []
     for heading in doc.headings:
-        if heading.key in _IMPLEMENTATION:
-            implementation = doc.section(heading)
-            break
+        if heading.key in _IMPLEMENTATION and not _inside(implementations, heading):
+            implementations.append(doc.section(heading))
     validation: list[_Section] = []
     for heading in doc.headings:
-        if heading.key not in _VALIDATION:
+        if not _VALIDATION.fullmatch(heading.key):
             continue
-        if implementation is not None and implementation.contains(heading):
-            continue
-        if any(section.contains(heading) for section in validation):
+        if _inside(implementations, heading) or _inside(validation, heading):
             continue
         validation.append(doc.section(heading))
-    steps = _steps(doc, implementation) if implementation is not None else ()
+    steps: list[Step] = []
+    for section in implementations:
+        steps.extend(replace(s, index=len(steps) + 1) for s in _steps(doc, section))
+    if len(implementations) > 1:
+        named = ", ".join(
+            f"{s.heading.text!r} (line {doc.file_line(s.heading.line)})" for s in implementations
+        )
+        message = (
+            f"{len(implementations)} implementation sections, {named}: steps are read from all"
+        )
+        first = implementations[1].heading.line
+        doc.warnings.append(Problem(doc.path, doc.file_line(first), message))
     gates = _Gates(doc)
     for section in validation:
         gates.collect(section)
-    return Body(steps=steps, gates=tuple(gates.gates), warnings=tuple(doc.warnings))
+    if not any(d.kind != GATE_CHECKLIST for d in gates.drafts):
+        _warn_skipped(doc, validation)
+    return Body(steps=tuple(steps), gates=tuple(gates.gates), warnings=tuple(doc.warnings))
+
+
+def _inside(sections: list[_Section], heading: _Heading) -> bool:
+    return any(section.contains(heading) for section in sections)
+
+
+def _warn_skipped(doc: _Doc, validation: list[_Section]) -> None:
+    """A PRP with no executable gate: name every code block that looks like one and is not."""
+    skipped: list[tuple[int, str]] = []
+    for index, token in enumerate(doc.tokens):
+        if token.type != "fence" or token.map is None or not token.content.strip():
+            continue
+        section = next((s for s in validation if s.heading.token < index < s.end_token), None)
+        shell = _is_shell(token.info, token.content)
+        if section is not None:
+            if not shell:  # a shell block of a validation section that is no gate is warned of
+                language = token.info.split()[0] if token.info.strip() else "unlabelled"
+                skipped.append((token.map[0], f"{language} block in {section.heading.text!r}"))
+            continue
+        if not shell:
+            continue
+        owner = [h for h in doc.headings if h.token < index < doc.section(h).end_token]
+        if any(_VALIDATION_LIKE.search(h.key) for h in owner):
+            skipped.append((token.map[0], f"shell block under {owner[-1].text!r}"))
+    if not skipped:
+        return
+    where = "; ".join(f"{what} (line {doc.file_line(line)})" for line, what in skipped[:5])
+    more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+    message = (
+        f"no executable gate: not read as gates: {where}{more}. Gates are the shell blocks and "
+        "**Command**: `cmd` lines of a section named Validation (Gates, Loop, Commands, ...)"
+    )
+    doc.warnings.append(Problem(doc.path, doc.file_line(skipped[0][0]), message))
 
 
 def _headings(tokens: list[Token]) -> list[_Heading]:
@@ -514,6 +562,16 @@ class _Gates:
                     per_heading += 1
                     name = self._name(heading, per_heading)
                     last = self._add(name, GATE_SHELL, command_line.group(1).strip(), token.map[0])
+                elif command_text := _COMMAND_TEXT.match(token.content.split("\n", 1)[0]):
+                    # Prose after "Command:" is not run; kept as an unverified check, and said.
+                    what = command_text.group(1)
+                    self._add(what, GATE_CHECKLIST, None, token.map[0])
+                    message = (
+                        f"**Command**: {what!r} has no `command` in backticks: "
+                        "not run, counted as an unverified check"
+                    )
+                    line = doc.file_line(token.map[0])
+                    doc.warnings.append(Problem(doc.path, line, message))
 
     def _name(self, heading: str | None, count: int) -> str:
         if heading is None:
