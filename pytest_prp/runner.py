@@ -194,6 +194,8 @@ def run_call(item: PrpItem) -> None:
     run = item.stash[RUN]
     context = item.stash[CONTEXT]
     prp = item.prp
+    for warning in prp.body.warnings:  # e.g. blocks that look like gates and are not read
+        item.warn(pytest.PytestWarning(f"prp: {warning}"))
     gates: list[Gate] = list(prp.body.executable_gates)
     run.gates_executable = len(gates)
     run.gates_unverified = len(prp.body.unverified_gates)
