@@ -37,6 +37,18 @@ _HOURS = re.compile(
     re.IGNORECASE,
 )
 _FIRST_INT = re.compile(r"\d+")
+# Ids a template or generator leaves for the author to fill in.
+_PLACEHOLDER = re.compile(
+    r"(?i:tbd|tba|todo|fixme|\?+|<[^>]*>|\{[^}]*\}|\[[^\]]*\]"
+    r"|(?:prp[-_ ]?)?(?:tbd|todo|xx+|x\.y(?:\.z)?|n\.n(?:\.n)?|nnn?))"
+)
+# "PRP-1 through PRP-27", "PRP-7.1 to PRP-7.4", "PRP-3..PRP-5", "PRP-3 – PRP-5": a range.
+_RANGE = re.compile(
+    r"(?<![\w-])(?i:prp)-([\w.]+?)\s*(?:\s(?i:through|thru|to)\s|\.\.\.?|[\u2013\u2014])\s*"
+    r"(?i:prp)-([\w.]*\w)"
+)
+_LAST_NUMBER = re.compile(r"(.*?)(\d+)")
+MAX_RANGE = 200
 
 
 @dataclass(frozen=True)
@@ -214,16 +226,99 @@ def _yaml_error(path: Path, split: _Split, exc: Exception) -> Problem:
     return Problem(path, line, f"invalid YAML in frontmatter: {detail}")
 
 
+_BLOCK_KEY = re.compile(r"[A-Za-z_][\w.-]*\s*:\s*[|>][-+0-9]*\s*$")
+_FENCE_OPEN = re.compile(r"(?:```|~~~)\s*(?:ya?ml)\s*$", re.IGNORECASE)
+_PRP_ID_LINE = re.compile(r"^['\"]?prp_id['\"]?\s*:", re.M)
+_NO_FRONTMATTER = (
+    "no frontmatter: no block between '---' lines at the top, no 'key: value' line on line 1, "
+    "no metadata block with a prp_id under the title"
+)
+
+
+def _lenient(text: str, split: _Split) -> _Split | None:
+    """The header as people write it (Wirasm's templates): ``name:`` / ``description: |``
+    lines whose text is not indented, ended by a ``---`` line, a heading or prose.
+
+    Lines keep their numbers: unindented text under ``key: |`` is indented, nothing moves.
+    Returns None when this reading finds nothing different to try.
+    """
+    lines = text.split("\n")
+    first = split.yaml_line - 1
+    out: list[str] = []
+    block = False
+    index = first
+    body = None
+    while index < len(lines):
+        line = lines[index].rstrip("\r")
+        if re.fullmatch(r"(?:---|\.\.\.)[ \t]*", line):
+            body = index + 1
+            break
+        if line.startswith("#"):
+            body = index
+            break
+        if _KEY_LINE.match(line):
+            block = bool(_BLOCK_KEY.match(line))
+            out.append(line)
+        elif not line.strip():
+            block = False
+            out.append(line)
+        elif line[0] in " \t" or line.startswith("- "):
+            out.append(line)
+        elif block:
+            out.append("  " + line)
+        else:
+            body = index
+            break
+        index += 1
+    if body is None:
+        body = len(lines)
+    yaml_text = "\n".join(out) + "\n"
+    if yaml_text == split.yaml_text:
+        return None
+    return _Split(yaml_text, split.yaml_line, body + 1, split.fenced)
+
+
+def _after_title(text: str) -> _Split | None:
+    """A metadata block right under the H1 title (``---`` lines or a yaml fence) naming a
+    prp_id: some PRPs put their frontmatter there."""
+    lines = text.split("\n")
+    index = 0
+    while index < len(lines) and not lines[index].strip():
+        index += 1
+    if index >= len(lines) or not re.match(r"#\s", lines[index]):
+        return None
+    index += 1
+    while index < len(lines) and not lines[index].strip():
+        index += 1
+    if index >= len(lines):
+        return None
+    opening = lines[index].rstrip()
+    if opening == _DELIMITER:
+        closing = re.compile(r"---[ \t]*\r?")
+    elif _FENCE_OPEN.fullmatch(opening):
+        closing = re.compile(re.escape(opening.lstrip()[:3]) + r"[ \t]*\r?")
+    else:
+        return None
+    for end in range(index + 1, len(lines)):
+        if closing.fullmatch(lines[end]):
+            yaml_text = "".join(line + "\n" for line in lines[index + 1 : end])
+            if not _PRP_ID_LINE.search(yaml_text):
+                return None  # not the PRP's metadata: an example, a table, a rule
+            return _Split(yaml_text, index + 2, end + 2, True)
+    return None
+
+
 def load_prp(path: Path, text: str | None = None) -> LoadResult:
-    """Load one markdown file. Files without frontmatter or without any id are not PRPs."""
+    """Load one markdown file. Files without frontmatter or without any id are not PRPs;
+    ``LoadResult.skipped`` then says why (shown when a run finds no PRP at all)."""
     if text is None:
         text, problem = _read(path)
         if text is None:
             return LoadResult(None, [problem] if problem else [])
     text = text.removeprefix("\ufeff")
-    split = _locate(text)
+    split = _locate(text) or _after_title(text)
     if split is None:
-        return LoadResult(None)
+        return LoadResult(None, skipped=_NO_FRONTMATTER)
     file_id = id_from_filename(path.name)
     try:
         data, duplicates = _compose_and_load(split.yaml_text)
@@ -231,17 +326,21 @@ def load_prp(path: Path, text: str | None = None) -> LoadResult:
         return LoadResult(None, [Problem(path, split.yaml_line + exc.line, str(exc))])
     # Not only YAMLError: a date such as 2025-13-01 makes the constructor raise ValueError.
     except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
-        if not split.fenced:
-            return LoadResult(None)  # form (b) that is not YAML: just text before a rule
-        return LoadResult(None, [_yaml_error(path, split, exc)])
+        lenient = _lenient(text, split)
+        loaded = _try_load(lenient) if lenient is not None else None
+        if lenient is None or loaded is None:
+            if not split.fenced:  # form (b) that is not YAML: just text before a rule
+                return LoadResult(None, skipped=f"the lines before '---' are not YAML ({exc})")
+            return LoadResult(None, [_yaml_error(path, split, exc)])
+        split, (data, duplicates) = lenient, loaded
     if data is None and split.fenced:
         data = {}
     if not isinstance(data, dict):
+        kind = type(data).__name__
         if split.fenced and file_id is not None:
-            kind = type(data).__name__
             message = f"frontmatter must be a YAML mapping of 'key: value' lines, not a {kind}"
             return LoadResult(None, [Problem(path, split.yaml_line, message)])
-        return LoadResult(None)
+        return LoadResult(None, skipped=f"the frontmatter is a YAML {kind}, not a mapping")
     result = _build(path, split, data, file_id)
     if result.prp is not None:
         result.prp.warnings[:0] = [
@@ -253,7 +352,18 @@ def load_prp(path: Path, text: str | None = None) -> LoadResult:
             )
             for d in duplicates
         ]
+    elif not result.errors:
+        result.skipped = "no prp_id in the frontmatter and no PRP id in the file name"
     return result
+
+
+def _try_load(split: _Split) -> tuple[Any, list[_Duplicate]] | None:
+    """The lenient reading's data, when it is a mapping; None otherwise."""
+    try:
+        data, duplicates = _compose_and_load(split.yaml_text)
+    except (yaml.YAMLError, ValueError, TypeError, RecursionError):
+        return None
+    return (data, duplicates) if isinstance(data, dict) else None
 
 
 class _Fields:
@@ -293,15 +403,15 @@ class _Fields:
 def _build(path: Path, split: _Split, data: dict[Any, Any], file_id: str | None) -> LoadResult:
     fields = _Fields(path, split, data)
     id_key, raw_id = fields.get("prp_id")
-    prp_id = normalize_id(raw_id)
+    placeholder = isinstance(raw_id, str) and bool(_PLACEHOLDER.fullmatch(raw_id.strip()))
+    prp_id = None if placeholder else normalize_id(raw_id)
     if prp_id is None and not _is_blank(raw_id):
+        what = "a placeholder, not an id yet" if placeholder else "not a PRP id"
         if file_id is None:
             line = fields.line_of(id_key)
-            message = f"prp_id {raw_id!r} is not a PRP id (write it like PRP-12 or PRP-12.1.1)"
+            message = f"prp_id {raw_id!r} is {what} (write it like PRP-12 or PRP-12.1.1)"
             return LoadResult(None, [Problem(path, line, message)])
-        fields.warn(
-            id_key, f"prp_id {raw_id!r} is not a PRP id; using {file_id} from the file name"
-        )
+        fields.warn(id_key, f"prp_id {raw_id!r} is {what}; using {file_id} from the file name")
     prp_id = prp_id or file_id
     if prp_id is None:
         return LoadResult(None)  # a batch plan, guide or template: not a PRP, not an error
@@ -475,10 +585,38 @@ def _dependency_ids(fields: _Fields, key: str | None, prp_id: str, entry: Any) -
         dep = normalize_id(annotated.group(1))
         if dep is not None:
             return [dep]
+    found_range = _RANGE.search(entry)
+    if found_range:
+        return _range(fields, key, prp_id, entry, found_range)
     named = find_ids(entry)
     if named:
         read_as = ", ".join(named)
         fields.warn(key, f"{prp_id}: dependency {entry.strip()!r} read as {read_as}")
         return named
     fields.warn(key, f"{prp_id}: dependency {entry.strip()!r} names no PRP id; ignored")
+    return []
+
+
+def _range(
+    fields: _Fields, key: str | None, prp_id: str, entry: str, found: re.Match[str]
+) -> list[str]:
+    """A range of ids, expanded when its ends differ only in their last number."""
+    low, high = f"PRP-{found.group(1)}", f"PRP-{found.group(2)}"
+    first, last = _LAST_NUMBER.fullmatch(found.group(1)), _LAST_NUMBER.fullmatch(found.group(2))
+    if first and last and first.group(1) == last.group(1):
+        start, stop = int(first.group(2)), int(last.group(2))
+        if start <= stop and stop - start < MAX_RANGE:
+            ids = [f"PRP-{first.group(1)}{n}" for n in range(start, stop + 1)]
+            ids = [i for i in ids if i != prp_id]  # "PRP-1 through PRP-9" written in PRP-9
+            fields.warn(
+                key,
+                f"{prp_id}: dependency {entry.strip()!r} read as the range {low} to {high} "
+                f"({len(ids)} PRPs)",
+            )
+            return ids
+    fields.warn(
+        key,
+        f"{prp_id}: dependency {entry.strip()!r} names a range ({low} to {high}) that cannot be "
+        "expanded; ignored: list the PRPs it depends on",
+    )
     return []

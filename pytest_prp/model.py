@@ -144,3 +144,4 @@ class LoadResult:
 
     prp: Prp | None
     errors: list[Problem] = field(default_factory=list)
+    skipped: str | None = None  # why a file that is no PRP and no error was not taken
