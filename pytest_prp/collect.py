@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -31,6 +32,9 @@ class PrpFile(pytest.File):
                 load_errors.extend(result.errors)
             raise PrpUserError(result.errors)
         if result.prp is None:
+            not_prps = self.config.stash.get(NOT_PRPS, None)
+            if not_prps is not None and result.skipped:
+                not_prps.append((self.path, result.skipped))
             return
         registry = self.config.stash.get(KNOWN_PRPS, None)
         if registry is not None:
@@ -88,6 +92,8 @@ class PrpItem(pytest.Item):
 KNOWN_PRPS = pytest.StashKey[list[Prp]]()
 # Errors of files that could not be loaded (reported by pytest as collection errors too).
 LOAD_ERRORS = pytest.StashKey[list[Problem]]()
+# Files named like PRPs that are not PRPs, and why: said when a run finds no PRP at all.
+NOT_PRPS = pytest.StashKey[list[tuple[Path, str]]]()
 
 
 class FillerItem(pytest.Item):

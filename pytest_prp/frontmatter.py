@@ -330,7 +330,8 @@ def load_prp(path: Path, text: str | None = None) -> LoadResult:
         loaded = _try_load(lenient) if lenient is not None else None
         if lenient is None or loaded is None:
             if not split.fenced:  # form (b) that is not YAML: just text before a rule
-                return LoadResult(None, skipped=f"the lines before '---' are not YAML ({exc})")
+                detail = getattr(exc, "problem", None) or str(exc).split("\n", 1)[0]
+                return LoadResult(None, skipped=f"the lines before '---' are not YAML ({detail})")
             return LoadResult(None, [_yaml_error(path, split, exc)])
         split, (data, duplicates) = lenient, loaded
     if data is None and split.fenced:

@@ -46,10 +46,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "prp: a PRP (Product Requirement Prompt) item")
     if not settings.enabled:
         return
-    from pytest_prp.collect import KNOWN_PRPS, LOAD_ERRORS
+    from pytest_prp.collect import KNOWN_PRPS, LOAD_ERRORS, NOT_PRPS
 
     config.stash[KNOWN_PRPS] = []
     config.stash[LOAD_ERRORS] = []
+    config.stash[NOT_PRPS] = []
     if settings.plan_format in ("json", "mermaid"):
         # The document must be all that stdout carries, so pytest's own lines go.
         reporter = config.pluginmanager.get_plugin("terminalreporter")
@@ -147,8 +148,11 @@ def pytest_collection_modifyitems(
     others = [item for item in items if not isinstance(item, PrpItem)]
     known = config.stash[KNOWN_PRPS]
     load_errors = config.stash[LOAD_ERRORS]
-    if not known and not prp_items and not (settings.plan_format and load_errors):
-        return
+    if not known and not prp_items:
+        if _asked_for_prps(config):  # not a suite of ordinary tests under prp_enabled = true
+            _explain_nothing_found(session, settings)
+        if not settings.plan_format:
+            return
     plan = build_plan(known, settings.selection, lambda prp_id: _is_complete(config, prp_id))
     config.stash[PLAN] = plan
     if plan.errors:
@@ -292,8 +296,39 @@ def _add_markers(config: pytest.Config, item: PrpItem, plan: Plan) -> None:
     )
 
 
-def pytest_report_collectionfinish(config: pytest.Config) -> str | None:
+NOTHING_FOUND = pytest.StashKey[list[str]]()
+
+
+def _asked_for_prps(config: pytest.Config) -> bool:
+    option = config.option
+    names = ("prp_batch", "prp_id", "prp_all", "prp_plan", "prp_start", "prp_stage", "prp_verify")
+    return any(getattr(option, name, None) for name in names)
+
+
+def _explain_nothing_found(session: pytest.Session, settings: Settings) -> None:
+    """No PRP found: say what was seen and why it was not taken, one line each."""
+    from pytest_prp.collect import NOT_PRPS
+    from pytest_prp.not_found import explain, hidden_prp_dirs
+
+    config = session.config
+    base = config.invocation_params.dir
+    roots = [base / str(arg).split("::")[0] for arg in config.args] or [base]
+    skip = [str(p) for p in config.getini("norecursedirs")]
+    hidden = hidden_prp_dirs(roots, settings.pattern, skip)
+    skipped: list[tuple[Path, str]] = config.stash[NOT_PRPS]
+    lines = explain(skipped, hidden, settings.selection, settings.pattern)
+    if config.pluginmanager.get_plugin("terminalreporter") is not None:
+        config.stash[NOTHING_FOUND] = lines  # shown when collection ends
+        return
+    import sys
+
+    sys.stderr.write("".join(line + "\n" for line in lines))  # a json/mermaid plan's stdout
+
+
+def pytest_report_collectionfinish(config: pytest.Config) -> str | list[str] | None:
     settings = config.stash[SETTINGS]
+    if NOTHING_FOUND in config.stash:
+        return config.stash[NOTHING_FOUND]
     seen = config.stash[SEEN_FILES]
     if settings.enabled or not seen:
         return None

@@ -223,3 +223,51 @@ def test_plan_text_shows_warnings_and_errors_together(pytester: pytest.Pytester)
             "*PRP-9.9.9*",
         ]
     )
+
+
+def test_zero_prps_found_says_what_was_seen_and_why_it_was_not_taken(
+    pytester: pytest.Pytester,
+) -> None:
+    prps = pytester.path / "PRPs"
+    prps.mkdir()
+    (prps / "PRP-1-notes.md").write_text("# Notes\n\nNo metadata here.\n")
+    (prps / "PRP-2-draft.md").write_text("Status: draft: maybe\n\nprose\n\n---\n")
+    (prps / "PRP-3-title.md").write_text("# PRP-3\n\n---\n\n| table |\n|---|\n")
+    hidden = pytester.path / ".ce" / "PRPs"
+    hidden.mkdir(parents=True)
+    write_prp(hidden.parent, "PRP-7.1.1", gates=["true"])
+    write_prp(hidden.parent, "PRP-7.2.1", gates=["true"])
+    result = pytester.runpytest("--prp-batch", "7")
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    result.stdout.fnmatch_lines(
+        [
+            "prp: no PRP found",
+            "prp: PRPs/PRP-1-notes.md: not a PRP: no frontmatter*",
+            "prp: PRPs/PRP-2-draft.md: not a PRP: the lines before '---' are not YAML*",
+            "prp: PRPs/PRP-3-title.md: not a PRP: no frontmatter*",
+            "prp: .ce/PRPs: 2 files named PRP-[*].md not collected: pytest does not enter "
+            "directories whose name starts with '.'; name it: pytest .ce/PRPs ...",
+            "prp: --prp-batch 7: no PRP of that batch under the given paths",
+        ]
+    )
+    named = pytester.runpytest(".ce/PRPs", "--prp-batch", "7", "--co", "-q")
+    named.stdout.fnmatch_lines(["*PRP-7.1.1", "*PRP-7.2.1", "2 tests collected*"])
+
+
+def test_zero_prps_with_a_json_plan_explains_on_stderr(pytester: pytest.Pytester) -> None:
+    (pytester.path / "PRPs").mkdir()
+    (pytester.path / "PRPs" / "PRP-1.md").write_text("# Notes\n")
+    result = pytester.runpytest_subprocess("PRPs", "--prp-plan=json")
+    plan = json.loads(result.stdout.str())
+    assert plan["prps"] == []
+    result.stderr.fnmatch_lines(["prp: no PRP found", "prp: PRPs/PRP-1.md: not a PRP: *"])
+
+
+def test_zero_prps_under_prp_enabled_with_ordinary_tests_stays_quiet(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini("[pytest]\nprp_enabled = true\n")
+    pytester.makepyfile(test_ordinary="def test_one():\n    pass\n")
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
+    assert "prp:" not in result.stdout.str()
