@@ -35,6 +35,7 @@ nested, as their authors meant; see ``_nested_fence``.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -42,6 +43,7 @@ from markdown_it import MarkdownIt
 from markdown_it.rules_block import StateBlock
 from markdown_it.token import Token
 
+from pytest_prp.blocks import BlockToken, scan
 from pytest_prp.model import GATE_CHECKLIST, GATE_SHELL, Body, CodeBlock, Gate, Problem, Step
 
 _IMPLEMENTATION = {
@@ -193,7 +195,7 @@ def normalise_heading(text: str) -> str:
     return " ".join(_NON_WORD.sub(" ", text).split())
 
 
-def _plain(inline: Token) -> str:
+def _plain(inline: BlockToken) -> str:
     """The text of an inline token without markup (code spans keep their content)."""
     if "plain" in inline.meta:
         return str(inline.meta["plain"])
@@ -231,7 +233,7 @@ class _Section:
 
 @dataclass
 class _Doc:
-    tokens: list[Token]
+    tokens: Sequence[BlockToken]
     lines: list[str]
     offset: int  # add to a 0-based markdown line to get a 1-based file line
     path: Path
@@ -255,12 +257,17 @@ class _Doc:
         return "".join(chunk).rstrip("\n")
 
 
-def parse_body(markdown: str, path: Path, first_line: int) -> Body:
-    """Steps and gates of a PRP body that starts on file line ``first_line``."""
+def parse_body(markdown: str, path: Path, first_line: int, *, fast: bool = True) -> Body:
+    """Steps and gates of a PRP body that starts on file line ``first_line``.
+
+    ``fast=False`` parses with markdown-it only (tests compare the two)."""
     # Lines as markdown-it counts them (it treats "\r\n" and "\r" as "\n"; str.splitlines
     # would also split on form feeds and the like, shifting every line number after them).
     markdown = markdown.replace("\r\n", "\n").replace("\r", "\n")
-    tokens = _markdown().parse(markdown)
+    # The fast scanner gives markdown-it's tokens for common markdown; else markdown-it itself.
+    tokens: Sequence[BlockToken] | None = scan(markdown) if fast else None
+    if tokens is None:
+        tokens = _markdown().parse(markdown)
     lines = [line + "\n" for line in markdown.split("\n")]
     doc = _Doc(tokens, lines, first_line, path, _headings(tokens))
     _check_fences(doc)
@@ -328,7 +335,7 @@ def _warn_skipped(doc: _Doc, validation: list[_Section]) -> None:
     doc.warnings.append(Problem(doc.path, doc.file_line(skipped[0][0]), message))
 
 
-def _headings(tokens: list[Token]) -> list[_Heading]:
+def _headings(tokens: Sequence[BlockToken]) -> list[_Heading]:
     found: list[_Heading] = []
     for index, token in enumerate(tokens):
         # Headings inside list items or quotes are not document structure.

@@ -1,0 +1,138 @@
+"""The fast block scanner gives markdown-it's tokens, or gives up: compared on every shape."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pytest_prp.blocks import scan
+from pytest_prp.body import _markdown, parse_body
+from pytest_prp.frontmatter import split_frontmatter
+
+HERE = Path(__file__).resolve().parent
+CORPUS = HERE.parents[1] / "shared" / "corpus"
+FIELDS = ("type", "tag", "nesting", "level", "map", "info", "content", "markup")
+
+
+def tokens_of(markdown: str) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]] | None]:
+    expected = [tuple(getattr(t, f) for f in FIELDS) for t in _markdown().parse(markdown)]
+    fast = scan(markdown)
+    got = None if fast is None else [tuple(getattr(t, f) for f in FIELDS) for t in fast]
+    return expected, got
+
+
+def assert_same(markdown: str, *, may_give_up: bool = False) -> None:
+    expected, got = tokens_of(markdown)
+    if got is None:
+        assert may_give_up, "the scanner gave up"
+        return
+    assert got == expected
+
+
+SNIPPETS = {
+    "headings": "# One\n\n## Two ##\n### Three #not\n#### \n####### seven\n#5 no\n",
+    "paragraphs": "a\n  b\n      c\n\nd\n# h\ne\n```\nx\n```\n",
+    "setext": "Title\n===\n\nSub\n---\n\ntext\n- item\n---\n",
+    "hr": "***\n- - -\n___\n----\n",
+    "lists": "- a\n- b\n  - c\n    - d\n- e\n\n  more e\n\n1. one\n2. two\n3) three\n",
+    "lazy": "- item\ncontinued\n- [ ] check\n  **Command**: `x`\n\n* star\n+ plus\n",
+    "ordered interrupts": "text\n2. not a list\n1. a list\n",
+    "list fences": "1. Step\n   ```bash\n   make\n   ```\n2. Next\n  ```\n  two\n  ```\n",
+    "list ends fence": "- item\n  ```bash\n  echo\nout\n```\n",
+    "tables": "| a | b |\n|---|:-:|\n| 1 | 2 |\n| 3\n\n| x |\n|---|\nrow\n# h\n",
+    "table escapes": "| a \\| b | c |\n|---|---|\n| 1 \\| 2 | 3 |\n",
+    "not tables": "| a |\n| b |\n\na | b\n-- | --\n",
+    "html": "<!-- note\nstill -->\ntext\n\n<details>\n<summary>x</summary>\n\n## In\n</details>\n",
+    "html in list": "- a\n  <!--\n\n  -->\n- b\n",
+    "code block": "text\n\n    indented\n    code\n\n  more\n",
+    "nested fences": "```markdown\n## Gates\n```bash\npytest\n```\n```\n\n# After\n",
+    "heredoc": "```bash\ncat <<EOF\n```python\nx = 1\n```\nEOF\n```\n",
+    "unclosed": "## S\n\n```bash\nnever closed\n",
+    "tilde": "~~~\n```\n~~~\n",
+    "info with backticks": "``` a`b\nnot fence\n```\n",
+    "spaces": "   # h\n   ```\n   x\n  ```\n  \n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SNIPPETS))
+def test_snippet_tokens_match_markdown_it(name: str) -> None:
+    assert_same(SNIPPETS[name])
+
+
+@pytest.mark.parametrize(
+    "markdown",
+    ["> quote\n", "[ref]: https://example.com\n", "-\n  x\n", "\tindented\n"],
+)
+def test_what_the_scanner_does_not_follow_it_leaves_to_markdown_it(markdown: str) -> None:
+    assert scan(markdown) is None
+
+
+def bodies(paths: list[Path]) -> list[tuple[Path, str, int]]:
+    found = []
+    for path in paths:
+        text = path.read_text(encoding="utf-8").replace("\r\n", "\n")
+        split = split_frontmatter(text)
+        first = split[2] if split else 1
+        found.append((path, "".join(text.splitlines(keepends=True)[first - 1 :]), first))
+    return found
+
+
+def own_files() -> list[Path]:
+    return sorted((HERE / "shapes").glob("*.md.txt")) + sorted((HERE.parent / "PRPs").rglob("*.md"))
+
+
+def assert_bodies_identical(paths: list[Path]) -> int:
+    """Whole bodies (steps, gates, warnings) are the same either way; returns files scanned."""
+    scanned = 0
+    for path, markdown, first in bodies(paths):
+        assert_same(markdown, may_give_up=True)
+        scanned += scan(markdown) is not None
+        fast = parse_body(markdown, path, first)
+        slow = parse_body(markdown, path, first, fast=False)
+        assert fast == slow, path
+    return scanned
+
+
+def test_own_prp_files_read_the_same_either_way() -> None:
+    paths = own_files()
+    assert assert_bodies_identical(paths) == len(paths)  # none needs markdown-it
+
+
+def test_corpus_reads_the_same_either_way() -> None:
+    if not CORPUS.is_dir():
+        pytest.skip(f"corpus not found at {CORPUS}")
+    paths = sorted(CORPUS.rglob("*.md"))
+    # Three files quote text ("> ..."): block quotes are left to markdown-it.
+    assert assert_bodies_identical(paths) >= len(paths) - 3
+
+
+def test_markdown_as_written_in_tests_reads_the_same() -> None:
+    markdown = textwrap.dedent(
+        """
+        ## Implementation Steps
+
+        ### Step 1: create
+
+        **Create**: `a.txt`
+        ```text
+        a
+        ```
+
+        ## Validation Gates
+
+        | Gate | Command |
+        |------|---------|
+        | **Create**: `x` | `y` |
+
+        - [ ] checked by hand
+        **Command**: `not a gate: lazy line`
+
+        **Command**: `pytest -q`
+        Expected: passes
+        """
+    ).lstrip("\n")
+    path = Path("PRP-1.md")
+    assert parse_body(markdown, path, 1) == parse_body(markdown, path, 1, fast=False)
+    assert_same(markdown)
