@@ -3,9 +3,10 @@
 markdown-it-py costs ~12 ms for a real PRP (~36 KB), nearly all of it in calling a dozen rule
 functions per line. This scanner classifies lines with plain string tests and follows
 markdown-it's block rules (CommonMark plus tables and the nested fences of ``body``) for the
-constructs PRPs use: ATX headings, fences, thematic breaks, bullet and ordered lists, tables and
-paragraphs. On anything else (block quotes, HTML blocks, setext headings, indented code, link
-reference definitions, tabs in indentation, empty list items, ...) it gives up and returns None:
+constructs PRPs use: ATX headings, fences, thematic breaks, bullet and ordered lists, tables,
+paragraphs, setext headings, indented code, HTML blocks and block quotes. On anything else (lazy
+lines in a block quote, a block quote inside a list, link reference definitions, tabs in the
+indentation, empty list items, ...) it gives up and returns None:
 the caller then parses with markdown-it. ``tests/test_blocks.py`` checks that both give the
 same tokens on every PRP shape and corpus file.
 
@@ -96,45 +97,24 @@ class _Scanner:
         if lines and lines[-1] == "":
             lines.pop()  # markdown-it counts no line after a final newline
         self.lines = lines
-        # Indentation (columns) of each line, blank or not (markdown-it's sCount).
-        self.indent = [len(line) - len(line.lstrip(" ")) for line in lines]
-        # The first line of a list item starts after its marker: its own text and indent.
-        self.override: dict[int, tuple[str, int, int]] = {}
+        # Each line without its indentation (markdown-it's bMarks + tShift .. eMarks) and its
+        # indentation in columns (sCount). A list item's first line is changed to its content
+        # while the item is read, as markdown-it does.
+        self.texts = [line.lstrip(" ") for line in lines]
+        self.indent = [len(line) - len(text) for line, text in zip(lines, self.texts, strict=True)]
         self.tokens: list[Tok] = []
 
     # --- lines --------------------------------------------------------------------------------
 
-    def text(self, line: int) -> str:
-        """The line without its indentation (markdown-it's bMarks + tShift .. eMarks)."""
-        over = self.override.get(line)
-        if over is not None:
-            return over[0]
-        return self.lines[line][self.indent[line] :]
-
-    def ind(self, line: int) -> int:
-        over = self.override.get(line)
-        if over is not None:
-            return over[1]
-        return self.indent[line]
-
-    def blank(self, line: int) -> bool:
-        return not self.text(line)
-
     def get_lines(self, begin: int, end: int, indent: int, keep_last: bool) -> str:
         """markdown-it's StateBlock.getLines, for space indentation."""
-        parts = []
-        for line in range(begin, end):
-            over = self.override.get(line)
-            raw = self.lines[line]
-            if over is not None:
-                raw = " " * over[1] + over[0]  # the item's content at its column
-            removable = len(raw) - len(raw.lstrip(" "))
-            cut = min(removable, indent)
-            chunk = raw[cut:]
-            if line + 1 < end or keep_last:
-                chunk += "\n"
-            parts.append(chunk)
-        return "".join(parts)
+        texts, indents = self.texts, self.indent
+        parts = [
+            " " * (indents[line] - indent) + texts[line] if indents[line] > indent else texts[line]
+            for line in range(begin, end)
+        ]
+        joined = "\n".join(parts)
+        return joined + "\n" if keep_last and parts else joined
 
     def push(self, type: str, tag: str, nesting: int, level: int) -> Tok:
         token = Tok(type, tag, nesting, level)
@@ -148,17 +128,17 @@ class _Scanner:
         ``blk``; returns the line where it stopped."""
         line = start
         while line < end:
-            while line < end and self.blank(line):
+            while line < end and not self.texts[line]:
                 line += 1
             if line >= end:
                 break
-            ind = self.ind(line)
+            ind = self.indent[line]
             if ind < blk:
                 break
             if ind - blk >= 4:
                 line = self.code(line, end, blk, level)
                 continue
-            text = self.text(line)
+            text = self.texts[line]
             first = text[0]
             if first == "|" or "|" in text:
                 table_end = self.table(line, end, blk, level, silent=False)
@@ -171,7 +151,8 @@ class _Scanner:
                     line = fence_end
                     continue
             if first == ">":
-                raise _GiveUp("block quote")
+                line = self.quote(line, end, blk, level, list_indent)
+                continue
             if first == "<":
                 html_end = self.html(line, end, blk, level)
                 if html_end is not None:
@@ -197,6 +178,58 @@ class _Scanner:
 
     # --- rules --------------------------------------------------------------------------------
 
+    def quote(self, start: int, end: int, blk: int, level: int, list_indent: int) -> int:
+        """markdown-it's blockquote rule, for quotes at the top level without lazy lines."""
+        if blk != 0:
+            raise _GiveUp("block quote inside a list")
+        texts, indents = self.texts, self.indent
+        saved: list[tuple[str, int]] = []
+        line = start
+        last_empty = False
+        while line < end:
+            text = texts[line]
+            if not text:
+                break
+            if text[0] != ">":
+                if last_empty:
+                    break
+                if self.quote_terminator(line, end):
+                    break
+                raise _GiveUp("lazy line in a block quote")
+            saved.append((text, indents[line]))
+            rest = text[2:] if text[1:2] == " " else text[1:]
+            inner = rest.lstrip(" ")
+            texts[line], indents[line] = inner, len(rest) - len(inner)
+            last_empty = not inner
+            line += 1
+        opening = self.push("blockquote_open", "blockquote", 1, level)
+        opening.markup = ">"
+        try:
+            after = self.blocks(start, line, 0, level + 1, list_indent)
+        finally:
+            for index, (text, indent) in enumerate(saved):
+                texts[start + index], indents[start + index] = text, indent
+        opening.map = [start, after]
+        closing = self.push("blockquote_close", "blockquote", -1, level)
+        closing.markup = ">"
+        return after
+
+    def quote_terminator(self, line: int, end: int) -> bool:
+        """Rules that end a block quote at a line without ">" (its "blockquote" alternatives)."""
+        text = self.texts[line]
+        if self.indent[line] >= 4:
+            return False
+        first = text[0]
+        if first in "`~" and self.is_fence_start(line, 0):
+            return True
+        if first == "<" and _html_sequence(text, interrupting=True):
+            return True
+        if first in "-*_" and _HR.fullmatch(text):
+            return True
+        if self.list_marker(line) is not None:
+            return True
+        return first == "#" and _ATX.match(text) is not None
+
     def setext(self, start: int, underline: int, blk: int, level: int, marker: str) -> int:
         tag = "h1" if marker == "=" else "h2"
         opening = self.push("heading_open", tag, 1, level)
@@ -213,10 +246,10 @@ class _Scanner:
         """markdown-it's code rule: lines indented 4 columns more than the block."""
         last = line = start + 1
         while line < end:
-            if self.blank(line):
+            if not self.texts[line]:
                 line += 1
                 continue
-            if self.ind(line) - blk >= 4:
+            if self.indent[line] - blk >= 4:
                 line += 1
                 last = line
                 continue
@@ -228,7 +261,7 @@ class _Scanner:
 
     def html(self, start: int, end: int, blk: int, level: int) -> int | None:
         """markdown-it's html_block rule (its own patterns)."""
-        text = self.text(start)
+        text = self.texts[start]
         sequence = _html_sequence(text, interrupting=False)
         if sequence is None:
             return None
@@ -236,9 +269,9 @@ class _Scanner:
         line = start + 1
         if not closing.search(text):
             while line < end:
-                if self.ind(line) < blk and (ends_on_blank or not self.blank(line)):
+                if self.indent[line] < blk and (ends_on_blank or self.texts[line]):
                     break
-                body = self.text(line)
+                body = self.texts[line]
                 if closing.search(body):
                     if body:
                         line += 1
@@ -263,14 +296,14 @@ class _Scanner:
         closing.markup = "#" * hashes
 
     def is_fence_start(self, line: int, blk: int) -> bool:
-        text = self.text(line)
-        if self.ind(line) - blk >= 4 or text[:3] not in ("```", "~~~"):
+        text = self.texts[line]
+        if self.indent[line] - blk >= 4 or text[:3] not in ("```", "~~~"):
             return False
         found = _FENCE_LINE.fullmatch(text)
         return not (found and found.group(1)[0] == "`" and "`" in found.group(2))
 
     def fence(self, start: int, end: int, blk: int, level: int) -> int | None:
-        text = self.text(start)
+        text = self.texts[start]
         if text[:3] not in ("```", "~~~"):
             return None
         nested = self.nested_fence(start, end, blk, level)
@@ -289,12 +322,12 @@ class _Scanner:
             line += 1
             if line >= end:
                 break
-            body = self.text(line)
-            if body and self.ind(line) < blk:
+            body = self.texts[line]
+            if body and self.indent[line] < blk:
                 break
             if not body.startswith(marker):
                 continue
-            if self.ind(line) - blk >= 4:
+            if self.indent[line] - blk >= 4:
                 continue
             run = len(body) - len(body.lstrip(marker))
             if run < size:
@@ -305,14 +338,14 @@ class _Scanner:
             break
         token = self.push("fence", "code", 0, level)
         token.info = params
-        token.content = self.get_lines(start + 1, line, self.ind(start), True)
+        token.content = self.get_lines(start + 1, line, self.indent[start], True)
         token.markup = marker * size
         token.map = [start, line + (1 if closed else 0)]
         return line + (1 if closed else 0)
 
     def nested_fence(self, start: int, end: int, blk: int, level: int) -> int | None:
         """``body._nested_fence`` on these lines (see there for the rule)."""
-        opening = _FENCE_LINE.fullmatch(self.text(start))
+        opening = _FENCE_LINE.fullmatch(self.texts[start])
         if opening is None:
             return None
         markup, info = opening.group(1), opening.group(2)
@@ -325,10 +358,10 @@ class _Scanner:
             line += 1
             if line >= end:
                 return None
-            text = self.text(line)
-            if text and self.ind(line) < blk:
+            text = self.texts[line]
+            if text and self.indent[line] < blk:
                 return None
-            if self.ind(line) - blk >= 4:
+            if self.indent[line] - blk >= 4:
                 continue
             found = _FENCE_LINE.fullmatch(text)
             if found is None or found.group(1)[0] != markup[0] or len(found.group(1)) < len(markup):
@@ -342,20 +375,20 @@ class _Scanner:
                 depth -= 1
             elif not nested:
                 return None
-            elif line + 1 < end and self.text(line + 1):
+            elif line + 1 < end and self.texts[line + 1]:
                 depth += 1
             else:
                 break
         token = self.push("fence", "code", 0, level)
         token.info = info
-        token.content = self.get_lines(start + 1, line, self.ind(start), True)
+        token.content = self.get_lines(start + 1, line, self.indent[start], True)
         token.markup = markup
         token.map = [start, line + 1]
         return line + 1
 
     def list_marker(self, line: int) -> tuple[bool, str, int, int] | None:
         """(ordered, marker char, value, marker length) when the line starts a list item."""
-        text = self.text(line)
+        text = self.texts[line]
         first = text[0]
         if first in "-*+":
             if len(text) > 1 and text[1] not in " \t":
@@ -373,8 +406,8 @@ class _Scanner:
 
     def terminates_paragraph(self, line: int, end: int, blk: int, list_indent: int) -> bool:
         """Does a block start here that may interrupt a paragraph (markdown-it's alt rules)?"""
-        text = self.text(line)
-        ind = self.ind(line)
+        text = self.texts[line]
+        ind = self.indent[line]
         first = text[0]
         if ind - blk >= 4:
             return False
@@ -383,7 +416,7 @@ class _Scanner:
         if first in "`~" and self.is_fence_start(line, blk):
             return True
         if first == ">":
-            raise _GiveUp("block quote")
+            return True
         if first == "<" and _html_sequence(text, interrupting=True):
             return True
         if first in "-*_" and _HR.fullmatch(text):
@@ -405,13 +438,13 @@ class _Scanner:
         """markdown-it's lheading and paragraph rules (they scan the same lines)."""
         line = start + 1
         while line < end:
-            if self.blank(line):
+            if not self.texts[line]:
                 break
-            if self.ind(line) - blk > 3:
+            if self.indent[line] - blk > 3:
                 line += 1
                 continue
-            text = self.text(line)
-            if self.ind(line) >= blk and _SETEXT.fullmatch(text):
+            text = self.texts[line]
+            if self.indent[line] >= blk and _SETEXT.fullmatch(text):
                 return self.setext(start, line, blk, level, text[0])
             if self.terminates_paragraph(line, end, blk, list_indent):
                 break
@@ -437,7 +470,7 @@ class _Scanner:
             found = self.list_marker(line)
             assert found is not None
             size = found[3]
-            text = self.text(line)
+            text = self.texts[line]
             rest = text[size:]
             spaces = len(rest) - len(rest.lstrip(" "))
             if not rest.strip():
@@ -445,32 +478,29 @@ class _Scanner:
             if spaces > 4:
                 raise _GiveUp("indented code in a list item")
             content = rest[spaces:]
-            column = self.ind(line) + size + spaces
+            column = self.indent[line] + size + spaces
             item = self.push("list_item_open", "li", 1, level + 1)
             item.map = [line, 0]
             item.markup = char
             if ordered:
                 item.info = text[: size - 1]
-            saved = self.override.get(line)
-            self.override[line] = (content, column, 0)
+            saved = self.texts[line], self.indent[line]
+            self.texts[line], self.indent[line] = content, column
             after = self.blocks(line, end, column, level + 2, blk)
-            if saved is None:
-                del self.override[line]
-            else:
-                self.override[line] = saved
+            self.texts[line], self.indent[line] = saved
             closing = self.push("list_item_close", "li", -1, level + 1)
             closing.markup = char
             item.map[1] = after
             line = after
-            if line >= end or self.ind(line) < blk:
+            if line >= end or self.indent[line] < blk:
                 break
-            if self.ind(line) - blk >= 4:
+            if self.indent[line] - blk >= 4:
                 break
-            text = self.text(line)
+            text = self.texts[line]
             if text[0] in "`~" and self.is_fence_start(line, blk):
                 break
             if text[0] == ">":
-                raise _GiveUp("block quote")
+                break
             if text[0] in "-*_" and _HR.fullmatch(text):
                 break
             following = self.list_marker(line)
@@ -486,9 +516,9 @@ class _Scanner:
         if start + 2 > end:
             return None
         delimiter = start + 1
-        if self.ind(delimiter) < blk or self.ind(delimiter) - blk >= 4:
+        if self.indent[delimiter] < blk or self.indent[delimiter] - blk >= 4:
             return None
-        row = self.text(delimiter)
+        row = self.texts[delimiter]
         if len(row) < 2 or row[0] not in "|-:":
             return None
         if row[1] not in "|-: \t" or (row[0] == "-" and row[1] in " \t"):
@@ -506,8 +536,8 @@ class _Scanner:
             if not _HEADER_CELL.search(cell):
                 return None
             aligns += 1
-        header = self.text(start).strip()
-        if "|" not in header or self.ind(start) - blk >= 4:
+        header = self.texts[start].strip()
+        if "|" not in header or self.indent[start] - blk >= 4:
             return None
         columns = _split_row(header)
         if not columns or len(columns) != aligns:
@@ -528,14 +558,14 @@ class _Scanner:
         self.push("thead_close", "thead", -1, level + 1)
         line = start + 2
         while line < end:
-            if self.ind(line) < blk and not self.blank(line):
+            if self.indent[line] < blk and self.texts[line]:
                 break
-            if not self.blank(line) and self.table_terminator(line, blk):
+            if self.texts[line] and self.table_terminator(line, blk):
                 break
-            text = self.text(line).strip()
+            text = self.texts[line].strip()
             if not text:
                 break
-            if self.ind(line) - blk >= 4:
+            if self.indent[line] - blk >= 4:
                 break
             cells_here = _split_row(text)
             if line == start + 2:
@@ -559,14 +589,14 @@ class _Scanner:
 
     def table_terminator(self, line: int, blk: int) -> bool:
         """Rules that end a table (markdown-it's "blockquote" alternatives)."""
-        text = self.text(line)
-        if self.ind(line) - blk >= 4:
+        text = self.texts[line]
+        if self.indent[line] - blk >= 4:
             return False
         first = text[0]
         if first in "`~" and self.is_fence_start(line, blk):
             return True
         if first == ">":
-            raise _GiveUp("block quote")
+            return True
         if first == "<" and _html_sequence(text, interrupting=True):
             return True
         if first in "-*_" and _HR.fullmatch(text):

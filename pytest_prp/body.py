@@ -104,6 +104,9 @@ _PROMPT = re.compile(r"^\s*\$ ")
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=\S*$")
 _RULE = re.compile(r"^\s*([-*_])(?:\s*\1){2,}\s*$")
 
+# Characters that start inline markup changing the plain text (emphasis, code, links, images,
+# autolinks and HTML, entities, escapes); text without them reads as it is written.
+_INLINE_MARKUP = re.compile(r"[*_`\[\]!<&\\]")
 _FENCE_LINE = re.compile(r"(`{3,}|~{3,})[ \t]*(.*?)\s*")
 _LANGUAGE = re.compile(r"[A-Za-z][\w+#.-]*")
 
@@ -199,6 +202,9 @@ def _plain(inline: BlockToken) -> str:
     """The text of an inline token without markup (code spans keep their content)."""
     if "plain" in inline.meta:
         return str(inline.meta["plain"])
+    if not _INLINE_MARKUP.search(inline.content):  # most headings: no markup, no parse
+        inline.meta["plain"] = text = " ".join(inline.content.split())
+        return text
     children: list[Token] = []
     parser = _markdown()
     parser.inline.parse(inline.content, parser, {}, children)

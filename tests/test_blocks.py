@@ -63,7 +63,7 @@ def test_snippet_tokens_match_markdown_it(name: str) -> None:
 
 @pytest.mark.parametrize(
     "markdown",
-    ["> quote\n", "[ref]: https://example.com\n", "-\n  x\n", "\tindented\n"],
+    ["> lazy\ncontinued\n", "[ref]: https://example.com\n", "-\n  x\n", "\tindented\n"],
 )
 def test_what_the_scanner_does_not_follow_it_leaves_to_markdown_it(markdown: str) -> None:
     assert scan(markdown) is None
@@ -104,8 +104,7 @@ def test_corpus_reads_the_same_either_way() -> None:
     if not CORPUS.is_dir():
         pytest.skip(f"corpus not found at {CORPUS}")
     paths = sorted(CORPUS.rglob("*.md"))
-    # Three files quote text ("> ..."): block quotes are left to markdown-it.
-    assert assert_bodies_identical(paths) >= len(paths) - 3
+    assert assert_bodies_identical(paths) == len(paths)
 
 
 def test_markdown_as_written_in_tests_reads_the_same() -> None:
@@ -135,4 +134,48 @@ def test_markdown_as_written_in_tests_reads_the_same() -> None:
     ).lstrip("\n")
     path = Path("PRP-1.md")
     assert parse_body(markdown, path, 1) == parse_body(markdown, path, 1, fast=False)
+    assert_same(markdown)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Gate 1: Unit Tests Pass",
+        "4. Validation Gates (30 min) - C# / F#: 100% #1",
+        "Level 2:  spaced   out\nover lines",
+        "Step 5: Implementation (Only After Tests Pass) ~ ok + = ^ $ % @ { }",
+        "**Bold** and `code` and [link](x) and <b>x</b> & &amp; \\* esc",
+    ],
+)
+def test_plain_text_of_headings_is_the_same_without_an_inline_parse(text: str) -> None:
+    from pytest_prp.blocks import Tok
+    from pytest_prp.body import _plain
+
+    token = Tok("inline", "", 0, 1)
+    token.content = text
+    children: list[object] = []
+    parser = _markdown()
+    parser.inline.parse(text, parser, {}, children)
+    parts = []
+    for child in children:
+        kind = getattr(child, "type", "")
+        if kind in ("text", "text_special", "code_inline", "html_inline"):
+            parts.append(getattr(child, "content", ""))
+        elif kind in ("softbreak", "hardbreak"):
+            parts.append(" ")
+    assert _plain(token) == " ".join("".join(parts).split())
+
+
+@pytest.mark.parametrize(
+    "markdown",
+    [
+        "> quoted\n> more\n\nafter\n",
+        "> a\n>\n> b\n# h\n",
+        ">no space\n>  two spaces\n- list\n",
+        "> ```bash\n> echo\n> ```\n",
+        "> - [ ] a\n> - [x] b\n\n> # heading in a quote\n",
+        "> quote\n---\n",
+    ],
+)
+def test_block_quotes_match_markdown_it(markdown: str) -> None:
     assert_same(markdown)
