@@ -47,18 +47,25 @@ class BlockToken(Protocol):
 class Tok:
     """A block token with markdown-it's attribute names (those ``body`` reads)."""
 
-    __slots__ = ("content", "info", "level", "map", "markup", "meta", "nesting", "tag", "type")
+    # Defaults on the class: most tokens set only their first four fields (creating tokens is
+    # a good part of the scanner's time).
+    map: list[int] | None = None
+    info = ""
+    content = ""
+    markup = ""
+    meta: dict[Any, Any]  # made on first use (see __getattr__): only inline tokens need one
 
     def __init__(self, type: str, tag: str, nesting: int, level: int) -> None:
         self.type = type
         self.tag = tag
         self.nesting = nesting
         self.level = level
-        self.map: list[int] | None = None
-        self.info = ""
-        self.content = ""
-        self.markup = ""
-        self.meta: dict[Any, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        if name != "meta":
+            raise AttributeError(name)
+        self.meta = {}
+        return self.meta
 
 
 class _GiveUp(Exception):
@@ -72,6 +79,9 @@ _SETEXT = re.compile(r"(?:-+|=+)[ \t]*")
 _ATX = re.compile(r"#{1,6}(?:[ \t]|$)")
 _ORDERED = re.compile(r"(\d{1,9})([.)])")
 _HEADER_CELL = re.compile(r"^:?-+:?$")
+# First characters of lines that may start a block or underline a heading ("|" anywhere may make
+# a table header).
+_MAY_START_BLOCK = frozenset("`~>|<-*_+#=0123456789")
 _CLOSING_HASHES = re.compile(r"(?:^|[ \t]+)#+[ \t]*$")
 
 
@@ -436,25 +446,33 @@ class _Scanner:
 
     def paragraph(self, start: int, end: int, blk: int, level: int, list_indent: int) -> int:
         """markdown-it's lheading and paragraph rules (they scan the same lines)."""
+        texts, indents = self.texts, self.indent
         line = start + 1
         while line < end:
-            if not self.texts[line]:
+            text = texts[line]
+            if not text:
                 break
-            if self.indent[line] - blk > 3:
+            if text[0] not in _MAY_START_BLOCK and "|" not in text:
+                line += 1  # plain text: it continues the paragraph
+                continue
+            if indents[line] - blk > 3:
                 line += 1
                 continue
-            text = self.texts[line]
-            if self.indent[line] >= blk and _SETEXT.fullmatch(text):
+            if indents[line] >= blk and _SETEXT.fullmatch(text):
                 return self.setext(start, line, blk, level, text[0])
             if self.terminates_paragraph(line, end, blk, list_indent):
                 break
             line += 1
-        opening = self.push("paragraph_open", "p", 1, level)
-        opening.map = [start, line]
-        inline = self.push("inline", "", 0, level + 1)
+        lines = [start, line]
+        opening = Tok("paragraph_open", "p", 1, level)
+        opening.map = lines
+        inline = Tok("inline", "", 0, level + 1)
         inline.map = [start, line]
-        inline.content = self.get_lines(start, line, blk, False).strip()
-        self.push("paragraph_close", "p", -1, level)
+        if line == start + 1 and indents[start] <= blk:
+            inline.content = texts[start].strip()  # one line: getLines is that line
+        else:
+            inline.content = self.get_lines(start, line, blk, False).strip()
+        self.tokens += (opening, inline, Tok("paragraph_close", "p", -1, level))
         return line
 
     def list(self, start: int, end: int, blk: int, level: int) -> int:
