@@ -16,10 +16,10 @@ _TITLE_WIDTH = 48  # longer titles are shortened so the step/gate column stays a
 def _counts(prp: Prp) -> tuple[int, int, int] | None:
     """Steps, executable gates and unverified (checklist) gates; None if the file is unreadable."""
     try:
-        body = prp.body
+        summary = prp.summary
     except (OSError, UnicodeDecodeError):
         return None
-    return len(body.steps), len(body.executable_gates), len(body.unverified_gates)
+    return summary.steps, summary.executable, summary.unverified
 
 
 def _warnings(plan: Plan) -> list[Problem]:
@@ -27,7 +27,7 @@ def _warnings(plan: Plan) -> list[Problem]:
     found = list(plan.warnings)
     for prp in plan.prps:
         if _counts(prp) is not None:
-            found.extend(prp.body.warnings)
+            found.extend(prp.summary.warnings)
     return found
 
 

@@ -18,14 +18,19 @@ if TYPE_CHECKING:
 
 
 def show_plan(config: pytest.Config, plan: Plan, fmt: str) -> None:
-    from pytest_prp import plan_view
+    from pytest_prp import body_cache, plan_view
 
+    # pytest's cache (absent with -p no:cacheprovider) spares unchanged bodies a parse.
+    cache = getattr(config, "cache", None)
+    keys = body_cache.load(cache, plan.prps) if cache is not None else {}
     if fmt == "json":
         text = plan_view.render_json(plan)
     elif fmt == "mermaid":
         text = plan_view.render_mermaid(plan)
     else:
         text = plan_view.render_text(plan)
+    if cache is not None:
+        body_cache.store(cache, plan.prps, keys)
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line("")

@@ -271,3 +271,33 @@ def test_zero_prps_under_prp_enabled_with_ordinary_tests_stays_quiet(
     result = pytester.runpytest()
     result.assert_outcomes(passed=1)
     assert "prp:" not in result.stdout.str()
+
+
+def test_plan_keeps_body_summaries_in_pytests_cache(pytester: pytest.Pytester) -> None:
+    path = write_prp(pytester.path, "PRP-3.1.1", deps=None, gates=["true", "false"])
+    first = pytester.runpytest_subprocess("PRPs", "--prp-all", "--prp-plan=json")
+    assert json.loads(first.stdout.str())["prps"][0]["gates"]["executable"] == 2
+    cache_file = pytester.path / ".pytest_cache" / "v" / "prp" / "body-summaries"
+    entries = json.loads(cache_file.read_text())
+    [(key, entry)] = entries.items()
+    assert entry[:3] == [0, 2, 0]  # no step (an empty section), 2 gates, none unverified
+
+    # The second plan reads the cache: a (forged) entry under the same key is what it shows.
+    cache_file.write_text(json.dumps({key: [7, 5, 3, [[4, "from the cache"]]]}))
+    second = pytester.runpytest_subprocess("PRPs", "--prp-all", "--prp-plan=json")
+    plan = json.loads(second.stdout.str())
+    assert plan["prps"][0]["steps"] == 7 and plan["prps"][0]["gates"]["unverified"] == 3
+    assert "PRPs/PRP-3.1.1.md:4: from the cache" in plan["warnings"]
+
+    # An edited file has a new key: parsed again, never a stale summary.
+    path.write_text(path.read_text() + "\n- [ ] reviewed\n")
+    third = pytester.runpytest_subprocess("PRPs", "--prp-all", "--prp-plan=json")
+    assert json.loads(third.stdout.str())["prps"][0]["gates"] == {
+        "executable": 2,
+        "unverified": 1,
+    }
+
+    # A cache that is not what it should be is ignored.
+    cache_file.write_text(json.dumps({"x": "garbage"}))
+    fourth = pytester.runpytest_subprocess("PRPs", "--prp-all", "--prp-plan=json")
+    assert json.loads(fourth.stdout.str())["prps"][0]["gates"]["unverified"] == 1
