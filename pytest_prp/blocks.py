@@ -16,6 +16,7 @@ Only what ``body`` reads is produced: type, tag, nesting, level, map, info, cont
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any, Protocol
 
 from markdown_it.rules_block.html_block import HTML_SEQUENCES
@@ -398,21 +399,7 @@ class _Scanner:
 
     def list_marker(self, line: int) -> tuple[bool, str, int, int] | None:
         """(ordered, marker char, value, marker length) when the line starts a list item."""
-        text = self.texts[line]
-        first = text[0]
-        if first in "-*+":
-            if len(text) > 1 and text[1] not in " \t":
-                return None
-            return False, first, 0, 1
-        if first.isdigit():
-            found = _ORDERED.match(text)
-            if found is None:
-                return None
-            size = found.end()
-            if size < len(text) and text[size] not in " \t":
-                return None
-            return True, found.group(2), int(found.group(1)), size
-        return None
+        return _list_marker(self.texts[line])
 
     def terminates_paragraph(self, line: int, end: int, blk: int, list_indent: int) -> bool:
         """Does a block start here that may interrupt a paragraph (markdown-it's alt rules)?"""
@@ -631,6 +618,24 @@ def _split_row(text: str) -> list[str]:
     if columns and columns[-1] == "":
         columns.pop()
     return columns
+
+
+@lru_cache(maxsize=4096)  # asked of the same line by several rules
+def _list_marker(text: str) -> tuple[bool, str, int, int] | None:
+    first = text[0]
+    if first in "-*+":
+        if len(text) > 1 and text[1] not in " \t":
+            return None
+        return False, first, 0, 1
+    if first.isdigit():
+        found = _ORDERED.match(text)
+        if found is None:
+            return None
+        size = found.end()
+        if size < len(text) and text[size] not in " \t":
+            return None
+        return True, found.group(2), int(found.group(1)), size
+    return None
 
 
 def _escaped_split(string: str) -> list[str]:

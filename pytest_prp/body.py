@@ -558,8 +558,8 @@ class _Gates:
             elif token.type == "inline" and token.map is not None and index >= 2:
                 if tokens[index - 1].type != "paragraph_open":
                     continue  # heading text and table cells
-                text = _plain(token)
-                expected = _EXPECTED_TEXT.match(text)
+                # The plain text (an inline parse) only where it is read.
+                expected = _EXPECTED_TEXT.match(_plain(token)) if last is not None else None
                 if last is not None and expected:
                     if expected.group(1):
                         last.expected.append(expected.group(1))
@@ -569,7 +569,8 @@ class _Gates:
                 checkbox = _CHECKBOX.match(token.content) if in_item else None
                 command_line = _COMMAND_LINE.match(token.content.split("\n", 1)[0])
                 if checkbox:
-                    name = _CHECKBOX.sub("", text, count=1).strip() or f"Check {len(self.drafts)}"
+                    name = _CHECKBOX.sub("", _plain(token), count=1).strip()
+                    name = name or f"Check {len(self.drafts)}"
                     self._add(name, GATE_CHECKLIST, None, token.map[0])
                 elif command_line and command_line.group(1).strip():
                     per_heading += 1
