@@ -16,6 +16,7 @@ Only what ``body`` reads is produced: type, tag, nesting, level, map, info, cont
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, Protocol
 
@@ -355,44 +356,15 @@ class _Scanner:
         return line + (1 if closed else 0)
 
     def nested_fence(self, start: int, end: int, blk: int, level: int) -> int | None:
-        """``body._nested_fence`` on these lines (see there for the rule)."""
-        opening = _FENCE_LINE.fullmatch(self.texts[start])
-        if opening is None:
+        """The nested fence rule (``nested_fence_end``) on these lines."""
+        texts, indents = self.texts, self.indent
+        found = nested_fence_end(texts.__getitem__, indents.__getitem__, blk, start, end)
+        if found is None:
             return None
-        markup, info = opening.group(1), opening.group(2)
-        if markup[0] == "`" and "`" in info:
-            return None
-        depth = 0
-        nested = False
-        line = start
-        while True:
-            line += 1
-            if line >= end:
-                return None
-            text = self.texts[line]
-            if text and self.indent[line] < blk:
-                return None
-            if self.indent[line] - blk >= 4:
-                continue
-            found = _FENCE_LINE.fullmatch(text)
-            if found is None or found.group(1)[0] != markup[0] or len(found.group(1)) < len(markup):
-                continue
-            if found.group(2):
-                if not _LANGUAGE.fullmatch(found.group(2).split()[0]):
-                    continue
-                depth += 1
-                nested = True
-            elif depth:
-                depth -= 1
-            elif not nested:
-                return None
-            elif line + 1 < end and self.texts[line + 1]:
-                depth += 1
-            else:
-                break
+        line, markup, info = found
         token = self.push("fence", "code", 0, level)
         token.info = info
-        token.content = self.get_lines(start + 1, line, self.indent[start], True)
+        token.content = self.get_lines(start + 1, line, indents[start], True)
         token.markup = markup
         token.map = [start, line + 1]
         return line + 1
@@ -636,6 +608,60 @@ def _list_marker(text: str) -> tuple[bool, str, int, int] | None:
             return None
         return True, found.group(2), int(found.group(1)), size
     return None
+
+
+def nested_fence_end(
+    text: Callable[[int], str], indent: Callable[[int], int], blk: int, start: int, end: int
+) -> tuple[int, str, str] | None:
+    """A fence holding fences, as PRP authors write them (a markdown or heredoc example): its
+    closing line, markup and info string; None when the line opens no such fence.
+
+    CommonMark ends a fence at its first bare fence line, so in a ```` ```markdown ```` example
+    holding a ```` ```bash ```` block the rest of the example spills out, and its headings end
+    real sections. Here a fence line with a language opens a nested block and a bare one closes
+    the innermost; once nesting is seen, a bare fence line at the outer level with text right
+    under it opens a block too (a closing fence is followed by a blank line). When the first
+    inner fence line is bare, or the nesting never balances, the rule declines and the
+    CommonMark fence rule applies unchanged. ``text`` gives a line without its indentation,
+    ``indent`` its indentation; ``blk`` is the enclosing block's (markdown-it's blkIndent).
+    One rule for both parsers: markdown-it's (``body._nested_fence``) and the scanner's.
+    """
+    if indent(start) - blk >= 4:
+        return None
+    opening = _FENCE_LINE.fullmatch(text(start))
+    if opening is None:
+        return None
+    markup, info = opening.group(1), opening.group(2)
+    if markup[0] == "`" and "`" in info:
+        return None
+    depth = 0
+    nested = False
+    line = start
+    while True:
+        line += 1
+        if line >= end:
+            return None  # unbalanced: not a nested fence
+        here = text(line)
+        if here and indent(line) < blk:
+            return None
+        if indent(line) - blk >= 4:
+            continue
+        found = _FENCE_LINE.fullmatch(here)
+        if found is None or found.group(1)[0] != markup[0] or len(found.group(1)) < len(markup):
+            continue
+        if found.group(2):
+            if not _LANGUAGE.fullmatch(found.group(2).split()[0]):
+                continue  # e.g. ```''' inside a Python string: content, as in CommonMark
+            depth += 1
+            nested = True
+        elif depth:
+            depth -= 1
+        elif not nested:
+            return None  # a plain fence: the CommonMark rule handles it
+        elif line + 1 < end and text(line + 1):
+            depth += 1  # a bare fence with code right under it opens a block; closers end one
+        else:
+            return line, markup, info
 
 
 def _escaped_split(string: str) -> list[str]:

@@ -29,7 +29,7 @@ gate's block, and an ``Expected: ...`` paragraph right after a gate, fill ``Gate
 
 Only top-level headings structure the document (not those inside list items or quotes). Fences
 that hold fences (a markdown example with bash blocks, a heredoc with a python block) are read as
-nested, as their authors meant; see ``_nested_fence``.
+nested, as their authors meant; see ``blocks.nested_fence_end``.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from markdown_it import MarkdownIt
 from markdown_it.rules_block import StateBlock
 from markdown_it.token import Token
 
-from pytest_prp.blocks import BlockToken, scan
+from pytest_prp.blocks import BlockToken, nested_fence_end, scan
 from pytest_prp.model import GATE_CHECKLIST, GATE_SHELL, Body, CodeBlock, Gate, Problem, Step
 
 _IMPLEMENTATION = {
@@ -107,8 +107,6 @@ _RULE = re.compile(r"^\s*([-*_])(?:\s*\1){2,}\s*$")
 # Characters that start inline markup changing the plain text (emphasis, code, links, images,
 # autolinks and HTML, entities, escapes); text without them reads as it is written.
 _INLINE_MARKUP = re.compile(r"[*_`\[\]!<&\\]")
-_FENCE_LINE = re.compile(r"(`{3,}|~{3,})[ \t]*(.*?)\s*")
-_LANGUAGE = re.compile(r"[A-Za-z][\w+#.-]*")
 
 _parser: MarkdownIt | None = None
 
@@ -127,55 +125,22 @@ def _markdown() -> MarkdownIt:
 
 
 def _nested_fence(state: StateBlock, start: int, end: int, silent: bool) -> bool:
-    """A fence holding fences, as PRP authors write them (a markdown or heredoc example).
-
-    CommonMark ends a fence at its first bare fence line, so in a ```` ```markdown ```` example
-    holding a ```` ```bash ```` block the rest of the example spills out, and its headings end
-    real sections. Here a fence line with a language opens a nested block and a bare one closes
-    the innermost; once nesting is seen, a bare fence line at the outer level with text right
-    under it opens a block too (a closing fence is followed by a blank line). When the first
-    inner fence line is bare, or the nesting never balances, this rule declines and the
-    CommonMark fence rule applies unchanged.
-    """
+    """The nested fence rule (``blocks.nested_fence_end``) as a markdown-it block rule."""
     begin = state.bMarks[start] + state.tShift[start]
-    if state.src[begin : begin + 3] not in ("```", "~~~") or state.is_code_block(start):
+    if state.src[begin : begin + 3] not in ("```", "~~~"):
         return False  # the common case, decided without building the line
-    opening = _FENCE_LINE.fullmatch(_line(state, start))
-    if opening is None:
+    found = nested_fence_end(
+        lambda line: _line(state, line),
+        lambda line: state.sCount[line],
+        state.blkIndent,
+        start,
+        end,
+    )
+    if found is None:
         return False
-    markup, info = opening.group(1), opening.group(2)
-    if markup[0] == "`" and "`" in info:
-        return False
-    depth = 0
-    nested = False
-    line = start
-    while True:
-        line += 1
-        if line >= end:
-            return False  # unbalanced: not a nested fence
-        text = _line(state, line)
-        if text and state.sCount[line] < state.blkIndent:
-            return False
-        if state.is_code_block(line):
-            continue
-        found = _FENCE_LINE.fullmatch(text)
-        if found is None or found.group(1)[0] != markup[0] or len(found.group(1)) < len(markup):
-            continue
-        if found.group(2):
-            if not _LANGUAGE.fullmatch(found.group(2).split()[0]):
-                continue  # e.g. ```''' inside a Python string: content, as in CommonMark
-            depth += 1
-            nested = True
-        elif depth:
-            depth -= 1
-        elif not nested:
-            return False  # a plain fence: the CommonMark rule handles it
-        elif line + 1 < end and _line(state, line + 1):
-            depth += 1  # a bare fence with code right under it opens a block; closers end one
-        else:
-            break
     if silent:
         return True
+    line, markup, info = found
     state.line = line + 1
     token = state.push("fence", "code", 0)
     token.info = info
