@@ -16,7 +16,8 @@ Only what ``body`` reads is produced: type, tag, nesting, level, map, info, cont
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from typing import Any, Protocol
 
@@ -76,6 +77,7 @@ class _GiveUp(Exception):
 
 _FENCE_LINE = re.compile(r"(`{3,}|~{3,})[ \t]*(.*?)\s*")
 _LANGUAGE = re.compile(r"[A-Za-z][\w+#.-]*")
+_FENCE_STARTS = ("```", "~~~")
 _HR = re.compile(r"([-*_])(?:[ \t]*\1){2,}[ \t]*")
 _SETEXT = re.compile(r"(?:-+|=+)[ \t]*")
 _ATX = re.compile(r"#{1,6}(?:[ \t]|$)")
@@ -115,6 +117,17 @@ class _Scanner:
         self.texts = [line.lstrip(" ") for line in lines]
         self.indent = [len(line) - len(text) for line, text in zip(lines, self.texts, strict=True)]
         self.tokens: list[Tok] = []
+        # Lines that may open or close a fence, for the top level's fence rules (below it a
+        # less indented line also ends a fence, and a quote's lines start with ">").
+        self.fence_lines = [i for i, text in enumerate(self.texts) if text[:3] in _FENCE_STARTS]
+        self.quotes = 0
+
+    def candidates(self, start: int, end: int, blk: int) -> Iterable[int]:
+        """The lines after ``start`` a fence rule must look at."""
+        if blk or self.quotes:
+            return range(start + 1, end)
+        marks = self.fence_lines
+        return marks[bisect_right(marks, start) : bisect_left(marks, end)]
 
     # --- lines --------------------------------------------------------------------------------
 
@@ -216,9 +229,11 @@ class _Scanner:
             line += 1
         opening = self.push("blockquote_open", "blockquote", 1, level)
         opening.markup = ">"
+        self.quotes += 1
         try:
             after = self.blocks(start, line, 0, level + 1, list_indent)
         finally:
+            self.quotes -= 1
             for index, (text, indent) in enumerate(saved):
                 texts[start + index], indents[start + index] = text, indent
         opening.map = [start, after]
@@ -328,24 +343,23 @@ class _Scanner:
         params = text[size:]
         if marker == "`" and "`" in params:
             return None
-        line = start
+        line = end  # unclosed unless a closing line is found
         closed = False
-        while True:
-            line += 1
-            if line >= end:
-                break
-            body = self.texts[line]
-            if body and self.indent[line] < blk:
+        for here in self.candidates(start, end, blk):
+            body = self.texts[here]
+            if body and self.indent[here] < blk:
+                line = here
                 break
             if not body.startswith(marker):
                 continue
-            if self.indent[line] - blk >= 4:
+            if self.indent[here] - blk >= 4:
                 continue
             run = len(body) - len(body.lstrip(marker))
             if run < size:
                 continue
             if body[run:].strip(" \t"):
                 continue
+            line = here
             closed = True
             break
         token = self.push("fence", "code", 0, level)
@@ -358,7 +372,14 @@ class _Scanner:
     def nested_fence(self, start: int, end: int, blk: int, level: int) -> int | None:
         """The nested fence rule (``nested_fence_end``) on these lines."""
         texts, indents = self.texts, self.indent
-        found = nested_fence_end(texts.__getitem__, indents.__getitem__, blk, start, end)
+        found = nested_fence_end(
+            texts.__getitem__,
+            indents.__getitem__,
+            blk,
+            start,
+            end,
+            self.candidates(start, end, blk),
+        )
         if found is None:
             return None
         line, markup, info = found
@@ -611,7 +632,12 @@ def _list_marker(text: str) -> tuple[bool, str, int, int] | None:
 
 
 def nested_fence_end(
-    text: Callable[[int], str], indent: Callable[[int], int], blk: int, start: int, end: int
+    text: Callable[[int], str],
+    indent: Callable[[int], int],
+    blk: int,
+    start: int,
+    end: int,
+    lines: Iterable[int] | None = None,
 ) -> tuple[int, str, str] | None:
     """A fence holding fences, as PRP authors write them (a markdown or heredoc example): its
     closing line, markup and info string; None when the line opens no such fence.
@@ -623,7 +649,8 @@ def nested_fence_end(
     under it opens a block too (a closing fence is followed by a blank line). When the first
     inner fence line is bare, or the nesting never balances, the rule declines and the
     CommonMark fence rule applies unchanged. ``text`` gives a line without its indentation,
-    ``indent`` its indentation; ``blk`` is the enclosing block's (markdown-it's blkIndent).
+    ``indent`` its indentation; ``blk`` is the enclosing block's (markdown-it's blkIndent);
+    ``lines``, the lines after ``start`` that may matter (all of them by default).
     One rule for both parsers: markdown-it's (``body._nested_fence``) and the scanner's.
     """
     if indent(start) - blk >= 4:
@@ -636,11 +663,7 @@ def nested_fence_end(
         return None
     depth = 0
     nested = False
-    line = start
-    while True:
-        line += 1
-        if line >= end:
-            return None  # unbalanced: not a nested fence
+    for line in range(start + 1, end) if lines is None else lines:
         here = text(line)
         if here and indent(line) < blk:
             return None
@@ -662,6 +685,7 @@ def nested_fence_end(
             depth += 1  # a bare fence with code right under it opens a block; closers end one
         else:
             return line, markup, info
+    return None  # unbalanced: not a nested fence
 
 
 def _escaped_split(string: str) -> list[str]:

@@ -51,6 +51,8 @@ SNIPPETS = {
     "heredoc": "```bash\ncat <<EOF\n```python\nx = 1\n```\nEOF\n```\n",
     "unclosed": "## S\n\n```bash\nnever closed\n",
     "tilde": "~~~\n```\n~~~\n",
+    "fence lines everywhere": "> ```\n> in quote\n```\nafter\n```\n- a\n  ```\n  b\n```\nc\n",
+    "short closers": "````\n```\n````\n```` x\n",
     "info with backticks": "``` a`b\nnot fence\n```\n",
     "spaces": "   # h\n   ```\n   x\n  ```\n  \n",
 }
