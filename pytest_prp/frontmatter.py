@@ -235,12 +235,13 @@ _NO_FRONTMATTER = (
 )
 
 
-def _lenient(text: str, split: _Split) -> _Split | None:
+def _lenient(text: str, split: _Split) -> tuple[_Split, bool] | None:
     """The header as people write it (Wirasm's templates): ``name:`` / ``description: |``
     lines whose text is not indented, ended by a ``---`` line, a heading or prose.
 
     Lines keep their numbers: unindented text under ``key: |`` is indented, nothing moves.
-    Returns None when this reading finds nothing different to try.
+    Returns the header and whether a markdown heading ended it; None when this reading finds
+    nothing different to try.
     """
     lines = text.split("\n")
     first = split.yaml_line - 1
@@ -275,7 +276,8 @@ def _lenient(text: str, split: _Split) -> _Split | None:
     yaml_text = "\n".join(out) + "\n"
     if yaml_text == split.yaml_text:
         return None
-    return _Split(yaml_text, split.yaml_line, body + 1, split.fenced)
+    at_heading = body < len(lines) and lines[body].startswith("#")
+    return _Split(yaml_text, split.yaml_line, body + 1, split.fenced), at_heading
 
 
 def _after_title(text: str) -> _Split | None:
@@ -320,20 +322,31 @@ def load_prp(path: Path, text: str | None = None) -> LoadResult:
     if split is None:
         return LoadResult(None, skipped=_NO_FRONTMATTER)
     file_id = id_from_filename(path.name)
+    lenient_warnings: list[Problem] = []
     try:
         data, duplicates = _compose_and_load(split.yaml_text)
     except ExpansionError as exc:
         return LoadResult(None, [Problem(path, split.yaml_line + exc.line, str(exc))])
     # Not only YAMLError: a date such as 2025-13-01 makes the constructor raise ValueError.
     except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
-        lenient = _lenient(text, split)
-        loaded = _try_load(lenient) if lenient is not None else None
-        if lenient is None or loaded is None:
+        reading = _lenient(text, split)
+        # Between "---" lines only markdown under the header is forgiven (a "description: |"
+        # whose closing "---" came after the markdown); anything else stays a YAML error.
+        if reading is not None and split.fenced and not reading[1]:
+            reading = None
+        loaded = _try_load(reading[0]) if reading is not None else None
+        if reading is None or loaded is None:
             if not split.fenced:  # form (b) that is not YAML: just text before a rule
                 detail = getattr(exc, "problem", None) or str(exc).split("\n", 1)[0]
                 return LoadResult(None, skipped=f"the lines before '---' are not YAML ({detail})")
             return LoadResult(None, [_yaml_error(path, split, exc)])
-        split, (data, duplicates) = lenient, loaded
+        if split.fenced:
+            message = (
+                "the frontmatter runs into the markdown: read up to this heading; "
+                "close it with '---' before the markdown"
+            )
+            lenient_warnings.append(Problem(path, reading[0].body_line, message))
+        split, (data, duplicates) = reading[0], loaded
     if data is None and split.fenced:
         data = {}
     if not isinstance(data, dict):
@@ -344,7 +357,7 @@ def load_prp(path: Path, text: str | None = None) -> LoadResult:
         return LoadResult(None, skipped=f"the frontmatter is a YAML {kind}, not a mapping")
     result = _build(path, split, data, file_id)
     if result.prp is not None:
-        result.prp.warnings[:0] = [
+        result.prp.warnings[:0] = lenient_warnings + [
             Problem(
                 path,
                 split.yaml_line + d.line,

@@ -722,3 +722,31 @@ def test_files_that_are_not_prps_say_why(tmp_path: Path, name: str, text: str, r
     result = load(tmp_path, name, text)
     assert result.prp is None and result.errors == []
     assert result.skipped is not None and result.skipped.startswith(reason)
+
+
+def test_fenced_frontmatter_running_into_markdown_is_read_with_a_warning(tmp_path: Path) -> None:
+    text = """
+        ---
+        name: "Agent PRP"
+        description: |
+        Build an agent.
+
+        ## Goal
+
+        Build it.
+        ---
+        """
+    prp = load(tmp_path, "PRP-5-agent.md", text).prp
+    assert prp is not None and prp.title == "Agent PRP" and prp.body_line == 6
+    assert messages(prp) == [
+        "6: the frontmatter runs into the markdown: read up to this heading; "
+        "close it with '---' before the markdown"
+    ]
+
+
+def test_fenced_frontmatter_with_a_stray_prose_line_stays_a_yaml_error(tmp_path: Path) -> None:
+    text = "---\nprp_id: PRP-1\nSome prose without a colon\ntitle: x\n---\n# Body\n"
+    result = load(tmp_path, "PRP-1.md", text)
+    assert result.prp is None
+    [error] = result.errors
+    assert "invalid YAML" in error.message
