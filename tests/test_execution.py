@@ -524,3 +524,16 @@ def test_an_unverified_prp_says_which_blocks_were_not_gates(
             "shell block under 'Validation Results'*",
         ]
     )
+
+
+def test_body_warnings_made_errors_by_w_error_fail_the_prp_before_any_work(
+    pytester: pytest.Pytester, repo: Path
+) -> None:
+    path = write_prp(repo, "PRP-4.3.1", creates={"u.txt": "u"})
+    path.write_text(path.read_text() + "\n## Validation Results\n\n```bash\npytest -q\n```\n")
+    result = pytester.runpytest_subprocess("--prp-batch", "4", "-W", "error::pytest.PytestWarning")
+    assert result.ret == 1
+    out = result.stdout.str()
+    assert "Traceback" not in out
+    result.stdout.fnmatch_lines(["*PRP-4.3.1: prp: *no executable gate*made an error by -W*"])
+    assert "PRP-4.3.1" not in "\n".join(subjects(repo, "prp/batch-4"))
