@@ -107,6 +107,8 @@ _RULE = re.compile(r"^\s*([-*_])(?:\s*\1){2,}\s*$")
 # Characters that start inline markup changing the plain text (emphasis, code, links, images,
 # autolinks and HTML, entities, escapes); text without them reads as it is written.
 _INLINE_MARKUP = re.compile(r"[*_`\[\]!<&\\]")
+_INLINE_MARKUP_BUT_CODE = re.compile(r"[*_\[\]!<&\\]")
+_BACKTICKS = re.compile(r"`+")
 
 _parser: MarkdownIt | None = None
 
@@ -167,20 +169,57 @@ def _plain(inline: BlockToken) -> str:
     """The text of an inline token without markup (code spans keep their content)."""
     if "plain" in inline.meta:
         return str(inline.meta["plain"])
-    if not _INLINE_MARKUP.search(inline.content):  # most headings: no markup, no parse
-        inline.meta["plain"] = text = " ".join(inline.content.split())
-        return text
+    content = inline.content
+    markup = _INLINE_MARKUP.search(content)
+    if markup is None:  # most headings: no markup, no parse
+        text = " ".join(content.split())
+    elif _INLINE_MARKUP_BUT_CODE.search(content) is None:
+        text = " ".join(_code_spans(content).split())  # only code spans: read them here
+    else:
+        text = parsed_plain(content)
+    inline.meta["plain"] = text
+    return text
+
+
+def parsed_plain(content: str) -> str:
+    """``_plain`` by markdown-it's inline parser (the reference for the shortcuts above)."""
     children: list[Token] = []
     parser = _markdown()
-    parser.inline.parse(inline.content, parser, {}, children)
+    parser.inline.parse(content, parser, {}, children)
     parts: list[str] = []
     for child in children:
         if child.type in ("text", "text_special", "code_inline", "html_inline"):
             parts.append(child.content)
         elif child.type in ("softbreak", "hardbreak"):
             parts.append(" ")
-    inline.meta["plain"] = text = " ".join("".join(parts).split())
-    return text
+    return " ".join("".join(parts).split())
+
+
+def _code_spans(content: str) -> str:
+    """Text whose only markup is code spans, with each span replaced by its content (CommonMark:
+    a run of n backticks closes at the next run of exactly n; unmatched runs are text)."""
+    runs = [(m.start(), m.end()) for m in _BACKTICKS.finditer(content)]
+    out: list[str] = []
+    pos = 0
+    index = 0
+    while index < len(runs):
+        start, end = runs[index]
+        size = end - start
+        closing = next(
+            (j for j in range(index + 1, len(runs)) if runs[j][1] - runs[j][0] == size), None
+        )
+        if closing is None:
+            index += 1  # literal backticks
+            continue
+        code = content[end : runs[closing][0]].replace("\n", " ")
+        if code.startswith(" ") and code.endswith(" ") and code.strip(" "):
+            code = code[1:-1]
+        out.append(content[pos:start])
+        out.append(code)
+        pos = runs[closing][1]
+        index = closing + 1
+    out.append(content[pos:])
+    return "".join(out)
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_prp.blocks import scan
-from pytest_prp.body import _markdown, parse_body
+from pytest_prp.blocks import Tok, scan
+from pytest_prp.body import _markdown, _plain, parse_body, parsed_plain
 from pytest_prp.frontmatter import split_frontmatter
 
 HERE = Path(__file__).resolve().parent
@@ -147,25 +147,31 @@ def test_markdown_as_written_in_tests_reads_the_same() -> None:
         "Level 2:  spaced   out\nover lines",
         "Step 5: Implementation (Only After Tests Pass) ~ ok + = ^ $ % @ { }",
         "**Bold** and `code` and [link](x) and <b>x</b> & &amp; \\* esc",
+        "Update `tools/ce/core.py` and ``a ` b``",
+        "x` y `z and ` ` and `unclosed",
+        "```run``` then `` `tick` `` and ``` odd",
+        "`a\nb` across lines",
     ],
 )
-def test_plain_text_of_headings_is_the_same_without_an_inline_parse(text: str) -> None:
-    from pytest_prp.blocks import Tok
-    from pytest_prp.body import _plain
+def test_plain_text_shortcuts_match_the_inline_parse(text: str) -> None:
+    assert plain_of(text) == parsed_plain(text)
 
+
+def plain_of(text: str) -> str:
     token = Tok("inline", "", 0, 1)
     token.content = text
-    children: list[object] = []
-    parser = _markdown()
-    parser.inline.parse(text, parser, {}, children)
-    parts = []
-    for child in children:
-        kind = getattr(child, "type", "")
-        if kind in ("text", "text_special", "code_inline", "html_inline"):
-            parts.append(getattr(child, "content", ""))
-        elif kind in ("softbreak", "hardbreak"):
-            parts.append(" ")
-    assert _plain(token) == " ".join("".join(parts).split())
+    return _plain(token)
+
+
+def test_plain_text_of_every_inline_in_own_files_and_corpus_matches_the_inline_parse() -> None:
+    paths = own_files() + (sorted(CORPUS.rglob("*.md")) if CORPUS.is_dir() else [])
+    seen = 0
+    for _path, markdown, _first in bodies(paths):
+        for token in _markdown().parse(markdown):
+            if token.type == "inline":
+                assert plain_of(token.content) == parsed_plain(token.content), token.content
+                seen += 1
+    assert seen > 100
 
 
 @pytest.mark.parametrize(
