@@ -91,9 +91,11 @@ _CLOSING_HASHES = re.compile(r"(?:^|[ \t]+)#+[ \t]*$")
 
 def scan(markdown: str) -> list[Tok] | None:
     """markdown-it's block tokens for ``markdown`` ("\\n" line ends), or None when unsure."""
-    if "\t" in markdown and _tab_in_indent(markdown):
-        return None
+    if "\t" in markdown and _tab_in_indent(markdown) or "\x00" in markdown:
+        return None  # tab stops, and markdown-it's NUL replacement, are not followed here
     scanner = _Scanner(markdown)
+    if scanner.lines and not scanner.final_newline and not scanner.texts[-1]:
+        return None  # markdown-it reads past the source's end there (an IndexError it catches)
     try:
         scanner.blocks(0, len(scanner.lines), 0, 0, -1)
     except _GiveUp:
@@ -108,7 +110,8 @@ def _tab_in_indent(markdown: str) -> bool:
 class _Scanner:
     def __init__(self, markdown: str) -> None:
         lines = markdown.split("\n")
-        if lines and lines[-1] == "":
+        self.final_newline = bool(lines) and lines[-1] == ""
+        if self.final_newline:
             lines.pop()  # markdown-it counts no line after a final newline
         self.lines = lines
         # Each line without its indentation (markdown-it's bMarks + tShift .. eMarks) and its
@@ -120,6 +123,7 @@ class _Scanner:
         # Lines that may open or close a fence, for the top level's fence rules (below it a
         # less indented line also ends a fence, and a quote's lines start with ">").
         self.fence_lines = [i for i, text in enumerate(self.texts) if text[:3] in _FENCE_STARTS]
+        self.line_max = len(lines)
         self.quotes = 0
 
     def candidates(self, start: int, end: int, blk: int) -> Iterable[int]:
@@ -139,7 +143,9 @@ class _Scanner:
             for line in range(begin, end)
         ]
         joined = "\n".join(parts)
-        return joined + "\n" if keep_last and parts else joined
+        if keep_last and parts and (end < len(texts) or self.final_newline):
+            joined += "\n"  # markdown-it keeps the line end the source has
+        return joined
 
     def push(self, type: str, tag: str, nesting: int, level: int) -> Tok:
         token = Tok(type, tag, nesting, level)
@@ -150,56 +156,52 @@ class _Scanner:
 
     def blocks(self, start: int, end: int, blk: int, level: int, list_indent: int) -> int:
         """markdown-it's tokenize: blocks from ``start`` until a line indented less than
-        ``blk``; returns the line where it stopped."""
+        ``blk``; returns the line where it stopped (its state.line)."""
         line = start
+        texts, indents, line_max = self.texts, self.indent, self.line_max
         while line < end:
-            while line < end and not self.texts[line]:
-                line += 1
-            if line >= end:
+            while line < line_max and not texts[line]:
+                line += 1  # as markdown-it, up to the end of the document, not of the block
+            if line >= end or indents[line] < blk:
                 break
-            ind = self.indent[line]
-            if ind < blk:
-                break
-            if ind - blk >= 4:
-                line = self.code(line, end, blk, level)
-                continue
-            text = self.texts[line]
-            first = text[0]
-            if first == "|" or "|" in text:
-                table_end = self.table(line, end, blk, level, silent=False)
-                if table_end is not None:
-                    line = table_end
-                    continue
-            if first in "`~":
-                fence_end = self.fence(line, end, blk, level)
-                if fence_end is not None:
-                    line = fence_end
-                    continue
-            if first == ">":
-                line = self.quote(line, end, blk, level, list_indent)
-                continue
-            if first == "<":
-                html_end = self.html(line, end, blk, level)
-                if html_end is not None:
-                    line = html_end
-                    continue
-            if first in "-*_" and _HR.fullmatch(text):
-                token = self.push("hr", "hr", 0, level)
-                token.map = [line, line + 1]
-                token.markup = text[0] * (text.count(text[0]) + 1)  # as markdown-it counts
+            line = self.block(line, end, blk, level, list_indent)
+            if line < end and not texts[line]:
                 line += 1
-                continue
-            if self.list_marker(line) is not None:
-                line = self.list(line, end, blk, level)
-                continue
-            if first == "[" and re.match(r"\[[^\]]*\]:", text):
-                raise _GiveUp("link reference definition")
-            if first == "#" and _ATX.match(text):
-                self.heading(line, text, level)
-                line += 1
-                continue
-            line = self.paragraph(line, end, blk, level, list_indent)
         return line
+
+    def block(self, line: int, end: int, blk: int, level: int, list_indent: int) -> int:
+        """The block starting on ``line`` (markdown-it's rules in their order); its end."""
+        if self.indent[line] - blk >= 4:
+            return self.code(line, end, blk, level)
+        text = self.texts[line]
+        first = text[0]
+        if "|" in text:
+            table_end = self.table(line, end, blk, level, silent=False)
+            if table_end is not None:
+                return table_end
+        if first in "`~":
+            fence_end = self.fence(line, end, blk, level)
+            if fence_end is not None:
+                return fence_end
+        if first == ">":
+            return self.quote(line, end, blk, level, list_indent)
+        if first == "<":
+            html_end = self.html(line, end, blk, level)
+            if html_end is not None:
+                return html_end
+        if first in "-*_" and _HR.fullmatch(text):
+            token = self.push("hr", "hr", 0, level)
+            token.map = [line, line + 1]
+            token.markup = first * (text.count(first) + 1)  # as markdown-it counts
+            return line + 1
+        if self.list_marker(line) is not None:
+            return self.list(line, end, blk, level)
+        if first == "[" and re.match(r"\[[^\]]*\]:", text):
+            raise _GiveUp("link reference definition")
+        if first == "#" and _ATX.match(text):
+            self.heading(line, text, level)
+            return line + 1
+        return self.paragraph(line, end, blk, level, list_indent)
 
     # --- rules --------------------------------------------------------------------------------
 
@@ -211,6 +213,7 @@ class _Scanner:
         saved: list[tuple[str, int]] = []
         line = start
         last_empty = False
+        terminated = False
         while line < end:
             text = texts[line]
             if not text:
@@ -219,6 +222,7 @@ class _Scanner:
                 if last_empty:
                     break
                 if self.quote_terminator(line, end):
+                    terminated = True
                     break
                 raise _GiveUp("lazy line in a block quote")
             saved.append((text, indents[line]))
@@ -230,10 +234,14 @@ class _Scanner:
         opening = self.push("blockquote_open", "blockquote", 1, level)
         opening.markup = ">"
         self.quotes += 1
+        line_max = self.line_max
+        if terminated:
+            self.line_max = line  # markdown-it's lineMax: blank lines are skipped up to it
         try:
             after = self.blocks(start, line, 0, level + 1, list_indent)
         finally:
             self.quotes -= 1
+            self.line_max = line_max
             for index, (text, indent) in enumerate(saved):
                 texts[start + index], indents[start + index] = text, indent
         opening.map = [start, after]

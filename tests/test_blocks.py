@@ -187,3 +187,29 @@ def test_plain_text_of_every_inline_in_own_files_and_corpus_matches_the_inline_p
 )
 def test_block_quotes_match_markdown_it(markdown: str) -> None:
     assert_same(markdown)
+
+
+PIECES = [
+    *("# H", "## Validation Gates", " ## indented", "#no", "text line", "more text"),
+    *("**Command**: `x`", "Expected: ok", "- item", "- [ ] check", "  - nested", "   continued"),
+    *("1. one", "2. two", "10) ten", "* star", "+ plus", "   - deep", "     x", "-notlist"),
+    *("```bash", "```", "~~~", "````", "```python", "  ```", "    code", "---", "***", "==="),
+    *("- - -", "| a | b |", "|---|---|", "| 1 | 2 |", "> quote", "> - q item", ">"),
+    *("<!-- c -->", "<div>", "</div>", "<b>x</b>", "`code` line", "", "", "", " "),
+]
+
+
+def test_random_markdown_gives_markdown_its_tokens_or_nothing() -> None:
+    """Lines of every kind, shuffled: the scanner agrees with markdown-it or gives up."""
+    import random
+
+    rng = random.Random(12)
+    scanned = 0
+    for _ in range(3000):
+        lines = [rng.choice(PIECES) for _ in range(rng.randint(1, 14))]
+        markdown = "\n".join(lines) + rng.choice(["", "\n"])
+        expected, got = tokens_of(markdown)
+        if got is not None:
+            assert got == expected, markdown
+            scanned += 1
+    assert scanned > 2500
