@@ -109,6 +109,12 @@ _RULE = re.compile(r"^\s*([-*_])(?:\s*\1){2,}\s*$")
 _INLINE_MARKUP = re.compile(r"[*_`\[\]!<&\\]")
 _INLINE_MARKUP_BUT_CODE = re.compile(r"[*_\[\]!<&\\]")
 _BACKTICKS = re.compile(r"`+")
+# "**Word words**" after a space or the start, before a space, ":.,;)" or the end: strong.
+_STRONG = re.compile(
+    r"(?<!\S)\*\*([A-Za-z0-9](?:[^*_`\[\]!<&\\\n]*[A-Za-z0-9])?)\*\*(?=[\s:.,;)]|$)"
+)
+_INTRAWORD_UNDERSCORE = re.compile(r"(?<=[A-Za-z0-9])_+(?=[A-Za-z0-9])")
+_LITERAL_AMP = re.compile(r"&(?!#[0-9]{1,7};|#[xX][0-9a-fA-F]{1,6};|[A-Za-z][A-Za-z0-9]{1,31};)")
 
 _parser: MarkdownIt | None = None
 
@@ -173,10 +179,9 @@ def _plain(inline: BlockToken) -> str:
     markup = _INLINE_MARKUP.search(content)
     if markup is None:  # most headings: no markup, no parse
         text = " ".join(content.split())
-    elif _INLINE_MARKUP_BUT_CODE.search(content) is None:
-        text = " ".join(_code_spans(content).split())  # only code spans: read them here
     else:
-        text = parsed_plain(content)
+        simple = _simple_plain(content)  # code spans, **strong**, snake_case: read here
+        text = " ".join(simple.split()) if simple is not None else parsed_plain(content)
     inline.meta["plain"] = text
     return text
 
@@ -195,11 +200,32 @@ def parsed_plain(content: str) -> str:
     return " ".join("".join(parts).split())
 
 
-def _code_spans(content: str) -> str:
-    """Text whose only markup is code spans, with each span replaced by its content (CommonMark:
-    a run of n backticks closes at the next run of exactly n; unmatched runs are text)."""
-    runs = [(m.start(), m.end()) for m in _BACKTICKS.finditer(content)]
+def _simple_plain(content: str) -> str | None:
+    """The plain text of inline markdown whose only markup is code spans, ``**strong**`` words,
+    snake_case underscores, ampersands that start no entity and a leading ``[ ]``; None for
+    anything else (then markdown-it's inline parser reads it)."""
     out: list[str] = []
+    for index, (code, segment) in enumerate(_segments(content)):
+        if code:
+            out.append(segment)
+            continue
+        if index and segment.startswith("*"):
+            return None  # emphasis right after a code span: the parser decides
+        text = _STRONG.sub(r"\1", segment)
+        rest = _LITERAL_AMP.sub("", _INTRAWORD_UNDERSCORE.sub("", text))
+        if index == 0:
+            rest = _CHECKBOX.sub("", rest, count=1)
+        if _INLINE_MARKUP_BUT_CODE.search(rest):
+            return None
+        out.append(text)
+    return "".join(out)
+
+
+def _segments(content: str) -> list[tuple[bool, str]]:
+    """Text split into (is code, text) parts: CommonMark code spans (a run of n backticks closes
+    at the next run of exactly n; unmatched runs are text), code without its delimiters."""
+    runs = [(m.start(), m.end()) for m in _BACKTICKS.finditer(content)]
+    parts: list[tuple[bool, str]] = []
     pos = 0
     index = 0
     while index < len(runs):
@@ -214,12 +240,12 @@ def _code_spans(content: str) -> str:
         code = content[end : runs[closing][0]].replace("\n", " ")
         if code.startswith(" ") and code.endswith(" ") and code.strip(" "):
             code = code[1:-1]
-        out.append(content[pos:start])
-        out.append(code)
+        parts.append((False, content[pos:start]))
+        parts.append((True, code))
         pos = runs[closing][1]
         index = closing + 1
-    out.append(content[pos:])
-    return "".join(out)
+    parts.append((False, content[pos:]))
+    return parts
 
 
 @dataclass(frozen=True)

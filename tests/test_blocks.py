@@ -151,6 +151,13 @@ def test_markdown_as_written_in_tests_reads_the_same() -> None:
         "x` y `z and ` ` and `unclosed",
         "```run``` then `` `tick` `` and ``` odd",
         "`a\nb` across lines",
+        "[ ] **Task Mode Works**: runs without `ANTHROPIC_API_KEY`",
+        "[x] **Docs** and **More words here**.",
+        "Risks & Mitigations &amp; &#35; &copy; &nosuch; & x",
+        "task_types.py and __init__ and _private and snake_case_name",
+        "**a**b and ** a** and **a **b and ***x*** and **(p)**q",
+        "`x`**y** and **`code` inside** and **a\nb**",
+        "[link] [ ] late checkbox",
     ],
 )
 def test_plain_text_shortcuts_match_the_inline_parse(text: str) -> None:
