@@ -7,16 +7,18 @@ regular expressions.
 Sections, found by their heading text after normalising (numbering such as "4." or "Step 3:",
 emoji, case, a trailing "(...)" and punctuation are ignored):
 
-- Steps come from the first implementation section ("Implementation", "Implementation Steps",
+- Steps come from the implementation sections ("Implementation", "Implementation Steps",
   "Implementation Plan", "Implementation Blueprint", "Implementation Tasks", "Step-by-Step Tasks",
-  ...). A fenced YAML block of ``Task N:`` entries in it (the Wirasm template) gives one step per
-  entry; otherwise each of its shallowest sub-headings starts a step; without sub-headings the
-  whole section is one step.
-- Gates come from every validation section outside it ("Validation", "Validation Gates",
-  "Validation Loop", "Validation Commands", and also "Final Validation Checklist": its checklist
-  items are the author's acceptance checks, so they are reported as unverified gates rather than
-  silently dropped). Each shell block and each inline ``**Command**: `cmd` `` line is an executable
-  gate; each ``- [ ]`` / ``- [x]`` item is a checklist gate.
+  ...; two of them give a warning and the steps of both). A fenced YAML block of ``Task N:``
+  entries in it (the Wirasm template) gives one step per entry; otherwise each of its
+  shallowest sub-headings starts a step; without sub-headings the whole section is one step.
+- Gates come from every validation section outside them ("Validation", "Validation Gates",
+  "Validation Loops", "Validation Commands", "Validation Strategy", and also "Final Validation
+  Checklist": its checklist items are the author's acceptance checks, so they are reported as
+  unverified gates rather than silently dropped). Each shell block and each inline
+  ``**Command**: `cmd` `` line is an executable gate; each ``- [ ]`` / ``- [x]`` item, and a
+  ``**Command**:`` line of prose, is a checklist gate. A body left without an executable gate
+  warns about every code block that looked like a gate and was not read as one.
 
 A fenced block is shell when its info string is bash, sh, shell, zsh, console or shell-session. A
 block without an info string is shell when its first line that is not blank or a comment starts
@@ -27,19 +29,21 @@ gate's block, and an ``Expected: ...`` paragraph right after a gate, fill ``Gate
 
 Only top-level headings structure the document (not those inside list items or quotes). Fences
 that hold fences (a markdown example with bash blocks, a heredoc with a python block) are read as
-nested, as their authors meant; see ``_nested_fence``.
+nested, as their authors meant; see ``blocks.nested_fence_end``.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from markdown_it import MarkdownIt
 from markdown_it.rules_block import StateBlock
 from markdown_it.token import Token
 
+from pytest_prp.blocks import BlockToken, nested_fence_end, scan
 from pytest_prp.model import GATE_CHECKLIST, GATE_SHELL, Body, CodeBlock, Gate, Problem, Step
 
 _IMPLEMENTATION = {
@@ -55,17 +59,15 @@ _IMPLEMENTATION = {
     "task list",
     "low level tasks",
 }
-_VALIDATION = {
-    "validation",
-    "validation gates",
-    "validation gate",
-    "validation loop",
-    "validation commands",
-    "validation steps",
-    "validation checklist",
-    "final validation",
-    "final validation checklist",
-}
+# "Validation", "Validation Gates", "VALIDATION LOOPS", "5. Validation Strategy", "Final
+# Validation Checklist", ...: a heading naming validation and nothing else.
+_VALIDATION = re.compile(
+    r"(?:final )?validation(?: (?:gates?|loops?|commands?|steps?|checklist|strategy|plan"
+    r"|levels?))?"
+)
+# Headings that look like validation without being a validation section ("Validation Results",
+# "Gate 2: ..."): their shell blocks are named in a warning when a PRP ends up with no gate.
+_VALIDATION_LIKE = re.compile(r"\b(?:validat\w*|gates?|verif\w*)\b")
 _SHELL_INFOS = {"bash", "sh", "shell", "zsh", "console", "shell-session", "shellsession"}
 _KNOWN_COMMANDS = {
     *("cd", "uv", "uvx", "python", "python3", "pip", "pip3", "pytest", "make", "npm", "npx"),
@@ -89,6 +91,11 @@ _CREATE_LINE = re.compile(r"^\s*(?:\*\*|__)?Create(?:\*\*|__)?\s*:\s*(?:\*\*|__)
 _COMMAND_LINE = re.compile(
     r"^\s*(?:\*\*|__)?(?:Commands?|Run)(?:\*\*|__)?\s*:\s*(?:\*\*|__)?\s*`([^`]+)`", re.IGNORECASE
 )
+# The same line without a code span ("**Command**: Manual review of ..."): not run, but kept as
+# an unverified check so that it is seen.
+_COMMAND_TEXT = re.compile(
+    r"^\s*(?:\*\*|__)?Commands?(?:\*\*|__)?\s*:\s*(?:\*\*|__)?\s*([^`\s*_].*?)\s*$", re.IGNORECASE
+)
 _CHECKBOX = re.compile(r"^\[([ xX])\]\s+")
 _EXPECTED_COMMENT = re.compile(r"^\s*#\s*Expected\b[^:\n]*:\s*(.*?)\s*$", re.IGNORECASE)
 _EXPECTED_TEXT = re.compile(r"^\s*(?:#\s*)?Expected\b[^:\n]*:\s*(.*?)\s*$", re.IGNORECASE)
@@ -97,8 +104,17 @@ _PROMPT = re.compile(r"^\s*\$ ")
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=\S*$")
 _RULE = re.compile(r"^\s*([-*_])(?:\s*\1){2,}\s*$")
 
-_FENCE_LINE = re.compile(r"(`{3,}|~{3,})[ \t]*(.*?)\s*")
-_LANGUAGE = re.compile(r"[A-Za-z][\w+#.-]*")
+# Characters that start inline markup changing the plain text (emphasis, code, links, images,
+# autolinks and HTML, entities, escapes); text without them reads as it is written.
+_INLINE_MARKUP = re.compile(r"[*_`\[\]!<&\\]")
+_INLINE_MARKUP_BUT_CODE = re.compile(r"[*_\[\]!<&\\]")
+_BACKTICKS = re.compile(r"`+")
+# "**Word words**" after a space or the start, before a space, ":.,;)" or the end: strong.
+_STRONG = re.compile(
+    r"(?<!\S)\*\*([A-Za-z0-9](?:[^*_`\[\]!<&\\\n]*[A-Za-z0-9])?)\*\*(?=[\s:.,;)]|$)"
+)
+_INTRAWORD_UNDERSCORE = re.compile(r"(?<=[A-Za-z0-9])_+(?=[A-Za-z0-9])")
+_LITERAL_AMP = re.compile(r"&(?!#[0-9]{1,7};|#[xX][0-9a-fA-F]{1,6};|[A-Za-z][A-Za-z0-9]{1,31};)")
 
 _parser: MarkdownIt | None = None
 
@@ -117,55 +133,22 @@ def _markdown() -> MarkdownIt:
 
 
 def _nested_fence(state: StateBlock, start: int, end: int, silent: bool) -> bool:
-    """A fence holding fences, as PRP authors write them (a markdown or heredoc example).
-
-    CommonMark ends a fence at its first bare fence line, so in a ```` ```markdown ```` example
-    holding a ```` ```bash ```` block the rest of the example spills out, and its headings end
-    real sections. Here a fence line with a language opens a nested block and a bare one closes
-    the innermost; once nesting is seen, a bare fence line at the outer level with text right
-    under it opens a block too (a closing fence is followed by a blank line). When the first
-    inner fence line is bare, or the nesting never balances, this rule declines and the
-    CommonMark fence rule applies unchanged.
-    """
+    """The nested fence rule (``blocks.nested_fence_end``) as a markdown-it block rule."""
     begin = state.bMarks[start] + state.tShift[start]
-    if state.src[begin : begin + 3] not in ("```", "~~~") or state.is_code_block(start):
+    if state.src[begin : begin + 3] not in ("```", "~~~"):
         return False  # the common case, decided without building the line
-    opening = _FENCE_LINE.fullmatch(_line(state, start))
-    if opening is None:
+    found = nested_fence_end(
+        lambda line: _line(state, line),
+        lambda line: state.sCount[line],
+        state.blkIndent,
+        start,
+        end,
+    )
+    if found is None:
         return False
-    markup, info = opening.group(1), opening.group(2)
-    if markup[0] == "`" and "`" in info:
-        return False
-    depth = 0
-    nested = False
-    line = start
-    while True:
-        line += 1
-        if line >= end:
-            return False  # unbalanced: not a nested fence
-        text = _line(state, line)
-        if text and state.sCount[line] < state.blkIndent:
-            return False
-        if state.is_code_block(line):
-            continue
-        found = _FENCE_LINE.fullmatch(text)
-        if found is None or found.group(1)[0] != markup[0] or len(found.group(1)) < len(markup):
-            continue
-        if found.group(2):
-            if not _LANGUAGE.fullmatch(found.group(2).split()[0]):
-                continue  # e.g. ```''' inside a Python string: content, as in CommonMark
-            depth += 1
-            nested = True
-        elif depth:
-            depth -= 1
-        elif not nested:
-            return False  # a plain fence: the CommonMark rule handles it
-        elif line + 1 < end and _line(state, line + 1):
-            depth += 1  # a bare fence with code right under it opens a block; closers end one
-        else:
-            break
     if silent:
         return True
+    line, markup, info = found
     state.line = line + 1
     token = state.push("fence", "code", 0)
     token.info = info
@@ -188,21 +171,81 @@ def normalise_heading(text: str) -> str:
     return " ".join(_NON_WORD.sub(" ", text).split())
 
 
-def _plain(inline: Token) -> str:
+def _plain(inline: BlockToken) -> str:
     """The text of an inline token without markup (code spans keep their content)."""
     if "plain" in inline.meta:
         return str(inline.meta["plain"])
+    content = inline.content
+    markup = _INLINE_MARKUP.search(content)
+    if markup is None:  # most headings: no markup, no parse
+        text = " ".join(content.split())
+    else:
+        simple = _simple_plain(content)  # code spans, **strong**, snake_case: read here
+        text = " ".join(simple.split()) if simple is not None else parsed_plain(content)
+    inline.meta["plain"] = text
+    return text
+
+
+def parsed_plain(content: str) -> str:
+    """``_plain`` by markdown-it's inline parser (the reference for the shortcuts above)."""
     children: list[Token] = []
     parser = _markdown()
-    parser.inline.parse(inline.content, parser, {}, children)
+    parser.inline.parse(content, parser, {}, children)
     parts: list[str] = []
     for child in children:
         if child.type in ("text", "text_special", "code_inline", "html_inline"):
             parts.append(child.content)
         elif child.type in ("softbreak", "hardbreak"):
             parts.append(" ")
-    inline.meta["plain"] = text = " ".join("".join(parts).split())
-    return text
+    return " ".join("".join(parts).split())
+
+
+def _simple_plain(content: str) -> str | None:
+    """The plain text of inline markdown whose only markup is code spans, ``**strong**`` words,
+    snake_case underscores, ampersands that start no entity and a leading ``[ ]``; None for
+    anything else (then markdown-it's inline parser reads it)."""
+    out: list[str] = []
+    for index, (code, segment) in enumerate(_segments(content)):
+        if code:
+            out.append(segment)
+            continue
+        if index and segment.startswith("*"):
+            return None  # emphasis right after a code span: the parser decides
+        text = _STRONG.sub(r"\1", segment)
+        rest = _LITERAL_AMP.sub("", _INTRAWORD_UNDERSCORE.sub("", text))
+        if index == 0:
+            rest = _CHECKBOX.sub("", rest, count=1)
+        if _INLINE_MARKUP_BUT_CODE.search(rest):
+            return None
+        out.append(text)
+    return "".join(out)
+
+
+def _segments(content: str) -> list[tuple[bool, str]]:
+    """Text split into (is code, text) parts: CommonMark code spans (a run of n backticks closes
+    at the next run of exactly n; unmatched runs are text), code without its delimiters."""
+    runs = [(m.start(), m.end()) for m in _BACKTICKS.finditer(content)]
+    parts: list[tuple[bool, str]] = []
+    pos = 0
+    index = 0
+    while index < len(runs):
+        start, end = runs[index]
+        size = end - start
+        closing = next(
+            (j for j in range(index + 1, len(runs)) if runs[j][1] - runs[j][0] == size), None
+        )
+        if closing is None:
+            index += 1  # literal backticks
+            continue
+        code = content[end : runs[closing][0]].replace("\n", " ")
+        if code.startswith(" ") and code.endswith(" ") and code.strip(" "):
+            code = code[1:-1]
+        parts.append((False, content[pos:start]))
+        parts.append((True, code))
+        pos = runs[closing][1]
+        index = closing + 1
+    parts.append((False, content[pos:]))
+    return parts
 
 
 @dataclass(frozen=True)
@@ -226,7 +269,7 @@ class _Section:
 
 @dataclass
 class _Doc:
-    tokens: list[Token]
+    tokens: Sequence[BlockToken]
     lines: list[str]
     offset: int  # add to a 0-based markdown line to get a 1-based file line
     path: Path
@@ -250,37 +293,85 @@ class _Doc:
         return "".join(chunk).rstrip("\n")
 
 
-def parse_body(markdown: str, path: Path, first_line: int) -> Body:
-    """Steps and gates of a PRP body that starts on file line ``first_line``."""
+def parse_body(markdown: str, path: Path, first_line: int, *, fast: bool = True) -> Body:
+    """Steps and gates of a PRP body that starts on file line ``first_line``.
+
+    ``fast=False`` parses with markdown-it only (tests compare the two)."""
     # Lines as markdown-it counts them (it treats "\r\n" and "\r" as "\n"; str.splitlines
     # would also split on form feeds and the like, shifting every line number after them).
     markdown = markdown.replace("\r\n", "\n").replace("\r", "\n")
-    tokens = _markdown().parse(markdown)
+    # The fast scanner gives markdown-it's tokens for common markdown; else markdown-it itself.
+    tokens: Sequence[BlockToken] | None = scan(markdown) if fast else None
+    if tokens is None:
+        tokens = _markdown().parse(markdown)
     lines = [line + "\n" for line in markdown.split("\n")]
     doc = _Doc(tokens, lines, first_line, path, _headings(tokens))
     _check_fences(doc)
-    implementation: _Section | None = None
+    implementations: list[_Section] = []
     for heading in doc.headings:
-        if heading.key in _IMPLEMENTATION:
-            implementation = doc.section(heading)
-            break
+        if heading.key in _IMPLEMENTATION and not _inside(implementations, heading):
+            implementations.append(doc.section(heading))
     validation: list[_Section] = []
     for heading in doc.headings:
-        if heading.key not in _VALIDATION:
+        if not _VALIDATION.fullmatch(heading.key):
             continue
-        if implementation is not None and implementation.contains(heading):
-            continue
-        if any(section.contains(heading) for section in validation):
+        if _inside(implementations, heading) or _inside(validation, heading):
             continue
         validation.append(doc.section(heading))
-    steps = _steps(doc, implementation) if implementation is not None else ()
+    steps: list[Step] = []
+    for section in implementations:
+        steps.extend(replace(s, index=len(steps) + 1) for s in _steps(doc, section))
+    if len(implementations) > 1:
+        named = ", ".join(
+            f"{s.heading.text!r} (line {doc.file_line(s.heading.line)})" for s in implementations
+        )
+        message = (
+            f"{len(implementations)} implementation sections, {named}: steps are read from all"
+        )
+        first = implementations[1].heading.line
+        doc.warnings.append(Problem(doc.path, doc.file_line(first), message))
     gates = _Gates(doc)
     for section in validation:
         gates.collect(section)
-    return Body(steps=steps, gates=tuple(gates.gates), warnings=tuple(doc.warnings))
+    if not any(d.kind != GATE_CHECKLIST for d in gates.drafts):
+        _warn_skipped(doc, validation)
+    return Body(steps=tuple(steps), gates=tuple(gates.gates), warnings=tuple(doc.warnings))
 
 
-def _headings(tokens: list[Token]) -> list[_Heading]:
+def _inside(sections: list[_Section], heading: _Heading) -> bool:
+    return any(section.contains(heading) for section in sections)
+
+
+def _warn_skipped(doc: _Doc, validation: list[_Section]) -> None:
+    """A PRP with no executable gate: name every code block that looks like one and is not."""
+    skipped: list[tuple[int, str]] = []
+    for index, token in enumerate(doc.tokens):
+        if token.type != "fence" or token.map is None or not token.content.strip():
+            continue
+        section = next((s for s in validation if s.heading.token < index < s.end_token), None)
+        shell = _is_shell(token.info, token.content)
+        if section is not None:
+            if not shell:  # a shell block of a validation section that is no gate is warned of
+                language = token.info.split()[0] if token.info.strip() else "unlabelled"
+                skipped.append((token.map[0], f"{language} block in {section.heading.text!r}"))
+            continue
+        if not shell:
+            continue
+        owner = [h for h in doc.headings if h.token < index < doc.section(h).end_token]
+        if any(_VALIDATION_LIKE.search(h.key) for h in owner):
+            skipped.append((token.map[0], f"shell block under {owner[-1].text!r}"))
+    if not skipped:
+        return
+    where = "; ".join(f"{what} (line {doc.file_line(line)})" for line, what in skipped[:5])
+    more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+    message = (
+        f"no executable gate: not read as gates: {where}{more}. Gates are the shell blocks and "
+        "**Command**: `cmd` lines of a section named Validation (Gates, Loop, Commands, ...)"
+    )
+    doc.warnings.append(Problem(doc.path, doc.file_line(skipped[0][0]), message))
+
+
+def _headings(tokens: Sequence[BlockToken]) -> list[_Heading]:
     found: list[_Heading] = []
     for index, token in enumerate(tokens):
         # Headings inside list items or quotes are not document structure.
@@ -497,8 +588,8 @@ class _Gates:
             elif token.type == "inline" and token.map is not None and index >= 2:
                 if tokens[index - 1].type != "paragraph_open":
                     continue  # heading text and table cells
-                text = _plain(token)
-                expected = _EXPECTED_TEXT.match(text)
+                # The plain text (an inline parse) only where it is read.
+                expected = _EXPECTED_TEXT.match(_plain(token)) if last is not None else None
                 if last is not None and expected:
                     if expected.group(1):
                         last.expected.append(expected.group(1))
@@ -508,12 +599,23 @@ class _Gates:
                 checkbox = _CHECKBOX.match(token.content) if in_item else None
                 command_line = _COMMAND_LINE.match(token.content.split("\n", 1)[0])
                 if checkbox:
-                    name = _CHECKBOX.sub("", text, count=1).strip() or f"Check {len(self.drafts)}"
+                    name = _CHECKBOX.sub("", _plain(token), count=1).strip()
+                    name = name or f"Check {len(self.drafts)}"
                     self._add(name, GATE_CHECKLIST, None, token.map[0])
                 elif command_line and command_line.group(1).strip():
                     per_heading += 1
                     name = self._name(heading, per_heading)
                     last = self._add(name, GATE_SHELL, command_line.group(1).strip(), token.map[0])
+                elif command_text := _COMMAND_TEXT.match(token.content.split("\n", 1)[0]):
+                    # Prose after "Command:" is not run; kept as an unverified check, and said.
+                    what = command_text.group(1)
+                    self._add(what, GATE_CHECKLIST, None, token.map[0])
+                    message = (
+                        f"**Command**: {what!r} has no `command` in backticks: "
+                        "not run, counted as an unverified check"
+                    )
+                    line = doc.file_line(token.map[0])
+                    doc.warnings.append(Problem(doc.path, line, message))
 
     def _name(self, heading: str | None, count: int) -> str:
         if heading is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -26,8 +27,14 @@ class PrpFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
         result = load_prp(self.path)
         if result.errors:
+            load_errors = self.config.stash.get(LOAD_ERRORS, None)
+            if load_errors is not None:  # kept for the plan view, which lists every problem
+                load_errors.extend(result.errors)
             raise PrpUserError(result.errors)
         if result.prp is None:
+            not_prps = self.config.stash.get(NOT_PRPS, None)
+            if not_prps is not None and result.skipped:
+                not_prps.append((self.path, result.skipped))
             return
         registry = self.config.stash.get(KNOWN_PRPS, None)
         if registry is not None:
@@ -94,6 +101,10 @@ class PrpItem(pytest.Item):
 
 
 KNOWN_PRPS = pytest.StashKey[list[Prp]]()
+# Errors of files that could not be loaded (reported by pytest as collection errors too).
+LOAD_ERRORS = pytest.StashKey[list[Problem]]()
+# Files named like PRPs that are not PRPs, and why: said when a run finds no PRP at all.
+NOT_PRPS = pytest.StashKey[list[tuple[Path, str]]]()
 
 
 class FillerItem(pytest.Item):

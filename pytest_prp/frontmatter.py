@@ -37,6 +37,18 @@ _HOURS = re.compile(
     re.IGNORECASE,
 )
 _FIRST_INT = re.compile(r"\d+")
+# Ids a template or generator leaves for the author to fill in.
+_PLACEHOLDER = re.compile(
+    r"(?i:tbd|tba|todo|fixme|\?+|<[^>]*>|\{[^}]*\}|\[[^\]]*\]"
+    r"|(?:prp[-_ ]?)?(?:tbd|todo|xx+|x\.y(?:\.z)?|n\.n(?:\.n)?|nnn?))"
+)
+# "PRP-1 through PRP-27", "PRP-7.1 to PRP-7.4", "PRP-3..PRP-5", "PRP-3 – PRP-5": a range.
+_RANGE = re.compile(
+    r"(?<![\w-])(?i:prp)-([\w.]+?)\s*(?:\s(?i:through|thru|to)\s|\.\.\.?|[\u2013\u2014])\s*"
+    r"(?i:prp)-([\w.]*\w)"
+)
+_LAST_NUMBER = re.compile(r"(.*?)(\d+)")
+MAX_RANGE = 200
 
 
 @dataclass(frozen=True)
@@ -68,8 +80,102 @@ def _locate(text: str) -> _Split | None:
     return _Split(text[: close.start()], 1, closing_line + 1, False)
 
 
+# Real frontmatter holds tens of values; aliases (``&a`` / ``*a``) can make a few hundred bytes
+# expand to billions ("billion laughs"), so the expanded size is counted before building it.
+MAX_VALUES = 10_000
+
+
+class ExpansionError(ValueError):
+    """Frontmatter whose aliases expand beyond ``MAX_VALUES`` values, or into themselves."""
+
+    def __init__(self, message: str, line: int) -> None:
+        super().__init__(message)
+        self.line = line  # 0-based, within the YAML text
+
+
+@dataclass(frozen=True)
+class _Duplicate:
+    key: str
+    line: int  # 0-based lines within the YAML text
+    first_line: int
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """How many values the document builds, aliases expanded, without expanding them."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        if id(node) in active:
+            raise ExpansionError("a YAML alias refers to itself", node.start_mark.line)
+        active.add(id(node))
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            for item in node.value:
+                total += size(item)
+                if total > MAX_VALUES:
+                    break
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                total += size(key) + size(value)
+                if total > MAX_VALUES:
+                    break
+        active.discard(id(node))
+        sizes[id(node)] = total
+        return total
+
+    return size(root)
+
+
+def _duplicates(root: yaml.Node) -> list[_Duplicate]:
+    """Keys given twice in one mapping (YAML keeps the last one silently)."""
+    found: list[_Duplicate] = []
+    seen_nodes: set[int] = set()
+    pending = [root]
+    while pending:
+        node = pending.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            pending.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for key, value in node.value:
+                pending.append(value)
+                if not isinstance(key, yaml.ScalarNode) or key.value == "<<":
+                    continue
+                line = key.start_mark.line
+                if key.value in first:
+                    found.append(_Duplicate(key.value, line, first[key.value]))
+                else:
+                    first[key.value] = line
+    return sorted(found, key=lambda d: d.line)
+
+
+def _compose_and_load(yaml_text: str) -> tuple[Any, list[_Duplicate]]:
+    """The data (a safe loader: plain data only) and its duplicate keys; bounded in size."""
+    loader = _Loader(yaml_text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None, []
+        if _expanded_size(root) > MAX_VALUES:
+            raise ExpansionError(
+                f"frontmatter expands to more than {MAX_VALUES:,} values (YAML aliases, "
+                "&name and *name, repeat what they name); refusing to load it",
+                root.start_mark.line,
+            )
+        return loader.construct_document(root), _duplicates(root)
+    finally:
+        loader.dispose()
+
+
 def _load_yaml(yaml_text: str) -> Any:
-    return yaml.load(yaml_text, Loader=_Loader)  # a safe loader: plain data only
+    return _compose_and_load(yaml_text)[0]
 
 
 def split_frontmatter(text: str) -> tuple[str, int, int] | None:
@@ -120,33 +226,158 @@ def _yaml_error(path: Path, split: _Split, exc: Exception) -> Problem:
     return Problem(path, line, f"invalid YAML in frontmatter: {detail}")
 
 
+_BLOCK_KEY = re.compile(r"[A-Za-z_][\w.-]*\s*:\s*[|>][-+0-9]*\s*$")
+_FENCE_OPEN = re.compile(r"(?:```|~~~)\s*(?:ya?ml)\s*$", re.IGNORECASE)
+_PRP_ID_LINE = re.compile(r"^['\"]?prp_id['\"]?\s*:", re.M)
+_NO_FRONTMATTER = (
+    "no frontmatter: no block between '---' lines at the top, no 'key: value' line on line 1, "
+    "no metadata block with a prp_id under the title"
+)
+
+
+def _lenient(text: str, split: _Split) -> tuple[_Split, bool] | None:
+    """The header as people write it (Wirasm's templates): ``name:`` / ``description: |``
+    lines whose text is not indented, ended by a ``---`` line, a heading or prose.
+
+    Lines keep their numbers: unindented text under ``key: |`` is indented, nothing moves.
+    Returns the header and whether a markdown heading ended it; None when this reading finds
+    nothing different to try.
+    """
+    lines = text.split("\n")
+    first = split.yaml_line - 1
+    out: list[str] = []
+    block = False
+    index = first
+    body = None
+    while index < len(lines):
+        line = lines[index].rstrip("\r")
+        if re.fullmatch(r"(?:---|\.\.\.)[ \t]*", line):
+            body = index + 1
+            break
+        if line.startswith("#"):
+            body = index
+            break
+        if _KEY_LINE.match(line):
+            block = bool(_BLOCK_KEY.match(line))
+            out.append(line)
+        elif not line.strip():
+            block = False
+            out.append(line)
+        elif line[0] in " \t" or line.startswith("- "):
+            out.append(line)
+        elif block:
+            out.append("  " + line)
+        else:
+            body = index
+            break
+        index += 1
+    if body is None:
+        body = len(lines)
+    yaml_text = "\n".join(out) + "\n"
+    if yaml_text == split.yaml_text:
+        return None
+    at_heading = body < len(lines) and lines[body].startswith("#")
+    return _Split(yaml_text, split.yaml_line, body + 1, split.fenced), at_heading
+
+
+def _after_title(text: str) -> _Split | None:
+    """A metadata block right under the H1 title (``---`` lines or a yaml fence) naming a
+    prp_id: some PRPs put their frontmatter there."""
+    lines = text.split("\n")
+    index = 0
+    while index < len(lines) and not lines[index].strip():
+        index += 1
+    if index >= len(lines) or not re.match(r"#\s", lines[index]):
+        return None
+    index += 1
+    while index < len(lines) and not lines[index].strip():
+        index += 1
+    if index >= len(lines):
+        return None
+    opening = lines[index].rstrip()
+    if opening == _DELIMITER:
+        closing = re.compile(r"---[ \t]*\r?")
+    elif _FENCE_OPEN.fullmatch(opening):
+        closing = re.compile(re.escape(opening.lstrip()[:3]) + r"[ \t]*\r?")
+    else:
+        return None
+    for end in range(index + 1, len(lines)):
+        if closing.fullmatch(lines[end]):
+            yaml_text = "".join(line + "\n" for line in lines[index + 1 : end])
+            if not _PRP_ID_LINE.search(yaml_text):
+                return None  # not the PRP's metadata: an example, a table, a rule
+            return _Split(yaml_text, index + 2, end + 2, True)
+    return None
+
+
 def load_prp(path: Path, text: str | None = None) -> LoadResult:
-    """Load one markdown file. Files without frontmatter or without any id are not PRPs."""
+    """Load one markdown file. Files without frontmatter or without any id are not PRPs;
+    ``LoadResult.skipped`` then says why (shown when a run finds no PRP at all)."""
     if text is None:
         text, problem = _read(path)
         if text is None:
             return LoadResult(None, [problem] if problem else [])
     text = text.removeprefix("\ufeff")
-    split = _locate(text)
+    split = _locate(text) or _after_title(text)
     if split is None:
-        return LoadResult(None)
+        return LoadResult(None, skipped=_NO_FRONTMATTER)
     file_id = id_from_filename(path.name)
+    lenient_warnings: list[Problem] = []
     try:
-        data = _load_yaml(split.yaml_text)
+        data, duplicates = _compose_and_load(split.yaml_text)
+    except ExpansionError as exc:
+        return LoadResult(None, [Problem(path, split.yaml_line + exc.line, str(exc))])
     # Not only YAMLError: a date such as 2025-13-01 makes the constructor raise ValueError.
     except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
-        if not split.fenced:
-            return LoadResult(None)  # form (b) that is not YAML: just text before a rule
-        return LoadResult(None, [_yaml_error(path, split, exc)])
+        reading = _lenient(text, split)
+        # Between "---" lines only markdown under the header is forgiven (a "description: |"
+        # whose closing "---" came after the markdown); anything else stays a YAML error.
+        if reading is not None and split.fenced and not reading[1]:
+            reading = None
+        loaded = _try_load(reading[0]) if reading is not None else None
+        if reading is None or loaded is None:
+            if not split.fenced:  # form (b) that is not YAML: just text before a rule
+                detail = getattr(exc, "problem", None) or str(exc).split("\n", 1)[0]
+                return LoadResult(None, skipped=f"the lines before '---' are not YAML ({detail})")
+            return LoadResult(None, [_yaml_error(path, split, exc)])
+        if split.fenced:
+            message = (
+                "the frontmatter runs into the markdown: read up to this heading; "
+                "close it with '---' before the markdown"
+            )
+            lenient_warnings.append(Problem(path, reading[0].body_line, message))
+        split, (data, duplicates) = reading[0], loaded
     if data is None and split.fenced:
         data = {}
     if not isinstance(data, dict):
+        kind = type(data).__name__
         if split.fenced and file_id is not None:
-            kind = type(data).__name__
             message = f"frontmatter must be a YAML mapping of 'key: value' lines, not a {kind}"
             return LoadResult(None, [Problem(path, split.yaml_line, message)])
-        return LoadResult(None)
-    return _build(path, split, data, file_id)
+        return LoadResult(None, skipped=f"the frontmatter is a YAML {kind}, not a mapping")
+    result = _build(path, split, data, file_id)
+    if result.prp is not None:
+        result.prp.warnings[:0] = lenient_warnings + [
+            Problem(
+                path,
+                split.yaml_line + d.line,
+                f"duplicate key {d.key!r} (first on line {split.yaml_line + d.first_line}); "
+                "YAML keeps the last value",
+            )
+            for d in duplicates
+        ]
+    elif not result.errors:
+        result.skipped = "no prp_id in the frontmatter and no PRP id in the file name"
+    return result
+
+
+def _try_load(split: _Split) -> tuple[Any, list[_Duplicate]] | None:
+    """The lenient reading's data, when it is a mapping; None otherwise."""
+    try:
+        data, duplicates = _compose_and_load(split.yaml_text)
+    except (yaml.YAMLError, ValueError, TypeError, RecursionError):
+        return None
+    return (data, duplicates) if isinstance(data, dict) else None
 
 
 class _Fields:
@@ -186,15 +417,15 @@ class _Fields:
 def _build(path: Path, split: _Split, data: dict[Any, Any], file_id: str | None) -> LoadResult:
     fields = _Fields(path, split, data)
     id_key, raw_id = fields.get("prp_id")
-    prp_id = normalize_id(raw_id)
+    placeholder = isinstance(raw_id, str) and bool(_PLACEHOLDER.fullmatch(raw_id.strip()))
+    prp_id = None if placeholder else normalize_id(raw_id)
     if prp_id is None and not _is_blank(raw_id):
+        what = "a placeholder, not an id yet" if placeholder else "not a PRP id"
         if file_id is None:
             line = fields.line_of(id_key)
-            message = f"prp_id {raw_id!r} is not a PRP id (write it like PRP-12 or PRP-12.1.1)"
+            message = f"prp_id {raw_id!r} is {what} (write it like PRP-12 or PRP-12.1.1)"
             return LoadResult(None, [Problem(path, line, message)])
-        fields.warn(
-            id_key, f"prp_id {raw_id!r} is not a PRP id; using {file_id} from the file name"
-        )
+        fields.warn(id_key, f"prp_id {raw_id!r} is {what}; using {file_id} from the file name")
     prp_id = prp_id or file_id
     if prp_id is None:
         return LoadResult(None)  # a batch plan, guide or template: not a PRP, not an error
@@ -375,10 +606,38 @@ def _dependency_ids(fields: _Fields, key: str | None, prp_id: str, entry: Any) -
         dep = normalize_id(annotated.group(1))
         if dep is not None:
             return [dep]
+    found_range = _RANGE.search(entry)
+    if found_range:
+        return _range(fields, key, prp_id, entry, found_range)
     named = find_ids(entry)
     if named:
         read_as = ", ".join(named)
         fields.warn(key, f"{prp_id}: dependency {entry.strip()!r} read as {read_as}")
         return named
     fields.warn(key, f"{prp_id}: dependency {entry.strip()!r} names no PRP id; ignored")
+    return []
+
+
+def _range(
+    fields: _Fields, key: str | None, prp_id: str, entry: str, found: re.Match[str]
+) -> list[str]:
+    """A range of ids, expanded when its ends differ only in their last number."""
+    low, high = f"PRP-{found.group(1)}", f"PRP-{found.group(2)}"
+    first, last = _LAST_NUMBER.fullmatch(found.group(1)), _LAST_NUMBER.fullmatch(found.group(2))
+    if first and last and first.group(1) == last.group(1):
+        start, stop = int(first.group(2)), int(last.group(2))
+        if start <= stop and stop - start < MAX_RANGE:
+            ids = [f"PRP-{first.group(1)}{n}" for n in range(start, stop + 1)]
+            ids = [i for i in ids if i != prp_id]  # "PRP-1 through PRP-9" written in PRP-9
+            fields.warn(
+                key,
+                f"{prp_id}: dependency {entry.strip()!r} read as the range {low} to {high} "
+                f"({len(ids)} PRPs)",
+            )
+            return ids
+    fields.warn(
+        key,
+        f"{prp_id}: dependency {entry.strip()!r} names a range ({low} to {high}) that cannot be "
+        "expanded; ignored: list the PRPs it depends on",
+    )
     return []

@@ -89,6 +89,16 @@ class Body:
         return tuple(g for g in self.gates if not g.executable)
 
 
+@dataclass(frozen=True)
+class BodySummary:
+    """What the plan view shows of a body: its counts and warnings (cacheable, see body_cache)."""
+
+    steps: int
+    executable: int
+    unverified: int
+    warnings: tuple[Problem, ...] = ()
+
+
 @dataclass
 class Prp:
     """One PRP file's frontmatter, normalised. The body is parsed on demand (see ``body``)."""
@@ -112,6 +122,7 @@ class Prp:
     warnings: list[Problem] = field(default_factory=list)
     body_line: int = 1  # first line of the markdown body (1-based)
     _body: Body | None = field(default=None, repr=False)
+    _summary: BodySummary | None = field(default=None, repr=False)
 
     @property
     def body(self) -> Body:
@@ -124,6 +135,19 @@ class Prp:
             markdown = "\n".join(lines[self.body_line - 1 :])
             self._body = parse_body(markdown, self.path, self.body_line)
         return self._body
+
+    @property
+    def summary(self) -> BodySummary:
+        """The body's counts and warnings (from a cache when one filled them in)."""
+        if self._summary is None:
+            body = self.body
+            self._summary = BodySummary(
+                len(body.steps),
+                len(body.executable_gates),
+                len(body.unverified_gates),
+                body.warnings,
+            )
+        return self._summary
 
     @property
     def steps(self) -> tuple[Step, ...]:
@@ -144,3 +168,4 @@ class LoadResult:
 
     prp: Prp | None
     errors: list[Problem] = field(default_factory=list)
+    skipped: str | None = None  # why a file that is no PRP and no error was not taken

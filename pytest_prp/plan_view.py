@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from pytest_prp.ids import natural_key
-from pytest_prp.model import Prp, display_path
+from pytest_prp.model import Problem, Prp, display_path
 from pytest_prp.planning import HOURS, Plan
 
 _TITLE_WIDTH = 48  # longer titles are shortened so the step/gate column stays aligned
@@ -16,10 +16,19 @@ _TITLE_WIDTH = 48  # longer titles are shortened so the step/gate column stays a
 def _counts(prp: Prp) -> tuple[int, int, int] | None:
     """Steps, executable gates and unverified (checklist) gates; None if the file is unreadable."""
     try:
-        body = prp.body
+        summary = prp.summary
     except (OSError, UnicodeDecodeError):
         return None
-    return len(body.steps), len(body.executable_gates), len(body.unverified_gates)
+    return summary.steps, summary.executable, summary.unverified
+
+
+def _warnings(plan: Plan) -> list[Problem]:
+    """The plan's warnings, then those of each PRP's body (read when the counts were made)."""
+    found = list(plan.warnings)
+    for prp in plan.prps:
+        if _counts(prp) is not None:
+            found.extend(prp.summary.warnings)
+    return found
 
 
 def _plural(n: int, word: str) -> str:
@@ -94,9 +103,10 @@ def render_text(plan: Plan) -> str:
         lines.append("Potential conflicts:")
         for c in plan.conflicts:
             lines.append(f"  stage {c.stage}: {c.path} changed by {', '.join(c.prp_ids)}")
-    if plan.warnings:
+    warnings = _warnings(plan)
+    if warnings:
         lines.append("Warnings:")
-        lines.extend(f"  {w}" for w in plan.warnings)
+        lines.extend(f"  {w}" for w in warnings)
     if plan.errors:
         lines.append("Errors (nothing will run):")
         lines.extend(f"  {e}" for e in plan.errors)
@@ -130,7 +140,16 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
             str(stage): [p.id for p in members] for stage, members in plan.stage_groups().items()
         },
         "critical_path": list(plan.critical_path),
-        "warnings": [str(w) for w in plan.warnings],
+        "warnings": [str(w) for w in _warnings(plan)],
+        # Structured, for scripts: a plan with errors is shown but nothing of it may run.
+        "errors": [
+            {
+                "file": display_path(e.path) if e.path is not None else None,
+                "line": e.line,
+                "message": e.message,
+            }
+            for e in plan.errors
+        ],
         "conflicts": [
             {"stage": c.stage, "path": c.path, "prps": list(c.prp_ids)} for c in plan.conflicts
         ],

@@ -9,6 +9,7 @@ import fnmatch
 import os
 import sys
 from collections.abc import Generator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,10 +47,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "prp: a PRP (Product Requirement Prompt) item")
     if not settings.enabled:
         return
-    from pytest_prp.collect import KNOWN_PRPS
+    from pytest_prp.collect import KNOWN_PRPS, LOAD_ERRORS, NOT_PRPS
     from pytest_prp.stopping import QuietFinish
 
     config.stash[KNOWN_PRPS] = []
+    config.stash[LOAD_ERRORS] = []
+    config.stash[NOT_PRPS] = []
     finishing = QuietFinish()
     config.pluginmanager.register(finishing, "prp-quiet-finish")
     # A cleanup registered now runs after those registered later (the worktree's release).
@@ -204,26 +207,33 @@ def pytest_collection_modifyitems(
     settings = config.stash[SETTINGS]
     if not settings.enabled:
         return
-    from pytest_prp.collect import KNOWN_PRPS, PrpItem
+    from pytest_prp.collect import KNOWN_PRPS, LOAD_ERRORS, PrpItem
     from pytest_prp.planning import build_plan
 
     prp_items = [item for item in items if isinstance(item, PrpItem)]
     others = [item for item in items if not isinstance(item, PrpItem)]
     known = config.stash[KNOWN_PRPS]
+    load_errors = config.stash[LOAD_ERRORS]
     if not known and not prp_items:
-        return
+        if _asked_for_prps(config):  # not a suite of ordinary tests under prp_enabled = true
+            _explain_nothing_found(session, settings)
+        if not settings.plan_format:
+            return
     plan = build_plan(known, settings.selection, lambda prp_id: _is_complete(config, prp_id))
     config.stash[PLAN] = plan
     if plan.errors:
         _report_problems(session, plan.errors)
-        items[:] = others
-        return
     if settings.plan_format:
         from pytest_prp.reporting import show_plan  # late: only the plan view needs it
 
-        show_plan(config, plan, settings.plan_format)
+        # The plan is shown whatever is wrong, with every problem in it: files that did not
+        # load as well as the plan's own errors (those alone make the exit status non-zero).
+        show_plan(config, replace(plan, errors=[*load_errors, *plan.errors]), settings.plan_format)
         config.stash[PLAN_SHOWN] = True
         items[:] = []
+        return
+    if plan.errors:
+        items[:] = others
         return
     by_id = {item.prp.id: item for item in prp_items}
     selected: list[PrpItem] = []
@@ -365,8 +375,39 @@ def _add_markers(item: PrpItem) -> None:
     )
 
 
-def pytest_report_collectionfinish(config: pytest.Config) -> str | None:
+NOTHING_FOUND = pytest.StashKey[list[str]]()
+
+
+def _asked_for_prps(config: pytest.Config) -> bool:
+    option = config.option
+    names = ("prp_batch", "prp_id", "prp_all", "prp_plan", "prp_start", "prp_stage", "prp_verify")
+    return any(getattr(option, name, None) for name in names)
+
+
+def _explain_nothing_found(session: pytest.Session, settings: Settings) -> None:
+    """No PRP found: say what was seen and why it was not taken, one line each."""
+    from pytest_prp.collect import NOT_PRPS
+    from pytest_prp.not_found import explain, hidden_prp_dirs
+
+    config = session.config
+    base = config.invocation_params.dir
+    roots = [base / str(arg).split("::")[0] for arg in config.args] or [base]
+    skip = [str(p) for p in config.getini("norecursedirs")]
+    hidden = hidden_prp_dirs(roots, settings.pattern, skip)
+    skipped: list[tuple[Path, str]] = config.stash[NOT_PRPS]
+    lines = explain(skipped, hidden, settings.selection, settings.pattern)
+    if config.pluginmanager.get_plugin("terminalreporter") is not None:
+        config.stash[NOTHING_FOUND] = lines  # shown when collection ends
+        return
+    import sys
+
+    sys.stderr.write("".join(line + "\n" for line in lines))  # a json/mermaid plan's stdout
+
+
+def pytest_report_collectionfinish(config: pytest.Config) -> str | list[str] | None:
     settings = config.stash[SETTINGS]
+    if NOTHING_FOUND in config.stash:
+        return config.stash[NOTHING_FOUND]
     seen = config.stash[SEEN_FILES]
     if settings.enabled or not seen:
         return None

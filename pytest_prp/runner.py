@@ -146,6 +146,14 @@ def run_setup(item: PrpItem) -> None:
     prp = item.prp
     run = item.stash[RUN]
     run.log_path = inside(settings.results_dir / "logs", prp.batch or "none", f"{prp.id}.log")
+    # Said before any work: under -W error the PRP then fails here, with nothing to lose.
+    for warning in prp.body.warnings:  # e.g. blocks that look like gates and are not read
+        try:
+            item.warn(pytest.PytestWarning(f"prp: {warning}"))
+        except Warning as exc:
+            raise _fail(
+                run, "failed", f"{prp.id}: {exc} (a warning, made an error by -W)"
+            ) from None
     beat = _start_heartbeat(item, run, settings)
     try:
         if settings.verify:

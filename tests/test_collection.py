@@ -174,3 +174,130 @@ def test_example_batch_plans(pytester: pytest.Pytester) -> None:
         "3": ["PRP-7.3.1"],
     }
     assert plan["warnings"] == []
+
+
+def plan_with_errors(root: Path) -> None:
+    """One PRP with a warning, one whose YAML is broken, one with a missing dependency."""
+    write_prp(root, "PRP-8.1.1", deps=None, gates=["true"], extra="stage: two")
+    write_prp(root, "PRP-8.2.1", deps=["PRP-9.9.9"], gates=["true"])
+    (root / "PRPs" / "PRP-8.3.1.md").write_text("---\nprp_id: [unclosed\n---\n# x\n")
+
+
+def test_plan_json_with_errors_is_still_a_document(pytester: pytest.Pytester) -> None:
+    plan_with_errors(pytester.path)
+    result = pytester.runpytest_subprocess("PRPs", "--prp-batch", "8", "--prp-plan=json")
+    assert result.ret != 0
+    plan = json.loads(result.stdout.str())
+    assert [p["id"] for p in plan["prps"]] == ["PRP-8.1.1", "PRP-8.2.1"]
+    errors = {(e["file"], e["line"]): e["message"] for e in plan["errors"]}
+    assert errors[("PRPs/PRP-8.3.1.md", 3)].startswith("invalid YAML")
+    assert "PRP-9.9.9" in errors[("PRPs/PRP-8.2.1.md", 2)]
+    assert any("stage 'two'" in w for w in plan["warnings"])
+    err = result.stderr.str()
+    assert "PRPs/PRP-8.3.1.md:3: invalid YAML" in err and "PRP-9.9.9" in err
+    assert "Traceback" not in err
+
+
+def test_plan_mermaid_with_errors_prints_the_chart_and_the_errors(
+    pytester: pytest.Pytester,
+) -> None:
+    plan_with_errors(pytester.path)
+    result = pytester.runpytest_subprocess("PRPs", "--prp-batch", "8", "--prp-plan=mermaid")
+    assert result.ret != 0
+    assert result.stdout.str().startswith("flowchart TD")
+    assert "PRP_8_1_1" in result.stdout.str()
+    result.stderr.fnmatch_lines(["prp: error: PRPs/PRP-8.3.1.md:3: invalid YAML*", "*PRP-9.9.9*"])
+
+
+def test_plan_text_shows_warnings_and_errors_together(pytester: pytest.Pytester) -> None:
+    plan_with_errors(pytester.path)
+    result = pytester.runpytest("PRPs", "--prp-batch", "8", "--prp-plan")
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(
+        [
+            "PRP plan: 2 PRPs*",
+            "Warnings:",
+            "*stage 'two' is not a stage number*",
+            "Errors (nothing will run):",
+            "*PRP-8.3.1.md:3: invalid YAML*",
+            "*PRP-9.9.9*",
+        ]
+    )
+
+
+def test_zero_prps_found_says_what_was_seen_and_why_it_was_not_taken(
+    pytester: pytest.Pytester,
+) -> None:
+    prps = pytester.path / "PRPs"
+    prps.mkdir()
+    (prps / "PRP-1-notes.md").write_text("# Notes\n\nNo metadata here.\n")
+    (prps / "PRP-2-draft.md").write_text("Status: draft: maybe\n\nprose\n\n---\n")
+    (prps / "PRP-3-title.md").write_text("# PRP-3\n\n---\n\n| table |\n|---|\n")
+    hidden = pytester.path / ".ce" / "PRPs"
+    hidden.mkdir(parents=True)
+    write_prp(hidden.parent, "PRP-7.1.1", gates=["true"])
+    write_prp(hidden.parent, "PRP-7.2.1", gates=["true"])
+    result = pytester.runpytest("--prp-batch", "7")
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    result.stdout.fnmatch_lines(
+        [
+            "prp: no PRP found",
+            "prp: PRPs/PRP-1-notes.md: not a PRP: no frontmatter*",
+            "prp: PRPs/PRP-2-draft.md: not a PRP: the lines before '---' are not YAML*",
+            "prp: PRPs/PRP-3-title.md: not a PRP: no frontmatter*",
+            "prp: .ce/PRPs: 2 files named PRP-[*].md not collected: pytest does not enter "
+            "directories whose name starts with '.'; name it: pytest .ce/PRPs ...",
+            "prp: --prp-batch 7: no PRP of that batch under the given paths",
+        ]
+    )
+    named = pytester.runpytest(".ce/PRPs", "--prp-batch", "7", "--co", "-q")
+    named.stdout.fnmatch_lines(["*PRP-7.1.1", "*PRP-7.2.1", "2 tests collected*"])
+
+
+def test_zero_prps_with_a_json_plan_explains_on_stderr(pytester: pytest.Pytester) -> None:
+    (pytester.path / "PRPs").mkdir()
+    (pytester.path / "PRPs" / "PRP-1.md").write_text("# Notes\n")
+    result = pytester.runpytest_subprocess("PRPs", "--prp-plan=json")
+    plan = json.loads(result.stdout.str())
+    assert plan["prps"] == []
+    result.stderr.fnmatch_lines(["prp: no PRP found", "prp: PRPs/PRP-1.md: not a PRP: *"])
+
+
+def test_zero_prps_under_prp_enabled_with_ordinary_tests_stays_quiet(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini("[pytest]\nprp_enabled = true\n")
+    pytester.makepyfile(test_ordinary="def test_one():\n    pass\n")
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
+    assert "prp:" not in result.stdout.str()
+
+
+def test_plan_keeps_body_summaries_in_pytests_cache(pytester: pytest.Pytester) -> None:
+    path = write_prp(pytester.path, "PRP-3.1.1", deps=None, gates=["true", "false"])
+    first = pytester.runpytest_subprocess("PRPs", "--prp-all", "--prp-plan=json")
+    assert json.loads(first.stdout.str())["prps"][0]["gates"]["executable"] == 2
+    cache_file = pytester.path / ".pytest_cache" / "v" / "prp" / "body-summaries"
+    entries = json.loads(cache_file.read_text())
+    [(key, entry)] = entries.items()
+    assert entry[:3] == [0, 2, 0]  # no step (an empty section), 2 gates, none unverified
+
+    # The second plan reads the cache: a (forged) entry under the same key is what it shows.
+    cache_file.write_text(json.dumps({key: [7, 5, 3, [[4, "from the cache"]]]}))
+    second = pytester.runpytest_subprocess("PRPs", "--prp-all", "--prp-plan=json")
+    plan = json.loads(second.stdout.str())
+    assert plan["prps"][0]["steps"] == 7 and plan["prps"][0]["gates"]["unverified"] == 3
+    assert "PRPs/PRP-3.1.1.md:4: from the cache" in plan["warnings"]
+
+    # An edited file has a new key: parsed again, never a stale summary.
+    path.write_text(path.read_text() + "\n- [ ] reviewed\n")
+    third = pytester.runpytest_subprocess("PRPs", "--prp-all", "--prp-plan=json")
+    assert json.loads(third.stdout.str())["prps"][0]["gates"] == {
+        "executable": 2,
+        "unverified": 1,
+    }
+
+    # A cache that is not what it should be is ignored.
+    cache_file.write_text(json.dumps({"x": "garbage"}))
+    fourth = pytester.runpytest_subprocess("PRPs", "--prp-all", "--prp-plan=json")
+    assert json.loads(fourth.stdout.str())["prps"][0]["gates"]["unverified"] == 1

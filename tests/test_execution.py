@@ -564,3 +564,33 @@ def test_live_progress_lines(pytester: pytest.Pytester, repo: Path) -> None:
     lines = [line for line in result.stdout.lines if line.startswith("[prp] PRP-19.1.1 ")]
     assert lines and any("last output" in line for line in lines)
     assert len(lines) <= 6  # at most one line per interval
+
+
+def test_an_unverified_prp_says_which_blocks_were_not_gates(
+    pytester: pytest.Pytester, repo: Path
+) -> None:
+    extra_section = "## Validation Results\n\n```bash\npytest -q\n```\n"
+    path = write_prp(repo, "PRP-4.2.1", creates={"u.txt": "u"})
+    path.write_text(path.read_text() + "\n" + extra_section)
+    result = pytester.runpytest("--prp-batch", "4")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(
+        [
+            "*warnings summary*",
+            "*prp: PRPs/PRP-4.2.1.md:*: no executable gate: not read as gates: "
+            "shell block under 'Validation Results'*",
+        ]
+    )
+
+
+def test_body_warnings_made_errors_by_w_error_fail_the_prp_before_any_work(
+    pytester: pytest.Pytester, repo: Path
+) -> None:
+    path = write_prp(repo, "PRP-4.3.1", creates={"u.txt": "u"})
+    path.write_text(path.read_text() + "\n## Validation Results\n\n```bash\npytest -q\n```\n")
+    result = pytester.runpytest_subprocess("--prp-batch", "4", "-W", "error::pytest.PytestWarning")
+    assert result.ret == 1
+    out = result.stdout.str()
+    assert "Traceback" not in out
+    result.stdout.fnmatch_lines(["*PRP-4.3.1: prp: *no executable gate*made an error by -W*"])
+    assert "PRP-4.3.1" not in "\n".join(subjects(repo, "prp/batch-4"))

@@ -513,3 +513,240 @@ def test_odd_values_in_any_field_never_crash(tmp_path: Path, junk: str) -> None:
     assert prp.status is None or isinstance(prp.status, str)
     assert all(isinstance(dep, str) for dep in prp.dependencies)
     assert all(w.line is not None and 2 <= w.line <= 12 for w in prp.warnings)
+
+
+BOMB = (
+    "---\nprp_id: PRP-9.1.1\n"
+    'a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]\n'
+    + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+        f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+        for i in range(8)
+    )
+    + "dependencies: *i\n---\n# x\n"
+)
+
+
+def test_yaml_alias_bomb_is_refused_quickly_naming_the_file(tmp_path: Path) -> None:
+    assert len(BOMB) < 700  # expands to 9 * 8**8 (150 million) strings
+    result = load(tmp_path, "PRP-9.1.1.md", BOMB)
+    assert result.prp is None
+    [error] = result.errors
+    assert error.path is not None and error.path.name == "PRP-9.1.1.md" and error.line == 2
+    assert error.message.startswith("frontmatter expands to more than 10,000 values")
+    assert "aliases" in error.message
+
+
+def test_recursive_alias_is_a_clear_error(tmp_path: Path) -> None:
+    result = load(tmp_path, "PRP-9.1.2.md", "---\nprp_id: PRP-9.1.2\nx: &a [1, *a]\n---\n")
+    assert result.prp is None
+    [error] = result.errors
+    assert error.path is not None and error.path.name == "PRP-9.1.2.md"
+    assert "Traceback" not in error.message
+
+
+def test_moderate_aliases_still_load(tmp_path: Path) -> None:
+    prp = prp_of(tmp_path, "prp_id: PRP-9.1.3\nbase: &b [PRP-1, PRP-2]\ndependencies: *b\n")
+    assert prp.dependencies == ["PRP-1", "PRP-2"]
+
+
+def test_duplicate_keys_warn_naming_file_and_line(tmp_path: Path) -> None:
+    text = """
+        prp_id: PRP-9.2.1
+        dependencies: [PRP-9.1.1]
+        title: First
+        dependencies: []
+        extra:
+          a: 1
+          a: 2
+        """
+    prp = prp_of(tmp_path, text)
+    assert prp.dependencies == []  # YAML's rule, unchanged: the last one wins
+    assert messages(prp) == [
+        "5: duplicate key 'dependencies' (first on line 3); YAML keeps the last value",
+        "8: duplicate key 'a' (first on line 7); YAML keeps the last value",
+    ]
+
+
+# --- shapes seen in public PRP repositories (small excerpts written for these tests) -----------
+
+
+def test_wirasm_header_with_unindented_description_and_markdown_before_the_rule(
+    tmp_path: Path,
+) -> None:
+    text = """
+        name: "Agent PRP - Context-Rich Implementation"
+        description: |
+        Build an agent that writes PRPs,
+        reusing the codebase's patterns.
+
+        ## Goal
+
+        Build it.
+
+        ## Validation Loop
+
+        ```bash
+        pytest -q
+        ```
+
+        ---
+
+        ## Notes
+        """
+    result = load(tmp_path, "PRP-5-agent.md", text)
+    assert result.errors == []
+    prp = result.prp
+    assert prp is not None and prp.id == "PRP-5"
+    assert prp.title == "Agent PRP - Context-Rich Implementation"
+    assert prp.frontmatter["description"].startswith("Build an agent that writes PRPs,")
+    assert prp.body_line == 6
+    assert [g.command for g in prp.gates] == ["pytest -q"]
+
+
+def test_wirasm_header_block_text_then_rule(tmp_path: Path) -> None:
+    text = """
+        name: "React POC Template"
+        description: |
+        Optimized for POCs.
+        Frontend-only with mocked data.
+
+        ---
+
+        ## Goal
+        """
+    prp = load(tmp_path, "PRP-6.md", text).prp
+    assert prp is not None and prp.frontmatter["description"] == (
+        "Optimized for POCs.\nFrontend-only with mocked data.\n"
+    )
+    assert prp.body_line == 7
+
+
+def test_wirasm_header_with_empty_description(tmp_path: Path) -> None:
+    text = 'name: "Planning PRP"\ndescription: |\n\n## Purpose\nPlan.\n\n---\n\n## Goal\n'
+    prp = load(tmp_path, "PRP-7.md", text).prp
+    assert prp is not None and (prp.title, prp.body_line) == ("Planning PRP", 4)
+
+
+def test_metadata_block_under_the_title_is_the_prps_frontmatter(tmp_path: Path) -> None:
+    text = """
+        # PRP-12: Feature
+
+        ---
+        prp_id: PRP-12.1
+        dependencies: [PRP-11]
+        ---
+
+        ## Validation Gates
+
+        ```bash
+        make test
+        ```
+        """
+    prp = load(tmp_path, "feature-12.md", text).prp
+    assert prp is not None
+    assert (prp.id, prp.dependencies, prp.line, prp.body_line) == ("PRP-12.1", ["PRP-11"], 4, 7)
+    assert [g.line for g in prp.gates] == [10]
+
+
+def test_yaml_fence_under_the_title_is_the_prps_frontmatter(tmp_path: Path) -> None:
+    text = "# Title\n\n```yaml\nprp_id: PRP-13\ntitle: Thirteen\n```\n\n## Steps\n"
+    prp = load(tmp_path, "PRP-13-x.md", text).prp
+    assert prp is not None and (prp.id, prp.title, prp.body_line) == ("PRP-13", "Thirteen", 7)
+
+
+def test_a_block_under_the_title_without_prp_id_is_not_frontmatter(tmp_path: Path) -> None:
+    result = load(tmp_path, "PRP-14.md", "# Title\n\n---\n\n| a |\n|---|\n")
+    assert result.prp is None and result.errors == []
+    assert result.skipped is not None and result.skipped.startswith("no frontmatter")
+
+
+def test_broken_yaml_under_the_title_naming_a_prp_id_is_an_error(tmp_path: Path) -> None:
+    result = load(tmp_path, "PRP-15.md", "# Title\n\n---\nprp_id: [PRP-15\n---\n")
+    assert result.prp is None
+    [error] = result.errors
+    assert error.line is not None and "invalid YAML" in error.message
+
+
+@pytest.mark.parametrize("placeholder", ["TBD", "PRP-X.Y", "PRP-XXX", "TODO", "'<id>'"])
+def test_placeholder_prp_id_says_so(tmp_path: Path, placeholder: str) -> None:
+    prp = prp_of(tmp_path, f"prp_id: {placeholder}", name="PRP-21.1-x.md")
+    assert prp.id == "PRP-21.1"
+    [message] = messages(prp)
+    assert message.endswith("is a placeholder, not an id yet; using PRP-21.1 from the file name")
+    result = load(tmp_path, "feature.md", f"---\nprp_id: {placeholder}\n---\n")
+    [error] = result.errors
+    assert error.line == 2 and "is a placeholder, not an id yet (write it like PRP-12" in str(error)
+
+
+def test_dependency_range_is_expanded_with_a_warning(tmp_path: Path) -> None:
+    prp = prp_of(
+        tmp_path,
+        """
+        prp_id: PRP-28
+        dependencies:
+          - "PRP-1 through PRP-4: All preceding PRPs (documentation only)"
+          - PRP-7.1 to PRP-7.3
+          - PRP-28
+        """,
+    )
+    assert prp.dependencies == [
+        "PRP-1", "PRP-2", "PRP-3", "PRP-4", "PRP-7.1", "PRP-7.2", "PRP-7.3", "PRP-28"
+    ]  # fmt: skip
+    assert messages(prp) == [
+        "3: PRP-28: dependency 'PRP-1 through PRP-4: All preceding PRPs (documentation only)' "
+        "read as the range PRP-1 to PRP-4 (4 PRPs)",
+        "3: PRP-28: dependency 'PRP-7.1 to PRP-7.3' read as the range PRP-7.1 to PRP-7.3 (3 PRPs)",
+    ]
+
+
+def test_dependency_range_that_cannot_be_expanded_is_ignored_with_a_warning(
+    tmp_path: Path,
+) -> None:
+    prp = prp_of(tmp_path, "prp_id: PRP-9\ndependencies: ['PRP-A through PRP-C', PRP-2]")
+    assert prp.dependencies == ["PRP-2"]
+    [message] = messages(prp)
+    assert "names a range (PRP-A to PRP-C) that cannot be expanded; ignored" in message
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "reason"),
+    [
+        ("PRP-1.md", "# Just a title\n\nprose\n", "no frontmatter"),
+        ("PRP-2.md", "Note: prose: more\n\ntext\n---\n", "the lines before '---' are not YAML"),
+        ("notes.md", "---\ntitle: x\n---\n", "no prp_id in the frontmatter and no PRP id"),
+        ("tmpl.md", "---\n- a\n- b\n---\n", "the frontmatter is a YAML list, not a mapping"),
+    ],
+)
+def test_files_that_are_not_prps_say_why(tmp_path: Path, name: str, text: str, reason: str) -> None:
+    result = load(tmp_path, name, text)
+    assert result.prp is None and result.errors == []
+    assert result.skipped is not None and result.skipped.startswith(reason)
+
+
+def test_fenced_frontmatter_running_into_markdown_is_read_with_a_warning(tmp_path: Path) -> None:
+    text = """
+        ---
+        name: "Agent PRP"
+        description: |
+        Build an agent.
+
+        ## Goal
+
+        Build it.
+        ---
+        """
+    prp = load(tmp_path, "PRP-5-agent.md", text).prp
+    assert prp is not None and prp.title == "Agent PRP" and prp.body_line == 6
+    assert messages(prp) == [
+        "6: the frontmatter runs into the markdown: read up to this heading; "
+        "close it with '---' before the markdown"
+    ]
+
+
+def test_fenced_frontmatter_with_a_stray_prose_line_stays_a_yaml_error(tmp_path: Path) -> None:
+    text = "---\nprp_id: PRP-1\nSome prose without a colon\ntitle: x\n---\n# Body\n"
+    result = load(tmp_path, "PRP-1.md", text)
+    assert result.prp is None
+    [error] = result.errors
+    assert "invalid YAML" in error.message

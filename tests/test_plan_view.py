@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+from pytest_prp.frontmatter import load_prp
 from pytest_prp.model import GATE_CHECKLIST, GATE_SHELL, Body, Gate, Problem, Prp, Step
 from pytest_prp.plan_view import plan_to_dict, render_json, render_mermaid, render_text
 from pytest_prp.planning import Plan, Selection, build_plan
@@ -147,7 +148,8 @@ def test_text_shortens_long_titles() -> None:
 
 def test_json_shape() -> None:
     data = json.loads(render_json(batch_47()))
-    assert set(data) == {"prps", "stages", "critical_path", "warnings", "conflicts"}
+    assert set(data) == {"prps", "stages", "critical_path", "warnings", "errors", "conflicts"}
+    assert data["errors"] == []
     first = data["prps"][0]
     assert first == {
         "id": "PRP-47.1.1",
@@ -311,3 +313,14 @@ def test_plan_of_a_real_batch(corpus: Path) -> None:
         "4": ["PRP-43.4.1"],
     }
     assert "  PRP_43_2_2 --> PRP_43_3_1\n" in render_mermaid(plan)
+
+
+def test_views_show_body_warnings(tmp_path: Path) -> None:
+    path = tmp_path / "PRP-3.1.1.md"
+    path.write_text("---\nprp_id: PRP-3.1.1\n---\n## Validation Gates\n\n```bash\npytest\n")
+    loaded = load_prp(path).prp
+    assert loaded is not None
+    plan = build_plan([loaded], Selection(all=True))
+    text = render_text(plan)
+    assert "Warnings:" in text and ":6: code block opened here (```bash) is never closed" in text
+    assert any("never closed" in w for w in plan_to_dict(plan)["warnings"])

@@ -1,0 +1,727 @@
+"""A fast block scanner giving the block tokens markdown-it would give, for common PRP markdown.
+
+markdown-it-py costs ~12 ms for a real PRP (~36 KB), nearly all of it in calling a dozen rule
+functions per line. This scanner classifies lines with plain string tests and follows
+markdown-it's block rules (CommonMark plus tables and the nested fences of ``body``) for the
+constructs PRPs use: ATX headings, fences, thematic breaks, bullet and ordered lists, tables,
+paragraphs, setext headings, indented code, HTML blocks and block quotes. On anything else (lazy
+lines in a block quote, a block quote inside a list, link reference definitions, tabs in the
+indentation, empty list items, ...) it gives up and returns None:
+the caller then parses with markdown-it. ``tests/test_blocks.py`` checks that both give the
+same tokens on every PRP shape and corpus file.
+
+Only what ``body`` reads is produced: type, tag, nesting, level, map, info, content, markup.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable
+from functools import lru_cache
+from typing import Any, Protocol
+
+from markdown_it.rules_block.html_block import HTML_SEQUENCES
+
+
+class BlockToken(Protocol):
+    """What ``body`` reads of a block token: markdown-it's Token and ``Tok`` both have it."""
+
+    @property
+    def type(self) -> str: ...
+    @property
+    def tag(self) -> str: ...
+    @property
+    def nesting(self) -> int: ...
+    @property
+    def level(self) -> int: ...
+    @property
+    def map(self) -> list[int] | None: ...
+    @property
+    def info(self) -> str: ...
+    @property
+    def content(self) -> str: ...
+    @property
+    def markup(self) -> str: ...
+    @property
+    def meta(self) -> dict[Any, Any]: ...
+
+
+class Tok:
+    """A block token with markdown-it's attribute names (those ``body`` reads)."""
+
+    # Defaults on the class: most tokens set only their first four fields (creating tokens is
+    # a good part of the scanner's time).
+    map: list[int] | None = None
+    info = ""
+    content = ""
+    markup = ""
+    meta: dict[Any, Any]  # made on first use (see __getattr__): only inline tokens need one
+
+    def __init__(self, type: str, tag: str, nesting: int, level: int) -> None:
+        self.type = type
+        self.tag = tag
+        self.nesting = nesting
+        self.level = level
+
+    def __getattr__(self, name: str) -> Any:
+        if name != "meta":
+            raise AttributeError(name)
+        self.meta = {}
+        return self.meta
+
+
+class _GiveUp(Exception):
+    """A construct this scanner does not follow: markdown-it must parse the document."""
+
+
+_FENCE_LINE = re.compile(r"(`{3,}|~{3,})[ \t]*(.*?)\s*")
+_LANGUAGE = re.compile(r"[A-Za-z][\w+#.-]*")
+_FENCE_STARTS = ("```", "~~~")
+_HR = re.compile(r"([-*_])(?:[ \t]*\1){2,}[ \t]*")
+_SETEXT = re.compile(r"(?:-+|=+)[ \t]*")
+_ATX = re.compile(r"#{1,6}(?:[ \t]|$)")
+_ORDERED = re.compile(r"(\d{1,9})([.)])")
+_HEADER_CELL = re.compile(r"^:?-+:?$")
+# First characters of lines that may start a block or underline a heading ("|" anywhere may make
+# a table header).
+_MAY_START_BLOCK = frozenset("`~>|<-*_+#=0123456789")
+_CLOSING_HASHES = re.compile(r"(?:^|[ \t]+)#+[ \t]*$")
+
+
+def scan(markdown: str) -> list[Tok] | None:
+    """markdown-it's block tokens for ``markdown`` ("\\n" line ends), or None when unsure."""
+    if "\t" in markdown and _tab_in_indent(markdown) or "\x00" in markdown:
+        return None  # tab stops, and markdown-it's NUL replacement, are not followed here
+    scanner = _Scanner(markdown)
+    if scanner.lines and not scanner.final_newline and not scanner.texts[-1]:
+        return None  # markdown-it reads past the source's end there (an IndexError it catches)
+    try:
+        scanner.blocks(0, len(scanner.lines), 0, 0, -1)
+    except _GiveUp:
+        return None
+    return scanner.tokens
+
+
+def _tab_in_indent(markdown: str) -> bool:
+    return re.search(r"^[ ]*\t", markdown, re.M) is not None
+
+
+class _Scanner:
+    def __init__(self, markdown: str) -> None:
+        lines = markdown.split("\n")
+        self.final_newline = bool(lines) and lines[-1] == ""
+        if self.final_newline:
+            lines.pop()  # markdown-it counts no line after a final newline
+        self.lines = lines
+        # Each line without its indentation (markdown-it's bMarks + tShift .. eMarks) and its
+        # indentation in columns (sCount). A list item's first line is changed to its content
+        # while the item is read, as markdown-it does.
+        self.texts = [line.lstrip(" ") for line in lines]
+        self.indent = [len(line) - len(text) for line, text in zip(lines, self.texts, strict=True)]
+        self.tokens: list[Tok] = []
+        # Lines that may open or close a fence, for the top level's fence rules (below it a
+        # less indented line also ends a fence, and a quote's lines start with ">").
+        self.fence_lines = [i for i, text in enumerate(self.texts) if text[:3] in _FENCE_STARTS]
+        self.line_max = len(lines)
+        self.quotes = 0
+
+    def candidates(self, start: int, end: int, blk: int) -> Iterable[int]:
+        """The lines after ``start`` a fence rule must look at."""
+        if blk or self.quotes:
+            return range(start + 1, end)
+        marks = self.fence_lines
+        return marks[bisect_right(marks, start) : bisect_left(marks, end)]
+
+    # --- lines --------------------------------------------------------------------------------
+
+    def get_lines(self, begin: int, end: int, indent: int, keep_last: bool) -> str:
+        """markdown-it's StateBlock.getLines, for space indentation."""
+        texts, indents = self.texts, self.indent
+        parts = [
+            " " * (indents[line] - indent) + texts[line] if indents[line] > indent else texts[line]
+            for line in range(begin, end)
+        ]
+        joined = "\n".join(parts)
+        if keep_last and parts and (end < len(texts) or self.final_newline):
+            joined += "\n"  # markdown-it keeps the line end the source has
+        return joined
+
+    def push(self, type: str, tag: str, nesting: int, level: int) -> Tok:
+        token = Tok(type, tag, nesting, level)
+        self.tokens.append(token)
+        return token
+
+    # --- block loop ---------------------------------------------------------------------------
+
+    def blocks(self, start: int, end: int, blk: int, level: int, list_indent: int) -> int:
+        """markdown-it's tokenize: blocks from ``start`` until a line indented less than
+        ``blk``; returns the line where it stopped (its state.line)."""
+        line = start
+        texts, indents, line_max = self.texts, self.indent, self.line_max
+        while line < end:
+            while line < line_max and not texts[line]:
+                line += 1  # as markdown-it, up to the end of the document, not of the block
+            if line >= end or indents[line] < blk:
+                break
+            line = self.block(line, end, blk, level, list_indent)
+            if line < end and not texts[line]:
+                line += 1
+        return line
+
+    def block(self, line: int, end: int, blk: int, level: int, list_indent: int) -> int:
+        """The block starting on ``line`` (markdown-it's rules in their order); its end."""
+        if self.indent[line] - blk >= 4:
+            return self.code(line, end, blk, level)
+        text = self.texts[line]
+        first = text[0]
+        if "|" in text:
+            table_end = self.table(line, end, blk, level, silent=False)
+            if table_end is not None:
+                return table_end
+        if first in "`~":
+            fence_end = self.fence(line, end, blk, level)
+            if fence_end is not None:
+                return fence_end
+        if first == ">":
+            return self.quote(line, end, blk, level, list_indent)
+        if first == "<":
+            html_end = self.html(line, end, blk, level)
+            if html_end is not None:
+                return html_end
+        if first in "-*_" and _HR.fullmatch(text):
+            token = self.push("hr", "hr", 0, level)
+            token.map = [line, line + 1]
+            token.markup = first * (text.count(first) + 1)  # as markdown-it counts
+            return line + 1
+        if self.list_marker(line) is not None:
+            return self.list(line, end, blk, level)
+        if first == "[" and re.match(r"\[[^\]]*\]:", text):
+            raise _GiveUp("link reference definition")
+        if first == "#" and _ATX.match(text):
+            self.heading(line, text, level)
+            return line + 1
+        return self.paragraph(line, end, blk, level, list_indent)
+
+    # --- rules --------------------------------------------------------------------------------
+
+    def quote(self, start: int, end: int, blk: int, level: int, list_indent: int) -> int:
+        """markdown-it's blockquote rule, for quotes at the top level without lazy lines."""
+        if blk != 0:
+            raise _GiveUp("block quote inside a list")
+        texts, indents = self.texts, self.indent
+        saved: list[tuple[str, int]] = []
+        line = start
+        last_empty = False
+        terminated = False
+        while line < end:
+            text = texts[line]
+            if not text:
+                break
+            if text[0] != ">":
+                if last_empty:
+                    break
+                if self.quote_terminator(line, end):
+                    terminated = True
+                    break
+                raise _GiveUp("lazy line in a block quote")
+            saved.append((text, indents[line]))
+            rest = text[2:] if text[1:2] == " " else text[1:]
+            inner = rest.lstrip(" ")
+            texts[line], indents[line] = inner, len(rest) - len(inner)
+            last_empty = not inner
+            line += 1
+        opening = self.push("blockquote_open", "blockquote", 1, level)
+        opening.markup = ">"
+        self.quotes += 1
+        line_max = self.line_max
+        if terminated:
+            self.line_max = line  # markdown-it's lineMax: blank lines are skipped up to it
+        try:
+            after = self.blocks(start, line, 0, level + 1, list_indent)
+        finally:
+            self.quotes -= 1
+            self.line_max = line_max
+            for index, (text, indent) in enumerate(saved):
+                texts[start + index], indents[start + index] = text, indent
+        opening.map = [start, after]
+        closing = self.push("blockquote_close", "blockquote", -1, level)
+        closing.markup = ">"
+        return after
+
+    def quote_terminator(self, line: int, end: int) -> bool:
+        """Rules that end a block quote at a line without ">" (its "blockquote" alternatives)."""
+        text = self.texts[line]
+        if self.indent[line] >= 4:
+            return False
+        first = text[0]
+        if first in "`~" and self.is_fence_start(line, 0):
+            return True
+        if first == "<" and _html_sequence(text, interrupting=True):
+            return True
+        if first in "-*_" and _HR.fullmatch(text):
+            return True
+        if self.list_marker(line) is not None:
+            return True
+        return first == "#" and _ATX.match(text) is not None
+
+    def setext(self, start: int, underline: int, blk: int, level: int, marker: str) -> int:
+        tag = "h1" if marker == "=" else "h2"
+        opening = self.push("heading_open", tag, 1, level)
+        opening.map = [start, underline + 1]
+        opening.markup = marker
+        inline = self.push("inline", "", 0, level + 1)
+        inline.map = [start, underline]
+        inline.content = self.get_lines(start, underline, blk, False).strip()
+        closing = self.push("heading_close", tag, -1, level)
+        closing.markup = marker
+        return underline + 1
+
+    def code(self, start: int, end: int, blk: int, level: int) -> int:
+        """markdown-it's code rule: lines indented 4 columns more than the block."""
+        last = line = start + 1
+        while line < end:
+            if not self.texts[line]:
+                line += 1
+                continue
+            if self.indent[line] - blk >= 4:
+                line += 1
+                last = line
+                continue
+            break
+        token = self.push("code_block", "code", 0, level)
+        token.content = self.get_lines(start, last, 4 + blk, False) + "\n"
+        token.map = [start, last]
+        return last
+
+    def html(self, start: int, end: int, blk: int, level: int) -> int | None:
+        """markdown-it's html_block rule (its own patterns)."""
+        text = self.texts[start]
+        sequence = _html_sequence(text, interrupting=False)
+        if sequence is None:
+            return None
+        closing, ends_on_blank = sequence
+        line = start + 1
+        if not closing.search(text):
+            while line < end:
+                if self.indent[line] < blk and (ends_on_blank or self.texts[line]):
+                    break
+                body = self.texts[line]
+                if closing.search(body):
+                    if body:
+                        line += 1
+                    break
+                line += 1
+        token = self.push("html_block", "", 0, level)
+        token.map = [start, line]
+        token.content = self.get_lines(start, line, blk, True)
+        return line
+
+    def heading(self, line: int, text: str, level: int) -> None:
+        hashes = len(text) - len(text.lstrip("#"))
+        content = text[hashes:].strip()
+        content = _CLOSING_HASHES.sub("", content) if content.endswith("#") else content
+        opening = self.push("heading_open", f"h{hashes}", 1, level)
+        opening.map = [line, line + 1]
+        opening.markup = "#" * hashes
+        inline = self.push("inline", "", 0, level + 1)
+        inline.map = [line, line + 1]
+        inline.content = content.strip()
+        closing = self.push("heading_close", f"h{hashes}", -1, level)
+        closing.markup = "#" * hashes
+
+    def is_fence_start(self, line: int, blk: int) -> bool:
+        text = self.texts[line]
+        if self.indent[line] - blk >= 4 or text[:3] not in ("```", "~~~"):
+            return False
+        found = _FENCE_LINE.fullmatch(text)
+        return not (found and found.group(1)[0] == "`" and "`" in found.group(2))
+
+    def fence(self, start: int, end: int, blk: int, level: int) -> int | None:
+        text = self.texts[start]
+        if text[:3] not in ("```", "~~~"):
+            return None
+        nested = self.nested_fence(start, end, blk, level)
+        if nested is not None:
+            return nested
+        marker = text[0]
+        size = len(text) - len(text.lstrip(marker))
+        if size < 3:
+            return None
+        params = text[size:]
+        if marker == "`" and "`" in params:
+            return None
+        line = end  # unclosed unless a closing line is found
+        closed = False
+        for here in self.candidates(start, end, blk):
+            body = self.texts[here]
+            if body and self.indent[here] < blk:
+                line = here
+                break
+            if not body.startswith(marker):
+                continue
+            if self.indent[here] - blk >= 4:
+                continue
+            run = len(body) - len(body.lstrip(marker))
+            if run < size:
+                continue
+            if body[run:].strip(" \t"):
+                continue
+            line = here
+            closed = True
+            break
+        token = self.push("fence", "code", 0, level)
+        token.info = params
+        token.content = self.get_lines(start + 1, line, self.indent[start], True)
+        token.markup = marker * size
+        token.map = [start, line + (1 if closed else 0)]
+        return line + (1 if closed else 0)
+
+    def nested_fence(self, start: int, end: int, blk: int, level: int) -> int | None:
+        """The nested fence rule (``nested_fence_end``) on these lines."""
+        texts, indents = self.texts, self.indent
+        found = nested_fence_end(
+            texts.__getitem__,
+            indents.__getitem__,
+            blk,
+            start,
+            end,
+            self.candidates(start, end, blk),
+        )
+        if found is None:
+            return None
+        line, markup, info = found
+        token = self.push("fence", "code", 0, level)
+        token.info = info
+        token.content = self.get_lines(start + 1, line, indents[start], True)
+        token.markup = markup
+        token.map = [start, line + 1]
+        return line + 1
+
+    def list_marker(self, line: int) -> tuple[bool, str, int, int] | None:
+        """(ordered, marker char, value, marker length) when the line starts a list item."""
+        return _list_marker(self.texts[line])
+
+    def terminates_paragraph(self, line: int, end: int, blk: int, list_indent: int) -> bool:
+        """Does a block start here that may interrupt a paragraph (markdown-it's alt rules)?"""
+        text = self.texts[line]
+        ind = self.indent[line]
+        first = text[0]
+        if ind - blk >= 4:
+            return False
+        if "|" in text and self.table(line, end, blk, 0, silent=True) is not None:
+            return True
+        if first in "`~" and self.is_fence_start(line, blk):
+            return True
+        if first == ">":
+            return True
+        if first == "<" and _html_sequence(text, interrupting=True):
+            return True
+        if first in "-*_" and _HR.fullmatch(text):
+            return True
+        marker = self.list_marker(line)
+        if marker is not None:
+            if list_indent >= 0 and ind - list_indent >= 4 and ind < blk:
+                return False
+            ordered, _, value, size = marker
+            if ind >= blk:  # markdown-it's isTerminatingParagraph
+                if ordered and value != 1:
+                    return False
+                if not text[size:].strip():
+                    return False
+            return True
+        return first == "#" and _ATX.match(text) is not None
+
+    def paragraph(self, start: int, end: int, blk: int, level: int, list_indent: int) -> int:
+        """markdown-it's lheading and paragraph rules (they scan the same lines)."""
+        texts, indents = self.texts, self.indent
+        line = start + 1
+        while line < end:
+            text = texts[line]
+            if not text:
+                break
+            if text[0] not in _MAY_START_BLOCK and "|" not in text:
+                line += 1  # plain text: it continues the paragraph
+                continue
+            if indents[line] - blk > 3:
+                line += 1
+                continue
+            if indents[line] >= blk and _SETEXT.fullmatch(text):
+                return self.setext(start, line, blk, level, text[0])
+            if self.terminates_paragraph(line, end, blk, list_indent):
+                break
+            line += 1
+        lines = [start, line]
+        opening = Tok("paragraph_open", "p", 1, level)
+        opening.map = lines
+        inline = Tok("inline", "", 0, level + 1)
+        inline.map = [start, line]
+        if line == start + 1 and indents[start] <= blk:
+            inline.content = texts[start].strip()  # one line: getLines is that line
+        else:
+            inline.content = self.get_lines(start, line, blk, False).strip()
+        self.tokens += (opening, inline, Tok("paragraph_close", "p", -1, level))
+        return line
+
+    def list(self, start: int, end: int, blk: int, level: int) -> int:
+        marker = self.list_marker(start)
+        assert marker is not None
+        ordered, char, _, _ = marker
+        kind = "ordered_list" if ordered else "bullet_list"
+        opening = self.push(f"{kind}_open", "ol" if ordered else "ul", 1, level)
+        opening.map = [start, 0]
+        opening.markup = char
+        line = start
+        while line < end:
+            found = self.list_marker(line)
+            assert found is not None
+            size = found[3]
+            text = self.texts[line]
+            rest = text[size:]
+            spaces = len(rest) - len(rest.lstrip(" "))
+            if not rest.strip():
+                raise _GiveUp("empty list item")
+            if spaces > 4:
+                raise _GiveUp("indented code in a list item")
+            content = rest[spaces:]
+            column = self.indent[line] + size + spaces
+            item = self.push("list_item_open", "li", 1, level + 1)
+            item.map = [line, 0]
+            item.markup = char
+            if ordered:
+                item.info = text[: size - 1]
+            saved = self.texts[line], self.indent[line]
+            self.texts[line], self.indent[line] = content, column
+            after = self.blocks(line, end, column, level + 2, blk)
+            self.texts[line], self.indent[line] = saved
+            closing = self.push("list_item_close", "li", -1, level + 1)
+            closing.markup = char
+            item.map[1] = after
+            line = after
+            if line >= end or self.indent[line] < blk:
+                break
+            if self.indent[line] - blk >= 4:
+                break
+            text = self.texts[line]
+            if text[0] in "`~" and self.is_fence_start(line, blk):
+                break
+            if text[0] == ">":
+                break
+            if text[0] in "-*_" and _HR.fullmatch(text):
+                break
+            following = self.list_marker(line)
+            if following is None or following[0] != ordered or following[1] != char:
+                break
+        closing = self.push(f"{kind}_close", "ol" if ordered else "ul", -1, level)
+        closing.markup = char
+        opening.map[1] = line
+        return line
+
+    def table(self, start: int, end: int, blk: int, level: int, silent: bool) -> int | None:
+        """markdown-it's table rule (GFM tables)."""
+        if start + 2 > end:
+            return None
+        delimiter = start + 1
+        if self.indent[delimiter] < blk or self.indent[delimiter] - blk >= 4:
+            return None
+        row = self.texts[delimiter]
+        if len(row) < 2 or row[0] not in "|-:":
+            return None
+        if row[1] not in "|-: \t" or (row[0] == "-" and row[1] in " \t"):
+            return None
+        if any(ch not in "|-: \t" for ch in row):
+            return None
+        aligns = 0
+        cells = row.split("|")
+        for index, cell in enumerate(cells):
+            cell = cell.strip()
+            if not cell:
+                if index == 0 or index == len(cells) - 1:
+                    continue
+                return None
+            if not _HEADER_CELL.search(cell):
+                return None
+            aligns += 1
+        header = self.texts[start].strip()
+        if "|" not in header or self.indent[start] - blk >= 4:
+            return None
+        columns = _split_row(header)
+        if not columns or len(columns) != aligns:
+            return None
+        if silent:
+            return start
+        opening = self.push("table_open", "table", 1, level)
+        opening.map = [start, 0]
+        self.push("thead_open", "thead", 1, level + 1).map = [start, start + 1]
+        self.push("tr_open", "tr", 1, level + 2).map = [start, start + 1]
+        for cell in columns:
+            self.push("th_open", "th", 1, level + 3)
+            inline = self.push("inline", "", 0, level + 4)
+            inline.map = [start, start + 1]
+            inline.content = cell.strip()
+            self.push("th_close", "th", -1, level + 3)
+        self.push("tr_close", "tr", -1, level + 2)
+        self.push("thead_close", "thead", -1, level + 1)
+        line = start + 2
+        while line < end:
+            if self.indent[line] < blk and self.texts[line]:
+                break
+            if self.texts[line] and self.table_terminator(line, blk):
+                break
+            text = self.texts[line].strip()
+            if not text:
+                break
+            if self.indent[line] - blk >= 4:
+                break
+            cells_here = _split_row(text)
+            if line == start + 2:
+                tbody = len(self.tokens)
+                self.push("tbody_open", "tbody", 1, level + 1).map = [start + 2, 0]
+            self.push("tr_open", "tr", 1, level + 2).map = [line, line + 1]
+            for index in range(len(columns)):
+                self.push("td_open", "td", 1, level + 3)
+                inline = self.push("inline", "", 0, level + 4)
+                inline.map = [line, line + 1]
+                inline.content = cells_here[index].strip() if index < len(cells_here) else ""
+                self.push("td_close", "td", -1, level + 3)
+            self.push("tr_close", "tr", -1, level + 2)
+            line += 1
+        if line > start + 2:
+            self.tokens[tbody].map = [start + 2, line]
+            self.push("tbody_close", "tbody", -1, level + 1)
+        self.push("table_close", "table", -1, level)
+        opening.map[1] = line
+        return line
+
+    def table_terminator(self, line: int, blk: int) -> bool:
+        """Rules that end a table (markdown-it's "blockquote" alternatives)."""
+        text = self.texts[line]
+        if self.indent[line] - blk >= 4:
+            return False
+        first = text[0]
+        if first in "`~" and self.is_fence_start(line, blk):
+            return True
+        if first == ">":
+            return True
+        if first == "<" and _html_sequence(text, interrupting=True):
+            return True
+        if first in "-*_" and _HR.fullmatch(text):
+            return True
+        if self.list_marker(line) is not None:
+            return True
+        return first == "#" and _ATX.match(text) is not None
+
+
+def _split_row(text: str) -> list[str]:
+    columns = _escaped_split(text) if "\\" in text else text.split("|")
+    if columns and columns[0] == "":
+        columns.pop(0)
+    if columns and columns[-1] == "":
+        columns.pop()
+    return columns
+
+
+@lru_cache(maxsize=4096)  # asked of the same line by several rules
+def _list_marker(text: str) -> tuple[bool, str, int, int] | None:
+    first = text[0]
+    if first in "-*+":
+        if len(text) > 1 and text[1] not in " \t":
+            return None
+        return False, first, 0, 1
+    if first.isdigit():
+        found = _ORDERED.match(text)
+        if found is None:
+            return None
+        size = found.end()
+        if size < len(text) and text[size] not in " \t":
+            return None
+        return True, found.group(2), int(found.group(1)), size
+    return None
+
+
+def nested_fence_end(
+    text: Callable[[int], str],
+    indent: Callable[[int], int],
+    blk: int,
+    start: int,
+    end: int,
+    lines: Iterable[int] | None = None,
+) -> tuple[int, str, str] | None:
+    """A fence holding fences, as PRP authors write them (a markdown or heredoc example): its
+    closing line, markup and info string; None when the line opens no such fence.
+
+    CommonMark ends a fence at its first bare fence line, so in a ```` ```markdown ```` example
+    holding a ```` ```bash ```` block the rest of the example spills out, and its headings end
+    real sections. Here a fence line with a language opens a nested block and a bare one closes
+    the innermost; once nesting is seen, a bare fence line at the outer level with text right
+    under it opens a block too (a closing fence is followed by a blank line). When the first
+    inner fence line is bare, or the nesting never balances, the rule declines and the
+    CommonMark fence rule applies unchanged. ``text`` gives a line without its indentation,
+    ``indent`` its indentation; ``blk`` is the enclosing block's (markdown-it's blkIndent);
+    ``lines``, the lines after ``start`` that may matter (all of them by default).
+    One rule for both parsers: markdown-it's (``body._nested_fence``) and the scanner's.
+    """
+    if indent(start) - blk >= 4:
+        return None
+    opening = _FENCE_LINE.fullmatch(text(start))
+    if opening is None:
+        return None
+    markup, info = opening.group(1), opening.group(2)
+    if markup[0] == "`" and "`" in info:
+        return None
+    depth = 0
+    nested = False
+    for line in range(start + 1, end) if lines is None else lines:
+        here = text(line)
+        if here and indent(line) < blk:
+            return None
+        if indent(line) - blk >= 4:
+            continue
+        found = _FENCE_LINE.fullmatch(here)
+        if found is None or found.group(1)[0] != markup[0] or len(found.group(1)) < len(markup):
+            continue
+        if found.group(2):
+            if not _LANGUAGE.fullmatch(found.group(2).split()[0]):
+                continue  # e.g. ```''' inside a Python string: content, as in CommonMark
+            depth += 1
+            nested = True
+        elif depth:
+            depth -= 1
+        elif not nested:
+            return None  # a plain fence: the CommonMark rule handles it
+        elif line + 1 < end and text(line + 1):
+            depth += 1  # a bare fence with code right under it opens a block; closers end one
+        else:
+            return line, markup, info
+    return None  # unbalanced: not a nested fence
+
+
+def _escaped_split(string: str) -> list[str]:
+    """markdown-it's table cell split: a backslash keeps a pipe in its cell."""
+    result: list[str] = []
+    current = ""
+    last = 0
+    escaped = False
+    for pos, ch in enumerate(string):
+        if ch == "|":
+            if not escaped:
+                result.append(current + string[last:pos])
+                current = ""
+                last = pos + 1
+            else:
+                current += string[last : pos - 1]
+                last = pos
+        escaped = ch == "\\"
+    result.append(current + string[last:])
+    return result
+
+
+def _html_sequence(text: str, interrupting: bool) -> tuple[re.Pattern[str], bool] | None:
+    """The closing pattern of the HTML block ``text`` opens (and whether a blank line is it);
+    with ``interrupting``, only blocks that may interrupt a paragraph."""
+    for opening, closing, can_interrupt in HTML_SEQUENCES:
+        if opening.search(text):
+            if interrupting and not can_interrupt:
+                return None
+            return closing, bool(closing.search(""))
+    return None

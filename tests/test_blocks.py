@@ -1,0 +1,222 @@
+"""The fast block scanner gives markdown-it's tokens, or gives up: compared on every shape."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pytest_prp.blocks import Tok, scan
+from pytest_prp.body import _markdown, _plain, parse_body, parsed_plain
+from pytest_prp.frontmatter import split_frontmatter
+
+HERE = Path(__file__).resolve().parent
+CORPUS = HERE.parents[1] / "shared" / "corpus"
+FIELDS = ("type", "tag", "nesting", "level", "map", "info", "content", "markup")
+
+
+def tokens_of(markdown: str) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]] | None]:
+    expected = [tuple(getattr(t, f) for f in FIELDS) for t in _markdown().parse(markdown)]
+    fast = scan(markdown)
+    got = None if fast is None else [tuple(getattr(t, f) for f in FIELDS) for t in fast]
+    return expected, got
+
+
+def assert_same(markdown: str, *, may_give_up: bool = False) -> None:
+    expected, got = tokens_of(markdown)
+    if got is None:
+        assert may_give_up, "the scanner gave up"
+        return
+    assert got == expected
+
+
+SNIPPETS = {
+    "headings": "# One\n\n## Two ##\n### Three #not\n#### \n####### seven\n#5 no\n",
+    "paragraphs": "a\n  b\n      c\n\nd\n# h\ne\n```\nx\n```\n",
+    "setext": "Title\n===\n\nSub\n---\n\ntext\n- item\n---\n",
+    "hr": "***\n- - -\n___\n----\n",
+    "lists": "- a\n- b\n  - c\n    - d\n- e\n\n  more e\n\n1. one\n2. two\n3) three\n",
+    "lazy": "- item\ncontinued\n- [ ] check\n  **Command**: `x`\n\n* star\n+ plus\n",
+    "ordered interrupts": "text\n2. not a list\n1. a list\n",
+    "list fences": "1. Step\n   ```bash\n   make\n   ```\n2. Next\n  ```\n  two\n  ```\n",
+    "list ends fence": "- item\n  ```bash\n  echo\nout\n```\n",
+    "tables": "| a | b |\n|---|:-:|\n| 1 | 2 |\n| 3\n\n| x |\n|---|\nrow\n# h\n",
+    "table escapes": "| a \\| b | c |\n|---|---|\n| 1 \\| 2 | 3 |\n",
+    "not tables": "| a |\n| b |\n\na | b\n-- | --\n",
+    "html": "<!-- note\nstill -->\ntext\n\n<details>\n<summary>x</summary>\n\n## In\n</details>\n",
+    "html in list": "- a\n  <!--\n\n  -->\n- b\n",
+    "code block": "text\n\n    indented\n    code\n\n  more\n",
+    "nested fences": "```markdown\n## Gates\n```bash\npytest\n```\n```\n\n# After\n",
+    "heredoc": "```bash\ncat <<EOF\n```python\nx = 1\n```\nEOF\n```\n",
+    "unclosed": "## S\n\n```bash\nnever closed\n",
+    "tilde": "~~~\n```\n~~~\n",
+    "fence lines everywhere": "> ```\n> in quote\n```\nafter\n```\n- a\n  ```\n  b\n```\nc\n",
+    "short closers": "````\n```\n````\n```` x\n",
+    "info with backticks": "``` a`b\nnot fence\n```\n",
+    "spaces": "   # h\n   ```\n   x\n  ```\n  \n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SNIPPETS))
+def test_snippet_tokens_match_markdown_it(name: str) -> None:
+    assert_same(SNIPPETS[name])
+
+
+@pytest.mark.parametrize(
+    "markdown",
+    ["> lazy\ncontinued\n", "[ref]: https://example.com\n", "-\n  x\n", "\tindented\n"],
+)
+def test_what_the_scanner_does_not_follow_it_leaves_to_markdown_it(markdown: str) -> None:
+    assert scan(markdown) is None
+
+
+def bodies(paths: list[Path]) -> list[tuple[Path, str, int]]:
+    found = []
+    for path in paths:
+        text = path.read_text(encoding="utf-8").replace("\r\n", "\n")
+        split = split_frontmatter(text)
+        first = split[2] if split else 1
+        found.append((path, "".join(text.splitlines(keepends=True)[first - 1 :]), first))
+    return found
+
+
+def own_files() -> list[Path]:
+    return sorted((HERE / "shapes").glob("*.md.txt")) + sorted((HERE.parent / "PRPs").rglob("*.md"))
+
+
+def assert_bodies_identical(paths: list[Path]) -> int:
+    """Whole bodies (steps, gates, warnings) are the same either way; returns files scanned."""
+    scanned = 0
+    for path, markdown, first in bodies(paths):
+        assert_same(markdown, may_give_up=True)
+        scanned += scan(markdown) is not None
+        fast = parse_body(markdown, path, first)
+        slow = parse_body(markdown, path, first, fast=False)
+        assert fast == slow, path
+    return scanned
+
+
+def test_own_prp_files_read_the_same_either_way() -> None:
+    paths = own_files()
+    assert assert_bodies_identical(paths) == len(paths)  # none needs markdown-it
+
+
+def test_corpus_reads_the_same_either_way() -> None:
+    if not CORPUS.is_dir():
+        pytest.skip(f"corpus not found at {CORPUS}")
+    paths = sorted(CORPUS.rglob("*.md"))
+    assert assert_bodies_identical(paths) == len(paths)
+
+
+def test_markdown_as_written_in_tests_reads_the_same() -> None:
+    markdown = textwrap.dedent(
+        """
+        ## Implementation Steps
+
+        ### Step 1: create
+
+        **Create**: `a.txt`
+        ```text
+        a
+        ```
+
+        ## Validation Gates
+
+        | Gate | Command |
+        |------|---------|
+        | **Create**: `x` | `y` |
+
+        - [ ] checked by hand
+        **Command**: `not a gate: lazy line`
+
+        **Command**: `pytest -q`
+        Expected: passes
+        """
+    ).lstrip("\n")
+    path = Path("PRP-1.md")
+    assert parse_body(markdown, path, 1) == parse_body(markdown, path, 1, fast=False)
+    assert_same(markdown)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Gate 1: Unit Tests Pass",
+        "4. Validation Gates (30 min) - C# / F#: 100% #1",
+        "Level 2:  spaced   out\nover lines",
+        "Step 5: Implementation (Only After Tests Pass) ~ ok + = ^ $ % @ { }",
+        "**Bold** and `code` and [link](x) and <b>x</b> & &amp; \\* esc",
+        "Update `tools/ce/core.py` and ``a ` b``",
+        "x` y `z and ` ` and `unclosed",
+        "```run``` then `` `tick` `` and ``` odd",
+        "`a\nb` across lines",
+        "[ ] **Task Mode Works**: runs without `ANTHROPIC_API_KEY`",
+        "[x] **Docs** and **More words here**.",
+        "Risks & Mitigations &amp; &#35; &copy; &nosuch; & x",
+        "task_types.py and __init__ and _private and snake_case_name",
+        "**a**b and ** a** and **a **b and ***x*** and **(p)**q",
+        "`x`**y** and **`code` inside** and **a\nb**",
+        "[link] [ ] late checkbox",
+    ],
+)
+def test_plain_text_shortcuts_match_the_inline_parse(text: str) -> None:
+    assert plain_of(text) == parsed_plain(text)
+
+
+def plain_of(text: str) -> str:
+    token = Tok("inline", "", 0, 1)
+    token.content = text
+    return _plain(token)
+
+
+def test_plain_text_of_every_inline_in_own_files_and_corpus_matches_the_inline_parse() -> None:
+    paths = own_files() + (sorted(CORPUS.rglob("*.md")) if CORPUS.is_dir() else [])
+    seen = 0
+    for _path, markdown, _first in bodies(paths):
+        for token in _markdown().parse(markdown):
+            if token.type == "inline":
+                assert plain_of(token.content) == parsed_plain(token.content), token.content
+                seen += 1
+    assert seen > 100
+
+
+@pytest.mark.parametrize(
+    "markdown",
+    [
+        "> quoted\n> more\n\nafter\n",
+        "> a\n>\n> b\n# h\n",
+        ">no space\n>  two spaces\n- list\n",
+        "> ```bash\n> echo\n> ```\n",
+        "> - [ ] a\n> - [x] b\n\n> # heading in a quote\n",
+        "> quote\n---\n",
+    ],
+)
+def test_block_quotes_match_markdown_it(markdown: str) -> None:
+    assert_same(markdown)
+
+
+PIECES = [
+    *("# H", "## Validation Gates", " ## indented", "#no", "text line", "more text"),
+    *("**Command**: `x`", "Expected: ok", "- item", "- [ ] check", "  - nested", "   continued"),
+    *("1. one", "2. two", "10) ten", "* star", "+ plus", "   - deep", "     x", "-notlist"),
+    *("```bash", "```", "~~~", "````", "```python", "  ```", "    code", "---", "***", "==="),
+    *("- - -", "| a | b |", "|---|---|", "| 1 | 2 |", "> quote", "> - q item", ">"),
+    *("<!-- c -->", "<div>", "</div>", "<b>x</b>", "`code` line", "", "", "", " "),
+]
+
+
+def test_random_markdown_gives_markdown_its_tokens_or_nothing() -> None:
+    """Lines of every kind, shuffled: the scanner agrees with markdown-it or gives up."""
+    import random
+
+    rng = random.Random(12)
+    scanned = 0
+    for _ in range(3000):
+        lines = [rng.choice(PIECES) for _ in range(rng.randint(1, 14))]
+        markdown = "\n".join(lines) + rng.choice(["", "\n"])
+        expected, got = tokens_of(markdown)
+        if got is not None:
+            assert got == expected, markdown
+            scanned += 1
+    assert scanned > 2500
