@@ -394,7 +394,7 @@ def _anthropic(
 
 def _anthropic_message(events: list[dict[str, Any]]) -> dict[str, Any]:
     """The same turn as one non-streamed message."""
-    message = dict(events[0]["message"])
+    message: dict[str, Any] = dict(events[0]["message"])
     content = []
     for event in events:
         if event["type"] == "content_block_start":
