@@ -358,7 +358,7 @@ def _handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
 def _anthropic(
     model: str, text: str, tools: list[dict[str, Any]], usage: dict[str, int], turn: int
 ) -> list[dict[str, Any]]:
-    message = {
+    message: dict[str, Any] = {
         "id": f"msg_scripted_{turn}",
         "type": "message",
         "role": "assistant",
