@@ -203,6 +203,9 @@ class BatchResults:
             "elapsed_seconds": round(time.monotonic() - self.started, 3),
             "cost_usd": _sum_cost(self.results.values()),
             "tokens": _sum_tokens(self.results.values()),
+            "refused_tool_calls": sum(
+                len(e.get("refused_tool_calls") or []) for e in self.results.values()
+            ),
             "cost_by_stage": {
                 stage: _sum_cost(e for e in self.results.values() if str(e["stage"]) == stage)
                 for stage in sorted({str(e["stage"]) for e in self.results.values()}, key=int)
@@ -340,6 +343,8 @@ def _summary_line(entry: dict[str, Any]) -> str:
         parts.append(f"attempts {len(entry['attempts'])}")
     if entry.get("cost_usd") is not None:
         parts.append(f"${entry['cost_usd']:.4f}")
+    if entry.get("refused_tool_calls"):
+        parts.append(f"refused tool calls {len(entry['refused_tool_calls'])}")
     if entry.get("model"):
         parts.append(f"model {entry['model']}")
     if entry.get("worktree"):
