@@ -50,23 +50,30 @@ def agent_log(root: Path, batch: str, prp_id: str) -> str:
     return (root / RESULTS / "logs" / batch / f"{prp_id}.log").read_text()
 
 
-def claude_result(log: str) -> dict[str, Any]:
-    """The last ``result`` event Claude Code printed, read back from the PRP's log."""
-    found: dict[str, Any] | None = None
+def events(log: str, kind: str) -> list[dict[str, Any]]:
+    """The JSON events of one ``type`` that the CLI printed, read back from the PRP's log."""
+    found = []
     for line in log.splitlines():
-        if line.startswith('{"type":"result"'):
-            found = json.loads(line)
-    assert found is not None, "no result event in the log"
+        if line.startswith("{"):
+            event = json.loads(line)
+            if event.get("type") == kind:
+                found.append(event)
     return found
 
 
+def claude_result(log: str) -> dict[str, Any]:
+    """The last ``result`` event Claude Code printed."""
+    found = events(log, "result")
+    assert found, "no result event in the log"
+    return found[-1]
+
+
 def codex_usage(log: str) -> dict[str, int]:
-    """The ``turn.completed`` usage Codex printed, added up, read back from the PRP's log."""
+    """The ``turn.completed`` usage Codex printed, added up."""
     total: dict[str, int] = {}
-    for line in log.splitlines():
-        if line.startswith('{"type":"turn.completed"'):
-            for key, value in json.loads(line)["usage"].items():
-                total[key] = total.get(key, 0) + value
+    for event in events(log, "turn.completed"):
+        for key, value in event["usage"].items():
+            total[key] = total.get(key, 0) + value
     return total
 
 

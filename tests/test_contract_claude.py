@@ -4,6 +4,9 @@ the PRP's log) is compared with what pytest-prp reports."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,7 @@ import pytest
 from contract import agent_log, claude_env, claude_result, entries, scripted, summary
 
 from conftest import git, write_prp
+from pytest_prp.agents import PRESETS
 
 GATE = "grep -qx hello greeting.txt\n# Expected: greeting.txt says hello"
 
@@ -21,6 +25,11 @@ def write(content: str, path: str = "{cwd}/greeting.txt") -> dict[str, Any]:
 
 def bash(command: str) -> dict[str, Any]:
     return {"tools": [{"name": "Bash", "input": {"command": command, "description": "gate"}}]}
+
+
+def read(path: str = "{cwd}/greeting.txt") -> dict[str, Any]:
+    """Claude Code writes an existing file only after reading it in the same conversation."""
+    return {"tools": [{"name": "Read", "input": {"file_path": path}}]}
 
 
 def done(text: str = "Done.") -> dict[str, Any]:
@@ -41,7 +50,10 @@ def test_a_prp_done_right_succeeds_with_the_cost_and_tokens_claude_reported(
     pytester: pytest.Pytester, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     prp(repo, "PRP-40.1.1")
-    turns = [write("hello\n"), bash("grep -qx hello greeting.txt && echo GATE-OK"), done()]
+    # Gates are commands like python3 or pytest, which need Bash permission (grep or echo
+    # alone would not: Claude Code runs read-only commands without asking).
+    check = 'python3 -c \'print(open("greeting.txt").read().strip() + "-GATE-OK")\''
+    turns = [write("hello\n"), bash(check), done()]
     with scripted({"scripts": [{"when": "PRP-40.1.1", "turns": turns}]}) as server:
         claude_env(monkeypatch, server, tmp_path / "home")
         result = run(pytester, "40")
@@ -51,7 +63,7 @@ def test_a_prp_done_right_succeeds_with_the_cost_and_tokens_claude_reported(
     assert git(repo, "show", "prp/batch-40:greeting.txt") == "hello"
     # The preset let the agent run the gate itself: its output went back to the model.
     last = server.answered("PRP-40.1.1")[-1].body["messages"][-1]
-    assert "GATE-OK" in str(last["content"])
+    assert "hello-GATE-OK" in str(last["content"])
     said = claude_result(agent_log(repo, "40", "PRP-40.1.1"))
     assert said["is_error"] is False and said["permission_denials"] == []
     assert entry["cost_usd"] == pytest.approx(said["total_cost_usd"]) and entry["cost_usd"] > 0
@@ -91,7 +103,7 @@ def test_fixed_on_attempt_2(
 ) -> None:
     prp(repo, "PRP-42.1.1")
     scripts = [
-        {"when": "Attempt 2:", "turns": [write("hello\n"), done()]},
+        {"when": "Attempt 2:", "turns": [read(), write("hello\n"), done()]},
         {"when": "PRP-42.1.1", "turns": [write("bye\n"), done()]},
     ]
     with scripted({"scripts": scripts}) as server:
@@ -104,7 +116,7 @@ def test_fixed_on_attempt_2(
     assert git(repo, "show", "prp/batch-42:greeting.txt") == "hello"
     # The second conversation was told what failed.
     assert "grep -qx hello greeting.txt" in str(server.answered("Attempt 2:")[0].body["messages"])
-    assert entry["tokens"]["input"] == 4000  # two turns in each attempt, added up
+    assert entry["tokens"]["input"] == 5000  # 2 turns, then 3, added up
 
 
 def test_refused_tool_calls_are_shown_under_the_failure_and_counted(
@@ -173,3 +185,41 @@ def test_two_prps_in_parallel(
     assert summary(repo, "45")["cost_usd"] == pytest.approx(
         sum(claude_result(agent_log(repo, "45", p))["total_cost_usd"] for p in found)
     )
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("runuser") is None,
+    reason="needs root and runuser to run the agent as another user (as a normal user, the "
+    "other tests here are that proof)",
+)
+def test_the_preset_works_for_a_normal_user_too(
+    pytester: pytest.Pytester, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As root the other tests prove the preset; here Claude Code runs as ``nobody``."""
+    prp(repo, "PRP-46.1.1")
+    shared = Path(tempfile.mkdtemp(prefix="prp-contract-nobody-"))
+    try:
+        shared.chmod(0o777)
+        (shared / "home").mkdir(mode=0o777)
+        (shared / "home").chmod(0o777)
+        # Files pytest-prp and git make are the user's to write: with umask 0, nobody's too.
+        old = os.umask(0)
+        check = "python3 -c 'import os; print(os.geteuid(), open(\"greeting.txt\").read())'"
+        turns = [write("hello\n"), bash(check), done()]
+        try:
+            with scripted({"scripts": [{"when": "PRP-46.1.1", "turns": turns}]}) as server:
+                claude_env(monkeypatch, server, shared / "home")
+                command = f"runuser -u nobody -- env HOME={shared / 'home'} {PRESETS['claude']}"
+                result = pytester.runpytest_subprocess(
+                    "--prp-batch", "46", "--prp-agent", command,
+                    "--prp-worktree-dir", str(shared / "worktrees"), "-p", "no:cacheprovider",
+                )  # fmt: skip
+        finally:
+            os.umask(old)
+        assert result.ret == 0, result.stdout.str()
+        assert entries(repo, "46")["PRP-46.1.1"]["status"] == "success"
+        assert git(repo, "show", "prp/batch-46:greeting.txt") == "hello"
+        ran = str(server.answered("PRP-46.1.1")[-1].body["messages"][-1]["content"])
+        assert "65534 hello" in ran  # the gate command ran, as nobody
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
