@@ -19,6 +19,7 @@ import pytest
 from scripted_server import ScriptedServer, load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
+SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 AGENTS_BIN = Path(os.environ.get("PRP_AGENTS_DIR") or ROOT / ".agents") / "bin"
 RESULTS = Path(".ce/orchestration")
 
@@ -75,6 +76,15 @@ def codex_usage(log: str) -> dict[str, int]:
         for key, value in event["usage"].items():
             total[key] = total.get(key, 0) + value
     return total
+
+
+def scenario_file(name: str, when: str | None = None) -> dict[str, Any]:
+    """A scenario from ``tests/scenarios/<name>.json``; ``when`` replaces every script's."""
+    scenario: dict[str, Any] = json.loads((SCENARIOS / f"{name}.json").read_text())
+    if when is not None:
+        for script in scenario["scripts"]:
+            script["when"] = when
+    return scenario
 
 
 @contextmanager
