@@ -35,7 +35,7 @@ PRESETS: dict[str, str] = {
 
 # What each preset lets the agent do, as --prp-agent-presets says it.
 PERMITS: dict[str, str] = {
-    "claude": "edit files in the worktree (Write/Edit/NotebookEdit), run any shell command "
+    "claude": "edit files in the worktree (Write/Edit), run any shell command "
     "(Bash: the gates, and whatever else the user running pytest may run); edits outside "
     "the worktree and other tools needing approval are refused and reported",
     "codex": "run shell commands and edit files in the codex sandbox: writes only in the "
