@@ -19,12 +19,17 @@ def shell(cmd: str) -> dict[str, Any]:
     return {"tools": [{"name": "exec_command", "input": {"cmd": cmd}}]}
 
 
+def patch(body: str) -> dict[str, Any]:
+    """Codex's free-form apply_patch tool (offered for models it knows, such as gpt-5.5)."""
+    return {"tools": [{"name": "apply_patch", "input": f"*** Begin Patch\n{body}*** End Patch\n"}]}
+
+
 def done(text: str = "Done.") -> dict[str, Any]:
     return {"text": text}
 
 
 def prp(repo: Path, prp_id: str, gate: str = GATE) -> None:
-    write_prp(repo, prp_id, gates=[gate], extra="model: gpt-5-codex")
+    write_prp(repo, prp_id, gates=[gate], extra="model: gpt-5.5")
 
 
 def run(pytester: pytest.Pytester, batch: str, *args: str) -> pytest.RunResult:
@@ -37,8 +42,12 @@ def test_a_prp_done_right_succeeds_with_the_tokens_codex_reported(
     pytester: pytest.Pytester, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     prp(repo, "PRP-50.1.1")
-    turns = [shell("echo hello > greeting.txt && grep -qx hello greeting.txt && echo GATE-OK")]
-    with scripted({"scripts": [{"when": "PRP-50.1.1", "turns": [*turns, done()]}]}) as server:
+    turns = [
+        patch("*** Add File: greeting.txt\n+hello\n"),
+        shell("grep -qx hello greeting.txt && echo GATE-OK"),
+        done(),
+    ]
+    with scripted({"scripts": [{"when": "PRP-50.1.1", "turns": turns}]}) as server:
         codex_env(monkeypatch, server, tmp_path / "home")
         result = run(pytester, "50")
     assert result.ret == 0, result.stdout.str()
@@ -47,8 +56,8 @@ def test_a_prp_done_right_succeeds_with_the_tokens_codex_reported(
     assert git(repo, "show", "prp/batch-50:greeting.txt") == "hello"
     assert "GATE-OK" in str(server.answered("PRP-50.1.1")[-1].body["input"])
     usage = codex_usage(agent_log(repo, "50", "PRP-50.1.1"))
-    assert entry["tokens"]["input"] == usage["input_tokens"] == 2000
-    assert entry["tokens"]["output"] == usage["output_tokens"] == 100
+    assert entry["tokens"]["input"] == usage["input_tokens"] == 3000
+    assert entry["tokens"]["output"] == usage["output_tokens"] == 150
     assert git(repo, "show", "--name-only", "--format=", "prp/batch-50") == "greeting.txt"
 
 
