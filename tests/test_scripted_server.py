@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -100,3 +101,17 @@ def test_a_hanging_turn_never_answers() -> None:
                 {"messages": [{"role": "user", "content": PROMPT}]},
                 0.5,
             )
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("true", "failed"), ("", "skipped")])
+def test_a_missing_cli_skips_its_contract_tests_except_in_ci(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, ci: str, outcome: str
+) -> None:
+    monkeypatch.setenv("CI", ci)
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    pytester.makepyfile(
+        "from contract import require_cli\ndef test_it():\n    require_cli('no-such-agent-cli')\n"
+    )
+    result = pytester.runpytest("-rsf")
+    result.assert_outcomes(**{outcome: 1})
+    result.stdout.fnmatch_lines(["*no-such-agent-cli is not installed (run .ci/install-agents)*"])
