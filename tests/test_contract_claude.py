@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from contract import agent_log, claude_env, claude_result, entries, scripted, summary
+from contract import (
+    agent_log,
+    claude_env,
+    claude_result,
+    entries,
+    scenario_file,
+    scripted,
+    summary,
+)
 
 from conftest import git, write_prp
 from pytest_prp.agents import PRESETS
@@ -223,3 +231,18 @@ def test_the_preset_works_for_a_normal_user_too(
         assert "65534 hello" in ran  # the gate command ran, as nobody
     finally:
         shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_claude_codes_own_retry_rides_over_one_overloaded_answer(
+    pytester: pytest.Pytester, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The overload scenario left for the rate-limit work: 529 first, then the turn. With
+    retries on, Claude Code's own retry gets the answer and pytest-prp never sees the 529."""
+    prp(repo, "PRP-47.1.1")
+    with scripted(scenario_file("claude_overloaded_then_done", "PRP-47.1.1")) as server:
+        claude_env(monkeypatch, server, tmp_path / "home")
+        monkeypatch.setenv("CLAUDE_CODE_MAX_RETRIES", "2")
+        result = run(pytester, "47")
+    assert result.ret == 0, result.stdout.str()
+    assert [r.status for r in server.answered("PRP-47.1.1")][:2] == [529, 200]
+    assert entries(repo, "47")["PRP-47.1.1"]["status"] == "success"
