@@ -319,6 +319,8 @@ def _interrupted_entry_base(prp_id: str, stage: int, branch: str) -> dict[str, A
         "elapsed_seconds": 0.0,
         "cost_usd": None,
         "tokens": None,
+        "tokens_by_model": None,
+        "refused_tool_calls": [],
     }
 
 
