@@ -41,7 +41,8 @@ PERMITS: dict[str, str] = {
     "codex": "run shell commands and edit files in the codex sandbox: writes only in the "
     "worktree and temp directories, .git read-only, no network",
     "aider": "edit files in the worktree (whole-file edits from the model's text); runs no "
-    "commands; the repo map is off",
+    "commands (suggested shell commands need an explicit yes, which --yes-always does not "
+    "give); the repo map is off",
 }
 
 # "--model {model}", "--model={model}", "-m {model}", or a bare "{model}".
