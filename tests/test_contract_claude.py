@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from contract import (
     claude_env,
     claude_result,
     entries,
+    require_cli,
     scenario_file,
     scripted,
     summary,
@@ -204,6 +206,10 @@ def test_the_preset_works_for_a_normal_user_too(
     pytester: pytest.Pytester, repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """As root the other tests prove the preset; here Claude Code runs as ``nobody``."""
+    claude = require_cli("claude")
+    probe = ["runuser", "-u", "nobody", "--", str(claude), "--version"]
+    if subprocess.run(probe, capture_output=True).returncode != 0:
+        pytest.skip(f"nobody cannot run {claude} (a directory on its way is not readable)")
     prp(repo, "PRP-46.1.1")
     shared = Path(tempfile.mkdtemp(prefix="prp-contract-nobody-"))
     try:
