@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from pytest_prp.executors import StepsOutcome
     from pytest_prp.options import Settings
     from pytest_prp.planning import Plan
+    from pytest_prp.stream_json import Refusal
 
 
 @dataclass
@@ -57,14 +58,30 @@ class PrpRun:
     ref_changes: list[str] = field(default_factory=list)  # what the steps did to refs
     files_deleted: list[str] = field(default_factory=list)
     blocked_by: list[str] = field(default_factory=list)  # dependencies not complete
+    tokens_by_model: dict[str, dict[str, int]] | None = None
+    refusals: list[Refusal] = field(default_factory=list)  # over all attempts
 
     def add_cost(self, outcome: StepsOutcome) -> None:
-        """Cost and tokens add up over attempts."""
+        """Cost, tokens and refused tool calls add up over attempts."""
+        from pytest_prp.stream_json import add_tokens
+
         if outcome.cost_usd is not None:
             self.cost_usd = round((self.cost_usd or 0.0) + outcome.cost_usd, 6)
-        for key, value in (outcome.tokens or {}).items():
-            self.tokens = self.tokens or {}
-            self.tokens[key] = self.tokens.get(key, 0) + value
+        self.tokens = add_tokens(self.tokens, outcome.tokens)
+        for model, tokens in (outcome.tokens_by_model or {}).items():
+            self.tokens_by_model = self.tokens_by_model or {}
+            self.tokens_by_model[model] = add_tokens(self.tokens_by_model.get(model), tokens) or {}
+        self.refusals.extend(outcome.refusals)
+
+    def refusals_text(self) -> str:
+        """The refused tool calls, for a failure report ("" when there were none)."""
+        if not self.refusals:
+            return ""
+        lines = [f"the agent CLI refused {len(self.refusals)} tool call(s):"]
+        lines += [f"  - {r.describe()}" for r in self.refusals[:10]]
+        if len(self.refusals) > 10:
+            lines.append(f"  ... and {len(self.refusals) - 10} more (see the result JSON)")
+        return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -87,6 +104,8 @@ class PrpRun:
             "elapsed_seconds": round(self.elapsed, 3),
             "cost_usd": self.cost_usd,
             "tokens": self.tokens,
+            "tokens_by_model": self.tokens_by_model,
+            "refused_tool_calls": [r.to_dict() for r in self.refusals],
             "model": self.model,
             "attempts": self.attempts,
             "rate_limit_waits": self.rate_limit_waits,

@@ -5,8 +5,9 @@ path; shell blocks run with bash (errexit, pipefail) in the worktree, each in it
 other blocks are documentation. The first failure stops the run.
 
 Agent: a configured command line runs through bash in the worktree with the prompt on stdin and
-in a file (``PRP_PROMPT_FILE``); Claude Code's stream-json output, if any, gives the cost,
-tokens, turns and session.
+in a file (``PRP_PROMPT_FILE``); Claude Code's stream-json or Codex's ``--json`` output, if
+any, gives the cost, tokens, turns, session, the tool calls the CLI refused and why a run
+failed.
 
 Both stop a process that runs out of time (``timeout``) or goes idle (``idle_timeout``: no
 output and no file changed in the worktree for that long).
@@ -21,7 +22,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from pytest_prp.gates import command_lines
@@ -34,7 +35,7 @@ from pytest_prp.processes import (
     timeout_message,
 )
 from pytest_prp.ratelimit import RateLimit, detect
-from pytest_prp.stream_json import parse_stream, render_line
+from pytest_prp.stream_json import Refusal, parse_stream, render_line
 
 
 @dataclass
@@ -51,6 +52,8 @@ class StepsOutcome:
     timed_out: bool = False  # stopped by a limit: the wall clock, or idleness
     idle_timed_out: bool = False  # stopped by the idle limit
     rate_limit: RateLimit | None = None  # the API refused (429/529, usage limit): wait, rerun
+    tokens_by_model: dict[str, dict[str, int]] | None = None
+    refusals: list[Refusal] = field(default_factory=list)  # tool calls the CLI refused
 
 
 class UnsafePath(Exception):
@@ -419,4 +422,6 @@ def agent_outcome(result: ProcessResult, timeout: float) -> StepsOutcome:
         duration=result.duration,
         timed_out=result.timed_out,
         idle_timed_out=result.idle_timed_out,
+        tokens_by_model=report.tokens_by_model,
+        refusals=report.refusals,
     )

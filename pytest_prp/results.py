@@ -254,6 +254,9 @@ class BatchResults:
             "elapsed_seconds": round(time.monotonic() - self.started, 3),
             "cost_usd": _sum_cost(records.values()),
             "tokens": _sum_tokens(records.values()),
+            "refused_tool_calls": sum(
+                len(e.get("refused_tool_calls") or []) for e in records.values()
+            ),
             "cost_by_stage": _cost_by_stage(records.values()),
         }
 
@@ -486,6 +489,8 @@ def _interrupted_entry_base(prp_id: str, stage: int, branch: str) -> dict[str, A
         "elapsed_seconds": 0.0,
         "cost_usd": None,
         "tokens": None,
+        "tokens_by_model": None,
+        "refused_tool_calls": [],
     }
 
 
@@ -513,6 +518,8 @@ def _summary_line(entry: dict[str, Any]) -> str:
         parts.append(f"rate limit waits {entry['rate_limit_waits']} ({waited:.0f} s)")
     if entry.get("cost_usd") is not None:
         parts.append(f"${entry['cost_usd']:.4f}")
+    if entry.get("refused_tool_calls"):
+        parts.append(f"refused tool calls {len(entry['refused_tool_calls'])}")
     if entry.get("model"):
         parts.append(f"model {entry['model']}")
     if entry.get("worktree"):

@@ -204,6 +204,8 @@ def _run_steps(item: PrpItem, context: PrpContext, run: PrpRun) -> None:
         if context.attempt > 1:
             message = f"attempt {context.attempt}: {message}"
         detail = f"{message}\n\n--- last output ---\n{tail}" if tail else message
+        refused = run.refusals_text()
+        detail += f"\n\n{refused}" if refused else ""
         raise _fail(run, "failed", f"{prp.id}: {detail}\n\nworktree kept: {run.workdir}")
 
 
@@ -335,6 +337,7 @@ def run_call(item: PrpItem) -> None:
             [
                 f"{prp.id}: {len(failed)} of {len(results)} gates failed{tried}\n\n"
                 + _gate_failure_text(results)
+                + (f"\n\n{run.refusals_text()}" if run.refusals else "")
                 + kept
             ]
         )

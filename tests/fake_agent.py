@@ -46,6 +46,11 @@ Options (each flag overrides its environment variable):
                                          retry_context (the prompt mentions failed gates), and
                                          history: one {attempt, retry_context, prompt} per run
                                          (kept across runs with the same PATH)
+  --deny TOOL=TARGET                     in the ok mode, one tool call the CLI refused, as
+                                         Claude Code reports it: a ``system``
+                                         ``permission_denied`` event, an error tool result and
+                                         an entry of the result's ``permission_denials``;
+                                         repeatable
   --fix-on-attempt N FAKE_AGENT_FIX_ON_ATTEMPT  --write edits are "WRONG" before attempt N
   --require-retry-context  FAKE_AGENT_REQUIRE_RETRY_CONTEXT=1  exit 3 when attempt > 1 and the
                                          prompt does not mention "failed gates"
@@ -103,6 +108,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--plain", action="store_true", default=env.get("FAKE_AGENT_PLAIN") == "1")
     parser.add_argument("--cost", type=float, default=float(env.get("FAKE_AGENT_COST") or 0.0123))
     parser.add_argument("--write", action="append", default=[])
+    parser.add_argument("--deny", action="append", default=[])
     parser.add_argument("--sleep", type=float, default=float(env.get("FAKE_AGENT_SLEEP") or 0))
     parser.add_argument("--exit", type=int, default=None)
     parser.add_argument("--record", default=env.get("FAKE_AGENT_RECORD"))
@@ -240,6 +246,7 @@ class Output:
         self.plain = plain
         self.session_id = session_id
         self.model = model
+        self.denials: list[dict[str, object]] = []
 
     def event(self, event: dict[str, object], plain_text: str | None) -> None:
         if self.plain:
@@ -281,6 +288,18 @@ class Output:
         done["content"] = f"File created successfully at: {path}"
         self.event({"type": "user", "message": {"role": "user", "content": [done]}}, None)
 
+    def denied(self, number: int, tool: str, target: str) -> None:
+        tool_id = f"toolu_denied_{number}"
+        key = "command" if tool == "Bash" else "file_path"
+        use = {"type": "tool_use", "id": tool_id, "name": tool, "input": {key: target}}
+        self.event({"type": "assistant", "message": {"role": "assistant", "content": [use]}}, None)
+        why = f"fake agent: {tool} on {target} needs approval"
+        denial = {"type": "system", "subtype": "permission_denied", "tool_name": tool}
+        self.event({**denial, "tool_use_id": tool_id, "message": why}, why)
+        error = {"type": "tool_result", "tool_use_id": tool_id, "content": why, "is_error": True}
+        self.event({"type": "user", "message": {"role": "user", "content": [error]}}, None)
+        self.denials.append({"tool_name": tool, "tool_use_id": tool_id, "tool_input": use["input"]})
+
     def result(
         self,
         *,
@@ -307,6 +326,7 @@ class Output:
                 "cache_creation_input_tokens": 0,
                 "cache_read_input_tokens": 0,
             },
+            "permission_denials": self.denials,
         }
         self.event(event, f"fake agent: {text}")
 
@@ -396,6 +416,9 @@ def main(argv: list[str]) -> int:
         for number, (path, content) in enumerate(edits, 1):
             write_file(path, content)
             out.wrote(number, path, content)
+        for number, denied in enumerate(args.deny, 1):
+            tool, _, target = denied.partition("=")
+            out.denied(number, tool, target)
         if args.mode == "garbage":
             out.raw('["a", "json", "list", "is", "not", "an", "event"]')
         written = sum(len(content) for _, content in edits)

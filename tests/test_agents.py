@@ -65,3 +65,15 @@ def test_presets_option_prints_and_exits(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         ["*agent presets*", "  claude  claude -p*", "  codex *", "  aider *"]
     )
+
+
+def test_presets_say_what_each_permits() -> None:
+    from pytest_prp.agents import presets_text
+
+    text = presets_text()
+    assert "--allowedTools Bash" in expand_agent("claude")  # acceptEdits alone refuses gates
+    assert "exec --json" in expand_agent("codex")  # failure messages and usage
+    for flag in ("--no-gitignore", "--chat-history-file /dev/null", "--map-tokens 0"):
+        assert flag in expand_agent("aider")  # no files of aider's own in the commit
+    assert text.count("permits: ") == len(PRESETS)
+    assert "run any shell command" in text and "no network" in text and "runs no commands" in text

@@ -207,3 +207,32 @@ def test_heartbeat_and_status_view_of_a_running_batch(
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
     assert wait_gone(token) == []
+
+
+def test_refused_tool_calls_are_shown_under_the_failure_and_counted(
+    pytester: pytest.Pytester, repo: Path
+) -> None:
+    write_prp(repo, "PRP-25.1.1", gates=["test -f out.txt"])
+    write_prp(repo, "PRP-25.1.2", gates=["true"])
+    deny = ("--deny", "'Bash=pytest -q'", "--deny", "Write=/etc/out.txt")
+    command = f"if [ $PRP_ID = PRP-25.1.1 ]; then {agent(*deny)}; else {agent()}; fi"
+    result = pytester.runpytest("--prp-batch", "25", "--prp-agent", command)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(
+        [
+            "*PRP-25.1.1: 1 of 1 gates failed*",
+            "*the agent CLI refused 2 tool call(s):*",
+            "*  - Bash pytest -q: fake agent: Bash on pytest -q needs approval",
+            "*  - Write /etc/out.txt: fake agent: Write on /etc/out.txt needs approval",
+            "*PRP-25.1.1*failed_gates*refused tool calls 2*",
+        ]
+    )
+    found = entries(repo, "25")
+    assert found["PRP-25.1.1"]["refused_tool_calls"][0] == {
+        "tool": "Bash",
+        "target": "pytest -q",
+        "reason": "fake agent: Bash on pytest -q needs approval",
+    }
+    assert found["PRP-25.1.2"]["refused_tool_calls"] == []
+    doc = json.loads((repo / RESULTS / "batches" / "batch-25.result.json").read_text())
+    assert doc["summary"]["refused_tool_calls"] == 2
