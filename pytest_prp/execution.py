@@ -15,6 +15,7 @@ import pytest
 
 from pytest_prp.collect import KNOWN_PRPS
 from pytest_prp.gitops import GitError, GitWorkspace
+from pytest_prp.heartbeat import iso, worker_id
 from pytest_prp.model import Prp
 
 if TYPE_CHECKING:
@@ -49,6 +50,24 @@ class PrpRun:
     log_path: Path | None = None
     kept_worktree: bool = False
     base: str | None = None  # the integration tip the worktree started from
+    # For the report's timeline: wall-clock start and end, the process, and the phases.
+    started_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+    worker: str = field(default_factory=lambda: worker_id())
+    phases: list[dict[str, Any]] = field(default_factory=list)
+    failure_tail: list[str] = field(default_factory=list)  # of a failed step
+
+    def enter_phase(self, phase: str, attempt: int = 1) -> None:
+        """A new phase (``workspace``, ``steps``, ``gates``, ``merge``) begins and the one
+        before ends: seconds from ``started`` (the PRP's own clock)."""
+        now = round(time.monotonic() - self.started, 3)
+        self.end_phase(now)
+        self.phases.append({"phase": phase, "attempt": attempt, "start": now, "end": None})
+
+    def end_phase(self, at: float | None = None) -> None:
+        if self.phases and self.phases[-1]["end"] is None:
+            now = round(time.monotonic() - self.started, 3) if at is None else at
+            self.phases[-1]["end"] = now
 
     def add_cost(self, outcome: StepsOutcome) -> None:
         """Cost and tokens add up over attempts."""
@@ -82,6 +101,12 @@ class PrpRun:
             "estimated_hours": self.prp.estimated_hours,
             "worktree": str(self.workdir) if self.kept_worktree and self.workdir else None,
             "log": str(self.log_path) if self.log_path else None,
+            "dependencies": list(self.prp.dependencies),
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "worker": self.worker,
+            "phases": self.phases,
+            "failure_tail": self.failure_tail,
         }
 
 

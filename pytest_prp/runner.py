@@ -119,6 +119,7 @@ def run_setup(item: PrpItem) -> None:
     run = item.stash[RUN]
     run.log_path = settings.results_dir / "logs" / (prp.batch or "none") / f"{prp.id}.log"
     beat = _start_heartbeat(item, run, settings)
+    run.enter_phase("workspace")
     try:
         if settings.verify:
             start = execution.git.resolve(settings.base or "HEAD")
@@ -154,6 +155,7 @@ def run_setup(item: PrpItem) -> None:
 def _run_steps(item: PrpItem, context: PrpContext, run: PrpRun) -> None:
     prp = item.prp
     context.heartbeat_phase("steps")
+    run.enter_phase("steps", context.attempt)
     outcome: StepsOutcome | None = item.config.hook.pytest_prp_run_steps(context=context)
     if outcome is None:
         raise _fail(run, "failed", "no executor took the PRP's steps")
@@ -163,11 +165,37 @@ def _run_steps(item: PrpItem, context: PrpContext, run: PrpRun) -> None:
     if not outcome.ok:
         _keep_worktree(item.config.stash[EXECUTION], run)
         tail = "\n".join(outcome.tail[-40:])
+        run.failure_tail = _report_tail(outcome.tail)
         message = outcome.error or "steps failed"
         if context.attempt > 1:
             message = f"attempt {context.attempt}: {message}"
         detail = f"{message}\n\n--- last output ---\n{tail}" if tail else message
         raise _fail(run, "failed", f"{prp.id}: {detail}\n\nworktree kept: {run.workdir}")
+
+
+REPORT_TAIL_LINES = 20
+REPORT_LINE_CHARS = 300
+
+
+def _report_tail(lines: list[str]) -> list[str]:
+    """The end of a failure's output as the result JSON keeps it: bounded, so that a batch of
+    hundreds of PRPs keeps its result JSON and HTML report small (the log has it all)."""
+    return [line[:REPORT_LINE_CHARS] for line in lines[-REPORT_TAIL_LINES:]]
+
+
+def _gate_record(result: GateResult) -> dict[str, object]:
+    """One gate of an attempt in the result JSON: a failed one with the end of its output."""
+    record: dict[str, object] = {
+        "index": result.gate.index,
+        "name": result.gate.name,
+        "passed": result.passed,
+        "exit_code": result.returncode,
+        "timed_out": result.timed_out,
+        "seconds": round(result.duration, 3),
+    }
+    if not result.passed:
+        record["tail"] = _report_tail(result.tail)
+    return record
 
 
 def _gate_failure_text(results: list[GateResult]) -> str:
@@ -178,6 +206,7 @@ def _gate_failure_text(results: list[GateResult]) -> str:
 
 def _run_gates(item: PrpItem, context: PrpContext, gates: list[Gate]) -> list[GateResult]:
     results: list[GateResult] = []
+    item.stash[RUN].enter_phase("gates", context.attempt)
     for index, gate in enumerate(gates, 1):
         context.heartbeat_phase("gates", current=gate.name, index=index, total=len(gates))
         result: GateResult | None = item.config.hook.pytest_prp_run_gate(gate=gate, context=context)
@@ -206,6 +235,7 @@ def run_call(item: PrpItem) -> None:
                 "gates_passed": len(results) - len(failed),
                 "gates_failed": len(failed),
                 "failed_gates": [r.gate.name for r in failed],
+                "gates": [_gate_record(r) for r in results],
             }
         )
         retry = (
@@ -245,6 +275,7 @@ def run_call(item: PrpItem) -> None:
         run.status = "unverified" if unverified else "success"
         return
     context.heartbeat_phase("merge")
+    run.enter_phase("merge", context.attempt)
     _commit_and_merge(execution, run, unverified)
 
 
@@ -305,6 +336,8 @@ def run_teardown(item: PrpItem) -> None:
     if run is None:
         return
     run.elapsed = time.monotonic() - run.started
+    run.end_phase()
+    run.finished_at = time.time()
     execution = item.config.stash[EXECUTION]
     execution.spent_usd += run.cost_usd or 0.0
     if run.workdir is None:
