@@ -459,3 +459,10 @@ def _prp_view(
 def _cost(prps: Iterable[PrpView]) -> float | None:
     costs = [p.cost_usd for p in prps if p.cost_usd is not None]
     return round(sum(costs), 6) if costs else None
+
+
+def prp_view_of(entry: Mapping[str, Any]) -> PrpView:
+    """One PRP record alone (no batch: no timeline), e.g. for a pytest-html row."""
+    prp_id = str(entry.get("prp_id") or "?")
+    deps = _strings(entry.get("dependencies"))
+    return _prp_view(prp_id, entry, None, deps, False, None, None)

@@ -463,3 +463,31 @@ def prp_details(prp: PrpView) -> str:
 
 def _pre(lines: Iterable[str]) -> str:
     return "<pre>" + _e("\n".join(lines)) + "</pre>"
+
+
+def prp_fragment(prp: PrpView) -> str:
+    """One PRP's facts for another page (pytest-html's row extras): styled inline, since that
+    page has none of this page's CSS."""
+    colour = STATUS_COLOURS.get(prp.status, "#616161")
+    facts = [
+        ("status", prp.label),
+        ("stage", str(prp.stage)),
+        (
+            "gates",
+            f"{prp.gates_passed}/{prp.gates_executable} passed"
+            + (f", {prp.gates_unverified} unverified" if prp.gates_unverified else ""),
+        ),
+        ("attempts", str(len(prp.attempts)) if prp.attempts else "–"),
+        ("commit", prp.commit or "–"),
+        ("files", ", ".join(prp.files) or "–"),
+        ("cost", _money(prp.cost_usd)),
+        ("tokens", ", ".join(f"{k} {v:,}" for k, v in sorted(prp.tokens.items())) or "–"),
+        ("model", prp.model or "–"),
+        ("worktree", prp.worktree or "–"),
+        ("log", prp.log or "–"),
+    ]
+    rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in facts)
+    return (
+        f'<div class="prp-details" style="border-left:4px solid {colour};padding-left:6px">'
+        f"<b>{_e(prp.prp_id)}</b> {_e(prp.title)}<table>{rows}</table>{prp_details(prp)}</div>"
+    )
