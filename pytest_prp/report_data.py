@@ -134,6 +134,7 @@ class ReportView:
     work_seconds: float
     lower_bound_seconds: float  # max(critical path, work / workers)
     wall_seconds: float
+    prp_span_seconds: float  # from the first PRP's start to the last one's end
     counts: Mapping[str, int]
     success_rate: float
     cost_usd: float | None
@@ -296,6 +297,7 @@ def build_view(
     for prp_id in order:
         timings[prp_id] = _span(entries[prp_id], live.get(prp_id), origin, horizon)
     durations = {i: (t[1] - t[0]) if t else 0.0 for i, t in timings.items()}
+    spans = [t for t in timings.values() if t is not None]
     ran = {
         i
         for i in order
@@ -344,7 +346,9 @@ def build_view(
         workers=workers,
         work_seconds=work,
         lower_bound_seconds=lower,
-        wall_seconds=max(horizon - origin, 0.0),
+        # The document's own times are to the second: a PRP may end after its finished_at.
+        wall_seconds=max(horizon - origin, *(t[1] for t in spans), 0.0),
+        prp_span_seconds=max(t[1] for t in spans) - min(t[0] for t in spans) if spans else 0.0,
         counts=counts,
         success_rate=done / len(prps) if prps else 0.0,
         cost_usd=_cost(prps),

@@ -42,7 +42,7 @@ REFRESH_SECONDS = 15  # while the batch runs: the page reloads itself (a meta ta
 COLUMN_ROWS = 40
 NODE_W, NODE_H, COL_W, ROW_H, GRAPH_TOP = 150, 20, 180, 26, 28
 # The timeline.
-LABEL_W, LANE_H, AXIS_H, MIN_TIMELINE_W, MAX_TIMELINE_W = 64, 30, 38, 900, 8000
+LABEL_W, LANE_H, AXIS_H, MIN_TIMELINE_W, MAX_TIMELINE_W = 64, 30, 38, 800, 8000
 
 
 def _e(value: object) -> str:
@@ -87,7 +87,7 @@ def _css() -> str:
         ".tick{stroke:#ddd}"
         "table{border-collapse:collapse;font-size:13px}td,th{padding:2px 6px;"
         "border-bottom:1px solid #eee;text-align:left;vertical-align:top}"
-        "th{background:#f5f5f5;position:sticky;top:0}"
+        "th{background:#f5f5f5}"
         ".b{color:#fff;border-radius:3px;padding:0 4px;white-space:nowrap}"
         ".b.s-pending,.b.s-not_started,.b.s-completed_earlier{color:#212121}"
         "pre{background:#f7f7f7;padding:4px;margin:2px 0;white-space:pre-wrap;"
@@ -129,6 +129,13 @@ def _when(iso: str | None) -> str:
     return _e(iso.replace("T", " ")) if iso else "–"
 
 
+def _share(view: ReportView) -> str:
+    """How close the run came to its lower bound: 100% is as fast as it could have gone."""
+    if view.prp_span_seconds <= 0 or view.lower_bound_seconds <= 0:
+        return ""
+    return f" · bound {view.lower_bound_seconds / view.prp_span_seconds:.0%} of it"
+
+
 def _header(view: ReportView) -> str:
     state = "finished" if view.done else "running"
     if view.interrupted:
@@ -159,15 +166,8 @@ def _totals(view: ReportView) -> str:
         ("success rate", f"{view.success_rate:.0%}"),
         ("wall time", _seconds(view.wall_seconds)),
         ("work", _seconds(view.work_seconds)),
-        (
-            "lower bound",
-            _seconds(view.lower_bound_seconds)
-            + (
-                f" ({view.lower_bound_seconds / view.wall_seconds:.0%} of wall)"
-                if view.wall_seconds > 0 and view.lower_bound_seconds > 0
-                else ""
-            ),
-        ),
+        ("lower bound", _seconds(view.lower_bound_seconds)),
+        ("first PRP start to last end", _seconds(view.prp_span_seconds) + _share(view)),
         ("workers", str(len(view.workers))),
         ("cost", _money(view.cost_usd)),
     ]
@@ -327,7 +327,7 @@ def _timeline(view: ReportView) -> str:
         f"<title>wall time {_e(_seconds(view.wall_seconds))}</title></line>"
     )
     return (
-        f'<svg id="timeline-svg" xmlns="http://www.w3.org/2000/svg" width="{LABEL_W + width + 10}"'
+        f'<svg id="timeline-svg" xmlns="http://www.w3.org/2000/svg" width="{LABEL_W + width + 80}"'
         f' height="{height}" role="img" aria-label="timeline">' + "".join(out) + "</svg>"
     )
 

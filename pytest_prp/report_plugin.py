@@ -77,7 +77,7 @@ class HtmlReport:
     def graph(self) -> dict[str, tuple[str, ...]]:
         """Every PRP's dependencies, also of those that have not reported: from the plan (a
         serial run) or, on an xdist controller, from the files the scheduler has read."""
-        if self._graph is None:
+        if not self._graph:  # (an xdist controller learns its PRPs from the first worker)
             from pytest_prp.plugin import PLAN
 
             plan = self.config.stash.get(PLAN, None)
