@@ -15,7 +15,7 @@ import pytest
 
 from pytest_prp.collect import KNOWN_PRPS
 from pytest_prp.gitops import GitError, GitWorkspace
-from pytest_prp.heartbeat import iso, worker_id
+from pytest_prp.heartbeat import iso
 from pytest_prp.model import Prp
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ class PrpRun:
     # For the report's timeline: wall-clock start and end, the process, and the phases.
     started_at: float = field(default_factory=time.time)
     finished_at: float | None = None
-    worker: str = field(default_factory=lambda: worker_id())
+    worker: str = "main"  # the xdist worker id (gw0, ...) running it, or main
     phases: list[dict[str, Any]] = field(default_factory=list)
     failure_tail: list[str] = field(default_factory=list)  # of a failed step
 
@@ -112,6 +112,13 @@ class PrpRun:
 
 RUN = pytest.StashKey[PrpRun]()
 EXECUTION = pytest.StashKey["Execution"]()
+
+
+def worker_name(config: pytest.Config) -> str:
+    """The xdist worker this process is (``gw0``, ...), or ``main``: from xdist's own input,
+    not the environment, which a pytest run started from inside a worker inherits."""
+    workerinput = getattr(config, "workerinput", None)
+    return str(workerinput["workerid"]) if workerinput else "main"
 
 
 def integration_branch_name(settings: Settings, batches: Iterable[str | None]) -> str:

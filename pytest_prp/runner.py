@@ -15,7 +15,14 @@ import pytest
 
 from pytest_prp.collect import PrpItem, PrpUserError
 from pytest_prp.context import PrpContext
-from pytest_prp.execution import EXECUTION, RUN, Execution, PrpRun, prp_branch_name
+from pytest_prp.execution import (
+    EXECUTION,
+    RUN,
+    Execution,
+    PrpRun,
+    prp_branch_name,
+    worker_name,
+)
 from pytest_prp.gitops import GitError, trailers_message
 
 if TYPE_CHECKING:
@@ -53,6 +60,7 @@ def check_ready(item: PrpItem) -> None:
     settings = execution.settings
     prp = item.prp
     run = PrpRun(prp=prp, stage=item.stage, branch=execution.branch)
+    run.worker = worker_name(item.config)
     item.stash[RUN] = run
     if settings.verify:
         return
@@ -103,6 +111,7 @@ def _start_heartbeat(item: PrpItem, run: PrpRun, settings: Settings) -> Heartbea
         interval=settings.heartbeat,
         estimated_hours=item.prp.estimated_hours,
         run_id=item.config.stash[EXECUTION].run_id,
+        worker=run.worker,
     )
     beat.start()
     item.stash[HEARTBEAT] = beat
