@@ -375,7 +375,8 @@ def _span(
     """When the PRP ran, in seconds from ``origin``: from its record, else (running now) from
     its heartbeat up to ``horizon``; None when nothing says."""
     start = parse_time(entry.get("started_at"))
-    if start is None and beat is not None:
+    if start is None and beat is not None and beat.get("worker"):
+        # Only once its worker is known (from its heartbeat): a bar must sit on its row.
         start = parse_time(beat.get("started_at"))
     if start is None:
         return None

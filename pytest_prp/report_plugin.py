@@ -2,15 +2,21 @@
 
 It renders ``results.BatchResults.document()`` (the same document the result JSON holds, so the
 page and the JSON never disagree) with the plan's dependency graph and the heartbeats of the
-PRPs running now, and rewrites the page atomically as PRPs start and finish. A page rendered
-in ``cost`` seconds is rewritten at most once every ``THROTTLE * cost`` seconds while the batch
-runs (so writing it stays a small share of the controller's time in a batch of hundreds of
-quick PRPs), and always at the end.
+PRPs running now, and rewrites the page atomically when a PRP starts or finishes.
+
+Rendering a page of hundreds of PRPs takes tens of milliseconds, so it happens in a thread of
+its own (``ReportWriter``): the controller only hands it a snapshot of the document (one call
+of json's C encoder) and goes on. The thread always writes the newest snapshot, and rests
+``GAP`` times as long as its last write took before the next one, so that in a batch of many
+quick PRPs it takes a small share of the controller's CPU; a PRP that starts is on the page
+within that gap, not only when the next PRP finishes. The last write, at the end of the session,
+is made by the controller itself.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Generator, Mapping
 from pathlib import Path
@@ -23,7 +29,8 @@ from pytest_prp.options import DEFAULT_REPORT
 if TYPE_CHECKING:
     from pytest_prp.results import BatchResults
 
-THROTTLE = 10.0
+GAP = 10.0  # the writer rests this many times as long as its last write took
+MAX_GAP = 2.0  # seconds, at most
 
 
 def default_report_path(results_dir: Path, label: str) -> Path:
@@ -55,18 +62,99 @@ def write_report(
     write_text_atomically(path, render(view))
 
 
+class ReportWriter:
+    """Writes the newest snapshot handed to it, in a daemon thread, one write at a time."""
+
+    def __init__(self, path: Path, graph: dict[str, tuple[str, ...]], serial: bool) -> None:
+        self.path = path
+        self.graph = graph
+        self.serial = serial
+        self.error: str | None = None
+        self._cond = threading.Condition()
+        self._pending: tuple[str, dict[str, float], Path] | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name="prp-report", daemon=True)
+        self._thread.start()
+
+    def submit(self, snapshot: str, running: dict[str, float], results_dir: Path) -> None:
+        """``snapshot``: the result document as JSON; ``running``: PRPs started and not
+        finished, with the time the controller saw them start."""
+        with self._cond:
+            self._pending = (snapshot, running, results_dir)
+            self._cond.notify()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._pending = None
+            self._cond.notify()
+        self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._pending is None and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                assert self._pending is not None
+                snapshot, running, results_dir = self._pending
+                self._pending = None
+            start = time.monotonic()
+            try:
+                live = live_prps(running, results_dir, self.serial)
+                write_report(self.path, json.loads(snapshot), graph=self.graph, live=live)
+            except Exception as exc:  # a page that cannot be written must not end the batch
+                self.error = f"{type(exc).__name__}: {exc}"
+            gap = GAP * (time.monotonic() - start)
+            with self._cond:
+                if not self._closed:
+                    self._cond.wait(timeout=min(gap, MAX_GAP))
+
+
+def live_prps(
+    running: dict[str, float], results_dir: Path, serial: bool
+) -> dict[str, dict[str, Any]]:
+    """PRPs started and not finished: when they started, and their heartbeat if any (its
+    worker, phase and attempt). In a serial run a PRP runs on ``main`` before it beats."""
+    from pytest_prp.heartbeat import heartbeat_path, iso
+    from pytest_prp.ids import batch_of
+
+    found: dict[str, dict[str, Any]] = {}
+    for prp_id, started in running.items():
+        beat: dict[str, Any] = {"started_at": iso(started)}
+        if serial:
+            beat["worker"] = "main"
+        path = heartbeat_path(results_dir, batch_of(prp_id), prp_id)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = None
+        if isinstance(data, dict) and data.get("status") is None:
+            beat.update({k: data[k] for k in ("worker", "phase", "attempt") if k in data})
+        found[prp_id] = beat
+    return found
+
+
 class HtmlReport:
-    """Controller-only: rewrites the HTML report as the batch result changes."""
+    """Controller-only: has the HTML report rewritten as the batch result changes."""
 
     def __init__(self, config: pytest.Config, results: BatchResults, target: Path) -> None:
         self.config = config
         self.results = results
         self.target = target
         self.started: dict[str, float] = {}  # PRP id -> when the controller saw it start
-        self.last_write = 0.0
-        self.cost = 0.0  # seconds the last write took
         self.written: Path | None = None
+        self.error: str | None = None  # why a write failed
+        self.writer: ReportWriter | None = None
         self._graph: dict[str, tuple[str, ...]] | None = None
+
+    @property
+    def serial(self) -> bool:
+        """No xdist workers: a PRP that started runs here, before its heartbeat says so."""
+        if not self.config.pluginmanager.has_plugin("xdist"):
+            return True
+        return bool(self.config.getvalue("dist") == "no")
 
     @property
     def path(self) -> Path:
@@ -91,64 +179,62 @@ class HtmlReport:
                 self._graph = {i.id: tuple(i.dependencies) for i in infos if i is not None}
         return self._graph
 
-    def live(self) -> dict[str, dict[str, Any]]:
-        """PRPs started and not finished: when they started, and their heartbeat if any."""
-        from pytest_prp.heartbeat import heartbeat_path, iso
-        from pytest_prp.ids import batch_of
-
-        found: dict[str, dict[str, Any]] = {}
-        for prp_id, started in self.started.items():
-            entry = self.results.results.get(prp_id)
-            if entry is not None and entry.get("status") not in ("pending", "running"):
-                continue
-            beat: dict[str, Any] = {"started_at": iso(started)}
-            path = heartbeat_path(self.results.results_dir, batch_of(prp_id), prp_id)
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                data = None
-            if isinstance(data, dict) and data.get("status") is None:
-                beat.update({k: data[k] for k in ("worker", "phase", "attempt") if k in data})
-            found[prp_id] = beat
-        return found
-
-    def write(self, final: bool = False) -> None:
-        now = time.monotonic()
-        if not final and now - self.last_write < THROTTLE * self.cost:
-            return
+    def update(self) -> None:
+        """Hand the writer the batch as it stands now."""
         path = self.path
-        write_report(
-            path,
-            self.results.document(),
-            graph=self.graph(),
-            live={} if final else self.live(),
-        )
+        if self.writer is None or self.writer.path != path:
+            if self.writer is not None:
+                self.writer.close()
+            self.writer = ReportWriter(path, self.graph(), self.serial)
+        running = {
+            prp_id: started
+            for prp_id, started in self.started.items()
+            if self.results.results.get(prp_id, {}).get("status", "pending")
+            in ("pending", "running")
+        }
+        snapshot = json.dumps(self.results.document(), default=str, separators=(",", ":"))
+        self.writer.submit(snapshot, running, self.results.results_dir)
         self.written = path
-        self.last_write = time.monotonic()
-        self.cost = self.last_write - now
+
+    def finish(self) -> None:
+        """The final page, written by the controller once the writer has stopped."""
+        if self.writer is not None:
+            self.writer.close()  # its errors, if any, the last write meets again
+        error = None
+        path = self.path
+        try:
+            write_report(path, self.results.document(), graph=self.graph())
+        except OSError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        self.written = path
+        self.error = error
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logstart(self, nodeid: str, location: object) -> None:
         prp_id = nodeid.rsplit("::", 1)[-1]
         if "::" in nodeid and prp_id.startswith("PRP-"):
             self.started[prp_id] = time.time()
-            self.write()
+            self.update()
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> Generator[None]:
         result = yield  # after the batch result took the report in
         if report.when == "teardown" and getattr(report, "prp", None):
-            self.write()
+            self.update()
         return result
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> Generator[None]:
-        result = yield  # after the batch result's final state
+    @pytest.hookimpl(trylast=True)  # after the batch result's final state, before the summary
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self.results.results:
-            self.write(final=True)
-        return result
+            self.finish()
+        elif self.writer is not None:
+            self.writer.close()
 
     @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if self.written is not None:
+        if self.error is not None:
+            terminalreporter.write_line(
+                f"Report: {self.written} could not be written: {self.error}", red=True
+            )
+        elif self.written is not None:
             terminalreporter.write_line(f"Report: {self.written}")

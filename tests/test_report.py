@@ -8,8 +8,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -237,6 +239,10 @@ def test_a_running_prp_shows_on_its_workers_row_up_to_now() -> None:
     assert (running.start, running.end) == (pytest.approx(5), pytest.approx(25))
     assert [b.phase for b in running.bars] == ["gates"]
     assert view.workers == ("gw0", "gw1")
+    # Just started under xdist, no heartbeat yet: running, but on no row until its worker is known.
+    live["PRP-47.1.2"] = {"started_at": iso(T0 + 5)}
+    running = build_view(doc, live=live, now=T0 + 25).prps[1]
+    assert (running.status, running.start, running.bars) == ("running", None, ())
 
 
 def test_interrupted_and_resumed_batches() -> None:
@@ -409,6 +415,45 @@ def test_a_parallel_run_writes_the_report_and_a_resumed_run_rewrites_it(
     assert dom.lanes == {"main"}
 
 
+def test_a_running_batch_shows_it_and_an_interrupted_one_says_so(
+    pytester: pytest.Pytester, repo: Path
+) -> None:
+    started = repo.parent / "step-started-64"
+    write_prp(repo, "PRP-64.1.1", creates={"a.txt": "a"}, gates=["true"])
+    write_prp(repo, "PRP-64.2.1", deps=["PRP-64.1.1"], steps=[f"touch {started}; sleep 60"])
+    write_prp(repo, "PRP-64.3.1", deps=["PRP-64.2.1"], gates=["true"])
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "PRPs")
+    command = [sys.executable, "-m", "pytest", "--prp-batch", "64", "--prp-report"]
+    proc = subprocess.Popen(
+        [*command, "-p", "no:cacheprovider"],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    page = report_of(repo, "64")
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        text = page.read_text()  # written when PRP-64.2.1 started
+        assert 'id="prp-PRP-64.2.1" data-status="running"' in text
+        assert 'id="prp-PRP-64.3.1" data-status="pending"' in text
+        assert '<g data-prp="PRP-64.2.1">' in text  # on the timeline, running up to now
+        assert 'data-state="running"' in text and 'http-equiv="refresh"' in text
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
+    text = page.read_text()
+    assert 'data-state="interrupted"' in text and 'http-equiv="refresh"' not in text
+    assert 'id="prp-PRP-64.1.1" data-status="success"' in text
+    assert 'id="prp-PRP-64.2.1" data-status="interrupted"' in text
+    assert 'id="prp-PRP-64.3.1" data-status="not_started"' in text
+
+
 def test_200_prps_load_in_a_browser(tmp_path: Path) -> None:
     doc = big_document(200)
     page = tmp_path / "batches" / "batch-9.html"
@@ -432,6 +477,12 @@ def test_report_path_and_ini_and_a_mistyped_path(pytester: pytest.Pytester, repo
     assert result.ret == 0
     assert 'id="prp-PRP-61.1.1"' in (repo / "out" / "page.html").read_text()
     assert not report_of(repo, "61").exists()
+    # A page that cannot be written is said so; the batch is not affected.
+    broken = pytester.runpytest_subprocess(
+        "--prp-batch", "61", "--prp-rerun", "--prp-report=README.md/page.html"
+    )
+    assert broken.ret == 0
+    broken.stdout.fnmatch_lines(["Report: *README.md/page.html could not be written: *"])
     pytester.makeini("[pytest]\nprp_report = true\n")
     result = pytester.runpytest_subprocess("--prp-batch", "61")
     assert result.ret == 0
@@ -478,6 +529,7 @@ def test_prp_status_html_rebuilds_the_report_of_an_earlier_run(
     assert 'id="prp-PRP-62.1.2"' in elsewhere.read_text()
 
 
+@pytest.mark.usefixtures("with_pytest_html")
 def test_pytest_html_pages_carry_the_prp_details(pytester: pytest.Pytester, repo: Path) -> None:
     pytest.importorskip("pytest_html")
     write_prp(repo, "PRP-63.1.1", creates={"a.txt": "a"}, gates=["true"])
