@@ -66,6 +66,7 @@ BATCH = "100"
 INTEGRATION = f"prp/batch-{BATCH}"
 FLOOR_BRANCH = "floor/integration"
 PER_PRP_BRANCH = "per-prp/integration"
+REPORT_BRANCH = "prp/report"
 _LOGGED_EXIT = re.compile(r"^--- exit \d+ \(([0-9.]+) s\) ---$", re.MULTILINE)
 
 
@@ -327,6 +328,44 @@ def time_run(python: str, repo: Path, prps: int) -> tuple[float, RunFacts]:
     return elapsed, facts
 
 
+def report_page(repo: Path) -> Path:
+    return repo / ".ce" / "orchestration" / "batches" / f"batch-{BATCH}.html"
+
+
+def time_report_run(python: str, repo: Path, prps: int, k: int) -> float:
+    """The same batch with ``--prp-report``, on a branch of its own (so that it runs every PRP
+    again in the same copy): the HTML report rewritten as PRPs start and finish."""
+    branch = f"{REPORT_BRANCH}-{k}"
+    command = [*pytest_command(python), "--prp-branch", branch, "--prp-report"]
+    elapsed, _ = _pytest(command, repo, "batch run with --prp-report")
+    read_results(repo, prps)
+    check_branch(repo, branch, prps, "batch run with --prp-report")
+    page = report_page(repo).read_text(encoding="utf-8")
+    if page.count('<tr id="prp-') != prps:
+        raise SetupError(f"--prp-report: the page does not list the {prps} PRPs")
+    return elapsed
+
+
+def time_report_writes(repo: Path, writes: int = 20) -> tuple[float, float]:
+    """Timed alone in this process, best of ``writes``: the controller's own share of an
+    update of the report (a snapshot of the result document by json's C encoder), and one
+    render and atomic write of the page (done by the report's writer thread)."""
+    from pytest_prp.report_plugin import write_report
+
+    results = repo / ".ce" / "orchestration" / "batches" / f"batch-{BATCH}.result.json"
+    document = json.loads(results.read_text(encoding="utf-8"))
+    target = repo.parent / f"{repo.name}-report.html"
+    snap = write = float("inf")
+    for _ in range(writes):
+        start = time.perf_counter()
+        json.dumps(document, default=str, separators=(",", ":"))
+        middle = time.perf_counter()
+        write_report(target, document)
+        snap = min(snap, middle - start)
+        write = min(write, time.perf_counter() - middle)
+    return snap, write
+
+
 def read_results(repo: Path, prps: int) -> RunFacts:
     results = repo / ".ce" / "orchestration"
     path = results / "batches" / f"batch-{BATCH}.result.json"
@@ -375,6 +414,9 @@ class Timings:
     run: list[float] = field(default_factory=list)
     work: list[float] = field(default_factory=list)
     facts: list[RunFacts] = field(default_factory=list)
+    report_run: list[float] = field(default_factory=list)  # the batch with --prp-report
+    report_write: list[float] = field(default_factory=list)  # one write of the page, alone
+    report_snapshot: list[float] = field(default_factory=list)  # the controller's share
 
 
 def _floor_round(t: Timings, args: argparse.Namespace, repo: Path) -> None:
@@ -386,9 +428,17 @@ def _floor_round(t: Timings, args: argparse.Namespace, repo: Path) -> None:
 
 def _pytest_round(t: Timings, args: argparse.Namespace, repo: Path) -> None:
     t.startup.append(time_startup(args.python, repo, args.prps))
+    k = len(t.run)
+    if k % 2:  # with and without the report take turns going first
+        t.report_run.append(time_report_run(args.python, repo, args.prps, k))
     elapsed, facts = time_run(args.python, repo, args.prps)
     t.run.append(elapsed)
     t.facts.append(facts)
+    if not k % 2:
+        t.report_run.append(time_report_run(args.python, repo, args.prps, k))
+    snapshot, write = time_report_writes(repo)
+    t.report_snapshot.append(snapshot)
+    t.report_write.append(write)
 
 
 def measure(args: argparse.Namespace, workdir: Path, template: Path) -> Timings:
@@ -447,7 +497,29 @@ def report(t: Timings, prps: int) -> list[str]:
         f"pytest-prp's overhead is {overhead / (min(t.per_prp) / prps):.2f}x that)",
     ]
     out += noise_check(t, prps, work)
+    out += report_cost(t, prps)
     return out
+
+
+def report_cost(t: Timings, prps: int) -> list[str]:
+    """What ``--prp-report`` adds per PRP: end to end (best run with it minus best run
+    without, against the spread of the runs without), and its parts timed alone: the
+    controller snapshots the document when a PRP starts and when it finishes; the writer
+    thread renders and writes the newest snapshot, at most once per PRP event."""
+    if not t.report_run:
+        return []
+    added = (min(t.report_run) - min(t.run)) / prps
+    spread = (max(t.run) - min(t.run)) / prps
+    write, snapshot = min(t.report_write), min(t.report_snapshot)
+    return [
+        "",
+        _row(f"pytest ... --prp-report (end to end, {prps} PRPs)", t.report_run),
+        f"--prp-report: {added * 1000:+.1f} ms per PRP end to end (the runs without it spread "
+        f"{spread * 1000:.1f} ms per PRP)",
+        f"  alone: the controller's snapshot {snapshot * 1000:.2f} ms, two per PRP; one render "
+        f"and write of the {prps}-PRP page {write * 1000:.2f} ms (writer thread), at most two "
+        f"per PRP: {2 * (snapshot + write) * 1000:.2f} ms of CPU per PRP at most",
+    ]
 
 
 def noise_check(t: Timings, prps: int, work: float) -> list[str]:

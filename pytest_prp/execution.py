@@ -15,6 +15,7 @@ import pytest
 
 from pytest_prp.collect import KNOWN_PRPS
 from pytest_prp.gitops import GitError, GitWorkspace, RefState
+from pytest_prp.heartbeat import iso
 from pytest_prp.model import Prp
 from pytest_prp.safepath import inside
 from pytest_prp.where import repository_top
@@ -60,6 +61,24 @@ class PrpRun:
     blocked_by: list[str] = field(default_factory=list)  # dependencies not complete
     tokens_by_model: dict[str, dict[str, int]] | None = None
     refusals: list[Refusal] = field(default_factory=list)  # over all attempts
+    # For the report's timeline: wall-clock start and end, the process, and the phases.
+    started_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+    worker: str = "main"  # the xdist worker id (gw0, ...) running it, or main
+    phases: list[dict[str, Any]] = field(default_factory=list)
+    failure_tail: list[str] = field(default_factory=list)  # of a failed step
+
+    def enter_phase(self, phase: str, attempt: int = 1) -> None:
+        """A new phase (``workspace``, ``steps``, ``gates``, ``merge``) begins and the one
+        before ends: seconds from ``started`` (the PRP's own clock)."""
+        now = round(time.monotonic() - self.started, 3)
+        self.end_phase(now)
+        self.phases.append({"phase": phase, "attempt": attempt, "start": now, "end": None})
+
+    def end_phase(self, at: float | None = None) -> None:
+        if self.phases and self.phases[-1]["end"] is None:
+            now = round(time.monotonic() - self.started, 3) if at is None else at
+            self.phases[-1]["end"] = now
 
     def add_cost(self, outcome: StepsOutcome) -> None:
         """Cost, tokens and refused tool calls add up over attempts."""
@@ -114,6 +133,14 @@ class PrpRun:
             "worktree": str(self.workdir) if self.kept_worktree and self.workdir else None,
             "log": str(self.log_path) if self.log_path else None,
             "blocked_by": self.blocked_by,
+
+
+            "dependencies": list(self.prp.dependencies),
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "worker": self.worker,
+            "phases": self.phases,
+            "failure_tail": self.failure_tail,
         }
 
 
@@ -126,6 +153,11 @@ def repository_start(config: pytest.Config) -> Path:
     from pytest_prp.where import start_path
 
     return start_path(config.args, config.invocation_params.dir, config.rootpath)
+def worker_name(config: pytest.Config) -> str:
+    """The xdist worker this process is (``gw0``, ...), or ``main``: from xdist's own input,
+    not the environment, which a pytest run started from inside a worker inherits."""
+    workerinput = getattr(config, "workerinput", None)
+    return str(workerinput["workerid"]) if workerinput else "main"
 
 
 def integration_branch_name(settings: Settings, batches: Iterable[str | None]) -> str:

@@ -1,5 +1,5 @@
-"""Writing a JSON file that another process may read at any moment (result JSON, heartbeats),
-and reading one back."""
+"""Writing a file that another process may read at any moment (result JSON, heartbeats, the
+HTML report), and reading JSON back."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Any
 
 
 def write_json_atomically(path: Path, document: dict[str, Any], compact: bool = False) -> None:
-    """Readers in another terminal must never see a half-written file: write a hidden
-    temporary file beside it, then rename it over the old one.
+    """Readers in another terminal must never see a half-written file (see
+    ``write_text_atomically``).
 
     ``compact``: one line, by json's C encoder (indented output is encoded in Python, about
     15x slower): for a file rewritten many times while a batch runs."""
@@ -21,11 +21,17 @@ def write_json_atomically(path: Path, document: dict[str, Any], compact: bool = 
         text = json.dumps(document, default=str, separators=(",", ":"))
     else:
         text = json.dumps(document, indent=2, default=str)
+    write_text_atomically(path, text + "\n")
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write a hidden temporary file beside ``path``, then rename it over the old one: a
+    reader sees the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
+            handle.write(text)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

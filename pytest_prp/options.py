@@ -244,6 +244,14 @@ def add_options(parser: pytest.Parser) -> None:
         "rate_limited and no new PRP starts (default 3600; 0: do not wait)",
     )
     group.addoption(
+        "--prp-report",
+        nargs="?",
+        const="",
+        metavar="PATH",
+        help="write the batch's HTML report, rewritten as PRPs finish (PATH ends in .html; "
+        "default <results-dir>/batches/batch-<batch>.html)",
+    )
+    group.addoption(
         "--prp-agent-presets",
         action="store_true",
         help="print the agent presets (claude, codex, aider) and exit",
@@ -272,6 +280,9 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("prp_attempts", "agent attempts per PRP", default="1")
     parser.addini(
         "prp_rate_limit_wait", "longest wait of a PRP for API rate limits, seconds", default="3600"
+    )
+    parser.addini(
+        "prp_report", "write the HTML batch report: true, or its path (.html)", default=""
     )
     parser.addini(
         "prp_models",
@@ -304,6 +315,34 @@ class Settings:
     results_dir: Path
     prompt_template: Path | None
     worktree_dir: Path | None  # None: gitops.default_worktrees_dir
+    # The HTML report: None (none), DEFAULT_REPORT (beside the result JSON) or a path.
+    report: Path | None = None
+
+
+DEFAULT_REPORT = Path("<default>")
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("", "false", "no", "off", "0")
+
+
+def _report(config: pytest.Config) -> Path | None:
+    """``--prp-report[=PATH]``, else ini ``prp_report`` (true or a path). A path must end in
+    .html: ``--prp-report PRPs/`` would otherwise take the PRPs' directory for the report."""
+    given = config.option.prp_report
+    if given is None:
+        raw = str(config.getini("prp_report")).strip()
+        if raw.lower() in _FALSE:
+            return None
+        given, where = ("" if raw.lower() in _TRUE else raw), "ini option prp_report"
+    else:
+        where = "--prp-report"
+    if not given:
+        return DEFAULT_REPORT
+    if not given.lower().endswith((".html", ".htm")):
+        raise pytest.UsageError(
+            f"{where} {given!r}: the report's path must end in .html "
+            "(write --prp-report=PATH; --prp-report alone writes it beside the result JSON)"
+        )
+    path = Path(given).expanduser()
+    return path if path.is_absolute() else config.rootpath / path
 
 
 def _ini(config: pytest.Config, name: str, check: Callable[[str], _T]) -> _T:
@@ -408,6 +447,7 @@ def read_settings(config: pytest.Config) -> Settings:
         results_dir=results_dir,
         prompt_template=(config.rootpath / template) if template else None,
         # Relative to the rootdir, as the results dir (pytest's own cwd may be elsewhere).
+        report=_report(config),
         worktree_dir=(config.rootpath / Path(worktree_dir).expanduser()).resolve()
         if worktree_dir
         else None,

@@ -6,7 +6,7 @@ their stages, the critical path, likely file conflicts, and every problem found 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 from pathlib import PurePosixPath
@@ -335,20 +335,31 @@ def _critical_path(plan: list[Prp], graph: dict[str, list[str]]) -> tuple[list[s
         return [], 0, PRPS
     by_hours = all(p.estimated_hours is not None for p in plan)
     weight = {p.id: (p.estimated_hours or 0.0) if by_hours else 1.0 for p in plan}
+    path, length = longest_chain([p.id for p in plan], graph, weight)
+    return path, length, HOURS if by_hours else PRPS
+
+
+def longest_chain(
+    order: list[str], graph: Mapping[str, Iterable[str]], weight: Mapping[str, float]
+) -> tuple[list[str], float]:
+    """The chain of dependencies with the largest total weight, and that total. ``order``
+    lists every id after its dependencies; dependencies not in ``weight`` are left out."""
     best: dict[str, float] = {}
     via: dict[str, str | None] = {}
-    for prp in plan:  # execution order: every dependency comes first
-        deps = sorted((d for d in graph[prp.id] if d in weight), key=natural_key)
+    for prp_id in order:
+        deps = sorted((d for d in graph.get(prp_id, ()) if d in best), key=natural_key)
         prev = max(deps, key=lambda d: best[d], default=None)  # first of equals in id order
-        via[prp.id] = prev
-        best[prp.id] = weight[prp.id] + (best[prev] if prev is not None else 0.0)
-    last = max(best, key=lambda i: best[i])  # first of equals in plan order
+        via[prp_id] = prev
+        best[prp_id] = weight.get(prp_id, 0.0) + (best[prev] if prev is not None else 0.0)
+    if not best:
+        return [], 0.0
+    last = max(best, key=lambda i: best[i])  # first of equals in order
     path: list[str] = []
     node: str | None = last
     while node is not None:
         path.append(node)
         node = via[node]
-    return list(reversed(path)), best[last], HOURS if by_hours else PRPS
+    return list(reversed(path)), best[last]
 
 
 def _conflicts(plan: list[Prp], stages: dict[str, int]) -> list[Conflict]:

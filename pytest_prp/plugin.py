@@ -72,7 +72,13 @@ def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput") and not settings.plan_format:
         config.pluginmanager.register(WorkerFiller(), "prp-worker-filler")
     if not hasattr(config, "workerinput"):  # xdist workers report; the controller writes
-        config.pluginmanager.register(BatchResults(config, settings.results_dir), "prp-results")
+        results = BatchResults(config, settings.results_dir)
+        config.pluginmanager.register(results, "prp-results")
+        if settings.report is not None and not settings.plan_format:
+            from pytest_prp.report_plugin import HtmlReport
+
+            report = HtmlReport(config, results, settings.report)
+            config.pluginmanager.register(report, "prp-report")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads -n

@@ -98,6 +98,9 @@ class ReportHooks:
 
             finish_heartbeat(item, run.status)
             report.user_properties = list(report.user_properties) + junit_properties(data)
+            if _pytest_html_used(item.config):
+                extras = [*getattr(report, "extras", []), _html_extra(data)]
+                report.extras = extras  # type: ignore[attr-defined]
         return report
 
     @pytest.hookimpl(wrapper=True)
@@ -143,6 +146,27 @@ def _skip_reason(report: pytest.TestReport) -> str:
     if isinstance(report.longrepr, tuple):
         return str(report.longrepr[2]).removeprefix("Skipped: ")
     return str(report.longrepr or "skipped")
+
+
+def _pytest_html_used(config: pytest.Config) -> bool:
+    """pytest-html (optional) is installed and writing a page: ``--html``."""
+    return config.pluginmanager.hasplugin("html") and bool(getattr(config.option, "htmlpath", None))
+
+
+def _html_extra(data: dict[str, Any]) -> dict[str, str | None]:
+    """The PRP's details as a pytest-html extra (its ``extras.html``, built here so that
+    pytest-html stays optional); it travels on the report, through xdist too."""
+    from pytest_prp.report_data import prp_view_of
+    from pytest_prp.report_html import prp_fragment
+
+    content = prp_fragment(prp_view_of(data))
+    return {
+        "name": "PRP",
+        "format_type": "html",
+        "content": content,
+        "mime_type": None,
+        "extension": None,
+    }
 
 
 def junit_properties(data: dict[str, Any]) -> list[tuple[str, object]]:

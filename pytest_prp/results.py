@@ -273,9 +273,15 @@ class BatchResults:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "interrupted": self.interrupted,
+            "budget_usd": self._budget(),
             "stages": ordered,
             "summary": self.summary(records),
         }
+
+    def _budget(self) -> float | None:
+        from pytest_prp.plugin import SETTINGS
+
+        return self.config.stash[SETTINGS].budget_usd
 
     def write(self, final: bool = False) -> None:
         """Rewritten after every PRP on one line (cheap); indented once the run is over.

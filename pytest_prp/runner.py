@@ -17,7 +17,14 @@ import pytest
 
 from pytest_prp.collect import PrpItem, PrpUserError
 from pytest_prp.context import PrpContext
-from pytest_prp.execution import EXECUTION, RUN, Execution, PrpRun, prp_branch_name
+from pytest_prp.execution import (
+    EXECUTION,
+    RUN,
+    Execution,
+    PrpRun,
+    prp_branch_name,
+    worker_name,
+)
 from pytest_prp.gitops import GitError, trailers_message
 from pytest_prp.ratelimit import (
     RATE_LIMITED,
@@ -60,6 +67,7 @@ def new_run(item: PrpItem) -> PrpRun:
     """The PRP's record in this process, from the moment pytest starts its setup."""
     execution = item.config.stash[EXECUTION]
     run = PrpRun(prp=item.prp, stage=item.stage, branch=execution.branch)
+    run.worker = worker_name(item.config)
     item.stash[RUN] = run
     return run
 
@@ -131,6 +139,7 @@ def _start_heartbeat(item: PrpItem, run: PrpRun, settings: Settings) -> Heartbea
         interval=settings.heartbeat,
         estimated_hours=item.prp.estimated_hours,
         run_id=item.config.stash[EXECUTION].run_id,
+        worker=run.worker,
     )
     beat.start()
     item.stash[HEARTBEAT] = beat
@@ -155,6 +164,7 @@ def run_setup(item: PrpItem) -> None:
                 run, "failed", f"{prp.id}: {exc} (a warning, made an error by -W)"
             ) from None
     beat = _start_heartbeat(item, run, settings)
+    run.enter_phase("workspace")
     try:
         if settings.verify:
             start = execution.git.resolve(settings.base or "HEAD")
@@ -191,6 +201,7 @@ def run_setup(item: PrpItem) -> None:
 def _run_steps(item: PrpItem, context: PrpContext, run: PrpRun) -> None:
     prp = item.prp
     context.heartbeat_phase("steps")
+    run.enter_phase("steps", context.attempt)
     outcome = _steps_outcome(item, context, run)
     if outcome is None:
         raise _fail(run, "failed", "no executor took the PRP's steps")
@@ -200,6 +211,7 @@ def _run_steps(item: PrpItem, context: PrpContext, run: PrpRun) -> None:
     if not outcome.ok:
         _keep_worktree(item.config.stash[EXECUTION], run)
         tail = "\n".join(outcome.tail[-40:])
+        run.failure_tail = _report_tail(outcome.tail)
         message = outcome.error or "steps failed"
         if context.attempt > 1:
             message = f"attempt {context.attempt}: {message}"
@@ -273,6 +285,31 @@ def _waiting(context: PrpContext, waiter: RateLimitWaiter, run: PrpRun) -> Itera
         run.rate_limit_waited = waiter.waited
 
 
+REPORT_TAIL_LINES = 20
+REPORT_LINE_CHARS = 300
+
+
+def _report_tail(lines: list[str]) -> list[str]:
+    """The end of a failure's output as the result JSON keeps it: bounded, so that a batch of
+    hundreds of PRPs keeps its result JSON and HTML report small (the log has it all)."""
+    return [line[:REPORT_LINE_CHARS] for line in lines[-REPORT_TAIL_LINES:]]
+
+
+def _gate_record(result: GateResult) -> dict[str, object]:
+    """One gate of an attempt in the result JSON: a failed one with the end of its output."""
+    record: dict[str, object] = {
+        "index": result.gate.index,
+        "name": result.gate.name,
+        "passed": result.passed,
+        "exit_code": result.returncode,
+        "timed_out": result.timed_out,
+        "seconds": round(result.duration, 3),
+    }
+    if not result.passed:
+        record["tail"] = _report_tail(result.tail)
+    return record
+
+
 def _gate_failure_text(results: list[GateResult]) -> str:
     from pytest_prp.gates import format_gate_failure
 
@@ -281,6 +318,7 @@ def _gate_failure_text(results: list[GateResult]) -> str:
 
 def _run_gates(item: PrpItem, context: PrpContext, gates: list[Gate]) -> list[GateResult]:
     results: list[GateResult] = []
+    item.stash[RUN].enter_phase("gates", context.attempt)
     for index, gate in enumerate(gates, 1):
         context.heartbeat_phase("gates", current=gate.name, index=index, total=len(gates))
         result: GateResult | None = item.config.hook.pytest_prp_run_gate(gate=gate, context=context)
@@ -309,6 +347,7 @@ def run_call(item: PrpItem) -> None:
                 "gates_passed": len(results) - len(failed),
                 "gates_failed": len(failed),
                 "failed_gates": [r.gate.name for r in failed],
+                "gates": [_gate_record(r) for r in results],
             }
         )
         retry = (
@@ -350,6 +389,7 @@ def run_call(item: PrpItem) -> None:
         return
     context.heartbeat_phase("merge")
     _note_ref_changes(item, execution, run)
+    run.enter_phase("merge", context.attempt)
     _commit_and_merge(execution, run, unverified)
 
 
@@ -437,6 +477,8 @@ def run_teardown(item: PrpItem) -> None:
     if run is None:
         return
     run.elapsed = time.monotonic() - run.started
+    run.end_phase()
+    run.finished_at = time.time()
     execution = item.config.stash[EXECUTION]
     execution.spent_usd += run.cost_usd or 0.0
     # Still running at teardown: Ctrl-C or SIGTERM cut it short, and no report will carry its

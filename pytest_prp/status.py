@@ -519,7 +519,43 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help=f"refresh interval of --watch (default {WATCH_SECONDS:g})",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--html",
+        nargs="?",
+        const="",
+        metavar="PATH",
+        help="write the batch's HTML report from its result JSON instead (default: "
+        "batches/batch-<batch>.html in the results directory)",
+    )
     return parser.parse_args(list(argv))
+
+
+def write_html(results_dir: Path, batch: str, target: str) -> int:
+    """``--html``: the report of a batch, rebuilt from its result JSON (and, while it runs,
+    the heartbeats of its running PRPs), as ``--prp-report`` writes it during the run."""
+    from pytest_prp.report_plugin import default_report_path, write_report
+
+    document = _read_json(result_path(results_dir, batch))
+    if document is None:
+        print(
+            f"prp-status: no result JSON of batch {batch} in {results_dir}: "
+            f"{result_path(results_dir, batch)}",
+            file=sys.stderr,
+        )
+        return 1
+    path = Path(target) if target else default_report_path(results_dir, batch)
+    live: dict[str, dict[str, Any]] = {}
+    if not document.get("finished_at"):
+        for prp_id, beat in _beats_for(results_dir, batch, document).items():
+            if beat.get("status") is None:  # still running
+                live[prp_id] = beat
+    try:
+        write_report(path, document, live=live)
+    except OSError as exc:
+        print(f"prp-status: cannot write {path}: {exc}", file=sys.stderr)
+        return 1
+    print(f"prp-status: report written to {path}")
+    return 0
 
 
 def _show(view: BatchView, as_json: bool, clear: bool) -> None:
@@ -553,6 +589,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem:  # it would name a file outside the results directory
         print(f"prp-status: --batch {batch!r:.60} {problem}", file=sys.stderr)
         return 2
+    if args.html is not None and batch:
+        return write_html(results_dir, batch, args.html)
     view = load_view(results_dir, batch) if batch else None
     if view is None:
         what = f"batch {batch}" if args.batch else "any batch"

@@ -39,6 +39,26 @@ def _worktrees_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterable[None
         os.environ["XDG_CACHE_HOME"] = old
 
 
+# pytest-html (a dev dependency, for its one test) and pytest-metadata load into every pytest
+# process, ~0.1-0.3 s each: the pytest runs the tests start go without them, as for users
+# who do not have them. ``with_pytest_html`` lets one test have them back.
+WITHOUT_PYTEST_HTML = "-p no:html -p no:html_fixtures -p no:metadata"
+
+
+@pytest.fixture(autouse=True)
+def _no_pytest_html_in_nested_runs(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if "pytester" in request.fixturenames:
+        request.getfixturevalue("pytester")  # it clears PYTEST_ADDOPTS when it starts
+    monkeypatch.setenv("PYTEST_ADDOPTS", WITHOUT_PYTEST_HTML)
+
+
+@pytest.fixture
+def with_pytest_html(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PYTEST_ADDOPTS")
+
+
 def worktrees_dir(repo: Path) -> Path:
     """Where pytest-prp keeps ``repo``'s PRP worktrees by default."""
     common = Path(git(repo, "rev-parse", "--path-format=absolute", "--git-common-dir"))
