@@ -533,7 +533,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def write_html(results_dir: Path, batch: str, target: str) -> int:
     """``--html``: the report of a batch, rebuilt from its result JSON (and, while it runs,
     the heartbeats of its running PRPs), as ``--prp-report`` writes it during the run."""
-    from pytest_prp.report_plugin import default_report_path, write_report
+    from pytest_prp.report_html import default_report_path, write_report
 
     document = _read_json(result_path(results_dir, batch))
     if document is None:
