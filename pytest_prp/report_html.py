@@ -500,7 +500,9 @@ def prp_fragment(prp: PrpView) -> str:
 
 def default_report_path(results_dir: Path, label: str) -> Path:
     """``<results_dir>/batches/batch-<batch>.html``, beside the result JSON."""
-    return results_dir / "batches" / f"batch-{label}.html"
+    from pytest_prp.naming import report_path
+
+    return report_path(results_dir, label)
 
 
 def write_report(

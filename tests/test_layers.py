@@ -19,6 +19,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # plain helpers with no knowledge of PRPs
     "base": (
         "ids", "jsonfile", "safepath", "where", "stopping", "leftovers", "blocks", "stream_json",
+        "naming",
     ),
     # what a PRP says (pure, no I/O but reading its file)
     "spec": ("model", "body", "body_cache", "frontmatter", "agents"),
