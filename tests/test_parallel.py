@@ -281,3 +281,43 @@ def test_workers_end_their_prps_when_the_controller_is_killed(
     while sorted(p.name for p in worktrees.iterdir()) != ["PRP-40.1.1", "PRP-40.1.2"]:
         assert time.monotonic() < deadline, sorted(p.name for p in worktrees.iterdir())
         time.sleep(0.1)
+
+
+def test_workers_end_their_agents_when_the_controller_is_killed(
+    pytester: pytest.Pytester, repo: Path
+) -> None:
+    # As above, with an agent that detaches a daemon into its own session first: the worker
+    # must end both at once, not wait for the agent to end by itself.
+    token = "parallel-agent-controller-killed"
+    agent = repo / "agent.sh"
+    agent.write_text(
+        "#!/bin/bash\n"
+        f"setsid nohup bash -c 'while true; do sleep 1; echo {token}-daemon; done' "
+        ">/dev/null 2>&1 &\n"
+        f"bash -c 'sleep 120; echo {token}'\n"
+    )
+    agent.chmod(0o755)
+    write_prp(repo, "PRP-41.1.1", steps=["x"], gates=["true"])
+    write_prp(repo, "PRP-41.1.2", steps=["x"], gates=["true"])
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "prps")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "--prp-batch", "41", "-n", "2", "-p", "no:cacheprovider",
+         f"--prp-agent={agent}"],
+        cwd=repo,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    try:
+        while len(processes_with(token)) < 4:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        proc.kill()
+        proc.wait(timeout=30)
+        left = wait_gone(token, seconds=15)
+    finally:
+        proc.kill()
+        for pid in processes_with(token):
+            os.kill(pid, signal.SIGKILL)
+    assert left == []
