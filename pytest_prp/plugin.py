@@ -78,9 +78,10 @@ def pytest_configure(config: pytest.Config) -> None:
         results = BatchResults(config, settings.results_dir)
         config.pluginmanager.register(results, "prp-results")
         if config.getoption("prp_remote", None) and not settings.plan_format:
-            from pytest_prp.remote import ControllerMerges
+            from pytest_prp.remote import ControllerMerges, keep_going_without_dead_machines
 
             config.pluginmanager.register(ControllerMerges(config, settings), "prp-remote")
+            keep_going_without_dead_machines(config)
         if settings.report is not None and not settings.plan_format:
             from pytest_prp.report_plugin import HtmlReport
 

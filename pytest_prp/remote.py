@@ -134,7 +134,12 @@ def sync_tip(git: GitWorkspace, link: RemoteLink, branch: str) -> None:
     """The integration branch as the controller last published it (GitError if unreachable)."""
     assert link.remote is not None
     git._git(
-        "fetch", "--quiet", "--no-tags", link.remote, f"+refs/heads/{branch}:refs/heads/{branch}"
+        "fetch",
+        "--quiet",
+        "--no-tags",
+        "--refmap=",
+        link.remote,
+        f"+refs/heads/{branch}:refs/heads/{branch}",
     )
 
 
@@ -226,3 +231,28 @@ class ControllerMerges:
     @staticmethod
     def _failed(prp: dict[str, Any], status: str, message: str) -> dict[str, Any]:
         return {"status": status, "errors": [*prp.get("errors", []), message.splitlines()[0]]}
+
+
+def keep_going_without_dead_machines(config: pytest.Config) -> None:
+    """xdist replaces a crashed worker by starting a new one on the same ``--tx`` spec; for a
+    machine that died or is unreachable that fails (an INTERNALERROR that ends the batch). A
+    machine that cannot be reached is left out instead: its PRP failed, the others go on, and
+    the same command, once the machine is back, resumes. (xdist has no hook for this: its
+    ``_clone_node`` is wrapped; the wrapper does nothing when xdist changes that name.)"""
+    dsession = config.pluginmanager.get_plugin("dsession")
+    clone = getattr(dsession, "_clone_node", None)
+    if clone is None:
+        return
+
+    def clone_or_leave_out(node: Any) -> Any:
+        try:
+            return clone(node)
+        except (OSError, EOFError) as exc:
+            spec = getattr(node.gateway, "spec", node.gateway)
+            dsession.report_line(  # type: ignore[union-attr]
+                f"prp: machine {spec} is unreachable ({exc}): left out, the batch goes on "
+                "on the others"
+            )
+            return None
+
+    dsession._clone_node = clone_or_leave_out  # type: ignore[union-attr]

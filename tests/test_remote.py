@@ -152,3 +152,37 @@ def test_worker_with_other_prp_files_is_refused(controller: Path, three: list[Ma
     assert "differ from the controller's: PRPs/PRP-60.1.1.md" in out
     assert f"commit {commit}" in out and str(other) in out
     assert merged(controller, f"prp/batch-{BATCH}") == []
+
+
+def test_a_machine_that_dies_fails_only_its_prp_and_the_rerun_finishes(
+    origin: Path, tmp_path: Path
+) -> None:
+    # PRP-60.2.3 kills the machine running it (its worker process: the socket server), once.
+    marker = tmp_path / "died-once"
+    source = clone(origin, tmp_path / "edit")
+    make_batch(
+        source, {"PRP-60.2.3": [f"test -f {marker} || {{ touch {marker}; kill -9 $PPID; }}"]}
+    )
+    git(source, "commit", "-qam", "a PRP that kills its machine")
+    git(source, "push", "-q", "origin", "HEAD:main")
+    controller = clone(origin, tmp_path / "controller")
+    found = machines(origin, tmp_path / "machines", 3)
+    try:
+        first = remote_run(controller, found, "-v")
+        out = first.stdout + first.stderr
+        assert first.returncode == 1, out
+        dead = [m for m in found if not m.alive()]
+        assert len(dead) == 1, out
+        done = statuses(controller)
+        assert done["PRP-60.2.3"] == "failed", out
+        # The rest went on on the other machines: everything not under PRP-60.2.3 passed.
+        assert done["PRP-60.2.1"] == done["PRP-60.3.1"] == "success", out
+        # The machine comes back; the same command resumes and finishes the batch.
+        dead[0].start()
+        again = remote_run(controller, found)
+        assert statuses(controller)["PRP-60.2.3"] == "success", again.stdout
+        assert statuses(controller)["PRP-60.3.2"] == "failed_gates"
+        assert "PRP-60.2.3" in merged(controller, f"prp/batch-{BATCH}")
+    finally:
+        for machine in found:
+            machine.stop()
