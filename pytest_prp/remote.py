@@ -47,20 +47,27 @@ def machine(git: GitWorkspace) -> str:
     return f"{socket.gethostname()}:{git.common_dir.resolve()}"
 
 
-def prp_files(top: Path, args: Sequence[str], invocation_dir: Path) -> dict[str, str]:
-    """The markdown files under the paths pytest was given, by path in the repository:
-    their sha256 (what the controller and a worker compare)."""
-    found: dict[str, str] = {}
+def prp_files(git: GitWorkspace, args: Sequence[str], invocation_dir: Path) -> dict[str, str]:
+    """The markdown files under the paths pytest was given (tracked or not, not ignored), by
+    path in the repository: their sha256 (what the controller and a worker compare)."""
+    top = git.root.resolve()
+    wanted: list[str] = []
     for arg in args or ["."]:
         path = Path(arg.split("::", 1)[0])
-        path = path if path.is_absolute() else invocation_dir / path
-        files = [path] if path.is_file() else sorted(path.rglob("*.md")) if path.is_dir() else []
-        for file in files:
-            try:
-                rel = file.resolve().relative_to(top.resolve()).as_posix()
-            except ValueError:
-                continue
-            found[rel] = hashlib.sha256(file.read_bytes()).hexdigest()
+        path = (path if path.is_absolute() else invocation_dir / path).resolve()
+        try:
+            wanted.append(path.relative_to(top).as_posix() or ".")
+        except ValueError:
+            continue
+    if not wanted:
+        return {}
+    listed = git._git(
+        "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", *wanted, cwd=top
+    )[1]
+    found: dict[str, str] = {}
+    for rel in sorted(set(listed.split("\0"))):
+        if rel.endswith(".md") and (top / rel).is_file():
+            found[rel] = hashlib.sha256((top / rel).read_bytes()).hexdigest()
     return found
 
 
@@ -70,17 +77,24 @@ def _open(config: pytest.Config, settings: Settings) -> GitWorkspace:
     return GitWorkspace.open(repository_start(config), settings.worktree_dir)
 
 
+_INPUT = pytest.StashKey[dict[str, Any]]()
+
+
 def controller_input(config: pytest.Config, settings: Settings) -> dict[str, Any]:
-    """What every worker is told at start (xdist's ``workerinput``): plain JSON values."""
-    try:
-        git = _open(config, settings)
-    except GitError:
-        return {}
-    args = [a for a in config.args]
-    return {
-        "prp_machine": machine(git),
-        "prp_files": prp_files(git.root, args, config.invocation_params.dir),
-    }
+    """What every worker is told at start (xdist's ``workerinput``): plain JSON values. Worked
+    out once per run; the PRP files are hashed only for a run with ``--prp-remote``."""
+    if _INPUT not in config.stash:
+        found: dict[str, Any] = {}
+        try:
+            git = _open(config, settings)
+            found["prp_machine"] = machine(git)
+            if remote_name(config):
+                args = list(config.args)
+                found["prp_files"] = prp_files(git, args, config.invocation_params.dir)
+        except GitError:
+            pass
+        config.stash[_INPUT] = found
+    return config.stash[_INPUT]
 
 
 @dataclass
@@ -119,7 +133,7 @@ def worker_link(config: pytest.Config, git: GitWorkspace) -> RemoteLink | None:
     if workerinput["prp_machine"] == machine(git):
         return None  # a local worker: same repository, it merges itself
     theirs: dict[str, str] = workerinput.get("prp_files", {})
-    ours = prp_files(git.root, list(config.args), config.invocation_params.dir)
+    ours = prp_files(git, list(config.args), config.invocation_params.dir) if theirs else {}
     # Only files both name or the controller names: a worker may hold more of the tree.
     differing = sorted(path for path, digest in theirs.items() if ours.get(path) != digest)
     return RemoteLink(

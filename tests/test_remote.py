@@ -5,15 +5,24 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import WITHOUT_PYTEST_HTML, git, init_repo, write_prp
+from tests.conftest import (
+    WITHOUT_PYTEST_HTML,
+    git,
+    init_repo,
+    processes_with,
+    wait_gone,
+    write_prp,
+)
 from tests.loopback import Machine, clone, machines
 
 BATCH = "60"
@@ -183,6 +192,49 @@ def test_a_machine_that_dies_fails_only_its_prp_and_the_rerun_finishes(
         assert statuses(controller)["PRP-60.2.3"] == "success", again.stdout
         assert statuses(controller)["PRP-60.3.2"] == "failed_gates"
         assert "PRP-60.2.3" in merged(controller, f"prp/batch-{BATCH}")
+    finally:
+        for machine in found:
+            machine.stop()
+
+
+def test_remote_worker_without_a_shared_remote_is_refused(
+    controller: Path, three: list[Machine]
+) -> None:
+    tx = ["--tx", three[0].tx, "--dist", "load"]
+    done = pytest_run(controller, "--prp-batch", BATCH, *tx)
+    assert done.returncode == 1
+    assert "is a remote worker (another clone): give --prp-remote NAME" in done.stdout
+    assert git(controller, "branch", "--list", "prp/*") == ""  # nothing merged anywhere
+
+
+def test_ctrl_c_on_the_controller_ends_remote_prps(origin: Path, tmp_path: Path) -> None:
+    token = f"prp-remote-sleep-{os.getpid()}"
+    source = clone(origin, tmp_path / "edit")
+    make_batch(source, {"PRP-60.1.1": [f"python3 -c 'import time; time.sleep(60)' {token}"]})
+    git(source, "commit", "-qam", "a long first PRP")
+    git(source, "push", "-q", "origin", "HEAD:main")
+    controller = clone(origin, tmp_path / "controller")
+    found = machines(origin, tmp_path / "machines", 2)
+    env = {**os.environ, "PYTEST_ADDOPTS": WITHOUT_PYTEST_HTML}
+    tx = [arg for m in found for arg in ("--tx", m.tx)]
+    args = ["--prp-batch", BATCH, "--prp-remote", "origin", "--dist", "load", *tx]
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pytest", *args],
+            cwd=controller,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while not processes_with(token) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert processes_with(token), "the long step never started"
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+        assert wait_gone(token, 15) == [], out
+        assert proc.returncode != 0
     finally:
         for machine in found:
             machine.stop()
