@@ -96,3 +96,88 @@ def machines(origin: Path, base: Path, count: int) -> list[Machine]:
         machine.start()
         found.append(machine)
     return found
+
+
+SSHD = Path("/usr/sbin/sshd")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class SshMachine:
+    """A "machine" reached over ssh: a local sshd on a loopback port with throwaway keys."""
+
+    name: str
+    root: Path
+    port: int = 0
+    server: subprocess.Popen[bytes] | None = None
+
+    @property
+    def clone(self) -> Path:
+        return self.root / "repo"
+
+    @property
+    def tx(self) -> str:
+        config = self.root / "ssh_config"
+        return f"ssh=-F {config} prp-test//python={sys.executable}//chdir={self.clone}"
+
+    def start(self) -> None:
+        keys = self.root / "keys"
+        keys.mkdir(parents=True, exist_ok=True)
+        for name in ("host", "client"):
+            if not (keys / name).exists():
+                subprocess.run(
+                    ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / name)],
+                    check=True,
+                )
+        (keys / "authorized_keys").write_text((keys / "client.pub").read_text())
+        cache = self.root / "home" / ".cache"
+        cache.mkdir(parents=True, exist_ok=True)
+        self.port = _free_port()
+        (self.root / "sshd_config").write_text(
+            f"ListenAddress 127.0.0.1:{self.port}\n"
+            f"HostKey {keys / 'host'}\n"
+            f"AuthorizedKeysFile {keys / 'authorized_keys'}\n"
+            f"PidFile {self.root / 'sshd.pid'}\n"
+            "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
+            "StrictModes no\nUsePAM no\n"
+            f"SetEnv XDG_CACHE_HOME={cache}\n"
+        )
+        (self.root / "ssh_config").write_text(
+            "Host prp-test\n  HostName 127.0.0.1\n"
+            f"  Port {self.port}\n  IdentityFile {keys / 'client'}\n  IdentitiesOnly yes\n"
+            "  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  BatchMode yes\n"
+            "  LogLevel ERROR\n"
+        )
+        Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation directory
+        log = (self.root / "sshd.log").open("w")
+        self.server = subprocess.Popen(
+            [str(SSHD), "-D", "-e", "-f", str(self.root / "sshd_config")],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            probe = subprocess.run(
+                ["ssh", "-F", str(self.root / "ssh_config"), "prp-test", "true"],
+                capture_output=True,
+                check=False,
+            )
+            if probe.returncode == 0:
+                return
+            time.sleep(0.2)
+        raise RuntimeError(
+            f"{self.name}: sshd did not start: {(self.root / 'sshd.log').read_text()}"
+        )
+
+    def stop(self) -> None:
+        if self.server is not None and self.server.poll() is None:
+            os.killpg(self.server.pid, signal.SIGKILL)
+            self.server.wait()

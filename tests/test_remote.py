@@ -23,7 +23,7 @@ from tests.conftest import (
     wait_gone,
     write_prp,
 )
-from tests.loopback import Machine, clone, machines
+from tests.loopback import SSHD, Machine, SshMachine, clone, machines
 
 BATCH = "60"
 # Diamond and fan: a root, a fan of four, two diamonds joining them, a fan of four, a join.
@@ -238,3 +238,26 @@ def test_ctrl_c_on_the_controller_ends_remote_prps(origin: Path, tmp_path: Path)
     finally:
         for machine in found:
             machine.stop()
+
+
+@pytest.mark.skipif(not SSHD.exists(), reason="needs Debian's openssh-server (sshd)")
+def test_batch_over_ssh_and_socket(controller: Path, origin: Path, tmp_path: Path) -> None:
+    ssh = SshMachine("ssh1", tmp_path / "ssh1")
+    ssh.root.mkdir()
+    clone(origin, ssh.clone)
+    ssh.start()
+    sockets = machines(origin, tmp_path / "machines", 1)
+    try:
+        tx = ["--tx", ssh.tx, "--tx", sockets[0].tx]
+        args = ["--prp-batch", BATCH, "--prp-remote", "origin", "--dist", "load", *tx]
+        done = pytest_run(controller, *args)
+        assert done.returncode == 1, done.stdout + done.stderr
+        found = statuses(controller)
+        assert found[FAILING] == "failed_gates" and found["PRP-60.5.1"] == "success"
+        passing = sorted(p for p, s in found.items() if s == "success")
+        assert merged(controller, f"prp/batch-{BATCH}") == passing
+        workers = {e["worker"] for s in result(controller)["stages"].values() for e in s.values()}
+        assert any(str(ssh.clone) in w for w in workers), workers
+    finally:
+        ssh.stop()
+        sockets[0].stop()
