@@ -23,6 +23,7 @@ import pytest
 from pytest_prp.gitops import GitError, GitWorkspace
 
 if TYPE_CHECKING:
+    from pytest_prp.heartbeat import Heartbeat
     from pytest_prp.options import Settings
 
 HANDED_BACK = "refs/prp/handed-back"
@@ -191,6 +192,44 @@ class ControllerMerges:
         self.settings = settings
         self._git: GitWorkspace | None = None
         self.outcome: dict[str, dict[str, Any]] = {}  # PRP id -> fields the merge changed
+        self.beats: dict[str, Heartbeat] = {}  # remote PRPs running, by id
+
+    def pytest_runtest_logstart(self, nodeid: str, location: object) -> None:
+        """A PRP starts on a worker: its heartbeat, in the controller's results directory
+        (the worker's own stays on its disk), so ``prp-status`` here shows it running."""
+        if ".md::" not in nodeid:
+            return
+        from pytest_prp.heartbeat import Heartbeat, heartbeat_path
+        from pytest_prp.ids import batch_of
+
+        prp_id = nodeid.rsplit("::", 1)[-1]
+        batch = batch_of(prp_id) or "none"
+        beat = Heartbeat(
+            heartbeat_path(self.settings.results_dir, batch, prp_id),
+            prp_id=prp_id,
+            batch=batch,
+            worker=self._machine_of(nodeid),
+            interval=self.settings.heartbeat,
+            run_id=str(getattr(self.config.option, "testrunuid", "") or "") or None,
+        )
+        self.beats[prp_id] = beat.start()
+
+    def pytest_sessionfinish(self) -> None:
+        for beat in self.beats.values():  # cut short (Ctrl-C): no report ended them
+            beat.finish("interrupted")
+        self.beats.clear()
+
+    def _machine_of(self, nodeid: str) -> str:
+        """The worker (``gw1@<its --tx>``) the scheduler gave ``nodeid`` to."""
+        dsession = self.config.pluginmanager.get_plugin("dsession")
+        sched = getattr(dsession, "sched", None)
+        collection = getattr(sched, "collection", None) or []
+        for node, pending in getattr(sched, "node2pending", {}).items():
+            if pending and pending[0] < len(collection) and collection[pending[0]] == nodeid:
+                spec = node.gateway.spec
+                where = spec.ssh or spec.socket or "remote"
+                return f"{node.gateway.id}@{where}"
+        return "remote"
 
     @property
     def git(self) -> GitWorkspace:
@@ -202,7 +241,11 @@ class ControllerMerges:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         prp = getattr(report, "prp", None)
         if not prp:
+            beat = self.beats.pop(report.nodeid.rsplit("::", 1)[-1], None)
+            if beat is not None and report.failed:  # its worker died: no PRP data came
+                beat.finish("failed")
             return
+        self._beat(report, prp)
         changed = self.outcome.get(prp["prp_id"])
         if changed is None and report.when == "call" and prp.get("handed_back"):
             changed = self._merge(prp)
@@ -212,6 +255,21 @@ class ControllerMerges:
             if changed.get("status") not in ("success", "unverified") and report.when == "call":
                 report.outcome = "failed"
                 report.longrepr = "\n".join(changed.get("errors", []))
+
+    def _beat(self, report: pytest.TestReport, prp: dict[str, Any]) -> None:
+        beat = self.beats.get(prp["prp_id"])
+        if beat is None:
+            return
+        beat.worker = str(prp.get("worker") or beat.worker)
+        if report.when == "setup" and report.passed:
+            beat.phase("gates")
+        elif report.when == "call":
+            beat.phase("merge")
+        elif report.when == "teardown":
+            status = self.outcome.get(prp["prp_id"], {}).get("status", prp["status"])
+            worktree = prp.get("worktree")
+            beat.finish(str(status), Path(worktree) if worktree else None)
+            del self.beats[prp["prp_id"]]
 
     def _merge(self, prp: dict[str, Any]) -> dict[str, Any]:
         name = remote_name(self.config)

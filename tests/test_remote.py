@@ -231,6 +231,19 @@ def test_ctrl_c_on_the_controller_ends_remote_prps(origin: Path, tmp_path: Path)
         while not processes_with(token) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert processes_with(token), "the long step never started"
+        # prp-status on the controller shows the remote PRP running, on which machine.
+        status = subprocess.run(
+            [sys.executable, "-m", "pytest_prp", "status", "--batch", BATCH, "--json"],
+            cwd=controller,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert status.returncode == 0, status.stdout + status.stderr
+        shown = {p["prp_id"]: p for p in json.loads(status.stdout)["prps"]}
+        assert shown["PRP-60.1.1"]["status"] == "running", shown["PRP-60.1.1"]
+        ports = {f"@127.0.0.1:{m.port}" for m in found}
+        assert any(port in str(shown["PRP-60.1.1"]["worker"]) for port in ports), shown
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
         assert wait_gone(token, 15) == [], out
