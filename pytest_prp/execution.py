@@ -134,8 +134,6 @@ class PrpRun:
             "worktree": str(self.workdir) if self.kept_worktree and self.workdir else None,
             "log": str(self.log_path) if self.log_path else None,
             "blocked_by": self.blocked_by,
-
-
             "dependencies": list(self.prp.dependencies),
             "started_at": iso(self.started_at),
             "finished_at": iso(self.finished_at),
@@ -155,6 +153,8 @@ def repository_start(config: pytest.Config) -> Path:
     from pytest_prp.where import start_path
 
     return start_path(config.args, config.invocation_params.dir, config.rootpath)
+
+
 def worker_name(config: pytest.Config) -> str:
     """The xdist worker this process is (``gw0``, ...), or ``main``: from xdist's own input,
     not the environment, which a pytest run started from inside a worker inherits."""

@@ -244,6 +244,11 @@ class ControllerMerges:
             beat = self.beats.pop(report.nodeid.rsplit("::", 1)[-1], None)
             if beat is not None and report.failed:  # its worker died: no PRP data came
                 beat.finish("failed")
+                # What the batch result says of it: where its work is (the worktree stays).
+                report.longrepr = (
+                    f"{report.longrepr}\nmachine {beat.worker} died while running it; its work "
+                    "stays in that machine's clone (git worktree list there)"
+                )
             return
         self._beat(report, prp)
         changed = self.outcome.get(prp["prp_id"])

@@ -108,6 +108,11 @@ def result(root: Path) -> dict[str, Any]:
     return data
 
 
+def entries_of(root: Path) -> dict[str, dict[str, Any]]:
+    doc = result(root)
+    return {pid: e for stage in doc["stages"].values() for pid, e in stage.items()}
+
+
 def statuses(root: Path) -> dict[str, str]:
     doc = result(root)
     return {pid: e["status"] for stage in doc["stages"].values() for pid, e in stage.items()}
@@ -184,6 +189,9 @@ def test_a_machine_that_dies_fails_only_its_prp_and_the_rerun_finishes(
         assert len(dead) == 1, out
         done = statuses(controller)
         assert done["PRP-60.2.3"] == "failed", out
+        error = entries_of(controller)["PRP-60.2.3"]["errors"][-1]
+        assert f"@127.0.0.1:{dead[0].port} died while running it" in error, error
+        assert "PRP-60.2.3" in git(dead[0].clone, "worktree", "list"), "its work is kept there"
         # The rest went on on the other machines: everything not under PRP-60.2.3 passed.
         assert done["PRP-60.2.1"] == done["PRP-60.3.1"] == "success", out
         # The machine comes back; the same command resumes and finishes the batch.
