@@ -179,7 +179,7 @@ def publish_start(config: pytest.Config, settings: Settings) -> None:
     try:
         git = _open(config, settings)
         git.ensure_branch(branch, settings.base)
-        git._git("push", "--quiet", "--force", name, f"refs/heads/{branch}:refs/heads/{branch}")
+        git._git("push", "--quiet", name, f"refs/heads/{branch}:refs/heads/{branch}")
     except GitError as exc:
         raise pytest.UsageError(f"prp: cannot publish {branch} to remote {name}: {exc}") from None
 

@@ -237,8 +237,12 @@ def test_ctrl_c_on_the_controller_ends_remote_prps(origin: Path, tmp_path: Path)
         )
         deadline = time.monotonic() + 60
         while not processes_with(token) and time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
             time.sleep(0.1)
-        assert processes_with(token), "the long step never started"
+        if not processes_with(token):
+            proc.kill()
+            raise AssertionError("the long step never started:\n" + proc.communicate()[0])
         # prp-status on the controller shows the remote PRP running, on which machine.
         status = subprocess.run(
             [sys.executable, "-m", "pytest_prp", "status", "--batch", BATCH, "--json"],
