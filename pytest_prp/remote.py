@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_prp.gitops import GitError, GitWorkspace
+from pytest_prp.naming import batch_branch
 
 if TYPE_CHECKING:
     from pytest_prp.heartbeat import Heartbeat
@@ -73,9 +74,10 @@ def prp_files(git: GitWorkspace, args: Sequence[str], invocation_dir: Path) -> d
 
 
 def _open(config: pytest.Config, settings: Settings) -> GitWorkspace:
-    from pytest_prp.execution import repository_start
+    from pytest_prp.where import start_path  # as execution.repository_start: no cycle
 
-    return GitWorkspace.open(repository_start(config), settings.worktree_dir)
+    start = start_path(config.args, config.invocation_params.dir, config.rootpath)
+    return GitWorkspace.open(start, settings.worktree_dir)
 
 
 _INPUT = pytest.StashKey[dict[str, Any]]()
@@ -173,7 +175,7 @@ def publish_start(config: pytest.Config, settings: Settings) -> None:
     if name is None or settings.verify:
         return
     batches = settings.selection.batches
-    branch = settings.branch or (f"prp/batch-{batches[0]}" if len(batches) == 1 else None)
+    branch = settings.branch or (batch_branch(batches[0]) if len(batches) == 1 else None)
     if branch is None:
         raise pytest.UsageError("prp: --prp-remote needs one --prp-batch or --prp-branch")
     try:
