@@ -67,6 +67,7 @@ class PrpRun:
     worker: str = "main"  # the xdist worker id (gw0, ...) running it, or main
     phases: list[dict[str, Any]] = field(default_factory=list)
     failure_tail: list[str] = field(default_factory=list)  # of a failed step
+    handed_back: str | None = None  # a remote worker's ref of its commit (``remote``)
 
     def enter_phase(self, phase: str, attempt: int = 1) -> None:
         """A new phase (``workspace``, ``steps``, ``gates``, ``merge``) begins and the one
@@ -139,6 +140,7 @@ class PrpRun:
             "worker": self.worker,
             "phases": self.phases,
             "failure_tail": self.failure_tail,
+            **({"handed_back": self.handed_back} if self.handed_back else {}),
         }
 
 
@@ -211,6 +213,9 @@ class Execution:
         self._ledger: dict[str, str] | None = None
         self._ledger_tip: str | None = None  # the integration tip the ledger has read up to
         self.tip: str | None = None  # the integration branch's tip after our last merge
+        from pytest_prp.remote import worker_link
+
+        self.remote = worker_link(config, self.git)  # None unless on another machine
         if settings.verify:
             return
         if settings.base is not None:

@@ -35,6 +35,7 @@ VALUE_OPTIONS = (
     "--prp-budget-usd",
     "--prp-worktree-dir",
     "--prp-rate-limit-wait",
+    "--prp-remote",  # added by pytest_prp.remote
 )
 
 

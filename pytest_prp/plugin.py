@@ -33,6 +33,9 @@ PLAN_SHOWN = pytest.StashKey[bool]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
+    from pytest_prp.remote import add_option
+
+    add_option(parser)
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -74,6 +77,11 @@ def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):  # xdist workers report; the controller writes
         results = BatchResults(config, settings.results_dir)
         config.pluginmanager.register(results, "prp-results")
+        if config.getoption("prp_remote", None) and not settings.plan_format:
+            from pytest_prp.remote import ControllerMerges, keep_going_without_dead_machines
+
+            config.pluginmanager.register(ControllerMerges(config, settings), "prp-remote")
+            keep_going_without_dead_machines(config)
         if settings.report is not None and not settings.plan_format:
             from pytest_prp.report_plugin import HtmlReport
 
@@ -294,6 +302,16 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
     return PrpScheduling(config, log)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist controller: each worker learns which machine the controller is and its PRP files."""
+    settings = node.config.stash[SETTINGS]
+    if settings.enabled and not settings.plan_format:
+        from pytest_prp.remote import controller_input
+
+        node.workerinput.update(controller_input(node.config, settings))
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist starts its workers
 def pytest_sessionstart(session: pytest.Session) -> None:
     """With -n, the controller checks the repository itself: a worker's error would only
@@ -315,6 +333,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     from pytest_prp.execution import check_repository
 
     check_repository(config, settings)
+    from pytest_prp.remote import publish_start
+
+    publish_start(config, settings)
     # The controller too: xdist then ends its workers as after Ctrl-C, and they end their PRPs.
     _interrupt_on_sigterm()
 

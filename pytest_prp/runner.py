@@ -69,6 +69,8 @@ def new_run(item: PrpItem) -> PrpRun:
     execution = item.config.stash[EXECUTION]
     run = PrpRun(prp=item.prp, stage=item.stage, branch=execution.branch)
     run.worker = worker_name(item.config)
+    if execution.remote is not None:
+        run.worker += f"@{execution.remote.host}"  # the machine, in the JSON and prp-status
     item.stash[RUN] = run
     return run
 
@@ -83,6 +85,8 @@ def check_ready(item: PrpItem) -> None:
     settings = execution.settings
     prp = item.prp
     run = new_run(item)
+    if execution.remote is not None:
+        _sync_remote(execution, run)
     if settings.verify:
         # A PRP's gates are a property of the tree, not of its dependencies: every one runs.
         _tell_pytest_dependency(item, prp.dependencies)
@@ -113,6 +117,21 @@ def check_ready(item: PrpItem) -> None:
         run.errors.append("not started: the API stayed rate limited")
         pytest.skip("not started: the API stayed rate limited (--prp-rate-limit-wait)")
     _tell_pytest_dependency(item, prp.dependencies)
+
+
+def _sync_remote(execution: Execution, run: PrpRun) -> None:
+    """A remote worker: refused (other PRP files, no remote), else the controller's tip."""
+    from pytest_prp.remote import sync_tip
+
+    assert execution.remote is not None
+    refusal = execution.remote.refusal()
+    if refusal is None and not execution.settings.verify:
+        try:
+            sync_tip(execution.git, execution.remote, execution.branch)
+        except GitError as exc:
+            refusal = f"cannot fetch {execution.branch} on {execution.remote.where()}: {exc}"
+    if refusal is not None:
+        raise _fail(run, "failed", f"{run.prp.id}: {refusal}")
 
 
 def _tell_pytest_dependency(item: pytest.Item, done: list[str]) -> None:
@@ -441,6 +460,9 @@ def _commit_and_merge(execution: Execution, run: PrpRun, unverified: bool) -> No
     run.files_created = list(info.created)
     run.files_modified = list(info.modified)
     run.files_deleted = list(info.deleted)
+    if execution.remote is not None:
+        _hand_back(execution, run, info.sha, unverified)
+        return
     prp_branch = prp_branch_name(prp)
     try:
         merge = execution.git.merge(
@@ -466,6 +488,29 @@ def _commit_and_merge(execution: Execution, run: PrpRun, unverified: bool) -> No
         )
     execution.passed[prp.id] = info.sha
     execution.tip = merge.sha
+    run.status = "unverified" if unverified else "success"
+    execution.git.done_with_worktree(run.workdir)
+
+
+def _hand_back(execution: Execution, run: PrpRun, commit: str, unverified: bool) -> None:
+    """A remote worker does not merge: its commit goes to the shared remote, and the
+    controller merges it on reading the report (``remote.ControllerMerges``)."""
+    from pytest_prp.remote import hand_back, handed_back_ref
+
+    assert execution.remote is not None and run.workdir is not None
+    ref = handed_back_ref(execution.run_id, run.prp.id)
+    try:
+        hand_back(execution.git, execution.remote, commit, ref)
+    except GitError as exc:
+        execution.git.set_branch(prp_branch_name(run.prp), commit, run.workdir)
+        _keep_worktree(execution, run)
+        raise _fail(
+            run,
+            "failed",
+            f"{run.prp.id}: could not hand back {commit[:12]} from {execution.remote.where()}: "
+            f"{exc}\nworktree kept there: {run.workdir}",
+        ) from None
+    run.handed_back = ref
     run.status = "unverified" if unverified else "success"
     execution.git.done_with_worktree(run.workdir)
 

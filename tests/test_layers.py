@@ -36,7 +36,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # the pytest plugin and its glue
     "glue": (
         "options", "scheduler", "collect", "runner", "execution", "defaults", "plugin",
-        "reporting", "report_plugin", "__init__", "__main__",
+        "reporting", "report_plugin", "remote", "__init__", "__main__",
     ),
 }  # fmt: skip
 

@@ -1,0 +1,337 @@
+"""PRPs on remote pytest-xdist workers (``--tx ssh=…`` / ``--tx socket=…``): code moves by git.
+
+A worker on another machine (its own clone: another host, or another repository on this one)
+never merges. Before each PRP it fetches the integration branch the controller published to
+the shared remote (``--prp-remote NAME``); after the gates pass it pushes its commit there as
+``refs/prp/handed-back/<run>/<id>`` and says so on the report. The controller, the one process
+that sees every report, fetches that commit, merges it and publishes the new tip before xdist
+hands the PRP's dependents to any worker. The PRP files are read by both sides from their own
+clones: a worker whose files differ from the controller's runs none of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_prp.gitops import GitError, GitWorkspace
+from pytest_prp.naming import batch_branch
+
+if TYPE_CHECKING:
+    from pytest_prp.heartbeat import Heartbeat
+    from pytest_prp.options import Settings
+
+HANDED_BACK = "refs/prp/handed-back"
+
+
+def add_option(parser: pytest.Parser) -> None:
+    parser.getgroup("prp").addoption(
+        "--prp-remote",
+        metavar="NAME",
+        help="git remote shared by the controller and remote xdist workers: the integration "
+        "branch is published there, workers hand their PRP commits back through it",
+    )
+
+
+def remote_name(config: pytest.Config) -> str | None:
+    value = config.getoption("prp_remote", None)
+    return str(value) if value else None
+
+
+def machine(git: GitWorkspace) -> str:
+    """Who a process is: its host and its repository (two clones on one host are two machines)."""
+    return f"{socket.gethostname()}:{git.common_dir.resolve()}"
+
+
+def prp_files(git: GitWorkspace, args: Sequence[str], invocation_dir: Path) -> dict[str, str]:
+    """The markdown files under the paths pytest was given (tracked or not, not ignored), by
+    path in the repository: their sha256 (what the controller and a worker compare)."""
+    top = git.root.resolve()
+    wanted: list[str] = []
+    for arg in args or ["."]:
+        path = Path(arg.split("::", 1)[0])
+        path = (path if path.is_absolute() else invocation_dir / path).resolve()
+        try:
+            wanted.append(path.relative_to(top).as_posix() or ".")
+        except ValueError:
+            continue
+    if not wanted:
+        return {}
+    listed = git._git(
+        "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", *wanted, cwd=top
+    )[1]
+    found: dict[str, str] = {}
+    for rel in sorted(set(listed.split("\0"))):
+        if rel.endswith(".md") and (top / rel).is_file():
+            found[rel] = hashlib.sha256((top / rel).read_bytes()).hexdigest()
+    return found
+
+
+def _open(config: pytest.Config, settings: Settings) -> GitWorkspace:
+    from pytest_prp.where import start_path  # as execution.repository_start: no cycle
+
+    start = start_path(config.args, config.invocation_params.dir, config.rootpath)
+    return GitWorkspace.open(start, settings.worktree_dir)
+
+
+_INPUT = pytest.StashKey[dict[str, Any]]()
+
+
+def controller_input(config: pytest.Config, settings: Settings) -> dict[str, Any]:
+    """What every worker is told at start (xdist's ``workerinput``): plain JSON values. Worked
+    out once per run; the PRP files are hashed only for a run with ``--prp-remote``."""
+    if _INPUT not in config.stash:
+        found: dict[str, Any] = {}
+        try:
+            git = _open(config, settings)
+            found["prp_machine"] = machine(git)
+            if remote_name(config):
+                args = list(config.args)
+                found["prp_files"] = prp_files(git, args, config.invocation_params.dir)
+        except GitError:
+            pass
+        config.stash[_INPUT] = found
+    return config.stash[_INPUT]
+
+
+@dataclass
+class RemoteLink:
+    """A worker on another machine than its controller: how it reaches the integration branch."""
+
+    remote: str | None
+    host: str
+    commit: str  # this clone's HEAD, named when its PRP files differ
+    differing: list[str] = field(default_factory=list)
+
+    def where(self) -> str:
+        return f"{self.host} (commit {self.commit[:12]})"
+
+    def refusal(self) -> str | None:
+        """Why this worker runs no PRP, or None."""
+        if self.differing:
+            shown = ", ".join(self.differing[:5]) + (" ..." if len(self.differing) > 5 else "")
+            return (
+                f"the PRP files on machine {self.where()} differ from the controller's: "
+                f"{shown}; check out the controller's commit on every machine"
+            )
+        if self.remote is None:
+            return (
+                f"machine {self.where()} is a remote worker (another clone): give --prp-remote "
+                "NAME, a git remote both the controller and the worker can fetch and push"
+            )
+        return None
+
+
+def worker_link(config: pytest.Config, git: GitWorkspace) -> RemoteLink | None:
+    """In an xdist worker on another machine than the controller: its link; else None."""
+    workerinput = getattr(config, "workerinput", None)
+    if not workerinput or "prp_machine" not in workerinput:
+        return None
+    if workerinput["prp_machine"] == machine(git):
+        return None  # a local worker: same repository, it merges itself
+    theirs: dict[str, str] = workerinput.get("prp_files", {})
+    ours = prp_files(git, list(config.args), config.invocation_params.dir) if theirs else {}
+    # Only files both name or the controller names: a worker may hold more of the tree.
+    differing = sorted(path for path, digest in theirs.items() if ours.get(path) != digest)
+    return RemoteLink(
+        remote=remote_name(config),
+        host=socket.gethostname() + ":" + str(git.root),
+        commit=git.resolve("HEAD"),
+        differing=differing,
+    )
+
+
+def sync_tip(git: GitWorkspace, link: RemoteLink, branch: str) -> None:
+    """The integration branch as the controller last published it (GitError if unreachable)."""
+    assert link.remote is not None
+    git._git(
+        "fetch",
+        "--quiet",
+        "--no-tags",
+        "--refmap=",
+        link.remote,
+        f"+refs/heads/{branch}:refs/heads/{branch}",
+    )
+
+
+def handed_back_ref(run_id: str, prp_id: str) -> str:
+    return f"{HANDED_BACK}/{run_id}/{prp_id}"
+
+
+def hand_back(git: GitWorkspace, link: RemoteLink, commit: str, ref: str) -> None:
+    assert link.remote is not None
+    git._git("push", "--quiet", "--force", link.remote, f"{commit}:{ref}")
+
+
+def publish_start(config: pytest.Config, settings: Settings) -> None:
+    """Controller, before workers start: the integration branch exists on the shared remote."""
+    name = remote_name(config)
+    if name is None or settings.verify:
+        return
+    batches = settings.selection.batches
+    branch = settings.branch or (batch_branch(batches[0]) if len(batches) == 1 else None)
+    if branch is None:
+        raise pytest.UsageError("prp: --prp-remote needs one --prp-batch or --prp-branch")
+    try:
+        git = _open(config, settings)
+        git.ensure_branch(branch, settings.base)
+        git._git("push", "--quiet", name, f"refs/heads/{branch}:refs/heads/{branch}")
+    except GitError as exc:
+        raise pytest.UsageError(f"prp: cannot publish {branch} to remote {name}: {exc}") from None
+
+
+class ControllerMerges:
+    """Controller: merge what remote workers hand back, before the PRP's dependents start."""
+
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        self._git: GitWorkspace | None = None
+        self.outcome: dict[str, dict[str, Any]] = {}  # PRP id -> fields the merge changed
+        self.beats: dict[str, Heartbeat] = {}  # remote PRPs running, by id
+
+    def pytest_runtest_logstart(self, nodeid: str, location: object) -> None:
+        """A PRP starts on a worker: its heartbeat, in the controller's results directory
+        (the worker's own stays on its disk), so ``prp-status`` here shows it running."""
+        if ".md::" not in nodeid:
+            return
+        from pytest_prp.heartbeat import Heartbeat, heartbeat_path
+        from pytest_prp.ids import batch_of
+
+        prp_id = nodeid.rsplit("::", 1)[-1]
+        batch = batch_of(prp_id) or "none"
+        beat = Heartbeat(
+            heartbeat_path(self.settings.results_dir, batch, prp_id),
+            prp_id=prp_id,
+            batch=batch,
+            worker=self._machine_of(nodeid),
+            interval=self.settings.heartbeat,
+            run_id=str(getattr(self.config.option, "testrunuid", "") or "") or None,
+        )
+        self.beats[prp_id] = beat.start()
+
+    def pytest_sessionfinish(self) -> None:
+        for beat in self.beats.values():  # cut short (Ctrl-C): no report ended them
+            beat.finish("interrupted")
+        self.beats.clear()
+
+    def _machine_of(self, nodeid: str) -> str:
+        """The worker (``gw1@<its --tx>``) the scheduler gave ``nodeid`` to."""
+        dsession = self.config.pluginmanager.get_plugin("dsession")
+        sched = getattr(dsession, "sched", None)
+        collection = getattr(sched, "collection", None) or []
+        for node, pending in getattr(sched, "node2pending", {}).items():
+            if pending and pending[0] < len(collection) and collection[pending[0]] == nodeid:
+                spec = node.gateway.spec
+                where = spec.ssh or spec.socket or "remote"
+                return f"{node.gateway.id}@{where}"
+        return "remote"
+
+    @property
+    def git(self) -> GitWorkspace:
+        if self._git is None:
+            self._git = _open(self.config, self.settings)
+        return self._git
+
+    @pytest.hookimpl(tryfirst=True)  # before the result JSON, the terminal and the scheduler
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        prp = getattr(report, "prp", None)
+        if not prp:
+            beat = self.beats.pop(report.nodeid.rsplit("::", 1)[-1], None)
+            if beat is not None and report.failed:  # its worker died: no PRP data came
+                beat.finish("failed")
+                # What the batch result says of it: where its work is (the worktree stays).
+                report.longrepr = (
+                    f"{report.longrepr}\nmachine {beat.worker} died while running it; its work "
+                    "stays in that machine's clone (git worktree list there)"
+                )
+            return
+        self._beat(report, prp)
+        changed = self.outcome.get(prp["prp_id"])
+        if changed is None and report.when == "call" and prp.get("handed_back"):
+            changed = self._merge(prp)
+            self.outcome[prp["prp_id"]] = changed
+        if changed:
+            prp.update(changed)
+            if changed.get("status") not in ("success", "unverified") and report.when == "call":
+                report.outcome = "failed"
+                report.longrepr = "\n".join(changed.get("errors", []))
+
+    def _beat(self, report: pytest.TestReport, prp: dict[str, Any]) -> None:
+        beat = self.beats.get(prp["prp_id"])
+        if beat is None:
+            return
+        beat.worker = str(prp.get("worker") or beat.worker)
+        if report.when == "setup" and report.passed:
+            beat.phase("gates")
+        elif report.when == "call":
+            beat.phase("merge")
+        elif report.when == "teardown":
+            status = self.outcome.get(prp["prp_id"], {}).get("status", prp["status"])
+            worktree = prp.get("worktree")
+            beat.finish(str(status), Path(worktree) if worktree else None)
+            del self.beats[prp["prp_id"]]
+
+    def _merge(self, prp: dict[str, Any]) -> dict[str, Any]:
+        name = remote_name(self.config)
+        ref = str(prp["handed_back"])
+        commit = str(prp["commits"][0])
+        branch = str(prp["integration_branch"])
+        prp_id = str(prp["prp_id"])
+        try:
+            self.git._git("fetch", "--quiet", "--no-tags", str(name), f"+{ref}:{ref}")
+            result = self.git.merge(branch, commit, f"Merge {prp_id} into {branch}")
+        except GitError as exc:
+            return self._failed(prp, "failed", f"{prp_id}: merge failed: {exc}; kept as {ref}")
+        if not result.ok:
+            paths = ", ".join(result.conflicts) or "(unknown paths)"
+            return self._failed(
+                prp,
+                "failed_merge",
+                f"{prp_id}: merge into {branch} conflicts in: {paths}\n{branch} is unchanged; "
+                f"the PRP's commit is kept as {ref} on {name}",
+            )
+        try:
+            # The new tip and the hand-back ref's removal: one push.
+            self.git._git(
+                "push", "--quiet", str(name), f"refs/heads/{branch}:refs/heads/{branch}", f":{ref}"
+            )
+            self.git._git("update-ref", "-d", ref)
+        except GitError as exc:
+            return self._failed(prp, "failed", f"{prp_id}: merged, not published to {name}: {exc}")
+        return {"status": prp["status"]}
+
+    @staticmethod
+    def _failed(prp: dict[str, Any], status: str, message: str) -> dict[str, Any]:
+        return {"status": status, "errors": [*prp.get("errors", []), message.splitlines()[0]]}
+
+
+def keep_going_without_dead_machines(config: pytest.Config) -> None:
+    """xdist replaces a crashed worker by starting a new one on the same ``--tx`` spec; for a
+    machine that died or is unreachable that fails (an INTERNALERROR that ends the batch). A
+    machine that cannot be reached is left out instead: its PRP failed, the others go on, and
+    the same command, once the machine is back, resumes. (xdist has no hook for this: its
+    ``_clone_node`` is wrapped; the wrapper does nothing when xdist changes that name.)"""
+    dsession = config.pluginmanager.get_plugin("dsession")
+    clone = getattr(dsession, "_clone_node", None)
+    if clone is None:
+        return
+
+    def clone_or_leave_out(node: Any) -> Any:
+        try:
+            return clone(node)
+        except (OSError, EOFError) as exc:
+            spec = getattr(node.gateway, "spec", node.gateway)
+            dsession.report_line(  # type: ignore[union-attr]
+                f"prp: machine {spec} is unreachable ({exc}): left out, the batch goes on "
+                "on the others"
+            )
+            return None
+
+    dsession._clone_node = clone_or_leave_out  # type: ignore[union-attr]

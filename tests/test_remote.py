@@ -1,0 +1,288 @@
+"""PRPs on remote xdist workers: three "machines" on 127.0.0.1, each its own clone, HOME and
+execnet socket server; code moves through a shared git remote, the controller merges."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import (
+    WITHOUT_PYTEST_HTML,
+    git,
+    init_repo,
+    processes_with,
+    wait_gone,
+    write_prp,
+)
+from tests.loopback import SSHD, Machine, SshMachine, clone, machines
+
+BATCH = "60"
+# Diamond and fan: a root, a fan of four, two diamonds joining them, a fan of four, a join.
+SHAPE: dict[str, list[str]] = {
+    "PRP-60.1.1": [],
+    **{f"PRP-60.2.{n}": ["PRP-60.1.1"] for n in range(1, 5)},
+    "PRP-60.3.1": ["PRP-60.2.1", "PRP-60.2.2"],
+    "PRP-60.3.2": ["PRP-60.2.3", "PRP-60.2.4"],
+    **{f"PRP-60.4.{n}": ["PRP-60.3.1"] for n in (1, 2)},
+    **{f"PRP-60.4.{n}": ["PRP-60.3.2"] for n in (3, 4)},
+    "PRP-60.5.1": ["PRP-60.4.1", "PRP-60.4.2"],
+}
+FAILING = "PRP-60.3.2"  # its two dependents end blocked
+
+
+def make_batch(root: Path, steps: dict[str, list[str]] | None = None) -> None:
+    for pid, needs in SHAPE.items():
+        name = pid.replace("PRP-", "").replace(".", "_")
+        # Each PRP reads what its dependencies wrote: a stale tip fails its gate.
+        checks = [f"test -f out/{d.replace('PRP-', '').replace('.', '_')}.txt" for d in needs]
+        gate = "false" if pid == FAILING else " && ".join([f"test -f out/{name}.txt", *checks])
+        write_prp(
+            root,
+            pid,
+            deps=needs,
+            creates={f"out/{name}.txt": pid},
+            steps=(steps or {}).get(pid, []),
+            gates=[gate],
+        )
+
+
+@pytest.fixture
+def origin(tmp_path: Path) -> Path:
+    """The team's shared remote: a bare repository holding the project and its PRPs."""
+    source = init_repo(tmp_path / "source")
+    make_batch(source)
+    git(source, "add", "-A")
+    git(source, "commit", "-q", "-m", "PRPs")
+    bare = tmp_path / "origin.git"
+    git(tmp_path, "clone", "-q", "--bare", str(source), str(bare))
+    return bare
+
+
+@pytest.fixture
+def controller(origin: Path, tmp_path: Path) -> Path:
+    return clone(origin, tmp_path / "controller")
+
+
+@pytest.fixture
+def three(origin: Path, tmp_path: Path) -> Iterator[list[Machine]]:
+    found = machines(origin, tmp_path / "machines", 3)
+    yield found
+    for machine in found:
+        machine.stop()
+
+
+def pytest_run(cwd: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTEST_ADDOPTS": WITHOUT_PYTEST_HTML}
+    env.pop("PYTEST_XDIST_WORKER", None)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def remote_run(
+    controller: Path, found: list[Machine], *args: str
+) -> subprocess.CompletedProcess[str]:
+    tx = [arg for m in found for arg in ("--tx", m.tx)]
+    return pytest_run(
+        controller, "--prp-batch", BATCH, "--prp-remote", "origin", "--dist", "load", *tx, *args
+    )
+
+
+def result(root: Path) -> dict[str, Any]:
+    path = root / ".ce/orchestration/batches" / f"batch-{BATCH}.result.json"
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def entries_of(root: Path) -> dict[str, dict[str, Any]]:
+    doc = result(root)
+    return {pid: e for stage in doc["stages"].values() for pid, e in stage.items()}
+
+
+def statuses(root: Path) -> dict[str, str]:
+    doc = result(root)
+    return {pid: e["status"] for stage in doc["stages"].values() for pid, e in stage.items()}
+
+
+def merged(root: Path, branch: str) -> list[str]:
+    out = git(root, "log", "--format=%(trailers:key=PRP-Id,valueonly)", branch)
+    return sorted(out.split())
+
+
+def test_batch_on_three_machines_equals_local_n3(
+    controller: Path, three: list[Machine], origin: Path
+) -> None:
+    remote = remote_run(controller, three, "-v")
+    assert remote.returncode == 1, remote.stdout + remote.stderr
+    remote_statuses = statuses(controller)
+    branch = f"prp/batch-{BATCH}"
+    remote_merged = merged(controller, branch)
+    # Every passing PRP merged exactly once, by the controller, and published on the remote.
+    passing = sorted(p for p, s in remote_statuses.items() if s == "success")
+    assert remote_merged == passing
+    assert git(origin, "rev-parse", branch) == git(controller, "rev-parse", branch)
+    assert git(origin, "for-each-ref", "refs/prp/") == ""  # nothing handed back left over
+    # The machines ran them (the host in the record) and never merged on their own clones.
+    workers = {e["worker"] for s in result(controller)["stages"].values() for e in s.values()}
+    assert all("@" in w for w in workers)
+    assert len({w.split("@")[1] for w in workers}) >= 2, workers
+    for machine in three:  # a machine's branch is a tip the controller published, no more
+        tip = git(machine.clone, "rev-parse", branch)
+        git(origin, "merge-base", "--is-ancestor", tip, branch)
+    # The same batch, locally with -n 3, in a fresh clone: the same statuses.
+    local = clone(origin, controller.parent / "local")
+    here = pytest_run(local, "PRPs", "--prp-batch", BATCH, "-n", "3")
+    assert here.returncode == 1, here.stdout
+    assert statuses(local) == remote_statuses
+    assert remote_statuses[FAILING] == "failed_gates"
+    assert remote_statuses["PRP-60.4.3"] == remote_statuses["PRP-60.4.4"] == "blocked"
+    assert remote_statuses["PRP-60.5.1"] == "success"
+    assert merged(local, branch) == remote_merged
+
+
+def test_worker_with_other_prp_files_is_refused(controller: Path, three: list[Machine]) -> None:
+    other = three[1].clone
+    path = other / "PRPs" / "PRP-60.1.1.md"
+    path.write_text(path.read_text().replace("Work for", "Changed work for"))
+    git(other, "commit", "-qam", "edited on that machine")
+    commit = git(other, "rev-parse", "HEAD")[:12]
+    done = remote_run(controller, [three[1]])
+    out = done.stdout + done.stderr
+    assert done.returncode == 1
+    assert "differ from the controller's: PRPs/PRP-60.1.1.md" in out
+    assert f"commit {commit}" in out and str(other) in out
+    assert merged(controller, f"prp/batch-{BATCH}") == []
+
+
+def test_a_machine_that_dies_fails_only_its_prp_and_the_rerun_finishes(
+    origin: Path, tmp_path: Path
+) -> None:
+    # PRP-60.2.3 kills the machine running it (its worker process: the socket server), once.
+    marker = tmp_path / "died-once"
+    source = clone(origin, tmp_path / "edit")
+    make_batch(
+        source, {"PRP-60.2.3": [f"test -f {marker} || {{ touch {marker}; kill -9 $PPID; }}"]}
+    )
+    git(source, "commit", "-qam", "a PRP that kills its machine")
+    git(source, "push", "-q", "origin", "HEAD:main")
+    controller = clone(origin, tmp_path / "controller")
+    found = machines(origin, tmp_path / "machines", 3)
+    try:
+        first = remote_run(controller, found, "-v")
+        out = first.stdout + first.stderr
+        assert first.returncode == 1, out
+        dead = [m for m in found if not m.alive()]
+        assert len(dead) == 1, out
+        done = statuses(controller)
+        assert done["PRP-60.2.3"] == "failed", out
+        error = entries_of(controller)["PRP-60.2.3"]["errors"][-1]
+        assert f"@127.0.0.1:{dead[0].port} died while running it" in error, error
+        assert "PRP-60.2.3" in git(dead[0].clone, "worktree", "list"), "its work is kept there"
+        # The rest went on on the other machines: everything not under PRP-60.2.3 passed.
+        assert done["PRP-60.2.1"] == done["PRP-60.3.1"] == "success", out
+        # The machine comes back; the same command resumes and finishes the batch.
+        dead[0].start()
+        again = remote_run(controller, found)
+        assert statuses(controller)["PRP-60.2.3"] == "success", again.stdout
+        assert statuses(controller)["PRP-60.3.2"] == "failed_gates"
+        assert "PRP-60.2.3" in merged(controller, f"prp/batch-{BATCH}")
+    finally:
+        for machine in found:
+            machine.stop()
+
+
+def test_remote_worker_without_a_shared_remote_is_refused(
+    controller: Path, three: list[Machine]
+) -> None:
+    tx = ["--tx", three[0].tx, "--dist", "load"]
+    done = pytest_run(controller, "--prp-batch", BATCH, *tx)
+    assert done.returncode == 1
+    assert "is a remote worker (another clone): give --prp-remote NAME" in done.stdout
+    assert git(controller, "branch", "--list", "prp/*") == ""  # nothing merged anywhere
+
+
+def test_ctrl_c_on_the_controller_ends_remote_prps(origin: Path, tmp_path: Path) -> None:
+    token = f"prp-remote-sleep-{os.getpid()}"
+    source = clone(origin, tmp_path / "edit")
+    make_batch(source, {"PRP-60.1.1": [f"python3 -c 'import time; time.sleep(60)' {token}"]})
+    git(source, "commit", "-qam", "a long first PRP")
+    git(source, "push", "-q", "origin", "HEAD:main")
+    controller = clone(origin, tmp_path / "controller")
+    found = machines(origin, tmp_path / "machines", 2)
+    env = {**os.environ, "PYTEST_ADDOPTS": WITHOUT_PYTEST_HTML}
+    tx = [arg for m in found for arg in ("--tx", m.tx)]
+    args = ["--prp-batch", BATCH, "--prp-remote", "origin", "--dist", "load", *tx]
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pytest", *args],
+            cwd=controller,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while not processes_with(token) and time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        if not processes_with(token):
+            proc.kill()
+            raise AssertionError("the long step never started:\n" + proc.communicate()[0])
+        # prp-status on the controller shows the remote PRP running, on which machine.
+        status = subprocess.run(
+            [sys.executable, "-m", "pytest_prp", "status", "--batch", BATCH, "--json"],
+            cwd=controller,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert status.returncode == 0, status.stdout + status.stderr
+        shown = {p["prp_id"]: p for p in json.loads(status.stdout)["prps"]}
+        assert shown["PRP-60.1.1"]["status"] == "running", shown["PRP-60.1.1"]
+        ports = {f"@127.0.0.1:{m.port}" for m in found}
+        assert any(port in str(shown["PRP-60.1.1"]["worker"]) for port in ports), shown
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+        assert wait_gone(token, 15) == [], out
+        assert proc.returncode != 0
+    finally:
+        for machine in found:
+            machine.stop()
+
+
+@pytest.mark.skipif(not SSHD.exists(), reason="needs Debian's openssh-server (sshd)")
+def test_batch_over_ssh_and_socket(controller: Path, origin: Path, tmp_path: Path) -> None:
+    ssh = SshMachine("ssh1", tmp_path / "ssh1")
+    ssh.root.mkdir()
+    clone(origin, ssh.clone)
+    ssh.start()
+    sockets = machines(origin, tmp_path / "machines", 1)
+    try:
+        tx = ["--tx", ssh.tx, "--tx", sockets[0].tx]
+        args = ["--prp-batch", BATCH, "--prp-remote", "origin", "--dist", "load", *tx]
+        done = pytest_run(controller, *args)
+        assert done.returncode == 1, done.stdout + done.stderr
+        found = statuses(controller)
+        assert found[FAILING] == "failed_gates" and found["PRP-60.5.1"] == "success"
+        passing = sorted(p for p, s in found.items() if s == "success")
+        assert merged(controller, f"prp/batch-{BATCH}") == passing
+        workers = {e["worker"] for s in result(controller)["stages"].values() for e in s.values()}
+        assert any(str(ssh.clone) in w for w in workers), workers
+    finally:
+        ssh.stop()
+        sockets[0].stop()
