@@ -26,6 +26,9 @@ from pytest_prp.execution import (
     worker_name,
 )
 from pytest_prp.gitops import GitError, trailers_message
+from pytest_prp.merge_check import check_out
+from pytest_prp.merge_queue import MergeOutcome, checked_merge
+from pytest_prp.merge_redo import integration_gates, redo_or_fail
 from pytest_prp.ratelimit import (
     RATE_LIMITED,
     GiveUp,
@@ -335,9 +338,37 @@ def run_call(item: PrpItem) -> None:
     run = item.stash[RUN]
     context = item.stash[CONTEXT]
     prp = item.prp
-    gates: list[Gate] = list(prp.body.executable_gates)
+    gates: list[Gate] = list(prp.body.executable_gates) + integration_gates(
+        settings.integration_gate, len(prp.body.gates)
+    )
     run.gates_executable = len(gates)
     run.gates_unverified = len(prp.body.unverified_gates)
+    while True:
+        _gates_pass(item, context, run, gates)
+        unverified = not prp.body.executable_gates
+        if unverified and settings.strict:
+            _keep_worktree(execution, run)
+            raise _fail(run, "failed_gates", f"{prp.id}: no executable gate (--prp-strict)")
+        if settings.verify:
+            run.status = "unverified" if unverified else "success"
+            return
+        context.heartbeat_phase("merge")
+        _note_ref_changes(item, execution, run)
+        run.enter_phase("merge", context.attempt)
+        outcome = _commit_and_merge(item, execution, run, unverified, gates)
+        if outcome is None:
+            return
+        # Raises the PRP's failure, or prepares a redo on the current tip: steps run again.
+        redo_or_fail(execution, run, context, outcome, _fail, _keep_worktree)
+        _run_steps(item, context, run)
+        context.redo = None
+
+
+def _gates_pass(item: PrpItem, context: PrpContext, run: PrpRun, gates: list[Gate]) -> None:
+    """Run the gates, the agent retrying on failed ones; raise unless they all pass."""
+    execution = item.config.stash[EXECUTION]
+    settings = execution.settings
+    prp = item.prp
     while True:
         results = _run_gates(item, context, gates)
         failed = [r for r in results if not r.passed]
@@ -353,7 +384,7 @@ def run_call(item: PrpItem) -> None:
         retry = (
             failed
             and settings.agent is not None
-            and context.attempt < settings.attempts
+            and context.attempt < settings.attempts + run.redos
             and context.remaining() > 0
         )
         if not retry:
@@ -380,17 +411,6 @@ def run_call(item: PrpItem) -> None:
                 + kept
             ]
         )
-    unverified = not gates
-    if unverified and settings.strict:
-        _keep_worktree(execution, run)
-        raise _fail(run, "failed_gates", f"{prp.id}: no executable gate (--prp-strict)")
-    if settings.verify:
-        run.status = "unverified" if unverified else "success"
-        return
-    context.heartbeat_phase("merge")
-    _note_ref_changes(item, execution, run)
-    run.enter_phase("merge", context.attempt)
-    _commit_and_merge(execution, run, unverified)
 
 
 class PrpWarning(UserWarning):
@@ -417,7 +437,12 @@ def _note_ref_changes(item: PrpItem, execution: Execution, run: PrpRun) -> None:
         )
 
 
-def _commit_and_merge(execution: Execution, run: PrpRun, unverified: bool) -> None:
+def _commit_and_merge(
+    item: PrpItem, execution: Execution, run: PrpRun, unverified: bool, gates: list[Gate]
+) -> MergeOutcome | None:
+    """Commit the PRP's work and merge it under the rule of ``merge_queue``: None when merged,
+    else how the merge failed (the PRP's commit back on its branch, the integration branch
+    as it was)."""
     prp = run.prp
     assert run.workdir is not None
     trailers = {
@@ -441,32 +466,39 @@ def _commit_and_merge(execution: Execution, run: PrpRun, unverified: bool) -> No
     run.files_modified = list(info.modified)
     run.files_deleted = list(info.deleted)
     prp_branch = prp_branch_name(prp)
+    assert run.base is not None
+
+    def check() -> tuple[list[str], str]:
+        results = _run_gates(item, item.stash[CONTEXT], gates)
+        failed = [r for r in results if not r.passed]
+        return [r.gate.name for r in failed], _gate_failure_text(results)
+
     try:
-        merge = execution.git.merge(
+        outcome = checked_merge(
+            execution.git,
             execution.branch,
             info.sha,
+            run.base,
+            run.workdir,
             f"Merge {prp.id} into {execution.branch}",
-            parent=run.base,
+            check,
             delete_branch=prp_branch,
         )
-        if not merge.ok:
-            execution.git.set_branch(prp_branch, info.sha, run.workdir)
+        run.merge_checks += outcome.checks
+        if outcome.sha is None:  # the PRP's own commit back in its worktree, on its branch
+            check_out(execution.git, run.workdir, info.sha, prp_branch)
     except GitError as exc:
         _keep_worktree(execution, run)
         raise _fail(run, "failed", f"{prp.id}: merge failed: {exc}") from None
-    if not merge.ok:
-        _keep_worktree(execution, run)
-        paths = ", ".join(merge.conflicts) or "(unknown paths)"
-        raise _fail(
-            run,
-            "failed_merge",
-            f"{prp.id}: merge into {execution.branch} conflicts in: {paths}\n"
-            f"{execution.branch} is unchanged; worktree kept: {run.workdir}",
-        )
+    if outcome.sha is None:
+        return outcome
+    run.merged_commit = outcome.sha
+    run.merge_rechecks += outcome.rechecks
     execution.passed[prp.id] = info.sha
-    execution.tip = merge.sha
+    execution.tip = outcome.sha
     run.status = "unverified" if unverified else "success"
     execution.git.done_with_worktree(run.workdir)
+    return None
 
 
 def run_teardown(item: PrpItem) -> None:

@@ -46,7 +46,7 @@ STALE_INTERVALS = 3
 WATCH_SECONDS = 2.0
 RUNNING = "running"
 # Finished with work done: their times make the average for the estimate.
-WORKED = ("success", "unverified", "failed", "failed_gates", "failed_merge")
+WORKED = ("success", "unverified", "failed", "failed_gates", "failed_merge", "failed_integration")
 _RESULT_PREFIX, _RESULT_SUFFIX = "batch-", ".result.json"
 
 
