@@ -28,7 +28,7 @@ from pytest_prp.execution import (
 from pytest_prp.gitops import GitError, trailers_message
 from pytest_prp.merge_check import check_out
 from pytest_prp.merge_queue import MergeOutcome, checked_merge
-from pytest_prp.merge_redo import integration_gates, redo_or_fail
+from pytest_prp.merge_redo import FAILED_INTEGRATION, integration_gates, redo_or_fail
 from pytest_prp.ratelimit import (
     RATE_LIMITED,
     GiveUp,
@@ -396,9 +396,14 @@ def _gates_pass(item: PrpItem, context: PrpContext, run: PrpRun, gates: list[Gat
     run.gates_passed = len(results) - len(failed)
     run.gates_failed = len(failed)
     if failed:
-        run.status = "failed_gates"
+        # Redone on a newer tip, its gates fail there: the PRPs merged meanwhile broke it.
+        status = FAILED_INTEGRATION if run.redos else "failed_gates"
+        run.status = status
         run.errors.extend(f"gate {r.gate.index} {r.gate.name!r} failed" for r in failed)
         tried = f" after {context.attempt} attempts" if context.attempt > 1 else ""
+        if run.redos:
+            tried += f", redone on {execution.branch} at {str(run.base)[:12]}"
+            tried += f" (collides with {', '.join(run.culprits)})" if run.culprits else ""
         kept = ""
         if not settings.verify:  # verify mode checks HEAD as it is: nothing of its own to keep
             _keep_worktree(execution, run)
