@@ -4,7 +4,11 @@ naming the PRPs they collide with. Real git, real pytest runs, serial and under 
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -201,3 +205,59 @@ def test_merge_attempts_option_is_checked(pytester: pytest.Pytester, repo: Path)
     result = pytester.runpytest("--prp-batch", "66", "--prp-merge-attempts", "-1")
     assert result.ret != 0
     result.stderr.fnmatch_lines(["*--prp-merge-attempts*not a whole number*"])
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
+def test_killed_during_a_merge_check_loses_nothing_and_resumes(
+    pytester: pytest.Pytester, repo: Path, tmp_path: Path, sig: signal.Signals
+) -> None:
+    checking, release, moved = (tmp_path / n for n in ("checking", "release", "moved"))
+    write_prp(
+        repo,
+        "PRP-67.1.1",
+        steps=[
+            f"if [ ! -e {moved} ]; then touch {moved}\n"
+            "  echo other > other.txt && git add other.txt && git commit -qm other\n"
+            "  git update-ref refs/heads/prp/batch-67 HEAD\n"
+            "  git reset -q --hard HEAD~1\n"
+            "fi\n"
+            "echo mine > mine.txt"
+        ],
+        # On the merged tree (other.txt there) the check blocks until released.
+        gates=[
+            f"if [ -e other.txt ] && [ ! -e {release} ]; then touch {checking}; sleep 60; fi\n"
+            "test -f mine.txt"
+        ],
+    )
+    git(repo, "branch", "prp/batch-67")
+    run = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "--prp-batch", "67", "-p", "no:cacheprovider"],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not checking.exists():
+            assert run.poll() is None, run.communicate()[0]
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        tip = git(repo, "rev-parse", "prp/batch-67")
+        os.killpg(run.pid, sig)
+        run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+    # Nothing moved the branch past the unchecked merge; the other work is still there.
+    assert git(repo, "rev-parse", "prp/batch-67") == tip
+    assert git(repo, "show", "prp/batch-67:other.txt") == "other"
+    release.touch()
+    result = pytester.runpytest("--prp-batch", "67")
+    assert result.ret == 0, result.stdout.str()
+    assert merged_ids(repo, "prp/batch-67") == ["PRP-67.1.1"]  # merged exactly once
+    assert git(repo, "show", "prp/batch-67:mine.txt") == "mine"
+    assert git(repo, "show", "prp/batch-67:other.txt") == "other"
+    git(repo, "fsck", "--no-dangling")
