@@ -66,8 +66,8 @@ def build(git: GitWorkspace, tip: str, commit: str, message: str) -> Built:
 
 def check_out(git: GitWorkspace, worktree: Path, commit: str, branch: str | None = None) -> None:
     """``commit`` into ``worktree`` (files and index), detached, or on ``branch`` reset there:
-    the merged state is checked where the PRP ran, and its own commit put back after."""
-    git._git("clean", "-q", "-ffdx", cwd=worktree)
+    the merged state is checked where the PRP ran, and its own commit put back after.
+    Ignored files (build output, caches) stay, as in any checkout."""
     target = ("-B", branch) if branch is not None else ("--detach",)
     git._git("checkout", "-q", "-f", *target, commit, cwd=worktree)
 

@@ -64,7 +64,11 @@ def checked_merge(
     delete_branch: str | None,
 ) -> MergeOutcome:
     """Merge ``commit`` (whose tree passed its gates) into ``branch`` under the rule above."""
-    outcome = MergeOutcome()
+    outcome = MergeOutcome(tip=tip_of(git, branch))
+    if outcome.tip == base and swap(git, branch, commit, base, delete_branch, hold=False):
+        # Nothing merged since the PRP started: the tree its gates passed on, one swap.
+        outcome.sha, outcome.fast_forward = commit, True
+        return outcome
     passed = {tree_of(git, commit)}
     lost = 0
     while True:

@@ -490,8 +490,10 @@ def _commit_and_merge(
             delete_branch=prp_branch,
         )
         run.merge_checks += outcome.checks
-        if outcome.sha is None:  # the PRP's own commit back in its worktree, on its branch
+        if outcome.sha is None and outcome.checks:  # its own commit back, on its branch
             check_out(execution.git, run.workdir, info.sha, prp_branch)
+        elif outcome.sha is None:  # its files are its commit's: the branch moves there
+            execution.git.set_branch(prp_branch, info.sha, run.workdir)
     except GitError as exc:
         _keep_worktree(execution, run)
         raise _fail(run, "failed", f"{prp.id}: merge failed: {exc}") from None
