@@ -4,6 +4,7 @@ naming the PRPs they collide with. Real git, real pytest runs, serial and under 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import entries, git, result_json, write_prp
+from tests.conftest import FAKE_AGENT, entries, git, result_json, write_prp
 
 # Every module of the project runs: the integration gate that a renamed function breaks.
 ALL_MODULES = 'for f in *.py; do python3 "$f" || exit 1; done'
@@ -261,3 +262,58 @@ def test_killed_during_a_merge_check_loses_nothing_and_resumes(
     assert git(repo, "show", "prp/batch-67:mine.txt") == "mine"
     assert git(repo, "show", "prp/batch-67:other.txt") == "other"
     git(repo, "fsck", "--no-dangling")
+
+
+def test_an_agent_redoes_a_conflicting_prp_told_why(
+    pytester: pytest.Pytester, repo: Path, tmp_path: Path
+) -> None:
+    """The first time its gate runs, another PRP's conflicting work lands on the branch: the
+    agent is run again on the new tip with the conflicting paths, the commits since its base
+    and its earlier diff; its redo merges."""
+    moved, record = tmp_path / "moved", tmp_path / "record.json"
+    write_prp(
+        repo,
+        "PRP-68.1.1",
+        creates={"shared.txt": "mine"},
+        gates=[
+            f"if [ ! -e {moved} ]; then touch {moved}\n"
+            "  echo theirs > shared.txt && git add shared.txt\n"
+            "  git commit -qm 'other work' --trailer PRP-Id=PRP-68.0.1\n"
+            "  git update-ref refs/heads/prp/batch-68 HEAD\n"
+            "  git reset -q --hard HEAD~1 && echo mine > shared.txt\n"
+            "fi\n"
+            "test -f shared.txt"
+        ],
+    )
+    agent = f"{sys.executable} {FAKE_AGENT} --record {record}"
+    result = pytester.runpytest("--prp-batch", "68", "--prp-agent", agent)
+    assert result.ret == 0, result.stdout.str()
+    entry = records(repo, "68")["PRP-68.1.1"]
+    assert entry["status"] == "success"
+    assert entry["redos"] == 1
+    assert entry["collides_with"] == ["PRP-68.0.1"]
+    history = json.loads(record.read_text())["history"]
+    assert len(history) == 2
+    redo = history[-1]["prompt"]
+    assert "Redo on the current integration tip" in redo
+    assert "- shared.txt" in redo  # the conflicting path
+    assert "PRP-68.0.1" in redo  # what moved the tip
+    assert "+mine" in redo  # its earlier diff
+    assert "Redo" not in history[0]["prompt"]
+    assert git(repo, "show", "prp/batch-68:shared.txt") == "mine"
+    assert merged_ids(repo, "prp/batch-68") == ["PRP-68.1.1", "PRP-68.0.1"]
+
+
+def test_whom_a_failed_merge_collides_with() -> None:
+    from pytest_prp.merge_check import Merged
+    from pytest_prp.merge_queue import SEMANTIC, TEXTUAL, collisions
+
+    merged = [
+        Merged("a" * 40, "PRP-1.1.1", ("a.txt",)),
+        Merged("b" * 40, None, ("shared.txt",)),  # by hand: no PRP to name
+        Merged("c" * 40, "PRP-1.1.2", ("shared.txt", "c.txt")),
+    ]
+    assert collisions(merged, TEXTUAL, ["shared.txt"]) == ["PRP-1.1.2"]
+    assert collisions(merged, SEMANTIC, []) == ["PRP-1.1.1", "PRP-1.1.2"]
+    # Paths no PRP touched (renames, by hand): every PRP merged since the base.
+    assert collisions(merged, TEXTUAL, ["z.txt"]) == ["PRP-1.1.1", "PRP-1.1.2"]
