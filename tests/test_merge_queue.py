@@ -116,6 +116,15 @@ def test_semantic_conflict_serial(pytester: pytest.Pytester, repo: Path, tmp_pat
     assert entry["merge_failures"][0]["failed_gates"] == ["Gate 1: check 1"]
     result.stdout.fnmatch_lines(["*PRP-61.1.1*fail*collides with PRP-61.0.9*"])
     assert merged_ids(repo, "prp/batch-61") == ["PRP-61.0.9"]
+    status = subprocess.run(
+        [sys.executable, "-m", "pytest_prp", "status", "--results-dir", ".ce/orchestration"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+    )
+    assert status.returncode == 0, status.stderr
+    line = next(x for x in status.stdout.splitlines() if x.startswith("PRP-61.1.1"))
+    assert "failed_integration" in line and "collides with PRP-61.0.9" in line, line
 
 
 def test_tip_moved_merged_after_check(pytester: pytest.Pytester, repo: Path) -> None:
