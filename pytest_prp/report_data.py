@@ -37,7 +37,7 @@ STATUS_LABELS = {
     "failed_gates": "gates failed",
     "failed": "failed",
     "failed_merge": "merge failed",
-    "failed_integration": "fails merged",
+    "failed_integration": "integration failed",
     "blocked": "blocked",
     "completed_earlier": "completed earlier",
     "skipped_budget": "over budget",

@@ -319,9 +319,13 @@ def _gate_failure_text(results: list[GateResult]) -> str:
     return "\n\n".join(format_gate_failure(r) for r in results if not r.passed)
 
 
-def _run_gates(item: PrpItem, context: PrpContext, gates: list[Gate]) -> list[GateResult]:
+def _run_gates(
+    item: PrpItem, context: PrpContext, gates: list[Gate], phase: bool = True
+) -> list[GateResult]:
+    """The gates' results; ``phase`` False for a merge check (part of the merge phase)."""
     results: list[GateResult] = []
-    item.stash[RUN].enter_phase("gates", context.attempt)
+    if phase:
+        item.stash[RUN].enter_phase("gates", context.attempt)
     for index, gate in enumerate(gates, 1):
         context.heartbeat_phase("gates", current=gate.name, index=index, total=len(gates))
         result: GateResult | None = item.config.hook.pytest_prp_run_gate(gate=gate, context=context)
@@ -474,7 +478,7 @@ def _commit_and_merge(
     assert run.base is not None
 
     def check() -> tuple[list[str], str]:
-        results = _run_gates(item, item.stash[CONTEXT], gates)
+        results = _run_gates(item, item.stash[CONTEXT], gates, phase=False)
         failed = [r for r in results if not r.passed]
         return [r.gate.name for r in failed], _gate_failure_text(results)
 

@@ -168,8 +168,11 @@ def test_fast_forward_runs_no_second_check(pytester: pytest.Pytester, repo: Path
 def test_textual_conflict_resolved_by_redo(pytester: pytest.Pytester, repo: Path) -> None:
     for n in (1, 2):
         write_prp(repo, f"PRP-64.1.{n}", steps=[f"echo line {n} >> log.txt"], gates=["sleep 1.5"])
-    result = pytester.runpytest_subprocess("--prp-batch", "64", "-n", "2")
+    result = pytester.runpytest_subprocess("--prp-batch", "64", "-n", "2", "--junitxml=out.xml")
     assert result.ret == 0, result.stdout.str()
+    junit = (repo / "out.xml").read_text()
+    assert '<property name="redos" value="1"' in junit
+    assert '<property name="merged_commit"' in junit
     found = records(repo, "64")
     assert {e["status"] for e in found.values()} == {"success"}
     assert sorted(e["redos"] for e in found.values()) == [0, 1]
