@@ -23,10 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_prp.gitops import GitWorkspace
+from pytest_prp.gitops import GitError, GitWorkspace
 from pytest_prp.merge_check import Merged, build, check_out, swap, tip_of, tree_of
 
 HOLD_AFTER = 3
+# With the lock held only something outside pytest-prp (or a broken ref) fails the swap: a
+# bound instead of looping for ever.
+GIVE_UP_AFTER = 20
 
 TEXTUAL = "textual"
 SEMANTIC = "semantic"
@@ -94,6 +97,8 @@ def checked_merge(
                 outcome.sha, outcome.fast_forward = built.sha, built.fast_forward
                 return outcome
         lost += 1
+        if lost >= GIVE_UP_AFTER:
+            raise GitError(f"could not merge into {branch}: it kept changing")
 
 
 class _nothing:
