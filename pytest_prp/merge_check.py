@@ -111,3 +111,18 @@ def diff_text(git: GitWorkspace, base: str, commit: str) -> str:
     if len(lines) > DIFF_LINES:
         lines = lines[:DIFF_LINES] + [f"... ({len(lines) - DIFF_LINES} more lines)"]
     return "\n".join(lines)
+
+
+def earlier_branch(prp_branch: str) -> str:
+    """Where a redone PRP's earlier commit is kept until its redo merges."""
+    return f"{prp_branch}-before-redo"
+
+
+def keep_earlier(git: GitWorkspace, prp_branch: str, commit: str) -> None:
+    git._git(
+        "update-ref", "-m", "prp: before redo", f"refs/heads/{earlier_branch(prp_branch)}", commit
+    )
+
+
+def drop_earlier(git: GitWorkspace, prp_branch: str) -> None:
+    git._git("update-ref", "-d", f"refs/heads/{earlier_branch(prp_branch)}", codes=None)

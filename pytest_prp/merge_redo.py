@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from pytest_prp.execution import prp_branch_name
 from pytest_prp.gitops import GitError
-from pytest_prp.merge_check import diff_text, merged_since
+from pytest_prp.merge_check import diff_text, earlier_branch, keep_earlier, merged_since
 from pytest_prp.merge_queue import TEXTUAL, MergeOutcome, collisions, redo_prompt
 from pytest_prp.model import GATE_SHELL, Gate
 
@@ -64,6 +64,7 @@ def redo_or_fail(
     if run.redos < execution.settings.merge_attempts:
         try:
             diff = diff_text(git, run.base, commit)
+            keep_earlier(git, prp_branch_name(prp), commit)  # the redo resets its branch
             run.workdir = git.prp_worktree(prp.id, prp_branch_name(prp), outcome.tip)
         except GitError as exc:
             keep(execution, run)
@@ -83,6 +84,8 @@ def redo_or_fail(
     branch = execution.branch
     redone = f" after {run.redos} redo(s)" if run.redos else ""
     tail = f"\n{branch} is unchanged; worktree kept: {run.workdir}"
+    if run.redos:
+        tail += f"\nits work before the redo: branch {earlier_branch(prp_branch_name(prp))}"
     if outcome.conflict == TEXTUAL:
         paths = ", ".join(outcome.paths) or "(unknown paths)"
         raise fail(

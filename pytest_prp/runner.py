@@ -26,7 +26,7 @@ from pytest_prp.execution import (
     worker_name,
 )
 from pytest_prp.gitops import GitError, trailers_message
-from pytest_prp.merge_check import check_out
+from pytest_prp.merge_check import check_out, drop_earlier
 from pytest_prp.merge_queue import MergeOutcome, checked_merge
 from pytest_prp.merge_redo import FAILED_INTEGRATION, integration_gates, redo_or_fail
 from pytest_prp.ratelimit import (
@@ -406,7 +406,8 @@ def _gates_pass(item: PrpItem, context: PrpContext, run: PrpRun, gates: list[Gat
         run.errors.extend(f"gate {r.gate.index} {r.gate.name!r} failed" for r in failed)
         tried = f" after {context.attempt} attempts" if context.attempt > 1 else ""
         if run.redos:
-            tried += f", redone on {execution.branch} at {str(run.base)[:12]}"
+            tried += f", redone on {execution.branch} at {str(run.base)[:12]}; its work "
+            tried += f"before the redo: branch {prp_branch_name(prp)}-before-redo"
             tried += f" (collides with {', '.join(run.culprits)})" if run.culprits else ""
         kept = ""
         if not settings.verify:  # verify mode checks HEAD as it is: nothing of its own to keep
@@ -504,6 +505,8 @@ def _commit_and_merge(
     if outcome.sha is None:
         return outcome
     run.merged_commit = outcome.sha
+    if run.redos:  # the redo merged: its earlier attempt is superseded
+        drop_earlier(execution.git, prp_branch)
     run.merge_rechecks += outcome.rechecks
     execution.passed[prp.id] = info.sha
     execution.tip = outcome.sha

@@ -86,6 +86,7 @@ def test_semantic_conflict_fails_integration_naming_the_first(
     # Its earlier work is named by the result (its commit), its redo kept in its worktree.
     earlier = found[second]["commits"][-1]
     assert git(repo, "log", "-1", "--format=%s", earlier).startswith(second)
+    assert git(repo, "rev-parse", f"prp/60/{second}-before-redo") == earlier
     assert Path(found[second]["worktree"]).is_dir()
 
 
@@ -192,6 +193,7 @@ def test_textual_conflict_resolved_by_redo(
     assert sorted(git(repo, "show", "prp/batch-64:log.txt").splitlines()) == ["line 1", "line 2"]
     # Each passing PRP merged exactly once.
     assert sorted(merged_ids(repo, "prp/batch-64")) == sorted(found)
+    assert "before-redo" not in git(repo, "branch", "--list", "prp/*")  # superseded, dropped
     result.stdout.fnmatch_lines(["*redone on tip*"])
 
 
@@ -218,6 +220,7 @@ def test_redo_that_still_conflicts_fails_merge(pytester: pytest.Pytester, repo: 
     result.stdout.fnmatch_lines(["*conflicts in: shared.txt*after 1 redo*"])
     assert "mine" not in git(repo, "show", "prp/batch-65:shared.txt")
     assert git(repo, "show", "prp/65/PRP-65.1.1:shared.txt") == "mine"
+    assert git(repo, "show", "prp/65/PRP-65.1.1-before-redo:shared.txt") == "mine"
     assert git(repo, "rev-parse", "HEAD") == before  # the user's checkout untouched
 
 
