@@ -340,3 +340,42 @@ def test_whom_a_failed_merge_collides_with() -> None:
     assert collisions(merged, SEMANTIC, []) == ["PRP-1.1.1", "PRP-1.1.2"]
     # Paths no PRP touched (renames, by hand): every PRP merged since the base.
     assert collisions(merged, TEXTUAL, ["z.txt"]) == ["PRP-1.1.1", "PRP-1.1.2"]
+
+
+def test_merges_do_not_wait_behind_a_check(
+    pytester: pytest.Pytester, repo: Path, tmp_path: Path
+) -> None:
+    """-n 2: while PRP-69.1.1's merge check runs its slow gate, PRP-69.2.1 (started after
+    PRP-69.1.2 merged) merges; the check then re-runs on the new tip."""
+    log = tmp_path / "checks.log"
+    detached = "! git symbolic-ref -q HEAD >/dev/null"
+    write_prp(
+        repo,
+        "PRP-69.1.1",
+        creates={"a.txt": "a"},
+        gates=[
+            "sleep 1",
+            f'if {detached}; then echo "start $(date +%s.%N)" >> {log}; sleep 3; '
+            f'echo "end $(date +%s.%N)" >> {log}; fi',
+        ],
+    )
+    write_prp(repo, "PRP-69.1.2", creates={"b.txt": "b"}, gates=["true"])
+    write_prp(
+        repo,
+        "PRP-69.2.1",
+        deps=["PRP-69.1.2"],
+        creates={"c.txt": "c"},
+        gates=[f'sleep 1.5; echo "c-gate $(date +%s.%N)" >> {log}'],
+    )
+    result = pytester.runpytest_subprocess("--prp-batch", "69", "-n", "2")
+    assert result.ret == 0, result.stdout.str()
+    found = records(repo, "69")
+    assert {e["status"] for e in found.values()} == {"success"}
+    events = [line.split() for line in log.read_text().splitlines()]
+    first_end = next(float(t) for kind, t in events if kind == "end")
+    c_gate = next(float(t) for kind, t in events if kind == "c-gate")
+    # PRP-69.2.1 ran its gate and merged while the first check was still running...
+    assert c_gate < first_end, events
+    assert found["PRP-69.1.1"]["merge_rechecks"] >= 1, found["PRP-69.1.1"]
+    # ... and the branch holds all three, each once.
+    assert sorted(merged_ids(repo, "prp/batch-69")) == sorted(found)
