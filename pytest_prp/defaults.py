@@ -9,6 +9,7 @@ import pytest
 
 from pytest_prp.collect import KNOWN_PRPS, PrpUserError
 from pytest_prp.ids import natural_key
+from pytest_prp.naming import INTEGRATION_BRANCH, batch_branch, batch_folder
 
 if TYPE_CHECKING:
     from pytest_prp.context import PrpContext
@@ -72,7 +73,7 @@ class DefaultImplementations:
                 activity_dir=context.workdir,
                 log=context.log,
                 # Kept beside the logs: what the agent was told is part of the record.
-                prompt_dir=settings.results_dir / "prompts" / (context.prp.batch or "none"),
+                prompt_dir=settings.results_dir / "prompts" / batch_folder(context.prp.batch),
                 on_line=context.on_line,
             )
         return run_literal_steps(
@@ -138,4 +139,4 @@ class DefaultImplementations:
 def _batch_branches(config: pytest.Config) -> list[str]:
     """Default integration branches of the known batches: where a resumed batch's work is."""
     batches = {prp.batch for prp in config.stash.get(KNOWN_PRPS, []) if prp.batch}
-    return [f"prp/batch-{b}" for b in sorted(batches, key=natural_key)] + ["prp/integration"]
+    return [batch_branch(b) for b in sorted(batches, key=natural_key)] + [INTEGRATION_BRANCH]

@@ -17,7 +17,7 @@ from pytest_prp.collect import KNOWN_PRPS
 from pytest_prp.gitops import GitError, GitWorkspace, RefState
 from pytest_prp.heartbeat import iso
 from pytest_prp.model import Prp
-from pytest_prp.safepath import inside
+from pytest_prp.naming import INTEGRATION_BRANCH, batch_branch, prp_branch
 from pytest_prp.where import repository_top
 
 if TYPE_CHECKING:
@@ -142,8 +142,6 @@ class PrpRun:
             "worktree": str(self.workdir) if self.kept_worktree and self.workdir else None,
             "log": str(self.log_path) if self.log_path else None,
             "blocked_by": self.blocked_by,
-
-
             "dependencies": list(self.prp.dependencies),
             "started_at": iso(self.started_at),
             "finished_at": iso(self.finished_at),
@@ -170,6 +168,8 @@ def repository_start(config: pytest.Config) -> Path:
     from pytest_prp.where import start_path
 
     return start_path(config.args, config.invocation_params.dir, config.rootpath)
+
+
 def worker_name(config: pytest.Config) -> str:
     """The xdist worker this process is (``gw0``, ...), or ``main``: from xdist's own input,
     not the environment, which a pytest run started from inside a worker inherits."""
@@ -182,12 +182,12 @@ def integration_branch_name(settings: Settings, batches: Iterable[str | None]) -
     if settings.branch:
         return settings.branch
     label = batch_label(batches)
-    return f"prp/batch-{label}" if label != "integration" else "prp/integration"
+    return batch_branch(label) if label != "integration" else INTEGRATION_BRANCH
 
 
 def prp_branch_name(prp: Prp) -> str:
     """The branch of a PRP's worktree: ``prp/<batch>/<id>`` (each part one plain name)."""
-    return inside(Path("prp"), prp.batch or "none", prp.id).as_posix()
+    return prp_branch(prp.batch, prp.id)
 
 
 def batch_label(batches: Iterable[str | None]) -> str:
@@ -273,7 +273,7 @@ class Execution:
 
     @property
     def result_path(self) -> Path:
-        from pytest_prp.status import result_path
+        from pytest_prp.naming import result_path
 
         return result_path(self.settings.results_dir, self.label)
 
@@ -343,7 +343,7 @@ def check_repository(config: pytest.Config, settings: Settings) -> None:
             except GitError:
                 raise GitError(f"--prp-base {settings.base} does not exist") from None
         batches = settings.selection.batches
-        branch = settings.branch or (f"prp/batch-{batches[0]}" if len(batches) == 1 else None)
+        branch = settings.branch or (batch_branch(batches[0]) if len(batches) == 1 else None)
         where = git.checked_out_in(branch) if branch else None
         if where is not None:
             raise GitError(f"integration branch {branch} is checked out in {where}")

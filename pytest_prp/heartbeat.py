@@ -26,6 +26,7 @@ from typing import Any
 
 from pytest_prp.ids import natural_key
 from pytest_prp.jsonfile import read_json, write_json_atomically
+from pytest_prp.naming import batch_folder
 from pytest_prp.safepath import inside
 from pytest_prp.stream_json import render_line
 
@@ -41,13 +42,13 @@ PHASE_WRITE_DELAY = 0.05
 def heartbeat_dir(results_dir: Path, batch: str | None = None) -> Path:
     """``<results_dir>/heartbeats``, or the directory of one batch (``none``: no batch)."""
     root = results_dir / "heartbeats"
-    return root if batch is None else inside(root, batch or "none")
+    return root if batch is None else inside(root, batch_folder(batch))
 
 
 def heartbeat_path(results_dir: Path, batch: str | None, prp_id: str) -> Path:
     """``<results_dir>/heartbeats/<batch>/<id>.json``; a PRP without batch goes to ``none``."""
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", prp_id)
-    return inside(heartbeat_dir(results_dir, batch or "none"), f"{name}.json")
+    return inside(heartbeat_dir(results_dir, batch_folder(batch)), f"{name}.json")
 
 
 def worker_id() -> str:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 from pathlib import PurePosixPath
+from typing import TypeVar
 
 from pytest_prp.ids import natural_key
 from pytest_prp.model import Problem, Prp, display_path
@@ -329,12 +330,21 @@ def _stage_contradiction(prp: Prp, deps: list[str], stages: dict[str, int]) -> P
     )
 
 
+_K = TypeVar("_K")
+
+
+def chain_weights(estimates: Mapping[_K, float | None]) -> tuple[dict[_K, float], bool]:
+    """The chain rule, for the plan view and the scheduler alike: a PRP weighs its estimated
+    hours when every PRP has an estimate, else 1 (chains are counted in PRPs). Also says which."""
+    by_hours = all(hours is not None for hours in estimates.values())
+    return {k: (hours or 0.0) if by_hours else 1.0 for k, hours in estimates.items()}, by_hours
+
+
 def _critical_path(plan: list[Prp], graph: dict[str, list[str]]) -> tuple[list[str], float, str]:
     """Longest dependency chain in the plan: by estimated hours if all are known, else by count."""
     if not plan:
         return [], 0, PRPS
-    by_hours = all(p.estimated_hours is not None for p in plan)
-    weight = {p.id: (p.estimated_hours or 0.0) if by_hours else 1.0 for p in plan}
+    weight, by_hours = chain_weights({p.id: p.estimated_hours for p in plan})
     path, length = longest_chain([p.id for p in plan], graph, weight)
     return path, length, HOURS if by_hours else PRPS
 
@@ -365,14 +375,15 @@ def longest_chain(
 def _conflicts(plan: list[Prp], stages: dict[str, int]) -> list[Conflict]:
     touched: dict[tuple[int, str], list[str]] = {}
     for prp in plan:
-        for path in _unique(_normalise_path(f) for f in prp.files_modified):
+        for path in _unique(normalise_path(f) for f in prp.files_modified):
             touched.setdefault((stages[prp.id], path), []).append(prp.id)
     return [
         Conflict(stage, path, ids) for (stage, path), ids in sorted(touched.items()) if len(ids) > 1
     ]
 
 
-def _normalise_path(path: str) -> str:
+def normalise_path(path: str) -> str:
+    """A ``files_modified`` entry as the conflict rule compares it (planning and scheduler)."""
     return PurePosixPath(path.strip().replace("\\", "/")).as_posix()
 
 

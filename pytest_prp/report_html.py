@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
 
 from pytest_prp.heartbeat import format_duration
 from pytest_prp.report_data import STATUS_LABELS, PrpView, ReportView
@@ -494,3 +497,33 @@ def prp_fragment(prp: PrpView) -> str:
         f'<div class="prp-details" style="border-left:4px solid {colour};padding-left:6px">'
         f"<b>{_e(prp.prp_id)}</b> {_e(prp.title)}<table>{rows}</table>{prp_details(prp)}</div>"
     )
+
+
+def default_report_path(results_dir: Path, label: str) -> Path:
+    """``<results_dir>/batches/batch-<batch>.html``, beside the result JSON."""
+    from pytest_prp.naming import report_path
+
+    return report_path(results_dir, label)
+
+
+def write_report(
+    path: Path,
+    document: Mapping[str, Any],
+    *,
+    graph: Mapping[str, Any] | None = None,
+    live: Mapping[str, Mapping[str, Any]] | None = None,
+    budget_usd: float | None = None,
+) -> None:
+    """Render the report of a result document and write it atomically."""
+    from pytest_prp.jsonfile import write_text_atomically
+    from pytest_prp.report_data import build_view
+
+    view = build_view(
+        document,
+        graph=graph,
+        live=live,
+        budget_usd=budget_usd,
+        report_dir=path.parent,
+        now=time.time(),
+    )
+    write_text_atomically(path, render(view))

@@ -18,48 +18,21 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_prp.options import DEFAULT_REPORT
+from pytest_prp.report_html import default_report_path as default_report_path
+from pytest_prp.report_html import write_report as write_report
 
 if TYPE_CHECKING:
     from pytest_prp.results import BatchResults
 
 GAP = 10.0  # the writer rests this many times as long as its last write took
 MAX_GAP = 2.0  # seconds, at most
-
-
-def default_report_path(results_dir: Path, label: str) -> Path:
-    """``<results_dir>/batches/batch-<batch>.html``, beside the result JSON."""
-    return results_dir / "batches" / f"batch-{label}.html"
-
-
-def write_report(
-    path: Path,
-    document: Mapping[str, Any],
-    *,
-    graph: Mapping[str, Any] | None = None,
-    live: Mapping[str, Mapping[str, Any]] | None = None,
-    budget_usd: float | None = None,
-) -> None:
-    """Render the report of a result document and write it atomically."""
-    from pytest_prp.jsonfile import write_text_atomically
-    from pytest_prp.report_data import build_view
-    from pytest_prp.report_html import render
-
-    view = build_view(
-        document,
-        graph=graph,
-        live=live,
-        budget_usd=budget_usd,
-        report_dir=path.parent,
-        now=time.time(),
-    )
-    write_text_atomically(path, render(view))
 
 
 class ReportWriter:

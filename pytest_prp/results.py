@@ -129,7 +129,7 @@ class BatchResults:
 
     @property
     def path(self) -> Path:
-        from pytest_prp.status import result_path
+        from pytest_prp.naming import result_path
 
         return result_path(self.results_dir, self.label)
 

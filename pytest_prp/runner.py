@@ -29,6 +29,7 @@ from pytest_prp.gitops import GitError, trailers_message
 from pytest_prp.merge_check import check_out, drop_earlier
 from pytest_prp.merge_queue import MergeOutcome, checked_merge
 from pytest_prp.merge_redo import FAILED_INTEGRATION, integration_gates, redo_or_fail
+from pytest_prp.naming import batch_folder
 from pytest_prp.ratelimit import (
     RATE_LIMITED,
     GiveUp,
@@ -134,7 +135,7 @@ def _tell_pytest_dependency(item: pytest.Item, done: list[str]) -> None:
 def _start_heartbeat(item: PrpItem, run: PrpRun, settings: Settings) -> Heartbeat:
     from pytest_prp.heartbeat import Heartbeat, heartbeat_path
 
-    batch = item.prp.batch or "none"
+    batch = batch_folder(item.prp.batch)
     beat = Heartbeat(
         heartbeat_path(settings.results_dir, batch, item.prp.id),
         prp_id=item.prp.id,
@@ -157,7 +158,7 @@ def run_setup(item: PrpItem) -> None:
     settings = execution.settings
     prp = item.prp
     run = item.stash[RUN]
-    run.log_path = inside(settings.results_dir / "logs", prp.batch or "none", f"{prp.id}.log")
+    run.log_path = inside(settings.results_dir / "logs", batch_folder(prp.batch), f"{prp.id}.log")
     # Said before any work: under -W error the PRP then fails here, with nothing to lose.
     for warning in prp.body.warnings:  # e.g. blocks that look like gates and are not read
         try:
@@ -457,7 +458,7 @@ def _commit_and_merge(
     assert run.workdir is not None
     trailers = {
         "PRP-Id": prp.id,
-        "PRP-Batch": prp.batch or "none",
+        "PRP-Batch": batch_folder(prp.batch),
         "PRP-Gates": f"{run.gates_passed}/{run.gates_executable} passed",
     }
     message = trailers_message(f"{prp.id}: Complete - {prp.title}", trailers)

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from graphlib import CycleError, TopologicalSorter
 from itertools import cycle, pairwise
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
@@ -38,6 +38,7 @@ from xdist.workermanage import parse_tx_spec_config
 
 from pytest_prp.frontmatter import load_prp
 from pytest_prp.ids import natural_key, normalize_id
+from pytest_prp.planning import chain_weights, normalise_path
 
 FILLER_NODEID = "pytest-prp::next"
 
@@ -112,10 +113,6 @@ def _read_info(path: Path) -> PrpInfo | None:
     )
 
 
-def _normalise_path(path: str) -> str:
-    return PurePosixPath(path.strip().replace("\\", "/")).as_posix()
-
-
 @dataclass
 class _Prp:
     index: int
@@ -146,15 +143,14 @@ def _break_cycles(prps: dict[int, _Prp]) -> list[int]:
 
 def _set_chains(prps: dict[int, _Prp], order: list[int]) -> None:
     """Longest path to a sink: in hours when every PRP has an estimate, else in PRPs."""
-    by_hours = all(p.info.estimated_hours is not None for p in prps.values())
+    weight, _ = chain_weights({i: p.info.estimated_hours for i, p in prps.items()})
     dependents: dict[int, list[int]] = {i: [] for i in prps}
     for prp in prps.values():
         for dep in prp.deps:
             dependents[dep].append(prp.index)
     for index in reversed(order):
         prp = prps[index]
-        weight = (prp.info.estimated_hours or 0.0) if by_hours else 1.0
-        prp.chain = weight + max((prps[d].chain for d in dependents[index]), default=0.0)
+        prp.chain = weight[index] + max((prps[d].chain for d in dependents[index]), default=0.0)
 
 
 class PrpScheduling:
@@ -348,7 +344,7 @@ class PrpScheduling:
             if info is None:
                 self.tests.append(index)
                 continue
-            files = frozenset(_normalise_path(f) for f in info.files_modified if f.strip())
+            files = frozenset(normalise_path(f) for f in info.files_modified if f.strip())
             self.prps[index] = _Prp(index, info, set(), files)
             by_id.setdefault(info.id, []).append(index)
         for prp in self.prps.values():

@@ -40,7 +40,7 @@ from pytest_prp.heartbeat import (
 from pytest_prp.ids import batch_id_problem, natural_key
 from pytest_prp.jsonfile import read_json
 from pytest_prp.merge_queue import merge_notes
-from pytest_prp.safepath import inside
+from pytest_prp.naming import RESULT_PREFIX, RESULT_SUFFIX, batch_folder, result_path
 
 DEFAULT_RESULTS_DIR = Path(".ce/orchestration")
 STALE_INTERVALS = 3
@@ -48,7 +48,6 @@ WATCH_SECONDS = 2.0
 RUNNING = "running"
 # Finished with work done: their times make the average for the estimate.
 WORKED = ("success", "unverified", "failed", "failed_gates", "failed_merge", "failed_integration")
-_RESULT_PREFIX, _RESULT_SUFFIX = "batch-", ".result.json"
 
 
 @dataclass
@@ -97,11 +96,6 @@ class BatchView:
 # --- reading -----------------------------------------------------------------------------
 
 
-def result_path(results_dir: Path, batch: str) -> Path:
-    """``<results_dir>/batches/batch-<batch>.result.json``, the one place its name is made."""
-    return inside(results_dir / "batches", f"{_RESULT_PREFIX}{batch}{_RESULT_SUFFIX}")
-
-
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         data = read_json(path)
@@ -122,11 +116,11 @@ def known_batches(results_dir: Path) -> dict[str, float]:
         found[batch] = max(found.get(batch, 0.0), mtime)
 
     try:
-        results = list((results_dir / "batches").glob(f"{_RESULT_PREFIX}*{_RESULT_SUFFIX}"))
+        results = list((results_dir / "batches").glob(f"{RESULT_PREFIX}*{RESULT_SUFFIX}"))
     except OSError:
         results = []
     for path in results:
-        seen(path.name[len(_RESULT_PREFIX) : -len(_RESULT_SUFFIX)], path)
+        seen(path.name[len(RESULT_PREFIX) : -len(RESULT_SUFFIX)], path)
     root = heartbeat_dir(results_dir)
     try:
         folders = [p for p in root.iterdir() if p.is_dir()]
@@ -173,7 +167,7 @@ def _beats_for(
     """This batch's heartbeats, without those left over from an earlier run of it."""
     folders = {batch}
     if document is not None:  # a run of several batches has one heartbeat folder per batch
-        folders |= {str(e.get("batch") or "none") for e in _entries(document).values()}
+        folders |= {str(batch_folder(e.get("batch"))) for e in _entries(document).values()}
     beats = [b for name in sorted(folders) for b in read_heartbeats(results_dir, name)]
     started = parse_time(document.get("started_at")) if document else None
     if started is not None:
@@ -535,7 +529,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def write_html(results_dir: Path, batch: str, target: str) -> int:
     """``--html``: the report of a batch, rebuilt from its result JSON (and, while it runs,
     the heartbeats of its running PRPs), as ``--prp-report`` writes it during the run."""
-    from pytest_prp.report_plugin import default_report_path, write_report
+    from pytest_prp.report_html import default_report_path, write_report
 
     document = _read_json(result_path(results_dir, batch))
     if document is None:
