@@ -28,6 +28,7 @@ class PrpContext:
     attempt: int = 1
     model: str | None = None  # filled into the agent command's {model}
     feedback: str | None = None  # the failed gates, for the agent's next attempt
+    redo: str | None = None  # why the PRP is redone on a newer tip (merge_queue.redo_prompt)
     heartbeat: Heartbeat | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
 

@@ -50,6 +50,8 @@ class DefaultImplementations:
             prompt = default_prompt(context.prp, text)
         if context.feedback and context.attempt > 1:
             prompt = retry_prompt(prompt, context.feedback, context.attempt)
+        if context.redo:
+            prompt = f"{prompt}\n\n{context.redo}"
         return prompt
 
     @pytest.hookimpl(trylast=True)

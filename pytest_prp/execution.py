@@ -68,6 +68,15 @@ class PrpRun:
     phases: list[dict[str, Any]] = field(default_factory=list)
     failure_tail: list[str] = field(default_factory=list)  # of a failed step
     handed_back: str | None = None  # a remote worker's ref of its commit (``remote``)
+    # The checked merge (merge_queue): gate runs on merged trees, of them after the tip moved,
+    # redos on a newer tip, the tree merged, and the PRPs its failed merges collided with.
+    merge_checks: int = 0
+    merge_rechecks: int = 0
+    redos: int = 0
+    redone_on: list[str] = field(default_factory=list)
+    merged_commit: str | None = None
+    culprits: list[str] = field(default_factory=list)
+    merge_failures: list[dict[str, Any]] = field(default_factory=list)
 
     def enter_phase(self, phase: str, attempt: int = 1) -> None:
         """A new phase (``workspace``, ``steps``, ``gates``, ``merge``) begins and the one
@@ -141,6 +150,14 @@ class PrpRun:
             "phases": self.phases,
             "failure_tail": self.failure_tail,
             **({"handed_back": self.handed_back} if self.handed_back else {}),
+            "base_commit": self.base,
+            "merged_commit": self.merged_commit,
+            "merge_checks": self.merge_checks,
+            "merge_rechecks": self.merge_rechecks,
+            "redos": self.redos,
+            "redone_on": self.redone_on,
+            "collides_with": self.culprits,
+            "merge_failures": self.merge_failures,
         }
 
 

@@ -36,6 +36,8 @@ VALUE_OPTIONS = (
     "--prp-worktree-dir",
     "--prp-rate-limit-wait",
     "--prp-remote",  # added by pytest_prp.remote
+    "--prp-merge-attempts",
+    "--prp-integration-gate",
 )
 
 
@@ -89,6 +91,16 @@ def positive_number(value: str) -> float:
     if not math.isfinite(number) or number <= 0:
         raise ValueError(f"must be a finite number greater than 0: {value!r}")
     return number
+
+
+def redo_count(value: object) -> int:
+    """A whole number of at least 0 (redos). Raises ValueError with the reason."""
+    if isinstance(value, int):
+        return value
+    text = str(value).strip()
+    if not text.isdigit():
+        raise ValueError(f"{text!r} is not a whole number of at least 0")
+    return int(text)
 
 
 def seconds(value: str) -> float:
@@ -232,6 +244,18 @@ def add_options(parser: pytest.Parser) -> None:
         help="agent attempts per PRP: failed gates go back to the agent (default 1)",
     )
     group.addoption(
+        "--prp-merge-attempts",
+        type=_argument(redo_count),
+        metavar="N",
+        help="redos of a PRP whose merge conflicts or fails its gates on the merged tree, "
+        "each on the current integration tip (default 1; 0: none)",
+    )
+    group.addoption(
+        "--prp-integration-gate",
+        metavar="COMMAND",
+        help="shell command run like a gate of every PRP, on its tree and on merged trees",
+    )
+    group.addoption(
         "--prp-budget-usd",
         type=_positive_float,
         metavar="USD",
@@ -279,6 +303,8 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("prp_idle_timeout", "idle limit of a step or agent, seconds", default="600")
     parser.addini("prp_heartbeat", "heartbeat interval, seconds", default="30")
     parser.addini("prp_attempts", "agent attempts per PRP", default="1")
+    parser.addini("prp_merge_attempts", "redos of a PRP whose merge fails", default="1")
+    parser.addini("prp_integration_gate", "shell command run as a gate of every PRP", default="")
     parser.addini(
         "prp_rate_limit_wait", "longest wait of a PRP for API rate limits, seconds", default="3600"
     )
@@ -318,6 +344,8 @@ class Settings:
     worktree_dir: Path | None  # None: gitops.default_worktrees_dir
     # The HTML report: None (none), DEFAULT_REPORT (beside the result JSON) or a path.
     report: Path | None = None
+    merge_attempts: int = 1  # redos on the current tip of a PRP whose merge failed
+    integration_gate: str | None = None  # shell command, a gate of every PRP
 
 
 DEFAULT_REPORT = Path("<default>")
@@ -449,6 +477,12 @@ def read_settings(config: pytest.Config) -> Settings:
         prompt_template=(config.rootpath / template) if template else None,
         # Relative to the rootdir, as the results dir (pytest's own cwd may be elsewhere).
         report=_report(config),
+        merge_attempts=redo_count(opt.prp_merge_attempts)
+        if opt.prp_merge_attempts is not None
+        else _ini(config, "prp_merge_attempts", redo_count),
+        integration_gate=(
+            opt.prp_integration_gate or str(config.getini("prp_integration_gate")).strip() or None
+        ),
         worktree_dir=(config.rootpath / Path(worktree_dir).expanduser()).resolve()
         if worktree_dir
         else None,

@@ -22,13 +22,22 @@ from pytest_prp.planning import longest_chain
 from pytest_prp.status import _entries as result_entries
 
 # Statuses of PRPs that did work in this run: their time counts as work for the lower bound.
-RAN = ("success", "unverified", "failed", "failed_gates", "failed_merge", "interrupted")
+RAN = (
+    "success",
+    "unverified",
+    "failed",
+    "failed_gates",
+    "failed_merge",
+    "failed_integration",
+    "interrupted",
+)
 STATUS_LABELS = {
     "success": "success",
     "unverified": "unverified",
     "failed_gates": "gates failed",
     "failed": "failed",
     "failed_merge": "merge failed",
+    "failed_integration": "integration failed",
     "blocked": "blocked",
     "completed_earlier": "completed earlier",
     "skipped_budget": "over budget",

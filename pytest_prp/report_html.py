@@ -24,6 +24,7 @@ STATUS_COLOURS = {
     "failed_gates": "#c62828",
     "failed": "#b71c1c",
     "failed_merge": "#ad1457",
+    "failed_integration": "#880e4f",
     "blocked": "#ef6c00",
     "completed_earlier": "#81c784",
     "skipped_budget": "#8d6e63",

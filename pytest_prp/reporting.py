@@ -189,4 +189,11 @@ def junit_properties(data: dict[str, Any]) -> list[tuple[str, object]]:
         props.append(("model", data["model"]))
     if len(data.get("attempts") or []) > 1:
         props.append(("attempts", len(data["attempts"])))
+    for key in ("merge_checks", "redos"):
+        if data.get(key):
+            props.append((key, data[key]))
+    if data.get("merged_commit"):
+        props.append(("merged_commit", data["merged_commit"]))
+    if data.get("collides_with"):
+        props.append(("collides_with", " ".join(data["collides_with"])))
     return props

@@ -17,9 +17,10 @@ import pytest
 from pytest_prp.heartbeat import iso
 from pytest_prp.ids import natural_key
 from pytest_prp.jsonfile import write_json_atomically
+from pytest_prp.merge_queue import merge_notes
 from pytest_prp.ratelimit import RATE_LIMITED
 
-FAILED_STATUSES = ("failed_gates", "failed", "failed_merge")
+FAILED_STATUSES = ("failed_gates", "failed", "failed_merge", "failed_integration")
 UNFINISHED_STATUSES = ("pending", "running")  # never left in a finished run's result
 # A record kept from an earlier run of the batch (a PRP this run did not run, as under --lf or
 # -k) carries this key: the ``started_at`` of the run that recorded it.
@@ -530,6 +531,7 @@ def _summary_line(entry: dict[str, Any]) -> str:
         parts.append(f"model {entry['model']}")
     if entry.get("worktree"):
         parts.append(f"worktree {entry['worktree']}")
+    parts.extend(merge_notes(entry))
     if EARLIER_RUN in entry:
         parts.append(f"(earlier run, {entry[EARLIER_RUN] or 'time unknown'})")
     return "  ".join(parts)

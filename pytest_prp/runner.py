@@ -26,6 +26,9 @@ from pytest_prp.execution import (
     worker_name,
 )
 from pytest_prp.gitops import GitError, trailers_message
+from pytest_prp.merge_check import check_out, drop_earlier
+from pytest_prp.merge_queue import MergeOutcome, checked_merge
+from pytest_prp.merge_redo import FAILED_INTEGRATION, integration_gates, redo_or_fail
 from pytest_prp.naming import batch_folder
 from pytest_prp.ratelimit import (
     RATE_LIMITED,
@@ -336,9 +339,13 @@ def _gate_failure_text(results: list[GateResult]) -> str:
     return "\n\n".join(format_gate_failure(r) for r in results if not r.passed)
 
 
-def _run_gates(item: PrpItem, context: PrpContext, gates: list[Gate]) -> list[GateResult]:
+def _run_gates(
+    item: PrpItem, context: PrpContext, gates: list[Gate], phase: bool = True
+) -> list[GateResult]:
+    """The gates' results; ``phase`` False for a merge check (part of the merge phase)."""
     results: list[GateResult] = []
-    item.stash[RUN].enter_phase("gates", context.attempt)
+    if phase:
+        item.stash[RUN].enter_phase("gates", context.attempt)
     for index, gate in enumerate(gates, 1):
         context.heartbeat_phase("gates", current=gate.name, index=index, total=len(gates))
         result: GateResult | None = item.config.hook.pytest_prp_run_gate(gate=gate, context=context)
@@ -355,9 +362,37 @@ def run_call(item: PrpItem) -> None:
     run = item.stash[RUN]
     context = item.stash[CONTEXT]
     prp = item.prp
-    gates: list[Gate] = list(prp.body.executable_gates)
+    gates: list[Gate] = list(prp.body.executable_gates) + integration_gates(
+        settings.integration_gate, len(prp.body.gates)
+    )
     run.gates_executable = len(gates)
     run.gates_unverified = len(prp.body.unverified_gates)
+    while True:
+        _gates_pass(item, context, run, gates)
+        unverified = not prp.body.executable_gates
+        if unverified and settings.strict:
+            _keep_worktree(execution, run)
+            raise _fail(run, "failed_gates", f"{prp.id}: no executable gate (--prp-strict)")
+        if settings.verify:
+            run.status = "unverified" if unverified else "success"
+            return
+        context.heartbeat_phase("merge")
+        _note_ref_changes(item, execution, run)
+        run.enter_phase("merge", context.attempt)
+        outcome = _commit_and_merge(item, execution, run, unverified, gates)
+        if outcome is None:
+            return
+        # Raises the PRP's failure, or prepares a redo on the current tip: steps run again.
+        redo_or_fail(execution, run, context, outcome, _fail, _keep_worktree)
+        _run_steps(item, context, run)
+        context.redo = None
+
+
+def _gates_pass(item: PrpItem, context: PrpContext, run: PrpRun, gates: list[Gate]) -> None:
+    """Run the gates, the agent retrying on failed ones; raise unless they all pass."""
+    execution = item.config.stash[EXECUTION]
+    settings = execution.settings
+    prp = item.prp
     while True:
         results = _run_gates(item, context, gates)
         failed = [r for r in results if not r.passed]
@@ -373,7 +408,7 @@ def run_call(item: PrpItem) -> None:
         retry = (
             failed
             and settings.agent is not None
-            and context.attempt < settings.attempts
+            and context.attempt < settings.attempts + run.redos
             and context.remaining() > 0
         )
         if not retry:
@@ -385,9 +420,15 @@ def run_call(item: PrpItem) -> None:
     run.gates_passed = len(results) - len(failed)
     run.gates_failed = len(failed)
     if failed:
-        run.status = "failed_gates"
+        # Redone on a newer tip, its gates fail there: the PRPs merged meanwhile broke it.
+        status = FAILED_INTEGRATION if run.redos else "failed_gates"
+        run.status = status
         run.errors.extend(f"gate {r.gate.index} {r.gate.name!r} failed" for r in failed)
         tried = f" after {context.attempt} attempts" if context.attempt > 1 else ""
+        if run.redos:
+            tried += f", redone on {execution.branch} at {str(run.base)[:12]}; its work "
+            tried += f"before the redo: branch {prp_branch_name(prp)}-before-redo"
+            tried += f" (collides with {', '.join(run.culprits)})" if run.culprits else ""
         kept = ""
         if not settings.verify:  # verify mode checks HEAD as it is: nothing of its own to keep
             _keep_worktree(execution, run)
@@ -400,17 +441,6 @@ def run_call(item: PrpItem) -> None:
                 + kept
             ]
         )
-    unverified = not gates
-    if unverified and settings.strict:
-        _keep_worktree(execution, run)
-        raise _fail(run, "failed_gates", f"{prp.id}: no executable gate (--prp-strict)")
-    if settings.verify:
-        run.status = "unverified" if unverified else "success"
-        return
-    context.heartbeat_phase("merge")
-    _note_ref_changes(item, execution, run)
-    run.enter_phase("merge", context.attempt)
-    _commit_and_merge(execution, run, unverified)
 
 
 class PrpWarning(UserWarning):
@@ -437,7 +467,12 @@ def _note_ref_changes(item: PrpItem, execution: Execution, run: PrpRun) -> None:
         )
 
 
-def _commit_and_merge(execution: Execution, run: PrpRun, unverified: bool) -> None:
+def _commit_and_merge(
+    item: PrpItem, execution: Execution, run: PrpRun, unverified: bool, gates: list[Gate]
+) -> MergeOutcome | None:
+    """Commit the PRP's work and merge it under the rule of ``merge_queue``: None when merged,
+    else how the merge failed (the PRP's commit back on its branch, the integration branch
+    as it was)."""
     prp = run.prp
     assert run.workdir is not None
     trailers = {
@@ -462,34 +497,45 @@ def _commit_and_merge(execution: Execution, run: PrpRun, unverified: bool) -> No
     run.files_deleted = list(info.deleted)
     if execution.remote is not None:
         _hand_back(execution, run, info.sha, unverified)
-        return
+        return None  # the controller merges it (remote.ControllerMerges)
     prp_branch = prp_branch_name(prp)
+    assert run.base is not None
+
+    def check() -> tuple[list[str], str]:
+        results = _run_gates(item, item.stash[CONTEXT], gates, phase=False)
+        failed = [r for r in results if not r.passed]
+        return [r.gate.name for r in failed], _gate_failure_text(results)
+
     try:
-        merge = execution.git.merge(
+        outcome = checked_merge(
+            execution.git,
             execution.branch,
             info.sha,
+            run.base,
+            run.workdir,
             f"Merge {prp.id} into {execution.branch}",
-            parent=run.base,
+            check,
             delete_branch=prp_branch,
         )
-        if not merge.ok:
+        run.merge_checks += outcome.checks
+        if outcome.sha is None and outcome.checks:  # its own commit back, on its branch
+            check_out(execution.git, run.workdir, info.sha, prp_branch)
+        elif outcome.sha is None:  # its files are its commit's: the branch moves there
             execution.git.set_branch(prp_branch, info.sha, run.workdir)
     except GitError as exc:
         _keep_worktree(execution, run)
         raise _fail(run, "failed", f"{prp.id}: merge failed: {exc}") from None
-    if not merge.ok:
-        _keep_worktree(execution, run)
-        paths = ", ".join(merge.conflicts) or "(unknown paths)"
-        raise _fail(
-            run,
-            "failed_merge",
-            f"{prp.id}: merge into {execution.branch} conflicts in: {paths}\n"
-            f"{execution.branch} is unchanged; worktree kept: {run.workdir}",
-        )
+    if outcome.sha is None:
+        return outcome
+    run.merged_commit = outcome.sha
+    if run.redos:  # the redo merged: its earlier attempt is superseded
+        drop_earlier(execution.git, prp_branch)
+    run.merge_rechecks += outcome.rechecks
     execution.passed[prp.id] = info.sha
-    execution.tip = merge.sha
+    execution.tip = outcome.sha
     run.status = "unverified" if unverified else "success"
     execution.git.done_with_worktree(run.workdir)
+    return None
 
 
 def _hand_back(execution: Execution, run: PrpRun, commit: str, unverified: bool) -> None:

@@ -39,6 +39,7 @@ from pytest_prp.heartbeat import (
 )
 from pytest_prp.ids import batch_id_problem, natural_key
 from pytest_prp.jsonfile import read_json
+from pytest_prp.merge_queue import merge_notes
 from pytest_prp.naming import RESULT_PREFIX, RESULT_SUFFIX, batch_folder, result_path
 
 DEFAULT_RESULTS_DIR = Path(".ce/orchestration")
@@ -46,7 +47,7 @@ STALE_INTERVALS = 3
 WATCH_SECONDS = 2.0
 RUNNING = "running"
 # Finished with work done: their times make the average for the estimate.
-WORKED = ("success", "unverified", "failed", "failed_gates", "failed_merge")
+WORKED = ("success", "unverified", "failed", "failed_gates", "failed_merge", "failed_integration")
 
 
 @dataclass
@@ -250,7 +251,8 @@ def _state(
         elapsed_seconds=_number(entry.get("elapsed_seconds")),
         cost_usd=_number(entry.get("cost_usd")),
         estimated_hours=_number(entry.get("estimated_hours")),
-        error=next(iter(entry.get("errors") or []), None),
+        # What its merge went through (redone, collides with ...), then its first error.
+        error="; ".join([*merge_notes(entry), *(entry.get("errors") or [])[:1]]) or None,
     )
     if beat is not None:
         state.phase = beat.get("phase")

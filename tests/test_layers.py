@@ -26,7 +26,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # dependency graph, stages, critical path, plan views (pure)
     "plan": ("planning", "plan_view", "not_found"),
     # git: worktrees, slots, commits, merges, the run lock
-    "workspace": ("gitops", "runlock"),
+    "workspace": ("gitops", "runlock", "merge_check", "merge_queue"),
     # running a process safely: groups, limits, logs, tails, rate limits
     "supervise": ("output", "processes", "ratelimit"),
     # what happened: heartbeats, progress, the batch result, the status view, the HTML report
@@ -36,7 +36,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # the pytest plugin and its glue
     "glue": (
         "options", "scheduler", "collect", "runner", "execution", "defaults", "plugin",
-        "reporting", "report_plugin", "remote", "__init__", "__main__",
+        "reporting", "report_plugin", "remote", "__init__", "__main__", "merge_redo",
     ),
 }  # fmt: skip
 
@@ -63,6 +63,7 @@ KNOWN_CYCLES = {
             "defaults",
             "reporting",
             "report_plugin",
+            "merge_redo",  # redoes a PRP: reads its record (execution), called by runner
         }
     ),  # fmt: skip
     # status both reads the record and renders it: report_data reads entries through status

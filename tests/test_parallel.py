@@ -109,7 +109,10 @@ def test_parallel_conflict_fails_only_the_loser(pytester: pytest.Pytester, repo:
     for n in (1, 2):
         write_prp(repo, f"PRP-32.1.{n}", creates={"same.txt": f"from {n}"}, gates=["sleep 1.5"])
     write_prp(repo, "PRP-32.1.3", creates={"other.txt": "x"}, gates=["true"])
-    result = pytester.runpytest_subprocess("--prp-batch", "32", "-n", "3")
+    # No redo (a redo on the new tip would resolve it: test_merge_queue.py).
+    result = pytester.runpytest_subprocess(
+        "--prp-batch", "32", "-n", "3", "--prp-merge-attempts", "0"
+    )
     assert result.ret == 1
     result.stdout.fnmatch_lines(["*conflicts in: same.txt*"])
     found = statuses(repo, "32")
@@ -190,6 +193,12 @@ def test_stress_sixty_prps_eight_workers(pytester: pytest.Pytester, repo: Path) 
     commits = prp_commits(repo, "prp/batch-36")
     assert sorted(commits) == sorted(ids)
     assert len([path for path in tree(repo, "prp/batch-36") if path.startswith("out/")]) == 60
+    # The branch moved only to checked commits: its first-parent history is exactly the
+    # PRPs' merged commits (merge_queue), each one a tree its PRP's gates passed on.
+    found = json.loads((repo / ".ce/orchestration/batches/batch-36.result.json").read_text())
+    merged = {e["merged_commit"] for stage in found["stages"].values() for e in stage.values()}
+    history = git(repo, "rev-list", "--first-parent", "prp/batch-36", "^main").split()
+    assert set(history) == merged
 
 
 def test_bad_repository_is_one_line_under_xdist(pytester: pytest.Pytester) -> None:

@@ -1,0 +1,156 @@
+"""Benchmark: what checking merges costs (issue 14), merge checks on vs off.
+
+The batches of bench_parallel (random-A, a random layered DAG; uneven, long PRPs hanging off
+chains of short ones), with each PRP's duration D split into a step ``sleep 0.75 D`` and a gate
+``sleep 0.25 D``: gates take a quarter of each PRP, a realistic share. Every PRP creates a file
+of its own, so no merge conflicts: what is measured is the cost of checking.
+
+  on    the batch as it runs: a merge that is not a fast-forward runs the PRP's gate again on
+        the merged tree (in its worktree, without the merge lock)
+  off   the same batch whose gate skips its sleep on a merged tree (a merge commit checked
+        out, detached). Everything else of a check (merge-tree, checkout, the gate's
+        process) still happens, so "off" is the cost without the re-run gates' own time
+  bound off + (sum of the re-run gates' sleeps in the "on" run) / N: the re-run gate time
+        spread over the N workers
+  target on <= 1.15 x bound
+
+Each gate run appends a line to a log outside the repository: the number of gate runs, and of
+them on merged trees, come from there. Every run gets a fresh copy of the repository.
+
+  python benchmarks/bench_merge_queue.py [--workers 2 4] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from _harness import SetupError, clean_env, commit_fixture, run_main, warm_bytecode
+from bench_parallel import Batch, Node, random_dag, uneven_dag
+
+TARGET = 1.15
+GATE_SHARE = 0.25
+
+
+def prp_text(node: Node, log: Path, off: bool) -> str:
+    name = node.id.removeprefix("PRP-").replace(".", "_")
+    step, gate = node.duration * (1 - GATE_SHARE), node.duration * GATE_SHARE
+    # A merge check runs on a detached HEAD; the PRP's own gates on its branch.
+    merged = "! git symbolic-ref -q HEAD >/dev/null"
+    sleep = f"{merged} || sleep {gate:.3f}" if off else f"sleep {gate:.3f}"
+    return "\n".join(
+        [
+            "---",
+            f"prp_id: {node.id}",
+            f"title: Work {node.duration:g} s",
+            f"dependencies: [{', '.join(node.deps)}]",
+            f"estimated_hours: {node.duration:g}",
+            "---",
+            "",
+            f"# {node.id}",
+            "",
+            "## Implementation Steps",
+            "",
+            f"### Step 1: create out/{name}.txt",
+            "",
+            f"**Create**: `out/{name}.txt`",
+            "```text",
+            node.id,
+            "```",
+            "",
+            "### Step 2: work",
+            "",
+            "```bash",
+            f"sleep {step:.3f}",
+            "```",
+            "",
+            "## Validation Gates",
+            "",
+            "### Gate 1: the file is there",
+            "",
+            "```bash",
+            f"test -f out/{name}.txt",
+            f"if {merged}; then m=merged; else m=own; fi",
+            sleep,
+            f'echo "{node.id} $m {gate:.3f}" >> {log}',
+            "```",
+            "",
+        ]
+    )
+
+
+def build(repo: Path, batch: Batch, log: Path, off: bool) -> None:
+    (repo / "PRPs").mkdir(parents=True)
+    for node in batch.nodes:
+        (repo / "PRPs" / f"{node.id}.md").write_text(prp_text(node, log, off), encoding="utf-8")
+    (repo / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
+    (repo / ".gitignore").write_text(".ce/\n", encoding="utf-8")
+    commit_fixture(repo)
+
+
+def one_run(
+    python: str, work: Path, batch: Batch, workers: int, off: bool
+) -> tuple[float, int, int, float]:
+    """Wall time, gate runs, of them on merged trees, and those runs' gate sleep in total."""
+    tag = f"{batch.name}-{workers}-{'off' if off else 'on'}"
+    repo, log = work / tag, work / f"{tag}.log"
+    build(repo, batch, log, off)
+    command = [python, "-m", "pytest", "PRPs/", "-q", "-p", "no:cacheprovider"]
+    command += ["--prp-batch", batch.batch_id, "-n", str(workers)]
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=repo, capture_output=True, text=True, env=clean_env())
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        tail = "\n".join(done.stdout.strip().splitlines()[-20:])
+        raise SetupError(f"{tag}: pytest exited {done.returncode}:\n{tail}")
+    lines = [line.split() for line in log.read_text().splitlines()]
+    merged = [float(f[2]) for f in lines if f[1] == "merged"]
+    shutil.rmtree(repo, ignore_errors=True)
+    return wall, len(lines), len(merged), sum(merged)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, nargs="+", default=[2, 4])
+    parser.add_argument("--quick", action="store_true", help="smaller batches")
+    parser.add_argument("--python", default=sys.executable)
+    return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> list[str]:
+    warm_bytecode(args.python)
+    batches = [
+        random_dag("random-A", "91", 30 if args.quick else 40, 1, 0.4, 1.6),
+        uneven_dag("uneven", "92", 4 if args.quick else 5, 3, 3.0, 0.4),
+    ]
+    lines = [
+        f"{'batch':<9} {'-n':>3} {'off s':>7} {'on s':>7} {'gates':>6} {'merged':>6} "
+        f"{'re-run s':>8} {'bound s':>8} {'on/bound':>8}  verdict"
+    ]
+    with tempfile.TemporaryDirectory(prefix="bench-merge-queue-") as tmp:
+        for batch in batches:
+            for workers in args.workers:
+                off = one_run(args.python, Path(tmp), batch, workers, off=True)
+                on = one_run(args.python, Path(tmp), batch, workers, off=False)
+                bound = off[0] + on[3] / workers
+                ratio = on[0] / bound
+                verdict = "ok" if ratio <= TARGET else f"MISSED (target {TARGET})"
+                lines.append(
+                    f"{batch.name:<9} {workers:>3} {off[0]:>7.2f} {on[0]:>7.2f} {on[1]:>6} "
+                    f"{on[2]:>6} {on[3]:>8.2f} {bound:>8.2f} {ratio:>8.2f}  {verdict}"
+                )
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main("bench_merge_queue", parse_args, run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
