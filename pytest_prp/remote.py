@@ -305,7 +305,13 @@ class ControllerMerges:
             self.git._git("update-ref", "-d", ref)
         except GitError as exc:
             return self._failed(prp, "failed", f"{prp_id}: merged, not published to {name}: {exc}")
-        return {"status": prp["status"]}
+        # The merge queue does not check remote PRPs yet: a merge that is not a fast-forward
+        # was never tested, and the record says so rather than look checked.
+        return {
+            "status": prp["status"],
+            "merged_commit": result.sha,
+            "merge_unchecked": not result.fast_forward,
+        }
 
     @staticmethod
     def _failed(prp: dict[str, Any], status: str, message: str) -> dict[str, Any]:
