@@ -266,24 +266,7 @@ def test_workers_end_their_prps_when_the_controller_is_killed(
     hang = f"sleep 120; echo {token}"
     write_prp(repo, "PRP-40.1.1", steps=[hang], gates=["true"])
     write_prp(repo, "PRP-40.1.2", steps=[hang], gates=["true"])
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "--prp-batch", "40", "-n", "2", "-p", "no:cacheprovider"],
-        cwd=repo,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    try:
-        while len(processes_with(token)) < 2:
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.05)
-        proc.kill()
-        proc.wait(timeout=30)
-        left = wait_gone(token, seconds=15)
-    finally:
-        proc.kill()
-        for pid in processes_with(token):
-            os.kill(pid, signal.SIGKILL)
+    left = _kill_the_controller_once_running(repo, ["--prp-batch", "40"], token, running=2)
     assert left == []
     worktrees = worktrees_dir(repo)
     deadline = time.monotonic() + 15  # the workers finish their session after the step ends
@@ -310,23 +293,32 @@ def test_workers_end_their_agents_when_the_controller_is_killed(
     write_prp(repo, "PRP-41.1.2", steps=["x"], gates=["true"])
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "prps")
+    args = ["--prp-batch", "41", f"--prp-agent={agent}"]
+    left = _kill_the_controller_once_running(repo, args, token, running=4)
+    assert left == []
+
+
+def _kill_the_controller_once_running(
+    repo: Path, args: list[str], token: str, running: int
+) -> list[int]:
+    """SIGKILL a ``-n 2`` run's controller once ``running`` processes carry ``token``; the
+    processes with it still there 15 s later (all of them are killed before returning)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "--prp-batch", "41", "-n", "2", "-p", "no:cacheprovider",
-         f"--prp-agent={agent}"],
+        [sys.executable, "-m", "pytest", "-n", "2", "-p", "no:cacheprovider", *args],
         cwd=repo,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 60
     try:
-        while len(processes_with(token)) < 4:
+        while len(processes_with(token)) < running:
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.05)
         proc.kill()
         proc.wait(timeout=30)
-        left = wait_gone(token, seconds=15)
+        left: list[int] = wait_gone(token, seconds=15)
     finally:
         proc.kill()
         for pid in processes_with(token):
             os.kill(pid, signal.SIGKILL)
-    assert left == []
+    return left
