@@ -110,17 +110,8 @@ def _free_port() -> int:
 
 
 @dataclass
-class SshMachine:
+class SshMachine(Machine):
     """A "machine" reached over ssh: a local sshd on a loopback port with throwaway keys."""
-
-    name: str
-    root: Path
-    port: int = 0
-    server: subprocess.Popen[bytes] | None = None
-
-    @property
-    def clone(self) -> Path:
-        return self.root / "repo"
 
     @property
     def tx(self) -> str:
