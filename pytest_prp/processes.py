@@ -32,16 +32,8 @@ from types import FrameType
 from typing import Any
 
 from pytest_prp import leftovers
-from pytest_prp.output import (
-    POLL,
-    Collector,
-    Lines,
-    LogCopy,
-    LogSink,
-    PipePump,
-    close_pipes,
-    has_exited,
-)
+from pytest_prp.output import Collector, Lines, LogCopy, LogSink
+from pytest_prp.pump import POLL, PipePump, close_pipes, has_exited
 
 DEFAULT_TAIL_LINES = 40
 # Time a process group gets between SIGTERM and SIGKILL.

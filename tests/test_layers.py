@@ -28,7 +28,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # git: worktrees, slots, commits, merges, the run lock
     "workspace": ("gitops", "runlock", "merge_check", "merge_queue"),
     # running a process safely: groups, limits, logs, tails, rate limits
-    "supervise": ("output", "processes", "ratelimit"),
+    "supervise": ("output", "pump", "processes", "ratelimit"),
     # what happened: heartbeats, progress, the batch result, the status view, the HTML report
     "record": ("heartbeat", "progress", "results", "status", "report_data", "report_html"),
     # running steps and gates; the context hooks receive
