@@ -30,7 +30,7 @@ import select
 import signal
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,27 +73,86 @@ def of_runs(value: str, run_ids: Collection[str]) -> bool:
 class Proc:
     pid: int
     ppid: int
+    pgrp: int  # its process group
     sid: int
     state: str
     start: int  # clock ticks after boot: with the pid, names one process for good
 
+    @property
+    def alive(self) -> bool:
+        """Running: neither a zombie (finished, not reaped yet) nor dead."""
+        return self.state not in ("Z", "X")
+
 
 def parse_stat(pid: int, text: str) -> Proc | None:
     """``/proc/<pid>/stat``: "pid (comm) state ppid pgrp session ... starttime ..."; the
-    command may hold spaces and parentheses."""
+    command may hold spaces and parentheses. The one reader of that format."""
     fields = text[text.rfind(")") + 2 :].split()
     if len(fields) < 20:
         return None
-    return Proc(pid, int(fields[1]), int(fields[3]), fields[0], int(fields[19]))
+    try:
+        return Proc(pid, int(fields[1]), int(fields[2]), int(fields[3]), fields[0], int(fields[19]))
+    except ValueError:
+        return None
+
+
+def read_process(pid: int) -> Proc | None:
+    """What ``/proc`` says of ``pid`` now; OSError when it cannot be read (FileNotFoundError:
+    gone, or no ``/proc``), None when its stat reads as something else."""
+    with open(f"/proc/{pid}/stat") as file:
+        return parse_stat(pid, file.read())
 
 
 def process(pid: int) -> Proc | None:
     """What ``/proc`` says of ``pid`` now (None: gone, or no ``/proc``)."""
     try:
-        with open(f"/proc/{pid}/stat") as file:
-            return parse_stat(pid, file.read())
-    except (OSError, ValueError):
+        return read_process(pid)
+    except OSError:
         return None
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process runs (a zombie does not: it has finished, only not been reaped).
+    Without ``/proc`` (not Linux) only ``kill(pid, 0)`` can tell, zombies included."""
+    if pid <= 0:
+        return False
+    try:
+        proc = read_process(pid)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return proc is None or proc.alive
+
+
+def have_proc() -> bool:
+    """Whether this system shows its processes in ``/proc`` (Linux)."""
+    return os.path.exists("/proc/self/stat")
+
+
+def processes() -> Iterator[Proc]:
+    """Every process we can see (none without ``/proc``), one at a time: a caller looking for
+    one stops at it."""
+    try:
+        names = os.listdir(_PROC)
+    except OSError:
+        return
+    for name in names:
+        if name.isdigit():
+            proc = process(int(name))
+            if proc is not None:
+                yield proc
+
+
+def snapshot() -> dict[int, Proc]:
+    """Every process we can see, by pid (empty without ``/proc``)."""
+    return {proc.pid: proc for proc in processes()}
 
 
 def cookie(pid: int) -> str | None:
@@ -113,21 +172,6 @@ def cookie(pid: int) -> str | None:
         return None
     end = data.find(b"\0", at)
     return data[at + len(_COOKIE_BYTES) : end if end >= 0 else len(data)].decode(errors="replace")
-
-
-def snapshot() -> dict[int, Proc]:
-    """Every process we can see, by pid (empty without ``/proc``)."""
-    found: dict[int, Proc] = {}
-    try:
-        names = os.listdir(_PROC)
-    except OSError:
-        return found
-    for name in names:
-        if name.isdigit():
-            proc = process(int(name))
-            if proc is not None:
-                found[proc.pid] = proc
-    return found
 
 
 def _children(pid: int) -> list[int]:
@@ -179,7 +223,7 @@ def _descendants(roots: Iterable[int], procs: Mapping[int, Proc]) -> set[int]:
 
 
 def _live(procs: Mapping[int, Proc], pids: Iterable[int]) -> list[Proc]:
-    return [procs[pid] for pid in pids if pid in procs and procs[pid].state not in ("Z", "X")]
+    return [procs[pid] for pid in pids if pid in procs and procs[pid].alive]
 
 
 @functools.lru_cache(maxsize=1)
@@ -218,7 +262,7 @@ def sweep(token: str, *, leader: int, since: int | None, grace: float) -> list[i
     def ours(procs: Mapping[int, Proc]) -> set[int]:
         found: set[int] = set()
         for proc in procs.values():
-            if proc.state in ("Z", "X") or (since is not None and proc.start < since):
+            if not proc.alive or (since is not None and proc.start < since):
                 continue  # older than the leader: cannot carry its token nor be its orphan
             value = cookie(proc.pid)
             if (value is not None and carries(value, token)) or (value is None and adopted(proc)):
@@ -240,7 +284,7 @@ def end_runs(run_ids: Collection[str], grace: float) -> list[int]:
     def of_them(procs: Mapping[int, Proc]) -> set[int]:
         found = set()
         for proc in procs.values():
-            value = cookie(proc.pid) if proc.state not in ("Z", "X") else None
+            value = cookie(proc.pid) if proc.alive else None
             if value is not None and of_runs(value, run_ids):
                 found.add(proc.pid)
         return found
@@ -296,7 +340,7 @@ def _end_matching(
 def _same(proc: Proc) -> bool:
     """Whether ``proc`` still runs: its pid names the same process (start time), not a zombie."""
     current = process(proc.pid)
-    return current is not None and current.start == proc.start and current.state not in "ZX"
+    return current is not None and current.start == proc.start and current.alive
 
 
 class _Targets:

@@ -218,5 +218,3 @@ def _readable(fd: int, seconds: float) -> bool:
     poller = select.poll()
     poller.register(fd, select.POLLIN)
     return bool(poller.poll(max(seconds, 0.0) * 1000))
-
-

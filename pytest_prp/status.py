@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import socket
 import sys
 import time
@@ -39,6 +38,7 @@ from pytest_prp.heartbeat import (
 )
 from pytest_prp.ids import batch_id_problem, natural_key
 from pytest_prp.jsonfile import read_json
+from pytest_prp.leftovers import pid_alive
 from pytest_prp.merge_queue import merge_notes
 from pytest_prp.naming import RESULT_PREFIX, RESULT_SUFFIX, batch_folder, result_path
 
@@ -177,25 +177,6 @@ def _beats_for(
         newest = max(runs, key=lambda b: parse_time(b.get("updated_at")) or 0.0)
         beats = [b for b in beats if b.get("run_id") == newest["run_id"]]
     return {b["prp_id"]: b for b in beats}
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process runs (a zombie does not: it has finished, only not been reaped)."""
-    if pid <= 0:
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    return stat[stat.rfind(")") + 2 :][:1] not in ("Z", "X")
 
 
 def _number(value: object) -> float | None:

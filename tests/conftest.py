@@ -19,6 +19,7 @@ import pytest
 # and PyYAML's C extension cannot be imported twice (a second import breaks its loader).
 import pytest_prp.frontmatter  # noqa: F401
 import pytest_prp.gitops  # noqa: F401
+from pytest_prp import leftovers
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 FAKE_AGENT = Path(__file__).resolve().parent / "fake_agent.py"
@@ -165,10 +166,10 @@ def processes_with(token: str) -> list[int]:
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if token in cmdline and state != "Z":
+        proc = leftovers.process(int(entry.name))
+        if token in cmdline and proc is not None and proc.state != "Z":
             found.append(int(entry.name))
     return found
 

@@ -20,18 +20,11 @@ import time
 
 import pytest
 
+from pytest_prp import leftovers
+
 
 def children(pid):
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        found.append(int(entry))
-            except OSError:
-                pass
-    return found
+    return [proc.pid for proc in leftovers.processes() if proc.ppid == pid]
 
 
 @pytest.hookimpl(tryfirst=True)

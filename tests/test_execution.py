@@ -25,6 +25,7 @@ from conftest import (
     worktrees_dir,
     write_prp,
 )
+from pytest_prp.leftovers import pid_alive
 
 
 def snapshot(root: Path) -> dict[str, Any]:
@@ -233,11 +234,7 @@ def test_gate_background_process_is_killed(pytester: pytest.Pytester, repo: Path
     assert result.ret == 0
     pid = int(pidfile.read_text())
     time.sleep(0.2)
-    alive = (
-        Path(f"/proc/{pid}").exists()
-        and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
-    )
-    assert not alive
+    assert not pid_alive(pid)
 
 
 def test_refused_create_paths(pytester: pytest.Pytester, repo: Path) -> None:

@@ -8,18 +8,11 @@ import time
 from pathlib import Path
 
 from pytest_prp.gates import GateResult, format_gate_failure, run_shell_gate
+from pytest_prp.leftovers import pid_alive
 from pytest_prp.model import GATE_SHELL, Gate
 from pytest_prp.output import LogSink
 
 ENV = dict(os.environ)
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat[stat.rfind(")") + 2] not in "ZX"
 
 
 def gate(command: str, name: str = "File Creation", expected: tuple[str, ...] = ()) -> Gate:

@@ -26,6 +26,7 @@ from pytest_prp.gitops import (
     safe_name,
     trailers_message,
 )
+from pytest_prp.leftovers import pid_alive as alive
 
 PROJECT = Path(__file__).resolve().parents[1]
 BATCH = "prp/batch-47"
@@ -923,14 +924,6 @@ def test_a_worktree_a_dead_run_may_still_use_is_set_aside_and_its_processes_ende
         for pid in (int(ours), int(scrubbed)):
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2] not in "ZX"
 
 
 def test_clean_leaves_the_worktree_of_a_running_batch_alone(repo: Path) -> None:

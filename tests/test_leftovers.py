@@ -16,6 +16,7 @@ import pytest
 from conftest import FAKE_AGENT, git, write_prp
 from pytest_prp import leftovers
 from pytest_prp.leftovers import carries, of_runs, parse_stat
+from pytest_prp.leftovers import pid_alive as alive
 
 # --- the cookie --------------------------------------------------------------------------------
 
@@ -40,7 +41,8 @@ def test_stat_lines_are_read_whatever_the_command_name() -> None:
     line = "42 (a (weird) name) S 7 42 40 0 -1 " + " ".join(["0"] * 13) + " 12345 0 0"
     proc = parse_stat(42, line)
     assert proc is not None
-    assert (proc.ppid, proc.sid, proc.state, proc.start) == (7, 40, "S", 12345)
+    assert (proc.ppid, proc.pgrp, proc.sid, proc.state, proc.start) == (7, 42, 40, "S", 12345)
+    assert proc.alive and not parse_stat(42, line.replace(" S ", " Z ", 1)).alive  # type: ignore[union-attr]
     assert parse_stat(1, "1 (x) S 0") is None
 
 
@@ -87,14 +89,6 @@ def detach_all(pids: Path, where: str, deaf: bool = True) -> str:
         f"for f in double-fork {'deaf' if deaf else ''} scrubbed; do"
         f" while [ ! -s {at}/$f ]; do sleep 0.01; done; done\n"
     )
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2] not in "ZX"
 
 
 def with_mark(mark: str) -> list[int]:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from pytest_prp import leftovers
+from pytest_prp.leftovers import pid_alive
 from pytest_prp.output import LogSink
 from pytest_prp.processes import (
     ProcessResult,
@@ -29,29 +31,14 @@ from pytest_prp.processes import (
 ENV = dict(os.environ)
 
 
-def pid_alive(pid: int) -> bool:
-    """Running (a zombie is dead: some containers' PID 1 never reaps orphans)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-    return stat[stat.rfind(")") + 2] not in "ZX"
-
-
 def zombie_children() -> set[int]:
     """Our own children left unreaped."""
     zombies = set()
     for children in Path("/proc/self/task").glob("*/children"):
         for pid in children.read_text().split():
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            if stat[stat.rfind(")") + 2] == "Z":
-                zombies.add(int(pid))
+            proc = leftovers.process(int(pid))
+            if proc is not None and proc.state == "Z":
+                zombies.add(proc.pid)
     return zombies
 
 
@@ -648,18 +635,7 @@ run_bash(
 
 def group_members(pgid: int) -> list[int]:
     """Live (non-zombie) processes of the group."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
-            members.append(int(entry.name))
-    return members
+    return [proc.pid for proc in leftovers.processes() if proc.pgrp == pgid and proc.alive]
 
 
 def interrupt_child(tmp_path: Path, sig: signal.Signals, setup: str = "") -> int:
