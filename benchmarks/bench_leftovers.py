@@ -44,6 +44,7 @@ from pathlib import Path
 from _harness import SetupError, run_main
 
 from pytest_prp import leftovers, processes
+from pytest_prp.limits import Limits
 
 TARGET_MS = 2.0
 LOADS = (0, 300, 1000)
@@ -112,7 +113,8 @@ def measure(load: int, rounds: int) -> dict[str, float]:
             cwd = Path(tmp)
 
             def step() -> None:
-                result = processes.run_bash("true", cwd=cwd, env=env, timeout=30, log=None)
+                limits = Limits.starting_now(30)
+                result = processes.run_bash("true", cwd=cwd, env=env, limits=limits)
                 if not result.ok:
                     raise SetupError(f"a step `true` failed: {result.describe()}")
 

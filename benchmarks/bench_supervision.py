@@ -12,7 +12,7 @@ For each variant of the step (a bash script printing 100,000 lines), in every ro
                        must be kept somewhere
   pump only            ``processes.run_bash`` with no log, no callback, no idle limit
   run_bash supervised  ``processes.run_bash`` with a ``LogSink``, a real ``Heartbeat``'s
-                       ``output`` as ``on_line`` and ``idle_timeout=600`` (the layer alone)
+                       ``output`` as ``on_line`` and an idle limit of 600 s (the layer alone)
   pytest step          the step inside a one-PRP batch run by pytest (literal executor): only
                        the step's own duration, taken by a hook wrapper of
                        ``pytest_prp_run_steps`` (a ``conftest.py`` in the throw-away
@@ -202,6 +202,7 @@ def time_chunked(script: str, out: Path, cwd: Path) -> float:
 def time_run_bash(script: str, scratch: Path, supervised: bool) -> float:
     """``processes.run_bash`` as the executors call it, or bare (no log, callback, idle)."""
     from pytest_prp.heartbeat import Heartbeat
+    from pytest_prp.limits import Limits
     from pytest_prp.output import LogSink
     from pytest_prp.processes import run_bash
 
@@ -211,7 +212,7 @@ def time_run_bash(script: str, scratch: Path, supervised: bool) -> float:
     log_path.unlink(missing_ok=True)
     if not supervised:
         start = time.perf_counter()
-        result = run_bash(script, cwd=work, env=clean_env(), timeout=600, log=None)
+        result = run_bash(script, cwd=work, env=clean_env(), limits=Limits.starting_now(600))
         elapsed = time.perf_counter() - start
     else:
         beat = Heartbeat(scratch / "heartbeat.json", prp_id=PRP_ID, batch=BATCH, interval=30.0)
@@ -223,11 +224,9 @@ def time_run_bash(script: str, scratch: Path, supervised: bool) -> float:
                     script,
                     cwd=work,
                     env=clean_env(),
-                    timeout=600,
-                    log=log,
-                    on_line=beat.output,
-                    idle_timeout=600,
-                    activity_dir=work,
+                    limits=Limits.starting_now(
+                        600, idle=600, activity_dir=work, log=log, on_line=beat.output
+                    ),
                 )
                 elapsed = time.perf_counter() - start
         finally:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import os
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,6 +11,7 @@ if TYPE_CHECKING:
     import pytest
 
     from pytest_prp.heartbeat import Heartbeat
+    from pytest_prp.limits import Limits
     from pytest_prp.model import Prp
     from pytest_prp.options import Settings
     from pytest_prp.output import LogSink
@@ -23,8 +23,9 @@ class PrpContext:
     config: pytest.Config
     settings: Settings
     workdir: Path
-    log: LogSink | None
-    deadline: float = float("inf")  # time.monotonic() by which the whole PRP must be done
+    # The PRP's clock, idle limit, log and sign of life: every step, agent and gate runs under
+    # them (a wait on a rate limit moves the deadline on: ``Limits.extended``).
+    limits: Limits
     attempt: int = 1
     model: str | None = None  # filled into the agent command's {model}
     feedback: str | None = None  # the failed gates, for the agent's next attempt
@@ -34,7 +35,23 @@ class PrpContext:
 
     def remaining(self) -> float:
         """Seconds left of the PRP's wall-clock limit (steps, attempts and gates together)."""
-        return max(0.0, self.deadline - time.monotonic())
+        return self.limits.remaining()
+
+    def move_to(self, workdir: Path) -> None:
+        """Work on in a new worktree (a redo on a newer tip): its file changes are the activity
+        that keeps a step from going idle."""
+        self.workdir = workdir
+        self.limits = replace(self.limits, activity_dir=workdir)
+
+    @property
+    def deadline(self) -> float:
+        """``time.monotonic()`` by which the whole PRP must be done."""
+        return self.limits.deadline
+
+    @property
+    def log(self) -> LogSink | None:
+        """The PRP's log (``.ce/orchestration/logs/<batch>/<id>.log``)."""
+        return self.limits.log
 
     def on_line(self, line: str) -> None:
         """The latest output of a step, agent or gate (at least once per chunk read): the

@@ -1,5 +1,8 @@
 """The default implementations of pytest-prp's hooks, registered ``trylast`` in every process:
-the agent and literal executors, the shell gate, and the git ledger for unknown dependencies."""
+the agent and literal executors, the shell gate, and the git ledger for unknown dependencies.
+
+Adapters only: each takes what it needs from the context or the config and calls the module
+that does the work (``executors``, ``prompt``, ``gates``, ``ledger_lookup``)."""
 
 from __future__ import annotations
 
@@ -8,84 +11,54 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pytest_prp.collect import KNOWN_PRPS, PrpUserError
-from pytest_prp.ids import natural_key
-from pytest_prp.naming import INTEGRATION_BRANCH, batch_branch, batch_folder
+from pytest_prp.naming import batch_folder
 
 if TYPE_CHECKING:
     from pytest_prp.context import PrpContext
     from pytest_prp.executors import StepsOutcome
     from pytest_prp.gates import GateResult
+    from pytest_prp.ledger_lookup import LedgerLookup
     from pytest_prp.model import Gate
-
-
-def retry_prompt(prompt: str, feedback: str, attempt: int) -> str:
-    """The prompt of a further attempt: the original task plus what the gates said."""
-    return (
-        f"{prompt}\n\n"
-        f"## Attempt {attempt}: your previous attempt left failed gates\n\n"
-        "Your changes are still in this directory. These validation gates failed when run "
-        "after your last attempt; fix the implementation so that they pass (do not edit the "
-        "gates, do not commit):\n\n"
-        f"{feedback}\n"
-    )
 
 
 class DefaultImplementations:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self._ledger: dict[str, str] | None = None
-
-    def _prompt(self, context: PrpContext) -> str:
-        from pytest_prp.executors import default_prompt, render_prompt_template
-
-        text = context.prp.path.read_text(encoding="utf-8")
-        template_path = context.settings.prompt_template
-        if template_path is not None:
-            try:
-                template = template_path.read_text(encoding="utf-8")
-            except OSError as exc:
-                raise PrpUserError([f"prp_prompt_template: cannot read it: {exc}"]) from None
-            prompt = render_prompt_template(template, context.prp, text)
-        else:
-            prompt = default_prompt(context.prp, text)
-        if context.feedback and context.attempt > 1:
-            prompt = retry_prompt(prompt, context.feedback, context.attempt)
-        if context.redo:
-            prompt = f"{prompt}\n\n{context.redo}"
-        return prompt
+        self._ledger: LedgerLookup | None = None
 
     @pytest.hookimpl(trylast=True)
     def pytest_prp_run_steps(self, context: PrpContext) -> StepsOutcome | None:
         from pytest_prp.agents import fill_model
         from pytest_prp.executors import run_agent, run_literal_steps
+        from pytest_prp.prompt import TemplateUnreadable, agent_prompt
 
         settings = context.settings
         if settings.agent:
+            try:
+                prompt = agent_prompt(
+                    context.prp,
+                    settings.prompt_template,
+                    attempt=context.attempt,
+                    feedback=context.feedback,
+                    redo=context.redo,
+                )
+            except TemplateUnreadable as exc:
+                raise PrpUserError([str(exc)]) from None
             return run_agent(
                 context.prp,
                 command=fill_model(settings.agent, context.model),
-                prompt=self._prompt(context),
+                prompt=prompt,
                 workdir=context.workdir,
                 env=context.env,
-                timeout=context.remaining(),
-                stated_timeout=settings.timeout,
-                idle_timeout=settings.idle_timeout,
-                activity_dir=context.workdir,
-                log=context.log,
+                limits=context.limits,
                 # Kept beside the logs: what the agent was told is part of the record.
                 prompt_dir=settings.results_dir / "prompts" / batch_folder(context.prp.batch),
-                on_line=context.on_line,
             )
         return run_literal_steps(
             context.prp,
             workdir=context.workdir,
             env=context.env,
-            timeout=context.remaining(),
-            stated_timeout=settings.timeout,
-            idle_timeout=settings.idle_timeout,
-            activity_dir=context.workdir,
-            log=context.log,
-            on_line=context.on_line,
+            limits=context.limits,
             on_step=lambda step, total: context.heartbeat_phase(
                 "steps", current=step.title, index=step.index, total=total
             ),
@@ -93,7 +66,7 @@ class DefaultImplementations:
 
     @pytest.hookimpl(trylast=True)
     def pytest_prp_run_gate(self, gate: Gate, context: PrpContext) -> GateResult | None:
-        from pytest_prp.gates import run_shell_gate
+        from pytest_prp.gates import gate_limits, run_shell_gate
         from pytest_prp.model import GATE_SHELL
 
         if gate.kind != GATE_SHELL:
@@ -102,41 +75,23 @@ class DefaultImplementations:
             gate,
             cwd=context.workdir,
             env=context.env,
-            # One clock for the whole PRP: a gate never outlives the PRP's own limit.
-            timeout=max(0.001, min(context.settings.gate_timeout, context.remaining())),
-            log=context.log,
-            on_line=context.on_line,
+            limits=gate_limits(context.limits, context.settings.gate_timeout),
         )
 
     @pytest.hookimpl(trylast=True)
     def pytest_prp_dependency_complete(self, config: pytest.Config, prp_id: str) -> str | None:
         from pytest_prp.execution import EXECUTION
-        from pytest_prp.plugin import SETTINGS
 
         execution = config.stash.get(EXECUTION, None)
         if execution is not None:
             return execution.completed(prp_id)
-        # Planning happens before the run is prepared: read the ledger once, on first need.
+        # Planning happens before the run is prepared: the ledger is read on first need.
         if self._ledger is None:
-            from pytest_prp.gitops import (  # late: git is only needed for a ledger
-                GitError,
-                GitWorkspace,
-            )
+            from pytest_prp.execution import repository_start
+            from pytest_prp.ledger_lookup import LedgerLookup, ledger_refs
+            from pytest_prp.plugin import SETTINGS
 
-            self._ledger = {}
-            try:
-                from pytest_prp.execution import repository_start
-
-                git = GitWorkspace.open(repository_start(config))
-                settings = config.stash[SETTINGS]
-                refs = ["HEAD", *([settings.branch] if settings.branch else [])]
-                self._ledger = git.ledger(refs + _batch_branches(config))
-            except GitError:
-                pass
-        return self._ledger.get(prp_id)
-
-
-def _batch_branches(config: pytest.Config) -> list[str]:
-    """Default integration branches of the known batches: where a resumed batch's work is."""
-    batches = {prp.batch for prp in config.stash.get(KNOWN_PRPS, []) if prp.batch}
-    return [batch_branch(b) for b in sorted(batches, key=natural_key)] + [INTEGRATION_BRANCH]
+            batches = (prp.batch for prp in config.stash.get(KNOWN_PRPS, []) if prp.batch)
+            refs = ledger_refs(config.stash[SETTINGS].branch, batches)
+            self._ledger = LedgerLookup(repository_start(config), refs)
+        return self._ledger.proof(prp_id)

@@ -9,8 +9,8 @@ in a file (``PRP_PROMPT_FILE``); Claude Code's stream-json or Codex's ``--json``
 any, gives the cost, tokens, turns, session, the tool calls the CLI refused and why a run
 failed.
 
-Both stop a process that runs out of time (``timeout``) or goes idle (``idle_timeout``: no
-output and no file changed in the worktree for that long).
+Both run under the PRP's ``Limits``: a process that runs out of the PRP's time or goes idle (no
+output and no file changed in the worktree for that long) is stopped.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from pytest_prp.gates import command_lines
+from pytest_prp.limits import Limits
 from pytest_prp.model import CodeBlock, Prp, Step, display_path
 from pytest_prp.output import LogSink
 from pytest_prp.processes import (
@@ -137,39 +137,24 @@ def _step_label(step: Step, total: int) -> str:
     return f'step {step.index}/{total} "{step.title}"'
 
 
-def limit_message(result: ProcessResult, timeout: float) -> str:
-    """Why a limit stopped the process: ``idle for 600 s (last output: "...")`` or
-    ``timed out after 3600 s`` (``timeout``: the limit as the user set it)."""
-    return result.describe() if result.idle_timed_out else timeout_message(timeout)
-
-
 def run_literal_steps(
     prp: Prp,
     *,
     workdir: Path,
     env: Mapping[str, str],
-    timeout: float,
-    log: LogSink | None,
-    on_line: Callable[[str], None] | None = None,
-    idle_timeout: float | None = None,
-    activity_dir: Path | None = None,
+    limits: Limits,
     on_step: Callable[[Step, int], None] | None = None,
-    stated_timeout: float | None = None,
 ) -> StepsOutcome:
-    """Carry out the PRP's steps as written. ``timeout`` is the budget of all steps together.
+    """Carry out the PRP's steps as written, all of them before ``limits.deadline``.
 
-    ``idle_timeout`` applies to each shell block; file changes in ``activity_dir`` (default:
-    ``workdir``) count as activity. ``on_step(step, total)`` is called as each step starts.
-    ``stated_timeout`` is the limit a timeout message names when ``timeout`` is only what is
-    left of it (``timed out after 3600 s``, not ``after 1712.3 s``).
+    The idle limit applies to each shell block. ``on_step(step, total)`` is called as each
+    step starts.
     """
     start = time.monotonic()
-    deadline = start + timeout
+    log = limits.log
     steps = prp.steps
     total = len(steps)
     tail: list[str] = []
-    watched = activity_dir if activity_dir is not None else workdir
-    named = timeout if stated_timeout is None else stated_timeout
 
     def failed(
         step: Step, error: str, tail: list[str], *, timed_out: bool = False, idle: bool = False
@@ -207,24 +192,15 @@ def run_literal_steps(
                 continue
             if not script.strip():
                 continue
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return failed(step, f"{label} {timeout_message(named)}", tail, timed_out=True)
+            if limits.remaining() <= 0:
+                error = f"{label} {timeout_message(limits.stated, limits.source)}"
+                return failed(step, error, tail, timed_out=True)
             if log is not None:
                 log.line(f"(line {block.line}: running {block.language or 'shell'} block)")
-            result = run_bash(
-                script,
-                cwd=workdir,
-                env=env,
-                timeout=remaining,
-                log=log,
-                on_line=on_line,
-                idle_timeout=idle_timeout,
-                activity_dir=watched,
-            )
+            result = run_bash(script, cwd=workdir, env=env, limits=limits)
             tail = result.tail
             if result.timed_out:
-                error = f"{label} {limit_message(result, named)}"
+                error = f"{label} {result.describe()}"
                 return failed(step, error, tail, timed_out=True, idle=result.idle_timed_out)
             if not result.ok:
                 return failed(step, f"{label} failed ({result.describe()})", tail)
@@ -252,65 +228,6 @@ def _create(workdir: Path, block: CodeBlock, log: LogSink | None) -> str | None:
 # --- agent -------------------------------------------------------------------------------
 
 
-def describe_gates(prp: Prp) -> str:
-    """The gates as the prompt lists them: executable commands, then checklist items."""
-    runnable = [g for g in prp.gates if g.executable]
-    checklist = [g for g in prp.gates if not g.executable]
-    lines: list[str] = []
-    if runnable:
-        lines.append("Validation gates (shell commands run from this directory; each must exit 0):")
-        for gate in runnable:
-            lines.append(f"{gate.index}. {gate.name}")
-            lines.extend(f"       {line}" for line in command_lines(gate))
-            lines.extend(f"   Expected: {expected}" for expected in gate.expected)
-    if checklist:
-        if lines:
-            lines.append("")
-        lines.append("Checklist items (not run automatically; make them true):")
-        lines.extend(f"- {gate.name}" for gate in checklist)
-    return "\n".join(lines) if lines else "This PRP declares no validation gates."
-
-
-def default_prompt(prp: Prp, text: str) -> str:
-    """The agent prompt: instructions, the gates, and the PRP's whole text."""
-    return f"""You are implementing PRP {prp.id}: "{prp.title}".
-The complete PRP file ({prp.path.name}) is below, between the BEGIN and END markers.
-
-What to do:
-1. Implement every step of the PRP in the current working directory. It is a git worktree
-   made for this PRP; create and change files only inside it.
-2. Do not commit, create branches, push or rewrite git history: pytest-prp commits your work
-   after the validation gates pass.
-3. When you are done, pytest-prp runs the gates below from this directory. Run them yourself
-   first and fix whatever fails.
-
-{describe_gates(prp)}
-
-===== BEGIN PRP {prp.id} ({prp.path.name}) =====
-{text.rstrip()}
-===== END PRP {prp.id} =====
-"""
-
-
-_PLACEHOLDER = re.compile(r"\{(prp_id|prp_text|gates|title)\}")
-
-
-def render_prompt_template(template: str, prp: Prp, text: str) -> str:
-    """Fill a prompt template (ini ``prp_prompt_template``).
-
-    Placeholders: ``{prp_id}`` the PRP id, ``{title}`` its title, ``{prp_text}`` the whole PRP
-    file, ``{gates}`` the gates as the default prompt lists them. Nothing else is touched, so
-    other braces (JSON, shell ``${VAR}``) need no escaping.
-    """
-    values = {"prp_id": prp.id, "title": prp.title, "prp_text": text}
-
-    def fill(match: re.Match[str]) -> str:
-        name = match.group(1)
-        return describe_gates(prp) if name == "gates" else values[name]
-
-    return _PLACEHOLDER.sub(fill, template)
-
-
 def agent_command(command: str, prompt_file: Path, prp_id: str) -> str:
     """The agent command line with ``{prompt_file}`` and ``{prp_id}`` filled in, shell-quoted."""
     return command.replace("{prompt_file}", shlex.quote(str(prompt_file))).replace(
@@ -329,23 +246,17 @@ def run_agent(
     prompt: str,
     workdir: Path,
     env: Mapping[str, str],
-    timeout: float,
-    log: LogSink | None,
+    limits: Limits,
     prompt_dir: Path | None = None,
-    on_line: Callable[[str], None] | None = None,
-    idle_timeout: float | None = None,
-    activity_dir: Path | None = None,
-    stated_timeout: float | None = None,
 ) -> StepsOutcome:
-    """Run the agent command line (bash, in ``workdir``); exit 0 means the steps are done.
+    """Run the agent command line (bash, in ``workdir``) under ``limits``; exit 0 means the
+    steps are done.
 
     The prompt goes to stdin and to a file named by ``PRP_PROMPT_FILE``: kept in ``prompt_dir``
     when given (say, the results directory), else in a temporary directory removed afterwards.
-    ``idle_timeout`` stops an agent that printed nothing and changed no file in
-    ``activity_dir`` (default: ``workdir``) for that long. ``stated_timeout``: the limit a
-    timeout message names, when ``timeout`` is only what is left of it.
     """
     start = time.monotonic()
+    log = limits.log
     with _prompt_location(prompt_dir) as where:
         prompt_file = where / _prompt_name(prp.id)
         prompt_file.write_text(prompt, encoding="utf-8")
@@ -357,18 +268,14 @@ def run_agent(
             line,
             cwd=workdir,
             env={**env, "PRP_PROMPT_FILE": str(prompt_file)},
-            timeout=timeout,
-            log=log,
+            limits=limits,
             stdin_text=prompt,
             # Rendered stream-json drops some lines: read more to show the usual number.
             tail_lines=DEFAULT_TAIL_LINES * 5,
-            on_line=on_line,
             capture_stdout=True,
             tail_transform=render_line,
-            idle_timeout=idle_timeout,
-            activity_dir=activity_dir if activity_dir is not None else workdir,
         )
-    outcome = agent_outcome(result, timeout if stated_timeout is None else stated_timeout)
+    outcome = agent_outcome(result)
     outcome.duration = time.monotonic() - start
     if log is not None and outcome.error:
         log.lines(f"FAILED: {outcome.error}")
@@ -388,7 +295,7 @@ def _prompt_location(prompt_dir: Path | None) -> Iterator[Path]:
 _RESULT_CHARS = 500
 
 
-def agent_outcome(result: ProcessResult, timeout: float) -> StepsOutcome:
+def agent_outcome(result: ProcessResult) -> StepsOutcome:
     """Judge an agent run from its exit status and, when present, its stream-json result."""
     report = parse_stream(result.stdout or "")
     tail = result.tail[-DEFAULT_TAIL_LINES:]
@@ -397,7 +304,7 @@ def agent_outcome(result: ProcessResult, timeout: float) -> StepsOutcome:
         said = said[:_RESULT_CHARS] + " ..."
     error: str | None = None
     if result.timed_out:
-        error = f"agent {limit_message(result, timeout)}"
+        error = f"agent {result.describe()}"
     elif not result.ok:
         error = f"agent command failed ({result.describe()})"
         if report.failed and said:

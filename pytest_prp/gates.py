@@ -3,32 +3,31 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from pytest_prp.limits import Limits
 from pytest_prp.model import Gate
-from pytest_prp.output import LogSink
-from pytest_prp.processes import (
-    DEFAULT_TAIL_LINES,
-    idle_message,
-    run_bash,
-    timeout_message,
-)
+from pytest_prp.processes import DEFAULT_TAIL_LINES, ProcessResult, run_bash
+
+# The limit a gate cut short by its PRP's clock names (a gate also has one of its own).
+PRP_LIMIT = "--prp-timeout"
 
 
 @dataclass
 class GateResult:
+    """A gate's verdict and how its check ran (exit status, limits, time, last output)."""
+
     gate: Gate
     passed: bool
-    returncode: int | None  # None when a limit stopped it (or it had nothing to run)
-    timed_out: bool  # stopped by a limit: the wall clock, or idleness (idle_timed_out)
-    duration: float
-    tail: list[str]
-    timeout: float | None = None  # the limit it ran under, for "timed out after N s"
-    idle_timed_out: bool = False
-    idle_timeout: float | None = None  # the idle limit it ran under, if any
-    last_line: str | None = None  # its last non-blank output line
+    process: ProcessResult
+
+
+def gate_limits(prp: Limits, gate_timeout: float) -> Limits:
+    """What a gate runs under: its own time limit, never beyond the PRP's clock, and no idle
+    limit (``--prp-idle-timeout`` is for steps and agents)."""
+    return prp.within(gate_timeout, PRP_LIMIT).without_idle()
 
 
 def gate_header(gate: Gate) -> str:
@@ -36,22 +35,9 @@ def gate_header(gate: Gate) -> str:
     return f"gate {gate.index}: {gate.name}"
 
 
-def run_shell_gate(
-    gate: Gate,
-    *,
-    cwd: Path,
-    env: Mapping[str, str],
-    timeout: float,
-    log: LogSink | None,
-    on_line: Callable[[str], None] | None = None,
-    idle_timeout: float | None = None,
-    activity_dir: Path | None = None,
-) -> GateResult:
-    """Run the gate's command with bash (errexit, pipefail) in ``cwd``; exit 0 passes.
-
-    ``idle_timeout`` (None: none) stops a gate that printed nothing and changed no file in
-    ``activity_dir`` (default: ``cwd``) for that long.
-    """
+def run_shell_gate(gate: Gate, *, cwd: Path, env: Mapping[str, str], limits: Limits) -> GateResult:
+    """Run the gate's command with bash (errexit, pipefail) in ``cwd``; exit 0 passes."""
+    log = limits.log
     if log is not None:
         log.section(gate_header(gate))
     command = gate.command or ""
@@ -59,32 +45,13 @@ def run_shell_gate(
         message = "the gate has no command to run"
         if log is not None:
             log.line(message)
-        return GateResult(gate, False, None, False, 0.0, [message], timeout)
+        nothing = ProcessResult(None, False, 0.0, [message], None, timeout=limits.stated)
+        return GateResult(gate, False, nothing)
     if log is not None:
         for line in command.splitlines():
             log.line(f"$ {line}")
-    result = run_bash(
-        command,
-        cwd=cwd,
-        env=env,
-        timeout=timeout,
-        log=log,
-        on_line=on_line,
-        idle_timeout=idle_timeout,
-        activity_dir=activity_dir if activity_dir is not None else cwd,
-    )
-    return GateResult(
-        gate=gate,
-        passed=result.ok,
-        returncode=result.returncode,
-        timed_out=result.timed_out,
-        duration=result.duration,
-        tail=result.tail,
-        timeout=timeout,
-        idle_timed_out=result.idle_timed_out,
-        idle_timeout=result.idle_timeout,
-        last_line=result.last_line,
-    )
+    result = run_bash(command, cwd=cwd, env=env, limits=limits)
+    return GateResult(gate, result.ok, result)
 
 
 _EXPECTED_COMMENT = re.compile(r"^\s*#\s*expected\s*:", re.IGNORECASE)
@@ -99,17 +66,16 @@ def command_lines(gate: Gate) -> list[str]:
 def describe_status(result: GateResult) -> str:
     """``exit 1``, ``timed out after 600 s``, ``idle for 600 s (last output: "...")``,
     ``killed by signal 9``, ``passed``."""
-    if result.idle_timed_out:
-        return idle_message(result.idle_timeout or result.duration, result.last_line)
-    if result.timed_out:
-        return timeout_message(result.timeout if result.timeout is not None else result.duration)
-    if result.returncode is None:
+    process = result.process
+    if process.timed_out:  # the wall clock or idleness
+        return process.describe()
+    if process.returncode is None:
         return "not run"
-    if result.returncode < 0:
-        return f"killed by signal {-result.returncode}"
+    if process.returncode < 0:
+        return f"killed by signal {-process.returncode}"
     if result.passed:
         return "passed"
-    return f"exit {result.returncode}"
+    return f"exit {process.returncode}"
 
 
 def format_gate_failure(result: GateResult, tail_lines: int = DEFAULT_TAIL_LINES) -> str:
@@ -122,7 +88,7 @@ def format_gate_failure(result: GateResult, tail_lines: int = DEFAULT_TAIL_LINES
         lines.append("command:")
         lines.extend(f"    {line}" for line in command)
     lines.extend(f"# Expected: {expected}" for expected in gate.expected)
-    tail = result.tail[-tail_lines:] if tail_lines > 0 else []
+    tail = result.process.tail[-tail_lines:] if tail_lines > 0 else []
     if tail:
         # A shorter tail is the whole output.
         heading = f"output (last {len(tail)} lines)" if len(tail) == tail_lines else "output"

@@ -73,7 +73,7 @@ def redo_or_fail(
         run.redone_on.append(outcome.tip)
         run.base = outcome.tip
         run.refs_before = git.ref_state(run.workdir, execution.own_refs)
-        context.workdir = run.workdir
+        context.move_to(run.workdir)
         context.attempt += 1
         context.feedback = None
         context.redo = redo_prompt(

@@ -10,8 +10,9 @@ running and no zombie is left behind.
 Output goes to the log and a tail of lines (``pytest_prp.output``): copied into the log as bytes,
 or decoded line by line where the caller needs the output itself.
 
-Two limits end a process: the wall clock (``timeout``) and, optionally, idleness
-(``idle_timeout``): no output and no file changed in ``activity_dir`` for that long. Any
+Two limits end a process (``pytest_prp.limits.Limits``, which also says where its output goes):
+the wall clock and, optionally, idleness: no output and no file changed in the activity
+directory for that long. Any
 exception in the caller's thread while the process runs (KeyboardInterrupt from Ctrl-C or from a
 SIGTERM handler, SystemExit, an error in ``on_line``) stops the group before it propagates.
 """
@@ -32,7 +33,8 @@ from types import FrameType
 from typing import Any
 
 from pytest_prp import leftovers
-from pytest_prp.output import Collector, Lines, LogCopy, LogSink
+from pytest_prp.limits import Limits
+from pytest_prp.output import Collector, Lines, LogCopy
 from pytest_prp.pump import POLL, PipePump, close_pipes, has_exited
 
 DEFAULT_TAIL_LINES = 40
@@ -53,8 +55,11 @@ def format_seconds(seconds: float) -> str:
     return f"{round(seconds, 1 if seconds >= 1 else 2):g} s"
 
 
-def timeout_message(timeout: float) -> str:
-    return f"timed out after {format_seconds(timeout)}"
+def timeout_message(timeout: float, source: str | None = None) -> str:
+    """``timed out after 600 s``; with the option that set the limit, when it was not the
+    process's own: ``timed out after 30 s (--prp-timeout)``."""
+    said = f"timed out after {format_seconds(timeout)}"
+    return f"{said} ({source})" if source else said
 
 
 LAST_LINE_CHARS = 80
@@ -80,7 +85,8 @@ class ProcessResult:
     duration: float
     tail: list[str]  # last lines of combined stdout+stderr
     stdout: str | None  # whole stdout, only with capture_stdout=True
-    timeout: float | None = None  # the limit the process ran under
+    timeout: float | None = None  # the limit it ran under, as the user set it (Limits.stated)
+    timeout_source: str | None = None  # the option that set it, when not its own (Limits.source)
     idle_timed_out: bool = False  # stopped for printing nothing and changing no file
     idle_timeout: float | None = None  # the idle limit it ran under, if any
     last_line: str | None = None  # the last non-blank output line (as the tail shows it)
@@ -95,7 +101,7 @@ class ProcessResult:
         if self.idle_timed_out:
             return idle_message(self.idle_timeout or self.duration, self.last_line)
         if self.timed_out:
-            return timeout_message(self.timeout or self.duration)
+            return timeout_message(self.timeout or self.duration, self.timeout_source)
         if self.returncode is None:
             return "no exit status"
         if self.returncode < 0:
@@ -289,35 +295,31 @@ def run_process(
     *,
     cwd: Path,
     env: Mapping[str, str],
-    timeout: float,
-    log: LogSink | None,
+    limits: Limits,
     stdin_text: str | None = None,
     tail_lines: int = DEFAULT_TAIL_LINES,
-    on_line: Callable[[str], None] | None = None,
     capture_stdout: bool = False,
     tail_transform: Callable[[str], str | None] | None = None,
     kill_grace: float = KILL_GRACE,
-    idle_timeout: float | None = None,
-    activity_dir: Path | None = None,
 ) -> ProcessResult:
     """Run ``argv`` in ``cwd`` with exactly the environment ``env``; stop its group at the end.
 
     Output is handled a chunk of whole lines at a time (what one read returns). Every line goes
-    to ``log`` (one write and flush per chunk). The tail gets the last ``tail_lines`` lines,
-    through ``tail_transform``, which may rewrite or drop a line and is only called on as many
-    of a chunk's latest lines as the tail needs. ``on_line`` is called at least once per chunk
-    of output with its latest line (the latest one that is not blank, if any): a sign of life,
-    not a way to see every line (``capture_stdout`` keeps the whole stdout).
+    to ``limits.log`` (one write and flush per chunk). The tail gets the last ``tail_lines``
+    lines, through ``tail_transform``, which may rewrite or drop a line and is only called on
+    as many of a chunk's latest lines as the tail needs. ``limits.on_line`` is called at least
+    once per chunk of output with its latest line (the latest one that is not blank, if any):
+    a sign of life, not a way to see every line (``capture_stdout`` keeps the whole stdout).
 
     A process that cannot be started gives exit status 127 and the reason in the tail.
-    ``timeout`` limits the wall-clock time; ``idle_timeout`` (None or 0: no limit) ends a
-    process that printed nothing and changed no file in ``activity_dir`` (``.git`` aside) for
-    that long. Any exception while it runs (KeyboardInterrupt, SystemExit, an error from
+    ``limits.deadline`` ends it; so does ``limits.idle`` (None or 0: no idle limit), once it
+    printed nothing and changed no file in ``limits.activity_dir`` (``.git`` aside) for that
+    long. Any exception while it runs (KeyboardInterrupt, SystemExit, an error from
     ``on_line``) stops the group and is re-raised.
     """
     start = time.monotonic()
-    if idle_timeout is not None and idle_timeout <= 0:
-        idle_timeout = None  # 0 (or less) means no idle limit
+    log, on_line = limits.log, limits.on_line
+    idle_timeout = limits.idle if limits.idle is not None and limits.idle > 0 else None
     # Copied into the log as bytes unless the output itself is wanted, rewritten or unlogged.
     copy: LogCopy | None = None
     if log is not None and not capture_stdout and tail_transform is None:
@@ -356,7 +358,8 @@ def run_process(
             duration=time.monotonic() - start,
             tail=list(collector.tail),
             stdout="" if capture_stdout else None,
-            timeout=timeout,
+            timeout=limits.stated,
+            timeout_source=limits.source,
             idle_timeout=idle_timeout,
             last_line=collector.last_line,
         )
@@ -370,9 +373,9 @@ def run_process(
     leader = leftovers.process(proc.pid)
     leftovers.LEADERS.add(proc.pid)
     captured: list[bytes] | None = [] if capture_stdout else None
-    watch = None if idle_timeout is None else _IdleWatch(idle_timeout, activity_dir, start)
+    watch = None if idle_timeout is None else _IdleWatch(idle_timeout, limits.activity_dir, start)
     timed_out = idle_timed_out = False
-    deadline = start + timeout
+    deadline = limits.deadline
     pump: PipePump | None = None
     try:
         try:
@@ -416,7 +419,8 @@ def run_process(
         duration=duration,
         tail=list(collector.tail),
         stdout=stdout,
-        timeout=timeout,
+        timeout=limits.stated,
+        timeout_source=limits.source,
         idle_timed_out=idle_timed_out,
         idle_timeout=idle_timeout,
         last_line=collector.last_line,
@@ -443,30 +447,22 @@ def run_bash(
     *,
     cwd: Path,
     env: Mapping[str, str],
-    timeout: float,
-    log: LogSink | None,
+    limits: Limits,
     stdin_text: str | None = None,
     tail_lines: int = DEFAULT_TAIL_LINES,
-    on_line: Callable[[str], None] | None = None,
     capture_stdout: bool = False,
     tail_transform: Callable[[str], str | None] | None = None,
     kill_grace: float = KILL_GRACE,
-    idle_timeout: float | None = None,
-    activity_dir: Path | None = None,
 ) -> ProcessResult:
     """``run_process`` of ``script`` under ``bash -e -o pipefail -c``."""
     return run_process(
         bash_argv(script, env.get("PATH")),
         cwd=cwd,
         env=env,
-        timeout=timeout,
-        log=log,
+        limits=limits,
         stdin_text=stdin_text,
         tail_lines=tail_lines,
-        on_line=on_line,
         capture_stdout=capture_stdout,
         tail_transform=tail_transform,
         kill_grace=kill_grace,
-        idle_timeout=idle_timeout,
-        activity_dir=activity_dir,
     )

@@ -171,6 +171,7 @@ def _start_heartbeat(item: PrpItem, run: PrpRun, settings: Settings) -> Heartbea
 
 def run_setup(item: PrpItem) -> None:
     from pytest_prp.agents import choose_model
+    from pytest_prp.limits import Limits
     from pytest_prp.output import LogSink
 
     execution = item.config.stash[EXECUTION]
@@ -205,13 +206,19 @@ def run_setup(item: PrpItem) -> None:
         raise _fail(run, "failed", f"could not create the worktree: {exc}") from None
     if settings.agent:
         run.model = choose_model(prp, settings.models)
+    limits = Limits.starting_now(
+        settings.timeout,
+        idle=settings.idle_timeout,
+        activity_dir=run.workdir,  # a step changing files in its worktree is not idle
+        log=LogSink(run.log_path),
+        on_line=beat.output,  # the heartbeat's sign of life
+    )
     context = PrpContext(
         prp=prp,
         config=item.config,
         settings=settings,
         workdir=run.workdir,
-        log=LogSink(run.log_path),
-        deadline=time.monotonic() + settings.timeout,
+        limits=limits,
         model=run.model,
         heartbeat=beat,
     )
@@ -303,7 +310,7 @@ def _waiting(context: PrpContext, waiter: RateLimitWaiter, run: PrpRun) -> Itera
             f"{run.prp.id}: rate limited: {exc}\n\nworktree kept: {run.workdir}",
         ) from None
     finally:
-        context.deadline += waiter.waited - before
+        context.limits = context.limits.extended(waiter.waited - before)
         run.rate_limit_waits = waiter.limits
         run.rate_limit_waited = waiter.waited
 
@@ -320,16 +327,17 @@ def _report_tail(lines: list[str]) -> list[str]:
 
 def _gate_record(result: GateResult) -> dict[str, object]:
     """One gate of an attempt in the result JSON: a failed one with the end of its output."""
+    process = result.process
     record: dict[str, object] = {
         "index": result.gate.index,
         "name": result.gate.name,
         "passed": result.passed,
-        "exit_code": result.returncode,
-        "timed_out": result.timed_out,
-        "seconds": round(result.duration, 3),
+        "exit_code": process.returncode,
+        "timed_out": process.timed_out,
+        "seconds": round(process.duration, 3),
     }
     if not result.passed:
-        record["tail"] = _report_tail(result.tail)
+        record["tail"] = _report_tail(process.tail)
     return record
 
 

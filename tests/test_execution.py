@@ -529,6 +529,7 @@ def test_conftest_hooks_replace_executor_and_gates(pytester: pytest.Pytester, re
         """
         from pytest_prp.executors import StepsOutcome
         from pytest_prp.gates import GateResult
+        from pytest_prp.processes import ProcessResult
 
         def pytest_prp_run_steps(context):
             (context.workdir / "by-hook.txt").write_text(context.prp.id)
@@ -538,8 +539,9 @@ def test_conftest_hooks_replace_executor_and_gates(pytester: pytest.Pytester, re
             if "custom" not in (gate.command or ""):
                 return None  # the default shell gate takes it
             passed = (context.workdir / "by-hook.txt").exists()
-            return GateResult(gate=gate, passed=passed, returncode=0, timed_out=False,
-                              duration=0.0, tail=["checked by hook"])
+            checked = ProcessResult(returncode=0, timed_out=False, duration=0.0,
+                                    tail=["checked by hook"], stdout=None)
+            return GateResult(gate=gate, passed=passed, process=checked)
         """
     )
     write_prp(repo, "PRP-18.1.1", steps=["exit 1"], gates=["custom check", "test -f by-hook.txt"])

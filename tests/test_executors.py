@@ -14,12 +14,11 @@ import pytest
 from pytest_prp.executors import (
     StepsOutcome,
     UnsafePath,
-    default_prompt,
-    render_prompt_template,
     run_agent,
     run_literal_steps,
     safe_create_path,
 )
+from pytest_prp.limits import Limits
 from pytest_prp.model import (
     GATE_CHECKLIST,
     GATE_SHELL,
@@ -32,6 +31,7 @@ from pytest_prp.model import (
 )
 from pytest_prp.output import LogSink
 from pytest_prp.processes import run_process
+from pytest_prp.prompt import default_prompt, render_prompt_template
 
 ENV = {k: v for k, v in os.environ.items() if not k.startswith(("FAKE_AGENT_", "PRP_"))}
 FAKE_AGENT = Path(__file__).with_name("fake_agent.py")
@@ -101,7 +101,9 @@ def workdir(tmp_path: Path) -> Path:
 def literal(
     prp: Prp, workdir: Path, timeout: float = 30, log: LogSink | None = None
 ) -> StepsOutcome:
-    return run_literal_steps(prp, workdir=workdir, env=ENV, timeout=timeout, log=log)
+    return run_literal_steps(
+        prp, workdir=workdir, env=ENV, limits=Limits.starting_now(timeout, log=log)
+    )
 
 
 # --- literal executor -----------------------------------------------------------------------
@@ -282,8 +284,7 @@ def agent(
         prompt=default_prompt(prp, prp.path.read_text()),
         workdir=workdir,
         env={**ENV, "PRP_ID": prp.id, **(env or {})},
-        timeout=timeout,
-        log=log,
+        limits=Limits.starting_now(timeout, log=log),
         prompt_dir=prompt_dir,
     )
 
@@ -413,8 +414,7 @@ def test_fake_agent_insists_on_the_prompt_file(tmp_path: Path) -> None:
         [sys.executable, str(FAKE_AGENT)],
         cwd=tmp_path,
         env=ENV,
-        timeout=30,
-        log=None,
+        limits=Limits.starting_now(30),
         stdin_text="a prompt",
     )
     assert result.returncode == 3
@@ -467,9 +467,7 @@ def test_a_silent_literal_step_is_stopped_as_idle(tmp_path: Path, workdir: Path)
         prp,
         workdir=workdir,
         env=ENV,
-        timeout=30,
-        log=None,
-        idle_timeout=0.5,
+        limits=Limits.starting_now(30, idle=0.5, activity_dir=workdir),
         on_step=lambda s, total: started.append((s.index, total)),
     )
     assert time.monotonic() - start < 4
@@ -481,9 +479,8 @@ def test_a_silent_literal_step_is_stopped_as_idle(tmp_path: Path, workdir: Path)
 def test_a_literal_step_writing_files_silently_is_not_idle(tmp_path: Path, workdir: Path) -> None:
     script = "for i in $(seq 12); do echo $i > build.log; sleep 0.1; done\n"
     prp = make_prp(tmp_path, step(1, "Build", block("bash", script)))
-    outcome = run_literal_steps(
-        prp, workdir=workdir, env=ENV, timeout=30, log=None, idle_timeout=0.5
-    )
+    limits = Limits.starting_now(30, idle=0.5, activity_dir=workdir)
+    outcome = run_literal_steps(prp, workdir=workdir, env=ENV, limits=limits)
     assert outcome.ok and not outcome.timed_out
 
 
@@ -491,9 +488,8 @@ def test_the_wall_clock_limit_of_literal_steps_sets_timed_out(
     tmp_path: Path, workdir: Path
 ) -> None:
     prp = make_prp(tmp_path, step(1, "Wait", block("bash", "sleep 100\n")))
-    outcome = run_literal_steps(
-        prp, workdir=workdir, env=ENV, timeout=0.5, log=None, idle_timeout=60
-    )
+    limits = Limits.starting_now(0.5, idle=60, activity_dir=workdir)
+    outcome = run_literal_steps(prp, workdir=workdir, env=ENV, limits=limits)
     assert outcome.error == 'step 1/1 "Wait" timed out after 0.5 s'
     assert outcome.timed_out and not outcome.idle_timed_out
 
@@ -512,9 +508,7 @@ def test_a_silent_agent_is_stopped_as_idle(tmp_path: Path, workdir: Path) -> Non
         prompt="Implement PRP-7",
         workdir=workdir,
         env=ENV,
-        timeout=30,
-        idle_timeout=0.5,
-        log=None,
+        limits=Limits.starting_now(30, idle=0.5, activity_dir=workdir),
     )
     assert time.monotonic() - start < 4
     # The last output as the tail shows it: stream-json rendered.
@@ -532,10 +526,7 @@ def test_an_agent_printing_forever_is_not_idle_but_times_out(tmp_path: Path, wor
         prompt="Implement PRP-7",
         workdir=workdir,
         env=ENV,
-        timeout=1.5,
-        idle_timeout=0.5,
-        log=None,
-        on_line=seen.append,
+        limits=Limits.starting_now(1.5, idle=0.5, activity_dir=workdir, on_line=seen.append),
     )
     assert outcome.error == "agent timed out after 1.5 s"
     assert outcome.timed_out and not outcome.idle_timed_out
@@ -547,9 +538,8 @@ def test_an_agent_printing_forever_is_not_idle_but_times_out(tmp_path: Path, wor
 def test_a_timeout_names_the_limit_as_the_user_set_it(tmp_path: Path, workdir: Path) -> None:
     # The PRP had 3600 s in all; its steps got what was left of them.
     prp = make_prp(tmp_path, step(1, "Wait", block("bash", "sleep 100\n")))
-    steps = run_literal_steps(
-        prp, workdir=workdir, env=ENV, timeout=0.4, log=None, stated_timeout=3600
-    )
+    nearly_spent = Limits(time.monotonic() + 0.4, 3600)
+    steps = run_literal_steps(prp, workdir=workdir, env=ENV, limits=nearly_spent)
     assert steps.error == 'step 1/1 "Wait" timed out after 3600 s'
     hung = run_agent(
         prp,
@@ -557,10 +547,12 @@ def test_a_timeout_names_the_limit_as_the_user_set_it(tmp_path: Path, workdir: P
         prompt="Implement PRP-7",
         workdir=workdir,
         env=ENV,
-        timeout=0.4,
-        log=None,
-        stated_timeout=3600,
+        limits=Limits(time.monotonic() + 0.4, 3600),
     )
     assert hung.error == "agent timed out after 3600 s"
-    unnamed = run_literal_steps(prp, workdir=workdir, env=ENV, timeout=0.41234, log=None)
-    assert unnamed.error == 'step 1/1 "Wait" timed out after 0.41 s'
+    spent = run_literal_steps(prp, workdir=workdir, env=ENV, limits=nearly_spent)
+    assert spent.error == 'step 1/1 "Wait" timed out after 3600 s'  # before it started
+    unnamed = Limits.starting_now(0.41234)
+    assert run_literal_steps(prp, workdir=workdir, env=ENV, limits=unnamed).error == (
+        'step 1/1 "Wait" timed out after 0.41 s'
+    )

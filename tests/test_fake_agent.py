@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from pytest_prp.executors import StepsOutcome, run_agent
+from pytest_prp.limits import Limits
 from pytest_prp.model import Body, Prp
 
 ENV = {k: v for k, v in os.environ.items() if not k.startswith(("FAKE_AGENT_", "PRP_"))}
@@ -33,8 +34,7 @@ def attempt(tmp_path: Path, number: int, options: str, prompt: str) -> StepsOutc
         prompt=prompt,
         workdir=work,
         env={**ENV, "PRP_ID": "PRP-7", "PRP_ATTEMPT": str(number)},
-        timeout=30,
-        log=None,
+        limits=Limits.starting_now(30),
     )
 
 
@@ -64,8 +64,7 @@ def test_the_variable_works_like_the_option(tmp_path: Path) -> None:
         prompt="Implement PRP-7.",
         workdir=work,
         env={**ENV, "PRP_ATTEMPT": "1", "FAKE_AGENT_FIX_ON_ATTEMPT": "3"},
-        timeout=30,
-        log=None,
+        limits=Limits.starting_now(30),
     )
     assert outcome.ok and (work / "out.txt").read_text() == "WRONG"
 

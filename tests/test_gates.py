@@ -7,8 +7,9 @@ import sys
 import time
 from pathlib import Path
 
-from pytest_prp.gates import GateResult, format_gate_failure, run_shell_gate
+from pytest_prp.gates import GateResult, format_gate_failure, gate_limits, run_shell_gate
 from pytest_prp.leftovers import pid_alive
+from pytest_prp.limits import Limits
 from pytest_prp.model import GATE_SHELL, Gate
 from pytest_prp.output import LogSink
 
@@ -20,14 +21,14 @@ def gate(command: str, name: str = "File Creation", expected: tuple[str, ...] = 
 
 
 def run(g: Gate, tmp_path: Path, timeout: float = 20, log: LogSink | None = None) -> GateResult:
-    return run_shell_gate(g, cwd=tmp_path, env=ENV, timeout=timeout, log=log)
+    return run_shell_gate(g, cwd=tmp_path, env=ENV, limits=Limits.starting_now(timeout, log=log))
 
 
 def test_a_passing_gate(tmp_path: Path) -> None:
     (tmp_path / "hello.py").write_text("print('hi')\n")
     result = run(gate("test -f hello.py && python3 hello.py"), tmp_path)
-    assert result.passed and result.returncode == 0 and not result.timed_out
-    assert result.tail == ["hi"]
+    assert result.passed and result.process.returncode == 0 and not result.process.timed_out
+    assert result.process.tail == ["hi"]
 
 
 def test_a_failing_gate_is_reported_with_command_expectations_and_output(tmp_path: Path) -> None:
@@ -36,7 +37,7 @@ def test_a_failing_gate_is_reported_with_command_expectations_and_output(tmp_pat
         expected=("hello.py exists", "exit code 0"),
     )
     result = run(g, tmp_path)
-    assert not result.passed and result.returncode == 1
+    assert not result.passed and result.process.returncode == 1
     report = format_gate_failure(result)
     assert report.splitlines() == [
         'gate 1 "File Creation" (line 42) failed (exit 1)',
@@ -67,7 +68,7 @@ def test_a_gate_that_runs_too_long_times_out(tmp_path: Path) -> None:
     start = time.monotonic()
     result = run(gate("echo waiting; sleep 100", name="Slow"), tmp_path, timeout=0.5)
     assert time.monotonic() - start < 3
-    assert not result.passed and result.timed_out and result.returncode is None
+    assert not result.passed and result.process.timed_out and result.process.returncode is None
     report = format_gate_failure(result)
     assert report.startswith('gate 1 "Slow" (line 42) failed (timed out after 0.5 s)')
     assert "    waiting" in report
@@ -90,7 +91,7 @@ def test_a_background_server_started_by_a_gate_is_gone_afterwards(tmp_path: Path
     )
     start = time.monotonic()
     result = run(gate(command, name="Server"), tmp_path)
-    assert result.passed and "checked" in result.tail
+    assert result.passed and "checked" in result.process.tail
     assert time.monotonic() - start < 5
     assert not pid_alive(int((tmp_path / "server.pid").read_text()))
 
@@ -103,9 +104,9 @@ def test_a_gate_without_a_command_fails_clearly(tmp_path: Path) -> None:
 
 def test_a_silent_gate_is_stopped_as_idle_and_reported_so(tmp_path: Path) -> None:
     g = gate("echo 'Starting the server'; sleep 100", name="Server answers")
-    result = run_shell_gate(g, cwd=tmp_path, env=ENV, timeout=30, log=None, idle_timeout=0.4)
-    assert not result.passed and result.timed_out and result.idle_timed_out
-    assert result.returncode is None and result.duration < 3
+    result = run_shell_gate(g, cwd=tmp_path, env=ENV, limits=Limits.starting_now(30, idle=0.4))
+    assert not result.passed and result.process.timed_out and result.process.idle_timed_out
+    assert result.process.returncode is None and result.process.duration < 3
     report = format_gate_failure(result)
     assert report.splitlines()[0] == (
         'gate 1 "Server answers" (line 42) failed '
@@ -115,5 +116,25 @@ def test_a_silent_gate_is_stopped_as_idle_and_reported_so(tmp_path: Path) -> Non
 
 def test_a_gate_printing_steadily_runs_until_done(tmp_path: Path) -> None:
     g = gate("for i in $(seq 10); do echo $i; sleep 0.1; done")
-    result = run_shell_gate(g, cwd=tmp_path, env=ENV, timeout=30, log=None, idle_timeout=0.4)
-    assert result.passed and not result.timed_out and result.tail[-1] == "10"
+    result = run_shell_gate(g, cwd=tmp_path, env=ENV, limits=Limits.starting_now(30, idle=0.4))
+    assert result.passed and not result.process.timed_out and result.process.tail[-1] == "10"
+
+
+def test_a_gate_cut_short_by_the_prp_clock_names_the_prp_limit(tmp_path: Path) -> None:
+    # The PRP was given 30 s and its steps used all but 0.4 s; the gate's own limit is 600 s.
+    prp = Limits(time.monotonic() + 0.4, 30.0, idle=0.1, log=None)
+    limits = gate_limits(prp, 600)
+    assert limits.idle is None  # the idle limit is for steps and agents
+    result = run_shell_gate(gate("sleep 100", name="Slow"), cwd=tmp_path, env=ENV, limits=limits)
+    assert result.process.timed_out and result.process.duration < 3
+    assert format_gate_failure(result).splitlines()[0] == (
+        'gate 1 "Slow" (line 42) failed (timed out after 30 s (--prp-timeout))'
+    )
+
+
+def test_a_gate_stopped_by_its_own_limit_names_it(tmp_path: Path) -> None:
+    limits = gate_limits(Limits.starting_now(3600), 0.4)
+    result = run_shell_gate(gate("sleep 100", name="Slow"), cwd=tmp_path, env=ENV, limits=limits)
+    assert format_gate_failure(result).splitlines()[0] == (
+        'gate 1 "Slow" (line 42) failed (timed out after 0.4 s)'
+    )

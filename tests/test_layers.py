@@ -26,13 +26,13 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # dependency graph, stages, critical path, plan views (pure)
     "plan": ("planning", "plan_view", "not_found"),
     # git: worktrees, slots, commits, merges, the run lock
-    "workspace": ("gitops", "runlock", "merge_check", "merge_queue"),
+    "workspace": ("gitops", "runlock", "merge_check", "merge_queue", "ledger_lookup"),
     # running a process safely: groups, limits, logs, tails, rate limits
-    "supervise": ("output", "pump", "processes", "ratelimit"),
+    "supervise": ("output", "pump", "limits", "processes", "ratelimit"),
     # what happened: heartbeats, progress, the batch result, the status view, the HTML report
     "record": ("heartbeat", "progress", "results", "status", "report_data", "report_html"),
     # running steps and gates; the context hooks receive
-    "execute": ("executors", "gates", "context", "hooks"),
+    "execute": ("executors", "gates", "prompt", "context", "hooks"),
     # the pytest plugin and its glue
     "glue": (
         "options", "scheduler", "collect", "runner", "execution", "defaults", "plugin",

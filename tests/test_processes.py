@@ -13,11 +13,13 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pytest_prp import leftovers
 from pytest_prp.leftovers import pid_alive
+from pytest_prp.limits import Limits
 from pytest_prp.output import LogSink
 from pytest_prp.processes import (
     ProcessResult,
@@ -42,17 +44,28 @@ def zombie_children() -> set[int]:
     return zombies
 
 
-def bash(script: str, tmp_path: Path, **kwargs: object) -> ProcessResult:
-    options: dict[str, object] = {"cwd": tmp_path, "env": ENV, "timeout": 20, "log": None}
-    options.update(kwargs)
-    return run_bash(script, **options)  # type: ignore[arg-type]
+def with_limits(options: dict[str, Any]) -> dict[str, Any]:
+    """``timeout``, ``log``, ``on_line``, ``idle_timeout`` and ``activity_dir`` as the one
+    ``Limits`` the process runs under; the other options as they are."""
+    limits = Limits.starting_now(
+        options.pop("timeout", 20),
+        log=options.pop("log", None),
+        on_line=options.pop("on_line", None),
+        idle=options.pop("idle_timeout", None),
+        activity_dir=options.pop("activity_dir", None),
+    )
+    return {"cwd": options.pop("cwd"), "env": ENV, **options, "limits": limits}
 
 
-def python(code: str, tmp_path: Path, **kwargs: object) -> ProcessResult:
+def bash(script: str, tmp_path: Path, **kwargs: Any) -> ProcessResult:
+    return run_bash(script, **with_limits({"cwd": tmp_path, **kwargs}))
+
+
+def python(code: str, tmp_path: Path, **kwargs: Any) -> ProcessResult:
     """``code`` run by this Python, stdout unbuffered: each ``write`` reaches the pipe at once."""
-    options: dict[str, object] = {"cwd": tmp_path, "env": ENV, "timeout": 20, "log": None}
-    options.update(kwargs)
-    return run_process([sys.executable, "-u", "-c", code], **options)  # type: ignore[arg-type]
+    return run_process(
+        [sys.executable, "-u", "-c", code], **with_limits({"cwd": tmp_path, **kwargs})
+    )
 
 
 @pytest.fixture(params=["lines", "log copy"])
@@ -405,8 +418,7 @@ def test_killed_by_a_signal_is_described(tmp_path: Path) -> None:
         [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"],
         cwd=tmp_path,
         env=ENV,
-        timeout=10,
-        log=None,
+        limits=Limits.starting_now(10),
     )
     assert result.returncode == -9
     assert result.describe() == "killed by signal 9 (SIGKILL)"
@@ -623,12 +635,13 @@ CHILD = """
 import os, signal, sys
 from pathlib import Path
 sys.path.insert(0, {root!r})
+from pytest_prp.limits import Limits
 from pytest_prp.processes import run_bash
 {setup}
 run_bash(
     "setsid sleep 100 > /dev/null 2>&1 & echo $! > esc.pid; "
     "sleep 100 & echo $$ > pgid.tmp && mv pgid.tmp pgid; sleep 100",
-    cwd=Path.cwd(), env=dict(os.environ), timeout=60, log=None,
+    cwd=Path.cwd(), env=dict(os.environ), limits=Limits.starting_now(60),
 )
 """
 

@@ -63,6 +63,19 @@ def test_wall_clock_limit_ends_the_prp_and_the_batch_goes_on(
     assert wait_gone(token) == []
 
 
+def test_a_gate_cut_short_by_the_prp_limit_names_that_limit(
+    pytester: pytest.Pytester, repo: Path
+) -> None:
+    # The steps use most of the PRP's 3 s; the gate has 600 s of its own but only what is left
+    # of the PRP's: it is said to have timed out after the PRP's limit, not the seconds left.
+    write_prp(repo, "PRP-21.2.1", steps=["sleep 2"], gates=["sleep 60"])
+    result = pytester.runpytest("--prp-batch", "21", "--prp-timeout", "3")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*failed (timed out after 3 s (--prp-timeout))*"])
+    gate = entries(repo, "21")["PRP-21.2.1"]["attempts"][0]["gates"][0]
+    assert gate["timed_out"] and gate["exit_code"] is None and gate["seconds"] < 2.5
+
+
 def test_idle_limit_names_the_last_output(pytester: pytest.Pytester, repo: Path) -> None:
     write_prp(repo, "PRP-22.1.1", gates=["true"])
     result = pytester.runpytest(
