@@ -22,8 +22,10 @@ emoji, case, a trailing "(...)" and punctuation are ignored):
 
 A fenced block is shell when its info string is bash, sh, shell, zsh, console or shell-session. A
 block without an info string is shell when its first line that is not blank or a comment starts
-with ``$ `` or with a well-known command (cd, uv, python, pytest, make, npm, git, grep, test, ...),
-optionally after ``VAR=value`` assignments. Blocks whose commands carry a ``$ `` prompt (console
+with ``$ ``, a path (``./``, ``../``, ``~/``), a well-known command (cd, uv, python, pytest, make,
+npm, git, grep, test, ...) or a shell word (export, if, while, ...), optionally after
+``VAR=value`` assignments. The same rule (``shell_commands``) picks the blocks the literal
+executor runs in a step. Blocks whose commands carry a ``$ `` prompt (console
 transcripts) keep only the prompted lines, without the prompt. ``# Expected: ...`` comments in a
 gate's block, and an ``Expected: ...`` paragraph right after a gate, fill ``Gate.expected``.
 
@@ -78,6 +80,9 @@ _KNOWN_COMMANDS = {
     *("head", "tail", "sed", "awk", "jq", "touch", "chmod", "mvn", "gradle", "dotnet", "ruby"),
     *("bundle", "rake", "php", "composer", "just", "if", "for", "set", "sleep", "timeout", "env"),
     *("tree", "true", "false", "xargs", "sort", "uniq", "tee", "time", "coverage", "hatch"),
+    # shell words that are no programs
+    *(".", "while", "case", "until", "function", "unset", "alias", "!", "read", "eval", "exec"),
+    *("exit", "trap", "wait", "pushd", "popd", "umask", "ulimit", "local", "declare"),
 }
 
 _LEADING_SYMBOLS = re.compile(r"^[\W_]+")
@@ -471,6 +476,23 @@ def _yaml_tasks(doc: _Doc, start: int, end: int) -> tuple[Step, ...]:
 # --- gates -------------------------------------------------------------------------------------
 
 
+def shell_commands(info: str, code: str) -> str | None:
+    """The commands a fenced block runs, or None when it is not shell (documentation).
+
+    The one rule for what is shell, for the gates and for the literal executor's steps alike
+    (see the module's docstring). It is read from the block alone, never from the PATH of the
+    machine it runs on: the plan, the gates and the steps see a PRP the same way everywhere,
+    and a block of output that happens to start with a program's name is not run on one
+    machine and skipped on the next. A transcript runs its ``$ `` lines only.
+    """
+    if not _is_shell(info, code):
+        return None
+    command = _console_commands(code)
+    if command is None:
+        return None if _is_transcript(info) else code
+    return command
+
+
 def _is_shell(info: str, code: str) -> bool:
     language = info.split()[0].lower() if info.strip() else ""
     if language:
@@ -570,15 +592,13 @@ class _Gates:
                 last = None
             elif token.type == "fence" and token.map is not None:
                 last = None
-                if not _is_shell(token.info, token.content):
-                    continue
-                command = _console_commands(token.content)
-                if command is None and _is_transcript(token.info):
-                    message = "console block without `$ ` command lines is not a gate"
-                    doc.warnings.append(Problem(doc.path, doc.file_line(token.map[0]), message))
-                    continue
+                command = shell_commands(token.info, token.content)
                 if command is None:
-                    command = token.content.rstrip("\n")
+                    if _is_transcript(token.info):
+                        message = "console block without `$ ` command lines is not a gate"
+                        doc.warnings.append(Problem(doc.path, doc.file_line(token.map[0]), message))
+                    continue
+                command = command.rstrip("\n")
                 if not command.strip():
                     continue
                 per_heading += 1

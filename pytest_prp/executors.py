@@ -1,8 +1,9 @@
 """The two default executors of a PRP's steps: literal (run the PRP as written) and agent (CLI).
 
 Literal: for each step in order, a code block under ``**Create**: `path` `` is written to that
-path; shell blocks run with bash (errexit, pipefail) in the worktree, each in its own bash;
-other blocks are documentation. The first failure stops the run.
+path; shell blocks (``body.shell_commands``: the rule the gates are read by) run with bash
+(errexit, pipefail) in the worktree, each in its own bash; other blocks are documentation.
+The first failure stops the run.
 
 Agent: a configured command line runs through bash in the worktree with the prompt on stdin and
 in a file (``PRP_PROMPT_FILE``); Claude Code's stream-json or Codex's ``--json`` output, if
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from pytest_prp.body import shell_commands
 from pytest_prp.limits import Limits
 from pytest_prp.model import CodeBlock, Prp, Step, display_path
 from pytest_prp.output import LogSink
@@ -88,51 +89,6 @@ def safe_create_path(workdir: Path, raw: str) -> Path:
     return target
 
 
-SHELL_LANGUAGES = frozenset({"bash", "sh", "shell", "zsh"})
-CONSOLE_LANGUAGES = frozenset({"console", "shell-session", "shellsession"})
-# Words that start a shell line but are not programs on PATH.
-_SHELL_WORDS = frozenset(
-    "cd export set source . if for while case until function unset alias test [ [[ ! "
-    "echo printf read eval exec exit trap wait pushd popd umask ulimit local declare".split()
-)
-_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
-
-
-def _console_commands(code: str) -> str:
-    return "\n".join(line[2:] for line in code.splitlines() if line.startswith("$ "))
-
-
-def _looks_like_shell(code: str, path: str | None) -> bool:
-    """An unlabelled block is shell when its first command is a shell word or a program."""
-    lines = [ln.strip() for ln in code.splitlines() if ln.strip() and not ln.startswith("#")]
-    if not lines:
-        return False
-    word = lines[0].split()[0]
-    if word in _SHELL_WORDS or _ASSIGNMENT.match(word) or word.startswith("./"):
-        return True
-    return shutil.which(word, path=path) is not None
-
-
-def shell_script(block: CodeBlock, path: str | None = None) -> str | None:
-    """The script a block runs in the literal executor, or None when it is documentation.
-
-    ``bash``/``sh``/``shell``/``zsh`` blocks run whole; ``console`` blocks run their ``$ ``
-    lines; a block without a language runs when it reads as shell (``$ `` lines, or a first
-    command that is a shell word or a program on ``path``, the PATH to search).
-    """
-    language = block.language
-    if language in SHELL_LANGUAGES:
-        return block.code
-    if language in CONSOLE_LANGUAGES:
-        return _console_commands(block.code)
-    if language == "":
-        if any(line.startswith("$ ") for line in block.code.splitlines()):
-            return _console_commands(block.code)
-        if _looks_like_shell(block.code, path):
-            return block.code
-    return None
-
-
 def _step_label(step: Step, total: int) -> str:
     return f'step {step.index}/{total} "{step.title}"'
 
@@ -185,7 +141,7 @@ def run_literal_steps(
                     where = f"{display_path(prp.path)}:{block.line}"
                     return failed(step, f"{where}: {label}: {problem}", [problem])
                 continue
-            script = shell_script(block, env.get("PATH"))
+            script = shell_commands(block.info, block.code)
             if script is None:
                 if log is not None:
                     log.line(f"(line {block.line}: {block.language or 'text'} block not run)")

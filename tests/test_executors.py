@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_prp.body import parse_body, shell_commands
 from pytest_prp.executors import (
     StepsOutcome,
     UnsafePath,
@@ -158,6 +159,24 @@ def test_unlabelled_blocks_run_when_they_read_as_shell(tmp_path: Path, workdir: 
     )
     assert literal(prp, workdir).ok
     assert (workdir / "docs" / "x.txt").read_text() == "hi\n"
+
+
+def test_steps_and_gates_tell_shell_blocks_by_one_rule(tmp_path: Path, workdir: Path) -> None:
+    # Read from the block alone, never from the PATH: `date` is a program here, but a block
+    # starting with it is documentation in a step, as it is no gate in a validation section.
+    output = "date > when.txt\n"
+    shell = "export X=1\nwhile false; do :; done\ntouch ran.txt\n"
+    prp = make_prp(tmp_path, step(1, "Mixed", block("", output), block("", shell)))
+    assert literal(prp, workdir).ok
+    assert sorted(p.name for p in workdir.iterdir()) == ["ran.txt"]
+    fence = "```"
+    body = parse_body(
+        f"# P\n\n## Validation\n\n{fence}\n{output}{fence}\n\n{fence}\n{shell}{fence}\n",
+        tmp_path / "PRP-7.md",
+        1,
+    )
+    assert [g.command for g in body.executable_gates] == [shell.rstrip("\n")]
+    assert shell_commands("", output) is None and shell_commands("", shell) == shell
 
 
 def test_literal_stops_at_the_first_failing_step(tmp_path: Path, workdir: Path) -> None:
