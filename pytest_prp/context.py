@@ -44,20 +44,9 @@ class PrpContext:
         self.limits = replace(self.limits, activity_dir=workdir)
 
     @property
-    def deadline(self) -> float:
-        """``time.monotonic()`` by which the whole PRP must be done."""
-        return self.limits.deadline
-
-    @property
     def log(self) -> LogSink | None:
         """The PRP's log (``.ce/orchestration/logs/<batch>/<id>.log``)."""
         return self.limits.log
-
-    def on_line(self, line: str) -> None:
-        """The latest output of a step, agent or gate (at least once per chunk read): the
-        heartbeat's sign of life."""
-        if self.heartbeat is not None:
-            self.heartbeat.output(line)
 
     def heartbeat_phase(
         self,
