@@ -13,8 +13,8 @@ if TYPE_CHECKING:
 
     from pytest_prp.heartbeat import Heartbeat
     from pytest_prp.model import Prp
-    from pytest_prp.options import Settings
     from pytest_prp.output import LogSink
+    from pytest_prp.settings import Settings
 
 
 @dataclass

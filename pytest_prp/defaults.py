@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_prp.collect import KNOWN_PRPS, PrpUserError
 from pytest_prp.ids import natural_key
+from pytest_prp.keys import KNOWN_PRPS
+from pytest_prp.model import PrpUserError
 from pytest_prp.naming import INTEGRATION_BRANCH, batch_branch, batch_folder
 
 if TYPE_CHECKING:
@@ -111,7 +112,7 @@ class DefaultImplementations:
     @pytest.hookimpl(trylast=True)
     def pytest_prp_dependency_complete(self, config: pytest.Config, prp_id: str) -> str | None:
         from pytest_prp.execution import EXECUTION
-        from pytest_prp.plugin import SETTINGS
+        from pytest_prp.keys import SETTINGS
 
         execution = config.stash.get(EXECUTION, None)
         if execution is not None:

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from pytest_prp.body_cache import body_of
 from pytest_prp.gates import command_lines
 from pytest_prp.model import CodeBlock, Prp, Step, display_path
 from pytest_prp.output import LogSink
@@ -165,7 +166,7 @@ def run_literal_steps(
     """
     start = time.monotonic()
     deadline = start + timeout
-    steps = prp.steps
+    steps = body_of(prp).steps
     total = len(steps)
     tail: list[str] = []
     watched = activity_dir if activity_dir is not None else workdir
@@ -254,8 +255,9 @@ def _create(workdir: Path, block: CodeBlock, log: LogSink | None) -> str | None:
 
 def describe_gates(prp: Prp) -> str:
     """The gates as the prompt lists them: executable commands, then checklist items."""
-    runnable = [g for g in prp.gates if g.executable]
-    checklist = [g for g in prp.gates if not g.executable]
+    gates = body_of(prp).gates
+    runnable = [g for g in gates if g.executable]
+    checklist = [g for g in gates if not g.executable]
     lines: list[str] = []
     if runnable:
         lines.append("Validation gates (shell commands run from this directory; each must exit 0):")
