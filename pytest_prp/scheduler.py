@@ -26,8 +26,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from graphlib import CycleError, TopologicalSorter
-from itertools import cycle, pairwise
+from graphlib import TopologicalSorter
+from itertools import cycle
 from typing import Any, Protocol
 
 import pytest
@@ -37,7 +37,7 @@ from xdist.workermanage import parse_tx_spec_config
 
 from pytest_prp.ids import natural_key
 from pytest_prp.keys import GRAPH_LOADER
-from pytest_prp.planning import chain_weights, normalise_path
+from pytest_prp.planning import break_cycles, chain_weights, normalise_path
 from pytest_prp.prp_info import GraphLoader, PrpInfo, file_graph_loader
 
 FILLER_NODEID = "pytest-prp::next"
@@ -68,20 +68,15 @@ class _Prp:
         return (-self.chain, natural_key(self.info.id), self.index)
 
 
-def _break_cycles(prps: dict[int, _Prp]) -> list[int]:
+def _order(prps: dict[int, _Prp]) -> list[int]:
     """Topological order (dependencies first). Cycles are cut so that nothing waits forever.
 
     Planning rejects cycles before anything runs; this only keeps a bad graph from hanging.
     """
-    while True:
-        try:
-            return list(TopologicalSorter({i: p.deps for i, p in prps.items()}).static_order())
-        except CycleError as exc:
-            ring: list[int] = exc.args[1]
-            edge = next(((a, b) for a, b in pairwise(ring) if b in prps[a].deps), None)
-            if edge is None:  # the ring is listed the other way round
-                edge = next((b, a) for a, b in pairwise(ring) if a in prps[b].deps)
-            prps[edge[0]].deps.discard(edge[1])
+    _, acyclic = break_cycles({i: p.deps for i, p in prps.items()}, order=lambda i: i)
+    for index, prp in prps.items():
+        prp.deps = set(acyclic[index])
+    return list(TopologicalSorter(acyclic).static_order())
 
 
 def _set_chains(prps: dict[int, _Prp], order: list[int]) -> None:
@@ -298,7 +293,7 @@ class PrpScheduling:
             for dep in prp.info.dependencies:
                 # Dependencies outside the session are the worker's business (the ledger).
                 prp.deps.update(i for i in by_id.get(dep, ()) if i != prp.index)
-        _set_chains(self.prps, _break_cycles(self.prps))
+        _set_chains(self.prps, _order(self.prps))
         self.waiting = sorted(self.prps, key=lambda i: self.prps[i].key())
         self.log(f"{len(self.prps)} PRPs, {len(self.tests)} other tests, filler={self.filler}")
 
