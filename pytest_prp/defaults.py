@@ -13,9 +13,9 @@ from pytest_prp.model import PrpUserError
 from pytest_prp.naming import INTEGRATION_BRANCH, batch_branch, batch_folder
 
 if TYPE_CHECKING:
-    from pytest_prp.context import PrpContext
     from pytest_prp.executors import StepsOutcome
     from pytest_prp.gates import GateResult
+    from pytest_prp.hook_context import PrpContext
     from pytest_prp.model import Gate
 
 

@@ -3,6 +3,10 @@
 Implement them in a ``conftest.py`` or a plugin to add an agent integration or a gate kind.
 The defaults are registered ``trylast``, so an implementation of your own runs first; return
 ``None`` to pass the call on.
+
+The types the hooks take and return are importable from here, wherever their modules live:
+``from pytest_prp.hooks import Gate, GateResult, PrpContext, StepsOutcome``. They are imported
+on first use, so that a run without PRPs loads none of them.
 """
 
 from __future__ import annotations
@@ -12,10 +16,30 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from pytest_prp.context import PrpContext
-    from pytest_prp.executors import StepsOutcome
-    from pytest_prp.gates import GateResult
-    from pytest_prp.model import Gate
+    from pytest_prp.executors import StepsOutcome as StepsOutcome
+    from pytest_prp.gates import GateResult as GateResult
+    from pytest_prp.hook_context import PrpContext as PrpContext
+    from pytest_prp.model import Gate as Gate
+
+
+def __getattr__(name: str) -> object:
+    if name == "PrpContext":
+        from pytest_prp.hook_context import PrpContext
+
+        return PrpContext
+    if name == "StepsOutcome":
+        from pytest_prp.executors import StepsOutcome
+
+        return StepsOutcome
+    if name == "GateResult":
+        from pytest_prp.gates import GateResult
+
+        return GateResult
+    if name == "Gate":
+        from pytest_prp.model import Gate
+
+        return Gate
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @pytest.hookspec(firstresult=True)

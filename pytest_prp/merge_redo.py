@@ -14,8 +14,8 @@ from pytest_prp.model import GATE_SHELL, Gate, PrpUserError
 from pytest_prp.naming import prp_branch
 
 if TYPE_CHECKING:
-    from pytest_prp.context import PrpContext
     from pytest_prp.execution import Execution, PrpRun
+    from pytest_prp.hook_context import PrpContext
 
 FAILED_INTEGRATION = "failed_integration"
 INTEGRATION_GATE = "integration gate"

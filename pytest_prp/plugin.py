@@ -1,6 +1,7 @@
 """pytest glue: options, collection of PRP files, planning, ordering and markers.
 
-Execution lives in ``runner``; reporting in ``reporting``. This module only wires them in.
+Execution lives in ``runner``; the PRP on pytest's reports in ``item_reports``; the plan view
+in ``plan_output``. This module only wires them in.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def pytest_configure(config: pytest.Config) -> None:
             config.pluginmanager.unregister(reporter)
     # Late imports: a run that collects no PRP pays nothing for execution and reporting code.
     from pytest_prp.defaults import DefaultImplementations
-    from pytest_prp.reporting import ReportHooks
+    from pytest_prp.item_reports import ReportHooks
     from pytest_prp.results import BatchResults
 
     config.pluginmanager.register(DefaultImplementations(config), "prp-defaults")
@@ -240,7 +241,7 @@ def pytest_collection_modifyitems(
     if plan.errors:
         _report_problems(session, plan.errors)
     if settings.plan_format:
-        from pytest_prp.reporting import show_plan  # late: only the plan view needs it
+        from pytest_prp.plan_output import show_plan  # late: only the plan view needs it
 
         # The plan is shown whatever is wrong, with every problem in it: files that did not
         # load as well as the plan's own errors (those alone make the exit status non-zero).

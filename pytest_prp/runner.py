@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Protocol
 import pytest
 
 from pytest_prp.body_cache import body_of
-from pytest_prp.context import PrpContext
 from pytest_prp.execution import (
     EXECUTION,
     RUN,
@@ -26,6 +25,7 @@ from pytest_prp.execution import (
     worker_name,
 )
 from pytest_prp.gitops import GitError, trailers_message
+from pytest_prp.hook_context import PrpContext
 from pytest_prp.keys import HEARTBEAT, WAITER
 from pytest_prp.merge_check import check_out, drop_earlier
 from pytest_prp.merge_queue import MergeOutcome, checked_merge

@@ -32,11 +32,12 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # what happened: heartbeats, progress, the batch result, the status view, the HTML report
     "record": ("heartbeat", "progress", "results", "status", "report_data", "report_html", "keys"),
     # running steps and gates; the context hooks receive
-    "execute": ("executors", "gates", "context", "hooks"),
+    "execute": ("executors", "gates", "hook_context", "hooks"),
     # the pytest plugin and its glue
     "glue": (
         "options", "scheduler", "collect", "runner", "execution", "defaults", "plugin",
-        "reporting", "report_plugin", "remote", "__init__", "__main__", "merge_redo",
+        "item_reports", "plan_output", "report_plugin", "remote", "__init__", "__main__",
+        "merge_redo",
     ),
 }  # fmt: skip
 

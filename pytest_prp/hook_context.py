@@ -1,4 +1,7 @@
-"""What an executor or a gate is given: the PRP, where to work, its environment and limits."""
+"""What a hook is given (``PrpContext``): the PRP, where to work, its environment and limits.
+
+The steps hook and the gate hook receive it (see ``hooks``); the runner makes one per PRP.
+"""
 
 from __future__ import annotations
 
