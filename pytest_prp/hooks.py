@@ -5,12 +5,13 @@ The defaults are registered ``trylast``, so an implementation of your own runs f
 ``None`` to pass the call on.
 
 The types the hooks take and return are importable from here, wherever their modules live:
-``from pytest_prp.hooks import Gate, GateResult, PrpContext, StepsOutcome``. They are imported
-on first use, so that a run without PRPs loads none of them.
+``from pytest_prp.hooks import Gate, GateResult, PrpContext, ProcessResult, StepsOutcome``.
+They are imported on first use, so that a run without PRPs loads none of them.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
 
 import pytest
@@ -20,25 +21,21 @@ if TYPE_CHECKING:
     from pytest_prp.gates import GateResult as GateResult
     from pytest_prp.hook_context import PrpContext as PrpContext
     from pytest_prp.model import Gate as Gate
+    from pytest_prp.processes import ProcessResult as ProcessResult
+
+# The types above, by the module that defines them (imported on first use).
+_TYPES = {
+    "Gate": "model",
+    "GateResult": "gates",
+    "PrpContext": "hook_context",
+    "ProcessResult": "processes",
+    "StepsOutcome": "executors",
+}
 
 
 def __getattr__(name: str) -> object:
-    if name == "PrpContext":
-        from pytest_prp.hook_context import PrpContext
-
-        return PrpContext
-    if name == "StepsOutcome":
-        from pytest_prp.executors import StepsOutcome
-
-        return StepsOutcome
-    if name == "GateResult":
-        from pytest_prp.gates import GateResult
-
-        return GateResult
-    if name == "Gate":
-        from pytest_prp.model import Gate
-
-        return Gate
+    if name in _TYPES:
+        return getattr(importlib.import_module(f"pytest_prp.{_TYPES[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
