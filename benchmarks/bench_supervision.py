@@ -86,7 +86,7 @@ def pytest_prp_run_steps(context):
     # Done once per run on first use, whatever the step prints: parsing the PRP's body (it
     # imports markdown-it) and importing the executors. Done first, timed apart.
     start = time.perf_counter()
-    context.prp.steps
+    importlib.import_module("pytest_prp.body_cache").body_of(context.prp)
     importlib.import_module("pytest_prp.executors")
     importlib.import_module("pytest_prp.agents")
     warm = time.perf_counter()

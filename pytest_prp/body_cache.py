@@ -1,4 +1,9 @@
-"""The plan view's body summaries kept in pytest's cache, keyed by file content and parser code.
+"""A PRP's body, parsed on first use and kept on it; the plan view's body summaries kept in
+pytest's cache, keyed by file content and parser code.
+
+The model holds what a PRP file says and does no I/O: reading and parsing the body (markdown-it
+and the block scanner, imported only then) happens here, once per PRP (``body_of``). Collection
+and planning rarely need a body; the plan view needs only its counts (``summary_of``).
 
 A plan of thousands of PRPs parses every body for its step and gate counts; a body whose file
 and parsing code are unchanged since the last plan is not parsed again. The key holds the
@@ -14,10 +19,35 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from pytest_prp.model import BodySummary, Problem, Prp
+from pytest_prp.model import Body, BodySummary, Problem, Prp
 
 KEY = "prp/body-summaries"
 MAX_ENTRIES = 20_000  # the oldest go first beyond this: the cache file stays a few MB at most
+
+
+def body_of(prp: Prp) -> Body:
+    """The PRP's steps and gates, parsed on first use."""
+    if prp._body is None:
+        from pytest_prp.body import parse_body  # late: markdown-it is only needed here
+
+        # split("\n"), not splitlines(): body_line counts newlines only.
+        lines = prp.path.read_text(encoding="utf-8").split("\n")
+        markdown = "\n".join(lines[prp.body_line - 1 :])
+        prp._body = parse_body(markdown, prp.path, prp.body_line)
+    return prp._body
+
+
+def summary_of(prp: Prp) -> BodySummary:
+    """The body's counts and warnings (from the cache when ``load`` filled them in)."""
+    if prp._summary is None:
+        body = body_of(prp)
+        prp._summary = BodySummary(
+            len(body.steps),
+            len(body.executable_gates),
+            len(body.unverified_gates),
+            body.warnings,
+        )
+    return prp._summary
 
 
 @cache
@@ -29,6 +59,7 @@ def _fingerprint() -> bytes:
     digest = hashlib.sha256(markdown_it.__version__.encode())
     for module in (blocks, body, frontmatter, model):
         digest.update(Path(str(module.__file__)).read_bytes())
+    digest.update(Path(__file__).read_bytes())  # body_of: which lines are the body
     return digest.digest()
 
 

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_prp.frontmatter import load_prp
-from pytest_prp.model import Problem, Prp
+from pytest_prp.keys import KNOWN_PRPS, LOAD_ERRORS, NOT_PRPS
+from pytest_prp.model import Prp, PrpUserError
 
 if TYPE_CHECKING:
     from _pytest._code.code import TerminalRepr
-
-
-class PrpUserError(Exception):
-    """A user's mistake: reported as its message alone, never as a traceback."""
-
-    def __init__(self, problems: Iterable[Problem | str]) -> None:
-        self.problems = [str(p) for p in problems]
-        super().__init__("\n".join(self.problems))
 
 
 class PrpFile(pytest.File):
@@ -98,13 +90,6 @@ class PrpItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Any, int | None, str]:
         return self.path, self.prp.line - 1, f"{self.prp.id}: {self.prp.title}"
-
-
-KNOWN_PRPS = pytest.StashKey[list[Prp]]()
-# Errors of files that could not be loaded (reported by pytest as collection errors too).
-LOAD_ERRORS = pytest.StashKey[list[Problem]]()
-# Files named like PRPs that are not PRPs, and why: said when a run finds no PRP at all.
-NOT_PRPS = pytest.StashKey[list[tuple[Path, str]]]()
 
 
 class FillerItem(pytest.Item):

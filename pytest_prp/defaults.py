@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_prp.collect import KNOWN_PRPS, PrpUserError
+from pytest_prp.keys import KNOWN_PRPS
+from pytest_prp.model import PrpUserError
 from pytest_prp.naming import batch_folder
 
 if TYPE_CHECKING:
-    from pytest_prp.context import PrpContext
     from pytest_prp.executors import StepsOutcome
     from pytest_prp.gates import GateResult
+    from pytest_prp.hook_context import PrpContext
     from pytest_prp.ledger_lookup import LedgerLookup
     from pytest_prp.model import Gate
 
@@ -88,8 +89,8 @@ class DefaultImplementations:
         # Planning happens before the run is prepared: the ledger is read on first need.
         if self._ledger is None:
             from pytest_prp.execution import repository_start
+            from pytest_prp.keys import SETTINGS
             from pytest_prp.ledger_lookup import LedgerLookup, ledger_refs
-            from pytest_prp.plugin import SETTINGS
 
             batches = (prp.batch for prp in config.stash.get(KNOWN_PRPS, []) if prp.batch)
             refs = ledger_refs(config.stash[SETTINGS].branch, batches)

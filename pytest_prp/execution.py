@@ -13,17 +13,17 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_prp.collect import KNOWN_PRPS
 from pytest_prp.gitops import GitError, GitWorkspace, RefState
 from pytest_prp.heartbeat import iso
+from pytest_prp.keys import KNOWN_PRPS
 from pytest_prp.model import Prp
 from pytest_prp.naming import INTEGRATION_BRANCH, batch_branch, prp_branch
 from pytest_prp.where import repository_top
 
 if TYPE_CHECKING:
     from pytest_prp.executors import StepsOutcome
-    from pytest_prp.options import Settings
     from pytest_prp.planning import Plan
+    from pytest_prp.settings import Settings
     from pytest_prp.stream_json import Refusal
 
 

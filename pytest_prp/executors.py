@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from pytest_prp.body import shell_commands
+from pytest_prp.body_cache import body_of
 from pytest_prp.limits import Limits
 from pytest_prp.model import CodeBlock, Prp, Step, display_path
 from pytest_prp.output import LogSink
@@ -108,7 +109,7 @@ def run_literal_steps(
     """
     start = time.monotonic()
     log = limits.log
-    steps = prp.steps
+    steps = body_of(prp).steps
     total = len(steps)
     tail: list[str] = []
 

@@ -3,19 +3,40 @@
 Implement them in a ``conftest.py`` or a plugin to add an agent integration or a gate kind.
 The defaults are registered ``trylast``, so an implementation of your own runs first; return
 ``None`` to pass the call on.
+
+The types the hooks take and return are importable from here, wherever their modules live:
+``from pytest_prp.hooks import Gate, GateResult, PrpContext, ProcessResult, StepsOutcome``.
+They are imported on first use, so that a run without PRPs loads none of them.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
-    from pytest_prp.context import PrpContext
-    from pytest_prp.executors import StepsOutcome
-    from pytest_prp.gates import GateResult
-    from pytest_prp.model import Gate
+    from pytest_prp.executors import StepsOutcome as StepsOutcome
+    from pytest_prp.gates import GateResult as GateResult
+    from pytest_prp.hook_context import PrpContext as PrpContext
+    from pytest_prp.model import Gate as Gate
+    from pytest_prp.processes import ProcessResult as ProcessResult
+
+# The types above, by the module that defines them (imported on first use).
+_TYPES = {
+    "Gate": "model",
+    "GateResult": "gates",
+    "PrpContext": "hook_context",
+    "ProcessResult": "processes",
+    "StepsOutcome": "executors",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _TYPES:
+        return getattr(importlib.import_module(f"pytest_prp.{_TYPES[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @pytest.hookspec(firstresult=True)

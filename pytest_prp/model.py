@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,8 @@ class BodySummary:
 
 @dataclass
 class Prp:
-    """One PRP file's frontmatter, normalised. The body is parsed on demand (see ``body``)."""
+    """One PRP file's frontmatter, normalised. The body is parsed on demand, by
+    ``body_cache.body_of``, which keeps it here (as ``body_cache`` keeps the summary)."""
 
     id: str
     path: Path
@@ -121,45 +123,21 @@ class Prp:
     frontmatter: dict[str, Any] = field(default_factory=dict)
     warnings: list[Problem] = field(default_factory=list)
     body_line: int = 1  # first line of the markdown body (1-based)
+    # Filled in by body_cache (body_of, summary_of, the cache): the model does no I/O.
     _body: Body | None = field(default=None, repr=False)
     _summary: BodySummary | None = field(default=None, repr=False)
 
     @property
-    def body(self) -> Body:
-        """Steps and gates, parsed on first use: collection and planning rarely need them."""
-        if self._body is None:
-            from pytest_prp.body import parse_body  # late: markdown-it is only needed here
-
-            # split("\n"), not splitlines(): body_line counts newlines only.
-            lines = self.path.read_text(encoding="utf-8").split("\n")
-            markdown = "\n".join(lines[self.body_line - 1 :])
-            self._body = parse_body(markdown, self.path, self.body_line)
-        return self._body
-
-    @property
-    def summary(self) -> BodySummary:
-        """The body's counts and warnings (from a cache when one filled them in)."""
-        if self._summary is None:
-            body = self.body
-            self._summary = BodySummary(
-                len(body.steps),
-                len(body.executable_gates),
-                len(body.unverified_gates),
-                body.warnings,
-            )
-        return self._summary
-
-    @property
-    def steps(self) -> tuple[Step, ...]:
-        return self.body.steps
-
-    @property
-    def gates(self) -> tuple[Gate, ...]:
-        return self.body.gates
-
-    @property
     def declared_complete(self) -> bool:
         return (self.status or "").strip().lower() in {"completed", "executed", "done"}
+
+
+class PrpUserError(Exception):
+    """A user's mistake: reported as its message alone, never as a traceback."""
+
+    def __init__(self, problems: Iterable[Problem | str]) -> None:
+        self.problems = [str(p) for p in problems]
+        super().__init__("\n".join(self.problems))
 
 
 @dataclass

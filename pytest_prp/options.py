@@ -1,18 +1,16 @@
-"""Command-line options and ini keys of pytest-prp, and the settings read from them."""
+"""Command-line options and ini keys of pytest-prp, read into ``settings.Settings``."""
 
 from __future__ import annotations
 
 import argparse
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
-if TYPE_CHECKING:
-    from pytest_prp.planning import Selection
+from pytest_prp.settings import DEFAULT_REPORT, Settings
 
 PLAN_FORMATS = ("text", "json", "mermaid")
 _T = TypeVar("_T")
@@ -318,37 +316,6 @@ def add_options(parser: pytest.Parser) -> None:
     )
 
 
-@dataclass(frozen=True)
-class Settings:
-    enabled: bool
-    selection: Selection
-    pattern: str
-    plan_format: str | None
-    agent: str | None
-    branch: str | None
-    base: str | None
-    rerun: bool
-    strict: bool
-    verify: bool
-    clean: bool
-    gate_timeout: float
-    timeout: float
-    idle_timeout: float
-    heartbeat: float
-    attempts: int
-    budget_usd: float | None
-    rate_limit_wait: float
-    models: dict[str, str]
-    results_dir: Path
-    prompt_template: Path | None
-    worktree_dir: Path | None  # None: gitops.default_worktrees_dir
-    # The HTML report: None (none), DEFAULT_REPORT (beside the result JSON) or a path.
-    report: Path | None = None
-    merge_attempts: int = 1  # redos on the current tip of a PRP whose merge failed
-    integration_gate: str | None = None  # shell command, a gate of every PRP
-
-
-DEFAULT_REPORT = Path("<default>")
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("", "false", "no", "off", "0")
 
 

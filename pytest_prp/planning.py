@@ -10,13 +10,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 from pathlib import PurePosixPath
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pytest_prp.ids import natural_key
 from pytest_prp.model import Problem, Prp, display_path
 
 HOURS = "hours"
 PRPS = "prps"
+_K = TypeVar("_K")
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def build_plan(
                     )
                 )
 
-    cycles, acyclic = _break_cycles(internal)
+    cycles, acyclic = break_cycles(internal, natural_key)
     for cycle in cycles:
         first = selected[cycle[0]]
         errors.append(
@@ -277,23 +278,27 @@ def _describe_batches(prps: Iterable[Prp]) -> str:
 # --- graph -------------------------------------------------------------------------------------
 
 
-def _break_cycles(graph: dict[str, list[str]]) -> tuple[list[list[str]], dict[str, list[str]]]:
-    """Every cycle found (as "depends on" chains) and the graph with one edge of each removed.
+def break_cycles(
+    graph: Mapping[_K, Iterable[_K]], order: Callable[[_K], Any]
+) -> tuple[list[list[_K]], dict[_K, list[_K]]]:
+    """Every cycle found (as "depends on" chains, each starting at its first node by ``order``)
+    and the graph (node -> dependencies) with one edge of each removed.
 
     graphlib reports one cycle at a time, so remove an edge and look again: the user sees
-    all cycles in one run, and stages can still be shown for the rest of the plan.
+    all cycles in one run, and stages can still be shown for the rest of the plan. The
+    scheduler cuts them the same way, so that a bad graph never makes it wait forever.
     """
     acyclic = {node: list(deps) for node, deps in graph.items()}
-    cycles: list[list[str]] = []
+    cycles: list[list[_K]] = []
     while True:
         try:
             tuple(TopologicalSorter(acyclic).static_order())
             return cycles, acyclic
         except CycleError as exc:
             # graphlib lists each node as a dependency of the next one; show "depends on" order.
-            found: list[str] = list(exc.args[1])
+            found: list[_K] = list(exc.args[1])
             chain = list(reversed(found))[:-1]
-            first = min(range(len(chain)), key=lambda i: natural_key(chain[i]))
+            first = min(range(len(chain)), key=lambda i: order(chain[i]))
             chain = chain[first:] + chain[:first]
             cycles.append([*chain, chain[0]])
             acyclic[found[1]].remove(found[0])
@@ -303,7 +308,7 @@ def stages_of(graph: dict[str, list[str]]) -> dict[str, int]:
     """Stage of every PRP of ``graph`` (id -> dependencies; those outside it are done or
     someone else's), as the plan computes it, cycles broken the same way."""
     inside = {node: [d for d in deps if d in graph] for node, deps in graph.items()}
-    return _compute_stages(_break_cycles(inside)[1])
+    return _compute_stages(break_cycles(inside, natural_key)[1])
 
 
 def _compute_stages(acyclic: dict[str, list[str]]) -> dict[str, int]:
@@ -328,9 +333,6 @@ def _stage_contradiction(prp: Prp, deps: list[str], stages: dict[str, int]) -> P
         f"{prp.id} is declared stage {declared} but runs in stage {stages[prp.id]}: "
         f"it depends on {', '.join(late)}",
     )
-
-
-_K = TypeVar("_K")
 
 
 def chain_weights(estimates: Mapping[_K, float | None]) -> tuple[dict[_K, float], bool]:

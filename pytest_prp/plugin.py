@@ -1,6 +1,7 @@
 """pytest glue: options, collection of PRP files, planning, ordering and markers.
 
-Execution lives in ``runner``; reporting in ``reporting``. This module only wires them in.
+Execution lives in ``runner``; the PRP on pytest's reports in ``item_reports``; the plan view
+in ``plan_output``. This module only wires them in.
 """
 
 from __future__ import annotations
@@ -16,19 +17,25 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_prp import hooks
-from pytest_prp.options import Settings, add_options, read_settings, selection_given
+from pytest_prp.keys import (
+    KNOWN_PRPS,
+    LOAD_ERRORS,
+    NOT_PRPS,
+    NOTHING_FOUND,
+    PLAN,
+    PLAN_SHOWN,
+    REGISTERED_MARKERS,
+    SEEN_FILES,
+    SETTINGS,
+)
+from pytest_prp.options import add_options, read_settings, selection_given
 
 # Everything else is imported where PRPs are in play: a run without PRPs must not pay for
 # YAML, markdown, git or planning code (benchmarks/bench_collection.py measures it).
 if TYPE_CHECKING:
     from pytest_prp.collect import PrpFile, PrpItem
     from pytest_prp.model import Problem
-    from pytest_prp.planning import Plan
-
-SETTINGS = pytest.StashKey[Settings]()
-PLAN: pytest.StashKey[Plan] = pytest.StashKey()
-SEEN_FILES = pytest.StashKey[list[Path]]()
-PLAN_SHOWN = pytest.StashKey[bool]()
+    from pytest_prp.settings import Settings
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -50,7 +57,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "prp: a PRP (Product Requirement Prompt) item")
     if not settings.enabled:
         return
-    from pytest_prp.collect import KNOWN_PRPS, LOAD_ERRORS, NOT_PRPS
     from pytest_prp.stopping import QuietFinish
 
     config.stash[KNOWN_PRPS] = []
@@ -67,7 +73,7 @@ def pytest_configure(config: pytest.Config) -> None:
             config.pluginmanager.unregister(reporter)
     # Late imports: a run that collects no PRP pays nothing for execution and reporting code.
     from pytest_prp.defaults import DefaultImplementations
-    from pytest_prp.reporting import ReportHooks
+    from pytest_prp.item_reports import ReportHooks
     from pytest_prp.results import BatchResults
 
     config.pluginmanager.register(DefaultImplementations(config), "prp-defaults")
@@ -202,9 +208,6 @@ def _report_problems(session: pytest.Session, problems: list[Problem]) -> None:
         session.config.hook.pytest_collectreport(report=report)
 
 
-REGISTERED_MARKERS = pytest.StashKey[set[str]]()
-
-
 def _register_marker(config: pytest.Config, name: str, doc: str) -> None:
     # Registered before use so that --strict-markers accepts them and -m can select them;
     # once per name, as pytest re-reads the whole list for every new one.
@@ -221,7 +224,7 @@ def pytest_collection_modifyitems(
     settings = config.stash[SETTINGS]
     if not settings.enabled:
         return
-    from pytest_prp.collect import KNOWN_PRPS, LOAD_ERRORS, PrpItem
+    from pytest_prp.collect import PrpItem
     from pytest_prp.planning import build_plan
 
     prp_items = [item for item in items if isinstance(item, PrpItem)]
@@ -238,7 +241,7 @@ def pytest_collection_modifyitems(
     if plan.errors:
         _report_problems(session, plan.errors)
     if settings.plan_format:
-        from pytest_prp.reporting import show_plan  # late: only the plan view needs it
+        from pytest_prp.plan_output import show_plan  # late: only the plan view needs it
 
         # The plan is shown whatever is wrong, with every problem in it: files that did not
         # load as well as the plan's own errors (those alone make the exit status non-zero).
@@ -402,9 +405,6 @@ def _add_markers(item: PrpItem) -> None:
     )
 
 
-NOTHING_FOUND = pytest.StashKey[list[str]]()
-
-
 def _asked_for_prps(config: pytest.Config) -> bool:
     option = config.option
     names = ("prp_batch", "prp_id", "prp_all", "prp_plan", "prp_start", "prp_stage", "prp_verify")
@@ -413,7 +413,6 @@ def _asked_for_prps(config: pytest.Config) -> bool:
 
 def _explain_nothing_found(session: pytest.Session, settings: Settings) -> None:
     """No PRP found: say what was seen and why it was not taken, one line each."""
-    from pytest_prp.collect import NOT_PRPS
     from pytest_prp.not_found import explain, hidden_prp_dirs
 
     config = session.config

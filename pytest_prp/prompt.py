@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from pytest_prp.body_cache import body_of
 from pytest_prp.gates import command_lines
 from pytest_prp.model import Prp
 
@@ -58,8 +59,9 @@ def retry_prompt(prompt: str, feedback: str, attempt: int) -> str:
 
 def describe_gates(prp: Prp) -> str:
     """The gates as the prompt lists them: executable commands, then checklist items."""
-    runnable = [g for g in prp.gates if g.executable]
-    checklist = [g for g in prp.gates if not g.executable]
+    gates = body_of(prp).gates
+    runnable = [g for g in gates if g.executable]
+    checklist = [g for g in gates if not g.executable]
     lines: list[str] = []
     if runnable:
         lines.append("Validation gates (shell commands run from this directory; each must exit 0):")

@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_prp.gitops import GitError, GitWorkspace
+from pytest_prp.keys import CONTROLLER_INPUT
 from pytest_prp.naming import batch_branch
 
 if TYPE_CHECKING:
     from pytest_prp.heartbeat import Heartbeat
-    from pytest_prp.options import Settings
+    from pytest_prp.settings import Settings
 
 HANDED_BACK = "refs/prp/handed-back"
 
@@ -80,13 +81,10 @@ def _open(config: pytest.Config, settings: Settings) -> GitWorkspace:
     return GitWorkspace.open(start, settings.worktree_dir)
 
 
-_INPUT = pytest.StashKey[dict[str, Any]]()
-
-
 def controller_input(config: pytest.Config, settings: Settings) -> dict[str, Any]:
     """What every worker is told at start (xdist's ``workerinput``): plain JSON values. Worked
     out once per run; the PRP files are hashed only for a run with ``--prp-remote``."""
-    if _INPUT not in config.stash:
+    if CONTROLLER_INPUT not in config.stash:
         found: dict[str, Any] = {}
         try:
             git = _open(config, settings)
@@ -96,8 +94,8 @@ def controller_input(config: pytest.Config, settings: Settings) -> dict[str, Any
                 found["prp_files"] = prp_files(git, args, config.invocation_params.dir)
         except GitError:
             pass
-        config.stash[_INPUT] = found
-    return config.stash[_INPUT]
+        config.stash[CONTROLLER_INPUT] = found
+    return config.stash[CONTROLLER_INPUT]
 
 
 @dataclass

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_prp.options import DEFAULT_REPORT
 from pytest_prp.report_html import default_report_path as default_report_path
 from pytest_prp.report_html import write_report as write_report
+from pytest_prp.settings import DEFAULT_REPORT
 
 if TYPE_CHECKING:
     from pytest_prp.results import BatchResults
@@ -139,15 +139,19 @@ class HtmlReport:
         """Every PRP's dependencies, also of those that have not reported: from the plan (a
         serial run) or, on an xdist controller, from the files the scheduler has read."""
         if not self._graph:  # (an xdist controller learns its PRPs from the first worker)
-            from pytest_prp.plugin import PLAN
+            from pytest_prp.keys import PLAN
 
             plan = self.config.stash.get(PLAN, None)
             if plan is not None:
                 self._graph = {p.id: tuple(p.dependencies) for p in plan.prps}
             else:
-                from pytest_prp.scheduler import shared_graph_loader
+                from pytest_prp.keys import GRAPH_LOADER
+                from pytest_prp.prp_info import file_graph_loader
 
-                load = shared_graph_loader(self.config)
+                # The scheduler's loader: it has read the files already.
+                load = self.config.stash.setdefault(
+                    GRAPH_LOADER, file_graph_loader(self.config.rootpath)
+                )
                 infos = [load(nodeid) for nodeid in self.results.expected]
                 self._graph = {i.id: tuple(i.dependencies) for i in infos if i is not None}
         return self._graph

@@ -99,7 +99,7 @@ class BatchResults:
             self.write()
 
     def _start_progress(self) -> None:
-        from pytest_prp.plugin import SETTINGS
+        from pytest_prp.keys import SETTINGS
         from pytest_prp.progress import ProgressPrinter
 
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
@@ -120,7 +120,7 @@ class BatchResults:
         """The batch id when the run holds one batch (as the branch), else ``integration``."""
         batches = {r["batch"] for r in self.results.values()}
         if not batches:  # nothing finished yet: what the command line asked for
-            from pytest_prp.plugin import SETTINGS
+            from pytest_prp.keys import SETTINGS
 
             batches = set(self.config.stash[SETTINGS].selection.batches)
         if len(batches) == 1 and None not in batches:
@@ -176,7 +176,7 @@ class BatchResults:
         """What is known of a PRP cut short before it reported: from the plan, when this
         process planned (a serial run), else (an xdist controller) from the PRP files."""
         from pytest_prp.execution import EXECUTION
-        from pytest_prp.plugin import PLAN
+        from pytest_prp.keys import PLAN
 
         plan = self.config.stash.get(PLAN, None)
         execution = self.config.stash.get(EXECUTION, None)
@@ -202,10 +202,14 @@ class BatchResults:
         """Stages and estimates of the run's PRPs read from their files' frontmatter, as the
         scheduler reads them: an xdist controller never collects or plans (computed once)."""
         if self._facts is None:
+            from pytest_prp.keys import GRAPH_LOADER
             from pytest_prp.planning import stages_of
-            from pytest_prp.scheduler import shared_graph_loader
+            from pytest_prp.prp_info import file_graph_loader
 
-            load = shared_graph_loader(self.config)  # the scheduler has read them already
+            # The scheduler's loader: it has read the files already.
+            load = self.config.stash.setdefault(
+                GRAPH_LOADER, file_graph_loader(self.config.rootpath)
+            )
             infos = [info for info in map(load, self.expected) if info is not None]
             graph = {info.id: list(info.dependencies) for info in infos}
             self._facts = stages_of(graph), {info.id: info.estimated_hours for info in infos}
@@ -215,7 +219,7 @@ class BatchResults:
         """The integration branch as the workers name it, for PRPs none of them reported."""
         from pytest_prp.execution import integration_branch_name
         from pytest_prp.ids import batch_of
-        from pytest_prp.plugin import SETTINGS
+        from pytest_prp.keys import SETTINGS
 
         settings = self.config.stash[SETTINGS]
         if settings.verify:
@@ -280,7 +284,7 @@ class BatchResults:
         }
 
     def _budget(self) -> float | None:
-        from pytest_prp.plugin import SETTINGS
+        from pytest_prp.keys import SETTINGS
 
         return self.config.stash[SETTINGS].budget_usd
 

@@ -11,12 +11,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import pytest
 
-from pytest_prp.collect import PrpItem, PrpUserError
-from pytest_prp.context import PrpContext
+from pytest_prp.body_cache import body_of
 from pytest_prp.execution import (
     EXECUTION,
     RUN,
@@ -26,9 +25,12 @@ from pytest_prp.execution import (
     worker_name,
 )
 from pytest_prp.gitops import GitError, trailers_message
+from pytest_prp.hook_context import PrpContext
+from pytest_prp.keys import HEARTBEAT, WAITER
 from pytest_prp.merge_check import check_out, drop_earlier
 from pytest_prp.merge_queue import MergeOutcome, checked_merge
 from pytest_prp.merge_redo import FAILED_INTEGRATION, integration_gates, redo_or_fail
+from pytest_prp.model import PrpUserError
 from pytest_prp.naming import batch_folder
 from pytest_prp.ratelimit import (
     RATE_LIMITED,
@@ -45,13 +47,28 @@ if TYPE_CHECKING:
     from pytest_prp.executors import StepsOutcome
     from pytest_prp.gates import GateResult
     from pytest_prp.heartbeat import Heartbeat
-    from pytest_prp.model import Gate
-    from pytest_prp.options import Settings
+    from pytest_prp.model import Gate, Prp
+    from pytest_prp.settings import Settings
 
 
+# Declared here, not in ``keys``: its value is the execute layer's, above the keys' layer.
 CONTEXT = pytest.StashKey[PrpContext]()
-HEARTBEAT = pytest.StashKey["Heartbeat"]()
-WAITER = pytest.StashKey[RateLimitWaiter]()
+
+
+class PrpNode(Protocol):
+    """A PRP's pytest item as the runner uses it: ``collect.PrpItem`` hands itself in, so the
+    runner needs nothing of the collector (which imports the runner to run)."""
+
+    prp: Prp
+    stage: int
+
+    @property
+    def config(self) -> pytest.Config: ...
+
+    @property
+    def stash(self) -> pytest.Stash: ...
+
+    def warn(self, warning: Warning) -> None: ...
 
 
 def _fail(run: PrpRun, status: str, message: str) -> PrpUserError:
@@ -67,7 +84,7 @@ def _keep_worktree(execution: Execution, run: PrpRun) -> None:
         run.workdir = execution.git.keep_worktree(run.workdir, run.prp.id)
 
 
-def new_run(item: PrpItem) -> PrpRun:
+def new_run(item: PrpNode) -> PrpRun:
     """The PRP's record in this process, from the moment pytest starts its setup."""
     execution = item.config.stash[EXECUTION]
     run = PrpRun(prp=item.prp, stage=item.stage, branch=execution.branch)
@@ -78,7 +95,7 @@ def new_run(item: PrpItem) -> PrpRun:
     return run
 
 
-def check_ready(item: PrpItem) -> None:
+def check_ready(item: PrpNode) -> None:
     """Before any other setup: skip a blocked PRP, one complete already, or one over budget.
 
     Runs ahead of pytest-dependency, whose own results are per process and know nothing of
@@ -137,7 +154,7 @@ def _sync_remote(execution: Execution, run: PrpRun) -> None:
         raise _fail(run, "failed", f"{run.prp.id}: {refusal}")
 
 
-def _tell_pytest_dependency(item: pytest.Item, done: list[str]) -> None:
+def _tell_pytest_dependency(item: PrpNode, done: list[str]) -> None:
     try:
         from pytest_dependency import DependencyItemStatus, DependencyManager
     except ImportError:  # pragma: no cover - it is a declared dependency
@@ -151,7 +168,7 @@ def _tell_pytest_dependency(item: pytest.Item, done: list[str]) -> None:
         manager.results[dep] = status
 
 
-def _start_heartbeat(item: PrpItem, run: PrpRun, settings: Settings) -> Heartbeat:
+def _start_heartbeat(item: PrpNode, run: PrpRun, settings: Settings) -> Heartbeat:
     from pytest_prp.heartbeat import Heartbeat, heartbeat_path
 
     batch = batch_folder(item.prp.batch)
@@ -169,7 +186,7 @@ def _start_heartbeat(item: PrpItem, run: PrpRun, settings: Settings) -> Heartbea
     return beat
 
 
-def run_setup(item: PrpItem) -> None:
+def run_setup(item: PrpNode) -> None:
     from pytest_prp.agents import choose_model
     from pytest_prp.limits import Limits
     from pytest_prp.output import LogSink
@@ -180,7 +197,7 @@ def run_setup(item: PrpItem) -> None:
     run = item.stash[RUN]
     run.log_path = inside(settings.results_dir / "logs", batch_folder(prp.batch), f"{prp.id}.log")
     # Said before any work: under -W error the PRP then fails here, with nothing to lose.
-    for warning in prp.body.warnings:  # e.g. blocks that look like gates and are not read
+    for warning in body_of(prp).warnings:  # e.g. blocks that look like gates and are not read
         try:
             item.warn(pytest.PytestWarning(f"prp: {warning}"))
         except Warning as exc:
@@ -228,7 +245,7 @@ def run_setup(item: PrpItem) -> None:
     _run_steps(item, context, run)
 
 
-def _run_steps(item: PrpItem, context: PrpContext, run: PrpRun) -> None:
+def _run_steps(item: PrpNode, context: PrpContext, run: PrpRun) -> None:
     prp = item.prp
     context.heartbeat_phase("steps")
     run.enter_phase("steps", context.attempt)
@@ -251,7 +268,7 @@ def _run_steps(item: PrpItem, context: PrpContext, run: PrpRun) -> None:
         raise _fail(run, "failed", f"{prp.id}: {detail}\n\nworktree kept: {run.workdir}")
 
 
-def _steps_outcome(item: PrpItem, context: PrpContext, run: PrpRun) -> StepsOutcome | None:
+def _steps_outcome(item: PrpNode, context: PrpContext, run: PrpRun) -> StepsOutcome | None:
     """The executor's outcome. An agent the API refused (rate limit, overload) is not at
     fault: it runs again after the wait, in the same attempt."""
     hook = item.config.hook.pytest_prp_run_steps
@@ -270,7 +287,7 @@ def _steps_outcome(item: PrpItem, context: PrpContext, run: PrpRun) -> StepsOutc
             waiter.after_limit(outcome.rate_limit)
 
 
-def _waiter(item: PrpItem, context: PrpContext) -> RateLimitWaiter:
+def _waiter(item: PrpNode, context: PrpContext) -> RateLimitWaiter:
     """The PRP's rate-limit waits (one bound for all its attempts)."""
     waiter = item.stash.get(WAITER, None)
     if waiter is None:
@@ -348,7 +365,7 @@ def _gate_failure_text(results: list[GateResult]) -> str:
 
 
 def _run_gates(
-    item: PrpItem, context: PrpContext, gates: list[Gate], phase: bool = True
+    item: PrpNode, context: PrpContext, gates: list[Gate], phase: bool = True
 ) -> list[GateResult]:
     """The gates' results; ``phase`` False for a merge check (part of the merge phase)."""
     results: list[GateResult] = []
@@ -364,20 +381,21 @@ def _run_gates(
     return results
 
 
-def run_call(item: PrpItem) -> None:
+def run_call(item: PrpNode) -> None:
     execution = item.config.stash[EXECUTION]
     settings = execution.settings
     run = item.stash[RUN]
     context = item.stash[CONTEXT]
     prp = item.prp
-    gates: list[Gate] = list(prp.body.executable_gates) + integration_gates(
-        settings.integration_gate, len(prp.body.gates)
+    body = body_of(prp)
+    gates: list[Gate] = list(body.executable_gates) + integration_gates(
+        settings.integration_gate, len(body.gates)
     )
     run.gates_executable = len(gates)
-    run.gates_unverified = len(prp.body.unverified_gates)
+    run.gates_unverified = len(body.unverified_gates)
     while True:
         _gates_pass(item, context, run, gates)
-        unverified = not prp.body.executable_gates
+        unverified = not body.executable_gates
         if unverified and settings.strict:
             _keep_worktree(execution, run)
             raise _fail(run, "failed_gates", f"{prp.id}: no executable gate (--prp-strict)")
@@ -396,7 +414,7 @@ def run_call(item: PrpItem) -> None:
         context.redo = None
 
 
-def _gates_pass(item: PrpItem, context: PrpContext, run: PrpRun, gates: list[Gate]) -> None:
+def _gates_pass(item: PrpNode, context: PrpContext, run: PrpRun, gates: list[Gate]) -> None:
     """Run the gates, the agent retrying on failed ones; raise unless they all pass."""
     execution = item.config.stash[EXECUTION]
     settings = execution.settings
@@ -455,7 +473,7 @@ class PrpWarning(UserWarning):
     """Something a PRP did that its result holds but its commit does not."""
 
 
-def _note_ref_changes(item: PrpItem, execution: Execution, run: PrpRun) -> None:
+def _note_ref_changes(item: PrpNode, execution: Execution, run: PrpRun) -> None:
     """Report what the steps did to git refs (commits, resets, checkouts, new branches): the
     PRP's commit is the tree they left on the PRP's base, so none of it is merged."""
     if run.workdir is None or run.refs_before is None:
@@ -476,7 +494,7 @@ def _note_ref_changes(item: PrpItem, execution: Execution, run: PrpRun) -> None:
 
 
 def _commit_and_merge(
-    item: PrpItem, execution: Execution, run: PrpRun, unverified: bool, gates: list[Gate]
+    item: PrpNode, execution: Execution, run: PrpRun, unverified: bool, gates: list[Gate]
 ) -> MergeOutcome | None:
     """Commit the PRP's work and merge it under the rule of ``merge_queue``: None when merged,
     else how the merge failed (the PRP's commit back on its branch, the integration branch
@@ -569,7 +587,7 @@ def _hand_back(execution: Execution, run: PrpRun, commit: str, unverified: bool)
     execution.git.done_with_worktree(run.workdir)
 
 
-def run_teardown(item: PrpItem) -> None:
+def run_teardown(item: PrpNode) -> None:
     context = item.stash.get(CONTEXT, None)
     if context is not None and context.log is not None:
         context.log.close()
@@ -594,7 +612,7 @@ def run_teardown(item: PrpItem) -> None:
         finish_heartbeat(item, "interrupted", run.workdir if run.kept_worktree else None)
 
 
-def finish_heartbeat(item: pytest.Item, status: str, worktree: Path | None = None) -> None:
+def finish_heartbeat(item: PrpNode, status: str, worktree: Path | None = None) -> None:
     beat = item.stash.get(HEARTBEAT, None)
     if beat is not None:
         beat.finish(status, worktree)

@@ -24,11 +24,10 @@ waits for every worker, as LoadScheduling does.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from graphlib import CycleError, TopologicalSorter
-from itertools import cycle, pairwise
-from pathlib import Path
+from graphlib import TopologicalSorter
+from itertools import cycle
 from typing import Any, Protocol
 
 import pytest
@@ -36,25 +35,12 @@ from xdist.remote import Producer
 from xdist.report import report_collection_diff
 from xdist.workermanage import parse_tx_spec_config
 
-from pytest_prp.frontmatter import load_prp
-from pytest_prp.ids import natural_key, normalize_id
-from pytest_prp.planning import chain_weights, normalise_path
+from pytest_prp.ids import natural_key
+from pytest_prp.keys import GRAPH_LOADER
+from pytest_prp.planning import break_cycles, chain_weights, normalise_path
+from pytest_prp.prp_info import GraphLoader, PrpInfo, file_graph_loader
 
 FILLER_NODEID = "pytest-prp::next"
-
-
-@dataclass(frozen=True)
-class PrpInfo:
-    """What scheduling needs to know of one PRP (from its frontmatter)."""
-
-    id: str
-    dependencies: tuple[str, ...] = ()
-    estimated_hours: float | None = None
-    files_modified: tuple[str, ...] = ()
-    stage: int | None = None  # declared stage; informational, not used for ordering
-
-
-GraphLoader = Callable[[str], "PrpInfo | None"]
 
 
 class WorkerNode(Protocol):
@@ -70,49 +56,6 @@ class WorkerNode(Protocol):
     def shutdown(self) -> None: ...
 
 
-def file_graph_loader(rootpath: Path) -> GraphLoader:
-    """Node id -> PrpInfo, read from ``rootpath / path`` of ``path::PRP-id`` (cached per path)."""
-    cache: dict[str, PrpInfo | None] = {}
-
-    def load(nodeid: str) -> PrpInfo | None:
-        path, sep, name = nodeid.partition("::")
-        # Only a name that is a canonical PRP id can be a PRP item: no file read for tests.
-        if not sep or normalize_id(name) != name:
-            return None
-        if path not in cache:
-            cache[path] = _read_info(rootpath / path)
-        info = cache[path]
-        return info if info is not None and info.id == name else None
-
-    return load
-
-
-GRAPH_LOADER = pytest.StashKey[GraphLoader]()
-
-
-def shared_graph_loader(config: pytest.Config) -> GraphLoader:
-    """The controller's one loader of PRP frontmatter, and its cache: the scheduler and the
-    batch result (which needs stages of PRPs no worker reported) read each file once."""
-    if GRAPH_LOADER not in config.stash:
-        config.stash[GRAPH_LOADER] = file_graph_loader(config.rootpath)
-    return config.stash[GRAPH_LOADER]
-
-
-def _read_info(path: Path) -> PrpInfo | None:
-    if not path.is_file():
-        return None
-    prp = load_prp(path).prp
-    if prp is None:
-        return None
-    return PrpInfo(
-        id=prp.id,
-        dependencies=tuple(prp.dependencies),
-        estimated_hours=prp.estimated_hours,
-        files_modified=tuple(prp.files_modified),
-        stage=prp.declared_stage,
-    )
-
-
 @dataclass
 class _Prp:
     index: int
@@ -125,20 +68,15 @@ class _Prp:
         return (-self.chain, natural_key(self.info.id), self.index)
 
 
-def _break_cycles(prps: dict[int, _Prp]) -> list[int]:
+def _order(prps: dict[int, _Prp]) -> list[int]:
     """Topological order (dependencies first). Cycles are cut so that nothing waits forever.
 
     Planning rejects cycles before anything runs; this only keeps a bad graph from hanging.
     """
-    while True:
-        try:
-            return list(TopologicalSorter({i: p.deps for i, p in prps.items()}).static_order())
-        except CycleError as exc:
-            ring: list[int] = exc.args[1]
-            edge = next(((a, b) for a, b in pairwise(ring) if b in prps[a].deps), None)
-            if edge is None:  # the ring is listed the other way round
-                edge = next((b, a) for a, b in pairwise(ring) if a in prps[b].deps)
-            prps[edge[0]].deps.discard(edge[1])
+    _, acyclic = break_cycles({i: p.deps for i, p in prps.items()}, order=lambda i: i)
+    for index, prp in prps.items():
+        prp.deps = set(acyclic[index])
+    return list(TopologicalSorter(acyclic).static_order())
 
 
 def _set_chains(prps: dict[int, _Prp], order: list[int]) -> None:
@@ -169,7 +107,11 @@ class PrpScheduling:
         )
         self.maxschedchunk: int | None = config.getoption("maxschedchunk", None)
         self.serialize_conflicts = bool(getattr(config.option, "prp_serialize_conflicts", False))
-        self._loader = graph_loader or shared_graph_loader(config)
+        # The controller's one loader and its cache: the batch result and the HTML report
+        # read the files the scheduler has read (PRPs no worker reported).
+        self._loader = graph_loader or config.stash.setdefault(
+            GRAPH_LOADER, file_graph_loader(config.rootpath)
+        )
         self.node2collection: dict[WorkerNode, list[str]] = {}  # every collection received
         self.node2pending: dict[WorkerNode, list[int]] = {}  # sent, not complete, in run order
         self.collection: list[str] | None = None  # the reference: the first collection
@@ -351,7 +293,7 @@ class PrpScheduling:
             for dep in prp.info.dependencies:
                 # Dependencies outside the session are the worker's business (the ledger).
                 prp.deps.update(i for i in by_id.get(dep, ()) if i != prp.index)
-        _set_chains(self.prps, _break_cycles(self.prps))
+        _set_chains(self.prps, _order(self.prps))
         self.waiting = sorted(self.prps, key=lambda i: self.prps[i].key())
         self.log(f"{len(self.prps)} PRPs, {len(self.tests)} other tests, filler={self.filler}")
 

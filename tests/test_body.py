@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pytest_prp.body import normalise_heading, parse_body
+from pytest_prp.body_cache import body_of
 from pytest_prp.frontmatter import load_prp, split_frontmatter
 from pytest_prp.model import GATE_CHECKLIST, GATE_SHELL, Body, Prp
 
@@ -45,7 +46,7 @@ def corpus_prp(corpus: Path, prp_id: str) -> Prp:
 
 
 def template_body(corpus: Path, name: str) -> Body:
-    """Templates have no PRP id, so parse their body the way Prp.body does."""
+    """Templates have no PRP id, so parse their body the way body_cache.body_of does."""
     path = corpus / TEMPLATES / name
     text = path.read_text(encoding="utf-8")
     split = split_frontmatter(text)
@@ -85,7 +86,7 @@ def test_every_corpus_file_parses_cleanly(corpus: Path) -> None:
 
 def test_prp_43_1_1_phases_and_gate_blocks(corpus: Path) -> None:
     prp = corpus_prp(corpus, "PRP-43.1.1")
-    assert [s.title for s in prp.steps] == [
+    assert [s.title for s in body_of(prp).steps] == [
         "Phase 1: Create Task Type Definitions (60 minutes)",
         "Phase 2: Implement Task Context Detection (45 minutes)",
         "Phase 3: Implement TaskExecutor Class (90 minutes)",
@@ -93,7 +94,7 @@ def test_prp_43_1_1_phases_and_gate_blocks(corpus: Path) -> None:
         "Phase 5: Write Unit Tests (120 minutes)",
         "Phase 6: Documentation and Examples (30 minutes)",
     ]
-    first = prp.steps[0]
+    first = body_of(prp).steps[0]
     assert file_line(prp.path, first.line) == "### " + first.title
     assert first.text.startswith("### Phase 1: Create Task Type Definitions")
     assert not first.text.rstrip().endswith("---")  # the separator rule is not step text
@@ -101,7 +102,7 @@ def test_prp_43_1_1_phases_and_gate_blocks(corpus: Path) -> None:
     assert file_line(prp.path, first.code_blocks[0].line) == "```python"
 
     # "## 4. Validation Gates": one bash block per "### Gate N", all executable.
-    gates = prp.gates
+    gates = body_of(prp).gates
     assert [g.name for g in gates] == [
         "Gate 1: File Creation and Imports",
         "Gate 2: Context Detection Works",
@@ -119,24 +120,24 @@ def test_prp_43_1_1_phases_and_gate_blocks(corpus: Path) -> None:
     assert gates[0].expected == ()
     assert gates[1].expected == ("In Task: False", "In Task: True, ID: test-123", "Valid: True")
     assert gates[5].expected == ("All tests pass (30+ tests)", ">90% coverage")
-    assert prp.body.unverified_gates == ()
+    assert body_of(prp).unverified_gates == ()
 
 
 def test_prp_43_2_1_phases_and_checklist_gates(corpus: Path) -> None:
     prp = corpus_prp(corpus, "PRP-43.2.1")
-    assert [s.title for s in prp.steps] == [
+    assert [s.title for s in body_of(prp).steps] == [
         "Phase 1: Task Context Detection (1h)",
         "Phase 2: ClassificationTask Implementation (3h)",
         "Phase 3: Refactor classify_with_haiku() (2h)",
         "Phase 4: Testing Strategy (2h)",
     ]
     # "## Validation Gates" holds only "- [ ]" items: 14 unverifiable gates, none runnable.
-    assert len(prp.gates) == 14
-    assert prp.body.executable_gates == ()
-    assert prp.gates[0].name == (
+    assert len(body_of(prp).gates) == 14
+    assert body_of(prp).executable_gates == ()
+    assert body_of(prp).gates[0].name == (
         "Task Mode Works: Classification via Task executes without ANTHROPIC_API_KEY"
     )
-    assert file_line(prp.path, prp.gates[0].line).startswith("- [ ] **Task Mode Works**")
+    assert file_line(prp.path, body_of(prp).gates[0].line).startswith("- [ ] **Task Mode Works**")
 
 
 def test_prp_43_improve_command_gates_and_a_validation_phase_that_is_a_step(
@@ -144,8 +145,8 @@ def test_prp_43_improve_command_gates_and_a_validation_phase_that_is_a_step(
 ) -> None:
     prp = corpus_prp(corpus, "PRP-43")
     # "### Phase 3: Validation" sits inside "## 3. Implementation Steps": a step, not gates.
-    assert [s.title for s in prp.steps][-1] == "Phase 3: Validation (15 min)"
-    assert [(g.name, g.command) for g in prp.gates] == [
+    assert [s.title for s in body_of(prp).steps][-1] == "Phase 3: Validation (15 min)"
+    assert [(g.name, g.command) for g in body_of(prp).gates] == [
         (
             "Gate 1: Deprecated Code Removed",
             'grep -n "def _update_linear_issue" tools/ce/generate.py',
@@ -155,18 +156,20 @@ def test_prp_43_improve_command_gates_and_a_validation_phase_that_is_a_step(
             "Gate 3: Existing Tests Still Pass",
             "cd tools && uv run pytest tests/test_generate.py -v",
         ),
-        ("Gate 4: Documentation Clarified", prp.gates[3].command),
+        ("Gate 4: Documentation Clarified", body_of(prp).gates[3].command),
     ]
-    assert prp.gates[3].command is not None
-    assert prp.gates[3].command.count("grep -A") == 2
+    assert body_of(prp).gates[3].command is not None
+    assert body_of(prp).gates[3].command.count("grep -A") == 2
 
 
 def test_nested_fences_keep_later_steps_and_whole_gate_scripts(corpus: Path) -> None:
     """PRP-43.2.3 shows a markdown example holding bash blocks, and a gate whose heredoc holds a
     python block. CommonMark would end those fences early; the authors meant them nested."""
     prp = corpus_prp(corpus, "PRP-43.2.3")
-    assert [s.title.split(":")[0] for s in prp.steps] == [f"Phase {n}" for n in range(1, 7)]
-    integration = prp.gates[5]
+    assert [s.title.split(":")[0] for s in body_of(prp).steps] == [
+        f"Phase {n}" for n in range(1, 7)
+    ]
+    integration = body_of(prp).gates[5]
     assert integration.name == "Gate 6: Integration Test (Manual)"
     assert integration.command is not None
     assert "```python" in integration.command
@@ -179,22 +182,22 @@ def test_nested_fences_keep_later_steps_and_whole_gate_scripts(corpus: Path) -> 
 
 def test_documentation_prp_keeps_all_six_steps(corpus: Path) -> None:
     prp = corpus_prp(corpus, "PRP-43.4.1")
-    assert [s.title.split(":")[0] for s in prp.steps] == [f"Step {n}" for n in range(1, 7)]
-    assert len(prp.gates) == 9
-    assert prp.gates[0].name == "CLAUDE.md Updated: New section added with Task patterns"
+    assert [s.title.split(":")[0] for s in body_of(prp).steps] == [f"Step {n}" for n in range(1, 7)]
+    assert len(body_of(prp).gates) == 9
+    assert body_of(prp).gates[0].name == "CLAUDE.md Updated: New section added with Task patterns"
 
 
 def test_prp_43_3_1_step_headings(corpus: Path) -> None:
     prp = corpus_prp(corpus, "PRP-43.3.1")
-    assert [s.title.split(":")[0] for s in prp.steps] == [f"Step {n}" for n in range(1, 7)]
-    assert prp.gates[-1].name == (
+    assert [s.title.split(":")[0] for s in body_of(prp).steps] == [f"Step {n}" for n in range(1, 7)]
+    assert body_of(prp).gates[-1].name == (
         "Documentation Complete: .claude/commands/ce-init.md created and accurate"
     )
 
 
 def test_initial_plan_has_no_steps_or_gates(corpus: Path) -> None:
     prp = corpus_prp(corpus, "PRP-43-INITIAL")
-    assert (prp.steps, prp.gates) == ((), ())
+    assert (body_of(prp).steps, body_of(prp).gates) == ((), ())
 
 
 def test_wirasm_base_template_tasks_and_levels(corpus: Path) -> None:
@@ -662,8 +665,8 @@ def test_prp_body_is_parsed_lazily_from_the_file(tmp_path: Path) -> None:
     )
     result = load_prp(path)
     assert result.prp is not None
-    [step] = result.prp.steps
-    [gate] = result.prp.gates
+    [step] = body_of(result.prp).steps
+    [gate] = body_of(result.prp).gates
     assert (step.line, gate.line, gate.command) == (5, 11, "make test")
 
 

@@ -26,6 +26,31 @@ def test_plain_run_collects_no_prp_and_says_so(pytester: pytest.Pytester) -> Non
     result.stdout.fnmatch_lines(["prp: 5 PRP files seen, not run; run them with --prp-batch N*"])
 
 
+def test_a_run_of_ordinary_tests_loads_none_of_the_prp_code(pytester: pytest.Pytester) -> None:
+    """PRP files seen but not run, ordinary tests run: none of the collection, planning,
+    execution or reporting code is imported (it is imported where PRPs are in play)."""
+    diamond(pytester.path)
+    pytester.makepyfile(test_ordinary="def test_one():\n    pass\n")
+    pytester.makeconftest(
+        """
+        import sys
+        from pathlib import Path
+
+        def pytest_sessionfinish(session):
+            Path("loaded.txt").write_text("\\n".join(sorted(sys.modules)))
+        """
+    )
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(passed=1)
+    loaded = set((pytester.path / "loaded.txt").read_text().split())
+    assert {"pytest_prp.plugin", "pytest_prp.keys", "pytest_prp.settings"} <= loaded
+    later = ["frontmatter", "body", "body_cache", "collect", "plan_view", "plan_output"]
+    later += ["runner", "execution", "executors", "gates", "hook_context", "defaults"]
+    later += ["results", "heartbeat", "item_reports", "report_plugin", "scheduler", "prp_info"]
+    assert loaded & {f"pytest_prp.{name}" for name in later} == set()
+    assert loaded & {"yaml", "markdown_it"} == set()
+
+
 def test_batch_collects_one_item_per_prp_in_plan_order(pytester: pytest.Pytester) -> None:
     diamond(pytester.path)
     (pytester.path / "PRPs" / "PRP-47-BATCH-PLAN.md").write_text("# plan\n\n---\n\n| a |\n|---|\n")

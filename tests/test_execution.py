@@ -527,9 +527,8 @@ def test_worktrees_live_outside_the_checkout_and_its_git_dir(
 def test_conftest_hooks_replace_executor_and_gates(pytester: pytest.Pytester, repo: Path) -> None:
     pytester.makeconftest(
         """
-        from pytest_prp.executors import StepsOutcome
-        from pytest_prp.gates import GateResult
-        from pytest_prp.processes import ProcessResult
+        # A hook author's one import: the types live wherever the package keeps them.
+        from pytest_prp.hooks import GateResult, ProcessResult, StepsOutcome
 
         def pytest_prp_run_steps(context):
             (context.workdir / "by-hook.txt").write_text(context.prp.id)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_prp.body_cache import body_of
 from pytest_prp.frontmatter import load_prp, split_frontmatter
 from pytest_prp.model import LoadResult, Prp
 
@@ -143,7 +144,9 @@ def test_corpus_template_with_a_prp_file_name_becomes_a_prp(corpus: Path) -> Non
     assert result.prp.id == "PRP-7"
     assert result.prp.title.startswith("Base PRP Template v3")
     assert (result.prp.line, result.prp.body_line) == (1, 5)
-    assert [s.title.split(":")[0] for s in result.prp.steps] == [f"Task {n}" for n in range(1, 7)]
+    assert [s.title.split(":")[0] for s in body_of(result.prp).steps] == [
+        f"Task {n}" for n in range(1, 7)
+    ]
 
 
 def test_load_prp_never_imports_markdown_it(corpus: Path) -> None:
@@ -601,7 +604,7 @@ def test_wirasm_header_with_unindented_description_and_markdown_before_the_rule(
     assert prp.title == "Agent PRP - Context-Rich Implementation"
     assert prp.frontmatter["description"].startswith("Build an agent that writes PRPs,")
     assert prp.body_line == 6
-    assert [g.command for g in prp.gates] == ["pytest -q"]
+    assert [g.command for g in body_of(prp).gates] == ["pytest -q"]
 
 
 def test_wirasm_header_block_text_then_rule(tmp_path: Path) -> None:
@@ -646,7 +649,7 @@ def test_metadata_block_under_the_title_is_the_prps_frontmatter(tmp_path: Path) 
     prp = load(tmp_path, "feature-12.md", text).prp
     assert prp is not None
     assert (prp.id, prp.dependencies, prp.line, prp.body_line) == ("PRP-12.1", ["PRP-11"], 4, 7)
-    assert [g.line for g in prp.gates] == [10]
+    assert [g.line for g in body_of(prp).gates] == [10]
 
 
 def test_yaml_fence_under_the_title_is_the_prps_frontmatter(tmp_path: Path) -> None:

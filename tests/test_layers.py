@@ -24,19 +24,20 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # what a PRP says (pure, no I/O but reading its file)
     "spec": ("model", "body", "body_cache", "frontmatter", "agents"),
     # dependency graph, stages, critical path, plan views (pure)
-    "plan": ("planning", "plan_view", "not_found"),
+    "plan": ("planning", "plan_view", "not_found", "settings", "prp_info"),
     # git: worktrees, slots, commits, merges, the run lock
     "workspace": ("gitops", "runlock", "merge_check", "merge_queue", "ledger_lookup"),
     # running a process safely: groups, limits, logs, tails, rate limits
     "supervise": ("output", "pump", "limits", "processes", "ratelimit"),
     # what happened: heartbeats, progress, the batch result, the status view, the HTML report
-    "record": ("heartbeat", "progress", "results", "status", "report_data", "report_html"),
+    "record": ("heartbeat", "progress", "results", "status", "report_data", "report_html", "keys"),
     # running steps and gates; the context hooks receive
-    "execute": ("executors", "gates", "prompt", "context", "hooks"),
+    "execute": ("executors", "gates", "prompt", "hook_context", "hooks"),
     # the pytest plugin and its glue
     "glue": (
         "options", "scheduler", "collect", "runner", "execution", "defaults", "plugin",
-        "reporting", "report_plugin", "remote", "__init__", "__main__", "merge_redo",
+        "item_reports", "plan_output", "report_plugin", "remote", "__init__", "__main__",
+        "merge_redo",
     ),
 }  # fmt: skip
 
@@ -44,28 +45,13 @@ RANK = {module: rank for rank, layer in enumerate(LAYERS.values()) for module in
 
 # (importer, imported): the upward reaches left to undo; each names the layer it breaks.
 KNOWN_UPWARD = {
-    ("context", "options"),  # execute -> glue: Settings belongs below the glue
     ("results", "execution"),  # record -> glue: the PRP record has no single owner yet
-    ("results", "plugin"),  # record -> glue: StashKeys spread over five modules
-    ("results", "scheduler"),  # record -> glue: rebuilding interrupted entries
 }
 
 KNOWN_CYCLES = {
-    frozenset({"model", "body"}),  # Prp.body loads the body lazily from the model
-    # the glue knot: runner and collect import each other, results and defaults reach plugin
-    frozenset(
-        {
-            "collect",
-            "runner",
-            "execution",
-            "results",
-            "plugin",
-            "defaults",
-            "reporting",
-            "report_plugin",
-            "merge_redo",  # redoes a PRP: reads its record (execution), called by runner
-        }
-    ),  # fmt: skip
+    # the PRP record has no single owner yet: results reads the execution state (EXECUTION,
+    # the integration branch's name), execution prepares the results folder and the spending
+    frozenset({"results", "execution"}),
     # status both reads the record and renders it: report_data reads entries through status
     frozenset({"status", "report_data", "report_html"}),
 }

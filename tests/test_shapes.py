@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_prp.body_cache import body_of
 from pytest_prp.frontmatter import load_prp
 from pytest_prp.model import Prp
 
@@ -178,16 +179,16 @@ def test_shape_reads_as_its_author_meant(key: str, tmp_path: Path) -> None:
     prp = load_shape(key, tmp_path)
     assert prp.id == shape.prp_id
     assert tuple(prp.dependencies) == shape.dependencies
-    assert tuple(s.title for s in prp.steps) == shape.steps
-    assert tuple(g.name for g in prp.body.executable_gates) == shape.gates
-    assert len(prp.body.unverified_gates) == shape.unverified
-    warnings = [w.message for w in [*prp.warnings, *prp.body.warnings]]
+    assert tuple(s.title for s in body_of(prp).steps) == shape.steps
+    assert tuple(g.name for g in body_of(prp).executable_gates) == shape.gates
+    assert len(body_of(prp).unverified_gates) == shape.unverified
+    warnings = [w.message for w in [*prp.warnings, *body_of(prp).warnings]]
     assert len(warnings) == len(shape.warnings), warnings
     for message, expected in zip(warnings, shape.warnings, strict=True):
         assert expected in message
-    for step in prp.steps:
+    for step in body_of(prp).steps:
         assert step.title and step.line >= prp.body_line
-    for gate in prp.gates:
+    for gate in body_of(prp).gates:
         assert gate.line >= prp.body_line
 
 
@@ -195,23 +196,23 @@ def test_shape_details(tmp_path: Path) -> None:
     phases = load_shape("ctx-phases-gates", tmp_path)
     assert phases.frontmatter["created"] == "2025-11-04"
     assert phases.estimated_hours == 7.0
-    assert [b.language for b in phases.steps[0].code_blocks] == ["python", "bash"]
-    assert not phases.steps[0].text.rstrip().endswith("---")
-    gates = phases.gates
+    assert [b.language for b in body_of(phases).steps[0].code_blocks] == ["python", "bash"]
+    assert not body_of(phases).steps[0].text.rstrip().endswith("---")
+    gates = body_of(phases).gates
     assert gates[0].command == "# Verify files created\ntest -f tools/ce/task_types.py"
     assert gates[1].expected == ("In Task: False; Valid: True",)
     assert gates[2].expected == ("All tests pass (30+ tests)",)
 
     nested = load_shape("ctx-nested-fences", tmp_path)
-    assert "```bash" in nested.steps[0].code_blocks[0].code
-    command = nested.gates[0].command
+    assert "```bash" in body_of(nested).steps[0].code_blocks[0].code
+    command = body_of(nested).gates[0].command
     assert (
         command is not None and "```python" in command and command.endswith("# Expected: 1 match")
     )
 
     base = load_shape("wirasm-base", tmp_path)
-    assert base.steps[0].create_paths == ("src/models/{domain}_models.py",)
-    assert base.gates[0].expected == ("Zero errors.",)
+    assert body_of(base).steps[0].create_paths == ("src/models/{domain}_models.py",)
+    assert body_of(base).gates[0].expected == ("Zero errors.",)
 
     prose = load_shape("wirasm-header-prose", tmp_path)
     assert prose.title == "MCP Refactor - Phase 1: Foundation First"

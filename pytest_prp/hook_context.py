@@ -1,4 +1,7 @@
-"""What an executor or a gate is given: the PRP, where to work, its environment and limits."""
+"""What a hook is given (``PrpContext``): the PRP, where to work, its environment and limits.
+
+The steps hook and the gate hook receive it (see ``hooks``); the runner makes one per PRP.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +16,8 @@ if TYPE_CHECKING:
     from pytest_prp.heartbeat import Heartbeat
     from pytest_prp.limits import Limits
     from pytest_prp.model import Prp
-    from pytest_prp.options import Settings
     from pytest_prp.output import LogSink
+    from pytest_prp.settings import Settings
 
 
 @dataclass
