@@ -118,10 +118,9 @@ class DefaultImplementations:
             return execution.completed(prp_id)
         # Planning happens before the run is prepared: read the ledger once, on first need.
         if self._ledger is None:
-            from pytest_prp.gitops import (  # late: git is only needed for a ledger
-                GitError,
-                GitWorkspace,
-            )
+            # late: git is only needed for a ledger
+            from pytest_prp.git_command import GitError
+            from pytest_prp.git_workspace import GitWorkspace
 
             self._ledger = {}
             try:

@@ -7,7 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_prp.gitops import GitError, GitWorkspace
+from pytest_prp.git_command import GitError
+from pytest_prp.git_workspace import GitWorkspace
+from pytest_prp.naming import before_redo_branch
 
 # The earlier diff handed to an agent that redoes a PRP: enough to see what it did.
 DIFF_LINES = 400
@@ -42,24 +44,24 @@ def tip_of(git: GitWorkspace, branch: str) -> str:
 
 
 def tree_of(git: GitWorkspace, commit: str) -> str:
-    return git._git("rev-parse", "--verify", f"{commit}^{{tree}}")[1].strip()
+    return git.run("rev-parse", "--verify", f"{commit}^{{tree}}")[1].strip()
 
 
 def build(git: GitWorkspace, tip: str, commit: str, message: str) -> Built:
     """Merge ``commit`` onto ``tip`` without touching any worktree (``merge-tree``)."""
-    status, _, _ = git._git("merge-base", "--is-ancestor", tip, commit, codes=(0, 1))
+    status, _, _ = git.run("merge-base", "--is-ancestor", tip, commit, codes=(0, 1))
     if status == 0:
         return Built(tip, commit, (), True)
-    status, out, _ = git._git(
+    status, out, _ = git.run(
         "merge-tree", "--write-tree", "--name-only", "-z", "--no-messages", tip, commit,
         codes=(0, 1),
     )  # fmt: skip
     fields = out.split("\x00")
     if status == 1:
         return Built(tip, None, tuple(dict.fromkeys(f for f in fields[1:] if f)))
-    sha = git._git(
+    sha = git.run(
         "commit-tree", fields[0].strip(), "-p", tip, "-p", commit, "-m", message,
-        env=git._commit_env(),
+        env=git.commit_env(),
     )[1].strip()  # fmt: skip
     return Built(tip, sha)
 
@@ -69,7 +71,7 @@ def check_out(git: GitWorkspace, worktree: Path, commit: str, branch: str | None
     the merged state is checked where the PRP ran, and its own commit put back after.
     Ignored files (build output, caches) stay, as in any checkout."""
     target = ("-B", branch) if branch is not None else ("--detach",)
-    git._git("checkout", "-q", "-f", *target, commit, cwd=worktree)
+    git.run("checkout", "-q", "-f", *target, commit, cwd=worktree)
 
 
 def swap(
@@ -80,15 +82,15 @@ def swap(
     ref update alone, unless the caller already ``hold``s it."""
     reflog = f"prp: merge {new[:12]} (checked)"
     if hold:
-        return git._swap(f"refs/heads/{branch}", new, old, reflog, delete_branch)[0] == 0
+        return git.compare_and_swap(f"refs/heads/{branch}", new, old, reflog, delete_branch)[0] == 0
     with git.merge_turn(branch):
-        return git._swap(f"refs/heads/{branch}", new, old, reflog, delete_branch)[0] == 0
+        return git.compare_and_swap(f"refs/heads/{branch}", new, old, reflog, delete_branch)[0] == 0
 
 
 def merged_since(git: GitWorkspace, base: str, tip: str) -> list[Merged]:
     """The commits that moved the tip from ``base`` (merge commits left out: the PRP commits
     they bring in are listed), oldest first."""
-    out = git._git(
+    out = git.run(
         "log", "--reverse", "--no-merges", "-z", "--name-only",
         "--format=%x1e%H%x00%(trailers:key=PRP-Id,valueonly,unfold)", f"{base}..{tip}", "--",
     )[1]  # fmt: skip
@@ -106,23 +108,17 @@ def merged_since(git: GitWorkspace, base: str, tip: str) -> list[Merged]:
 
 def diff_text(git: GitWorkspace, base: str, commit: str) -> str:
     """What the PRP's commit changed on its base, bounded to ``DIFF_LINES`` lines."""
-    out = git._git("diff", "--no-color", "--no-ext-diff", base, commit, "--")[1]
+    out = git.run("diff", "--no-color", "--no-ext-diff", base, commit, "--")[1]
     lines = out.splitlines()
     if len(lines) > DIFF_LINES:
         lines = lines[:DIFF_LINES] + [f"... ({len(lines) - DIFF_LINES} more lines)"]
     return "\n".join(lines)
 
 
-def earlier_branch(prp_branch: str) -> str:
-    """Where a redone PRP's earlier commit is kept until its redo merges."""
-    return f"{prp_branch}-before-redo"
-
-
 def keep_earlier(git: GitWorkspace, prp_branch: str, commit: str) -> None:
-    git._git(
-        "update-ref", "-m", "prp: before redo", f"refs/heads/{earlier_branch(prp_branch)}", commit
-    )
+    ref = f"refs/heads/{before_redo_branch(prp_branch)}"
+    git.run("update-ref", "-m", "prp: before redo", ref, commit)
 
 
 def drop_earlier(git: GitWorkspace, prp_branch: str) -> None:
-    git._git("update-ref", "-d", f"refs/heads/{earlier_branch(prp_branch)}", codes=None)
+    git.run("update-ref", "-d", f"refs/heads/{before_redo_branch(prp_branch)}", codes=None)

@@ -30,6 +30,12 @@ def prp_branch(batch: str | None, prp_id: str) -> str:
     return inside(Path("prp"), batch_folder(batch), prp_id).as_posix()
 
 
+def before_redo_branch(prp_branch: str) -> str:
+    """``<prp branch>-before-redo``: where a redone PRP's earlier commit is kept until its
+    redo merges."""
+    return f"{prp_branch}-before-redo"
+
+
 def result_path(results_dir: Path, batch: str) -> Path:
     """``<results_dir>/batches/batch-<batch>.result.json``."""
     return inside(results_dir / "batches", f"{RESULT_PREFIX}{batch}{RESULT_SUFFIX}")
