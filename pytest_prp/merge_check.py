@@ -1,6 +1,7 @@
 """The git side of checked merges: build the merged commit of a PRP on the integration tip,
 check it out in the PRP's worktree, move the branch by compare-and-swap, and read what moved
-the tip since the PRP's base. Decisions (what to check, what to name) are in ``merge_queue``."""
+the tip since the PRP's base. Decisions (what to check, what to name) are in ``merge_queue``;
+the unchecked merge, the merge turn and the compare-and-swap used here are ``git_merge``'s."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_prp.git_command import GitError
-from pytest_prp.git_workspace import GitWorkspace
+from pytest_prp.git_merge import Merging
 from pytest_prp.naming import before_redo_branch
 
 # The earlier diff handed to an agent that redoes a PRP: enough to see what it did.
@@ -36,18 +37,18 @@ class Merged:
     paths: tuple[str, ...]
 
 
-def tip_of(git: GitWorkspace, branch: str) -> str:
+def tip_of(git: Merging, branch: str) -> str:
     sha = git.branch_sha(branch)
     if sha is None:
         raise GitError(f"branch {branch} does not exist")
     return sha
 
 
-def tree_of(git: GitWorkspace, commit: str) -> str:
+def tree_of(git: Merging, commit: str) -> str:
     return git.run("rev-parse", "--verify", f"{commit}^{{tree}}")[1].strip()
 
 
-def build(git: GitWorkspace, tip: str, commit: str, message: str) -> Built:
+def build(git: Merging, tip: str, commit: str, message: str) -> Built:
     """Merge ``commit`` onto ``tip`` without touching any worktree (``merge-tree``)."""
     status, _, _ = git.run("merge-base", "--is-ancestor", tip, commit, codes=(0, 1))
     if status == 0:
@@ -66,7 +67,7 @@ def build(git: GitWorkspace, tip: str, commit: str, message: str) -> Built:
     return Built(tip, sha)
 
 
-def check_out(git: GitWorkspace, worktree: Path, commit: str, branch: str | None = None) -> None:
+def check_out(git: Merging, worktree: Path, commit: str, branch: str | None = None) -> None:
     """``commit`` into ``worktree`` (files and index), detached, or on ``branch`` reset there:
     the merged state is checked where the PRP ran, and its own commit put back after.
     Ignored files (build output, caches) stay, as in any checkout."""
@@ -75,7 +76,7 @@ def check_out(git: GitWorkspace, worktree: Path, commit: str, branch: str | None
 
 
 def swap(
-    git: GitWorkspace, branch: str, new: str, old: str, delete_branch: str | None, hold: bool
+    git: Merging, branch: str, new: str, old: str, delete_branch: str | None, hold: bool
 ) -> bool:
     """Move ``branch`` from ``old`` to ``new`` if it is still at ``old`` (compare-and-swap),
     deleting ``delete_branch`` in the same transaction. The merge turn is taken here, for the
@@ -87,7 +88,7 @@ def swap(
         return git.compare_and_swap(f"refs/heads/{branch}", new, old, reflog, delete_branch)[0] == 0
 
 
-def merged_since(git: GitWorkspace, base: str, tip: str) -> list[Merged]:
+def merged_since(git: Merging, base: str, tip: str) -> list[Merged]:
     """The commits that moved the tip from ``base`` (merge commits left out: the PRP commits
     they bring in are listed), oldest first."""
     out = git.run(
@@ -106,7 +107,7 @@ def merged_since(git: GitWorkspace, base: str, tip: str) -> list[Merged]:
     return found
 
 
-def diff_text(git: GitWorkspace, base: str, commit: str) -> str:
+def diff_text(git: Merging, base: str, commit: str) -> str:
     """What the PRP's commit changed on its base, bounded to ``DIFF_LINES`` lines."""
     out = git.run("diff", "--no-color", "--no-ext-diff", base, commit, "--")[1]
     lines = out.splitlines()
@@ -115,10 +116,10 @@ def diff_text(git: GitWorkspace, base: str, commit: str) -> str:
     return "\n".join(lines)
 
 
-def keep_earlier(git: GitWorkspace, prp_branch: str, commit: str) -> None:
+def keep_earlier(git: Merging, prp_branch: str, commit: str) -> None:
     ref = f"refs/heads/{before_redo_branch(prp_branch)}"
     git.run("update-ref", "-m", "prp: before redo", ref, commit)
 
 
-def drop_earlier(git: GitWorkspace, prp_branch: str) -> None:
+def drop_earlier(git: Merging, prp_branch: str) -> None:
     git.run("update-ref", "-d", f"refs/heads/{before_redo_branch(prp_branch)}", codes=None)

@@ -114,8 +114,12 @@ class Repository:
         codes: tuple[int, ...] | None = (0,),
         stdin: str | None = None,
     ) -> tuple[int, str, str]:
-        """Run ``git <command> <args>`` (in ``cwd``, default the user's root); raise GitError
-        unless the exit status is in ``codes`` (None: accept any)."""
+        """Run ``git <command> <args>`` (in ``cwd``, default the user's root; ``env`` added to
+        the environment every call gets, ``stdin`` fed to it): the exit status, stdout and
+        stderr. GitError, one line, unless the exit status is in ``codes`` (None: any).
+
+        The one way to start git in this repository, for the modules that build on it
+        (``merge_check``, ``remote``) as for its own methods."""
         extra = {**self._env, **env} if env else self._env
         status, out, err = run_git(
             self._executable, [command, *args], cwd or self.root, extra, stdin
