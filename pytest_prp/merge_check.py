@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pytest_prp.git_command import GitError
 from pytest_prp.git_merge import Merging
-from pytest_prp.naming import before_redo_branch
+from pytest_prp.naming import earlier_branch
 
 # The earlier diff handed to an agent that redoes a PRP: enough to see what it did.
 DIFF_LINES = 400
@@ -117,9 +117,9 @@ def diff_text(git: Merging, base: str, commit: str) -> str:
 
 
 def keep_earlier(git: Merging, prp_branch: str, commit: str) -> None:
-    ref = f"refs/heads/{before_redo_branch(prp_branch)}"
+    ref = f"refs/heads/{earlier_branch(prp_branch)}"
     git.run("update-ref", "-m", "prp: before redo", ref, commit)
 
 
 def drop_earlier(git: Merging, prp_branch: str) -> None:
-    git.run("update-ref", "-d", f"refs/heads/{before_redo_branch(prp_branch)}", codes=None)
+    git.run("update-ref", "-d", f"refs/heads/{earlier_branch(prp_branch)}", codes=None)

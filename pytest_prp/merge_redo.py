@@ -12,7 +12,7 @@ from pytest_prp.git_command import GitError
 from pytest_prp.merge_check import diff_text, keep_earlier, merged_since
 from pytest_prp.merge_queue import TEXTUAL, MergeOutcome, collisions, redo_prompt
 from pytest_prp.model import GATE_SHELL, Gate
-from pytest_prp.naming import before_redo_branch
+from pytest_prp.naming import earlier_branch
 
 if TYPE_CHECKING:
     from pytest_prp.collect import PrpUserError
@@ -86,7 +86,7 @@ def redo_or_fail(
     redone = f" after {run.redos} redo(s)" if run.redos else ""
     tail = f"\n{branch} is unchanged; worktree kept: {run.workdir}"
     if run.redos:
-        tail += f"\nits work before the redo: branch {before_redo_branch(prp_branch_name(prp))}"
+        tail += f"\nits work before the redo: branch {earlier_branch(prp_branch_name(prp))}"
     if outcome.conflict == TEXTUAL:
         paths = ", ".join(outcome.paths) or "(unknown paths)"
         raise fail(

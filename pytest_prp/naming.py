@@ -30,9 +30,8 @@ def prp_branch(batch: str | None, prp_id: str) -> str:
     return inside(Path("prp"), batch_folder(batch), prp_id).as_posix()
 
 
-def before_redo_branch(prp_branch: str) -> str:
-    """``<prp branch>-before-redo``: where a redone PRP's earlier commit is kept until its
-    redo merges."""
+def earlier_branch(prp_branch: str) -> str:
+    """Where a PRP's commit is kept while it is redone on a newer tip (``merge_check``)."""
     return f"{prp_branch}-before-redo"
 
 
