@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pytest_prp.gitops import GitWorkspace  # noqa: E402
+from pytest_prp.git_workspace import GitWorkspace  # noqa: E402
 from tests.loopback import Machine, clone, machines  # noqa: E402
 from tests.test_remote import BATCH, SHAPE  # noqa: E402
 
@@ -116,7 +116,7 @@ def transport(base: Path, files: int, prps: int = 10) -> tuple[float, float]:
     remote_s = local_s = 0.0
     for n in range(prps):
         start = time.perf_counter()
-        wg._git(
+        wg.run(
             "fetch",
             "--quiet",
             "--no-tags",
@@ -135,12 +135,12 @@ def transport(base: Path, files: int, prps: int = 10) -> tuple[float, float]:
         commit = git(worker, "rev-parse", "HEAD")
         start -= time.perf_counter() - fetched
         ref = f"refs/prp/handed-back/bench/{n}"
-        wg._git("push", "--quiet", "--force", "origin", f"{commit}:{ref}")
-        cg._git("fetch", "--quiet", "--no-tags", "origin", f"+{ref}:{ref}")
+        wg.run("push", "--quiet", "--force", "origin", f"{commit}:{ref}")
+        cg.run("fetch", "--quiet", "--no-tags", "origin", f"+{ref}:{ref}")
         mid = time.perf_counter()
         cg.merge(branch, commit, f"Merge {n}")
         merged = time.perf_counter()
-        cg._git("push", "--quiet", "origin", f"refs/heads/{branch}:refs/heads/{branch}", f":{ref}")
+        cg.run("push", "--quiet", "origin", f"refs/heads/{branch}:refs/heads/{branch}", f":{ref}")
         end = time.perf_counter()
         remote_s += (mid - start) + (end - merged)
         local_s += merged - mid

@@ -2,7 +2,7 @@
 the agent and literal executors, the shell gate, and the git ledger for unknown dependencies.
 
 Adapters only: each takes what it needs from the context or the config and calls the module
-that does the work (``executors``, ``prompt``, ``gates``, ``ledger_lookup``)."""
+that does the work (``executors``, ``prompt``, ``gates``, ``ledger``)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from pytest_prp.executors import StepsOutcome
     from pytest_prp.gates import GateResult
     from pytest_prp.hook_context import PrpContext
-    from pytest_prp.ledger_lookup import LedgerLookup
+    from pytest_prp.ledger import LedgerLookup
     from pytest_prp.model import Gate
 
 
@@ -90,7 +90,7 @@ class DefaultImplementations:
         if self._ledger is None:
             from pytest_prp.execution import repository_start
             from pytest_prp.keys import SETTINGS
-            from pytest_prp.ledger_lookup import LedgerLookup, ledger_refs
+            from pytest_prp.ledger import LedgerLookup, ledger_refs
 
             batches = (prp.batch for prp in config.stash.get(KNOWN_PRPS, []) if prp.batch)
             refs = ledger_refs(config.stash[SETTINGS].branch, batches)

@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_prp.gitops import GitError, GitWorkspace, RefState
+from pytest_prp.git_command import GitError
+from pytest_prp.git_workspace import GitWorkspace
 from pytest_prp.heartbeat import iso
 from pytest_prp.keys import KNOWN_PRPS
 from pytest_prp.model import Prp
 from pytest_prp.naming import INTEGRATION_BRANCH, batch_branch, prp_branch
+from pytest_prp.ref_watch import RefState
 from pytest_prp.where import repository_top
 
 if TYPE_CHECKING:

@@ -1,13 +1,16 @@
 """The git side of checked merges: build the merged commit of a PRP on the integration tip,
 check it out in the PRP's worktree, move the branch by compare-and-swap, and read what moved
-the tip since the PRP's base. Decisions (what to check, what to name) are in ``merge_queue``."""
+the tip since the PRP's base. Decisions (what to check, what to name) are in ``merge_queue``;
+the unchecked merge, the merge turn and the compare-and-swap used here are ``git_merge``'s."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_prp.gitops import GitError, GitWorkspace
+from pytest_prp.git_command import GitError
+from pytest_prp.git_merge import Merging
+from pytest_prp.naming import earlier_branch
 
 # The earlier diff handed to an agent that redoes a PRP: enough to see what it did.
 DIFF_LINES = 400
@@ -34,61 +37,61 @@ class Merged:
     paths: tuple[str, ...]
 
 
-def tip_of(git: GitWorkspace, branch: str) -> str:
+def tip_of(git: Merging, branch: str) -> str:
     sha = git.branch_sha(branch)
     if sha is None:
         raise GitError(f"branch {branch} does not exist")
     return sha
 
 
-def tree_of(git: GitWorkspace, commit: str) -> str:
-    return git._git("rev-parse", "--verify", f"{commit}^{{tree}}")[1].strip()
+def tree_of(git: Merging, commit: str) -> str:
+    return git.run("rev-parse", "--verify", f"{commit}^{{tree}}")[1].strip()
 
 
-def build(git: GitWorkspace, tip: str, commit: str, message: str) -> Built:
+def build(git: Merging, tip: str, commit: str, message: str) -> Built:
     """Merge ``commit`` onto ``tip`` without touching any worktree (``merge-tree``)."""
-    status, _, _ = git._git("merge-base", "--is-ancestor", tip, commit, codes=(0, 1))
+    status, _, _ = git.run("merge-base", "--is-ancestor", tip, commit, codes=(0, 1))
     if status == 0:
         return Built(tip, commit, (), True)
-    status, out, _ = git._git(
+    status, out, _ = git.run(
         "merge-tree", "--write-tree", "--name-only", "-z", "--no-messages", tip, commit,
         codes=(0, 1),
     )  # fmt: skip
     fields = out.split("\x00")
     if status == 1:
         return Built(tip, None, tuple(dict.fromkeys(f for f in fields[1:] if f)))
-    sha = git._git(
+    sha = git.run(
         "commit-tree", fields[0].strip(), "-p", tip, "-p", commit, "-m", message,
-        env=git._commit_env(),
+        env=git.commit_env(),
     )[1].strip()  # fmt: skip
     return Built(tip, sha)
 
 
-def check_out(git: GitWorkspace, worktree: Path, commit: str, branch: str | None = None) -> None:
+def check_out(git: Merging, worktree: Path, commit: str, branch: str | None = None) -> None:
     """``commit`` into ``worktree`` (files and index), detached, or on ``branch`` reset there:
     the merged state is checked where the PRP ran, and its own commit put back after.
     Ignored files (build output, caches) stay, as in any checkout."""
     target = ("-B", branch) if branch is not None else ("--detach",)
-    git._git("checkout", "-q", "-f", *target, commit, cwd=worktree)
+    git.run("checkout", "-q", "-f", *target, commit, cwd=worktree)
 
 
 def swap(
-    git: GitWorkspace, branch: str, new: str, old: str, delete_branch: str | None, hold: bool
+    git: Merging, branch: str, new: str, old: str, delete_branch: str | None, hold: bool
 ) -> bool:
     """Move ``branch`` from ``old`` to ``new`` if it is still at ``old`` (compare-and-swap),
     deleting ``delete_branch`` in the same transaction. The merge turn is taken here, for the
     ref update alone, unless the caller already ``hold``s it."""
     reflog = f"prp: merge {new[:12]} (checked)"
     if hold:
-        return git._swap(f"refs/heads/{branch}", new, old, reflog, delete_branch)[0] == 0
+        return git.compare_and_swap(f"refs/heads/{branch}", new, old, reflog, delete_branch)[0] == 0
     with git.merge_turn(branch):
-        return git._swap(f"refs/heads/{branch}", new, old, reflog, delete_branch)[0] == 0
+        return git.compare_and_swap(f"refs/heads/{branch}", new, old, reflog, delete_branch)[0] == 0
 
 
-def merged_since(git: GitWorkspace, base: str, tip: str) -> list[Merged]:
+def merged_since(git: Merging, base: str, tip: str) -> list[Merged]:
     """The commits that moved the tip from ``base`` (merge commits left out: the PRP commits
     they bring in are listed), oldest first."""
-    out = git._git(
+    out = git.run(
         "log", "--reverse", "--no-merges", "-z", "--name-only",
         "--format=%x1e%H%x00%(trailers:key=PRP-Id,valueonly,unfold)", f"{base}..{tip}", "--",
     )[1]  # fmt: skip
@@ -104,25 +107,19 @@ def merged_since(git: GitWorkspace, base: str, tip: str) -> list[Merged]:
     return found
 
 
-def diff_text(git: GitWorkspace, base: str, commit: str) -> str:
+def diff_text(git: Merging, base: str, commit: str) -> str:
     """What the PRP's commit changed on its base, bounded to ``DIFF_LINES`` lines."""
-    out = git._git("diff", "--no-color", "--no-ext-diff", base, commit, "--")[1]
+    out = git.run("diff", "--no-color", "--no-ext-diff", base, commit, "--")[1]
     lines = out.splitlines()
     if len(lines) > DIFF_LINES:
         lines = lines[:DIFF_LINES] + [f"... ({len(lines) - DIFF_LINES} more lines)"]
     return "\n".join(lines)
 
 
-def earlier_branch(prp_branch: str) -> str:
-    """Where a redone PRP's earlier commit is kept until its redo merges."""
-    return f"{prp_branch}-before-redo"
+def keep_earlier(git: Merging, prp_branch: str, commit: str) -> None:
+    ref = f"refs/heads/{earlier_branch(prp_branch)}"
+    git.run("update-ref", "-m", "prp: before redo", ref, commit)
 
 
-def keep_earlier(git: GitWorkspace, prp_branch: str, commit: str) -> None:
-    git._git(
-        "update-ref", "-m", "prp: before redo", f"refs/heads/{earlier_branch(prp_branch)}", commit
-    )
-
-
-def drop_earlier(git: GitWorkspace, prp_branch: str) -> None:
-    git._git("update-ref", "-d", f"refs/heads/{earlier_branch(prp_branch)}", codes=None)
+def drop_earlier(git: Merging, prp_branch: str) -> None:
+    git.run("update-ref", "-d", f"refs/heads/{earlier_branch(prp_branch)}", codes=None)

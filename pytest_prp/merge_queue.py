@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_prp.gitops import GitError, GitWorkspace
+from pytest_prp.git_command import GitError
+from pytest_prp.git_workspace import GitWorkspace
 from pytest_prp.merge_check import Merged, build, check_out, swap, tip_of, tree_of
 
 HOLD_AFTER = 3

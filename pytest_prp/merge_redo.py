@@ -7,11 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from pytest_prp.gitops import GitError
-from pytest_prp.merge_check import diff_text, earlier_branch, keep_earlier, merged_since
+from pytest_prp.git_command import GitError
+from pytest_prp.merge_check import diff_text, keep_earlier, merged_since
 from pytest_prp.merge_queue import TEXTUAL, MergeOutcome, collisions, redo_prompt
 from pytest_prp.model import GATE_SHELL, Gate, PrpUserError
-from pytest_prp.naming import prp_branch
+from pytest_prp.naming import earlier_branch, prp_branch
 
 if TYPE_CHECKING:
     from pytest_prp.execution import Execution, PrpRun

@@ -30,6 +30,11 @@ def prp_branch(batch: str | None, prp_id: str) -> str:
     return inside(Path("prp"), batch_folder(batch), prp_id).as_posix()
 
 
+def earlier_branch(prp_branch: str) -> str:
+    """Where a PRP's commit is kept while it is redone on a newer tip (``merge_check``)."""
+    return f"{prp_branch}-before-redo"
+
+
 def result_path(results_dir: Path, batch: str) -> Path:
     """``<results_dir>/batches/batch-<batch>.result.json``."""
     return inside(results_dir / "batches", f"{RESULT_PREFIX}{batch}{RESULT_SUFFIX}")

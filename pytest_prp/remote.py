@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_prp.gitops import GitError, GitWorkspace
+from pytest_prp.git_command import GitError
+from pytest_prp.git_workspace import GitWorkspace
 from pytest_prp.keys import CONTROLLER_INPUT
 from pytest_prp.naming import batch_branch
 
@@ -64,7 +65,7 @@ def prp_files(git: GitWorkspace, args: Sequence[str], invocation_dir: Path) -> d
             continue
     if not wanted:
         return {}
-    listed = git._git(
+    listed = git.run(
         "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", *wanted, cwd=top
     )[1]
     found: dict[str, str] = {}
@@ -148,7 +149,7 @@ def worker_link(config: pytest.Config, git: GitWorkspace) -> RemoteLink | None:
 def sync_tip(git: GitWorkspace, link: RemoteLink, branch: str) -> None:
     """The integration branch as the controller last published it (GitError if unreachable)."""
     assert link.remote is not None
-    git._git(
+    git.run(
         "fetch",
         "--quiet",
         "--no-tags",
@@ -164,7 +165,7 @@ def handed_back_ref(run_id: str, prp_id: str) -> str:
 
 def hand_back(git: GitWorkspace, link: RemoteLink, commit: str, ref: str) -> None:
     assert link.remote is not None
-    git._git("push", "--quiet", "--force", link.remote, f"{commit}:{ref}")
+    git.run("push", "--quiet", "--force", link.remote, f"{commit}:{ref}")
 
 
 def publish_start(config: pytest.Config, settings: Settings) -> None:
@@ -179,7 +180,7 @@ def publish_start(config: pytest.Config, settings: Settings) -> None:
     try:
         git = _open(config, settings)
         git.ensure_branch(branch, settings.base)
-        git._git("push", "--quiet", name, f"refs/heads/{branch}:refs/heads/{branch}")
+        git.run("push", "--quiet", name, f"refs/heads/{branch}:refs/heads/{branch}")
     except GitError as exc:
         raise pytest.UsageError(f"prp: cannot publish {branch} to remote {name}: {exc}") from None
 
@@ -283,7 +284,7 @@ class ControllerMerges:
         branch = str(prp["integration_branch"])
         prp_id = str(prp["prp_id"])
         try:
-            self.git._git("fetch", "--quiet", "--no-tags", str(name), f"+{ref}:{ref}")
+            self.git.run("fetch", "--quiet", "--no-tags", str(name), f"+{ref}:{ref}")
             result = self.git.merge(branch, commit, f"Merge {prp_id} into {branch}")
         except GitError as exc:
             return self._failed(prp, "failed", f"{prp_id}: merge failed: {exc}; kept as {ref}")
@@ -297,10 +298,10 @@ class ControllerMerges:
             )
         try:
             # The new tip and the hand-back ref's removal: one push.
-            self.git._git(
+            self.git.run(
                 "push", "--quiet", str(name), f"refs/heads/{branch}:refs/heads/{branch}", f":{ref}"
             )
-            self.git._git("update-ref", "-d", ref)
+            self.git.run("update-ref", "-d", ref)
         except GitError as exc:
             return self._failed(prp, "failed", f"{prp_id}: merged, not published to {name}: {exc}")
         # The merge queue does not check remote PRPs yet: a merge that is not a fast-forward

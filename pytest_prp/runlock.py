@@ -25,7 +25,9 @@ import socket
 import time
 from dataclasses import dataclass
 
-from pytest_prp.gitops import GitError, GitWorkspace, safe_name
+from pytest_prp.git_command import GitError
+from pytest_prp.repository import Repository
+from pytest_prp.worktree_files import safe_name
 
 _READ_SECONDS = 2.0  # how long a new holder may take to write its name into the file
 
@@ -91,7 +93,7 @@ def _read_holder(fd: int) -> Holder | None:
 
 
 def claim(
-    git: GitWorkspace, branch: str, run_id: str, command: str, refuse: bool = True
+    git: Repository, branch: str, run_id: str, command: str, refuse: bool = True
 ) -> int | None:
     """Take the run lock of ``branch`` for run ``run_id``: the descriptor to keep open while
     the run lasts (``release`` it at the end), or None when this run holds it already (in the

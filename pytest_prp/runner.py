@@ -24,9 +24,10 @@ from pytest_prp.execution import (
     prp_branch_name,
     worker_name,
 )
-from pytest_prp.gitops import GitError, trailers_message
+from pytest_prp.git_command import GitError
 from pytest_prp.hook_context import PrpContext
 from pytest_prp.keys import HEARTBEAT, WAITER
+from pytest_prp.ledger import trailers_message
 from pytest_prp.merge_check import check_out, drop_earlier
 from pytest_prp.merge_queue import MergeOutcome, checked_merge
 from pytest_prp.merge_redo import FAILED_INTEGRATION, integration_gates, redo_or_fail

@@ -37,7 +37,7 @@ class Settings:
     models: dict[str, str]
     results_dir: Path
     prompt_template: Path | None
-    worktree_dir: Path | None  # None: gitops.default_worktrees_dir
+    worktree_dir: Path | None  # None: worktree_files.default_worktrees_dir
     # The HTML report: None (none), DEFAULT_REPORT (beside the result JSON) or a path.
     report: Path | None = None
     merge_attempts: int = 1  # redos on the current tip of a PRP whose merge failed

@@ -2,7 +2,7 @@
 
 The rootdir can lie above the repository (``pytest project/PRPs`` run from an outer directory,
 an ini file of an outer project): branches, commits and results must still go to the
-repository holding the PRP files. Pure path logic; git itself is asked in ``gitops``."""
+repository holding the PRP files. Pure path logic; git itself is asked in ``repository``."""
 
 from __future__ import annotations
 

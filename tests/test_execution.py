@@ -194,7 +194,7 @@ def test_an_unusable_lock_directory_is_one_clear_error(
         ["ERROR: prp: cannot open the lock file *locks/run-*.lock: Not a directory"]
     )
     out = result.stdout.str() + result.stderr.str()
-    assert "Traceback" not in out and "gitops.py" not in out
+    assert "Traceback" not in out and "repository.py" not in out
     assert snapshot(repo) == before
     assert "PRP-6.1.1" not in "\n".join(subjects(repo, "prp/batch-6"))
 

@@ -25,8 +25,11 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "spec": ("model", "body", "body_cache", "frontmatter", "agents"),
     # dependency graph, stages, critical path, plan views (pure)
     "plan": ("planning", "plan_view", "not_found", "settings", "prp_info"),
-    # git: worktrees, slots, commits, merges, the run lock
-    "workspace": ("gitops", "runlock", "merge_check", "merge_queue", "ledger_lookup"),
+    # git: running it, the repository, worktree slots, commits, merges, the ledger, the run lock
+    "workspace": (
+        "git_command", "worktree_files", "repository", "commit_build", "ref_watch", "git_merge",
+        "worktree_slots", "ledger", "git_workspace", "runlock", "merge_check", "merge_queue",
+    ),
     # running a process safely: groups, limits, logs, tails, rate limits
     "supervise": ("output", "pump", "limits", "processes", "ratelimit"),
     # what happened: heartbeats, progress, the batch result, the status view, the HTML report
