@@ -295,6 +295,28 @@ def end_runs(run_ids: Collection[str], grace: float) -> list[int]:
     return ended
 
 
+def end_strays(grace: float) -> list[int]:
+    """End what still runs under us with a cookie other than our own: at the end of an xdist
+    controller, what its workers started and had not ended yet (a worker still ending its PRP
+    when the controller stops waiting for it, or killed while it did). As a subreaper the
+    controller holds the orphans of its workers too, so the run ends with nothing left."""
+    own = os.environ.get(COOKIE)
+
+    def strays(procs: Mapping[int, Proc]) -> set[int]:
+        found = set()
+        for proc in procs.values():
+            value = cookie(proc.pid) if proc.alive else None
+            if value is not None and value != own:
+                found.add(proc.pid)
+        return found
+
+    if our_tree() is None:
+        return []  # no subreaper, no children listed: the workers' own ending is all there is
+    ended, _ = _end_matching(strays, grace, look=lambda: our_tree() or {})
+    _reap(ended)
+    return ended
+
+
 def holding(path: Path) -> list[int]:
     """Processes whose working directory (or root) is ``path`` or under it, as far as we can
     see (other users' processes are hidden from us)."""

@@ -341,6 +341,18 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     publish_start(config, settings)
     # The controller too: xdist then ends its workers as after Ctrl-C, and they end their PRPs.
     _interrupt_on_sigterm()
+    # Whatever a worker had not ended when xdist stopped waiting for it is ended before the
+    # controller exits: the prompt comes back with nothing of the run left running.
+    from pytest_prp import leftovers
+
+    leftovers.become_subreaper()  # before xdist starts the workers: their orphans come to us
+    config.add_cleanup(_end_strays)
+
+
+def _end_strays() -> None:
+    from pytest_prp import leftovers
+
+    leftovers.end_strays(leftovers.GRACE)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -234,7 +234,7 @@ def test_signal_to_the_controller_ends_every_worker_s_prp(
             time.sleep(0.05)
         os.kill(proc.pid, signum)
         out, _ = proc.communicate(timeout=60)
-        left = wait_gone(token)
+        left = wait_gone(token, 1.0)  # the controller ends what its workers left before it exits
     finally:  # whatever failed, leave no process behind
         proc.kill()
         for pid in processes_with(token):
@@ -322,3 +322,23 @@ def _kill_the_controller_once_running(
         for pid in processes_with(token):
             os.kill(pid, signal.SIGKILL)
     return left
+
+
+def test_what_a_crashed_worker_left_running_ends_with_the_run(
+    pytester: pytest.Pytester, repo: Path
+) -> None:
+    # The step starts a process, then kills its xdist worker (the parent of its bash): nobody
+    # on the worker's side is left to end that process; the run must, before it exits.
+    token = "crashed-worker-leftover"
+    step = f"bash -c 'sleep 120; echo {token}' & sleep 0.5; kill -9 $PPID"
+    write_prp(repo, "PRP-41.1.1", steps=[step], gates=["true"])
+    write_prp(repo, "PRP-41.1.2", gates=["true"])
+    try:
+        result = pytester.runpytest_subprocess("--prp-batch", "41", "-n", "2")
+        left = wait_gone(token, 1.0)
+    finally:
+        for pid in processes_with(token):
+            os.kill(pid, signal.SIGKILL)
+    assert result.ret == 1
+    assert statuses(repo, "41") == {"PRP-41.1.1": "failed", "PRP-41.1.2": "success"}
+    assert left == []
