@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_prp.gitops import GitError, GitWorkspace
+from pytest_prp.naming import earlier_branch
 
 # The earlier diff handed to an agent that redoes a PRP: enough to see what it did.
 DIFF_LINES = 400
@@ -111,11 +112,6 @@ def diff_text(git: GitWorkspace, base: str, commit: str) -> str:
     if len(lines) > DIFF_LINES:
         lines = lines[:DIFF_LINES] + [f"... ({len(lines) - DIFF_LINES} more lines)"]
     return "\n".join(lines)
-
-
-def earlier_branch(prp_branch: str) -> str:
-    """Where a redone PRP's earlier commit is kept until its redo merges."""
-    return f"{prp_branch}-before-redo"
 
 
 def keep_earlier(git: GitWorkspace, prp_branch: str, commit: str) -> None:

@@ -7,18 +7,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from pytest_prp.execution import prp_branch_name
 from pytest_prp.gitops import GitError
-from pytest_prp.merge_check import diff_text, earlier_branch, keep_earlier, merged_since
+from pytest_prp.merge_check import diff_text, keep_earlier, merged_since
 from pytest_prp.merge_queue import TEXTUAL, MergeOutcome, collisions, redo_prompt
 from pytest_prp.model import GATE_SHELL, Gate
+from pytest_prp.naming import earlier_branch, prp_branch
+from pytest_prp.record import FAILED, FAILED_INTEGRATION, FAILED_MERGE
 
 if TYPE_CHECKING:
     from pytest_prp.collect import PrpUserError
     from pytest_prp.context import PrpContext
-    from pytest_prp.execution import Execution, PrpRun
+    from pytest_prp.execution import Execution
+    from pytest_prp.record import PrpRun
 
-FAILED_INTEGRATION = "failed_integration"
 INTEGRATION_GATE = "integration gate"
 
 
@@ -42,6 +43,7 @@ def redo_or_fail(
     of the current tip in its worktree and tell the agent why (``context.redo``)."""
     git = execution.git
     prp = run.prp
+    own_branch = prp_branch(prp.batch, prp.id)
     assert outcome.tip is not None and run.base is not None and run.workdir is not None
     commit = run.commits[-1]
     try:
@@ -64,11 +66,11 @@ def redo_or_fail(
     if run.redos < execution.settings.merge_attempts:
         try:
             diff = diff_text(git, run.base, commit)
-            keep_earlier(git, prp_branch_name(prp), commit)  # the redo resets its branch
-            run.workdir = git.prp_worktree(prp.id, prp_branch_name(prp), outcome.tip)
+            keep_earlier(git, own_branch, commit)  # the redo resets its branch
+            run.workdir = git.prp_worktree(prp.id, own_branch, outcome.tip)
         except GitError as exc:
             keep(execution, run)
-            raise fail(run, "failed", f"{prp.id}: could not redo it: {exc}") from None
+            raise fail(run, FAILED, f"{prp.id}: could not redo it: {exc}") from None
         run.redos += 1
         run.redone_on.append(outcome.tip)
         run.base = outcome.tip
@@ -85,12 +87,12 @@ def redo_or_fail(
     redone = f" after {run.redos} redo(s)" if run.redos else ""
     tail = f"\n{branch} is unchanged; worktree kept: {run.workdir}"
     if run.redos:
-        tail += f"\nits work before the redo: branch {earlier_branch(prp_branch_name(prp))}"
+        tail += f"\nits work before the redo: branch {earlier_branch(own_branch)}"
     if outcome.conflict == TEXTUAL:
         paths = ", ".join(outcome.paths) or "(unknown paths)"
         raise fail(
             run,
-            "failed_merge",
+            FAILED_MERGE,
             f"{prp.id}: merge into {branch} conflicts in: {paths}{with_whom}{redone}{tail}",
         )
     gates = ", ".join(repr(g) for g in outcome.failed)

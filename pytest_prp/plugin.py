@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from pytest_prp.collect import PrpFile, PrpItem
     from pytest_prp.model import Problem
     from pytest_prp.planning import Plan
+    from pytest_prp.results import RunFacts
+    from pytest_prp.scheduler import PrpInfo
 
 SETTINGS = pytest.StashKey[Settings]()
 PLAN: pytest.StashKey[Plan] = pytest.StashKey()
@@ -75,7 +77,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput") and not settings.plan_format:
         config.pluginmanager.register(WorkerFiller(), "prp-worker-filler")
     if not hasattr(config, "workerinput"):  # xdist workers report; the controller writes
-        results = BatchResults(config, settings.results_dir)
+        results = BatchResults(config, _run_facts(config, settings))
         config.pluginmanager.register(results, "prp-results")
         if config.getoption("prp_remote", None) and not settings.plan_format:
             from pytest_prp.remote import ControllerMerges, keep_going_without_dead_machines
@@ -87,6 +89,35 @@ def pytest_configure(config: pytest.Config) -> None:
 
             report = HtmlReport(config, results, settings.report)
             config.pluginmanager.register(report, "prp-report")
+
+
+def _run_facts(config: pytest.Config, settings: Settings) -> RunFacts:
+    """What the batch result is told of the run: the settings, and where the plan, the
+    integration branch and the PRP files are found once they exist (looked up when needed)."""
+    from pytest_prp.results import RunFacts
+
+    def branch() -> str | None:
+        from pytest_prp.execution import EXECUTION
+
+        execution = config.stash.get(EXECUTION, None)
+        return execution.branch if execution is not None else None
+
+    def load(nodeid: str) -> PrpInfo | None:
+        from pytest_prp.scheduler import shared_graph_loader
+
+        return shared_graph_loader(config)(nodeid)  # the scheduler has read them already
+
+    return RunFacts(
+        results_dir=settings.results_dir,
+        heartbeat=settings.heartbeat,
+        budget_usd=settings.budget_usd,
+        selected_batches=settings.selection.batches,
+        chosen_branch=settings.branch,
+        verify=settings.verify,
+        plan=lambda: config.stash.get(PLAN, None),
+        branch=branch,
+        load=load,
+    )
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads -n

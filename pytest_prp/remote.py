@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_prp.gitops import GitError, GitWorkspace
-from pytest_prp.naming import batch_branch
+from pytest_prp.naming import batch_folder, known_integration_branch
 
 if TYPE_CHECKING:
     from pytest_prp.heartbeat import Heartbeat
@@ -175,7 +175,7 @@ def publish_start(config: pytest.Config, settings: Settings) -> None:
     if name is None or settings.verify:
         return
     batches = settings.selection.batches
-    branch = settings.branch or (batch_branch(batches[0]) if len(batches) == 1 else None)
+    branch = known_integration_branch(settings.branch, batches)
     if branch is None:
         raise pytest.UsageError("prp: --prp-remote needs one --prp-batch or --prp-branch")
     try:
@@ -205,7 +205,7 @@ class ControllerMerges:
         from pytest_prp.ids import batch_of
 
         prp_id = nodeid.rsplit("::", 1)[-1]
-        batch = batch_of(prp_id) or "none"
+        batch = batch_folder(batch_of(prp_id))
         beat = Heartbeat(
             heartbeat_path(self.settings.results_dir, batch, prp_id),
             prp_id=prp_id,

@@ -30,7 +30,9 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # running a process safely: groups, limits, logs, tails, rate limits
     "supervise": ("output", "processes", "ratelimit"),
     # what happened: heartbeats, progress, the batch result, the status view, the HTML report
-    "record": ("heartbeat", "progress", "results", "status", "report_data", "report_html"),
+    "record": (
+        "heartbeat", "record", "progress", "results", "status", "report_data", "report_html",
+    ),
     # running steps and gates; the context hooks receive
     "execute": ("executors", "gates", "context", "hooks"),
     # the pytest plugin and its glue
@@ -45,29 +47,15 @@ RANK = {module: rank for rank, layer in enumerate(LAYERS.values()) for module in
 # (importer, imported): the upward reaches left to undo; each names the layer it breaks.
 KNOWN_UPWARD = {
     ("context", "options"),  # execute -> glue: Settings belongs below the glue
-    ("results", "execution"),  # record -> glue: the PRP record has no single owner yet
-    ("results", "plugin"),  # record -> glue: StashKeys spread over five modules
-    ("results", "scheduler"),  # record -> glue: rebuilding interrupted entries
 }
 
 KNOWN_CYCLES = {
     frozenset({"model", "body"}),  # Prp.body loads the body lazily from the model
-    # the glue knot: runner and collect import each other, results and defaults reach plugin
-    frozenset(
-        {
-            "collect",
-            "runner",
-            "execution",
-            "results",
-            "plugin",
-            "defaults",
-            "reporting",
-            "report_plugin",
-            "merge_redo",  # redoes a PRP: reads its record (execution), called by runner
-        }
-    ),  # fmt: skip
-    # status both reads the record and renders it: report_data reads entries through status
-    frozenset({"status", "report_data", "report_html"}),
+    # what is left of the glue knot once results and reporting left it (the record owns the
+    # PRP's record): runner and collect import each other, merge_redo names Execution ...
+    frozenset({"collect", "runner", "execution", "merge_redo"}),
+    # ... and defaults and report_plugin reach plugin for its StashKeys
+    frozenset({"plugin", "defaults", "report_plugin"}),
 }
 
 
