@@ -13,7 +13,7 @@ import pytest
 
 from pytest_prp.collect import KNOWN_PRPS
 from pytest_prp.gitops import GitError, GitWorkspace
-from pytest_prp.naming import batch_label, integration_branch, known_integration_branch
+from pytest_prp.naming import BRANCHES, batch_label, integration_branch, known_integration_branch
 from pytest_prp.record import PrpRun
 from pytest_prp.where import repository_top
 
@@ -113,7 +113,7 @@ class Execution:
     def own_refs(self) -> tuple[str, str]:
         """Refs that pytest-prp itself moves while PRPs run (every process's PRP branches and
         the integration branch): not counted as what a PRP's steps did."""
-        return ("refs/heads/prp/", f"refs/heads/{self.branch}")
+        return (f"refs/heads/{BRANCHES}/", f"refs/heads/{self.branch}")
 
     @property
     def result_path(self) -> Path:

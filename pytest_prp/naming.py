@@ -11,10 +11,13 @@ from pathlib import Path
 
 from pytest_prp.safepath import inside
 
+BRANCHES = "prp"  # every branch pytest-prp makes is under prp/
 NO_BATCH = "none"  # the folder and trailer of a PRP without a batch
 SEVERAL_BATCHES = "integration"  # the label of a run of several batches, or of none
-INTEGRATION_BRANCH = f"prp/{SEVERAL_BATCHES}"  # several batches, or none, and no --prp-branch
-RESULT_PREFIX, RESULT_SUFFIX = "batch-", ".result.json"
+# The integration branch of several batches, or none, without --prp-branch.
+INTEGRATION_BRANCH = f"{BRANCHES}/{SEVERAL_BATCHES}"
+BATCH_PREFIX = "batch-"  # of a batch's integration branch, result JSON and HTML report
+RESULT_PREFIX, RESULT_SUFFIX = BATCH_PREFIX, ".result.json"
 BATCHES_DIR = "batches"  # under the results directory: result JSONs and HTML reports
 
 
@@ -25,7 +28,7 @@ def batch_folder(batch: str | None) -> str:
 
 def batch_branch(batch: str) -> str:
     """The default integration branch of one batch: ``prp/batch-<batch>``."""
-    return f"prp/batch-{batch}"
+    return f"{BRANCHES}/{BATCH_PREFIX}{batch}"
 
 
 def batch_label(batches: Iterable[str | None]) -> str:
@@ -53,7 +56,7 @@ def known_integration_branch(chosen: str | None, selected: Sequence[str]) -> str
 
 def prp_branch(batch: str | None, prp_id: str) -> str:
     """The branch of a PRP's worktree: ``prp/<batch>/<id>`` (each part one plain name)."""
-    return inside(Path("prp"), batch_folder(batch), prp_id).as_posix()
+    return inside(Path(BRANCHES), batch_folder(batch), prp_id).as_posix()
 
 
 def earlier_branch(prp_branch: str) -> str:
@@ -77,7 +80,7 @@ def result_paths(results_dir: Path) -> dict[str, Path]:
 
 def report_path(results_dir: Path, batch: str) -> Path:
     """``<results_dir>/batches/batch-<batch>.html``, beside the result JSON."""
-    return results_dir / BATCHES_DIR / f"{RESULT_PREFIX}{batch}.html"
+    return results_dir / BATCHES_DIR / f"{BATCH_PREFIX}{batch}.html"
 
 
 def log_path(results_dir: Path, batch: str | None, prp_id: str) -> Path:
