@@ -45,6 +45,7 @@ from pytest_prp.record import (
 
 if TYPE_CHECKING:
     from pytest_prp.planning import Plan
+
 # The JSON is rewritten after a PRP only when this many times the last write's duration has
 # passed since: in a huge batch of instant PRPs a rewrite (which grows with the batch) must not
 # dominate; in any real batch, whose PRPs take longer than this, it is every PRP.
@@ -106,7 +107,7 @@ class BatchResults:
         self.started_prps: dict[str, str] = {}  # PRP id -> node id, as items start
         self.expected: list[str] = []  # node ids of the PRPs this run was to run
         self.progress: Any = None
-        self._facts: tuple[dict[str, int], dict[str, float | None]] | None = None
+        self._from_files: tuple[dict[str, int], dict[str, float | None]] | None = None
         self.session: pytest.Session | None = None
         self.write_error: str | None = None  # why the JSON could not be written, if so
 
@@ -241,13 +242,13 @@ class BatchResults:
     def _unplanned(self) -> tuple[dict[str, int], dict[str, float | None]]:
         """Stages and estimates of the run's PRPs read from their files' frontmatter, as the
         scheduler reads them: an xdist controller never collects or plans (computed once)."""
-        if self._facts is None:
+        if self._from_files is None:
             from pytest_prp.planning import stages_of
 
             infos = [info for info in map(self.facts.load, self.expected) if info is not None]
             graph = {info.id: list(info.dependencies) for info in infos}
-            self._facts = stages_of(graph), {info.id: info.estimated_hours for info in infos}
-        return self._facts
+            self._from_files = stages_of(graph), {info.id: info.estimated_hours for info in infos}
+        return self._from_files
 
     def _unplanned_branch(self) -> str:
         """The integration branch as the workers name it, for PRPs none of them reported."""
