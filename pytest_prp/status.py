@@ -46,7 +46,7 @@ DEFAULT_RESULTS_DIR = Path(".ce/orchestration")
 STALE_INTERVALS = 3
 WATCH_SECONDS = 2.0
 # Not a status of the record: the view's word for a PRP still running when its run ended.
-UNFINISHED = "unfinished"
+LEFT_RUNNING = "unfinished"
 
 
 @dataclass
@@ -247,12 +247,12 @@ def _state(
         if started is not None:
             state.elapsed_seconds = max(now - started, 0.0)
         if batch_done:
-            state.status = UNFINISHED  # the run ended without finishing it
+            state.status = LEFT_RUNNING  # the run ended without finishing it
         else:
             reason = _stall(beat, now, host)
             state.stalled, state.stalled_reason = reason is not None, reason
     elif state.status == RUNNING and batch_done:
-        state.status = UNFINISHED
+        state.status = LEFT_RUNNING
     return state
 
 
