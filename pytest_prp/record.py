@@ -105,7 +105,7 @@ class PrpRun:
     prp: Prp
     stage: int
     branch: str = ""
-    status: str = RUNNING  # set by ``set_status``
+    _status: str = field(default=RUNNING, init=False)  # read as ``status``, set by set_status
     started: float = field(default_factory=time.monotonic)
     elapsed: float = 0.0
     workdir: Path | None = None
@@ -149,9 +149,13 @@ class PrpRun:
     culprits: list[str] = field(default_factory=list)
     merge_failures: list[dict[str, Any]] = field(default_factory=list)
 
+    @property
+    def status(self) -> str:
+        return self._status
+
     def set_status(self, status: str, error: str | None = None) -> None:
         """The PRP's status from now on, and why, when that is worth an error line."""
-        self.status = _checked(status)
+        self._status = _checked(status)
         if error is not None:
             self.errors.append(error)
 

@@ -123,6 +123,9 @@ def test_a_status_is_one_of_the_records() -> None:
     run = record.PrpRun(prp=a_prp(), stage=1)
     with pytest.raises(ValueError, match="not a PRP status: 'done'"):
         run.set_status("done")
+    with pytest.raises(AttributeError):
+        run.status = record.SUCCESS  # type: ignore[misc]  # only set_status sets it
+    assert run.status == record.RUNNING
     with pytest.raises(ValueError, match="not a PRP status"):
         record.mark({}, "passed")
     assert set(record.STATUSES) == set(record.FINAL) | set(record.UNFINISHED)
