@@ -1,166 +1,26 @@
-"""The state of a run in one process: each PRP's record (``PrpRun``) and the repository, the
-integration branch and what is complete (``Execution``). Checked before anything runs."""
+"""The state of a run in one process (``Execution``): the repository, the integration branch,
+what is complete, what this process spent; checked before anything runs. The record of each PRP
+it runs is ``record.PrpRun`` (under ``RUN`` on the item); the names it uses are ``naming``'s."""
 
 from __future__ import annotations
 
 import shlex
-import time
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 from pytest_prp.git_command import GitError
 from pytest_prp.git_workspace import GitWorkspace
-from pytest_prp.heartbeat import iso
 from pytest_prp.keys import KNOWN_PRPS
-from pytest_prp.model import Prp
-from pytest_prp.naming import INTEGRATION_BRANCH, batch_branch, prp_branch
-from pytest_prp.ref_watch import RefState
+from pytest_prp.naming import BRANCHES, batch_label, integration_branch, known_integration_branch
+from pytest_prp.record import PrpRun
 from pytest_prp.where import repository_top
 
 if TYPE_CHECKING:
-    from pytest_prp.executors import StepsOutcome
     from pytest_prp.planning import Plan
     from pytest_prp.settings import Settings
-    from pytest_prp.stream_json import Refusal
-
-
-@dataclass
-class PrpRun:
-    """What happened to one PRP in this process: the source of its report and JSON entry."""
-
-    prp: Prp
-    stage: int
-    branch: str = ""
-    status: str = "running"
-    started: float = field(default_factory=time.monotonic)
-    elapsed: float = 0.0
-    workdir: Path | None = None
-    commits: list[str] = field(default_factory=list)
-    files_created: list[str] = field(default_factory=list)
-    files_modified: list[str] = field(default_factory=list)
-    gates_passed: int = 0
-    gates_failed: int = 0
-    gates_executable: int = 0
-    gates_unverified: int = 0
-    errors: list[str] = field(default_factory=list)
-    cost_usd: float | None = None
-    tokens: dict[str, int] | None = None
-    model: str | None = None
-    attempts: list[dict[str, Any]] = field(default_factory=list)
-    log_path: Path | None = None
-    kept_worktree: bool = False
-    base: str | None = None  # the integration tip the worktree started from
-    rate_limit_waits: int = 0  # times the API refused the agent (rate limit, overload)
-    rate_limit_waited: float = 0.0  # seconds waited for it
-    refs_before: RefState | None = None  # git's refs when the steps started
-    ref_changes: list[str] = field(default_factory=list)  # what the steps did to refs
-    files_deleted: list[str] = field(default_factory=list)
-    blocked_by: list[str] = field(default_factory=list)  # dependencies not complete
-    tokens_by_model: dict[str, dict[str, int]] | None = None
-    refusals: list[Refusal] = field(default_factory=list)  # over all attempts
-    # For the report's timeline: wall-clock start and end, the process, and the phases.
-    started_at: float = field(default_factory=time.time)
-    finished_at: float | None = None
-    worker: str = "main"  # the xdist worker id (gw0, ...) running it, or main
-    phases: list[dict[str, Any]] = field(default_factory=list)
-    failure_tail: list[str] = field(default_factory=list)  # of a failed step
-    handed_back: str | None = None  # a remote worker's ref of its commit (``remote``)
-    # The checked merge (merge_queue): gate runs on merged trees, of them after the tip moved,
-    # redos on a newer tip, the tree merged, and the PRPs its failed merges collided with.
-    merge_checks: int = 0
-    merge_rechecks: int = 0
-    redos: int = 0
-    redone_on: list[str] = field(default_factory=list)
-    merged_commit: str | None = None
-    culprits: list[str] = field(default_factory=list)
-    merge_failures: list[dict[str, Any]] = field(default_factory=list)
-
-    def enter_phase(self, phase: str, attempt: int = 1) -> None:
-        """A new phase (``workspace``, ``steps``, ``gates``, ``merge``) begins and the one
-        before ends: seconds from ``started`` (the PRP's own clock)."""
-        now = round(time.monotonic() - self.started, 3)
-        self.end_phase(now)
-        self.phases.append({"phase": phase, "attempt": attempt, "start": now, "end": None})
-
-    def end_phase(self, at: float | None = None) -> None:
-        if self.phases and self.phases[-1]["end"] is None:
-            now = round(time.monotonic() - self.started, 3) if at is None else at
-            self.phases[-1]["end"] = now
-
-    def add_cost(self, outcome: StepsOutcome) -> None:
-        """Cost, tokens and refused tool calls add up over attempts."""
-        from pytest_prp.stream_json import add_tokens
-
-        if outcome.cost_usd is not None:
-            self.cost_usd = round((self.cost_usd or 0.0) + outcome.cost_usd, 6)
-        self.tokens = add_tokens(self.tokens, outcome.tokens)
-        for model, tokens in (outcome.tokens_by_model or {}).items():
-            self.tokens_by_model = self.tokens_by_model or {}
-            self.tokens_by_model[model] = add_tokens(self.tokens_by_model.get(model), tokens) or {}
-        self.refusals.extend(outcome.refusals)
-
-    def refusals_text(self) -> str:
-        """The refused tool calls, for a failure report ("" when there were none)."""
-        if not self.refusals:
-            return ""
-        lines = [f"the agent CLI refused {len(self.refusals)} tool call(s):"]
-        lines += [f"  - {r.describe()}" for r in self.refusals[:10]]
-        if len(self.refusals) > 10:
-            lines.append(f"  ... and {len(self.refusals) - 10} more (see the result JSON)")
-        return "\n".join(lines)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "prp_id": self.prp.id,
-            "title": self.prp.title,
-            "batch": self.prp.batch,
-            "integration_branch": self.branch,
-            "stage": self.stage,
-            "status": self.status,
-            "files_created": self.files_created,
-            "files_modified": self.files_modified,
-            "files_deleted": self.files_deleted,
-            "ref_changes": self.ref_changes,
-            "commits": self.commits,
-            "gates_passed": self.gates_passed,
-            "gates_failed": self.gates_failed,
-            "gates_executable": self.gates_executable,
-            "gates_unverified": self.gates_unverified,
-            "errors": self.errors,
-            "elapsed_seconds": round(self.elapsed, 3),
-            "cost_usd": self.cost_usd,
-            "tokens": self.tokens,
-            "tokens_by_model": self.tokens_by_model,
-            "refused_tool_calls": [r.to_dict() for r in self.refusals],
-            "model": self.model,
-            "attempts": self.attempts,
-            "rate_limit_waits": self.rate_limit_waits,
-            "rate_limit_waited_seconds": round(self.rate_limit_waited, 3),
-            "estimated_hours": self.prp.estimated_hours,
-            "worktree": str(self.workdir) if self.kept_worktree and self.workdir else None,
-            "log": str(self.log_path) if self.log_path else None,
-            "blocked_by": self.blocked_by,
-            "dependencies": list(self.prp.dependencies),
-            "started_at": iso(self.started_at),
-            "finished_at": iso(self.finished_at),
-            "worker": self.worker,
-            "phases": self.phases,
-            "failure_tail": self.failure_tail,
-            **({"handed_back": self.handed_back} if self.handed_back else {}),
-            "base_commit": self.base,
-            "merged_commit": self.merged_commit,
-            "merge_checks": self.merge_checks,
-            "merge_rechecks": self.merge_rechecks,
-            "redos": self.redos,
-            "redone_on": self.redone_on,
-            "collides_with": self.culprits,
-            "merge_failures": self.merge_failures,
-        }
 
 
 RUN = pytest.StashKey[PrpRun]()
@@ -181,28 +41,6 @@ def worker_name(config: pytest.Config) -> str:
     return str(workerinput["workerid"]) if workerinput else "main"
 
 
-def integration_branch_name(settings: Settings, batches: Iterable[str | None]) -> str:
-    """``--prp-branch``, else ``prp/batch-<id>`` for one batch, else ``prp/integration``."""
-    if settings.branch:
-        return settings.branch
-    label = batch_label(batches)
-    return batch_branch(label) if label != "integration" else INTEGRATION_BRANCH
-
-
-def prp_branch_name(prp: Prp) -> str:
-    """The branch of a PRP's worktree: ``prp/<batch>/<id>`` (each part one plain name)."""
-    return prp_branch(prp.batch, prp.id)
-
-
-def batch_label(batches: Iterable[str | None]) -> str:
-    """The batch id when the run's PRPs (their batches given) hold one batch, else
-    ``integration`` (branch and JSON)."""
-    found = set(batches)
-    if len(found) == 1 and None not in found:
-        return str(found.pop())
-    return "integration"
-
-
 class Execution:
     """Per-process execution state: the repository, the integration branch, what is complete."""
 
@@ -221,7 +59,7 @@ class Execution:
                 )
         batches = [prp.batch for prp in plan.prps]
         # Verify mode checks HEAD as it is: it makes no integration branch.
-        self.branch = "" if settings.verify else integration_branch_name(settings, batches)
+        self.branch = "" if settings.verify else integration_branch(settings.branch, batches)
         self.label = batch_label(batches)
         self.known = {prp.id: prp for prp in config.stash.get(KNOWN_PRPS, [])}
         self.passed: dict[str, str] = {}  # PRP id -> commit, passed in this process
@@ -276,7 +114,7 @@ class Execution:
     def own_refs(self) -> tuple[str, str]:
         """Refs that pytest-prp itself moves while PRPs run (every process's PRP branches and
         the integration branch): not counted as what a PRP's steps did."""
-        return ("refs/heads/prp/", f"refs/heads/{self.branch}")
+        return (f"refs/heads/{BRANCHES}/", f"refs/heads/{self.branch}")
 
     @property
     def result_path(self) -> Path:
@@ -286,13 +124,13 @@ class Execution:
 
     def batch_spent(self) -> float:
         """What the batch has spent: other workers' PRPs are in the controller's result JSON."""
-        from pytest_prp.jsonfile import read_json
-        from pytest_prp.results import spent_in_run
+        from pytest_prp.record import read_result, spent_in_run
 
+        document = read_result(self.result_path)
         recorded = 0.0
         try:
-            recorded = spent_in_run(read_json(self.result_path))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            recorded = spent_in_run(document) if document is not None else 0.0
+        except (KeyError, TypeError, AttributeError, ValueError):
             pass
         return max(recorded, self.spent_usd)
 
@@ -350,7 +188,7 @@ def check_repository(config: pytest.Config, settings: Settings) -> None:
             except GitError:
                 raise GitError(f"--prp-base {settings.base} does not exist") from None
         batches = settings.selection.batches
-        branch = settings.branch or (batch_branch(batches[0]) if len(batches) == 1 else None)
+        branch = known_integration_branch(settings.branch, batches)
         where = git.checked_out_in(branch) if branch else None
         if where is not None:
             raise GitError(f"integration branch {branch} is checked out in {where}")

@@ -12,7 +12,17 @@ from typing import Any
 import pytest
 
 from pytest_prp.collect import PrpItem
-from pytest_prp.ratelimit import RATE_LIMITED
+from pytest_prp.record import (
+    BLOCKED,
+    COMPLETED_EARLIER,
+    FAILED,
+    NOT_STARTED,
+    RATE_LIMITED,
+    RUNNING,
+    SKIPPED_BUDGET,
+    SUCCESS,
+    UNVERIFIED,
+)
 
 
 class ReportHooks:
@@ -35,19 +45,18 @@ class ReportHooks:
 
             # Another plugin's setup ended it before pytest-prp's own: a record all the same.
             run = new_run(item)
-        if report.failed and run.status == "running":
+        if report.failed and run.status == RUNNING:
             # An error of our own or of a plugin: the PRP failed all the same.
-            run.status = "failed"
-            run.errors.append(str(report.longrepr).splitlines()[-1] if report.longrepr else "")
-        if report.when == "call" and report.passed and run.status == "running":
-            run.status = "success"
+            last = str(report.longrepr).splitlines()[-1] if report.longrepr else ""
+            run.set_status(FAILED, last)
+        if report.when == "call" and report.passed and run.status == RUNNING:
+            run.set_status(SUCCESS)
         if report.skipped:
             reason = _skip_reason(report)
-            if run.status == "running":
+            if run.status == RUNNING:
                 # Skipped by another plugin or a conftest hook (not by pytest-prp): it did
                 # not run, and the record says so and why.
-                run.status = "not_started"
-                run.errors.append(f"skipped: {reason}")
+                run.set_status(NOT_STARTED, f"skipped: {reason}")
             # Where it was skipped is the PRP, not the line of whichever code said so.
             path, line, _ = item.reportinfo()
             where = os.path.relpath(path, item.config.rootpath)
@@ -90,15 +99,15 @@ class ReportHooks:
         if not prp:
             return None
         status = prp.get("status")
-        if report.skipped and status == "blocked":
+        if report.skipped and status == BLOCKED:
             return "blocked", "b", ("BLOCKED", {"yellow": True})
-        if report.skipped and status == "skipped_budget":
+        if report.skipped and status == SKIPPED_BUDGET:
             return "over budget", "$", ("SKIPPED (BUDGET)", {"yellow": True})
         if report.skipped and status == RATE_LIMITED:
             return "rate limited", "R", ("RATE LIMITED", {"yellow": True})
-        if report.skipped and status == "completed_earlier":
+        if report.skipped and status == COMPLETED_EARLIER:
             return "completed earlier", "c", ("COMPLETED EARLIER", {"green": True})
-        if report.when == "call" and report.passed and status == "unverified":
+        if report.when == "call" and report.passed and status == UNVERIFIED:
             return "unverified", "u", ("UNVERIFIED", {"yellow": True})
         return None
 

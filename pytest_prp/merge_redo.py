@@ -12,12 +12,13 @@ from pytest_prp.merge_check import diff_text, keep_earlier, merged_since
 from pytest_prp.merge_queue import TEXTUAL, MergeOutcome, collisions, redo_prompt
 from pytest_prp.model import GATE_SHELL, Gate, PrpUserError
 from pytest_prp.naming import earlier_branch, prp_branch
+from pytest_prp.record import FAILED, FAILED_INTEGRATION, FAILED_MERGE
 
 if TYPE_CHECKING:
-    from pytest_prp.execution import Execution, PrpRun
+    from pytest_prp.execution import Execution
     from pytest_prp.hook_context import PrpContext
+    from pytest_prp.record import PrpRun
 
-FAILED_INTEGRATION = "failed_integration"
 INTEGRATION_GATE = "integration gate"
 
 
@@ -68,7 +69,7 @@ def redo_or_fail(
             run.workdir = git.prp_worktree(prp.id, own_branch, outcome.tip)
         except GitError as exc:
             keep(execution, run)
-            raise fail(run, "failed", f"{prp.id}: could not redo it: {exc}") from None
+            raise fail(run, FAILED, f"{prp.id}: could not redo it: {exc}") from None
         run.redos += 1
         run.redone_on.append(outcome.tip)
         run.base = outcome.tip
@@ -90,7 +91,7 @@ def redo_or_fail(
         paths = ", ".join(outcome.paths) or "(unknown paths)"
         raise fail(
             run,
-            "failed_merge",
+            FAILED_MERGE,
             f"{prp.id}: merge into {branch} conflicts in: {paths}{with_whom}{redone}{tail}",
         )
     gates = ", ".join(repr(g) for g in outcome.failed)

@@ -18,6 +18,7 @@ import pytest
 
 from pytest_prp import hooks
 from pytest_prp.keys import (
+    GRAPH_LOADER,
     KNOWN_PRPS,
     LOAD_ERRORS,
     NOT_PRPS,
@@ -35,6 +36,8 @@ from pytest_prp.options import add_options, read_settings, selection_given
 if TYPE_CHECKING:
     from pytest_prp.collect import PrpFile, PrpItem
     from pytest_prp.model import Problem
+    from pytest_prp.prp_info import PrpInfo
+    from pytest_prp.results import RunFacts
     from pytest_prp.settings import Settings
 
 
@@ -81,7 +84,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput") and not settings.plan_format:
         config.pluginmanager.register(WorkerFiller(), "prp-worker-filler")
     if not hasattr(config, "workerinput"):  # xdist workers report; the controller writes
-        results = BatchResults(config, settings.results_dir)
+        results = BatchResults(config, _run_facts(config, settings))
         config.pluginmanager.register(results, "prp-results")
         if config.getoption("prp_remote", None) and not settings.plan_format:
             from pytest_prp.remote import ControllerMerges, keep_going_without_dead_machines
@@ -93,6 +96,37 @@ def pytest_configure(config: pytest.Config) -> None:
 
             report = HtmlReport(config, results, settings.report)
             config.pluginmanager.register(report, "prp-report")
+
+
+def _run_facts(config: pytest.Config, settings: Settings) -> RunFacts:
+    """What the batch result is told of the run: the settings, and where the plan, the
+    integration branch and the PRP files are found once they exist (looked up when needed)."""
+    from pytest_prp.results import RunFacts
+
+    def branch() -> str | None:
+        from pytest_prp.execution import EXECUTION
+
+        execution = config.stash.get(EXECUTION, None)
+        return execution.branch if execution is not None else None
+
+    def load(nodeid: str) -> PrpInfo | None:
+        from pytest_prp.prp_info import file_graph_loader
+
+        # The scheduler's loader: it has read the files already.
+        loader = config.stash.setdefault(GRAPH_LOADER, file_graph_loader(config.rootpath))
+        return loader(nodeid)
+
+    return RunFacts(
+        results_dir=settings.results_dir,
+        heartbeat=settings.heartbeat,
+        budget_usd=settings.budget_usd,
+        selected_batches=settings.selection.batches,
+        chosen_branch=settings.branch,
+        verify=settings.verify,
+        plan=lambda: config.stash.get(PLAN, None),
+        branch=branch,
+        load=load,
+    )
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads -n

@@ -39,7 +39,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pytest_prp.jsonfile import write_json_atomically
 from pytest_prp.stream_json import parse_event
 
-RATE_LIMITED = "rate_limited"  # the status of a PRP that waited past the bound
 DEFAULT_WAIT = 3600.0  # --prp-rate-limit-wait
 BACKOFF_FIRST = 30.0  # the first wait when the CLI names no reset time ...
 BACKOFF_CAP = 600.0  # ... doubling up to this

@@ -23,7 +23,7 @@ import pytest
 from pytest_prp.git_command import GitError
 from pytest_prp.git_workspace import GitWorkspace
 from pytest_prp.keys import CONTROLLER_INPUT
-from pytest_prp.naming import batch_branch
+from pytest_prp.naming import batch_folder, known_integration_branch
 
 if TYPE_CHECKING:
     from pytest_prp.heartbeat import Heartbeat
@@ -174,7 +174,7 @@ def publish_start(config: pytest.Config, settings: Settings) -> None:
     if name is None or settings.verify:
         return
     batches = settings.selection.batches
-    branch = settings.branch or (batch_branch(batches[0]) if len(batches) == 1 else None)
+    branch = known_integration_branch(settings.branch, batches)
     if branch is None:
         raise pytest.UsageError("prp: --prp-remote needs one --prp-batch or --prp-branch")
     try:
@@ -204,7 +204,7 @@ class ControllerMerges:
         from pytest_prp.ids import batch_of
 
         prp_id = nodeid.rsplit("::", 1)[-1]
-        batch = batch_of(prp_id) or "none"
+        batch = batch_folder(batch_of(prp_id))
         beat = Heartbeat(
             heartbeat_path(self.settings.results_dir, batch, prp_id),
             prp_id=prp_id,
@@ -216,8 +216,10 @@ class ControllerMerges:
         self.beats[prp_id] = beat.start()
 
     def pytest_sessionfinish(self) -> None:
+        from pytest_prp.record import INTERRUPTED  # late: every pytest run imports remote
+
         for beat in self.beats.values():  # cut short (Ctrl-C): no report ended them
-            beat.finish("interrupted")
+            beat.finish(INTERRUPTED)
         self.beats.clear()
 
     def _machine_of(self, nodeid: str) -> str:
@@ -240,11 +242,13 @@ class ControllerMerges:
 
     @pytest.hookimpl(tryfirst=True)  # before the result JSON, the terminal and the scheduler
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        from pytest_prp.record import FAILED, PASSED
+
         prp = getattr(report, "prp", None)
         if not prp:
             beat = self.beats.pop(report.nodeid.rsplit("::", 1)[-1], None)
             if beat is not None and report.failed:  # its worker died: no PRP data came
-                beat.finish("failed")
+                beat.finish(FAILED)
                 # What the batch result says of it: where its work is (the worktree stays).
                 report.longrepr = (
                     f"{report.longrepr}\nmachine {beat.worker} died while running it; its work "
@@ -258,7 +262,7 @@ class ControllerMerges:
             self.outcome[prp["prp_id"]] = changed
         if changed:
             prp.update(changed)
-            if changed.get("status") not in ("success", "unverified") and report.when == "call":
+            if changed.get("status") not in PASSED and report.when == "call":
                 report.outcome = "failed"
                 report.longrepr = "\n".join(changed.get("errors", []))
 
@@ -278,6 +282,8 @@ class ControllerMerges:
             del self.beats[prp["prp_id"]]
 
     def _merge(self, prp: dict[str, Any]) -> dict[str, Any]:
+        from pytest_prp.record import FAILED, FAILED_MERGE
+
         name = remote_name(self.config)
         ref = str(prp["handed_back"])
         commit = str(prp["commits"][0])
@@ -287,12 +293,12 @@ class ControllerMerges:
             self.git.run("fetch", "--quiet", "--no-tags", str(name), f"+{ref}:{ref}")
             result = self.git.merge(branch, commit, f"Merge {prp_id} into {branch}")
         except GitError as exc:
-            return self._failed(prp, "failed", f"{prp_id}: merge failed: {exc}; kept as {ref}")
+            return self._failed(prp, FAILED, f"{prp_id}: merge failed: {exc}; kept as {ref}")
         if not result.ok:
             paths = ", ".join(result.conflicts) or "(unknown paths)"
             return self._failed(
                 prp,
-                "failed_merge",
+                FAILED_MERGE,
                 f"{prp_id}: merge into {branch} conflicts in: {paths}\n{branch} is unchanged; "
                 f"the PRP's commit is kept as {ref} on {name}",
             )
@@ -303,7 +309,7 @@ class ControllerMerges:
             )
             self.git.run("update-ref", "-d", ref)
         except GitError as exc:
-            return self._failed(prp, "failed", f"{prp_id}: merged, not published to {name}: {exc}")
+            return self._failed(prp, FAILED, f"{prp_id}: merged, not published to {name}: {exc}")
         # The merge queue does not check remote PRPs yet: a merge that is not a fast-forward
         # was never tested, and the record says so rather than look checked.
         return {
@@ -314,7 +320,9 @@ class ControllerMerges:
 
     @staticmethod
     def _failed(prp: dict[str, Any], status: str, message: str) -> dict[str, Any]:
-        return {"status": status, "errors": [*prp.get("errors", []), message.splitlines()[0]]}
+        from pytest_prp.record import mark
+
+        return mark({}, status, [*prp.get("errors", []), message.splitlines()[0]])
 
 
 def keep_going_without_dead_machines(config: pytest.Config) -> None:

@@ -19,32 +19,40 @@ from typing import Any
 from pytest_prp.heartbeat import parse_time
 from pytest_prp.ids import natural_key
 from pytest_prp.planning import longest_chain
-from pytest_prp.status import _entries as result_entries
-
-# Statuses of PRPs that did work in this run: their time counts as work for the lower bound.
-RAN = (
-    "success",
-    "unverified",
-    "failed",
-    "failed_gates",
-    "failed_merge",
-    "failed_integration",
-    "interrupted",
+from pytest_prp.record import (
+    BLOCKED,
+    COMPLETED_EARLIER,
+    DONE,
+    FAILED,
+    FAILED_GATES,
+    FAILED_INTEGRATION,
+    FAILED_MERGE,
+    INTERRUPTED,
+    NOT_STARTED,
+    PENDING,
+    RAN,
+    RUNNING,
+    SKIPPED_BUDGET,
+    SUCCESS,
+    UNFINISHED,
+    UNVERIFIED,
 )
+from pytest_prp.record import entries as result_entries
+
 STATUS_LABELS = {
-    "success": "success",
-    "unverified": "unverified",
-    "failed_gates": "gates failed",
-    "failed": "failed",
-    "failed_merge": "merge failed",
-    "failed_integration": "integration failed",
-    "blocked": "blocked",
-    "completed_earlier": "completed earlier",
-    "skipped_budget": "over budget",
-    "interrupted": "interrupted",
-    "not_started": "not started",
-    "pending": "pending",
-    "running": "running",
+    SUCCESS: "success",
+    UNVERIFIED: "unverified",
+    FAILED_GATES: "gates failed",
+    FAILED: "failed",
+    FAILED_MERGE: "merge failed",
+    FAILED_INTEGRATION: "integration failed",
+    BLOCKED: "blocked",
+    COMPLETED_EARLIER: "completed earlier",
+    SKIPPED_BUDGET: "over budget",
+    INTERRUPTED: "interrupted",
+    NOT_STARTED: "not started",
+    PENDING: "pending",
+    RUNNING: "running",
 }
 PHASES = ("workspace", "steps", "gates", "merge")
 
@@ -310,7 +318,7 @@ def build_view(
     ran = {
         i
         for i in order
-        if timings[i] is not None and _status(entries[i], live.get(i)) in (*RAN, "running")
+        if timings[i] is not None and _status(entries[i], live.get(i)) in (*RAN, RUNNING)
     }
     critical, unit = _critical(order, deps_of, entries, durations, ran)
     critical_seconds = sum(durations[i] for i in critical) if unit == "seconds" else 0.0
@@ -334,7 +342,7 @@ def build_view(
     counts: dict[str, int] = {}
     for p in prps:
         counts[p.status] = counts.get(p.status, 0) + 1
-    done = counts.get("success", 0) + counts.get("completed_earlier", 0)
+    done = sum(counts.get(status, 0) for status in DONE)
     tokens: dict[str, int] = {}
     for p in prps:
         for key, value in p.tokens.items():
@@ -372,9 +380,9 @@ def _text(value: object) -> str | None:
 
 
 def _status(entry: Mapping[str, Any], beat: Mapping[str, Any] | None) -> str:
-    status = str(entry.get("status") or "pending")
-    if beat is not None and status in ("pending", "running"):
-        return "running"
+    status = str(entry.get("status") or PENDING)
+    if beat is not None and status in UNFINISHED:
+        return RUNNING
     return status
 
 
@@ -392,7 +400,7 @@ def _span(
     end = parse_time(entry.get("finished_at"))
     if end is None:
         elapsed = _float(entry.get("elapsed_seconds")) or 0.0
-        running = beat is not None or entry.get("status") in ("pending", "running")
+        running = beat is not None or entry.get("status") in UNFINISHED
         end = horizon if running else start + elapsed
     return start - origin, max(end, start) - origin
 

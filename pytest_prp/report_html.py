@@ -16,22 +16,38 @@ from pathlib import Path
 from typing import Any
 
 from pytest_prp.heartbeat import format_duration
+from pytest_prp.record import (
+    BLOCKED,
+    COMPLETED_EARLIER,
+    FAILED,
+    FAILED_GATES,
+    FAILED_INTEGRATION,
+    FAILED_MERGE,
+    INTERRUPTED,
+    NOT_STARTED,
+    PASSED,
+    PENDING,
+    RUNNING,
+    SKIPPED_BUDGET,
+    SUCCESS,
+    UNVERIFIED,
+)
 from pytest_prp.report_data import STATUS_LABELS, PrpView, ReportView
 
 STATUS_COLOURS = {
-    "success": "#2e7d32",
-    "unverified": "#9e9d24",
-    "failed_gates": "#c62828",
-    "failed": "#b71c1c",
-    "failed_merge": "#ad1457",
-    "failed_integration": "#880e4f",
-    "blocked": "#ef6c00",
-    "completed_earlier": "#81c784",
-    "skipped_budget": "#8d6e63",
-    "interrupted": "#6a1b9a",
-    "not_started": "#bdbdbd",
-    "pending": "#e0e0e0",
-    "running": "#1565c0",
+    SUCCESS: "#2e7d32",
+    UNVERIFIED: "#9e9d24",
+    FAILED_GATES: "#c62828",
+    FAILED: "#b71c1c",
+    FAILED_MERGE: "#ad1457",
+    FAILED_INTEGRATION: "#880e4f",
+    BLOCKED: "#ef6c00",
+    COMPLETED_EARLIER: "#81c784",
+    SKIPPED_BUDGET: "#8d6e63",
+    INTERRUPTED: "#6a1b9a",
+    NOT_STARTED: "#bdbdbd",
+    PENDING: "#e0e0e0",
+    RUNNING: "#1565c0",
 }
 PHASE_COLOURS = {
     "workspace": "#b0bec5",
@@ -258,7 +274,7 @@ def _graph(view: ReportView) -> str:
     for prp in view.prps:
         x, y = where[prp.prp_id]
         cls = f"n s-{_e(prp.status)}" + (" crit" if prp.critical else "")
-        light = " light" if prp.status in ("pending", "not_started", "completed_earlier") else ""
+        light = " light" if prp.status in (PENDING, NOT_STARTED, COMPLETED_EARLIER) else ""
         tip = f"{prp.prp_id}: {prp.title} ({prp.label})"
         nodes.append(
             f'<a href="#{_anchor(prp.prp_id)}" data-prp="{_e(prp.prp_id)}">'
@@ -462,7 +478,7 @@ def prp_details(prp: PrpView) -> str:
         body.append(f"<div>{label}gates</div><ul>{''.join(items)}</ul>")
     if not body:
         return ""
-    failed = prp.status not in ("success", "unverified", "completed_earlier")
+    failed = prp.status not in (*PASSED, COMPLETED_EARLIER)
     opened = " open" if failed and (prp.errors or prp.failure_tail) else ""
     return f"<details{opened}><summary>details</summary>{''.join(body)}</details>"
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_prp.record import PENDING, UNFINISHED
 from pytest_prp.report_html import default_report_path as default_report_path
 from pytest_prp.report_html import write_report as write_report
 from pytest_prp.settings import DEFAULT_REPORT
@@ -166,8 +167,7 @@ class HtmlReport:
         running = {
             prp_id: started
             for prp_id, started in self.started.items()
-            if self.results.results.get(prp_id, {}).get("status", "pending")
-            in ("pending", "running")
+            if self.results.results.get(prp_id, {}).get("status", PENDING) in UNFINISHED
         }
         snapshot = json.dumps(self.results.document(), default=str, separators=(",", ":"))
         self.writer.submit(snapshot, running, self.results.results_dir)

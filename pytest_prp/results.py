@@ -2,33 +2,80 @@
 
 Controller-only, as junitxml: it collects what the reports say of each PRP (``report.prp``,
 from this process or an xdist worker) and writes ``batches/batch-<batch>.result.json``
-atomically after every PRP.
+atomically after every PRP. What an entry holds and how its status is set is ``record``'s; what
+the run knows of PRPs that never reported (their stage, estimate, branch) it is given by the
+glue (``RunFacts``), so that it imports nothing above itself.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
 from pytest_prp.heartbeat import iso
-from pytest_prp.ids import natural_key
+from pytest_prp.ids import batch_of, natural_key
 from pytest_prp.jsonfile import write_json_atomically
 from pytest_prp.merge_queue import merge_notes
-from pytest_prp.ratelimit import RATE_LIMITED
+from pytest_prp.naming import batch_label, integration_branch, result_path
+from pytest_prp.record import (
+    BLOCKED,
+    COMPLETED_EARLIER,
+    EARLIER_RUN,
+    FAILED,
+    FAILED_STATUSES,
+    INTERRUPTED,
+    NOT_STARTED,
+    PENDING,
+    RATE_LIMITED,
+    SKIPPED_BUDGET,
+    SUCCESS,
+    UNFINISHED,
+    UNVERIFIED,
+    earlier_records,
+    interrupted_entry,
+    mark,
+    unreported_entry,
+)
 
-FAILED_STATUSES = ("failed_gates", "failed", "failed_merge", "failed_integration")
-UNFINISHED_STATUSES = ("pending", "running")  # never left in a finished run's result
-# A record kept from an earlier run of the batch (a PRP this run did not run, as under --lf or
-# -k) carries this key: the ``started_at`` of the run that recorded it.
-EARLIER_RUN = "earlier_run"
+if TYPE_CHECKING:
+    from pytest_prp.planning import Plan
+
 # The JSON is rewritten after a PRP only when this many times the last write's duration has
 # passed since: in a huge batch of instant PRPs a rewrite (which grows with the batch) must not
 # dominate; in any real batch, whose PRPs take longer than this, it is every PRP.
 WRITE_SPACING = 20.0
+
+
+class PrpFacts(Protocol):
+    """What a PRP's file says that its entry needs (``scheduler.PrpInfo``)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def dependencies(self) -> Sequence[str]: ...
+    @property
+    def estimated_hours(self) -> float | None: ...
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What the batch result is told of the run by the glue that starts it (``plugin``)."""
+
+    results_dir: Path
+    heartbeat: float  # seconds between progress lines
+    budget_usd: float | None
+    selected_batches: Sequence[str]  # --prp-batch: the label before any PRP has reported
+    chosen_branch: str | None  # --prp-branch
+    verify: bool  # verify mode: no integration branch
+    plan: Callable[[], Plan | None]  # this process's plan, when it planned (a serial run)
+    branch: Callable[[], str | None]  # this process's integration branch, when it runs PRPs
+    load: Callable[[str], PrpFacts | None]  # a PRP's file by node id (the scheduler's loader)
 
 
 def _now() -> str:
@@ -48,9 +95,10 @@ def prepare_results_dir(results_dir: Path) -> None:
 class BatchResults:
     """Controller-only: collects PRP results from reports, writes the JSON, prints the summary."""
 
-    def __init__(self, config: pytest.Config, results_dir: Path) -> None:
+    def __init__(self, config: pytest.Config, facts: RunFacts) -> None:
         self.config = config
-        self.results_dir = results_dir
+        self.facts = facts
+        self.results_dir = facts.results_dir
         self.started_at = _now()
         self.started = time.monotonic()
         self.results: dict[str, dict[str, Any]] = {}
@@ -59,7 +107,7 @@ class BatchResults:
         self.started_prps: dict[str, str] = {}  # PRP id -> node id, as items start
         self.expected: list[str] = []  # node ids of the PRPs this run was to run
         self.progress: Any = None
-        self._facts: tuple[dict[str, int], dict[str, float | None]] | None = None
+        self._from_files: tuple[dict[str, int], dict[str, float | None]] | None = None
         self.session: pytest.Session | None = None
         self.write_error: str | None = None  # why the JSON could not be written, if so
 
@@ -92,21 +140,18 @@ class BatchResults:
         for nodeid in self.expected:
             prp_id = nodeid.rsplit("::", 1)[-1]
             if prp_id not in self.results:
-                entry = self._interrupted_entry(prp_id, None)
-                entry["status"], entry["errors"] = "pending", []
-                self.results[prp_id] = entry
+                self.results[prp_id] = mark(self._unreported(prp_id), PENDING, [])
         if self.results:
             self.write()
 
     def _start_progress(self) -> None:
-        from pytest_prp.keys import SETTINGS
         from pytest_prp.progress import ProgressPrinter
 
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is None:
             self.progress = False
             return
-        interval = self.config.stash[SETTINGS].heartbeat
+        interval = self.facts.heartbeat
         self.progress = ProgressPrinter(reporter, self.results_dir, interval)
         self.progress.start()
 
@@ -120,17 +165,11 @@ class BatchResults:
         """The batch id when the run holds one batch (as the branch), else ``integration``."""
         batches = {r["batch"] for r in self.results.values()}
         if not batches:  # nothing finished yet: what the command line asked for
-            from pytest_prp.keys import SETTINGS
-
-            batches = set(self.config.stash[SETTINGS].selection.batches)
-        if len(batches) == 1 and None not in batches:
-            return str(batches.pop())
-        return "integration"
+            batches = set(self.facts.selected_batches)
+        return batch_label(batches)
 
     @property
     def path(self) -> Path:
-        from pytest_prp.naming import result_path
-
         return result_path(self.results_dir, self.label)
 
     @pytest.hookimpl(trylast=True)  # after the --lf plugin forgot skipped items
@@ -139,13 +178,13 @@ class BatchResults:
         if not prp and report.failed and _is_prp_nodeid(report.nodeid):
             # No PRP data on it: the process running the PRP died (a crashed xdist worker).
             prp_id = report.nodeid.rsplit("::", 1)[-1]
-            prp = self._interrupted_entry(prp_id, self.results.get(prp_id))
             last = str(report.longrepr).strip().splitlines()[-1:] if report.longrepr else []
-            prp["status"], prp["errors"] = "failed", last or ["the process running it died"]
+            known = self._unreported(prp_id, self.results.get(prp_id))
+            prp = mark(known, FAILED, last or ["the process running it died"])
         if not prp:
             return
         self._record(prp)
-        if report.skipped and prp["status"] in ("blocked", RATE_LIMITED):
+        if report.skipped and prp["status"] in (BLOCKED, RATE_LIMITED):
             self._remember_for_lf(report)
         if report.when == "teardown":
             self._write_soon()
@@ -172,14 +211,21 @@ class BatchResults:
             # pytest 9 keys by NodeId (report.id), earlier versions by the nodeid string.
             lastfailed[getattr(report, "id", report.nodeid)] = True
 
-    def _interrupted_entry(self, prp_id: str, entry: dict[str, Any] | None) -> dict[str, Any]:
-        """What is known of a PRP cut short before it reported: from the plan, when this
-        process planned (a serial run), else (an xdist controller) from the PRP files."""
-        from pytest_prp.execution import EXECUTION
-        from pytest_prp.keys import PLAN
+    def _unreported(self, prp_id: str, known: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The entry of a PRP that made no (last) report, its status still to set: from the
+        plan, when this process planned (a serial run), else (an xdist controller) from the
+        PRP files."""
+        stage, hours, branch = self._facts_of(prp_id)
+        return unreported_entry(prp_id, stage, branch, hours, known)
 
-        plan = self.config.stash.get(PLAN, None)
-        execution = self.config.stash.get(EXECUTION, None)
+    def _interrupted(self, prp_id: str, known: dict[str, Any] | None) -> dict[str, Any]:
+        """A PRP cut short before it reported."""
+        stage, hours, branch = self._facts_of(prp_id)
+        return interrupted_entry(prp_id, stage, branch, hours, known)
+
+    def _facts_of(self, prp_id: str) -> tuple[int, float | None, str]:
+        """A PRP's stage, estimated hours and integration branch, as far as the run knows."""
+        plan = self.facts.plan()
         stage: int | None = None
         if plan is not None:
             stage = plan.stages.get(prp_id)
@@ -190,42 +236,28 @@ class BatchResults:
             stage, hours = stages.get(prp_id), estimates.get(prp_id)
         if stage is None:  # not in the plan: the stage its files give it (at least 1)
             stage = self._unplanned()[0].get(prp_id, 1)
-        branch = execution.branch if execution is not None else self._unplanned_branch()
-        base = _interrupted_entry_base(prp_id, stage, branch)
-        base["estimated_hours"] = hours
-        base.update(entry or {})
-        base["status"] = "interrupted"
-        base["errors"] = [*base["errors"], "interrupted"]
-        return base
+        branch = self.facts.branch()
+        return stage, hours, branch if branch is not None else self._unplanned_branch()
 
     def _unplanned(self) -> tuple[dict[str, int], dict[str, float | None]]:
         """Stages and estimates of the run's PRPs read from their files' frontmatter, as the
         scheduler reads them: an xdist controller never collects or plans (computed once)."""
-        if self._facts is None:
-            from pytest_prp.keys import GRAPH_LOADER
+        if self._from_files is None:
             from pytest_prp.planning import stages_of
-            from pytest_prp.prp_info import file_graph_loader
 
-            # The scheduler's loader: it has read the files already.
-            load = self.config.stash.setdefault(
-                GRAPH_LOADER, file_graph_loader(self.config.rootpath)
-            )
-            infos = [info for info in map(load, self.expected) if info is not None]
+            infos = [info for info in map(self.facts.load, self.expected) if info is not None]
             graph = {info.id: list(info.dependencies) for info in infos}
-            self._facts = stages_of(graph), {info.id: info.estimated_hours for info in infos}
-        return self._facts
+            self._from_files = stages_of(graph), {info.id: info.estimated_hours for info in infos}
+        return self._from_files
 
     def _unplanned_branch(self) -> str:
         """The integration branch as the workers name it, for PRPs none of them reported."""
-        from pytest_prp.execution import integration_branch_name
-        from pytest_prp.ids import batch_of
-        from pytest_prp.keys import SETTINGS
-
-        settings = self.config.stash[SETTINGS]
-        if settings.verify:
+        if self.facts.verify:
             return ""
-        batches = (batch_of(nodeid.rsplit("::", 1)[-1]) for nodeid in self.expected)
-        return integration_branch_name(settings, batches)
+        batches: Iterable[str | None] = (
+            batch_of(nodeid.rsplit("::", 1)[-1]) for nodeid in self.expected
+        )
+        return integration_branch(self.facts.chosen_branch, batches)
 
     def records(self) -> dict[str, dict[str, Any]]:
         """Every PRP of the batch: this run's, and those kept from an earlier run."""
@@ -239,20 +271,20 @@ class BatchResults:
         records = self.records() if records is None else records
         statuses = [r["status"] for r in records.values()]
         total = len(statuses)
-        success = statuses.count("success")
-        earlier = statuses.count("completed_earlier")
+        success = statuses.count(SUCCESS)
+        earlier = statuses.count(COMPLETED_EARLIER)
         return {
             "total": total,
             "success": success,
             "failed": sum(statuses.count(s) for s in FAILED_STATUSES),
-            "blocked": statuses.count("blocked"),
-            "unverified": statuses.count("unverified"),
+            "blocked": statuses.count(BLOCKED),
+            "unverified": statuses.count(UNVERIFIED),
             "completed_earlier": earlier,
-            "skipped_budget": statuses.count("skipped_budget"),
+            "skipped_budget": statuses.count(SKIPPED_BUDGET),
             "rate_limited": statuses.count(RATE_LIMITED),
-            "not_started": statuses.count("not_started"),
-            "pending": statuses.count("pending"),
-            "interrupted": statuses.count("interrupted"),
+            "not_started": statuses.count(NOT_STARTED),
+            "pending": statuses.count(PENDING),
+            "interrupted": statuses.count(INTERRUPTED),
             # Work already done counts as done: a resumed batch is not a worse batch.
             "success_rate": round((success + earlier) / total, 3) if total else 0.0,
             "from_earlier_run": sum(1 for r in records.values() if EARLIER_RUN in r),
@@ -284,9 +316,7 @@ class BatchResults:
         }
 
     def _budget(self) -> float | None:
-        from pytest_prp.keys import SETTINGS
-
-        return self.config.stash[SETTINGS].budget_usd
+        return self.facts.budget_usd
 
     def write(self, final: bool = False) -> None:
         """Rewritten after every PRP on one line (cheap); indented once the run is over.
@@ -328,10 +358,10 @@ class BatchResults:
         # Whatever ended the run (Ctrl-C, -x, a plugin that skipped or swallowed a PRP), no PRP
         # is left looking as if it were still waiting or running.
         for prp_id, known in list(self.results.items()):
-            if known["status"] not in UNFINISHED_STATUSES:
+            if known["status"] not in UNFINISHED:
                 continue
             if prp_id in self.started_prps:
-                self.results[prp_id] = self._interrupted_entry(prp_id, self._cut_short(known))
+                self.results[prp_id] = self._interrupted(prp_id, self._cut_short(known))
             else:
                 self.results[prp_id] = self._never_started(prp_id)
         self.write(final=True)
@@ -345,7 +375,7 @@ class BatchResults:
         in_run = {nodeid.rsplit("::", 1)[-1] for nodeid in self.expected} | set(self.results)
         found: dict[str, list[str]] = {}
         for prp_id, entry in self.results.items():
-            if entry["status"] == "blocked":
+            if entry["status"] == BLOCKED:
                 outside = [d for d in entry.get("blocked_by") or [] if d not in in_run]
                 if outside:
                     found[prp_id] = outside
@@ -373,9 +403,7 @@ class BatchResults:
         }
 
     def _never_started(self, prp_id: str) -> dict[str, Any]:
-        never = self._interrupted_entry(prp_id, None)
-        never["status"], never["errors"] = "not_started", []
-        return never
+        return mark(self._unreported(prp_id), NOT_STARTED, [])
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.results or not self.started_prps:
@@ -426,41 +454,6 @@ class BatchResults:
             )
 
 
-def earlier_records(path: Path) -> dict[str, dict[str, Any]]:
-    """The records of the batch's last result JSON, each marked as from that earlier run
-    (once: a record kept over several runs names the run that made it). A record the earlier
-    run left unfinished (it was killed) is told as what it is now: not running."""
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-        stages = document["stages"]
-        started = str(document.get("started_at") or "")
-        found = {
-            str(prp_id): dict(entry)
-            for prps in stages.values()
-            for prp_id, entry in prps.items()
-            if isinstance(entry, dict) and isinstance(entry.get("status"), str)
-        }
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return {}
-    for entry in found.values():
-        entry.setdefault(EARLIER_RUN, started)
-        if entry["status"] == "running":
-            entry["status"] = "interrupted"
-        elif entry["status"] == "pending":
-            entry["status"] = "not_started"
-    return found
-
-
-def spent_in_run(document: dict[str, Any]) -> float:
-    """What the PRPs of the run that wrote a result JSON spent (not those kept from earlier)."""
-    total = 0.0
-    for prps in document["stages"].values():
-        for entry in prps.values():
-            if EARLIER_RUN not in entry:
-                total += float(entry.get("cost_usd") or 0.0)
-    return total
-
-
 def _cost_by_stage(entries: Any) -> dict[str, float | None]:
     """One pass over the records: a batch may have as many stages as PRPs (a chain)."""
     by_stage: dict[int, list[dict[str, Any]]] = {}
@@ -476,33 +469,6 @@ def _sum_cost(entries: Any) -> float | None:
 
 def _is_prp_nodeid(nodeid: str) -> bool:
     return "::" in nodeid and nodeid.rsplit("::", 1)[-1].startswith("PRP-")
-
-
-def _interrupted_entry_base(prp_id: str, stage: int, branch: str) -> dict[str, Any]:
-    from pytest_prp.ids import batch_of
-
-    return {
-        "prp_id": prp_id,
-        "batch": batch_of(prp_id),
-        "integration_branch": branch,
-        "stage": stage,
-        "files_created": [],
-        "files_modified": [],
-        "files_deleted": [],
-        "ref_changes": [],
-        "commits": [],
-        "gates_passed": 0,
-        "gates_failed": 0,
-        "gates_executable": 0,
-        "gates_unverified": 0,
-        "errors": [],
-        "blocked_by": [],
-        "elapsed_seconds": 0.0,
-        "cost_usd": None,
-        "tokens": None,
-        "tokens_by_model": None,
-        "refused_tool_calls": [],
-    }
 
 
 def _sum_tokens(entries: Any) -> dict[str, int] | None:

@@ -16,31 +16,32 @@ from typing import TYPE_CHECKING, Protocol
 import pytest
 
 from pytest_prp.body_cache import body_of
-from pytest_prp.execution import (
-    EXECUTION,
-    RUN,
-    Execution,
-    PrpRun,
-    prp_branch_name,
-    worker_name,
-)
+from pytest_prp.execution import EXECUTION, RUN, Execution, worker_name
 from pytest_prp.git_command import GitError
 from pytest_prp.hook_context import PrpContext
 from pytest_prp.keys import HEARTBEAT, WAITER
 from pytest_prp.ledger import trailers_message
 from pytest_prp.merge_check import check_out, drop_earlier
 from pytest_prp.merge_queue import MergeOutcome, checked_merge
-from pytest_prp.merge_redo import FAILED_INTEGRATION, integration_gates, redo_or_fail
+from pytest_prp.merge_redo import integration_gates, redo_or_fail
 from pytest_prp.model import PrpUserError
-from pytest_prp.naming import batch_folder
-from pytest_prp.ratelimit import (
+from pytest_prp.naming import batch_folder, earlier_branch, log_path, prp_branch
+from pytest_prp.ratelimit import GiveUp, RateLimitWaiter, SharedPause, waiting_text
+from pytest_prp.record import (
+    BLOCKED,
+    COMPLETED_EARLIER,
+    FAILED,
+    FAILED_GATES,
+    FAILED_INTEGRATION,
+    INTERRUPTED,
+    PASSED,
     RATE_LIMITED,
-    GiveUp,
-    RateLimitWaiter,
-    SharedPause,
-    waiting_text,
+    RUNNING,
+    SKIPPED_BUDGET,
+    SUCCESS,
+    UNVERIFIED,
+    PrpRun,
 )
-from pytest_prp.safepath import inside
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -73,8 +74,7 @@ class PrpNode(Protocol):
 
 
 def _fail(run: PrpRun, status: str, message: str) -> PrpUserError:
-    run.status = status
-    run.errors.append(message.splitlines()[0] if message else status)
+    run.set_status(status, message.splitlines()[0] if message else status)
     return PrpUserError([message])
 
 
@@ -114,28 +114,25 @@ def check_ready(item: PrpNode) -> None:
         return
     missing = [dep for dep in prp.dependencies if execution.completed(dep) is None]
     if missing:
-        run.status = "blocked"
-        run.blocked_by = missing
         message = f"blocked: {', '.join(missing)} not completed"
-        run.errors.append(message)
+        run.set_status(BLOCKED, message)
+        run.blocked_by = missing
         pytest.skip(message)
     if not settings.rerun:
         proof = execution.ledger().get(prp.id)
         if proof:
-            run.status = "completed_earlier"
+            run.set_status(COMPLETED_EARLIER)
             run.commits = [proof]
             pytest.skip(f"completed earlier in {proof[:7]}")
         if prp.declared_complete:
-            run.status = "completed_earlier"
+            run.set_status(COMPLETED_EARLIER)
             pytest.skip("declared completed")
     budget = settings.budget_usd
     if budget is not None and execution.batch_spent() >= budget:
-        run.status = "skipped_budget"
-        run.errors.append(f"skipped: budget exhausted (${budget:.2f})")
+        run.set_status(SKIPPED_BUDGET, f"skipped: budget exhausted (${budget:.2f})")
         pytest.skip(f"skipped: budget exhausted (${budget:.2f} spent)")
     if settings.agent and SharedPause(settings.results_dir, execution.run_id).exhausted():
-        run.status = RATE_LIMITED
-        run.errors.append("not started: the API stayed rate limited")
+        run.set_status(RATE_LIMITED, "not started: the API stayed rate limited")
         pytest.skip("not started: the API stayed rate limited (--prp-rate-limit-wait)")
     _tell_pytest_dependency(item, prp.dependencies)
 
@@ -152,7 +149,7 @@ def _sync_remote(execution: Execution, run: PrpRun) -> None:
         except GitError as exc:
             refusal = f"cannot fetch {execution.branch} on {execution.remote.where()}: {exc}"
     if refusal is not None:
-        raise _fail(run, "failed", f"{run.prp.id}: {refusal}")
+        raise _fail(run, FAILED, f"{run.prp.id}: {refusal}")
 
 
 def _tell_pytest_dependency(item: PrpNode, done: list[str]) -> None:
@@ -196,15 +193,13 @@ def run_setup(item: PrpNode) -> None:
     settings = execution.settings
     prp = item.prp
     run = item.stash[RUN]
-    run.log_path = inside(settings.results_dir / "logs", batch_folder(prp.batch), f"{prp.id}.log")
+    run.log_path = log_path(settings.results_dir, prp.batch, prp.id)
     # Said before any work: under -W error the PRP then fails here, with nothing to lose.
     for warning in body_of(prp).warnings:  # e.g. blocks that look like gates and are not read
         try:
             item.warn(pytest.PytestWarning(f"prp: {warning}"))
         except Warning as exc:
-            raise _fail(
-                run, "failed", f"{prp.id}: {exc} (a warning, made an error by -W)"
-            ) from None
+            raise _fail(run, FAILED, f"{prp.id}: {exc} (a warning, made an error by -W)") from None
     beat = _start_heartbeat(item, run, settings)
     run.enter_phase("workspace")
     try:
@@ -217,11 +212,11 @@ def run_setup(item: PrpNode) -> None:
             cached = execution.tip if not hasattr(item.config, "workerinput") else None
             tip = cached or execution.git.branch_sha(execution.branch)
             assert tip is not None
-            run.workdir = execution.git.prp_worktree(prp.id, prp_branch_name(prp), tip)
+            run.workdir = execution.git.prp_worktree(prp.id, prp_branch(prp.batch, prp.id), tip)
             run.base = tip
             run.refs_before = execution.git.ref_state(run.workdir, execution.own_refs)
     except GitError as exc:
-        raise _fail(run, "failed", f"could not create the worktree: {exc}") from None
+        raise _fail(run, FAILED, f"could not create the worktree: {exc}") from None
     if settings.agent:
         run.model = choose_model(prp, settings.models)
     limits = Limits.starting_now(
@@ -252,7 +247,7 @@ def _run_steps(item: PrpNode, context: PrpContext, run: PrpRun) -> None:
     run.enter_phase("steps", context.attempt)
     outcome = _steps_outcome(item, context, run)
     if outcome is None:
-        raise _fail(run, "failed", "no executor took the PRP's steps")
+        raise _fail(run, FAILED, "no executor took the PRP's steps")
     run.add_cost(outcome)
     if run.cost_usd is not None and context.heartbeat is not None:
         context.heartbeat.cost(run.cost_usd)
@@ -266,7 +261,7 @@ def _run_steps(item: PrpNode, context: PrpContext, run: PrpRun) -> None:
         detail = f"{message}\n\n--- last output ---\n{tail}" if tail else message
         refused = run.refusals_text()
         detail += f"\n\n{refused}" if refused else ""
-        raise _fail(run, "failed", f"{prp.id}: {detail}\n\nworktree kept: {run.workdir}")
+        raise _fail(run, FAILED, f"{prp.id}: {detail}\n\nworktree kept: {run.workdir}")
 
 
 def _steps_outcome(item: PrpNode, context: PrpContext, run: PrpRun) -> StepsOutcome | None:
@@ -377,7 +372,7 @@ def _run_gates(
         result: GateResult | None = item.config.hook.pytest_prp_run_gate(gate=gate, context=context)
         if result is None:
             run = item.stash[RUN]
-            raise _fail(run, "failed", f"{item.prp.id}: no gate runner for kind {gate.kind!r}")
+            raise _fail(run, FAILED, f"{item.prp.id}: no gate runner for kind {gate.kind!r}")
         results.append(result)
     return results
 
@@ -399,9 +394,9 @@ def run_call(item: PrpNode) -> None:
         unverified = not body.executable_gates
         if unverified and settings.strict:
             _keep_worktree(execution, run)
-            raise _fail(run, "failed_gates", f"{prp.id}: no executable gate (--prp-strict)")
+            raise _fail(run, FAILED_GATES, f"{prp.id}: no executable gate (--prp-strict)")
         if settings.verify:
-            run.status = "unverified" if unverified else "success"
+            run.set_status(UNVERIFIED if unverified else SUCCESS)
             return
         context.heartbeat_phase("merge")
         _note_ref_changes(item, execution, run)
@@ -448,13 +443,12 @@ def _gates_pass(item: PrpNode, context: PrpContext, run: PrpRun, gates: list[Gat
     run.gates_failed = len(failed)
     if failed:
         # Redone on a newer tip, its gates fail there: the PRPs merged meanwhile broke it.
-        status = FAILED_INTEGRATION if run.redos else "failed_gates"
-        run.status = status
+        run.set_status(FAILED_INTEGRATION if run.redos else FAILED_GATES)
         run.errors.extend(f"gate {r.gate.index} {r.gate.name!r} failed" for r in failed)
         tried = f" after {context.attempt} attempts" if context.attempt > 1 else ""
         if run.redos:
             tried += f", redone on {execution.branch} at {str(run.base)[:12]}; its work "
-            tried += f"before the redo: branch {prp_branch_name(prp)}-before-redo"
+            tried += f"before the redo: branch {earlier_branch(prp_branch(prp.batch, prp.id))}"
             tried += f" (collides with {', '.join(run.culprits)})" if run.culprits else ""
         kept = ""
         if not settings.verify:  # verify mode checks HEAD as it is: nothing of its own to keep
@@ -516,7 +510,7 @@ def _commit_and_merge(
         )
     except GitError as exc:
         _keep_worktree(execution, run)
-        raise _fail(run, "failed", f"{prp.id}: commit failed: {exc}") from None
+        raise _fail(run, FAILED, f"{prp.id}: commit failed: {exc}") from None
     assert info is not None
     run.commits = [info.sha]
     run.files_created = list(info.created)
@@ -525,7 +519,7 @@ def _commit_and_merge(
     if execution.remote is not None:
         _hand_back(execution, run, info.sha, unverified)
         return None  # the controller merges it (remote.ControllerMerges)
-    prp_branch = prp_branch_name(prp)
+    own_branch = prp_branch(prp.batch, prp.id)
     assert run.base is not None
 
     def check() -> tuple[list[str], str]:
@@ -542,25 +536,25 @@ def _commit_and_merge(
             run.workdir,
             f"Merge {prp.id} into {execution.branch}",
             check,
-            delete_branch=prp_branch,
+            delete_branch=own_branch,
         )
         run.merge_checks += outcome.checks
         if outcome.sha is None and outcome.checks:  # its own commit back, on its branch
-            check_out(execution.git, run.workdir, info.sha, prp_branch)
+            check_out(execution.git, run.workdir, info.sha, own_branch)
         elif outcome.sha is None:  # its files are its commit's: the branch moves there
-            execution.git.set_branch(prp_branch, info.sha, run.workdir)
+            execution.git.set_branch(own_branch, info.sha, run.workdir)
     except GitError as exc:
         _keep_worktree(execution, run)
-        raise _fail(run, "failed", f"{prp.id}: merge failed: {exc}") from None
+        raise _fail(run, FAILED, f"{prp.id}: merge failed: {exc}") from None
     if outcome.sha is None:
         return outcome
     run.merged_commit = outcome.sha
     if run.redos:  # the redo merged: its earlier attempt is superseded
-        drop_earlier(execution.git, prp_branch)
+        drop_earlier(execution.git, own_branch)
     run.merge_rechecks += outcome.rechecks
     execution.passed[prp.id] = info.sha
     execution.tip = outcome.sha
-    run.status = "unverified" if unverified else "success"
+    run.set_status(UNVERIFIED if unverified else SUCCESS)
     execution.git.done_with_worktree(run.workdir)
     return None
 
@@ -575,16 +569,16 @@ def _hand_back(execution: Execution, run: PrpRun, commit: str, unverified: bool)
     try:
         hand_back(execution.git, execution.remote, commit, ref)
     except GitError as exc:
-        execution.git.set_branch(prp_branch_name(run.prp), commit, run.workdir)
+        execution.git.set_branch(prp_branch(run.prp.batch, run.prp.id), commit, run.workdir)
         _keep_worktree(execution, run)
         raise _fail(
             run,
-            "failed",
+            FAILED,
             f"{run.prp.id}: could not hand back {commit[:12]} from {execution.remote.where()}: "
             f"{exc}\nworktree kept there: {run.workdir}",
         ) from None
     run.handed_back = ref
-    run.status = "unverified" if unverified else "success"
+    run.set_status(UNVERIFIED if unverified else SUCCESS)
     execution.git.done_with_worktree(run.workdir)
 
 
@@ -602,15 +596,15 @@ def run_teardown(item: PrpNode) -> None:
     execution.spent_usd += run.cost_usd or 0.0
     # Still running at teardown: Ctrl-C or SIGTERM cut it short, and no report will carry its
     # record; its final heartbeat tells the controller how long it ran and what was kept.
-    cut_short = run.status == "running"
+    cut_short = run.status == RUNNING
     if run.workdir is not None:
         if execution.settings.verify:
             execution.git.done_with_worktree(run.workdir)
             run.kept_worktree = False
-        elif run.status not in ("success", "unverified"):
+        elif run.status not in PASSED:
             _keep_worktree(execution, run)  # cut short, or ended by a plugin's error
     if cut_short:
-        finish_heartbeat(item, "interrupted", run.workdir if run.kept_worktree else None)
+        finish_heartbeat(item, INTERRUPTED, run.workdir if run.kept_worktree else None)
 
 
 def finish_heartbeat(item: PrpNode, status: str, worktree: Path | None = None) -> None:

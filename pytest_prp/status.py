@@ -37,17 +37,16 @@ from pytest_prp.heartbeat import (
     read_heartbeats,
 )
 from pytest_prp.ids import batch_id_problem, natural_key
-from pytest_prp.jsonfile import read_json
 from pytest_prp.leftovers import pid_alive
 from pytest_prp.merge_queue import merge_notes
-from pytest_prp.naming import RESULT_PREFIX, RESULT_SUFFIX, batch_folder, result_path
+from pytest_prp.naming import batch_folder, result_path, result_paths
+from pytest_prp.record import PENDING, RUNNING, WORKED, entries, read_result
 
 DEFAULT_RESULTS_DIR = Path(".ce/orchestration")
 STALE_INTERVALS = 3
 WATCH_SECONDS = 2.0
-RUNNING = "running"
-# Finished with work done: their times make the average for the estimate.
-WORKED = ("success", "unverified", "failed", "failed_gates", "failed_merge", "failed_integration")
+# Not a status of the record: the view's word for a PRP still running when its run ended.
+LEFT_RUNNING = "unfinished"
 
 
 @dataclass
@@ -55,7 +54,7 @@ class PrpState:
     """One PRP as the status view shows it."""
 
     prp_id: str
-    status: str  # a final status, "running", "pending" (planned, not started) or "unfinished"
+    status: str  # a record's status (``record``), or "unfinished" (its run ended meanwhile)
     stage: int | None = None
     title: str | None = None
     phase: str | None = None
@@ -75,7 +74,7 @@ class PrpState:
 
     @property
     def finished(self) -> bool:
-        return self.status not in (RUNNING, "pending")
+        return self.status not in (RUNNING, PENDING)
 
 
 @dataclass
@@ -96,14 +95,6 @@ class BatchView:
 # --- reading -----------------------------------------------------------------------------
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = read_json(path)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def known_batches(results_dir: Path) -> dict[str, float]:
     """Every batch with a result JSON or heartbeats, with the time it last changed."""
     found: dict[str, float] = {}
@@ -115,12 +106,8 @@ def known_batches(results_dir: Path) -> dict[str, float]:
             return
         found[batch] = max(found.get(batch, 0.0), mtime)
 
-    try:
-        results = list((results_dir / "batches").glob(f"{RESULT_PREFIX}*{RESULT_SUFFIX}"))
-    except OSError:
-        results = []
-    for path in results:
-        seen(path.name[len(RESULT_PREFIX) : -len(RESULT_SUFFIX)], path)
+    for batch, path in result_paths(results_dir).items():
+        seen(batch, path)
     root = heartbeat_dir(results_dir)
     try:
         folders = [p for p in root.iterdir() if p.is_dir()]
@@ -135,20 +122,6 @@ def known_batches(results_dir: Path) -> dict[str, float]:
 def latest_batch(results_dir: Path) -> str | None:
     batches = known_batches(results_dir)
     return max(batches, key=lambda b: batches[b]) if batches else None
-
-
-def _entries(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    entries: dict[str, dict[str, Any]] = {}
-    stages = document.get("stages")
-    if not isinstance(stages, dict):
-        return entries
-    for stage, prps in stages.items():
-        if not isinstance(prps, dict):
-            continue
-        for prp_id, entry in prps.items():
-            if isinstance(entry, dict):
-                entries[str(prp_id)] = {"stage": stage, **entry}
-    return entries
 
 
 def _planned(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -167,7 +140,7 @@ def _beats_for(
     """This batch's heartbeats, without those left over from an earlier run of it."""
     folders = {batch}
     if document is not None:  # a run of several batches has one heartbeat folder per batch
-        folders |= {str(batch_folder(e.get("batch"))) for e in _entries(document).values()}
+        folders |= {str(batch_folder(e.get("batch"))) for e in entries(document).values()}
     beats = [b for name in sorted(folders) for b in read_heartbeats(results_dir, name)]
     started = parse_time(document.get("started_at")) if document else None
     if started is not None:
@@ -218,7 +191,7 @@ def _state(
 ) -> PrpState:
     entry = entry or {}
     status = entry.get("status")
-    if status == "pending" and beat is not None:
+    if status == PENDING and beat is not None:
         status = None  # listed as planned, and it has started since: its heartbeat knows more
     if (not status or status == RUNNING) and beat is not None and beat.get("status"):
         status = beat["status"]
@@ -255,19 +228,19 @@ def _state(
         if started is not None:
             state.elapsed_seconds = max(now - started, 0.0)
         if batch_done:
-            state.status = "unfinished"  # the run ended without finishing it
+            state.status = LEFT_RUNNING  # the run ended without finishing it
         else:
             reason = _stall(beat, now, host)
             state.stalled, state.stalled_reason = reason is not None, reason
     elif state.status == RUNNING and batch_done:
-        state.status = "unfinished"
+        state.status = LEFT_RUNNING
     return state
 
 
 def load_view(results_dir: Path, batch: str, now: float | None = None) -> BatchView | None:
     """The batch as it stands, or None when it has neither a result JSON nor heartbeats."""
     now = time.time() if now is None else now
-    document = _read_json(result_path(results_dir, batch))
+    document = read_result(result_path(results_dir, batch))
     beats = _beats_for(results_dir, batch, document)
     finished = parse_time(document.get("finished_at")) if document else None
     if finished is not None:
@@ -277,7 +250,7 @@ def load_view(results_dir: Path, batch: str, now: float | None = None) -> BatchV
     if document is None and not beats:
         return None
     doc = document or {}
-    entries = _entries(doc)
+    found = entries(doc)
     planned = _planned(doc)
     view = BatchView(
         batch_id=str(doc.get("batch_id") or batch),
@@ -288,17 +261,15 @@ def load_view(results_dir: Path, batch: str, now: float | None = None) -> BatchV
         now=now,
     )
     host = socket.gethostname()
-    for prp_id in sorted(set(entries) | set(beats), key=natural_key):
-        view.prps.append(
-            _state(prp_id, entries.get(prp_id), beats.get(prp_id), view.done, now, host)
-        )
+    for prp_id in sorted(set(found) | set(beats), key=natural_key):
+        view.prps.append(_state(prp_id, found.get(prp_id), beats.get(prp_id), view.done, now, host))
     if not view.done:
-        for prp_id in sorted(set(planned) - set(entries) - set(beats), key=natural_key):
+        for prp_id in sorted(set(planned) - set(found) - set(beats), key=natural_key):
             plan = planned[prp_id]
             view.prps.append(
                 PrpState(
                     prp_id=prp_id,
-                    status="pending",
+                    status=PENDING,
                     stage=_integer(plan.get("stage")),
                     estimated_hours=_number(plan.get("estimated_hours")),
                 )
@@ -512,7 +483,7 @@ def write_html(results_dir: Path, batch: str, target: str) -> int:
     the heartbeats of its running PRPs), as ``--prp-report`` writes it during the run."""
     from pytest_prp.report_html import default_report_path, write_report
 
-    document = _read_json(result_path(results_dir, batch))
+    document = read_result(result_path(results_dir, batch))
     if document is None:
         print(
             f"prp-status: no result JSON of batch {batch} in {results_dir}: "

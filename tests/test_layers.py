@@ -33,7 +33,10 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # running a process safely: groups, limits, logs, tails, rate limits
     "supervise": ("output", "pump", "limits", "processes", "ratelimit"),
     # what happened: heartbeats, progress, the batch result, the status view, the HTML report
-    "record": ("heartbeat", "progress", "results", "status", "report_data", "report_html", "keys"),
+    "record": (
+        "heartbeat", "record", "progress", "results", "status", "report_data", "report_html",
+        "keys",
+    ),
     # running steps and gates; the context hooks receive
     "execute": ("executors", "gates", "prompt", "hook_context", "hooks"),
     # the pytest plugin and its glue
@@ -47,17 +50,9 @@ LAYERS: dict[str, tuple[str, ...]] = {
 RANK = {module: rank for rank, layer in enumerate(LAYERS.values()) for module in layer}
 
 # (importer, imported): the upward reaches left to undo; each names the layer it breaks.
-KNOWN_UPWARD = {
-    ("results", "execution"),  # record -> glue: the PRP record has no single owner yet
-}
+KNOWN_UPWARD: set[tuple[str, str]] = set()
 
-KNOWN_CYCLES = {
-    # the PRP record has no single owner yet: results reads the execution state (EXECUTION,
-    # the integration branch's name), execution prepares the results folder and the spending
-    frozenset({"results", "execution"}),
-    # status both reads the record and renders it: report_data reads entries through status
-    frozenset({"status", "report_data", "report_html"}),
-}
+KNOWN_CYCLES: set[frozenset[str]] = set()
 
 
 def imports_of(path: Path, modules: set[str]) -> set[str]:
