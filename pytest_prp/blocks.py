@@ -71,6 +71,12 @@ class Tok:
         return self.meta
 
 
+Skim = Callable[[int, "Tok"], bool]
+"""Told each top-level heading in document order (its level, 1-6, and its inline token), says
+whether the blocks up to the next top-level heading are wanted in full (True) or may be skimmed
+(False): a skimmed stretch gives only its headings and fences (see ``_Scanner.skip_to``)."""
+
+
 class _GiveUp(Exception):
     """A construct this scanner does not follow: markdown-it must parse the document."""
 
@@ -89,11 +95,16 @@ _MAY_START_BLOCK = frozenset("`~>|<-*_+#=0123456789")
 _CLOSING_HASHES = re.compile(r"(?:^|[ \t]+)#+[ \t]*$")
 
 
-def scan(markdown: str) -> list[Tok] | None:
-    """markdown-it's block tokens for ``markdown`` ("\\n" line ends), or None when unsure."""
+def scan(markdown: str, skim: Skim | None = None) -> list[Tok] | None:
+    """markdown-it's block tokens for ``markdown`` ("\\n" line ends), or None when unsure.
+
+    With ``skim``, top-level blocks that can hold no heading, fence or HTML block are left out
+    where ``skim`` says the section they are in needs only those (see ``Skim``)."""
     if "\t" in markdown and _tab_in_indent(markdown) or "\x00" in markdown:
         return None  # tab stops, and markdown-it's NUL replacement, are not followed here
     scanner = _Scanner(markdown)
+    if skim is not None:
+        scanner.skim_from(markdown, skim)
     if scanner.lines and not scanner.final_newline and not scanner.texts[-1]:
         return None  # markdown-it reads past the source's end there (an IndexError it catches)
     try:
@@ -101,6 +112,42 @@ def scan(markdown: str) -> list[Tok] | None:
     except _GiveUp:
         return None
     return scanner.tokens
+
+
+# Skimming. Lines that may open or close a fence or an HTML block, start a quote, or be a heading
+# not at column 0 (_SKIM_STOP), or underline a setext heading (_SKIM_UNDERLINE, when right under
+# text): a stretch holding one is read in full. Each pattern starts at the line's "\n" (the
+# text searched starts with one), so that the search jumps from line to line.
+_SKIM_STOP = re.compile(r"\n(?: *(?:```|~~~|[<>])| {1,3}#{1,6}(?:[ \t]|$))", re.M)
+_SKIM_UNDERLINE = re.compile(r"\n *(?:-+|=+)[ \t]*$", re.M)
+_SKIM_HEADING = re.compile(r"\n#{1,6}(?:[ \t]|$)", re.M)
+# Lines where a top-level block starts whatever came before, as long as nothing before them
+# was a stop line: an ATX heading or a fence at column 0 (they end paragraphs, lists, tables
+# and quotes alike), and a line at column 0 right after an empty line, unless it starts a list
+# item (which may continue the list above). The last kind matches at the empty line's "\n"
+# and marks the line after it (group 1).
+_SKIM_BOUNDARY = re.compile(
+    r"\n(?:#{1,6}(?:[ \t]|$)|`{3,}[^`\n]*$|~{3,}.*$"
+    r"|(\n)(?![ \n]|[-*+](?:[ \t]|$)|\d{1,9}[.)](?:[ \t]|$)))",
+    re.M,
+)
+
+
+def _line_numbers(text: str, pattern: re.Pattern[str], *, after_text: bool = False) -> list[int]:
+    """The 0-based lines (of ``text`` without its first character, a "\\n") at whose "\\n"
+    ``pattern`` matches, in order; the line after it when group 1 matched. With
+    ``after_text``, only lines right under a line that is not empty."""
+    found: list[int] = []
+    line = pos = 0
+    count = text.count
+    for match in pattern.finditer(text):
+        start = match.start()
+        line += count("\n", pos, start)
+        pos = start
+        if after_text and (start == 0 or text[start - 1] == "\n"):
+            continue
+        found.append(line + 1 if match.lastindex else line)
+    return found
 
 
 def _tab_in_indent(markdown: str) -> bool:
@@ -125,6 +172,39 @@ class _Scanner:
         self.fence_lines = [i for i, text in enumerate(self.texts) if text[:3] in _FENCE_STARTS]
         self.line_max = len(lines)
         self.quotes = 0
+        self.skim: Skim | None = None
+        self.detailed = True  # read the blocks at hand in full (always, unless skimming)
+
+    def skim_from(self, markdown: str, skim: Skim) -> None:
+        """Skim top-level blocks from here on where ``skim`` allows it."""
+        self.skim = skim
+        self.detailed = False
+        text = "\n" + markdown
+        stops = _line_numbers(text, _SKIM_STOP)
+        underlines = _line_numbers(text, _SKIM_UNDERLINE, after_text=True)
+        self.stops = sorted(stops + underlines) if underlines else stops
+        self.headings = _line_numbers(text, _SKIM_HEADING)
+        self.boundaries = _line_numbers(text, _SKIM_BOUNDARY)
+        self.boundaries.append(len(self.lines))
+
+    def skip_to(self, line: int, end: int) -> int:
+        """Where a top-level block at ``line`` can be skimmed to: the last block start before
+        the next stop line and the next heading at column 0, all blocks between giving no
+        token ``body`` reads outside a section it wants in full: no heading (top-level ones
+        start at column 0 or are stop lines), no fence, no HTML block. ``line`` itself when
+        nothing can be skipped."""
+        headings = self.headings
+        index = bisect_left(headings, line)
+        if index < len(headings) and headings[index] == line:
+            return line  # a heading: read it
+        limit = headings[index] if index < len(headings) else end
+        stops = self.stops
+        index = bisect_left(stops, line)
+        if index < len(stops) and stops[index] < limit:
+            limit = stops[index]
+        boundaries = self.boundaries
+        index = bisect_right(boundaries, limit) - 1
+        return boundaries[index] if index >= 0 and boundaries[index] > line else line
 
     def candidates(self, start: int, end: int, blk: int) -> Iterable[int]:
         """The lines after ``start`` a fence rule must look at."""
@@ -159,11 +239,17 @@ class _Scanner:
         ``blk``; returns the line where it stopped (its state.line)."""
         line = start
         texts, indents, line_max = self.texts, self.indent, self.line_max
+        top = level == 0 and self.skim is not None  # only the document's own loop skims
         while line < end:
             while line < line_max and not texts[line]:
                 line += 1  # as markdown-it, up to the end of the document, not of the block
             if line >= end or indents[line] < blk:
                 break
+            if top and not self.detailed:
+                target = self.skip_to(line, end)
+                if target > line:
+                    line = target
+                    continue
             line = self.block(line, end, blk, level, list_indent)
             if line < end and not texts[line]:
                 line += 1
@@ -275,6 +361,8 @@ class _Scanner:
         inline.content = self.get_lines(start, underline, blk, False).strip()
         closing = self.push("heading_close", tag, -1, level)
         closing.markup = marker
+        if level == 0 and self.skim is not None:
+            self.detailed = self.skim(int(tag[1:]), inline)
         return underline + 1
 
     def code(self, start: int, end: int, blk: int, level: int) -> int:
@@ -329,6 +417,8 @@ class _Scanner:
         inline.content = content.strip()
         closing = self.push("heading_close", f"h{hashes}", -1, level)
         closing.markup = "#" * hashes
+        if level == 0 and self.skim is not None:
+            self.detailed = self.skim(hashes, inline)
 
     def is_fence_start(self, line: int, blk: int) -> bool:
         text = self.texts[line]

@@ -43,8 +43,18 @@ from markdown_it import MarkdownIt
 from markdown_it.rules_block import StateBlock
 from markdown_it.token import Token
 
-from pytest_prp.blocks import BlockToken, nested_fence_end, scan
-from pytest_prp.model import GATE_CHECKLIST, GATE_SHELL, Body, CodeBlock, Gate, Problem, Step
+from pytest_prp.blocks import BlockToken, Skim, Tok, nested_fence_end, scan
+from pytest_prp.model import (
+    GATE_CHECKLIST,
+    GATE_SHELL,
+    Body,
+    BodySummary,
+    CodeBlock,
+    Gate,
+    Problem,
+    Prp,
+    Step,
+)
 
 _IMPLEMENTATION = {
     "implementation",
@@ -304,6 +314,55 @@ def parse_body(markdown: str, path: Path, first_line: int, *, fast: bool = True)
     tokens: Sequence[BlockToken] | None = scan(markdown) if fast else None
     if tokens is None:
         tokens = _markdown().parse(markdown)
+    return _read(markdown, tokens, path, first_line)
+
+
+def summarise_body(markdown: str, path: Path, first_line: int) -> BodySummary:
+    """``parse_body``'s counts and warnings, for the plan view, without reading in full the
+    blocks they do not depend on: outside validation sections only headings and fences count
+    (paragraphs there give only a step's ``create_paths``, which the summary does not show),
+    so the scanner skims them (``blocks.Skim``). Identical to the summary of ``parse_body``
+    (``tests/test_blocks.py`` compares them on every PRP shape and corpus file)."""
+    markdown = markdown.replace("\r\n", "\n").replace("\r", "\n")
+    tokens = scan(markdown, _validation_in_full())
+    body = parse_body(markdown, path, first_line) if tokens is None else None
+    if body is None:
+        assert tokens is not None
+        body = _read(markdown, tokens, path, first_line)
+    return BodySummary(
+        len(body.steps), len(body.executable_gates), len(body.unverified_gates), body.warnings
+    )
+
+
+def summary_of(prp: Prp) -> BodySummary:
+    """``prp.summary``, made by ``summarise_body`` when the body is not parsed yet (the file is
+    read as ``Prp.body`` reads it): what the plan view shows, at a fraction of a full parse."""
+    if prp._summary is None and prp._body is None:
+        # split("\n"), not splitlines(): body_line counts newlines only.
+        lines = prp.path.read_text(encoding="utf-8").split("\n")
+        markdown = "\n".join(lines[prp.body_line - 1 :])
+        prp._summary = summarise_body(markdown, prp.path, prp.body_line)
+    return prp.summary
+
+
+def _validation_in_full() -> Skim:
+    """The skim rule of ``summarise_body``: read a validation section's blocks in full (its
+    gates come from paragraphs and list items too), skim the rest."""
+    open_level = 0  # the level of the validation section being read, 0 outside one
+
+    def in_full(level: int, inline: Tok) -> bool:
+        nonlocal open_level
+        if open_level and level <= open_level:
+            open_level = 0
+        if not open_level and _VALIDATION.fullmatch(normalise_heading(_plain(inline))):
+            open_level = level
+        return open_level != 0
+
+    return in_full
+
+
+def _read(markdown: str, tokens: Sequence[BlockToken], path: Path, first_line: int) -> Body:
+    """Steps, gates and warnings from the block tokens of ``markdown`` ("\\n" line ends)."""
     lines = [line + "\n" for line in markdown.split("\n")]
     doc = _Doc(tokens, lines, first_line, path, _headings(tokens))
     _check_fences(doc)

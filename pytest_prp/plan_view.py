@@ -6,6 +6,7 @@ import json
 import re
 from typing import Any
 
+from pytest_prp.body import summary_of
 from pytest_prp.ids import natural_key
 from pytest_prp.model import Problem, Prp, display_path
 from pytest_prp.planning import HOURS, Plan
@@ -16,7 +17,7 @@ _TITLE_WIDTH = 48  # longer titles are shortened so the step/gate column stays a
 def _counts(prp: Prp) -> tuple[int, int, int] | None:
     """Steps, executable gates and unverified (checklist) gates; None if the file is unreadable."""
     try:
-        summary = prp.summary
+        summary = summary_of(prp)
     except (OSError, UnicodeDecodeError):
         return None
     return summary.steps, summary.executable, summary.unverified
@@ -27,7 +28,7 @@ def _warnings(plan: Plan) -> list[Problem]:
     found = list(plan.warnings)
     for prp in plan.prps:
         if _counts(prp) is not None:
-            found.extend(prp.summary.warnings)
+            found.extend(summary_of(prp).warnings)
     return found
 
 
