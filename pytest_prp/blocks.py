@@ -19,6 +19,7 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable
 from functools import lru_cache
+from itertools import accumulate
 from typing import Any, Protocol
 
 from markdown_it.rules_block.html_block import HTML_SEQUENCES
@@ -105,7 +106,7 @@ def scan(markdown: str, skim: Skim | None = None) -> list[Tok] | None:
     scanner = _Scanner(markdown)
     if skim is not None:
         scanner.skim_from(markdown, skim)
-    if scanner.lines and not scanner.final_newline and not scanner.texts[-1]:
+    if scanner.lines and not scanner.final_newline and not scanner.texts[len(scanner.lines) - 1]:
         return None  # markdown-it reads past the source's end there (an IndexError it catches)
     try:
         scanner.blocks(0, len(scanner.lines), 0, 0, -1)
@@ -133,20 +134,50 @@ _SKIM_BOUNDARY = re.compile(
 )
 
 
-def _line_numbers(text: str, pattern: re.Pattern[str], *, after_text: bool = False) -> list[int]:
-    """The 0-based lines (of ``text`` without its first character, a "\\n") at whose "\\n"
-    ``pattern`` matches, in order; the line after it when group 1 matched. With
-    ``after_text``, only lines right under a line that is not empty."""
+class _Texts(dict[int, str]):
+    """Each line without its indentation (markdown-it's bMarks + tShift .. eMarks), made when
+    first asked for; the scanner may change a line's entry while it reads a container."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__()
+        self.lines = lines
+
+    def __missing__(self, line: int) -> str:
+        text = self[line] = self.lines[line].lstrip(" ")
+        return text
+
+
+class _Indents(dict[int, int]):
+    """Each line's indentation in columns (markdown-it's sCount), made when first asked for."""
+
+    def __init__(self, lines: list[str], texts: _Texts) -> None:
+        super().__init__()
+        self.lines = lines
+        self.texts = texts
+
+    def __missing__(self, line: int) -> int:
+        indent = self[line] = len(self.lines[line]) - len(self.texts[line])
+        return indent
+
+
+def _fence_lines(markdown: str) -> list[int]:
+    """The lines whose text after the indentation starts with ``` or ~~~."""
     found: list[int] = []
-    line = pos = 0
-    count = text.count
-    for match in pattern.finditer(text):
-        start = match.start()
-        line += count("\n", pos, start)
-        pos = start
-        if after_text and (start == 0 or text[start - 1] == "\n"):
-            continue
-        found.append(line + 1 if match.lastindex else line)
+    for run in ("```", "~~~"):
+        line = pos = 0
+        begin = markdown.find(run)
+        while begin >= 0:
+            line_start = markdown.rfind("\n", 0, begin) + 1
+            if line_start == begin or not markdown[line_start:begin].strip(" "):
+                line += markdown.count("\n", pos, begin)
+                pos = begin
+                found.append(line)
+                after = markdown.find("\n", begin)  # one entry a line
+                begin = markdown.find(run, after) if after >= 0 else -1
+            else:
+                begin = markdown.find(run, begin + 1)
+    if "~~~" in markdown and "```" in markdown:
+        found = sorted(set(found))
     return found
 
 
@@ -155,7 +186,7 @@ def _tab_in_indent(markdown: str) -> bool:
 
 
 class _Scanner:
-    def __init__(self, markdown: str) -> None:
+    def __init__(self, markdown: str, lazy: bool = False) -> None:
         lines = markdown.split("\n")
         self.final_newline = bool(lines) and lines[-1] == ""
         if self.final_newline:
@@ -163,13 +194,22 @@ class _Scanner:
         self.lines = lines
         # Each line without its indentation (markdown-it's bMarks + tShift .. eMarks) and its
         # indentation in columns (sCount). A list item's first line is changed to its content
-        # while the item is read, as markdown-it does.
-        self.texts = [line.lstrip(" ") for line in lines]
-        self.indent = [len(line) - len(text) for line, text in zip(lines, self.texts, strict=True)]
+        # while the item is read, as markdown-it does. ``lazy`` (when skimming): each made on
+        # first use of its line, since most lines are then never looked at one by one.
+        self.texts: list[str] | _Texts
+        self.indent: list[int] | _Indents
+        if lazy:
+            self.texts = texts = _Texts(lines)
+            self.indent = _Indents(lines, texts)
+        else:
+            stripped = [line.lstrip(" ") for line in lines]
+            self.texts = stripped
+            pairs = zip(lines, stripped, strict=True)
+            self.indent = [len(line) - len(text) for line, text in pairs]
         self.tokens: list[Tok] = []
         # Lines that may open or close a fence, for the top level's fence rules (below it a
         # less indented line also ends a fence, and a quote's lines start with ">").
-        self.fence_lines = [i for i, text in enumerate(self.texts) if text[:3] in _FENCE_STARTS]
+        self.fence_lines = _fence_lines(markdown)
         self.line_max = len(lines)
         self.quotes = 0
         self.skim: Skim | None = None
@@ -179,32 +219,48 @@ class _Scanner:
         """Skim top-level blocks from here on where ``skim`` allows it."""
         self.skim = skim
         self.detailed = False
-        text = "\n" + markdown
-        stops = _line_numbers(text, _SKIM_STOP)
-        underlines = _line_numbers(text, _SKIM_UNDERLINE, after_text=True)
-        self.stops = sorted(stops + underlines) if underlines else stops
-        self.headings = _line_numbers(text, _SKIM_HEADING)
-        self.boundaries = _line_numbers(text, _SKIM_BOUNDARY)
-        self.boundaries.append(len(self.lines))
+        self.text = "\n" + markdown  # at offset start(n), the "\n" before line n
+        self.ends = list(accumulate(map(len, self.lines)))  # line lengths added up
+
+    def start(self, line: int) -> int:
+        """Offset of the line in the markdown (each line before it and its "\\n")."""
+        return self.ends[line - 1] + line if line else 0
 
     def skip_to(self, line: int, end: int) -> int:
         """Where a top-level block at ``line`` can be skimmed to: the last block start before
         the next stop line and the next heading at column 0, all blocks between giving no
         token ``body`` reads outside a section it wants in full: no heading (top-level ones
         start at column 0 or are stop lines), no fence, no HTML block. ``line`` itself when
-        nothing can be skipped."""
-        headings = self.headings
-        index = bisect_left(headings, line)
-        if index < len(headings) and headings[index] == line:
+        nothing can be skipped. Searched from ``line`` on, as far as needed."""
+        text = self.text
+        here = self.start(line)
+        if _SKIM_HEADING.match(text, here):
             return line  # a heading: read it
-        limit = headings[index] if index < len(headings) else end
-        stops = self.stops
-        index = bisect_left(stops, line)
-        if index < len(stops) and stops[index] < limit:
-            limit = stops[index]
-        boundaries = self.boundaries
-        index = bisect_right(boundaries, limit) - 1
-        return boundaries[index] if index >= 0 and boundaries[index] > line else line
+        last = self.start(end) if end < len(self.lines) else len(text)
+        found = _SKIM_HEADING.search(text, here + 1, last)
+        limit = found.start() if found else last
+        found = _SKIM_STOP.search(text, here, limit)
+        if found:
+            limit = found.start()
+        pos = here
+        while found := _SKIM_UNDERLINE.search(text, pos, limit):
+            if found.start() and text[found.start() - 1] != "\n":  # right under text
+                limit = found.start()
+                break
+            pos = found.end()
+        target = line
+        if limit == last:
+            return end  # nothing stops the skim: the rest gives no token read there
+        lines = range(line, end)
+        stop = lines[bisect_left(lines, limit, key=self.start)]  # limit: the "\n" before it
+        bound = self.start(stop + 1) if stop + 1 < len(self.lines) else len(text)
+        for match in _SKIM_BOUNDARY.finditer(text, here + 1, bound):
+            at = lines[bisect_left(lines, match.start(), key=self.start)]
+            if match.lastindex:
+                at += 1
+            if at <= stop:
+                target = at
+        return target
 
     def candidates(self, start: int, end: int, blk: int) -> Iterable[int]:
         """The lines after ``start`` a fence rule must look at."""
@@ -217,13 +273,19 @@ class _Scanner:
 
     def get_lines(self, begin: int, end: int, indent: int, keep_last: bool) -> str:
         """markdown-it's StateBlock.getLines, for space indentation."""
-        texts, indents = self.texts, self.indent
-        parts = [
-            " " * (indents[line] - indent) + texts[line] if indents[line] > indent else texts[line]
-            for line in range(begin, end)
-        ]
+        if indent == 0 and not self.quotes:
+            # The lines as written (a quote changes its lines' entries while it is read).
+            parts = self.lines[begin:end]
+        else:
+            texts, indents = self.texts, self.indent
+            parts = [
+                " " * (indents[line] - indent) + texts[line]
+                if indents[line] > indent
+                else texts[line]
+                for line in range(begin, end)
+            ]
         joined = "\n".join(parts)
-        if keep_last and parts and (end < len(texts) or self.final_newline):
+        if keep_last and parts and (end < len(self.lines) or self.final_newline):
             joined += "\n"  # markdown-it keeps the line end the source has
         return joined
 

@@ -196,6 +196,13 @@ def _plain(inline: BlockToken) -> str:
     return text
 
 
+def _key(inline: BlockToken) -> str:
+    """``normalise_heading`` of a heading's plain text, kept with the token like the text."""
+    if "key" not in inline.meta:
+        inline.meta["key"] = normalise_heading(_plain(inline))
+    return str(inline.meta["key"])
+
+
 def parsed_plain(content: str) -> str:
     """``_plain`` by markdown-it's inline parser (the reference for the shortcuts above)."""
     children: list[Token] = []
@@ -285,22 +292,29 @@ class _Doc:
     path: Path
     headings: list[_Heading]
     warnings: list[Problem] = field(default_factory=list)
+    _ends: dict[int, tuple[int, int]] | None = None  # heading token -> its section's end
 
     def file_line(self, line: int) -> int:
         return line + self.offset
 
     def section(self, heading: _Heading) -> _Section:
-        for other in self.headings:
-            if other.token > heading.token and other.level <= heading.level:
-                return _Section(heading, other.token, other.line)
-        return _Section(heading, len(self.tokens), len(self.lines))
+        """The heading's section: up to the next heading of its level or above."""
+        if self._ends is None:
+            self._ends = {}
+            open_headings: list[_Heading] = []
+            for other in self.headings:
+                while open_headings and open_headings[-1].level >= other.level:
+                    self._ends[open_headings.pop().token] = (other.token, other.line)
+                open_headings.append(other)
+        end_token, end_line = self._ends.get(heading.token, (len(self.tokens), len(self.lines)))
+        return _Section(heading, end_token, end_line)
 
     def source(self, start: int, end: int) -> str:
         """Lines start..end of the markdown, without trailing blank lines and rules."""
         chunk = self.lines[start:end]
         while chunk and (not chunk[-1].strip() or _RULE.match(chunk[-1])):
             chunk.pop()
-        return "".join(chunk).rstrip("\n")
+        return "\n".join(chunk).rstrip("\n")
 
 
 def parse_body(markdown: str, path: Path, first_line: int, *, fast: bool = True) -> Body:
@@ -338,9 +352,11 @@ def summary_of(prp: Prp) -> BodySummary:
     """``prp.summary``, made by ``summarise_body`` when the body is not parsed yet (the file is
     read as ``Prp.body`` reads it): what the plan view shows, at a fraction of a full parse."""
     if prp._summary is None and prp._body is None:
-        # split("\n"), not splitlines(): body_line counts newlines only.
-        lines = prp.path.read_text(encoding="utf-8").split("\n")
-        markdown = "\n".join(lines[prp.body_line - 1 :])
+        # split("\n"), not splitlines(): body_line counts newlines only (and only the
+        # frontmatter's lines need splitting off).
+        skip = prp.body_line - 1
+        parts = prp.path.read_text(encoding="utf-8").split("\n", skip)
+        markdown = parts[skip] if len(parts) > skip else ""
         prp._summary = summarise_body(markdown, prp.path, prp.body_line)
     return prp.summary
 
@@ -354,7 +370,7 @@ def _validation_in_full() -> Skim:
         nonlocal open_level
         if open_level and level <= open_level:
             open_level = 0
-        if not open_level and _VALIDATION.fullmatch(normalise_heading(_plain(inline))):
+        if not open_level and _VALIDATION.fullmatch(_key(inline)):
             open_level = level
         return open_level != 0
 
@@ -363,7 +379,7 @@ def _validation_in_full() -> Skim:
 
 def _read(markdown: str, tokens: Sequence[BlockToken], path: Path, first_line: int) -> Body:
     """Steps, gates and warnings from the block tokens of ``markdown`` ("\\n" line ends)."""
-    lines = [line + "\n" for line in markdown.split("\n")]
+    lines = markdown.split("\n")
     doc = _Doc(tokens, lines, first_line, path, _headings(tokens))
     _check_fences(doc)
     implementations: list[_Section] = []
@@ -435,9 +451,9 @@ def _headings(tokens: Sequence[BlockToken]) -> list[_Heading]:
     for index, token in enumerate(tokens):
         # Headings inside list items or quotes are not document structure.
         if token.type == "heading_open" and token.map is not None and token.level == 0:
-            text = _plain(tokens[index + 1])
+            inline = tokens[index + 1]
             level = int(token.tag[1:])
-            found.append(_Heading(index, level, text, normalise_heading(text), token.map[0]))
+            found.append(_Heading(index, level, _plain(inline), _key(inline), token.map[0]))
     return found
 
 
