@@ -103,7 +103,7 @@ def scan(markdown: str, skim: Skim | None = None) -> list[Tok] | None:
     where ``skim`` says the section they are in needs only those (see ``Skim``)."""
     if "\t" in markdown and _tab_in_indent(markdown) or "\x00" in markdown:
         return None  # tab stops, and markdown-it's NUL replacement, are not followed here
-    scanner = _Scanner(markdown)
+    scanner = _Scanner(markdown, lazy=skim is not None)
     if skim is not None:
         scanner.skim_from(markdown, skim)
     if scanner.lines and not scanner.final_newline and not scanner.texts[len(scanner.lines) - 1]:
@@ -221,10 +221,31 @@ class _Scanner:
         self.detailed = False
         self.text = "\n" + markdown  # at offset start(n), the "\n" before line n
         self.ends = list(accumulate(map(len, self.lines)))  # line lengths added up
+        # Per pattern, the last search: (searched from, first match there or the text's end).
+        self.found: dict[re.Pattern[str], tuple[int, int]] = {}
 
     def start(self, line: int) -> int:
         """Offset of the line in the markdown (each line before it and its "\\n")."""
         return self.ends[line - 1] + line if line else 0
+
+    def next_match(self, pattern: re.Pattern[str], here: int) -> int:
+        """Offset of the first match of ``pattern`` at or after ``here`` (for underlines,
+        only those right under text); the text's length when there is none. The last search
+        of each pattern is kept: skimming asks again and again from a little further on."""
+        text = self.text
+        searched, found = self.found.get(pattern, (len(text) + 1, 0))
+        if searched <= here <= found:
+            return found
+        pos = here
+        while match := pattern.search(text, pos):
+            found = match.start()
+            if pattern is not _SKIM_UNDERLINE or (found and text[found - 1] != "\n"):
+                break
+            pos = match.end()
+        else:
+            found = len(text)
+        self.found[pattern] = (here, found)
+        return found
 
     def skip_to(self, line: int, end: int) -> int:
         """Where a top-level block at ``line`` can be skimmed to: the last block start before
@@ -237,29 +258,27 @@ class _Scanner:
         if _SKIM_HEADING.match(text, here):
             return line  # a heading: read it
         last = self.start(end) if end < len(self.lines) else len(text)
-        found = _SKIM_HEADING.search(text, here + 1, last)
-        limit = found.start() if found else last
-        found = _SKIM_STOP.search(text, here, limit)
-        if found:
-            limit = found.start()
-        pos = here
-        while found := _SKIM_UNDERLINE.search(text, pos, limit):
-            if found.start() and text[found.start() - 1] != "\n":  # right under text
-                limit = found.start()
-                break
-            pos = found.end()
+        limit = min(
+            self.next_match(_SKIM_HEADING, here + 1),
+            self.next_match(_SKIM_STOP, here),
+            self.next_match(_SKIM_UNDERLINE, here),
+            last,
+        )
+        if limit == here:
+            return line  # a stop line: read it
         target = line
         if limit == last:
             return end  # nothing stops the skim: the rest gives no token read there
-        lines = range(line, end)
-        stop = lines[bisect_left(lines, limit, key=self.start)]  # limit: the "\n" before it
+        count = text.count
+        stop = line + count("\n", here, limit)  # limit is the "\n" before that line
         bound = self.start(stop + 1) if stop + 1 < len(self.lines) else len(text)
+        at, pos = line, here
         for match in _SKIM_BOUNDARY.finditer(text, here + 1, bound):
-            at = lines[bisect_left(lines, match.start(), key=self.start)]
-            if match.lastindex:
-                at += 1
-            if at <= stop:
-                target = at
+            at += count("\n", pos, match.start())
+            pos = match.start()
+            after = at + 1 if match.lastindex else at
+            if after <= stop:
+                target = after
         return target
 
     def candidates(self, start: int, end: int, blk: int) -> Iterable[int]:
