@@ -11,6 +11,10 @@ the caller then parses with markdown-it. ``tests/test_blocks.py`` checks that bo
 same tokens on every PRP shape and corpus file.
 
 Only what ``body`` reads is produced: type, tag, nesting, level, map, info, content, markup.
+
+With a ``Skim`` rule (the plan view's summary pass, ``body.summarise_body``) the top-level
+stretches of blocks that hold no heading, fence or HTML block are jumped over where the rule
+allows: their tokens are left out, everything else is as above.
 """
 
 from __future__ import annotations

@@ -27,6 +27,9 @@ optionally after ``VAR=value`` assignments. Blocks whose commands carry a ``$ ``
 transcripts) keep only the prompted lines, without the prompt. ``# Expected: ...`` comments in a
 gate's block, and an ``Expected: ...`` paragraph right after a gate, fill ``Gate.expected``.
 
+The plan view needs only the counts and warnings: ``summarise_body`` gives them without reading
+in full the blocks outside validation sections (``blocks.Skim``), the same as ``parse_body``'s.
+
 Only top-level headings structure the document (not those inside list items or quotes). Fences
 that hold fences (a markdown example with bash blocks, a heredoc with a python block) are read as
 nested, as their authors meant; see ``blocks.nested_fence_end``.
