@@ -11,6 +11,10 @@ the caller then parses with markdown-it. ``tests/test_blocks.py`` checks that bo
 same tokens on every PRP shape and corpus file.
 
 Only what ``body`` reads is produced: type, tag, nesting, level, map, info, content, markup.
+
+With a ``Skim`` rule (the plan view's summary pass, ``body.summarise_body``) the top-level
+stretches of blocks that hold no heading, fence or HTML block are jumped over where the rule
+allows: their tokens are left out, everything else is as above.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable
 from functools import lru_cache
+from itertools import accumulate
 from typing import Any, Protocol
 
 from markdown_it.rules_block.html_block import HTML_SEQUENCES
@@ -71,6 +76,12 @@ class Tok:
         return self.meta
 
 
+Skim = Callable[[int, "Tok"], bool]
+"""Told each top-level heading in document order (its level, 1-6, and its inline token), says
+whether the blocks up to the next top-level heading are wanted in full (True) or may be skimmed
+(False): a skimmed stretch gives only its headings and fences (see ``_Scanner.skip_to``)."""
+
+
 class _GiveUp(Exception):
     """A construct this scanner does not follow: markdown-it must parse the document."""
 
@@ -89,12 +100,17 @@ _MAY_START_BLOCK = frozenset("`~>|<-*_+#=0123456789")
 _CLOSING_HASHES = re.compile(r"(?:^|[ \t]+)#+[ \t]*$")
 
 
-def scan(markdown: str) -> list[Tok] | None:
-    """markdown-it's block tokens for ``markdown`` ("\\n" line ends), or None when unsure."""
+def scan(markdown: str, skim: Skim | None = None) -> list[Tok] | None:
+    """markdown-it's block tokens for ``markdown`` ("\\n" line ends), or None when unsure.
+
+    With ``skim``, top-level blocks that can hold no heading, fence or HTML block are left out
+    where ``skim`` says the section they are in needs only those (see ``Skim``)."""
     if "\t" in markdown and _tab_in_indent(markdown) or "\x00" in markdown:
         return None  # tab stops, and markdown-it's NUL replacement, are not followed here
-    scanner = _Scanner(markdown)
-    if scanner.lines and not scanner.final_newline and not scanner.texts[-1]:
+    scanner = _Scanner(markdown, lazy=skim is not None)
+    if skim is not None:
+        scanner.skim_from(markdown, skim)
+    if scanner.lines and not scanner.final_newline and not scanner.texts[len(scanner.lines) - 1]:
         return None  # markdown-it reads past the source's end there (an IndexError it catches)
     try:
         scanner.blocks(0, len(scanner.lines), 0, 0, -1)
@@ -103,12 +119,78 @@ def scan(markdown: str) -> list[Tok] | None:
     return scanner.tokens
 
 
+# Skimming. Lines that may open or close a fence or an HTML block, start a quote, or be a heading
+# not at column 0 (_SKIM_STOP), or underline a setext heading (_SKIM_UNDERLINE, when right under
+# text): a stretch holding one is read in full. Each pattern starts at the line's "\n" (the
+# text searched starts with one), so that the search jumps from line to line.
+_SKIM_STOP = re.compile(r"\n(?: *(?:```|~~~|[<>])| {1,3}#{1,6}(?:[ \t]|$))", re.M)
+_SKIM_UNDERLINE = re.compile(r"\n *(?:-+|=+)[ \t]*$", re.M)
+_SKIM_HEADING = re.compile(r"\n#{1,6}(?:[ \t]|$)", re.M)
+# Lines where a top-level block starts whatever came before, as long as nothing before them
+# was a stop line: an ATX heading or a fence at column 0 (they end paragraphs, lists, tables
+# and quotes alike), and a line at column 0 right after an empty line, unless it starts a list
+# item (which may continue the list above). The last kind matches at the empty line's "\n"
+# and marks the line after it (group 1).
+_SKIM_BOUNDARY = re.compile(
+    r"\n(?:#{1,6}(?:[ \t]|$)|`{3,}[^`\n]*$|~{3,}.*$"
+    r"|(\n)(?![ \n]|[-*+](?:[ \t]|$)|\d{1,9}[.)](?:[ \t]|$)))",
+    re.M,
+)
+
+
+class _Texts(dict[int, str]):
+    """Each line without its indentation (markdown-it's bMarks + tShift .. eMarks), made when
+    first asked for; the scanner may change a line's entry while it reads a container."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__()
+        self.lines = lines
+
+    def __missing__(self, line: int) -> str:
+        text = self[line] = self.lines[line].lstrip(" ")
+        return text
+
+
+class _Indents(dict[int, int]):
+    """Each line's indentation in columns (markdown-it's sCount), made when first asked for."""
+
+    def __init__(self, lines: list[str], texts: _Texts) -> None:
+        super().__init__()
+        self.lines = lines
+        self.texts = texts
+
+    def __missing__(self, line: int) -> int:
+        indent = self[line] = len(self.lines[line]) - len(self.texts[line])
+        return indent
+
+
+def _fence_lines(markdown: str) -> list[int]:
+    """The lines whose text after the indentation starts with ``` or ~~~."""
+    found: list[int] = []
+    for run in ("```", "~~~"):
+        line = pos = 0
+        begin = markdown.find(run)
+        while begin >= 0:
+            line_start = markdown.rfind("\n", 0, begin) + 1
+            if line_start == begin or not markdown[line_start:begin].strip(" "):
+                line += markdown.count("\n", pos, begin)
+                pos = begin
+                found.append(line)
+                after = markdown.find("\n", begin)  # one entry a line
+                begin = markdown.find(run, after) if after >= 0 else -1
+            else:
+                begin = markdown.find(run, begin + 1)
+    if "~~~" in markdown and "```" in markdown:
+        found = sorted(set(found))
+    return found
+
+
 def _tab_in_indent(markdown: str) -> bool:
     return re.search(r"^[ ]*\t", markdown, re.M) is not None
 
 
 class _Scanner:
-    def __init__(self, markdown: str) -> None:
+    def __init__(self, markdown: str, lazy: bool = False) -> None:
         lines = markdown.split("\n")
         self.final_newline = bool(lines) and lines[-1] == ""
         if self.final_newline:
@@ -116,15 +198,92 @@ class _Scanner:
         self.lines = lines
         # Each line without its indentation (markdown-it's bMarks + tShift .. eMarks) and its
         # indentation in columns (sCount). A list item's first line is changed to its content
-        # while the item is read, as markdown-it does.
-        self.texts = [line.lstrip(" ") for line in lines]
-        self.indent = [len(line) - len(text) for line, text in zip(lines, self.texts, strict=True)]
+        # while the item is read, as markdown-it does. ``lazy`` (when skimming): each made on
+        # first use of its line, since most lines are then never looked at one by one.
+        self.texts: list[str] | _Texts
+        self.indent: list[int] | _Indents
+        if lazy:
+            self.texts = texts = _Texts(lines)
+            self.indent = _Indents(lines, texts)
+        else:
+            stripped = [line.lstrip(" ") for line in lines]
+            self.texts = stripped
+            pairs = zip(lines, stripped, strict=True)
+            self.indent = [len(line) - len(text) for line, text in pairs]
         self.tokens: list[Tok] = []
         # Lines that may open or close a fence, for the top level's fence rules (below it a
         # less indented line also ends a fence, and a quote's lines start with ">").
-        self.fence_lines = [i for i, text in enumerate(self.texts) if text[:3] in _FENCE_STARTS]
+        self.fence_lines = _fence_lines(markdown)
         self.line_max = len(lines)
         self.quotes = 0
+        self.skim: Skim | None = None
+        self.detailed = True  # read the blocks at hand in full (always, unless skimming)
+
+    def skim_from(self, markdown: str, skim: Skim) -> None:
+        """Skim top-level blocks from here on where ``skim`` allows it."""
+        self.skim = skim
+        self.detailed = False
+        self.text = "\n" + markdown  # at offset start(n), the "\n" before line n
+        self.ends = list(accumulate(map(len, self.lines)))  # line lengths added up
+        # Per pattern, the last search: (searched from, first match there or the text's end).
+        self.found: dict[re.Pattern[str], tuple[int, int]] = {}
+
+    def start(self, line: int) -> int:
+        """Offset of the line in the markdown (each line before it and its "\\n")."""
+        return self.ends[line - 1] + line if line else 0
+
+    def next_match(self, pattern: re.Pattern[str], here: int) -> int:
+        """Offset of the first match of ``pattern`` at or after ``here`` (for underlines,
+        only those right under text); the text's length when there is none. The last search
+        of each pattern is kept: skimming asks again and again from a little further on."""
+        text = self.text
+        searched, found = self.found.get(pattern, (len(text) + 1, 0))
+        if searched <= here <= found:
+            return found
+        pos = here
+        while match := pattern.search(text, pos):
+            found = match.start()
+            if pattern is not _SKIM_UNDERLINE or (found and text[found - 1] != "\n"):
+                break
+            pos = match.end()
+        else:
+            found = len(text)
+        self.found[pattern] = (here, found)
+        return found
+
+    def skip_to(self, line: int, end: int) -> int:
+        """Where a top-level block at ``line`` can be skimmed to: the last block start before
+        the next stop line and the next heading at column 0, all blocks between giving no
+        token ``body`` reads outside a section it wants in full: no heading (top-level ones
+        start at column 0 or are stop lines), no fence, no HTML block. ``line`` itself when
+        nothing can be skipped. Searched from ``line`` on, as far as needed."""
+        text = self.text
+        here = self.start(line)
+        if _SKIM_HEADING.match(text, here):
+            return line  # a heading: read it
+        last = self.start(end) if end < len(self.lines) else len(text)
+        limit = min(
+            self.next_match(_SKIM_HEADING, here + 1),
+            self.next_match(_SKIM_STOP, here),
+            self.next_match(_SKIM_UNDERLINE, here),
+            last,
+        )
+        if limit == here:
+            return line  # a stop line: read it
+        target = line
+        if limit == last:
+            return end  # nothing stops the skim: the rest gives no token read there
+        count = text.count
+        stop = line + count("\n", here, limit)  # limit is the "\n" before that line
+        bound = self.start(stop + 1) if stop + 1 < len(self.lines) else len(text)
+        at, pos = line, here
+        for match in _SKIM_BOUNDARY.finditer(text, here + 1, bound):
+            at += count("\n", pos, match.start())
+            pos = match.start()
+            after = at + 1 if match.lastindex else at
+            if after <= stop:
+                target = after
+        return target
 
     def candidates(self, start: int, end: int, blk: int) -> Iterable[int]:
         """The lines after ``start`` a fence rule must look at."""
@@ -137,13 +296,19 @@ class _Scanner:
 
     def get_lines(self, begin: int, end: int, indent: int, keep_last: bool) -> str:
         """markdown-it's StateBlock.getLines, for space indentation."""
-        texts, indents = self.texts, self.indent
-        parts = [
-            " " * (indents[line] - indent) + texts[line] if indents[line] > indent else texts[line]
-            for line in range(begin, end)
-        ]
+        if indent == 0 and not self.quotes:
+            # The lines as written (a quote changes its lines' entries while it is read).
+            parts = self.lines[begin:end]
+        else:
+            texts, indents = self.texts, self.indent
+            parts = [
+                " " * (indents[line] - indent) + texts[line]
+                if indents[line] > indent
+                else texts[line]
+                for line in range(begin, end)
+            ]
         joined = "\n".join(parts)
-        if keep_last and parts and (end < len(texts) or self.final_newline):
+        if keep_last and parts and (end < len(self.lines) or self.final_newline):
             joined += "\n"  # markdown-it keeps the line end the source has
         return joined
 
@@ -159,11 +324,17 @@ class _Scanner:
         ``blk``; returns the line where it stopped (its state.line)."""
         line = start
         texts, indents, line_max = self.texts, self.indent, self.line_max
+        top = level == 0 and self.skim is not None  # only the document's own loop skims
         while line < end:
             while line < line_max and not texts[line]:
                 line += 1  # as markdown-it, up to the end of the document, not of the block
             if line >= end or indents[line] < blk:
                 break
+            if top and not self.detailed:
+                target = self.skip_to(line, end)
+                if target > line:
+                    line = target
+                    continue
             line = self.block(line, end, blk, level, list_indent)
             if line < end and not texts[line]:
                 line += 1
@@ -275,6 +446,8 @@ class _Scanner:
         inline.content = self.get_lines(start, underline, blk, False).strip()
         closing = self.push("heading_close", tag, -1, level)
         closing.markup = marker
+        if level == 0 and self.skim is not None:
+            self.detailed = self.skim(int(tag[1:]), inline)
         return underline + 1
 
     def code(self, start: int, end: int, blk: int, level: int) -> int:
@@ -329,6 +502,8 @@ class _Scanner:
         inline.content = content.strip()
         closing = self.push("heading_close", f"h{hashes}", -1, level)
         closing.markup = "#" * hashes
+        if level == 0 and self.skim is not None:
+            self.detailed = self.skim(hashes, inline)
 
     def is_fence_start(self, line: int, blk: int) -> bool:
         text = self.texts[line]

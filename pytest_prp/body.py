@@ -29,6 +29,9 @@ executor runs in a step. Blocks whose commands carry a ``$ `` prompt (console
 transcripts) keep only the prompted lines, without the prompt. ``# Expected: ...`` comments in a
 gate's block, and an ``Expected: ...`` paragraph right after a gate, fill ``Gate.expected``.
 
+The plan view needs only the counts and warnings: ``summarise_body`` gives them without reading
+in full the blocks outside validation sections (``blocks.Skim``), the same as ``parse_body``'s.
+
 Only top-level headings structure the document (not those inside list items or quotes). Fences
 that hold fences (a markdown example with bash blocks, a heredoc with a python block) are read as
 nested, as their authors meant; see ``blocks.nested_fence_end``.
@@ -45,8 +48,17 @@ from markdown_it import MarkdownIt
 from markdown_it.rules_block import StateBlock
 from markdown_it.token import Token
 
-from pytest_prp.blocks import BlockToken, nested_fence_end, scan
-from pytest_prp.model import GATE_CHECKLIST, GATE_SHELL, Body, CodeBlock, Gate, Problem, Step
+from pytest_prp.blocks import BlockToken, Skim, Tok, nested_fence_end, scan
+from pytest_prp.model import (
+    GATE_CHECKLIST,
+    GATE_SHELL,
+    Body,
+    BodySummary,
+    CodeBlock,
+    Gate,
+    Problem,
+    Step,
+)
 
 _IMPLEMENTATION = {
     "implementation",
@@ -191,6 +203,13 @@ def _plain(inline: BlockToken) -> str:
     return text
 
 
+def _key(inline: BlockToken) -> str:
+    """``normalise_heading`` of a heading's plain text, kept with the token like the text."""
+    if "key" not in inline.meta:
+        inline.meta["key"] = normalise_heading(_plain(inline))
+    return str(inline.meta["key"])
+
+
 def parsed_plain(content: str) -> str:
     """``_plain`` by markdown-it's inline parser (the reference for the shortcuts above)."""
     children: list[Token] = []
@@ -280,22 +299,29 @@ class _Doc:
     path: Path
     headings: list[_Heading]
     warnings: list[Problem] = field(default_factory=list)
+    _ends: dict[int, tuple[int, int]] | None = None  # heading token -> its section's end
 
     def file_line(self, line: int) -> int:
         return line + self.offset
 
     def section(self, heading: _Heading) -> _Section:
-        for other in self.headings:
-            if other.token > heading.token and other.level <= heading.level:
-                return _Section(heading, other.token, other.line)
-        return _Section(heading, len(self.tokens), len(self.lines))
+        """The heading's section: up to the next heading of its level or above."""
+        if self._ends is None:
+            self._ends = {}
+            open_headings: list[_Heading] = []
+            for other in self.headings:
+                while open_headings and open_headings[-1].level >= other.level:
+                    self._ends[open_headings.pop().token] = (other.token, other.line)
+                open_headings.append(other)
+        end_token, end_line = self._ends.get(heading.token, (len(self.tokens), len(self.lines)))
+        return _Section(heading, end_token, end_line)
 
     def source(self, start: int, end: int) -> str:
         """Lines start..end of the markdown, without trailing blank lines and rules."""
         chunk = self.lines[start:end]
         while chunk and (not chunk[-1].strip() or _RULE.match(chunk[-1])):
             chunk.pop()
-        return "".join(chunk).rstrip("\n")
+        return "\n".join(chunk).rstrip("\n")
 
 
 def parse_body(markdown: str, path: Path, first_line: int, *, fast: bool = True) -> Body:
@@ -309,7 +335,45 @@ def parse_body(markdown: str, path: Path, first_line: int, *, fast: bool = True)
     tokens: Sequence[BlockToken] | None = scan(markdown) if fast else None
     if tokens is None:
         tokens = _markdown().parse(markdown)
-    lines = [line + "\n" for line in markdown.split("\n")]
+    return _read(markdown, tokens, path, first_line)
+
+
+def summarise_body(markdown: str, path: Path, first_line: int) -> BodySummary:
+    """``parse_body``'s counts and warnings, for the plan view, without reading in full the
+    blocks they do not depend on: outside validation sections only headings and fences count
+    (paragraphs there give only a step's ``create_paths``, which the summary does not show),
+    so the scanner skims them (``blocks.Skim``). Identical to the summary of ``parse_body``
+    (``tests/test_blocks.py`` compares them on every PRP shape and corpus file)."""
+    markdown = markdown.replace("\r\n", "\n").replace("\r", "\n")
+    tokens = scan(markdown, _validation_in_full())
+    body = parse_body(markdown, path, first_line) if tokens is None else None
+    if body is None:
+        assert tokens is not None
+        body = _read(markdown, tokens, path, first_line)
+    return BodySummary(
+        len(body.steps), len(body.executable_gates), len(body.unverified_gates), body.warnings
+    )
+
+
+def _validation_in_full() -> Skim:
+    """The skim rule of ``summarise_body``: read a validation section's blocks in full (its
+    gates come from paragraphs and list items too), skim the rest."""
+    open_level = 0  # the level of the validation section being read, 0 outside one
+
+    def in_full(level: int, inline: Tok) -> bool:
+        nonlocal open_level
+        if open_level and level <= open_level:
+            open_level = 0
+        if not open_level and _VALIDATION.fullmatch(_key(inline)):
+            open_level = level
+        return open_level != 0
+
+    return in_full
+
+
+def _read(markdown: str, tokens: Sequence[BlockToken], path: Path, first_line: int) -> Body:
+    """Steps, gates and warnings from the block tokens of ``markdown`` ("\\n" line ends)."""
+    lines = markdown.split("\n")
     doc = _Doc(tokens, lines, first_line, path, _headings(tokens))
     _check_fences(doc)
     implementations: list[_Section] = []
@@ -381,9 +445,9 @@ def _headings(tokens: Sequence[BlockToken]) -> list[_Heading]:
     for index, token in enumerate(tokens):
         # Headings inside list items or quotes are not document structure.
         if token.type == "heading_open" and token.map is not None and token.level == 0:
-            text = _plain(tokens[index + 1])
+            inline = tokens[index + 1]
             level = int(token.tag[1:])
-            found.append(_Heading(index, level, text, normalise_heading(text), token.map[0]))
+            found.append(_Heading(index, level, _plain(inline), _key(inline), token.map[0]))
     return found
 
 

@@ -30,24 +30,36 @@ def body_of(prp: Prp) -> Body:
     if prp._body is None:
         from pytest_prp.body import parse_body  # late: markdown-it is only needed here
 
-        # split("\n"), not splitlines(): body_line counts newlines only.
-        lines = prp.path.read_text(encoding="utf-8").split("\n")
-        markdown = "\n".join(lines[prp.body_line - 1 :])
-        prp._body = parse_body(markdown, prp.path, prp.body_line)
+        prp._body = parse_body(_body_text(prp), prp.path, prp.body_line)
     return prp._body
 
 
 def summary_of(prp: Prp) -> BodySummary:
-    """The body's counts and warnings (from the cache when ``load`` filled them in)."""
+    """The body's counts and warnings: from the cache when ``load`` filled them in, from the
+    body when it is parsed already, else from ``summarise_body`` (the same summary for a
+    fraction of a full parse: it skims what the counts do not depend on)."""
     if prp._summary is None:
-        body = body_of(prp)
-        prp._summary = BodySummary(
-            len(body.steps),
-            len(body.executable_gates),
-            len(body.unverified_gates),
-            body.warnings,
-        )
+        if prp._body is None:
+            from pytest_prp.body import summarise_body
+
+            prp._summary = summarise_body(_body_text(prp), prp.path, prp.body_line)
+        else:
+            body = prp._body
+            prp._summary = BodySummary(
+                len(body.steps),
+                len(body.executable_gates),
+                len(body.unverified_gates),
+                body.warnings,
+            )
     return prp._summary
+
+
+def _body_text(prp: Prp) -> str:
+    """The lines of the PRP's file from its body line on. split("\n"), not splitlines():
+    body_line counts newlines only (and only the frontmatter's lines need splitting off)."""
+    skip = prp.body_line - 1
+    parts = prp.path.read_text(encoding="utf-8").split("\n", skip)
+    return parts[skip] if len(parts) > skip else ""
 
 
 @cache

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from pytest_prp.blocks import Tok, scan
-from pytest_prp.body import _markdown, _plain, parse_body, parsed_plain
+from pytest_prp.body import _markdown, _plain, parse_body, parsed_plain, summarise_body
 from pytest_prp.frontmatter import split_frontmatter
+from pytest_prp.model import BodySummary
 
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE.parents[1] / "shared" / "corpus"
@@ -95,6 +96,68 @@ def assert_bodies_identical(paths: list[Path]) -> int:
         slow = parse_body(markdown, path, first, fast=False)
         assert fast == slow, path
     return scanned
+
+
+def full_summary(markdown: str, path: Path, first: int, *, fast: bool = True) -> BodySummary:
+    body = parse_body(markdown, path, first, fast=fast)
+    executable, unverified = len(body.executable_gates), len(body.unverified_gates)
+    return BodySummary(len(body.steps), executable, unverified, body.warnings)
+
+
+def assert_summaries_identical(paths: list[Path]) -> None:
+    """The plan view's skimming pass gives the counts and warnings of the full parse."""
+    for path, markdown, first in bodies(paths):
+        assert summarise_body(markdown, path, first) == full_summary(markdown, path, first), path
+
+
+def test_own_prp_files_summarise_as_they_parse() -> None:
+    assert_summaries_identical(own_files())
+
+
+def test_corpus_summarises_as_it_parses() -> None:
+    if not CORPUS.is_dir():
+        pytest.skip(f"corpus not found at {CORPUS}")
+    assert_summaries_identical(sorted(CORPUS.rglob("*.md")))
+
+
+SKIMMED = {
+    "setext validation": "# PRP\n\ntext\n\nValidation\n----------\n\n- [ ] by hand\n",
+    "indented heading": "# PRP\n\n- a\n\n  ## Validation\n- [ ] x\n\n ## Validation\n- [ ] y\n",
+    "html swallows": "# PRP\n\n<div>\n## Validation\n- [ ] x\n</div>\n\n## Validation\n- [ ] y\n",
+    "list resumes": "## Steps\n\n- a\n\n- b\n  ```bash\n  x\n  ```\n\n## Validation\n- [ ] c\n",
+    "fence in list": "## Implementation\n\ntext\n- a\n  ```bash\n  x\n```\n# no\n```\n",
+    "nested sections": "## Validation\n\n### Level 1\n\ntext\n\n- [ ] a\n\n## Other\n\n- [ ] b\n",
+    "quote": "# PRP\n\n> ## Validation\n> - [ ] x\n\n## Validation\n\n**Command**: `make`\n",
+    "commands outside": "# Notes\n\n**Command**: `x`\n\n## Gate 1\n\n```bash\nmake\n```\n",
+    "no final newline": "## Validation\n\n- [ ] a\n\ntext",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SKIMMED))
+def test_skimmed_shapes_summarise_as_markdown_it_parses(name: str) -> None:
+    markdown = SKIMMED[name]
+    path = Path("PRP-1.md")
+    expected = full_summary(markdown, path, 1, fast=False)
+    assert summarise_body(markdown, path, 1) == expected
+
+
+def test_random_markdown_summarises_as_markdown_it_parses() -> None:
+    """Shuffled lines with section headings among them: the skimming pass gives the counts and
+    warnings markdown-it's tokens give."""
+    import random
+
+    rng = random.Random(21)
+    pieces = [
+        *PIECES,
+        *("## Validation", "## Implementation", "### Step 2", "Validation", "# Other", "text"),
+        *("", "", "- [x] done", "**Command**: Manual review", "- [ ] **Command**: `ls`"),
+    ]
+    path = Path("PRP-1.md")
+    for _ in range(3000):
+        lines = [rng.choice(pieces) for _ in range(rng.randint(1, 24))]
+        markdown = "\n".join(lines) + rng.choice(["", "\n"])
+        expected = full_summary(markdown, path, 1, fast=False)
+        assert summarise_body(markdown, path, 1) == expected, markdown
 
 
 def test_own_prp_files_read_the_same_either_way() -> None:
