@@ -1,6 +1,7 @@
 """The state of a run in one process (``Execution``): the repository, the integration branch,
 what is complete, what this process spent; checked before anything runs. The record of each PRP
-it runs is ``record.PrpRun`` (under ``RUN`` on the item); the names it uses are ``naming``'s."""
+it runs is ``record.PrpRun`` (under ``keys.RUN`` on the item); the names it uses are
+``naming``'s."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from pytest_prp.git_command import GitError
 from pytest_prp.git_workspace import GitWorkspace
 from pytest_prp.keys import KNOWN_PRPS
 from pytest_prp.naming import BRANCHES, batch_label, integration_branch, known_integration_branch
-from pytest_prp.record import PrpRun
 from pytest_prp.where import repository_top
 
 if TYPE_CHECKING:
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from pytest_prp.settings import Settings
 
 
-RUN = pytest.StashKey[PrpRun]()
 EXECUTION = pytest.StashKey["Execution"]()
 
 

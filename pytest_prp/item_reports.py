@@ -35,7 +35,8 @@ class ReportHooks:
         report = yield
         if not isinstance(item, PrpItem):
             return report
-        from pytest_prp.execution import EXECUTION, RUN
+        from pytest_prp.execution import EXECUTION
+        from pytest_prp.keys import RUN
 
         run = item.stash.get(RUN, None)
         if run is None:

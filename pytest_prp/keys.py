@@ -10,11 +10,9 @@ plan after it, a PRP's heartbeat during its setup), and its readers need that va
 object holding them all would make every reader depend on all of them, and would need fields
 that are "not yet" for most of the run. ``config.stash.get(KEY, None)`` says "not yet" plainly.
 
-The module sits in the record layer (see tests/test_layers.py) so that the batch result may read
-it; its values are therefore of that layer or below. The three keys whose values are the glue's
-own objects are declared by their owners: ``execution.EXECUTION`` (the process's execution
-state), ``execution.RUN`` (a PRP's record, until it moves into the record layer) and
-``runner.CONTEXT`` (what the hooks of one item are given).
+The module is part of the pytest glue, the only layer that reads or writes the stash (see
+tests/test_layers.py). One key is declared by its owner: ``execution.EXECUTION`` (the process's
+execution state), since execution reads the collected PRPs from here.
 """
 
 from __future__ import annotations
@@ -27,10 +25,12 @@ import pytest
 # Types only: the values are made elsewhere, and a run without PRPs imports nothing for them.
 if TYPE_CHECKING:
     from pytest_prp.heartbeat import Heartbeat
+    from pytest_prp.hook_context import PrpContext
     from pytest_prp.model import Problem, Prp
     from pytest_prp.planning import Plan
     from pytest_prp.prp_info import GraphLoader
     from pytest_prp.ratelimit import RateLimitWaiter
+    from pytest_prp.record import PrpRun
     from pytest_prp.settings import Settings
 
 # --- on the config: the run ------------------------------------------------------------------
@@ -64,3 +64,7 @@ CONTROLLER_INPUT: pytest.StashKey[dict[str, Any]] = pytest.StashKey()
 HEARTBEAT: pytest.StashKey[Heartbeat] = pytest.StashKey()
 # The PRP's rate-limit waiter, made on its first rate limit.
 WAITER: pytest.StashKey[RateLimitWaiter] = pytest.StashKey()
+# The PRP's record in this process (runner, from setup; read by the report hooks).
+RUN: pytest.StashKey[PrpRun] = pytest.StashKey()
+# What the hooks of the PRP's item are given (runner, from setup to teardown).
+CONTEXT: pytest.StashKey[PrpContext] = pytest.StashKey()

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Protocol
 import pytest
 
 from pytest_prp.body_cache import body_of
-from pytest_prp.execution import EXECUTION, RUN, Execution, worker_name
+from pytest_prp.execution import EXECUTION, Execution, worker_name
 from pytest_prp.git_command import GitError
 from pytest_prp.hook_context import PrpContext
-from pytest_prp.keys import HEARTBEAT, WAITER
+from pytest_prp.keys import CONTEXT, HEARTBEAT, RUN, WAITER
 from pytest_prp.ledger import trailers_message
 from pytest_prp.merge_check import check_out, drop_earlier
 from pytest_prp.merge_queue import MergeOutcome, checked_merge
@@ -52,9 +52,6 @@ if TYPE_CHECKING:
     from pytest_prp.model import Gate, Prp
     from pytest_prp.settings import Settings
 
-
-# Declared here, not in ``keys``: its value is the execute layer's, above the keys' layer.
-CONTEXT = pytest.StashKey[PrpContext]()
 
 
 class PrpNode(Protocol):

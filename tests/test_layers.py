@@ -16,34 +16,32 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "pytest_prp"
 
 LAYERS: dict[str, tuple[str, ...]] = {
-    # plain helpers with no knowledge of PRPs
-    "base": (
-        "ids", "jsonfile", "safepath", "where", "stopping", "leftovers", "blocks", "stream_json",
-        "naming",
-    ),
-    # what a PRP says (pure, no I/O but reading its file)
-    "spec": ("model", "body", "body_cache", "frontmatter", "agents"),
-    # dependency graph, stages, critical path, plan views (pure)
+    # plain helpers with no knowledge of PRPs, and the names of a PRP's branches and files
+    "base": ("ids", "jsonfile", "safepath", "where", "stopping", "stream_json", "naming"),
+    # what a PRP says (pure, no I/O but reading its file), down to the markdown block scanner
+    "spec": ("model", "body", "body_cache", "frontmatter", "agents", "blocks"),
+    # dependency graph, stages, critical path, plan views (pure), the settings
     "plan": ("planning", "plan_view", "not_found", "settings", "prp_info"),
+    # running a process safely: groups, limits, logs, tails, rate limits, what it left running
+    "supervise": ("output", "pump", "limits", "processes", "ratelimit", "leftovers"),
     # git: running it, the repository, worktree slots, commits, merges, the ledger, the run lock
     "workspace": (
         "git_command", "worktree_files", "repository", "commit_build", "ref_watch", "git_merge",
         "worktree_slots", "ledger", "git_workspace", "runlock", "merge_check", "merge_queue",
     ),
-    # running a process safely: groups, limits, logs, tails, rate limits
-    "supervise": ("output", "pump", "limits", "processes", "ratelimit"),
-    # what happened: heartbeats, progress, the batch result, the status view, the HTML report
+    # what happened: the PRP record, heartbeats, progress, the batch result, the status view,
+    # the HTML report
     "record": (
-        "heartbeat", "record", "progress", "results", "status", "report_data", "report_html",
-        "keys",
+        "record", "heartbeat", "progress", "results", "status", "report_data", "report_html",
     ),
     # running steps and gates; the context hooks receive
-    "execute": ("executors", "gates", "prompt", "hook_context", "hooks"),
-    # the pytest plugin and its glue
+    "execute": ("executors", "gates", "prompt", "hook_context"),
+    # the pytest plugin and its glue: options, stash keys, hookspecs, collection, scheduling,
+    # the item protocol, the redo of a PRP, report hooks, remote workers
     "glue": (
-        "options", "scheduler", "collect", "runner", "execution", "defaults", "plugin",
-        "item_reports", "plan_output", "report_plugin", "remote", "__init__", "__main__",
-        "merge_redo",
+        "options", "keys", "hooks", "scheduler", "collect", "runner", "execution", "defaults",
+        "plugin", "item_reports", "plan_output", "report_plugin", "remote", "merge_redo",
+        "__init__", "__main__",
     ),
 }  # fmt: skip
 
