@@ -2,18 +2,21 @@
 
 A worker on another machine (its own clone: another host, or another repository on this one)
 never merges. Before each PRP it fetches the integration branch the controller published to
-the shared remote (``--prp-remote NAME``); after the gates pass it pushes its commit there as
-``refs/prp/handed-back/<run>/<id>`` and says so on the report. The controller, the one process
-that sees every report, fetches that commit, merges it and publishes the new tip before xdist
-hands the PRP's dependents to any worker. The PRP files are read by both sides from their own
-clones: a worker whose files differ from the controller's runs none of them.
+the shared remote (``--prp-remote NAME``); after the gates pass it keeps its commit as
+``refs/prp/handed-back/<run>/<id>`` in its own clone and sends it, as a git bundle of that one
+commit, on the PRP's report (the execnet channel xdist already holds open: no git round trip).
+The controller, the one process that sees every report, unbundles it, merges it and publishes
+the new tip before xdist hands the PRP's dependents to any worker. The PRP files are read by
+both sides from their own clones: a worker whose files differ from the controller's runs none
+of them.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import socket
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -108,6 +111,7 @@ class RemoteLink:
     host: str
     commit: str  # this clone's HEAD, named when its PRP files differ
     differing: list[str] = field(default_factory=list)
+    bundles: dict[str, str] = field(default_factory=dict)  # PRP id -> its commit, for its report
 
     def where(self) -> str:
         return f"{self.host} (commit {self.commit[:12]})"
@@ -139,34 +143,71 @@ def worker_link(config: pytest.Config, git: GitWorkspace) -> RemoteLink | None:
     ours = prp_files(git, list(config.args), config.invocation_params.dir) if theirs else {}
     # Only files both name or the controller names: a worker may hold more of the tree.
     differing = sorted(path for path, digest in theirs.items() if ours.get(path) != digest)
-    return RemoteLink(
+    link = RemoteLink(
         remote=remote_name(config),
         host=socket.gethostname() + ":" + str(git.root),
         commit=git.resolve("HEAD"),
         differing=differing,
     )
+    config.pluginmanager.register(HandBackReports(link), "prp-hand-back")
+    return link
+
+
+# A fetch per PRP: git's own upkeep after each (``maintenance run --auto``, FETCH_HEAD) is not
+# ours to pay every time.
+_QUIET_FETCH = ("fetch", "--quiet", "--no-tags", "--no-auto-maintenance", "--no-write-fetch-head")
 
 
 def sync_tip(git: GitWorkspace, link: RemoteLink, branch: str) -> None:
-    """The integration branch as the controller last published it (GitError if unreachable)."""
+    """The integration branch as the controller last published it (GitError if unreachable).
+    Then this clone's hand-back refs the controller has merged (the branch holds them) go."""
     assert link.remote is not None
-    git._git(
-        "fetch",
-        "--quiet",
-        "--no-tags",
-        "--refmap=",
-        link.remote,
-        f"+refs/heads/{branch}:refs/heads/{branch}",
-    )
+    git._git(*_QUIET_FETCH, "--refmap=", link.remote, f"+refs/heads/{branch}:refs/heads/{branch}")
+    merged = git._git(
+        "for-each-ref", "--format=%(refname)", f"--merged=refs/heads/{branch}", HANDED_BACK
+    )[1].split()
+    if merged:
+        git._git("update-ref", "--stdin", stdin="".join(f"delete {ref}\n" for ref in merged))
 
 
 def handed_back_ref(run_id: str, prp_id: str) -> str:
     return f"{HANDED_BACK}/{run_id}/{prp_id}"
 
 
-def hand_back(git: GitWorkspace, link: RemoteLink, commit: str, ref: str) -> None:
-    assert link.remote is not None
-    git._git("push", "--quiet", "--force", link.remote, f"{commit}:{ref}")
+BUNDLE = "prp_bundle"  # the report's attribute (kept by xdist's serialisation) with the commit
+
+
+def hand_back(
+    git: GitWorkspace, link: RemoteLink, prp_id: str, commit: str, ref: str, base: str
+) -> None:
+    """Worker: keep ``commit`` as ``ref`` in this clone (the work stays here until the
+    controller has merged it) and put it, as a bundle of what ``base`` lacks, on the PRP's
+    report. ``base`` is a tip the controller published, so the controller holds it."""
+    git._git("update-ref", ref, commit)
+    path = git.common_dir / "prp" / f"hand-back-{prp_id}.bundle"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        git._git("bundle", "create", "--quiet", str(path), f"^{base}", ref)
+        link.bundles[prp_id] = base64.b64encode(path.read_bytes()).decode("ascii")
+    finally:
+        path.unlink(missing_ok=True)
+
+
+class HandBackReports:
+    """Worker on another machine: the PRP's call report carries its bundle (see hand_back)."""
+
+    def __init__(self, link: RemoteLink) -> None:
+        self.link = link
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        bundle = self.link.bundles.pop(item.name, None) if call.when == "call" else None
+        if bundle is not None:
+            setattr(report, BUNDLE, bundle)
+        return report
 
 
 def publish_start(config: pytest.Config, settings: Settings) -> None:
@@ -255,7 +296,9 @@ class ControllerMerges:
         self._beat(report, prp)
         changed = self.outcome.get(prp["prp_id"])
         if changed is None and report.when == "call" and prp.get("handed_back"):
-            changed = self._merge(prp)
+            changed = self._merge(prp, getattr(report, BUNDLE, None))
+            if hasattr(report, BUNDLE):
+                delattr(report, BUNDLE)  # merged: no other plugin carries the bytes further
             self.outcome[prp["prp_id"]] = changed
         if changed:
             prp.update(changed)
@@ -278,31 +321,32 @@ class ControllerMerges:
             beat.finish(str(status), Path(worktree) if worktree else None)
             del self.beats[prp["prp_id"]]
 
-    def _merge(self, prp: dict[str, Any]) -> dict[str, Any]:
+    def _merge(self, prp: dict[str, Any], bundle: str | None) -> dict[str, Any]:
         name = remote_name(self.config)
         ref = str(prp["handed_back"])
         commit = str(prp["commits"][0])
         branch = str(prp["integration_branch"])
         prp_id = str(prp["prp_id"])
+        where = f"kept as {ref} on machine {prp.get('worker')}"
+        if bundle is None:
+            return self._failed(prp, "failed", f"{prp_id}: its commit never came back; {where}")
         try:
-            self.git._git("fetch", "--quiet", "--no-tags", str(name), f"+{ref}:{ref}")
+            self._unbundle(prp_id, bundle)
             result = self.git.merge(branch, commit, f"Merge {prp_id} into {branch}")
         except GitError as exc:
-            return self._failed(prp, "failed", f"{prp_id}: merge failed: {exc}; kept as {ref}")
+            return self._failed(prp, "failed", f"{prp_id}: merge failed: {exc}; {where}")
         if not result.ok:
+            self.git._git("update-ref", ref, commit)  # here too, next to the branch it missed
             paths = ", ".join(result.conflicts) or "(unknown paths)"
             return self._failed(
                 prp,
                 "failed_merge",
                 f"{prp_id}: merge into {branch} conflicts in: {paths}\n{branch} is unchanged; "
-                f"the PRP's commit is kept as {ref} on {name}",
+                f"the PRP's commit is kept as {ref} in this clone and on machine "
+                f"{prp.get('worker')}",
             )
         try:
-            # The new tip and the hand-back ref's removal: one push.
-            self.git._git(
-                "push", "--quiet", str(name), f"refs/heads/{branch}:refs/heads/{branch}", f":{ref}"
-            )
-            self.git._git("update-ref", "-d", ref)
+            self.git._git("push", "--quiet", str(name), f"refs/heads/{branch}:refs/heads/{branch}")
         except GitError as exc:
             return self._failed(prp, "failed", f"{prp_id}: merged, not published to {name}: {exc}")
         # The merge queue does not check remote PRPs yet: a merge that is not a fast-forward
@@ -312,6 +356,16 @@ class ControllerMerges:
             "merged_commit": result.sha,
             "merge_unchecked": not result.fast_forward,
         }
+
+    def _unbundle(self, prp_id: str, bundle: str) -> None:
+        """The commit's objects into this clone (no ref: the merge that follows holds it)."""
+        path = self.git.common_dir / "prp" / f"handed-back-{prp_id}.bundle"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.write_bytes(base64.b64decode(bundle))
+            self.git._git("bundle", "unbundle", str(path))
+        finally:
+            path.unlink(missing_ok=True)
 
     @staticmethod
     def _failed(prp: dict[str, Any], status: str, message: str) -> dict[str, Any]:
