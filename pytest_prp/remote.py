@@ -16,6 +16,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import socket
+import threading
+import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_prp.gitops import GitError, GitWorkspace
-from pytest_prp.naming import batch_branch
+from pytest_prp.naming import batch_branch, batch_folder
+from pytest_prp.safepath import inside
 
 if TYPE_CHECKING:
     from pytest_prp.heartbeat import Heartbeat
@@ -132,8 +135,9 @@ class RemoteLink:
         return None
 
 
-def worker_link(config: pytest.Config, git: GitWorkspace) -> RemoteLink | None:
-    """In an xdist worker on another machine than the controller: its link; else None."""
+def worker_link(config: pytest.Config, git: GitWorkspace, settings: Settings) -> RemoteLink | None:
+    """In an xdist worker on another machine than the controller: its link, and the plugin
+    that hands commits back and relays what it writes on its disk (RemoteWorker); else None."""
     workerinput = getattr(config, "workerinput", None)
     if not workerinput or "prp_machine" not in workerinput:
         return None
@@ -149,7 +153,11 @@ def worker_link(config: pytest.Config, git: GitWorkspace) -> RemoteLink | None:
         commit=git.resolve("HEAD"),
         differing=differing,
     )
-    config.pluginmanager.register(HandBackReports(link), "prp-hand-back")
+    channel = workerinput.get(RELAY)
+    relay = None
+    if channel is not None:
+        relay = ProgressRelay(channel, settings.results_dir, settings.heartbeat)
+    config.pluginmanager.register(RemoteWorker(link, relay), "prp-remote-worker")
     return link
 
 
@@ -193,13 +201,19 @@ def hand_back(
         path.unlink(missing_ok=True)
 
 
-class HandBackReports:
-    """Worker on another machine: the PRP's call report carries its bundle (see hand_back)."""
+class RemoteWorker:
+    """Worker on another machine: the PRP's call report carries its commit (see hand_back);
+    what it writes on this disk for the PRP reaches the controller (ProgressRelay)."""
 
-    def __init__(self, link: RemoteLink) -> None:
+    def __init__(self, link: RemoteLink, relay: ProgressRelay | None) -> None:
         self.link = link
+        self.relay = relay
 
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_logstart(self, nodeid: str, location: object) -> None:
+        if self.relay is not None and ".md::" in nodeid:
+            self.relay.watch(nodeid.rsplit("::", 1)[-1])
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)  # outermost: after the PRP's record is made
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
@@ -207,7 +221,89 @@ class HandBackReports:
         bundle = self.link.bundles.pop(item.name, None) if call.when == "call" else None
         if bundle is not None:
             setattr(report, BUNDLE, bundle)
+        if call.when == "teardown" and self.relay is not None:
+            # Its final heartbeat and the whole log, sent before the report that ends it.
+            self.relay.watch(None)
         return report
+
+    def pytest_sessionfinish(self) -> None:
+        if self.relay is not None:
+            self.relay.stop()
+
+
+RELAY = "prp_relay"  # workerinput key: the execnet channel a remote worker relays on
+
+
+class ProgressRelay:
+    """Worker on another machine: the heartbeat file and the log of the PRP it runs, as they
+    are on this disk, go to the controller on a channel of their own (the controller writes
+    them into its results directory), every heartbeat interval and once more as the PRP ends.
+    Messages: ``("beat", id, snapshot)`` and ``("log", id, {"at": offset, "data": bytes})``."""
+
+    def __init__(self, channel: Any, results_dir: Path, interval: float) -> None:
+        self.channel = channel
+        self.results_dir = results_dir
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._prp: str | None = None
+        self._since = 0.0
+        self._beat_sent: object = None
+        self._log_at = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="prp-relay", daemon=True)
+        self._thread.start()
+
+    def watch(self, prp_id: str | None) -> None:
+        """Relay ``prp_id`` from now on (None: none); what the one before left is sent first."""
+        with self._lock:
+            self._send_quietly()
+            self._prp, self._since = prp_id, time.time() - 1.0
+            self._beat_sent, self._log_at = None, 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            with self._lock:
+                self._send_quietly()
+
+    def _send_quietly(self) -> None:
+        """Best effort, as heartbeats are: a closed channel (the run ends) or an unreadable
+        file never fails the PRP."""
+        try:
+            self._send()
+        except (OSError, EOFError, ValueError):
+            pass
+
+    def _send(self) -> None:
+        prp_id = self._prp
+        if prp_id is None or self.channel.isclosed():
+            return
+        from pytest_prp.heartbeat import heartbeat_path
+        from pytest_prp.ids import batch_of
+        from pytest_prp.jsonfile import read_json
+
+        batch = batch_folder(batch_of(prp_id))
+        try:
+            beat = read_json(heartbeat_path(self.results_dir, batch, prp_id))
+        except (OSError, ValueError):
+            beat = None
+        if isinstance(beat, dict) and beat.get("updated_at") != self._beat_sent:
+            self._beat_sent = beat.get("updated_at")
+            self.channel.send(("beat", prp_id, beat))
+        log = inside(self.results_dir / "logs", batch, f"{prp_id}.log")
+        try:
+            if log.stat().st_mtime < self._since:
+                return  # an earlier run's log, not yet started again
+            with log.open("rb") as stream:
+                stream.seek(self._log_at if log.stat().st_size >= self._log_at else 0)
+                at, data = stream.tell(), stream.read()
+        except OSError:
+            return
+        if data or at < self._log_at:
+            self.channel.send(("log", prp_id, {"at": at, "data": data}))
+            self._log_at = at + len(data)
 
 
 def publish_start(config: pytest.Config, settings: Settings) -> None:
@@ -236,6 +332,63 @@ class ControllerMerges:
         self._git: GitWorkspace | None = None
         self.outcome: dict[str, dict[str, Any]] = {}  # PRP id -> fields the merge changed
         self.beats: dict[str, Heartbeat] = {}  # remote PRPs running, by id
+        self.logs: dict[str, Path] = {}  # remote PRPs' logs relayed here, by id
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """Each worker gets a channel to relay on, used if it is on another machine."""
+        channel = node.gateway.newchannel()
+        channel.setcallback(self._relayed, endmarker=None)
+        node.workerinput[RELAY] = channel
+
+    def _relayed(self, message: Any) -> None:
+        """From a worker's ProgressRelay (execnet's receiver thread: quick, never raises)."""
+        if not isinstance(message, (tuple, list)) or len(message) != 3:
+            return
+        kind, prp_id, data = message
+        try:
+            if kind == "beat" and isinstance(data, dict):
+                self._relayed_beat(str(prp_id), data)
+            elif kind == "log" and isinstance(data, dict):
+                self._relayed_log(str(prp_id), int(data["at"]), bytes(data["data"]))
+        except (OSError, KeyError, TypeError, ValueError):
+            pass  # best effort, as heartbeats are: the PRP's own report is what counts
+
+    def _relayed_beat(self, prp_id: str, data: dict[str, Any]) -> None:
+        from pytest_prp.heartbeat import parse_time
+
+        beat = self.beats.get(prp_id)
+        if beat is None or data.get("phase") in (None, "done"):
+            return  # the controller's own report ends it, with the merge's outcome
+        if "@" in str(data.get("worker") or ""):  # gw0@<host>:<clone>: the machine by name
+            beat.worker = str(data["worker"])
+        known = (beat.phase_name, beat.current, beat.index, beat.total, beat.attempt)
+        now = (data["phase"], data.get("current"), data.get("index"), data.get("total"))
+        if known[:4] != now or data.get("attempt") != beat.attempt:
+            beat.phase(
+                str(now[0]), current=now[1], index=now[2], total=now[3], attempt=data.get("attempt")
+            )
+        if data.get("last_output"):
+            beat.output(str(data["last_output"]))
+        beat.cost(data.get("cost_usd"))
+        until = parse_time(data.get("rate_limit_until"))
+        if until != beat.rate_limit_until:
+            beat.waiting(until)
+
+    def _relayed_log(self, prp_id: str, at: int, data: bytes) -> None:
+        from pytest_prp.ids import batch_of
+
+        path = self.logs.get(prp_id)
+        if path is None:
+            logs = self.settings.results_dir / "logs"
+            path = inside(logs, batch_folder(batch_of(prp_id)), f"{prp_id}.log")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"")  # this run's log, not an earlier one's
+            self.logs[prp_id] = path
+        with path.open("r+b") as stream:
+            stream.seek(at)
+            stream.write(data)
+            stream.truncate()
 
     def pytest_runtest_logstart(self, nodeid: str, location: object) -> None:
         """A PRP starts on a worker: its heartbeat, in the controller's results directory
@@ -294,6 +447,8 @@ class ControllerMerges:
                 )
             return
         self._beat(report, prp)
+        if prp["prp_id"] in self.logs:  # its log, as relayed into this results directory
+            prp["log"] = str(self.logs[prp["prp_id"]])
         changed = self.outcome.get(prp["prp_id"])
         if changed is None and report.when == "call" and prp.get("handed_back"):
             changed = self._merge(prp, getattr(report, BUNDLE, None))

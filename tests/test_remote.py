@@ -293,3 +293,70 @@ def test_batch_over_ssh_and_socket(controller: Path, origin: Path, tmp_path: Pat
     finally:
         ssh.stop()
         sockets[0].stop()
+
+
+def test_progress_and_log_of_a_remote_prp_reach_the_controller(
+    origin: Path, tmp_path: Path
+) -> None:
+    go = tmp_path / "go"
+    wait = f"for i in $(seq 600); do test -f {go} && break; sleep 0.1; done"
+    source = clone(origin, tmp_path / "edit")
+    make_batch(source, {"PRP-60.1.1": ["echo relayed-one", f"echo relayed-two; {wait}"]})
+    git(source, "commit", "-qam", "a first PRP that waits for the test")
+    git(source, "push", "-q", "origin", "HEAD:main")
+    controller = clone(origin, tmp_path / "controller")
+    found = machines(origin, tmp_path / "machines", 1)
+    env = {**os.environ, "PYTEST_ADDOPTS": WITHOUT_PYTEST_HTML}
+    env.pop("PYTEST_XDIST_WORKER", None)
+    tx = ["--tx", found[0].tx, "--dist", "load", "--prp-heartbeat", "0.2"]
+    args = ["--prp-batch", BATCH, "--prp-remote", "origin", "-k", "PRP-60.1.1", *tx]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        cwd=controller,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        # prp-status on the controller: the step the machine is at, its output, the machine.
+        shown: dict[str, Any] = {}
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and proc.poll() is None:
+            status = subprocess.run(
+                [sys.executable, "-m", "pytest_prp", "status", "--batch", BATCH, "--json"],
+                cwd=controller,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if status.returncode == 0:
+                shown = {p["prp_id"]: p for p in json.loads(status.stdout)["prps"]}
+                prp = shown.get("PRP-60.1.1", {})
+                if prp.get("last_output") == "relayed-two":
+                    break
+            time.sleep(0.2)
+        prp = shown.get("PRP-60.1.1", {})
+        assert prp.get("status") == "running", shown
+        assert str(prp.get("where")).startswith("step 3/3"), prp
+        assert prp.get("last_output") == "relayed-two", prp
+        assert str(found[0].clone) in str(prp.get("worker")), prp  # the machine, by host
+        go.touch()
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0, out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        for machine in found:
+            machine.stop()
+    # Its log, as the machine wrote it, is in the controller's results directory.
+    entry = entries_of(controller)["PRP-60.1.1"]
+    log = controller / ".ce/orchestration/logs" / BATCH / "PRP-60.1.1.log"
+    assert entry["log"] == str(log)
+    text = log.read_text()
+    assert "relayed-one" in text and "relayed-two" in text, text
+    assert (
+        text == (found[0].clone / ".ce/orchestration/logs" / BATCH / "PRP-60.1.1.log").read_text()
+    )
+    assert str(found[0].clone) in entry["worker"]
