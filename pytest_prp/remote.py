@@ -333,6 +333,7 @@ class ControllerMerges:
         self.outcome: dict[str, dict[str, Any]] = {}  # PRP id -> fields the merge changed
         self.beats: dict[str, Heartbeat] = {}  # remote PRPs running, by id
         self.logs: dict[str, Path] = {}  # remote PRPs' logs relayed here, by id
+        self.statuses: dict[str, str] = {}  # every PRP reported, by id (what ``stranded`` needs)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
@@ -437,6 +438,8 @@ class ControllerMerges:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         prp = getattr(report, "prp", None)
         if not prp:
+            if report.failed and ".md::" in report.nodeid:  # its worker died
+                self.statuses[report.nodeid.rsplit("::", 1)[-1]] = "failed"
             beat = self.beats.pop(report.nodeid.rsplit("::", 1)[-1], None)
             if beat is not None and report.failed:  # its worker died: no PRP data came
                 beat.finish("failed")
@@ -460,6 +463,7 @@ class ControllerMerges:
             if changed.get("status") not in ("success", "unverified") and report.when == "call":
                 report.outcome = "failed"
                 report.longrepr = "\n".join(changed.get("errors", []))
+        self.statuses[prp["prp_id"]] = str(prp["status"])
 
     def _beat(self, report: pytest.TestReport, prp: dict[str, Any]) -> None:
         beat = self.beats.get(prp["prp_id"])
@@ -531,8 +535,10 @@ def keep_going_without_dead_machines(config: pytest.Config) -> None:
     """xdist replaces a crashed worker by starting a new one on the same ``--tx`` spec; for a
     machine that died or is unreachable that fails (an INTERNALERROR that ends the batch). A
     machine that cannot be reached is left out instead: its PRP failed, the others go on, and
-    the same command, once the machine is back, resumes. (xdist has no hook for this: its
-    ``_clone_node`` is wrapped; the wrapper does nothing when xdist changes that name.)"""
+    the same command, once the machine is back, resumes. When none is left, the batch stops
+    with one line, each PRP that never ran reported (``stranded``), instead of xdist's
+    "no active workers" error. (xdist has no hook for this: its ``_clone_node`` is wrapped;
+    the wrapper does nothing when xdist changes that name.)"""
     dsession = config.pluginmanager.get_plugin("dsession")
     clone = getattr(dsession, "_clone_node", None)
     if clone is None:
@@ -547,6 +553,62 @@ def keep_going_without_dead_machines(config: pytest.Config) -> None:
                 f"prp: machine {spec} is unreachable ({exc}): left out, the batch goes on "
                 "on the others"
             )
+            left = [n for n in getattr(dsession, "_active_nodes", ()) if n is not node]
+            if not left:
+                count = stranded(config, getattr(dsession, "sched", None))
+                dsession.shouldstop = (  # type: ignore[union-attr]
+                    f"prp: no machine left (every remote worker died or is unreachable): "
+                    f"{count} PRP(s) did not run; the same command resumes once they are back"
+                )
             return None
 
     dsession._clone_node = clone_or_leave_out  # type: ignore[union-attr]
+
+
+NOT_STARTED = "not started: no machine left to run it (every remote worker died or is unreachable)"
+
+
+def stranded(config: pytest.Config, sched: Any) -> int:
+    """The PRPs the scheduler still holds when no worker is left: each reported, as a skipped
+    setup, ``blocked`` when a dependency failed or was blocked in this run, else
+    ``not_started``; so the terminal, the result JSON and ``--lf`` see them. Their count."""
+    results = config.pluginmanager.get_plugin("prp-results")
+    merges = config.pluginmanager.get_plugin("prp-remote")
+    waiting = list(getattr(sched, "waiting", []))
+    if results is None or not isinstance(merges, ControllerMerges) or not waiting:
+        return len(waiting)
+    known = dict(merges.statuses)
+    pending = {sched.prps[i].info.id: (i, sched.prps[i].info) for i in waiting}
+    # A dependency that merely did not start leaves its dependents not started too (the same
+    # command runs them all); one that failed, or is blocked, blocks them.
+    fine = ("success", "unverified", "completed_earlier", "not_started")
+    while pending:  # dependencies first: a PRP blocked by a blocked one is blocked too
+        ready = [
+            pid
+            for pid, (_, info) in pending.items()
+            if not any(dep in pending for dep in info.dependencies)
+        ] or list(pending)
+        for prp_id in ready:
+            index, info = pending.pop(prp_id)
+            failed = [d for d in info.dependencies if d in known and known[d] not in fine]
+            record = results._never_started(prp_id)
+            if failed:
+                record["status"], record["blocked_by"] = "blocked", failed
+                record["errors"] = [f"blocked: {', '.join(failed)} not completed"]
+            else:
+                record["errors"] = [NOT_STARTED]
+            known[prp_id] = record["status"]
+            nodeid = sched.collection[index]
+            reason = record["errors"][0]
+            report = pytest.TestReport(
+                nodeid=nodeid,
+                location=(nodeid.split("::", 1)[0], 0, prp_id),
+                keywords={},
+                outcome="skipped",
+                longrepr=(nodeid.split("::", 1)[0], 1, f"Skipped: {reason}"),
+                when="setup",
+            )
+            report.prp = record  # type: ignore[attr-defined]
+            config.hook.pytest_runtest_logreport(report=report)
+    sched.waiting.clear()  # reported: nothing is left to send
+    return len(waiting)

@@ -360,3 +360,44 @@ def test_progress_and_log_of_a_remote_prp_reach_the_controller(
         text == (found[0].clone / ".ce/orchestration/logs" / BATCH / "PRP-60.1.1.log").read_text()
     )
     assert str(found[0].clone) in entry["worker"]
+
+
+def test_every_machine_dead_ends_the_batch_with_each_prp_reported(
+    origin: Path, tmp_path: Path
+) -> None:
+    # Every stage-2 PRP kills the machine running it: after two, no machine is left.
+    source = clone(origin, tmp_path / "edit")
+    kill = "kill -9 $PPID"
+    make_batch(source, {f"PRP-60.2.{n}": [kill] for n in range(1, 5)})
+    git(source, "commit", "-qam", "PRPs that kill their machine")
+    git(source, "push", "-q", "origin", "HEAD:main")
+    controller = clone(origin, tmp_path / "controller")
+    found = machines(origin, tmp_path / "machines", 2)
+    try:
+        done = remote_run(controller, found)
+    finally:
+        for machine in found:
+            machine.stop()
+    out = done.stdout + done.stderr
+    assert "INTERNALERROR" not in out and "no active workers" not in out, out
+    lines = [line for line in out.splitlines() if "prp: no machine left" in line]
+    assert len(lines) == 1, out
+    found_statuses = statuses(controller)
+    assert set(found_statuses) == set(SHAPE), found_statuses  # every PRP, none missing
+    assert found_statuses["PRP-60.1.1"] == "success"
+    died = [p for p, s in found_statuses.items() if s == "failed"]
+    assert len(died) == 2 and all(p.startswith("PRP-60.2.") for p in died), found_statuses
+    entries = entries_of(controller)
+    for pid, needs in SHAPE.items():
+        if pid == "PRP-60.1.1" or pid in died:
+            continue
+        entry = entries[pid]
+        broken = [d for d in needs if found_statuses[d] in ("failed", "blocked")]
+        if broken:  # a dependency died (or is blocked itself): blocked, naming it
+            assert entry["status"] == "blocked", (pid, entry)
+            assert entry["blocked_by"] == broken, (pid, entry)
+        else:  # it could have run: not started, and why
+            assert entry["status"] == "not_started", (pid, entry, found_statuses)
+            assert "no machine left" in entry["errors"][0], (pid, entry)
+    assert f"{len(SHAPE) - 3} PRP(s) did not run" in lines[0]
+    assert merged(controller, f"prp/batch-{BATCH}") == ["PRP-60.1.1"]
