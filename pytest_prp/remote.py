@@ -40,8 +40,8 @@ def add_option(parser: pytest.Parser) -> None:
     parser.getgroup("prp").addoption(
         "--prp-remote",
         metavar="NAME",
-        help="git remote shared by the controller and remote xdist workers: the integration "
-        "branch is published there, workers hand their PRP commits back through it",
+        help="git remote shared by the controller and remote xdist workers: the controller "
+        "publishes the integration branch there, workers fetch it",
     )
 
 
@@ -500,7 +500,7 @@ class ControllerMerges:
             return self._failed(
                 prp,
                 "failed_merge",
-                f"{prp_id}: merge into {branch} conflicts in: {paths}\n{branch} is unchanged; "
+                f"{prp_id}: merge into {branch} conflicts in: {paths}; {branch} is unchanged; "
                 f"the PRP's commit is kept as {ref} in this clone and on machine "
                 f"{prp.get('worker')}",
             )

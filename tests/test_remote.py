@@ -135,7 +135,8 @@ def test_batch_on_three_machines_equals_local_n3(
     passing = sorted(p for p, s in remote_statuses.items() if s == "success")
     assert remote_merged == passing
     assert git(origin, "rev-parse", branch) == git(controller, "rev-parse", branch)
-    assert git(origin, "for-each-ref", "refs/prp/") == ""  # nothing handed back left over
+    assert git(origin, "for-each-ref", "refs/prp/") == ""  # commits come back on the reports
+    assert git(controller, "for-each-ref", "refs/prp/") == ""  # all merged: none kept aside
     # The machines ran them (the host in the record) and never merged on their own clones.
     workers = {e["worker"] for s in result(controller)["stages"].values() for e in s.values()}
     assert all("@" in w for w in workers)
@@ -401,3 +402,35 @@ def test_every_machine_dead_ends_the_batch_with_each_prp_reported(
             assert "no machine left" in entry["errors"][0], (pid, entry)
     assert f"{len(SHAPE) - 3} PRP(s) did not run" in lines[0]
     assert merged(controller, f"prp/batch-{BATCH}") == ["PRP-60.1.1"]
+
+
+def test_a_conflicting_remote_commit_is_kept_on_both_sides(tmp_path: Path) -> None:
+    # Two PRPs that run at the same time on two machines and write one file differently.
+    source = init_repo(tmp_path / "source")
+    for pid in ("PRP-60.1.1", "PRP-60.1.2"):
+        both = " && ".join(f"test -f {tmp_path / p}" for p in ("PRP-60.1.1", "PRP-60.1.2"))
+        wait = f"touch {tmp_path / pid}; for i in $(seq 600); do {both} && break; sleep 0.1; done"
+        write_prp(source, pid, creates={"same.txt": pid}, steps=[wait], gates=["true"])
+    git(source, "add", "-A")
+    git(source, "commit", "-q", "-m", "PRPs")
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "clone", "-q", "--bare", str(source), str(origin))
+    controller = clone(origin, tmp_path / "controller")
+    found = machines(origin, tmp_path / "machines", 2)
+    try:
+        done = remote_run(controller, found)
+    finally:
+        for machine in found:
+            machine.stop()
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out
+    entries = entries_of(controller)
+    assert sorted(e["status"] for e in entries.values()) == ["failed_merge", "success"], out
+    lost = next(e for e in entries.values() if e["status"] == "failed_merge")
+    ref = f"refs/prp/handed-back/{lost['handed_back'].split('/')[-2]}/{lost['prp_id']}"
+    assert lost["handed_back"] == ref
+    assert f"kept as {ref}" in lost["errors"][-1], lost["errors"]
+    # Its commit is kept: in the controller's clone and in the clone of the machine that ran it.
+    assert git(controller, "rev-parse", ref) == lost["commits"][0]
+    machine = next(m for m in found if str(m.clone) in lost["worker"])
+    assert git(machine.clone, "rev-parse", ref) == lost["commits"][0]
