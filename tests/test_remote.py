@@ -291,6 +291,11 @@ def test_batch_over_ssh_and_socket(controller: Path, origin: Path, tmp_path: Pat
         assert merged(controller, f"prp/batch-{BATCH}") == passing
         workers = {e["worker"] for s in result(controller)["stages"].values() for e in s.values()}
         assert any(str(ssh.clone) in w for w in workers), workers
+        # Each PRP's log, over ssh as over the socket, is in the controller's results directory.
+        logs = controller / ".ce/orchestration/logs" / BATCH
+        ran = [e for e in entries_of(controller).values() if e["status"] != "blocked"]
+        assert all(e["log"] == str(logs / f"{e['prp_id']}.log") for e in ran), ran
+        assert all((logs / f"{e['prp_id']}.log").is_file() for e in ran)
     finally:
         ssh.stop()
         sockets[0].stop()
