@@ -217,7 +217,8 @@ def main() -> None:
             print(
                 f"  {setup.label:28s} start-up {setup.startup:5.2f} s  run {setup.whole:5.2f} s  "
                 f"per PRP {setup.per_prp() * 1000:5.0f} ms  "
-                f"({setup.per_prp() / setups[0].per_prp():.2f}x local)"
+                f"({setup.per_prp() / setups[0].per_prp():.2f}x local; "
+                f"whole run {setup.whole / setups[0].whole:.2f}x)"
             )
         ratio = setups[1].per_prp() / setups[0].per_prp()
         verdict = "target met" if ratio <= 1.3 else "target missed"

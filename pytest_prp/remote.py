@@ -115,6 +115,7 @@ class RemoteLink:
     commit: str  # this clone's HEAD, named when its PRP files differ
     differing: list[str] = field(default_factory=list)
     bundles: dict[str, str] = field(default_factory=dict)  # PRP id -> its commit, for its report
+    branch: str | None = None  # the integration branch last fetched
 
     def where(self) -> str:
         return f"{self.host} (commit {self.commit[:12]})"
@@ -157,7 +158,7 @@ def worker_link(config: pytest.Config, git: GitWorkspace, settings: Settings) ->
     relay = None
     if channel is not None:
         relay = ProgressRelay(channel, settings.results_dir, settings.heartbeat)
-    config.pluginmanager.register(RemoteWorker(link, relay), "prp-remote-worker")
+    config.pluginmanager.register(RemoteWorker(link, relay, git), "prp-remote-worker")
     return link
 
 
@@ -167,10 +168,16 @@ _QUIET_FETCH = ("fetch", "--quiet", "--no-tags", "--no-auto-maintenance", "--no-
 
 
 def sync_tip(git: GitWorkspace, link: RemoteLink, branch: str) -> None:
-    """The integration branch as the controller last published it (GitError if unreachable).
-    Then this clone's hand-back refs the controller has merged (the branch holds them) go."""
+    """The integration branch as the controller last published it (GitError if unreachable)."""
     assert link.remote is not None
     git._git(*_QUIET_FETCH, "--refmap=", link.remote, f"+refs/heads/{branch}:refs/heads/{branch}")
+    link.branch = branch
+
+
+def forget_merged(git: GitWorkspace, branch: str) -> None:
+    """This clone's hand-back refs that the branch, as last fetched, holds: merged by the
+    controller, so no longer this clone's to keep. Once per run, at its end (not before each
+    PRP: two more git processes on the critical path); what is merged later goes next run."""
     merged = git._git(
         "for-each-ref", "--format=%(refname)", f"--merged=refs/heads/{branch}", HANDED_BACK
     )[1].split()
@@ -205,9 +212,12 @@ class RemoteWorker:
     """Worker on another machine: the PRP's call report carries its commit (see hand_back);
     what it writes on this disk for the PRP reaches the controller (ProgressRelay)."""
 
-    def __init__(self, link: RemoteLink, relay: ProgressRelay | None) -> None:
+    def __init__(
+        self, link: RemoteLink, relay: ProgressRelay | None, git: GitWorkspace | None = None
+    ) -> None:
         self.link = link
         self.relay = relay
+        self.git = git
 
     def pytest_runtest_logstart(self, nodeid: str, location: object) -> None:
         if self.relay is not None and ".md::" in nodeid:
@@ -229,6 +239,11 @@ class RemoteWorker:
     def pytest_sessionfinish(self) -> None:
         if self.relay is not None:
             self.relay.stop()
+        if self.link.branch is not None and self.git is not None:
+            try:
+                forget_merged(self.git, self.link.branch)
+            except GitError:
+                pass  # kept one run longer: harmless
 
 
 RELAY = "prp_relay"  # workerinput key: the execnet channel a remote worker relays on

@@ -151,6 +151,11 @@ def test_batch_on_three_machines_equals_local_n3(
     for machine in three:  # a machine's branch is a tip the controller published, no more
         tip = git(machine.clone, "rev-parse", branch)
         git(origin, "merge-base", "--is-ancestor", tip, branch)
+        # Its hand-back refs go once merged; its last PRP's stays (merged after its last fetch).
+        kept = git(machine.clone, "for-each-ref", "--format=%(objectname)", "refs/prp/").split()
+        assert len(kept) <= 1, kept
+        for sha in kept:
+            git(origin, "merge-base", "--is-ancestor", sha, branch)
     # The same batch, locally with -n 3, in a fresh clone: the same statuses.
     local = clone(origin, controller.parent / "local")
     here = pytest_run(local, "PRPs", "--prp-batch", BATCH, "-n", "3")
