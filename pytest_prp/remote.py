@@ -392,8 +392,10 @@ class ControllerMerges:
             beat.waiting(until)
 
     def _relayed_log(self, prp_id: str, at: int, data: bytes) -> None:
-        from pytest_prp.ids import batch_of
+        from pytest_prp.ids import batch_of, normalize_id
 
+        if normalize_id(prp_id) != prp_id:
+            return  # only a PRP's log, under its own name (a worker is trusted no further)
         path = self.logs.get(prp_id)
         if path is None:
             logs = self.settings.results_dir / "logs"
