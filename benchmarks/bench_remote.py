@@ -6,29 +6,38 @@ diamond-and-fan shape (each creates one file and checks it and its dependencies'
 
   per-PRP overhead  (run - start-up) / 12, where start-up is the same command with
                     ``-k nothing`` (workers started, collection, no PRP): local ``-n 3`` in a
-                    clone, then ``--tx`` to the three machines. Best of --repeat runs each.
-                    Target: remote <= 1.3 x local.
-  transport         per PRP, what a remote PRP adds in git: the worker fetches the tip, pushes
-                    its commit, the controller fetches it and publishes the merged tip; next
-                    to the local merge the same PRP costs without a remote. In repositories of
-                    200 and 2,000 files (one file changed per PRP).
+                    clone, then ``--tx`` to the three machines. Best of --repeat rounds each,
+                    the configurations taking turns within a round. Target: remote <= 1.3 x
+                    local. With ``--before REV`` the remote run of pytest-prp at REV (a
+                    checkout of this repository on PYTHONPATH, controller and machines) is
+                    measured in the same rounds.
+  transport         per PRP, what a remote PRP adds in git, next to the local merge the same
+                    PRP costs without a remote, in repositories of 200 and 2,000 files (one
+                    file changed per PRP). Now: the worker fetches the tip, keeps its commit
+                    as a ref and bundles it; the controller unbundles and publishes the merged
+                    tip. Before (push): the worker pushes its commit to the remote, the
+                    controller fetches it and publishes the tip deleting the pushed ref.
 
-Run: ``python benchmarks/bench_remote.py [--repeat N]``.
+Run: ``python benchmarks/bench_remote.py [--repeat N] [--before REV]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import os
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pytest_prp.git_workspace import GitWorkspace  # noqa: E402
+from pytest_prp.remote import RemoteLink, hand_back, sync_tip  # noqa: E402
 from tests.loopback import Machine, clone, machines  # noqa: E402
 from tests.test_remote import BATCH, SHAPE  # noqa: E402
 
@@ -63,7 +72,7 @@ def origin_repo(base: Path, files: int, prps: bool) -> Path:
     return bare
 
 
-def run(cwd: Path, *args: str) -> float:
+def run(cwd: Path, *args: str, env: dict[str, str] | None = None) -> float:
     start = time.perf_counter()
     done = subprocess.run(
         [
@@ -85,45 +94,66 @@ def run(cwd: Path, *args: str) -> float:
         capture_output=True,
         text=True,
         check=False,
+        env={**os.environ, **(env or {})},
     )
     took = time.perf_counter() - start
     if done.returncode not in (0, 5):
-        raise SystemExit(f"run failed ({done.returncode}):\n{done.stdout[-2000:]}")
+        out = done.stdout[-2000:] + done.stderr[-2000:]
+        raise SystemExit(f"run failed ({done.returncode}) in {cwd}:\n{out}")
     return took
 
 
-def per_prp(
-    base: Path, origin: Path, label: str, extra: list[str], repeat: int
-) -> tuple[float, float]:
-    """The best start-up and the best whole run (seconds), each of ``repeat``."""
-    startup = whole = float("inf")
-    for n in range(repeat):
-        here = clone(origin, base / f"{label}-{n}")
-        startup = min(startup, run(here, *extra, "-k", "nothing", "--prp-branch", f"s{n}"))
-        whole = min(whole, run(here, *extra, "--prp-branch", f"b-{label}-{n}"))
-    return startup, whole
+@dataclass
+class Setup:
+    """One configuration measured: its pytest arguments and environment."""
+
+    label: str
+    args: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    startup: float = float("inf")  # best of the rounds, seconds
+    whole: float = float("inf")
+
+    def per_prp(self) -> float:
+        return (self.whole - self.startup) / len(SHAPE)
 
 
-def transport(base: Path, files: int, prps: int = 10) -> tuple[float, float]:
-    """Seconds per PRP: the remote round trip, and a local merge (the baseline)."""
-    origin = origin_repo(base / f"t{files}", files, prps=False)
-    ctl = clone(origin, base / f"t{files}" / "controller")
-    worker = clone(origin, base / f"t{files}" / "worker")
+def measure(base: Path, origin: Path, setups: list[Setup], repeat: int) -> None:
+    """An untimed warm-up run of each setup (bytecode, page cache), then ``repeat`` rounds
+    in which the setups take turns (every other round in reverse order)."""
+    for n in range(-1, repeat):
+        for k, setup in enumerate(setups if n % 2 == 0 else reversed(setups)):
+            here = clone(origin, base / f"setup{k}-{n + 1}")
+            # Branches of their own: every setup publishes to the one shared remote.
+            branch = f"b-{here.name}"
+            up = run(
+                here, *setup.args, "-k", "nothing", "--prp-branch", f"s-{here.name}", env=setup.env
+            )
+            whole = run(here, *setup.args, "--prp-branch", branch, env=setup.env)
+            if n >= 0:
+                setup.startup = min(setup.startup, up)
+                setup.whole = min(setup.whole, whole)
+
+
+def checkout(rev: str, dest: Path) -> Path:
+    """This repository's ``rev``, checked out at ``dest`` (for PYTHONPATH)."""
+    git(ROOT, "worktree", "add", "-q", "--detach", str(dest), rev)
+    return dest
+
+
+def transport(base: Path, files: int, pushed: bool, prps: int = 10) -> tuple[float, float]:
+    """Seconds per PRP: the remote round trip (bundle, or ``pushed``), and a local merge."""
+    origin = origin_repo(base / f"t{files}-{pushed}", files, prps=False)
+    ctl = clone(origin, base / f"t{files}-{pushed}" / "controller")
+    worker = clone(origin, base / f"t{files}-{pushed}" / "worker")
     cg, wg = GitWorkspace.open(ctl), GitWorkspace.open(worker)
     branch = "prp/batch-bench"
     cg.ensure_branch(branch)
     git(ctl, "push", "-q", "origin", f"{branch}:{branch}")
+    link = RemoteLink(remote="origin", host="bench", commit="")
     remote_s = local_s = 0.0
     for n in range(prps):
         start = time.perf_counter()
-        wg.run(
-            "fetch",
-            "--quiet",
-            "--no-tags",
-            "--refmap=",
-            "origin",
-            f"+refs/heads/{branch}:refs/heads/{branch}",
-        )
+        sync_tip(wg, link, branch)
         tip = wg.branch_sha(branch)
         assert tip is not None
         fetched = time.perf_counter()
@@ -135,12 +165,21 @@ def transport(base: Path, files: int, prps: int = 10) -> tuple[float, float]:
         commit = git(worker, "rev-parse", "HEAD")
         start -= time.perf_counter() - fetched
         ref = f"refs/prp/handed-back/bench/{n}"
-        wg.run("push", "--quiet", "--force", "origin", f"{commit}:{ref}")
-        cg.run("fetch", "--quiet", "--no-tags", "origin", f"+{ref}:{ref}")
+        if pushed:
+            wg.run("push", "--quiet", "--force", "origin", f"{commit}:{ref}")
+            cg.run("fetch", "--quiet", "--no-tags", "origin", f"+{ref}:{ref}")
+        else:
+            hand_back(wg, link, str(n), commit, ref, tip)
+            bundle = base64.b64decode(link.bundles.pop(str(n)))
+            (ctl / ".git" / "b.bundle").write_bytes(bundle)
+            cg.run("bundle", "unbundle", str(ctl / ".git" / "b.bundle"))
         mid = time.perf_counter()
         cg.merge(branch, commit, f"Merge {n}")
         merged = time.perf_counter()
-        cg.run("push", "--quiet", "origin", f"refs/heads/{branch}:refs/heads/{branch}", f":{ref}")
+        publish = [f"refs/heads/{branch}:refs/heads/{branch}", *([f":{ref}"] if pushed else [])]
+        cg.run("push", "--quiet", "origin", *publish)
+        if pushed:
+            cg.run("update-ref", "-d", ref)
         end = time.perf_counter()
         remote_s += (mid - start) + (end - merged)
         local_s += merged - mid
@@ -149,46 +188,50 @@ def transport(base: Path, files: int, prps: int = 10) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--before", metavar="REV", help="also measure pytest-prp at REV")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         origin = origin_repo(base / "batch", 200, prps=True)
-        local = per_prp(base, origin, "local", ["-n", "3"], options.repeat)
+        setups = [Setup("local -n 3", ["-n", "3"])]
         found: list[Machine] = machines(origin, base / "machines", 3)
+        old: list[Machine] = []
         try:
             tx = [a for m in found for a in ("--tx", m.tx)]
-            remote = per_prp(
-                base,
-                origin,
-                "remote",
-                ["--prp-remote", "origin", "--dist", "load", *tx],
-                options.repeat,
-            )
+            remote = ["--prp-remote", "origin", "--dist", "load"]
+            setups.append(Setup("3 loopback machines", [*remote, *tx]))
+            if options.before:
+                env = {"PYTHONPATH": str(checkout(options.before, base / "before"))}
+                old = machines(origin, base / "old-machines", 3, env)
+                old_tx = [a for m in old for a in ("--tx", m.tx)]
+                setups.append(Setup(f"the same at {options.before}", [*remote, *old_tx], env))
+            measure(base, origin, setups, options.repeat)
         finally:
-            for machine in found:
+            for machine in found + old:
                 machine.stop()
-        prps = len(SHAPE)
+            if options.before:
+                git(ROOT, "worktree", "remove", "--force", str(base / "before"))
         print(f"12-PRP diamond-and-fan batch, best of {options.repeat} (start-up / whole run):")
-        per = {}
-        for name, (up, whole) in (("local -n 3", local), ("3 loopback machines", remote)):
-            per[name] = (whole - up) / prps
+        for setup in setups:
             print(
-                f"  {name:20s} start-up {up:5.2f} s  run {whole:5.2f} s  "
-                f"per PRP {per[name] * 1000:5.0f} ms"
+                f"  {setup.label:28s} start-up {setup.startup:5.2f} s  run {setup.whole:5.2f} s  "
+                f"per PRP {setup.per_prp() * 1000:5.0f} ms  "
+                f"({setup.per_prp() / setups[0].per_prp():.2f}x local; "
+                f"whole run {setup.whole / setups[0].whole:.2f}x)"
             )
-        ratio = per["3 loopback machines"] / per["local -n 3"]
-        print(f"  per-PRP overhead remote / local: {ratio:.2f}x (target <= 1.30x)")
-        print(
-            "transport per PRP (fetch tip, push commit, controller fetch + publish) "
-            "vs the local merge:"
-        )
+        ratio = setups[1].per_prp() / setups[0].per_prp()
+        verdict = "target met" if ratio <= 1.3 else "target missed"
+        print(f"  per-PRP overhead remote / local: {ratio:.2f}x (target <= 1.30x): {verdict}")
+        print("transport per PRP (fetch tip, hand back, controller publish) vs the local merge:")
         for files in (200, 2000):
-            remote_s, local_s = transport(base, files)
-            print(
-                f"  {files:5d} files   transport {remote_s * 1000:6.0f} ms   "
-                f"local merge {local_s * 1000:5.0f} ms"
-            )
+            for pushed in (False, True):
+                remote_s, local_s = transport(base, files, pushed)
+                how = "push + fetch (before)" if pushed else "bundle on the report"
+                print(
+                    f"  {files:5d} files  {how:22s} transport {remote_s * 1000:6.0f} ms   "
+                    f"local merge {local_s * 1000:5.0f} ms"
+                )
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ class Execution:
         self.tip: str | None = None  # the integration branch's tip after our last merge
         from pytest_prp.remote import worker_link
 
-        self.remote = worker_link(config, self.git)  # None unless on another machine
+        self.remote = worker_link(config, self.git, settings)  # None unless on another machine
         if settings.verify:
             return
         if settings.base is not None:

@@ -2,18 +2,23 @@
 
 A worker on another machine (its own clone: another host, or another repository on this one)
 never merges. Before each PRP it fetches the integration branch the controller published to
-the shared remote (``--prp-remote NAME``); after the gates pass it pushes its commit there as
-``refs/prp/handed-back/<run>/<id>`` and says so on the report. The controller, the one process
-that sees every report, fetches that commit, merges it and publishes the new tip before xdist
-hands the PRP's dependents to any worker. The PRP files are read by both sides from their own
-clones: a worker whose files differ from the controller's runs none of them.
+the shared remote (``--prp-remote NAME``); after the gates pass it keeps its commit as
+``refs/prp/handed-back/<run>/<id>`` in its own clone and sends it, as a git bundle of that one
+commit, on the PRP's report (the execnet channel xdist already holds open: no git round trip).
+The controller, the one process that sees every report, unbundles it, merges it and publishes
+the new tip before xdist hands the PRP's dependents to any worker. The PRP files are read by
+both sides from their own clones: a worker whose files differ from the controller's runs none
+of them.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import socket
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +29,7 @@ from pytest_prp.git_command import GitError
 from pytest_prp.git_workspace import GitWorkspace
 from pytest_prp.keys import CONTROLLER_INPUT
 from pytest_prp.naming import batch_folder, known_integration_branch
+from pytest_prp.safepath import inside
 
 if TYPE_CHECKING:
     from pytest_prp.heartbeat import Heartbeat
@@ -36,8 +42,8 @@ def add_option(parser: pytest.Parser) -> None:
     parser.getgroup("prp").addoption(
         "--prp-remote",
         metavar="NAME",
-        help="git remote shared by the controller and remote xdist workers: the integration "
-        "branch is published there, workers hand their PRP commits back through it",
+        help="git remote shared by the controller and remote xdist workers: the controller "
+        "publishes the integration branch there, workers fetch it",
     )
 
 
@@ -107,6 +113,8 @@ class RemoteLink:
     host: str
     commit: str  # this clone's HEAD, named when its PRP files differ
     differing: list[str] = field(default_factory=list)
+    bundles: dict[str, str] = field(default_factory=dict)  # PRP id -> its commit, for its report
+    branch: str | None = None  # the integration branch last fetched
 
     def where(self) -> str:
         return f"{self.host} (commit {self.commit[:12]})"
@@ -127,8 +135,9 @@ class RemoteLink:
         return None
 
 
-def worker_link(config: pytest.Config, git: GitWorkspace) -> RemoteLink | None:
-    """In an xdist worker on another machine than the controller: its link; else None."""
+def worker_link(config: pytest.Config, git: GitWorkspace, settings: Settings) -> RemoteLink | None:
+    """In an xdist worker on another machine than the controller: its link, and the plugin
+    that hands commits back and relays what it writes on its disk (RemoteWorker); else None."""
     workerinput = getattr(config, "workerinput", None)
     if not workerinput or "prp_machine" not in workerinput:
         return None
@@ -138,34 +147,177 @@ def worker_link(config: pytest.Config, git: GitWorkspace) -> RemoteLink | None:
     ours = prp_files(git, list(config.args), config.invocation_params.dir) if theirs else {}
     # Only files both name or the controller names: a worker may hold more of the tree.
     differing = sorted(path for path, digest in theirs.items() if ours.get(path) != digest)
-    return RemoteLink(
+    link = RemoteLink(
         remote=remote_name(config),
         host=socket.gethostname() + ":" + str(git.root),
         commit=git.resolve("HEAD"),
         differing=differing,
     )
+    channel = workerinput.get(RELAY)
+    relay = None
+    if channel is not None:
+        relay = ProgressRelay(channel, settings.results_dir, settings.heartbeat)
+    config.pluginmanager.register(RemoteWorker(link, relay, git), "prp-remote-worker")
+    return link
+
+
+# A fetch per PRP: git's own upkeep after each (``maintenance run --auto``, FETCH_HEAD) is not
+# ours to pay every time.
+_QUIET_FETCH = ("fetch", "--quiet", "--no-tags", "--no-auto-maintenance", "--no-write-fetch-head")
 
 
 def sync_tip(git: GitWorkspace, link: RemoteLink, branch: str) -> None:
     """The integration branch as the controller last published it (GitError if unreachable)."""
     assert link.remote is not None
-    git.run(
-        "fetch",
-        "--quiet",
-        "--no-tags",
-        "--refmap=",
-        link.remote,
-        f"+refs/heads/{branch}:refs/heads/{branch}",
-    )
+    git.run(*_QUIET_FETCH, "--refmap=", link.remote, f"+refs/heads/{branch}:refs/heads/{branch}")
+    link.branch = branch
+
+
+def forget_merged(git: GitWorkspace, branch: str) -> None:
+    """This clone's hand-back refs that the branch, as last fetched, holds: merged by the
+    controller, so no longer this clone's to keep. Once per run, at its end (not before each
+    PRP: two more git processes on the critical path); what is merged later goes next run."""
+    merged = git.run(
+        "for-each-ref", "--format=%(refname)", f"--merged=refs/heads/{branch}", HANDED_BACK
+    )[1].split()
+    if merged:
+        git.run("update-ref", "--stdin", stdin="".join(f"delete {ref}\n" for ref in merged))
 
 
 def handed_back_ref(run_id: str, prp_id: str) -> str:
     return f"{HANDED_BACK}/{run_id}/{prp_id}"
 
 
-def hand_back(git: GitWorkspace, link: RemoteLink, commit: str, ref: str) -> None:
-    assert link.remote is not None
-    git.run("push", "--quiet", "--force", link.remote, f"{commit}:{ref}")
+BUNDLE = "prp_bundle"  # the report's attribute (kept by xdist's serialisation) with the commit
+
+
+def hand_back(
+    git: GitWorkspace, link: RemoteLink, prp_id: str, commit: str, ref: str, base: str
+) -> None:
+    """Worker: keep ``commit`` as ``ref`` in this clone (the work stays here until the
+    controller has merged it) and put it, as a bundle of what ``base`` lacks, on the PRP's
+    report. ``base`` is a tip the controller published, so the controller holds it."""
+    git.run("update-ref", ref, commit)
+    path = git.common_dir / "prp" / f"hand-back-{prp_id}.bundle"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        git.run("bundle", "create", "--quiet", str(path), f"^{base}", ref)
+        link.bundles[prp_id] = base64.b64encode(path.read_bytes()).decode("ascii")
+    finally:
+        path.unlink(missing_ok=True)
+
+
+class RemoteWorker:
+    """Worker on another machine: the PRP's call report carries its commit (see hand_back);
+    what it writes on this disk for the PRP reaches the controller (ProgressRelay)."""
+
+    def __init__(
+        self, link: RemoteLink, relay: ProgressRelay | None, git: GitWorkspace | None = None
+    ) -> None:
+        self.link = link
+        self.relay = relay
+        self.git = git
+
+    def pytest_runtest_logstart(self, nodeid: str, location: object) -> None:
+        if self.relay is not None and ".md::" in nodeid:
+            self.relay.watch(nodeid.rsplit("::", 1)[-1])
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)  # outermost: after the PRP's record is made
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        bundle = self.link.bundles.pop(item.name, None) if call.when == "call" else None
+        if bundle is not None:
+            setattr(report, BUNDLE, bundle)
+        if call.when == "teardown" and self.relay is not None:
+            # Its final heartbeat and the whole log, sent before the report that ends it.
+            self.relay.watch(None)
+        return report
+
+    def pytest_sessionfinish(self) -> None:
+        if self.relay is not None:
+            self.relay.stop()
+        if self.link.branch is not None and self.git is not None:
+            try:
+                forget_merged(self.git, self.link.branch)
+            except GitError:
+                pass  # kept one run longer: harmless
+
+
+RELAY = "prp_relay"  # workerinput key: the execnet channel a remote worker relays on
+
+
+class ProgressRelay:
+    """Worker on another machine: the heartbeat file and the log of the PRP it runs, as they
+    are on this disk, go to the controller on a channel of their own (the controller writes
+    them into its results directory), every heartbeat interval and once more as the PRP ends.
+    Messages: ``("beat", id, snapshot)`` and ``("log", id, {"at": offset, "data": bytes})``."""
+
+    def __init__(self, channel: Any, results_dir: Path, interval: float) -> None:
+        self.channel = channel
+        self.results_dir = results_dir
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._prp: str | None = None
+        self._since = 0.0
+        self._beat_sent: object = None
+        self._log_at = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="prp-relay", daemon=True)
+        self._thread.start()
+
+    def watch(self, prp_id: str | None) -> None:
+        """Relay ``prp_id`` from now on (None: none); what the one before left is sent first."""
+        with self._lock:
+            self._send_quietly()
+            self._prp, self._since = prp_id, time.time() - 1.0
+            self._beat_sent, self._log_at = None, 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            with self._lock:
+                self._send_quietly()
+
+    def _send_quietly(self) -> None:
+        """Best effort, as heartbeats are: a closed channel (the run ends) or an unreadable
+        file never fails the PRP."""
+        try:
+            self._send()
+        except (OSError, EOFError, ValueError):
+            pass
+
+    def _send(self) -> None:
+        prp_id = self._prp
+        if prp_id is None or self.channel.isclosed():
+            return
+        from pytest_prp.heartbeat import heartbeat_path
+        from pytest_prp.ids import batch_of
+        from pytest_prp.jsonfile import read_json
+
+        batch = batch_folder(batch_of(prp_id))
+        try:
+            beat = read_json(heartbeat_path(self.results_dir, batch, prp_id))
+        except (OSError, ValueError):
+            beat = None
+        if isinstance(beat, dict) and beat.get("updated_at") != self._beat_sent:
+            self._beat_sent = beat.get("updated_at")
+            self.channel.send(("beat", prp_id, beat))
+        log = inside(self.results_dir / "logs", batch, f"{prp_id}.log")
+        try:
+            if log.stat().st_mtime < self._since:
+                return  # an earlier run's log, not yet started again
+            with log.open("rb") as stream:
+                stream.seek(self._log_at if log.stat().st_size >= self._log_at else 0)
+                at, data = stream.tell(), stream.read()
+        except OSError:
+            return
+        if data or at < self._log_at:
+            self.channel.send(("log", prp_id, {"at": at, "data": data}))
+            self._log_at = at + len(data)
 
 
 def publish_start(config: pytest.Config, settings: Settings) -> None:
@@ -194,6 +346,66 @@ class ControllerMerges:
         self._git: GitWorkspace | None = None
         self.outcome: dict[str, dict[str, Any]] = {}  # PRP id -> fields the merge changed
         self.beats: dict[str, Heartbeat] = {}  # remote PRPs running, by id
+        self.logs: dict[str, Path] = {}  # remote PRPs' logs relayed here, by id
+        self.statuses: dict[str, str] = {}  # every PRP reported, by id (what ``stranded`` needs)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """Each worker gets a channel to relay on, used if it is on another machine."""
+        channel = node.gateway.newchannel()
+        channel.setcallback(self._relayed, endmarker=None)
+        node.workerinput[RELAY] = channel
+
+    def _relayed(self, message: Any) -> None:
+        """From a worker's ProgressRelay (execnet's receiver thread: quick, never raises)."""
+        if not isinstance(message, (tuple, list)) or len(message) != 3:
+            return
+        kind, prp_id, data = message
+        try:
+            if kind == "beat" and isinstance(data, dict):
+                self._relayed_beat(str(prp_id), data)
+            elif kind == "log" and isinstance(data, dict):
+                self._relayed_log(str(prp_id), int(data["at"]), bytes(data["data"]))
+        except (OSError, KeyError, TypeError, ValueError):
+            pass  # best effort, as heartbeats are: the PRP's own report is what counts
+
+    def _relayed_beat(self, prp_id: str, data: dict[str, Any]) -> None:
+        from pytest_prp.heartbeat import parse_time
+
+        beat = self.beats.get(prp_id)
+        if beat is None or data.get("phase") in (None, "done"):
+            return  # the controller's own report ends it, with the merge's outcome
+        if "@" in str(data.get("worker") or ""):  # gw0@<host>:<clone>: the machine by name
+            beat.worker = str(data["worker"])
+        known = (beat.phase_name, beat.current, beat.index, beat.total, beat.attempt)
+        now = (data["phase"], data.get("current"), data.get("index"), data.get("total"))
+        if known[:4] != now or data.get("attempt") != beat.attempt:
+            beat.phase(
+                str(now[0]), current=now[1], index=now[2], total=now[3], attempt=data.get("attempt")
+            )
+        if data.get("last_output"):
+            beat.output(str(data["last_output"]))
+        beat.cost(data.get("cost_usd"))
+        until = parse_time(data.get("rate_limit_until"))
+        if until != beat.rate_limit_until:
+            beat.waiting(until)
+
+    def _relayed_log(self, prp_id: str, at: int, data: bytes) -> None:
+        from pytest_prp.ids import batch_of, normalize_id
+
+        if normalize_id(prp_id) != prp_id:
+            return  # only a PRP's log, under its own name (a worker is trusted no further)
+        path = self.logs.get(prp_id)
+        if path is None:
+            logs = self.settings.results_dir / "logs"
+            path = inside(logs, batch_folder(batch_of(prp_id)), f"{prp_id}.log")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"")  # this run's log, not an earlier one's
+            self.logs[prp_id] = path
+        with path.open("r+b") as stream:
+            stream.seek(at)
+            stream.write(data)
+            stream.truncate()
 
     def pytest_runtest_logstart(self, nodeid: str, location: object) -> None:
         """A PRP starts on a worker: its heartbeat, in the controller's results directory
@@ -246,6 +458,8 @@ class ControllerMerges:
 
         prp = getattr(report, "prp", None)
         if not prp:
+            if report.failed and ".md::" in report.nodeid:  # its worker died
+                self.statuses[report.nodeid.rsplit("::", 1)[-1]] = "failed"
             beat = self.beats.pop(report.nodeid.rsplit("::", 1)[-1], None)
             if beat is not None and report.failed:  # its worker died: no PRP data came
                 beat.finish(FAILED)
@@ -256,15 +470,20 @@ class ControllerMerges:
                 )
             return
         self._beat(report, prp)
+        if prp["prp_id"] in self.logs:  # its log, as relayed into this results directory
+            prp["log"] = str(self.logs[prp["prp_id"]])
         changed = self.outcome.get(prp["prp_id"])
         if changed is None and report.when == "call" and prp.get("handed_back"):
-            changed = self._merge(prp)
+            changed = self._merge(prp, getattr(report, BUNDLE, None))
+            if hasattr(report, BUNDLE):
+                delattr(report, BUNDLE)  # merged: no other plugin carries the bytes further
             self.outcome[prp["prp_id"]] = changed
         if changed:
             prp.update(changed)
             if changed.get("status") not in PASSED and report.when == "call":
                 report.outcome = "failed"
                 report.longrepr = "\n".join(changed.get("errors", []))
+        self.statuses[prp["prp_id"]] = str(prp["status"])
 
     def _beat(self, report: pytest.TestReport, prp: dict[str, Any]) -> None:
         beat = self.beats.get(prp["prp_id"])
@@ -281,7 +500,7 @@ class ControllerMerges:
             beat.finish(str(status), Path(worktree) if worktree else None)
             del self.beats[prp["prp_id"]]
 
-    def _merge(self, prp: dict[str, Any]) -> dict[str, Any]:
+    def _merge(self, prp: dict[str, Any], bundle: str | None) -> dict[str, Any]:
         from pytest_prp.record import FAILED, FAILED_MERGE
 
         name = remote_name(self.config)
@@ -289,25 +508,26 @@ class ControllerMerges:
         commit = str(prp["commits"][0])
         branch = str(prp["integration_branch"])
         prp_id = str(prp["prp_id"])
+        where = f"kept as {ref} on machine {prp.get('worker')}"
+        if bundle is None:
+            return self._failed(prp, "failed", f"{prp_id}: its commit never came back; {where}")
         try:
-            self.git.run("fetch", "--quiet", "--no-tags", str(name), f"+{ref}:{ref}")
+            self._unbundle(prp_id, bundle)
             result = self.git.merge(branch, commit, f"Merge {prp_id} into {branch}")
         except GitError as exc:
-            return self._failed(prp, FAILED, f"{prp_id}: merge failed: {exc}; kept as {ref}")
+            return self._failed(prp, FAILED, f"{prp_id}: merge failed: {exc}; {where}")
         if not result.ok:
+            self.git.run("update-ref", ref, commit)  # here too, next to the branch it missed
             paths = ", ".join(result.conflicts) or "(unknown paths)"
             return self._failed(
                 prp,
                 FAILED_MERGE,
-                f"{prp_id}: merge into {branch} conflicts in: {paths}\n{branch} is unchanged; "
-                f"the PRP's commit is kept as {ref} on {name}",
+                f"{prp_id}: merge into {branch} conflicts in: {paths}; {branch} is unchanged; "
+                f"the PRP's commit is kept as {ref} in this clone and on machine "
+                f"{prp.get('worker')}",
             )
         try:
-            # The new tip and the hand-back ref's removal: one push.
-            self.git.run(
-                "push", "--quiet", str(name), f"refs/heads/{branch}:refs/heads/{branch}", f":{ref}"
-            )
-            self.git.run("update-ref", "-d", ref)
+            self.git.run("push", "--quiet", str(name), f"refs/heads/{branch}:refs/heads/{branch}")
         except GitError as exc:
             return self._failed(prp, FAILED, f"{prp_id}: merged, not published to {name}: {exc}")
         # The merge queue does not check remote PRPs yet: a merge that is not a fast-forward
@@ -317,6 +537,16 @@ class ControllerMerges:
             "merged_commit": result.sha,
             "merge_unchecked": not result.fast_forward,
         }
+
+    def _unbundle(self, prp_id: str, bundle: str) -> None:
+        """The commit's objects into this clone (no ref: the merge that follows holds it)."""
+        path = self.git.common_dir / "prp" / f"handed-back-{prp_id}.bundle"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.write_bytes(base64.b64decode(bundle))
+            self.git.run("bundle", "unbundle", str(path))
+        finally:
+            path.unlink(missing_ok=True)
 
     @staticmethod
     def _failed(prp: dict[str, Any], status: str, message: str) -> dict[str, Any]:
@@ -329,8 +559,10 @@ def keep_going_without_dead_machines(config: pytest.Config) -> None:
     """xdist replaces a crashed worker by starting a new one on the same ``--tx`` spec; for a
     machine that died or is unreachable that fails (an INTERNALERROR that ends the batch). A
     machine that cannot be reached is left out instead: its PRP failed, the others go on, and
-    the same command, once the machine is back, resumes. (xdist has no hook for this: its
-    ``_clone_node`` is wrapped; the wrapper does nothing when xdist changes that name.)"""
+    the same command, once the machine is back, resumes. When none is left, the batch stops
+    with one line, each PRP that never ran reported (``stranded``), instead of xdist's
+    "no active workers" error. (xdist has no hook for this: its ``_clone_node`` is wrapped;
+    the wrapper does nothing when xdist changes that name.)"""
     dsession = config.pluginmanager.get_plugin("dsession")
     clone = getattr(dsession, "_clone_node", None)
     if clone is None:
@@ -345,6 +577,66 @@ def keep_going_without_dead_machines(config: pytest.Config) -> None:
                 f"prp: machine {spec} is unreachable ({exc}): left out, the batch goes on "
                 "on the others"
             )
+            left = [n for n in getattr(dsession, "_active_nodes", ()) if n is not node]
+            if not left:
+                count = stranded(config, getattr(dsession, "sched", None))
+                dsession.shouldstop = (  # type: ignore[union-attr]
+                    f"prp: no machine left (every remote worker died or is unreachable): "
+                    f"{count} PRP(s) did not run; the same command resumes once they are back"
+                )
             return None
 
     dsession._clone_node = clone_or_leave_out  # type: ignore[union-attr]
+
+
+NOT_STARTED_REASON = (
+    "not started: no machine left to run it (every remote worker died or is unreachable)"
+)
+
+
+def stranded(config: pytest.Config, sched: Any) -> int:
+    """The PRPs the scheduler still holds when no worker is left: each reported, as a skipped
+    setup, ``blocked`` when a dependency failed or was blocked in this run, else
+    ``not_started``; so the terminal, the result JSON and ``--lf`` see them. Their count."""
+    results = config.pluginmanager.get_plugin("prp-results")
+    merges = config.pluginmanager.get_plugin("prp-remote")
+    waiting = list(getattr(sched, "waiting", []))
+    if results is None or not isinstance(merges, ControllerMerges) or not waiting:
+        return len(waiting)
+    known = dict(merges.statuses)
+    pending = {sched.prps[i].info.id: (i, sched.prps[i].info) for i in waiting}
+    # A dependency that merely did not start leaves its dependents not started too (the same
+    # command runs them all); one that failed, or is blocked, blocks them.
+    from pytest_prp.record import BLOCKED, COMPLETED_EARLIER, NOT_STARTED, PASSED, mark
+
+    fine = (*PASSED, COMPLETED_EARLIER, NOT_STARTED)
+    while pending:  # dependencies first: a PRP blocked by a blocked one is blocked too
+        ready = [
+            pid
+            for pid, (_, info) in pending.items()
+            if not any(dep in pending for dep in info.dependencies)
+        ] or list(pending)
+        for prp_id in ready:
+            index, info = pending.pop(prp_id)
+            failed = [d for d in info.dependencies if d in known and known[d] not in fine]
+            record = results.never_started(prp_id)
+            if failed:
+                mark(record, BLOCKED, [f"blocked: {', '.join(failed)} not completed"])
+                record["blocked_by"] = failed
+            else:
+                record["errors"] = [NOT_STARTED_REASON]
+            known[prp_id] = record["status"]
+            nodeid = sched.collection[index]
+            reason = record["errors"][0]
+            report = pytest.TestReport(
+                nodeid=nodeid,
+                location=(nodeid.split("::", 1)[0], 0, prp_id),
+                keywords={},
+                outcome="skipped",
+                longrepr=(nodeid.split("::", 1)[0], 1, f"Skipped: {reason}"),
+                when="setup",
+            )
+            report.prp = record  # type: ignore[attr-defined]
+            config.hook.pytest_runtest_logreport(report=report)
+    sched.waiting.clear()  # reported: nothing is left to send
+    return len(waiting)

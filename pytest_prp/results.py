@@ -354,7 +354,7 @@ class BatchResults:
         for nodeid in self.expected:
             prp_id = nodeid.rsplit("::", 1)[-1]
             if prp_id not in self.results:
-                self.results[prp_id] = self._never_started(prp_id)
+                self.results[prp_id] = self.never_started(prp_id)
         # Whatever ended the run (Ctrl-C, -x, a plugin that skipped or swallowed a PRP), no PRP
         # is left looking as if it were still waiting or running.
         for prp_id, known in list(self.results.items()):
@@ -363,7 +363,7 @@ class BatchResults:
             if prp_id in self.started_prps:
                 self.results[prp_id] = self._interrupted(prp_id, self._cut_short(known))
             else:
-                self.results[prp_id] = self._never_started(prp_id)
+                self.results[prp_id] = self.never_started(prp_id)
         self.write(final=True)
         if self.blocked_outside() and session.exitstatus == pytest.ExitCode.OK:
             # Nothing failed, yet selected work could not run: not a green run.
@@ -402,7 +402,8 @@ class BatchResults:
             "worktree": worktree if isinstance(worktree, str) else None,
         }
 
-    def _never_started(self, prp_id: str) -> dict[str, Any]:
+    def never_started(self, prp_id: str) -> dict[str, Any]:
+        """The entry of a PRP of the batch that did not start in this run."""
         return mark(self._unreported(prp_id), NOT_STARTED, [])
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:

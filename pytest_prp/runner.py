@@ -557,14 +557,14 @@ def _commit_and_merge(
 
 
 def _hand_back(execution: Execution, run: PrpRun, commit: str, unverified: bool) -> None:
-    """A remote worker does not merge: its commit goes to the shared remote, and the
-    controller merges it on reading the report (``remote.ControllerMerges``)."""
+    """A remote worker does not merge: its commit goes back on the PRP's report (a bundle),
+    and the controller merges it on reading it (``remote.ControllerMerges``)."""
     from pytest_prp.remote import hand_back, handed_back_ref
 
-    assert execution.remote is not None and run.workdir is not None
+    assert execution.remote is not None and run.workdir is not None and run.base is not None
     ref = handed_back_ref(execution.run_id, run.prp.id)
     try:
-        hand_back(execution.git, execution.remote, commit, ref)
+        hand_back(execution.git, execution.remote, run.prp.id, commit, ref, run.base)
     except GitError as exc:
         execution.git.set_branch(prp_branch(run.prp.batch, run.prp.id), commit, run.workdir)
         _keep_worktree(execution, run)

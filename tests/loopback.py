@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import execnet
@@ -39,6 +39,7 @@ class Machine:
     root: Path
     port: int = 0
     server: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)  # more for its server (e.g. PYTHONPATH)
 
     @property
     def clone(self) -> Path:
@@ -57,6 +58,7 @@ class Machine:
             "HOME": str(home),
             "XDG_CACHE_HOME": str(home / ".cache"),
             "PYTHONUNBUFFERED": "1",
+            **self.env,
         }
         env.pop("PYTEST_XDIST_WORKER", None)
         log = self.root / "server.log"
@@ -87,10 +89,12 @@ class Machine:
             self.server.wait()
 
 
-def machines(origin: Path, base: Path, count: int) -> list[Machine]:
+def machines(
+    origin: Path, base: Path, count: int, env: dict[str, str] | None = None
+) -> list[Machine]:
     found = []
     for n in range(count):
-        machine = Machine(f"m{n + 1}", base / f"m{n + 1}")
+        machine = Machine(f"m{n + 1}", base / f"m{n + 1}", env=dict(env or {}))
         machine.root.mkdir(parents=True)
         clone(origin, machine.clone)
         machine.start()

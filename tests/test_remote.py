@@ -135,7 +135,8 @@ def test_batch_on_three_machines_equals_local_n3(
     passing = sorted(p for p, s in remote_statuses.items() if s == "success")
     assert remote_merged == passing
     assert git(origin, "rev-parse", branch) == git(controller, "rev-parse", branch)
-    assert git(origin, "for-each-ref", "refs/prp/") == ""  # nothing handed back left over
+    assert git(origin, "for-each-ref", "refs/prp/") == ""  # commits come back on the reports
+    assert git(controller, "for-each-ref", "refs/prp/") == ""  # all merged: none kept aside
     # The machines ran them (the host in the record) and never merged on their own clones.
     workers = {e["worker"] for s in result(controller)["stages"].values() for e in s.values()}
     assert all("@" in w for w in workers)
@@ -150,6 +151,11 @@ def test_batch_on_three_machines_equals_local_n3(
     for machine in three:  # a machine's branch is a tip the controller published, no more
         tip = git(machine.clone, "rev-parse", branch)
         git(origin, "merge-base", "--is-ancestor", tip, branch)
+        # Its hand-back refs go once merged; its last PRP's stays (merged after its last fetch).
+        kept = git(machine.clone, "for-each-ref", "--format=%(objectname)", "refs/prp/").split()
+        assert len(kept) <= 1, kept
+        for sha in kept:
+            git(origin, "merge-base", "--is-ancestor", sha, branch)
     # The same batch, locally with -n 3, in a fresh clone: the same statuses.
     local = clone(origin, controller.parent / "local")
     here = pytest_run(local, "PRPs", "--prp-batch", BATCH, "-n", "3")
@@ -290,6 +296,151 @@ def test_batch_over_ssh_and_socket(controller: Path, origin: Path, tmp_path: Pat
         assert merged(controller, f"prp/batch-{BATCH}") == passing
         workers = {e["worker"] for s in result(controller)["stages"].values() for e in s.values()}
         assert any(str(ssh.clone) in w for w in workers), workers
+        # Each PRP's log, over ssh as over the socket, is in the controller's results directory.
+        logs = controller / ".ce/orchestration/logs" / BATCH
+        ran = [e for e in entries_of(controller).values() if e["status"] != "blocked"]
+        assert all(e["log"] == str(logs / f"{e['prp_id']}.log") for e in ran), ran
+        assert all((logs / f"{e['prp_id']}.log").is_file() for e in ran)
     finally:
         ssh.stop()
         sockets[0].stop()
+
+
+def test_progress_and_log_of_a_remote_prp_reach_the_controller(
+    origin: Path, tmp_path: Path
+) -> None:
+    go = tmp_path / "go"
+    wait = f"for i in $(seq 600); do test -f {go} && break; sleep 0.1; done"
+    source = clone(origin, tmp_path / "edit")
+    make_batch(source, {"PRP-60.1.1": ["echo relayed-one", f"echo relayed-two; {wait}"]})
+    git(source, "commit", "-qam", "a first PRP that waits for the test")
+    git(source, "push", "-q", "origin", "HEAD:main")
+    controller = clone(origin, tmp_path / "controller")
+    found = machines(origin, tmp_path / "machines", 1)
+    env = {**os.environ, "PYTEST_ADDOPTS": WITHOUT_PYTEST_HTML}
+    env.pop("PYTEST_XDIST_WORKER", None)
+    tx = ["--tx", found[0].tx, "--dist", "load", "--prp-heartbeat", "0.2"]
+    args = ["--prp-batch", BATCH, "--prp-remote", "origin", "-k", "PRP-60.1.1", *tx]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        cwd=controller,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        # prp-status on the controller: the step the machine is at, its output, the machine.
+        shown: dict[str, Any] = {}
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and proc.poll() is None:
+            status = subprocess.run(
+                [sys.executable, "-m", "pytest_prp", "status", "--batch", BATCH, "--json"],
+                cwd=controller,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if status.returncode == 0:
+                shown = {p["prp_id"]: p for p in json.loads(status.stdout)["prps"]}
+                prp = shown.get("PRP-60.1.1", {})
+                if prp.get("last_output") == "relayed-two":
+                    break
+            time.sleep(0.2)
+        prp = shown.get("PRP-60.1.1", {})
+        assert prp.get("status") == "running", shown
+        assert str(prp.get("where")).startswith("step 3/3"), prp
+        assert prp.get("last_output") == "relayed-two", prp
+        assert str(found[0].clone) in str(prp.get("worker")), prp  # the machine, by host
+        go.touch()
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0, out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        for machine in found:
+            machine.stop()
+    # Its log, as the machine wrote it, is in the controller's results directory.
+    entry = entries_of(controller)["PRP-60.1.1"]
+    log = controller / ".ce/orchestration/logs" / BATCH / "PRP-60.1.1.log"
+    assert entry["log"] == str(log)
+    text = log.read_text()
+    assert "relayed-one" in text and "relayed-two" in text, text
+    assert (
+        text == (found[0].clone / ".ce/orchestration/logs" / BATCH / "PRP-60.1.1.log").read_text()
+    )
+    assert str(found[0].clone) in entry["worker"]
+
+
+def test_every_machine_dead_ends_the_batch_with_each_prp_reported(
+    origin: Path, tmp_path: Path
+) -> None:
+    # Every stage-2 PRP kills the machine running it: after two, no machine is left.
+    source = clone(origin, tmp_path / "edit")
+    kill = "kill -9 $PPID"
+    make_batch(source, {f"PRP-60.2.{n}": [kill] for n in range(1, 5)})
+    git(source, "commit", "-qam", "PRPs that kill their machine")
+    git(source, "push", "-q", "origin", "HEAD:main")
+    controller = clone(origin, tmp_path / "controller")
+    found = machines(origin, tmp_path / "machines", 2)
+    try:
+        done = remote_run(controller, found)
+    finally:
+        for machine in found:
+            machine.stop()
+    out = done.stdout + done.stderr
+    assert "INTERNALERROR" not in out and "no active workers" not in out, out
+    lines = [line for line in out.splitlines() if "prp: no machine left" in line]
+    assert len(lines) == 1, out
+    found_statuses = statuses(controller)
+    assert set(found_statuses) == set(SHAPE), found_statuses  # every PRP, none missing
+    assert found_statuses["PRP-60.1.1"] == "success"
+    died = [p for p, s in found_statuses.items() if s == "failed"]
+    assert len(died) == 2 and all(p.startswith("PRP-60.2.") for p in died), found_statuses
+    entries = entries_of(controller)
+    for pid, needs in SHAPE.items():
+        if pid == "PRP-60.1.1" or pid in died:
+            continue
+        entry = entries[pid]
+        broken = [d for d in needs if found_statuses[d] in ("failed", "blocked")]
+        if broken:  # a dependency died (or is blocked itself): blocked, naming it
+            assert entry["status"] == "blocked", (pid, entry)
+            assert entry["blocked_by"] == broken, (pid, entry)
+        else:  # it could have run: not started, and why
+            assert entry["status"] == "not_started", (pid, entry, found_statuses)
+            assert "no machine left" in entry["errors"][0], (pid, entry)
+    assert f"{len(SHAPE) - 3} PRP(s) did not run" in lines[0]
+    assert merged(controller, f"prp/batch-{BATCH}") == ["PRP-60.1.1"]
+
+
+def test_a_conflicting_remote_commit_is_kept_on_both_sides(tmp_path: Path) -> None:
+    # Two PRPs that run at the same time on two machines and write one file differently.
+    source = init_repo(tmp_path / "source")
+    for pid in ("PRP-60.1.1", "PRP-60.1.2"):
+        both = " && ".join(f"test -f {tmp_path / p}" for p in ("PRP-60.1.1", "PRP-60.1.2"))
+        wait = f"touch {tmp_path / pid}; for i in $(seq 600); do {both} && break; sleep 0.1; done"
+        write_prp(source, pid, creates={"same.txt": pid}, steps=[wait], gates=["true"])
+    git(source, "add", "-A")
+    git(source, "commit", "-q", "-m", "PRPs")
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "clone", "-q", "--bare", str(source), str(origin))
+    controller = clone(origin, tmp_path / "controller")
+    found = machines(origin, tmp_path / "machines", 2)
+    try:
+        done = remote_run(controller, found)
+    finally:
+        for machine in found:
+            machine.stop()
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out
+    entries = entries_of(controller)
+    assert sorted(e["status"] for e in entries.values()) == ["failed_merge", "success"], out
+    lost = next(e for e in entries.values() if e["status"] == "failed_merge")
+    ref = f"refs/prp/handed-back/{lost['handed_back'].split('/')[-2]}/{lost['prp_id']}"
+    assert lost["handed_back"] == ref
+    assert f"kept as {ref}" in lost["errors"][-1], lost["errors"]
+    # Its commit is kept: in the controller's clone and in the clone of the machine that ran it.
+    assert git(controller, "rev-parse", ref) == lost["commits"][0]
+    machine = next(m for m in found if str(m.clone) in lost["worker"])
+    assert git(machine.clone, "rev-parse", ref) == lost["commits"][0]
