@@ -25,17 +25,17 @@ if TYPE_CHECKING:
 
 # The types above, by the module that defines them (imported on first use).
 _TYPES = {
-    "Gate": "model",
-    "GateResult": "gates",
-    "PrpContext": "hook_context",
-    "ProcessResult": "processes",
-    "StepsOutcome": "executors",
+    "Gate": "pytest_prp.model",
+    "GateResult": "pytest_prp.gates",
+    "PrpContext": "pytest_prp.hook_context",
+    "ProcessResult": "pytest_prp.processes",
+    "StepsOutcome": "pytest_prp.executors",
 }
 
 
 def __getattr__(name: str) -> object:
     if name in _TYPES:
-        return getattr(importlib.import_module(f"pytest_prp.{_TYPES[name]}"), name)
+        return getattr(importlib.import_module(_TYPES[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
