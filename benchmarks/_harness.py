@@ -44,9 +44,9 @@ def clean_env(*extra_drop: str) -> dict[str, str]:
 
 _WARM = (
     "import importlib, pkgutil, pytest_prp, xdist\n"
-    "for m in pkgutil.iter_modules(pytest_prp.__path__):\n"
-    "    if m.name != '__main__':\n"
-    "        importlib.import_module('pytest_prp.' + m.name)\n"
+    "for m in pkgutil.walk_packages(pytest_prp.__path__, 'pytest_prp.'):\n"
+    "    if not m.name.endswith('__main__'):\n"
+    "        importlib.import_module(m.name)\n"
 )
 
 

@@ -373,8 +373,8 @@ def parser_report(corpus: Path, rounds: int) -> list[str]:
     """Body parsing in this process: the fast scanner against markdown-it alone (baseline),
     and the plan view's summary pass (``summarise_body``, which skims outside validation
     sections) against the full parse."""
-    from pytest_prp.body import parse_body, summarise_body
-    from pytest_prp.frontmatter import split_frontmatter
+    from pytest_prp.spec.body import parse_body, summarise_body
+    from pytest_prp.spec.frontmatter import split_frontmatter
 
     bodies = []
     for path in corpus_files(corpus)[1]:

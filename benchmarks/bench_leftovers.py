@@ -1,6 +1,6 @@
 """Benchmark: what "no process left behind" costs per step.
 
-At the end of every step, agent and gate process, ``pytest_prp.leftovers.sweep`` looks for
+At the end of every step, agent and gate process, ``pytest_prp.supervise.leftovers.sweep`` looks for
 processes carrying the step's cookie or re-parented to us since it started
 (``processes.run_process`` calls it after stopping the process group). As a child subreaper,
 pytest-prp keeps all a step started in its own process tree and walks only that tree; without
@@ -43,8 +43,8 @@ from pathlib import Path
 
 from _harness import SetupError, run_main
 
-from pytest_prp import leftovers, processes
-from pytest_prp.limits import Limits
+from pytest_prp.supervise import leftovers, processes
+from pytest_prp.supervise.limits import Limits
 
 TARGET_MS = 2.0
 LOADS = (0, 300, 1000)

@@ -1,7 +1,7 @@
 """Benchmark: the cost of supervising a step that prints 100,000 lines.
 
 Supervision is what pytest-prp wraps around every step, agent and gate process
-(``pytest_prp.processes``): its own process group, the output kept in the per-PRP log (steps
+(``supervise/processes.py``): its own process group, the output kept in the per-PRP log (steps
 and gates write it themselves; agents through a pipe) and a bounded tail, the heartbeat's
 ``on_line`` callback, and idle detection.
 
@@ -86,9 +86,9 @@ def pytest_prp_run_steps(context):
     # Done once per run on first use, whatever the step prints: parsing the PRP's body (it
     # imports markdown-it) and importing the executors. Done first, timed apart.
     start = time.perf_counter()
-    importlib.import_module("pytest_prp.body_cache").body_of(context.prp)
-    importlib.import_module("pytest_prp.executors")
-    importlib.import_module("pytest_prp.agents")
+    importlib.import_module("pytest_prp.spec.body_cache").body_of(context.prp)
+    importlib.import_module("pytest_prp.execute.executors")
+    importlib.import_module("pytest_prp.spec.agents")
     warm = time.perf_counter()
     outcome = yield
     elapsed = time.perf_counter() - warm
@@ -201,10 +201,10 @@ def time_chunked(script: str, out: Path, cwd: Path) -> float:
 
 def time_run_bash(script: str, scratch: Path, supervised: bool) -> float:
     """``processes.run_bash`` as the executors call it, or bare (no log, callback, idle)."""
-    from pytest_prp.heartbeat import Heartbeat
-    from pytest_prp.limits import Limits
-    from pytest_prp.output import LogSink
-    from pytest_prp.processes import run_bash
+    from pytest_prp.records.heartbeat import Heartbeat
+    from pytest_prp.supervise.limits import Limits
+    from pytest_prp.supervise.output import LogSink
+    from pytest_prp.supervise.processes import run_bash
 
     work = scratch / "workdir"
     work.mkdir(parents=True, exist_ok=True)
@@ -472,7 +472,7 @@ def check_tools(python: str) -> None:
         if shutil.which(tool) is None:
             raise SetupError(f"{tool} is not on PATH")
     try:
-        import pytest_prp.processes  # noqa: F401
+        import pytest_prp.supervise.processes  # noqa: F401
     except ImportError as exc:
         raise SetupError(f"pytest_prp is not importable ({exc}); use .venv/bin/python") from None
     warm_bytecode(python)

@@ -11,7 +11,7 @@ USAGE = "usage: python -m pytest_prp status [--results-dir DIR] [--batch N] [--w
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "status":
-        from pytest_prp.status import main as status_main
+        from pytest_prp.records.status import main as status_main
 
         return status_main(args[1:])
     if args and args[0] in ("-h", "--help"):

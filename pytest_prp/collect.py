@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_prp.frontmatter import load_prp
 from pytest_prp.keys import KNOWN_PRPS, LOAD_ERRORS, NOT_PRPS
-from pytest_prp.model import Prp, PrpUserError
+from pytest_prp.spec.frontmatter import load_prp
+from pytest_prp.spec.model import Prp, PrpUserError
 
 if TYPE_CHECKING:
     from _pytest._code.code import TerminalRepr

@@ -10,16 +10,16 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from pytest_prp.base.naming import batch_folder
 from pytest_prp.keys import KNOWN_PRPS
-from pytest_prp.model import PrpUserError
-from pytest_prp.naming import batch_folder
+from pytest_prp.spec.model import PrpUserError
 
 if TYPE_CHECKING:
-    from pytest_prp.executors import StepsOutcome
-    from pytest_prp.gates import GateResult
-    from pytest_prp.hook_context import PrpContext
-    from pytest_prp.ledger import LedgerLookup
-    from pytest_prp.model import Gate
+    from pytest_prp.execute.executors import StepsOutcome
+    from pytest_prp.execute.gates import GateResult
+    from pytest_prp.execute.hook_context import PrpContext
+    from pytest_prp.spec.model import Gate
+    from pytest_prp.workspace.ledger import LedgerLookup
 
 
 class DefaultImplementations:
@@ -29,9 +29,9 @@ class DefaultImplementations:
 
     @pytest.hookimpl(trylast=True)
     def pytest_prp_run_steps(self, context: PrpContext) -> StepsOutcome | None:
-        from pytest_prp.agents import fill_model
-        from pytest_prp.executors import run_agent, run_literal_steps
-        from pytest_prp.prompt import TemplateUnreadable, agent_prompt
+        from pytest_prp.execute.executors import run_agent, run_literal_steps
+        from pytest_prp.execute.prompt import TemplateUnreadable, agent_prompt
+        from pytest_prp.spec.agents import fill_model
 
         settings = context.settings
         if settings.agent:
@@ -67,8 +67,8 @@ class DefaultImplementations:
 
     @pytest.hookimpl(trylast=True)
     def pytest_prp_run_gate(self, gate: Gate, context: PrpContext) -> GateResult | None:
-        from pytest_prp.gates import gate_limits, run_shell_gate
-        from pytest_prp.model import GATE_SHELL
+        from pytest_prp.execute.gates import gate_limits, run_shell_gate
+        from pytest_prp.spec.model import GATE_SHELL
 
         if gate.kind != GATE_SHELL:
             return None
@@ -90,7 +90,7 @@ class DefaultImplementations:
         if self._ledger is None:
             from pytest_prp.execution import repository_start
             from pytest_prp.keys import SETTINGS
-            from pytest_prp.ledger import LedgerLookup, ledger_refs
+            from pytest_prp.workspace.ledger import LedgerLookup, ledger_refs
 
             batches = (prp.batch for prp in config.stash.get(KNOWN_PRPS, []) if prp.batch)
             refs = ledger_refs(config.stash[SETTINGS].branch, batches)

@@ -12,15 +12,20 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_prp.git_command import GitError
-from pytest_prp.git_workspace import GitWorkspace
+from pytest_prp.base.naming import (
+    BRANCHES,
+    batch_label,
+    integration_branch,
+    known_integration_branch,
+)
+from pytest_prp.base.where import repository_top
 from pytest_prp.keys import KNOWN_PRPS
-from pytest_prp.naming import BRANCHES, batch_label, integration_branch, known_integration_branch
-from pytest_prp.where import repository_top
+from pytest_prp.workspace.git_command import GitError
+from pytest_prp.workspace.git_workspace import GitWorkspace
 
 if TYPE_CHECKING:
-    from pytest_prp.planning import Plan
-    from pytest_prp.settings import Settings
+    from pytest_prp.plan.planning import Plan
+    from pytest_prp.plan.settings import Settings
 
 
 EXECUTION = pytest.StashKey["Execution"]()
@@ -28,7 +33,7 @@ EXECUTION = pytest.StashKey["Execution"]()
 
 def repository_start(config: pytest.Config) -> Path:
     """Where the repository is looked for: the paths pytest was given (see ``where``)."""
-    from pytest_prp.where import start_path
+    from pytest_prp.base.where import start_path
 
     return start_path(config.args, config.invocation_params.dir, config.rootpath)
 
@@ -117,13 +122,13 @@ class Execution:
 
     @property
     def result_path(self) -> Path:
-        from pytest_prp.naming import result_path
+        from pytest_prp.base.naming import result_path
 
         return result_path(self.settings.results_dir, self.label)
 
     def batch_spent(self) -> float:
         """What the batch has spent: other workers' PRPs are in the controller's result JSON."""
-        from pytest_prp.record import read_result, spent_in_run
+        from pytest_prp.records.record import read_result, spent_in_run
 
         document = read_result(self.result_path)
         recorded = 0.0
@@ -139,7 +144,7 @@ def check_results_dir(results_dir: Path) -> None:
     file in the way, a path under /proc, a full disk), before anything runs."""
     import tempfile
 
-    from pytest_prp.results import prepare_results_dir
+    from pytest_prp.records.results import prepare_results_dir
 
     unusable = f"prp: cannot use the results directory {results_dir}"
     if results_dir.exists() and not results_dir.is_dir():
@@ -206,7 +211,7 @@ def claim_run(
 ) -> None:
     """Hold the run lock of ``branch`` until this process ends (``runlock``); GitError when
     another run holds it and ``refuse``."""
-    from pytest_prp import runlock
+    from pytest_prp.workspace import runlock
 
     command = shlex.join(["pytest", *config.invocation_params.args])
     fd = runlock.claim(git, branch, run_id, command, refuse)

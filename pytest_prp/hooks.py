@@ -17,19 +17,19 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from pytest_prp.executors import StepsOutcome as StepsOutcome
-    from pytest_prp.gates import GateResult as GateResult
-    from pytest_prp.hook_context import PrpContext as PrpContext
-    from pytest_prp.model import Gate as Gate
-    from pytest_prp.processes import ProcessResult as ProcessResult
+    from pytest_prp.execute.executors import StepsOutcome as StepsOutcome
+    from pytest_prp.execute.gates import GateResult as GateResult
+    from pytest_prp.execute.hook_context import PrpContext as PrpContext
+    from pytest_prp.spec.model import Gate as Gate
+    from pytest_prp.supervise.processes import ProcessResult as ProcessResult
 
 # The types above, by the module that defines them (imported on first use).
 _TYPES = {
-    "Gate": "pytest_prp.model",
-    "GateResult": "pytest_prp.gates",
-    "PrpContext": "pytest_prp.hook_context",
-    "ProcessResult": "pytest_prp.processes",
-    "StepsOutcome": "pytest_prp.executors",
+    "Gate": "pytest_prp.spec.model",
+    "GateResult": "pytest_prp.execute.gates",
+    "PrpContext": "pytest_prp.execute.hook_context",
+    "ProcessResult": "pytest_prp.supervise.processes",
+    "StepsOutcome": "pytest_prp.execute.executors",
 }
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from pytest_prp.collect import PrpItem
-from pytest_prp.record import (
+from pytest_prp.records.record import (
     BLOCKED,
     COMPLETED_EARLIER,
     FAILED,
@@ -127,8 +127,8 @@ def _pytest_html_used(config: pytest.Config) -> bool:
 def _html_extra(data: dict[str, Any]) -> dict[str, str | None]:
     """The PRP's details as a pytest-html extra (its ``extras.html``, built here so that
     pytest-html stays optional); it travels on the report, through xdist too."""
-    from pytest_prp.report_data import prp_view_of
-    from pytest_prp.report_html import prp_fragment
+    from pytest_prp.records.report_data import prp_view_of
+    from pytest_prp.records.report_html import prp_fragment
 
     content = prp_fragment(prp_view_of(data))
     return {

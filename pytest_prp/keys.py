@@ -24,14 +24,14 @@ import pytest
 
 # Types only: the values are made elsewhere, and a run without PRPs imports nothing for them.
 if TYPE_CHECKING:
-    from pytest_prp.heartbeat import Heartbeat
-    from pytest_prp.hook_context import PrpContext
-    from pytest_prp.model import Problem, Prp
-    from pytest_prp.planning import Plan
-    from pytest_prp.prp_info import GraphLoader
-    from pytest_prp.ratelimit import RateLimitWaiter
-    from pytest_prp.record import PrpRun
-    from pytest_prp.settings import Settings
+    from pytest_prp.execute.hook_context import PrpContext
+    from pytest_prp.plan.planning import Plan
+    from pytest_prp.plan.prp_info import GraphLoader
+    from pytest_prp.plan.settings import Settings
+    from pytest_prp.records.heartbeat import Heartbeat
+    from pytest_prp.records.record import PrpRun
+    from pytest_prp.spec.model import Problem, Prp
+    from pytest_prp.supervise.ratelimit import RateLimitWaiter
 
 # --- on the config: the run ------------------------------------------------------------------
 

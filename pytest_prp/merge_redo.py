@@ -7,17 +7,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from pytest_prp.git_command import GitError
-from pytest_prp.merge_check import diff_text, keep_earlier, merged_since
-from pytest_prp.merge_queue import TEXTUAL, MergeOutcome, collisions, redo_prompt
-from pytest_prp.model import GATE_SHELL, Gate, PrpUserError
-from pytest_prp.naming import earlier_branch, prp_branch
-from pytest_prp.record import FAILED, FAILED_INTEGRATION, FAILED_MERGE
+from pytest_prp.base.naming import earlier_branch, prp_branch
+from pytest_prp.records.record import FAILED, FAILED_INTEGRATION, FAILED_MERGE
+from pytest_prp.spec.model import GATE_SHELL, Gate, PrpUserError
+from pytest_prp.workspace.git_command import GitError
+from pytest_prp.workspace.merge_check import diff_text, keep_earlier, merged_since
+from pytest_prp.workspace.merge_queue import TEXTUAL, MergeOutcome, collisions, redo_prompt
 
 if TYPE_CHECKING:
+    from pytest_prp.execute.hook_context import PrpContext
     from pytest_prp.execution import Execution
-    from pytest_prp.hook_context import PrpContext
-    from pytest_prp.record import PrpRun
+    from pytest_prp.records.record import PrpRun
 
 INTEGRATION_GATE = "integration gate"
 

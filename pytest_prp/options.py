@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from pytest_prp.settings import DEFAULT_REPORT, Settings
+from pytest_prp.plan.settings import DEFAULT_REPORT, Settings
 
 PLAN_FORMATS = ("text", "json", "mermaid")
 _T = TypeVar("_T")
@@ -358,14 +358,14 @@ def _rate_limit_wait(config: pytest.Config) -> float:
 
 
 def _results_base(config: pytest.Config) -> Path:
-    from pytest_prp.where import results_base, start_path
+    from pytest_prp.base.where import results_base, start_path
 
     params = config.invocation_params
     return results_base(config.rootpath, start_path(config.args, params.dir, config.rootpath))
 
 
 def _models(config: pytest.Config) -> dict[str, str]:
-    from pytest_prp.agents import ModelsError, parse_models
+    from pytest_prp.spec.agents import ModelsError, parse_models
 
     try:
         return parse_models(str(config.getini("prp_models")))
@@ -374,14 +374,14 @@ def _models(config: pytest.Config) -> dict[str, str]:
 
 
 def _agent(value: str | None) -> str | None:
-    from pytest_prp.agents import expand_agent
+    from pytest_prp.spec.agents import expand_agent
 
     return expand_agent(value) if value else None
 
 
 def read_settings(config: pytest.Config) -> Settings:
-    from pytest_prp.ids import batch_id_problem, batch_of, normalize_id
-    from pytest_prp.planning import Selection
+    from pytest_prp.base.ids import batch_id_problem, batch_of, normalize_id
+    from pytest_prp.plan.planning import Selection
 
     opt = config.option
     ids = []

@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pytest
 
-    from pytest_prp.planning import Plan
+    from pytest_prp.plan.planning import Plan
 
 
 def show_plan(config: pytest.Config, plan: Plan, fmt: str) -> None:
-    from pytest_prp import body_cache, plan_view
+    from pytest_prp.plan import plan_view
+    from pytest_prp.spec import body_cache
 
     # pytest's cache (absent with -p no:cacheprovider) spares unchanged bodies a parse.
     cache = getattr(config, "cache", None)

@@ -35,10 +35,10 @@ from pytest_prp.options import add_options, read_settings, selection_given
 # YAML, markdown, git or planning code (benchmarks/bench_collection.py measures it).
 if TYPE_CHECKING:
     from pytest_prp.collect import PrpFile, PrpItem
-    from pytest_prp.model import Problem
-    from pytest_prp.prp_info import PrpInfo
-    from pytest_prp.results import RunFacts
-    from pytest_prp.settings import Settings
+    from pytest_prp.plan.prp_info import PrpInfo
+    from pytest_prp.plan.settings import Settings
+    from pytest_prp.records.results import RunFacts
+    from pytest_prp.spec.model import Problem
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -60,7 +60,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "prp: a PRP (Product Requirement Prompt) item")
     if not settings.enabled:
         return
-    from pytest_prp.stopping import QuietFinish
+    from pytest_prp.base.stopping import QuietFinish
 
     config.stash[KNOWN_PRPS] = []
     config.stash[LOAD_ERRORS] = []
@@ -77,7 +77,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # Late imports: a run that collects no PRP pays nothing for execution and reporting code.
     from pytest_prp.defaults import DefaultImplementations
     from pytest_prp.item_reports import ReportHooks
-    from pytest_prp.results import BatchResults
+    from pytest_prp.records.results import BatchResults
 
     config.pluginmanager.register(DefaultImplementations(config), "prp-defaults")
     config.pluginmanager.register(ReportHooks(), "prp-reports")
@@ -101,7 +101,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def _run_facts(config: pytest.Config, settings: Settings) -> RunFacts:
     """What the batch result is told of the run: the settings, and where the plan, the
     integration branch and the PRP files are found once they exist (looked up when needed)."""
-    from pytest_prp.results import RunFacts
+    from pytest_prp.records.results import RunFacts
 
     def branch() -> str | None:
         from pytest_prp.execution import EXECUTION
@@ -110,7 +110,7 @@ def _run_facts(config: pytest.Config, settings: Settings) -> RunFacts:
         return execution.branch if execution is not None else None
 
     def load(nodeid: str) -> PrpInfo | None:
-        from pytest_prp.prp_info import file_graph_loader
+        from pytest_prp.plan.prp_info import file_graph_loader
 
         # The scheduler's loader: it has read the files already.
         loader = config.stash.setdefault(GRAPH_LOADER, file_graph_loader(config.rootpath))
@@ -138,7 +138,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     if config.option.prp_plan and getattr(config.option, "numprocesses", None):
         config.option.numprocesses = None  # a plan is printed by this process, not by workers
     if config.option.prp_agent_presets:
-        from pytest_prp.agents import presets_text
+        from pytest_prp.spec.agents import presets_text
 
         print(presets_text())
         return 0
@@ -259,7 +259,7 @@ def pytest_collection_modifyitems(
     if not settings.enabled:
         return
     from pytest_prp.collect import PrpItem
-    from pytest_prp.planning import build_plan
+    from pytest_prp.plan.planning import build_plan
 
     prp_items = [item for item in items if isinstance(item, PrpItem)]
     others = [item for item in items if not isinstance(item, PrpItem)]
@@ -377,14 +377,14 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     _interrupt_on_sigterm()
     # Whatever a worker had not ended when xdist stopped waiting for it is ended before the
     # controller exits: the prompt comes back with nothing of the run left running.
-    from pytest_prp import leftovers
+    from pytest_prp.supervise import leftovers
 
     leftovers.become_subreaper()  # before xdist starts the workers: their orphans come to us
     config.add_cleanup(_end_strays)
 
 
 def _end_strays() -> None:
-    from pytest_prp import leftovers
+    from pytest_prp.supervise import leftovers
 
     leftovers.end_strays(leftovers.GRACE)
 
@@ -459,7 +459,7 @@ def _asked_for_prps(config: pytest.Config) -> bool:
 
 def _explain_nothing_found(session: pytest.Session, settings: Settings) -> None:
     """No PRP found: say what was seen and why it was not taken, one line each."""
-    from pytest_prp.not_found import explain, hidden_prp_dirs
+    from pytest_prp.plan.not_found import explain, hidden_prp_dirs
 
     config = session.config
     base = config.invocation_params.dir

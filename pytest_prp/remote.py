@@ -25,15 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_prp.git_command import GitError
-from pytest_prp.git_workspace import GitWorkspace
+from pytest_prp.base.naming import batch_folder, known_integration_branch
+from pytest_prp.base.safepath import inside
 from pytest_prp.keys import CONTROLLER_INPUT
-from pytest_prp.naming import batch_folder, known_integration_branch
-from pytest_prp.safepath import inside
+from pytest_prp.workspace.git_command import GitError
+from pytest_prp.workspace.git_workspace import GitWorkspace
 
 if TYPE_CHECKING:
-    from pytest_prp.heartbeat import Heartbeat
-    from pytest_prp.settings import Settings
+    from pytest_prp.plan.settings import Settings
+    from pytest_prp.records.heartbeat import Heartbeat
 
 HANDED_BACK = "refs/prp/handed-back"
 
@@ -82,7 +82,7 @@ def prp_files(git: GitWorkspace, args: Sequence[str], invocation_dir: Path) -> d
 
 
 def _open(config: pytest.Config, settings: Settings) -> GitWorkspace:
-    from pytest_prp.where import start_path  # as execution.repository_start: no cycle
+    from pytest_prp.base.where import start_path  # as execution.repository_start: no cycle
 
     start = start_path(config.args, config.invocation_params.dir, config.rootpath)
     return GitWorkspace.open(start, settings.worktree_dir)
@@ -294,9 +294,9 @@ class ProgressRelay:
         prp_id = self._prp
         if prp_id is None or self.channel.isclosed():
             return
-        from pytest_prp.heartbeat import heartbeat_path
-        from pytest_prp.ids import batch_of
-        from pytest_prp.jsonfile import read_json
+        from pytest_prp.base.ids import batch_of
+        from pytest_prp.base.jsonfile import read_json
+        from pytest_prp.records.heartbeat import heartbeat_path
 
         batch = batch_folder(batch_of(prp_id))
         try:
@@ -370,7 +370,7 @@ class ControllerMerges:
             pass  # best effort, as heartbeats are: the PRP's own report is what counts
 
     def _relayed_beat(self, prp_id: str, data: dict[str, Any]) -> None:
-        from pytest_prp.heartbeat import parse_time
+        from pytest_prp.records.heartbeat import parse_time
 
         beat = self.beats.get(prp_id)
         if beat is None or data.get("phase") in (None, "done"):
@@ -391,7 +391,7 @@ class ControllerMerges:
             beat.waiting(until)
 
     def _relayed_log(self, prp_id: str, at: int, data: bytes) -> None:
-        from pytest_prp.ids import batch_of, normalize_id
+        from pytest_prp.base.ids import batch_of, normalize_id
 
         if normalize_id(prp_id) != prp_id:
             return  # only a PRP's log, under its own name (a worker is trusted no further)
@@ -412,8 +412,8 @@ class ControllerMerges:
         (the worker's own stays on its disk), so ``prp-status`` here shows it running."""
         if ".md::" not in nodeid:
             return
-        from pytest_prp.heartbeat import Heartbeat, heartbeat_path
-        from pytest_prp.ids import batch_of
+        from pytest_prp.base.ids import batch_of
+        from pytest_prp.records.heartbeat import Heartbeat, heartbeat_path
 
         prp_id = nodeid.rsplit("::", 1)[-1]
         batch = batch_folder(batch_of(prp_id))
@@ -428,7 +428,7 @@ class ControllerMerges:
         self.beats[prp_id] = beat.start()
 
     def pytest_sessionfinish(self) -> None:
-        from pytest_prp.record import INTERRUPTED  # late: every pytest run imports remote
+        from pytest_prp.records.record import INTERRUPTED  # late: every pytest run imports remote
 
         for beat in self.beats.values():  # cut short (Ctrl-C): no report ended them
             beat.finish(INTERRUPTED)
@@ -454,7 +454,7 @@ class ControllerMerges:
 
     @pytest.hookimpl(tryfirst=True)  # before the result JSON, the terminal and the scheduler
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        from pytest_prp.record import FAILED, PASSED
+        from pytest_prp.records.record import FAILED, PASSED
 
         prp = getattr(report, "prp", None)
         if not prp:
@@ -501,7 +501,7 @@ class ControllerMerges:
             del self.beats[prp["prp_id"]]
 
     def _merge(self, prp: dict[str, Any], bundle: str | None) -> dict[str, Any]:
-        from pytest_prp.record import FAILED, FAILED_MERGE
+        from pytest_prp.records.record import FAILED, FAILED_MERGE
 
         name = remote_name(self.config)
         ref = str(prp["handed_back"])
@@ -550,7 +550,7 @@ class ControllerMerges:
 
     @staticmethod
     def _failed(prp: dict[str, Any], status: str, message: str) -> dict[str, Any]:
-        from pytest_prp.record import mark
+        from pytest_prp.records.record import mark
 
         return mark({}, status, [*prp.get("errors", []), message.splitlines()[0]])
 
@@ -607,7 +607,7 @@ def stranded(config: pytest.Config, sched: Any) -> int:
     pending = {sched.prps[i].info.id: (i, sched.prps[i].info) for i in waiting}
     # A dependency that merely did not start leaves its dependents not started too (the same
     # command runs them all); one that failed, or is blocked, blocks them.
-    from pytest_prp.record import BLOCKED, COMPLETED_EARLIER, NOT_STARTED, PASSED, mark
+    from pytest_prp.records.record import BLOCKED, COMPLETED_EARLIER, NOT_STARTED, PASSED, mark
 
     fine = (*PASSED, COMPLETED_EARLIER, NOT_STARTED)
     while pending:  # dependencies first: a PRP blocked by a blocked one is blocked too

@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_prp.record import PENDING, UNFINISHED
-from pytest_prp.report_html import default_report_path as default_report_path
-from pytest_prp.report_html import write_report as write_report
-from pytest_prp.settings import DEFAULT_REPORT
+from pytest_prp.plan.settings import DEFAULT_REPORT
+from pytest_prp.records.record import PENDING, UNFINISHED
+from pytest_prp.records.report_html import default_report_path as default_report_path
+from pytest_prp.records.report_html import write_report as write_report
 
 if TYPE_CHECKING:
-    from pytest_prp.results import BatchResults
+    from pytest_prp.records.results import BatchResults
 
 GAP = 10.0  # the writer rests this many times as long as its last write took
 MAX_GAP = 2.0  # seconds, at most
@@ -91,8 +91,8 @@ def live_prps(
 ) -> dict[str, dict[str, Any]]:
     """PRPs started and not finished: when they started, and their heartbeat if any (its
     worker, phase and attempt). In a serial run a PRP runs on ``main`` before it beats."""
-    from pytest_prp.heartbeat import heartbeat_path, iso
-    from pytest_prp.ids import batch_of
+    from pytest_prp.base.ids import batch_of
+    from pytest_prp.records.heartbeat import heartbeat_path, iso
 
     found: dict[str, dict[str, Any]] = {}
     for prp_id, started in running.items():
@@ -147,7 +147,7 @@ class HtmlReport:
                 self._graph = {p.id: tuple(p.dependencies) for p in plan.prps}
             else:
                 from pytest_prp.keys import GRAPH_LOADER
-                from pytest_prp.prp_info import file_graph_loader
+                from pytest_prp.plan.prp_info import file_graph_loader
 
                 # The scheduler's loader: it has read the files already.
                 load = self.config.stash.setdefault(

@@ -15,19 +15,12 @@ from typing import TYPE_CHECKING, Protocol
 
 import pytest
 
-from pytest_prp.body_cache import body_of
+from pytest_prp.base.naming import batch_folder, earlier_branch, log_path, prp_branch
+from pytest_prp.execute.hook_context import PrpContext
 from pytest_prp.execution import EXECUTION, Execution, worker_name
-from pytest_prp.git_command import GitError
-from pytest_prp.hook_context import PrpContext
 from pytest_prp.keys import CONTEXT, HEARTBEAT, RUN, WAITER
-from pytest_prp.ledger import trailers_message
-from pytest_prp.merge_check import check_out, drop_earlier
-from pytest_prp.merge_queue import MergeOutcome, checked_merge
 from pytest_prp.merge_redo import integration_gates, redo_or_fail
-from pytest_prp.model import PrpUserError
-from pytest_prp.naming import batch_folder, earlier_branch, log_path, prp_branch
-from pytest_prp.ratelimit import GiveUp, RateLimitWaiter, SharedPause, waiting_text
-from pytest_prp.record import (
+from pytest_prp.records.record import (
     BLOCKED,
     COMPLETED_EARLIER,
     FAILED,
@@ -42,15 +35,22 @@ from pytest_prp.record import (
     UNVERIFIED,
     PrpRun,
 )
+from pytest_prp.spec.body_cache import body_of
+from pytest_prp.spec.model import PrpUserError
+from pytest_prp.supervise.ratelimit import GiveUp, RateLimitWaiter, SharedPause, waiting_text
+from pytest_prp.workspace.git_command import GitError
+from pytest_prp.workspace.ledger import trailers_message
+from pytest_prp.workspace.merge_check import check_out, drop_earlier
+from pytest_prp.workspace.merge_queue import MergeOutcome, checked_merge
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from pytest_prp.executors import StepsOutcome
-    from pytest_prp.gates import GateResult
-    from pytest_prp.heartbeat import Heartbeat
-    from pytest_prp.model import Gate, Prp
-    from pytest_prp.settings import Settings
+    from pytest_prp.execute.executors import StepsOutcome
+    from pytest_prp.execute.gates import GateResult
+    from pytest_prp.plan.settings import Settings
+    from pytest_prp.records.heartbeat import Heartbeat
+    from pytest_prp.spec.model import Gate, Prp
 
 
 
@@ -164,7 +164,7 @@ def _tell_pytest_dependency(item: PrpNode, done: list[str]) -> None:
 
 
 def _start_heartbeat(item: PrpNode, run: PrpRun, settings: Settings) -> Heartbeat:
-    from pytest_prp.heartbeat import Heartbeat, heartbeat_path
+    from pytest_prp.records.heartbeat import Heartbeat, heartbeat_path
 
     batch = batch_folder(item.prp.batch)
     beat = Heartbeat(
@@ -182,9 +182,9 @@ def _start_heartbeat(item: PrpNode, run: PrpRun, settings: Settings) -> Heartbea
 
 
 def run_setup(item: PrpNode) -> None:
-    from pytest_prp.agents import choose_model
-    from pytest_prp.limits import Limits
-    from pytest_prp.output import LogSink
+    from pytest_prp.spec.agents import choose_model
+    from pytest_prp.supervise.limits import Limits
+    from pytest_prp.supervise.output import LogSink
 
     execution = item.config.stash[EXECUTION]
     settings = execution.settings
@@ -284,7 +284,7 @@ def _waiter(item: PrpNode, context: PrpContext) -> RateLimitWaiter:
     """The PRP's rate-limit waits (one bound for all its attempts)."""
     waiter = item.stash.get(WAITER, None)
     if waiter is None:
-        from pytest_prp.heartbeat import iso
+        from pytest_prp.records.heartbeat import iso
 
         def on_wait(until: float | None, reason: str) -> None:
             if context.heartbeat is not None:
@@ -352,7 +352,7 @@ def _gate_record(result: GateResult) -> dict[str, object]:
 
 
 def _gate_failure_text(results: list[GateResult]) -> str:
-    from pytest_prp.gates import format_gate_failure
+    from pytest_prp.execute.gates import format_gate_failure
 
     return "\n\n".join(format_gate_failure(r) for r in results if not r.passed)
 

@@ -35,10 +35,10 @@ from xdist.remote import Producer
 from xdist.report import report_collection_diff
 from xdist.workermanage import parse_tx_spec_config
 
-from pytest_prp.ids import natural_key
+from pytest_prp.base.ids import natural_key
 from pytest_prp.keys import GRAPH_LOADER
-from pytest_prp.planning import break_cycles, chain_weights, normalise_path
-from pytest_prp.prp_info import GraphLoader, PrpInfo, file_graph_loader
+from pytest_prp.plan.planning import break_cycles, chain_weights, normalise_path
+from pytest_prp.plan.prp_info import GraphLoader, PrpInfo, file_graph_loader
 
 FILLER_NODEID = "pytest-prp::next"
 

@@ -17,9 +17,9 @@ import pytest
 
 # Imported here, before any in-process pytester run: pytester drops the modules a run imported,
 # and PyYAML's C extension cannot be imported twice (a second import breaks its loader).
-import pytest_prp.frontmatter  # noqa: F401
-import pytest_prp.worktree_files
-from pytest_prp import leftovers
+import pytest_prp.spec.frontmatter  # noqa: F401
+import pytest_prp.workspace.worktree_files
+from pytest_prp.supervise import leftovers
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 FAKE_AGENT = Path(__file__).resolve().parent / "fake_agent.py"
@@ -63,7 +63,7 @@ def with_pytest_html(monkeypatch: pytest.MonkeyPatch) -> None:
 def worktrees_dir(repo: Path) -> Path:
     """Where pytest-prp keeps ``repo``'s PRP worktrees by default."""
     common = Path(git(repo, "rev-parse", "--path-format=absolute", "--git-common-dir"))
-    return pytest_prp.worktree_files.default_worktrees_dir(common, os.environ)
+    return pytest_prp.workspace.worktree_files.default_worktrees_dir(common, os.environ)
 
 
 def git(cwd: Path, *args: str) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_prp.agents import (
+from pytest_prp.spec.agents import (
     PRESETS,
     ModelsError,
     choose_model,
@@ -14,7 +14,7 @@ from pytest_prp.agents import (
     fill_model,
     parse_models,
 )
-from pytest_prp.model import Prp
+from pytest_prp.spec.model import Prp
 
 
 def prp(**kwargs: object) -> Prp:
@@ -68,7 +68,7 @@ def test_presets_option_prints_and_exits(pytester: pytest.Pytester) -> None:
 
 
 def test_presets_say_what_each_permits() -> None:
-    from pytest_prp.agents import presets_text
+    from pytest_prp.spec.agents import presets_text
 
     text = presets_text()
     assert "--allowedTools Bash" in expand_agent("claude")  # acceptEdits alone refuses gates

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_prp.blocks import Tok, scan
-from pytest_prp.body import _markdown, _plain, parse_body, parsed_plain, summarise_body
-from pytest_prp.frontmatter import split_frontmatter
-from pytest_prp.model import BodySummary
+from pytest_prp.spec.blocks import Tok, scan
+from pytest_prp.spec.body import _markdown, _plain, parse_body, parsed_plain, summarise_body
+from pytest_prp.spec.frontmatter import split_frontmatter
+from pytest_prp.spec.model import BodySummary
 
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE.parents[1] / "shared" / "corpus"

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_prp.body import normalise_heading, parse_body
-from pytest_prp.body_cache import body_of
-from pytest_prp.frontmatter import load_prp, split_frontmatter
-from pytest_prp.model import GATE_CHECKLIST, GATE_SHELL, Body, Prp
+from pytest_prp.spec.body import normalise_heading, parse_body
+from pytest_prp.spec.body_cache import body_of
+from pytest_prp.spec.frontmatter import load_prp, split_frontmatter
+from pytest_prp.spec.model import GATE_CHECKLIST, GATE_SHELL, Body, Prp
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 BATCH_43 = "ctx-eng-plus-batch-43"

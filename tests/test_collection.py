@@ -43,7 +43,7 @@ def test_a_run_of_ordinary_tests_loads_none_of_the_prp_code(pytester: pytest.Pyt
     result = pytester.runpytest_subprocess()
     result.assert_outcomes(passed=1)
     loaded = set((pytester.path / "loaded.txt").read_text().split())
-    assert {"pytest_prp.plugin", "pytest_prp.keys", "pytest_prp.settings"} <= loaded
+    assert {"pytest_prp.plugin", "pytest_prp.keys", "pytest_prp.plan.settings"} <= loaded
     later = ["frontmatter", "body", "body_cache", "collect", "plan_view", "plan_output"]
     later += ["runner", "execution", "executors", "gates", "hook_context", "defaults"]
     later += ["results", "heartbeat", "item_reports", "report_plugin", "scheduler", "prp_info"]

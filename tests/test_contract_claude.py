@@ -24,7 +24,7 @@ from contract import (
 )
 
 from conftest import git, write_prp
-from pytest_prp.agents import PRESETS
+from pytest_prp.spec.agents import PRESETS
 
 GATE = "grep -qx hello greeting.txt\n# Expected: greeting.txt says hello"
 

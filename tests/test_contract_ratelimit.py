@@ -12,7 +12,7 @@ from conftest import git, write_prp
 
 # Runs once the rate-limit waiting (issue 11) is merged; checked against h-ratelimit merged
 # into h-agents. Until then there is nothing to prove.
-pytest.importorskip("pytest_prp.ratelimit", reason="rate-limit waiting is not merged yet")
+pytest.importorskip("pytest_prp.supervise.ratelimit", reason="rate-limit waiting is not merged yet")
 
 GATE = "grep -qx hello greeting.txt\n# Expected: greeting.txt says hello"
 

@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from pytest_prp import leftovers
+from pytest_prp.supervise import leftovers
 
 
 def children(pid):

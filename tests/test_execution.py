@@ -25,7 +25,7 @@ from conftest import (
     worktrees_dir,
     write_prp,
 )
-from pytest_prp.leftovers import pid_alive
+from pytest_prp.supervise.leftovers import pid_alive
 
 
 def snapshot(root: Path) -> dict[str, Any]:

@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from pytest_prp.body import parse_body, shell_commands
-from pytest_prp.executors import (
+from pytest_prp.execute.executors import (
     StepsOutcome,
     UnsafePath,
     run_agent,
     run_literal_steps,
     safe_create_path,
 )
-from pytest_prp.limits import Limits
-from pytest_prp.model import (
+from pytest_prp.execute.prompt import default_prompt, render_prompt_template
+from pytest_prp.spec.body import parse_body, shell_commands
+from pytest_prp.spec.model import (
     GATE_CHECKLIST,
     GATE_SHELL,
     Body,
@@ -30,9 +30,9 @@ from pytest_prp.model import (
     Step,
     display_path,
 )
-from pytest_prp.output import LogSink
-from pytest_prp.processes import run_process
-from pytest_prp.prompt import default_prompt, render_prompt_template
+from pytest_prp.supervise.limits import Limits
+from pytest_prp.supervise.output import LogSink
+from pytest_prp.supervise.processes import run_process
 
 ENV = {k: v for k, v in os.environ.items() if not k.startswith(("FAKE_AGENT_", "PRP_"))}
 FAKE_AGENT = Path(__file__).with_name("fake_agent.py")

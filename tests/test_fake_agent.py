@@ -8,9 +8,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from pytest_prp.executors import StepsOutcome, run_agent
-from pytest_prp.limits import Limits
-from pytest_prp.model import Body, Prp
+from pytest_prp.execute.executors import StepsOutcome, run_agent
+from pytest_prp.spec.model import Body, Prp
+from pytest_prp.supervise.limits import Limits
 
 ENV = {k: v for k, v in os.environ.items() if not k.startswith(("FAKE_AGENT_", "PRP_"))}
 AGENT = (

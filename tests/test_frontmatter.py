@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_prp.body_cache import body_of
-from pytest_prp.frontmatter import load_prp, split_frontmatter
-from pytest_prp.model import LoadResult, Prp
+from pytest_prp.spec.body_cache import body_of
+from pytest_prp.spec.frontmatter import load_prp, split_frontmatter
+from pytest_prp.spec.model import LoadResult, Prp
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 BATCH_43 = "ctx-eng-plus-batch-43"
@@ -152,7 +152,7 @@ def test_corpus_template_with_a_prp_file_name_becomes_a_prp(corpus: Path) -> Non
 def test_load_prp_never_imports_markdown_it(corpus: Path) -> None:
     """Collection must stay cheap: the markdown parser is only loaded for a PRP's body."""
     script = (
-        "import sys; from pathlib import Path; from pytest_prp.frontmatter import load_prp\n"
+        "import sys; from pathlib import Path; from pytest_prp.spec.frontmatter import load_prp\n"
         f"for p in Path({str(corpus)!r}).rglob('*.md'): load_prp(p)\n"
         "print('markdown_it' in sys.modules)\n"
     )

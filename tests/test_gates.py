@@ -7,11 +7,11 @@ import sys
 import time
 from pathlib import Path
 
-from pytest_prp.gates import GateResult, format_gate_failure, gate_limits, run_shell_gate
-from pytest_prp.leftovers import pid_alive
-from pytest_prp.limits import Limits
-from pytest_prp.model import GATE_SHELL, Gate
-from pytest_prp.output import LogSink
+from pytest_prp.execute.gates import GateResult, format_gate_failure, gate_limits, run_shell_gate
+from pytest_prp.spec.model import GATE_SHELL, Gate
+from pytest_prp.supervise.leftovers import pid_alive
+from pytest_prp.supervise.limits import Limits
+from pytest_prp.supervise.output import LogSink
 
 ENV = dict(os.environ)
 

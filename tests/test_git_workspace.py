@@ -1,4 +1,4 @@
-"""pytest_prp.git_workspace (and the modules it is made of) against real repositories:
+"""pytest_prp.workspace.git_workspace (and the modules it is made of) against real repositories:
 worktrees, commits, merges, the ledger, and the promise that the user's checkout is never
 touched."""
 
@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 
 from conftest import worktrees_dir
-from pytest_prp.commit_build import parse_raw_diff
-from pytest_prp.git_command import DEFAULT_EMAIL, DEFAULT_NAME, GitError, identity_env
-from pytest_prp.git_workspace import GitWorkspace
-from pytest_prp.ledger import trailers_message
-from pytest_prp.leftovers import pid_alive as alive
-from pytest_prp.ref_watch import RefState, describe_ref_changes
-from pytest_prp.worktree_files import safe_name
+from pytest_prp.supervise.leftovers import pid_alive as alive
+from pytest_prp.workspace.commit_build import parse_raw_diff
+from pytest_prp.workspace.git_command import DEFAULT_EMAIL, DEFAULT_NAME, GitError, identity_env
+from pytest_prp.workspace.git_workspace import GitWorkspace
+from pytest_prp.workspace.ledger import trailers_message
+from pytest_prp.workspace.ref_watch import RefState, describe_ref_changes
+from pytest_prp.workspace.worktree_files import safe_name
 
 PROJECT = Path(__file__).resolve().parents[1]
 BATCH = "prp/batch-47"
@@ -534,8 +534,8 @@ def test_merge_into_missing_branch(ws: GitWorkspace) -> None:
 PARALLEL_WORKER = r"""
 import json, sys, time
 from pathlib import Path
-from pytest_prp.git_workspace import GitWorkspace
-from pytest_prp.ledger import trailers_message
+from pytest_prp.workspace.git_workspace import GitWorkspace
+from pytest_prp.workspace.ledger import trailers_message
 
 root, n, go = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 ws = GitWorkspace.open(root)
@@ -589,7 +589,7 @@ def test_parallel_workers_merge_into_one_branch(repo: Path, tmp_path: Path) -> N
 MERGE_ONE = r"""
 import sys
 from pathlib import Path
-from pytest_prp.git_workspace import GitWorkspace
+from pytest_prp.workspace.git_workspace import GitWorkspace
 
 ws = GitWorkspace.open(Path(sys.argv[1]))
 print(ws.merge(sys.argv[2], sys.argv[3], "Merge").sha)
@@ -837,7 +837,7 @@ def test_a_merge_never_moves_a_branch_to_a_commit_that_drops_its_tip(
 KILLED_MID_PRP = r"""
 import sys, time
 from pathlib import Path
-from pytest_prp.git_workspace import GitWorkspace
+from pytest_prp.workspace.git_workspace import GitWorkspace
 
 ws = GitWorkspace.open(Path(sys.argv[1]))
 wt = ws.prp_worktree("P-1", "prp/47/P-1", sys.argv[2])
@@ -874,8 +874,8 @@ def test_work_of_a_process_killed_mid_prp_is_kept_not_reset(ws: GitWorkspace, re
 KILLED_WITH_ORPHANS = r"""
 import os, subprocess, sys, time
 from pathlib import Path
-from pytest_prp import leftovers
-from pytest_prp.git_workspace import GitWorkspace
+from pytest_prp.supervise import leftovers
+from pytest_prp.workspace.git_workspace import GitWorkspace
 
 ws = GitWorkspace.open(Path(sys.argv[1]))
 wt = ws.prp_worktree("verify-P-1", None, sys.argv[2])  # detached: no branch to keep it under

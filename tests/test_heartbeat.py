@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pytest_prp.heartbeat import (
+from pytest_prp.records.heartbeat import (
     Heartbeat,
     format_duration,
     heartbeat_path,

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from conftest import git, write_prp
-from pytest_prp.frontmatter import load_prp
-from pytest_prp.ids import normalize_id
-from pytest_prp.safepath import UnsafePathError, inside
+from pytest_prp.base.ids import normalize_id
+from pytest_prp.base.safepath import UnsafePathError, inside
+from pytest_prp.spec.frontmatter import load_prp
 
 HOSTILE_BATCHES = [
     "/tmp/prp-hostile-batch",

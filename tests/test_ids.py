@@ -6,7 +6,7 @@ import datetime
 
 import pytest
 
-from pytest_prp.ids import batch_of, find_ids, id_from_filename, natural_key, normalize_id
+from pytest_prp.base.ids import batch_of, find_ids, id_from_filename, natural_key, normalize_id
 
 
 @pytest.mark.parametrize(

@@ -261,8 +261,8 @@ def test_changes_inside_a_submodule_fail_the_prp_clearly(
 HOLD_RUN_LOCK = r"""
 import sys, time
 from pathlib import Path
-from pytest_prp import runlock
-from pytest_prp.git_workspace import GitWorkspace
+from pytest_prp.workspace import runlock
+from pytest_prp.workspace.git_workspace import GitWorkspace
 
 fd = runlock.claim(GitWorkspace.open(Path(sys.argv[1])), "prp/batch-3", "run-a", "pytest -k a")
 print("held", flush=True)
@@ -273,9 +273,9 @@ time.sleep(60)
 def test_the_run_lock_names_its_live_holder_and_frees_itself_when_it_dies(
     repo: Path,
 ) -> None:
-    from pytest_prp import runlock
-    from pytest_prp.git_command import GitError
-    from pytest_prp.git_workspace import GitWorkspace
+    from pytest_prp.workspace import runlock
+    from pytest_prp.workspace.git_command import GitError
+    from pytest_prp.workspace.git_workspace import GitWorkspace
 
     ws = GitWorkspace.open(repo)
     holder = subprocess.Popen(

@@ -6,7 +6,7 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pytest_prp.jsonfile import write_json_atomically
+from pytest_prp.base.jsonfile import write_json_atomically
 
 
 def test_indented_and_compact_files_read_back_the_same(tmp_path: Path) -> None:

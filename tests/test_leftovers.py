@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from conftest import FAKE_AGENT, git, write_prp
-from pytest_prp import leftovers
-from pytest_prp.leftovers import carries, of_runs, parse_stat
-from pytest_prp.leftovers import pid_alive as alive
+from pytest_prp.supervise import leftovers
+from pytest_prp.supervise.leftovers import carries, of_runs, parse_stat
+from pytest_prp.supervise.leftovers import pid_alive as alive
 
 # --- the cookie --------------------------------------------------------------------------------
 

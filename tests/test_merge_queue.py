@@ -328,8 +328,8 @@ def test_an_agent_redoes_a_conflicting_prp_told_why(
 
 
 def test_whom_a_failed_merge_collides_with() -> None:
-    from pytest_prp.merge_check import Merged
-    from pytest_prp.merge_queue import SEMANTIC, TEXTUAL, collisions
+    from pytest_prp.workspace.merge_check import Merged
+    from pytest_prp.workspace.merge_queue import SEMANTIC, TEXTUAL, collisions
 
     merged = [
         Merged("a" * 40, "PRP-1.1.1", ("a.txt",)),

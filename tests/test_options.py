@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from conftest import FAKE_AGENT, git, init_repo, write_prp
+from pytest_prp.base.where import repository_top, results_base, start_path
 from pytest_prp.options import VALUE_OPTIONS, joined_values
-from pytest_prp.where import repository_top, results_base, start_path
 
 BAD_OPTIONS = [
     ("--prp-timeout", "nan"),

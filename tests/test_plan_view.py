@@ -7,10 +7,10 @@ import json
 import re
 from pathlib import Path
 
-from pytest_prp.frontmatter import load_prp
-from pytest_prp.model import GATE_CHECKLIST, GATE_SHELL, Body, Gate, Problem, Prp, Step
-from pytest_prp.plan_view import plan_to_dict, render_json, render_mermaid, render_text
-from pytest_prp.planning import Plan, Selection, build_plan
+from pytest_prp.plan.plan_view import plan_to_dict, render_json, render_mermaid, render_text
+from pytest_prp.plan.planning import Plan, Selection, build_plan
+from pytest_prp.spec.frontmatter import load_prp
+from pytest_prp.spec.model import GATE_CHECKLIST, GATE_SHELL, Body, Gate, Problem, Prp, Step
 
 
 def body(steps: int, shell: int, checklist: int = 0) -> Body:
@@ -295,7 +295,7 @@ def test_a_vanished_file_does_not_break_the_views(tmp_path: Path) -> None:
 
 
 def test_plan_of_a_real_batch(corpus: Path) -> None:
-    from pytest_prp.frontmatter import load_prp
+    from pytest_prp.spec.frontmatter import load_prp
 
     files = sorted((corpus / "ctx-eng-plus-batch-43").glob("*.md"))
     known = [p for p in (load_prp(f).prp for f in files) if p is not None]

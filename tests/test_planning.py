@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from pytest_prp.model import Problem, Prp
-from pytest_prp.planning import HOURS, PRPS, Conflict, Plan, Selection, build_plan
+from pytest_prp.plan.planning import HOURS, PRPS, Conflict, Plan, Selection, build_plan
+from pytest_prp.spec.model import Problem, Prp
 
 ALL = Selection(all=True)
 

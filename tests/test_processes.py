@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from pytest_prp import leftovers
-from pytest_prp.leftovers import pid_alive
-from pytest_prp.limits import Limits
-from pytest_prp.output import LogSink
-from pytest_prp.processes import (
+from pytest_prp.supervise import leftovers
+from pytest_prp.supervise.leftovers import pid_alive
+from pytest_prp.supervise.limits import Limits
+from pytest_prp.supervise.output import LogSink
+from pytest_prp.supervise.processes import (
     ProcessResult,
     _HeldSignals,
     idle_message,
@@ -635,8 +635,8 @@ CHILD = """
 import os, signal, sys
 from pathlib import Path
 sys.path.insert(0, {root!r})
-from pytest_prp.limits import Limits
-from pytest_prp.processes import run_bash
+from pytest_prp.supervise.limits import Limits
+from pytest_prp.supervise.processes import run_bash
 {setup}
 run_bash(
     "setsid sleep 100 > /dev/null 2>&1 & echo $! > esc.pid; "

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from pytest_prp.ratelimit import (
+from pytest_prp.supervise.ratelimit import (
     BACKOFF_CAP,
     RESET_MARGIN,
     GiveUp,

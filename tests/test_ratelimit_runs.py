@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from conftest import FAKE_AGENT, write_prp
-from pytest_prp.heartbeat import parse_time
+from pytest_prp.records.heartbeat import parse_time
 
 RESULTS = Path(".ce/orchestration")
 

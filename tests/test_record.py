@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from conftest import RESULT, entries, result_json, write_prp
-from pytest_prp import naming, record
-from pytest_prp.model import Prp
-from pytest_prp.stream_json import Refusal
+from pytest_prp.base import naming
+from pytest_prp.base.stream_json import Refusal
+from pytest_prp.records import record
+from pytest_prp.spec.model import Prp
 
 ROOT = Path(__file__).resolve().parents[1]
 

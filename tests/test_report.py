@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from pytest_prp.heartbeat import iso
-from pytest_prp.report_data import build_view
-from pytest_prp.report_html import render
+from pytest_prp.records.heartbeat import iso
+from pytest_prp.records.report_data import build_view
+from pytest_prp.records.report_html import render
 from pytest_prp.report_plugin import write_report
 from tests.conftest import git, write_prp
 

@@ -19,8 +19,8 @@ import pytest
 from xdist.dsession import TerminalDistReporter, WorkerStatus
 from xdist.scheduler import LoadScheduling
 
-from pytest_prp.ids import natural_key
-from pytest_prp.prp_info import PrpInfo, file_graph_loader
+from pytest_prp.base.ids import natural_key
+from pytest_prp.plan.prp_info import PrpInfo, file_graph_loader
 from pytest_prp.scheduler import FILLER_NODEID, PrpScheduling
 
 # --- mock nodes and a harness --------------------------------------------------------------------

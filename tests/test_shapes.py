@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_prp.body_cache import body_of
-from pytest_prp.frontmatter import load_prp
-from pytest_prp.model import Prp
+from pytest_prp.spec.body_cache import body_of
+from pytest_prp.spec.frontmatter import load_prp
+from pytest_prp.spec.model import Prp
 
 SHAPES = Path(__file__).resolve().parent / "shapes"
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_prp.jsonfile import loads_finite
-from pytest_prp.stream_json import parse_stream
+from pytest_prp.base.jsonfile import loads_finite
+from pytest_prp.base.stream_json import parse_stream
 
 ROOT = Path(__file__).resolve().parents[1]
 

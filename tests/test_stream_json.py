@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from pytest_prp.stream_json import parse_stream, render_line
+from pytest_prp.base.stream_json import parse_stream, render_line
 
 INIT = {"type": "system", "subtype": "init", "session_id": "s-init", "model": "sonnet"}
 TEXT = {

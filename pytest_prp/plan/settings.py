@@ -1,0 +1,47 @@
+"""What a run was asked to do: the options and ini keys, read and checked (see ``options``).
+
+Frozen data, below the glue: the executors' context, the keys and the glue all read it, and
+only ``options`` makes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pytest_prp.plan.planning import Selection
+
+
+@dataclass(frozen=True)
+class Settings:
+    enabled: bool
+    selection: Selection
+    pattern: str
+    plan_format: str | None
+    agent: str | None
+    branch: str | None
+    base: str | None
+    rerun: bool
+    strict: bool
+    verify: bool
+    clean: bool
+    gate_timeout: float
+    timeout: float
+    idle_timeout: float
+    heartbeat: float
+    attempts: int
+    budget_usd: float | None
+    rate_limit_wait: float
+    models: dict[str, str]
+    results_dir: Path
+    prompt_template: Path | None
+    worktree_dir: Path | None  # None: worktree_files.default_worktrees_dir
+    # The HTML report: None (none), DEFAULT_REPORT (beside the result JSON) or a path.
+    report: Path | None = None
+    merge_attempts: int = 1  # redos on the current tip of a PRP whose merge failed
+    integration_gate: str | None = None  # shell command, a gate of every PRP
+
+
+DEFAULT_REPORT = Path("<default>")

@@ -1,0 +1,165 @@
+"""The rule of the integration branch: it only moves to a commit whose tree passed the merging
+PRP's gates (and the integration gate). This module decides what to check, when to check
+again, and whom a failed merge collides with; ``merge_check`` does the git side.
+
+How a merge is decided (and why it is safe):
+
+- the PRP's gates ran on its own commit's tree. If the tip is still the PRP's base (or an
+  ancestor of its commit), the branch moves to that very commit: the tree that passed.
+- otherwise the merged commit is built on the current tip (``merge-tree``), checked out in the
+  PRP's worktree and its gates run there, without the merge lock: other merges go on.
+- the branch then moves by compare-and-swap from the tip the merge was built on. If another
+  merge moved it meanwhile the swap fails, the merge is built again on the new tip, and its
+  tree is checked again unless that very tree already passed (gates are a function of the
+  tree: the same tree needs no second run). The branch so never moves to an unchecked tree.
+- a PRP that lost the race ``HOLD_AFTER`` times checks with the merge lock held: it cannot
+  starve behind faster PRPs (only then do other merges wait behind its gates).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_prp.workspace.git_command import GitError
+from pytest_prp.workspace.git_workspace import GitWorkspace
+from pytest_prp.workspace.merge_check import Merged, build, check_out, swap, tip_of, tree_of
+
+HOLD_AFTER = 3
+# With the lock held only something outside pytest-prp (or a broken ref) fails the swap: a
+# bound instead of looping for ever.
+GIVE_UP_AFTER = 20
+
+TEXTUAL = "textual"
+SEMANTIC = "semantic"
+
+
+@dataclass
+class MergeOutcome:
+    """How a PRP's checked merge ended: ``sha`` (the new tip) when merged, else ``conflict``
+    (TEXTUAL or SEMANTIC) on the ``tip`` it was tried on, with its paths or failed gates."""
+
+    sha: str | None = None
+    fast_forward: bool = False
+    checks: int = 0  # gate runs on merged trees
+    rechecks: int = 0  # of them, after the tip moved during a check
+    tip: str | None = None
+    conflict: str | None = None
+    paths: tuple[str, ...] = ()
+    failed: list[str] = field(default_factory=list)  # names of the gates that failed
+    detail: str = ""  # the failed gates' output
+
+
+# A check: run the gates in the worktree (which holds the merged tree); the names of the
+# failed gates and their output ([] and "" when all passed).
+Check = Callable[[], tuple[list[str], str]]
+
+
+def checked_merge(
+    git: GitWorkspace,
+    branch: str,
+    commit: str,
+    base: str,
+    worktree: Path,
+    message: str,
+    check: Check,
+    delete_branch: str | None,
+) -> MergeOutcome:
+    """Merge ``commit`` (whose tree passed its gates) into ``branch`` under the rule above."""
+    outcome = MergeOutcome(tip=tip_of(git, branch))
+    if outcome.tip == base and swap(git, branch, commit, base, delete_branch, hold=False):
+        # Nothing merged since the PRP started: the tree its gates passed on, one swap.
+        outcome.sha, outcome.fast_forward = commit, True
+        return outcome
+    passed = {tree_of(git, commit)}
+    lost = 0
+    while True:
+        hold = lost >= HOLD_AFTER
+        with git.merge_turn(branch) if hold else _nothing():
+            tip = tip_of(git, branch)
+            outcome.tip = tip
+            built = build(git, tip, commit, message)
+            if built.sha is None:
+                outcome.conflict, outcome.paths = TEXTUAL, built.conflicts
+                return outcome
+            tree = tree_of(git, built.sha)
+            if tree not in passed:
+                check_out(git, worktree, built.sha)
+                outcome.checks += 1
+                outcome.rechecks += 1 if lost else 0
+                failed, detail = check()
+                if failed:
+                    outcome.conflict, outcome.failed, outcome.detail = SEMANTIC, failed, detail
+                    return outcome
+                passed.add(tree)
+            if swap(git, branch, built.sha, tip, delete_branch, hold):
+                outcome.sha, outcome.fast_forward = built.sha, built.fast_forward
+                return outcome
+        lost += 1
+        if lost >= GIVE_UP_AFTER:
+            raise GitError(f"could not merge into {branch}: it kept changing")
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def collisions(merged: Sequence[Merged], conflict: str, paths: Sequence[str]) -> list[str]:
+    """The PRPs merged since a PRP's base that its merge collides with: for a textual conflict
+    those that touched a conflicting path; for a semantic one (a gate that passed alone fails
+    on the merged tree) every PRP merged since its base, as any of them may have broken it."""
+    ids = [m.prp_id for m in merged if m.prp_id]
+    if conflict == TEXTUAL:
+        wanted = set(paths)
+        touching = [m.prp_id for m in merged if m.prp_id and wanted.intersection(m.paths)]
+        ids = touching or ids
+    return list(dict.fromkeys(ids))
+
+
+def redo_prompt(
+    conflict: str,
+    tip: str,
+    paths: Sequence[str],
+    failed: Sequence[str],
+    merged: Sequence[Merged],
+    diff: str,
+) -> str:
+    """What an agent redoing a PRP on the new tip is told, after the PRP's own prompt."""
+    moved = [f"- {m.sha[:12]} {m.prp_id or '(no PRP id)'}" for m in merged] or ["- (none)"]
+    if conflict == TEXTUAL:
+        why = "merging your earlier work conflicted in these paths:\n" + "\n".join(
+            f"- {p}" for p in paths
+        )
+    else:
+        why = "your earlier work, merged with theirs, fails these gates:\n" + "\n".join(
+            f"- {g}" for g in failed
+        )
+    return (
+        f"## Redo on the current integration tip {tip[:12]}\n\n"
+        "Other PRPs were merged since you started, and "
+        f"{why}\n\n"
+        "This directory now holds the current tip, without your earlier changes. Do the task "
+        "again on it, keeping the other PRPs' work (do not commit).\n\n"
+        "Commits that moved the tip since your base:\n" + "\n".join(moved) + "\n\n"
+        "Your earlier diff:\n```diff\n" + diff + "\n```\n"
+    )
+
+
+def merge_notes(entry: Mapping[str, Any]) -> list[str]:
+    """What the summary line of a PRP says about its merge (a result JSON entry)."""
+    notes = [f"redone on tip {tip[:12]}" for tip in entry.get("redone_on") or []]
+    if entry.get("merged_commit") and entry.get("merge_rechecks"):
+        notes.append("merged after re-check")
+    elif entry.get("merged_commit") and entry.get("merge_checks"):
+        notes.append("merged after check")
+    if entry.get("merge_unchecked"):
+        notes.append("merged without a check (remote worker)")
+    if entry.get("collides_with"):
+        notes.append("collides with " + ", ".join(entry["collides_with"]))
+    return notes

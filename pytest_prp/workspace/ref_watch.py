@@ -1,0 +1,118 @@
+"""What a PRP did to refs while it ran: HEAD switched or moved, reflog entries, refs created,
+moved or deleted. Its commit ignores all of it (``commit_build``); the record names it.
+
+``ref_state`` is taken before the steps, ``ref_changes`` after: the lines the PRP's result
+carries (``describe_ref_changes``, pure).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pytest_prp.workspace.repository import Repository
+from pytest_prp.workspace.worktree_files import admin_dir, read_head
+
+
+@dataclass(frozen=True)
+class RefState:
+    """What a PRP's worktree looks like to git, outside its files: HEAD (the file's content and
+    the commit it names), how long its reflog is, and the repository's refs."""
+
+    head: str
+    head_sha: str | None
+    reflog_size: int
+    refs: Mapping[str, str]
+
+
+def describe_ref_changes(before: RefState, after: RefState, reflog: str) -> list[str]:
+    """What happened to refs while a PRP ran, one line each: HEAD switched, detached or moved,
+    the worktree's new reflog entries (``reflog``: the lines appended to ``logs/HEAD``), and
+    refs created, moved or deleted."""
+
+    def name(head: str) -> str:
+        return head.removeprefix("ref: ").removeprefix("refs/heads/")
+
+    lines: list[str] = []
+    if after.head != before.head:
+        where = "detached at " + after.head[:12]
+        if after.head.startswith("ref: "):
+            where = f"on branch {name(after.head)}"
+        lines.append(f"HEAD {where} (was {name(before.head)})")
+    elif after.head_sha != before.head_sha:
+        old, new = (before.head_sha or "none")[:12], (after.head_sha or "none")[:12]
+        lines.append(f"{name(after.head)} moved from {old} to {new}")
+    for entry in reflog.splitlines():
+        _, tab, message = entry.partition("\t")
+        if tab and message.strip():
+            lines.append(f"git: {message.strip()}")
+    for ref in sorted(set(before.refs) | set(after.refs)):
+        old_sha, new_sha = before.refs.get(ref), after.refs.get(ref)
+        if old_sha is None and new_sha is not None:
+            lines.append(f"{ref} created at {new_sha[:12]}")
+        elif new_sha is None:
+            lines.append(f"{ref} deleted (was {str(old_sha)[:12]})")
+        elif old_sha != new_sha:
+            lines.append(f"{ref} moved from {str(old_sha)[:12]} to {new_sha[:12]}")
+    return lines
+
+
+class RefWatching(Repository):
+    """Snapshots of a worktree's HEAD, reflog and the repository's refs, and their difference."""
+
+    def __init__(
+        self,
+        root: Path,
+        common_dir: Path,
+        executable: str = "git",
+        worktrees_dir: Path | None = None,
+    ) -> None:
+        super().__init__(root, common_dir, executable, worktrees_dir)
+        # The refs ref_changes last read, and what it ignored: the next ref_state starts
+        # from them (only pytest-prp's own refs move in between) instead of reading again.
+        self._refs_read: tuple[Path, tuple[str, ...], Mapping[str, str]] | None = None
+
+    def ref_state(self, worktree: Path, ignore: Sequence[str] = ()) -> RefState:
+        """HEAD of ``worktree``, the length of its reflog, and every ref but those in
+        ``ignore`` (names, or prefixes ending in ``/``): to compare after a PRP's steps."""
+        head = read_head(worktree) or ""
+        if head.startswith("ref: refs/heads/"):
+            head_sha = self.branch_sha(head.removeprefix("ref: refs/heads/"))
+        elif head.startswith("ref: "):
+            head_sha = self.verify(head.removeprefix("ref: "))
+        else:
+            head_sha = head or None
+        admin = admin_dir(worktree)
+        try:
+            size = (admin / "logs" / "HEAD").stat().st_size if admin else 0
+        except OSError:
+            size = 0
+        known, self._refs_read = self._refs_read, None
+        if known is not None and known[:2] == (worktree, tuple(ignore)):
+            return RefState(head, head_sha, size, known[2])  # per-worktree refs included
+        out = self.output("for-each-ref", "--format=%(objectname) %(refname)", cwd=worktree)
+        refs: dict[str, str] = {}
+        for line in out.splitlines():
+            sha, _, ref = line.partition(" ")
+            if not any(ref == i or (i.endswith("/") and ref.startswith(i)) for i in ignore):
+                refs[ref] = sha
+        return RefState(head, head_sha, size, refs)
+
+    def ref_changes(
+        self, worktree: Path, before: RefState, ignore: Sequence[str] = ()
+    ) -> list[str]:
+        """What was done to refs since ``before`` was taken (``describe_ref_changes``)."""
+        self._refs_read = None
+        after = self.ref_state(worktree, ignore)
+        self._refs_read = (worktree, tuple(ignore), after.refs)
+        reflog = ""
+        admin = admin_dir(worktree)
+        if admin is not None and after.reflog_size > before.reflog_size:
+            try:
+                with open(admin / "logs" / "HEAD", "rb") as log:
+                    log.seek(before.reflog_size)
+                    reflog = log.read().decode("utf-8", "replace")
+            except OSError:
+                pass
+        return describe_ref_changes(before, after, reflog)
