@@ -168,11 +168,18 @@ def test_fast_forward_runs_no_second_check(pytester: pytest.Pytester, repo: Path
 
 @pytest.mark.parametrize("workers", ["2", "4"])
 def test_textual_conflict_resolved_by_redo(
-    pytester: pytest.Pytester, repo: Path, workers: str
+    pytester: pytest.Pytester, repo: Path, tmp_path: Path, workers: str
 ) -> None:
     """Under -n 4 too: two appenders and two bystanders, which merge without a redo."""
+    # Both appenders start from the same tip whatever the load: each step waits for the other
+    # to have started (its worktree is cut before its steps run), so neither merged yet.
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    both = f"[ -e {barrier}/1 ] && [ -e {barrier}/2 ]"
     for n in (1, 2):
-        write_prp(repo, f"PRP-64.1.{n}", steps=[f"echo line {n} >> log.txt"], gates=["sleep 1.5"])
+        wait = f"touch {barrier}/{n}; until {both}; do sleep 0.05; done"
+        steps = [f"{wait}; echo line {n} >> log.txt"]
+        write_prp(repo, f"PRP-64.1.{n}", steps=steps, gates=["sleep 1.5"])
     if workers == "4":
         for n in (3, 4):
             write_prp(repo, f"PRP-64.1.{n}", creates={f"f{n}.txt": "x"}, gates=["sleep 1.5"])
