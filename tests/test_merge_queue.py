@@ -38,7 +38,15 @@ def integration_gate_passes(repo: Path, branch: str, tmp: Path) -> bool:
     return done.returncode == 0
 
 
-def semantic_pair(repo: Path, batch: str) -> None:
+def meeting(barrier: Path, n: int, of: int = 2) -> str:
+    """A step that waits until all ``of`` siblings have started theirs: each sibling's worktree
+    is cut before its steps run, so they all start from the same tip whatever the load."""
+    barrier.mkdir(exist_ok=True)
+    everyone = " && ".join(f"[ -e {barrier}/{k} ]" for k in range(1, of + 1))
+    return f"touch {barrier}/{n}; until {everyone}; do sleep 0.05; done"
+
+
+def semantic_pair(repo: Path, batch: str, barrier: Path) -> None:
     """Two siblings that pass alone and break together: one renames lib.f to lib.g, the other
     adds a caller of lib.f."""
     (repo / "lib.py").write_text("def f():\n    return 1\n")
@@ -48,13 +56,15 @@ def semantic_pair(repo: Path, batch: str) -> None:
         repo,
         f"PRP-{batch}.1.1",
         creates={"lib.py": "def g():\n    return 1\n"},
-        gates=["sleep 1.5", "python3 -c 'import lib; lib.g()'"],
+        steps=[meeting(barrier, 1)],
+        gates=["python3 -c 'import lib; lib.g()'"],
     )
     write_prp(
         repo,
         f"PRP-{batch}.1.2",
         creates={"caller.py": "import lib\nlib.f()\n"},
-        gates=["sleep 1.5", "python3 caller.py"],
+        steps=[meeting(barrier, 2)],
+        gates=["python3 caller.py"],
     )
     write_prp(repo, f"PRP-{batch}.2.1", deps=[f"PRP-{batch}.1.2"], gates=["true"])
 
@@ -62,7 +72,7 @@ def semantic_pair(repo: Path, batch: str) -> None:
 def test_semantic_conflict_fails_integration_naming_the_first(
     pytester: pytest.Pytester, repo: Path, tmp_path: Path
 ) -> None:
-    semantic_pair(repo, "60")
+    semantic_pair(repo, "60", tmp_path / "barrier")
     result = pytester.runpytest_subprocess(
         "--prp-batch", "60", "-n", "2", "--prp-integration-gate", ALL_MODULES
     )
@@ -173,13 +183,9 @@ def test_textual_conflict_resolved_by_redo(
     """Under -n 4 too: two appenders and two bystanders, which merge without a redo."""
     # Both appenders start from the same tip whatever the load: each step waits for the other
     # to have started (its worktree is cut before its steps run), so neither merged yet.
-    barrier = tmp_path / "barrier"
-    barrier.mkdir()
-    both = f"[ -e {barrier}/1 ] && [ -e {barrier}/2 ]"
     for n in (1, 2):
-        wait = f"touch {barrier}/{n}; until {both}; do sleep 0.05; done"
-        steps = [f"{wait}; echo line {n} >> log.txt"]
-        write_prp(repo, f"PRP-64.1.{n}", steps=steps, gates=["sleep 1.5"])
+        steps = [f"{meeting(tmp_path / 'barrier', n)}; echo line {n} >> log.txt"]
+        write_prp(repo, f"PRP-64.1.{n}", steps=steps, gates=["true"])
     if workers == "4":
         for n in (3, 4):
             write_prp(repo, f"PRP-64.1.{n}", creates={f"f{n}.txt": "x"}, gates=["sleep 1.5"])
