@@ -562,7 +562,9 @@ def test_live_progress_lines(pytester: pytest.Pytester, repo: Path) -> None:
     assert result.ret == 0
     lines = [line for line in result.stdout.lines if line.startswith("[prp] PRP-19.1.1 ")]
     assert lines and any("last output" in line for line in lines)
-    assert len(lines) <= 6  # at most one line per interval
+    # At most one line per interval of the PRP's own time (a loaded machine stretches it).
+    elapsed = entries(result_json(repo, "19"))["PRP-19.1.1"]["elapsed_seconds"]
+    assert len(lines) <= elapsed / 0.3 + 1, (len(lines), elapsed)
 
 
 def test_an_unverified_prp_says_which_blocks_were_not_gates(
