@@ -21,7 +21,7 @@ import pytest
 from pytest_prp.base.ids import batch_of, natural_key
 from pytest_prp.base.jsonfile import write_json_atomically
 from pytest_prp.base.naming import batch_label, integration_branch, result_path
-from pytest_prp.records.heartbeat import iso
+from pytest_prp.base.timestamps import iso
 from pytest_prp.records.record import (
     BLOCKED,
     COMPLETED_EARLIER,
@@ -384,7 +384,8 @@ class BatchResults:
     def _cut_short(self, known: dict[str, Any]) -> dict[str, Any]:
         """A PRP cut short made no last report: its final heartbeat (written by whichever
         process ran it, as it ended) says how long it ran and where its work was kept."""
-        from pytest_prp.records.heartbeat import heartbeat_path, parse_time
+        from pytest_prp.base.timestamps import parse_time
+        from pytest_prp.records.heartbeat import heartbeat_path
 
         path = heartbeat_path(self.results_dir, known.get("batch"), known["prp_id"])
         try:

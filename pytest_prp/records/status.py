@@ -31,14 +31,22 @@ from typing import Any
 
 from pytest_prp.base.ids import batch_id_problem, natural_key
 from pytest_prp.base.naming import batch_folder, result_path, result_paths
+from pytest_prp.base.timestamps import parse_time
 from pytest_prp.records.heartbeat import (
     describe_position,
     format_duration,
     heartbeat_dir,
-    parse_time,
     read_heartbeats,
 )
-from pytest_prp.records.record import PENDING, RUNNING, WORKED, entries, read_result
+from pytest_prp.records.record import (
+    PENDING,
+    RUNNING,
+    WORKED,
+    entries,
+    read_int,
+    read_number,
+    read_result,
+)
 from pytest_prp.supervise.leftovers import pid_alive
 from pytest_prp.workspace.merge_queue import merge_notes
 
@@ -152,30 +160,13 @@ def _beats_for(
     return {b["prp_id"]: b for b in beats}
 
 
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
-
-
-def _integer(value: object) -> int | None:
-    """An int, or a string of one (JSON object keys, such as stage numbers, are strings)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    return None
-
-
 def _stall(beat: dict[str, Any], now: float, host: str) -> str | None:
     """Why a running PRP's heartbeat looks dead, or None."""
-    pid = _integer(beat.get("pid"))
+    pid = read_int(beat.get("pid"))
     if pid is not None and beat.get("host", host) == host and not pid_alive(pid):
         return f"process {pid} is gone"
     updated = parse_time(beat.get("updated_at"))
-    interval = _number(beat.get("interval")) or 30.0
+    interval = read_number(beat.get("interval")) or 30.0
     if updated is not None and now - updated > STALE_INTERVALS * interval:
         return f"no heartbeat for {format_duration(now - updated)}"
     return None
@@ -200,24 +191,24 @@ def _state(
     state = PrpState(
         prp_id=prp_id,
         status=str(status),
-        stage=_integer(entry.get("stage")),
+        stage=read_int(entry.get("stage")),
         title=entry.get("title"),
-        elapsed_seconds=_number(entry.get("elapsed_seconds")),
-        cost_usd=_number(entry.get("cost_usd")),
-        estimated_hours=_number(entry.get("estimated_hours")),
+        elapsed_seconds=read_number(entry.get("elapsed_seconds")),
+        cost_usd=read_number(entry.get("cost_usd")),
+        estimated_hours=read_number(entry.get("estimated_hours")),
         # What its merge went through (redone, collides with ...), then its first error.
         error="; ".join([*merge_notes(entry), *(entry.get("errors") or [])[:1]]) or None,
     )
     if beat is not None:
         state.phase = beat.get("phase")
-        state.attempt = _integer(beat.get("attempt"))
-        state.pid = _integer(beat.get("pid"))
+        state.attempt = read_int(beat.get("attempt"))
+        state.pid = read_int(beat.get("pid"))
         state.worker = beat.get("worker")
         state.last_output = beat.get("last_output")
         if state.estimated_hours is None:
-            state.estimated_hours = _number(beat.get("estimated_hours"))
+            state.estimated_hours = read_number(beat.get("estimated_hours"))
         if state.cost_usd is None:
-            state.cost_usd = _number(beat.get("cost_usd"))
+            state.cost_usd = read_number(beat.get("cost_usd"))
         updated = parse_time(beat.get("updated_at"))
         state.beat_age_seconds = None if updated is None else max(now - updated, 0.0)
         last = parse_time(beat.get("last_output_at"))
@@ -270,8 +261,8 @@ def load_view(results_dir: Path, batch: str, now: float | None = None) -> BatchV
                 PrpState(
                     prp_id=prp_id,
                     status=PENDING,
-                    stage=_integer(plan.get("stage")),
-                    estimated_hours=_number(plan.get("estimated_hours")),
+                    stage=read_int(plan.get("stage")),
+                    estimated_hours=read_number(plan.get("estimated_hours")),
                 )
             )
     return view
