@@ -4,7 +4,7 @@ Its statuses (which are final, which count as passed or failed), the record of a
 process running it (``PrpRun``) and its dict form (``PrpRun.to_dict``, the JSON entry), the entry
 of a PRP that never reported (pending, interrupted, not started), the one way a status is set
 (``PrpRun.set_status`` on a record, ``mark`` on an entry), and the reading back of a result JSON
-(``read_result``, ``entries``, ``earlier_records``). The writer (runner, reporting, results) and
+(``read_result``, ``entries``, ``earlier_records``). The writers (runner, item_reports, results) and
 the readers (``prp-status``, the HTML report) all go through it, so they cannot disagree.
 """
 
