@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from pytest_prp.spec.model import Gate, Prp
 
 
+
 class PrpNode(Protocol):
     """A PRP's pytest item as the runner uses it: ``collect.PrpItem`` hands itself in, so the
     runner needs nothing of the collector (which imports the runner to run)."""
