@@ -1,4 +1,5 @@
-"""pytest collection nodes: one File per PRP markdown file, one Item per PRP."""
+"""pytest collection nodes: one File per PRP markdown file, one Item per PRP, and the filler item
+xdist workers end their queue with (``scheduler.FILLER_NODEID``)."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_prp.base.naming import batch_folder
+from pytest_prp.base.naming import prompts_dir
 from pytest_prp.keys import KNOWN_PRPS
 from pytest_prp.spec.model import PrpUserError
 
@@ -53,7 +53,7 @@ class DefaultImplementations:
                 env=context.env,
                 limits=context.limits,
                 # Kept beside the logs: what the agent was told is part of the record.
-                prompt_dir=settings.results_dir / "prompts" / batch_folder(context.prp.batch),
+                prompt_dir=prompts_dir(settings.results_dir, context.prp.batch),
             )
         return run_literal_steps(
             context.prp,

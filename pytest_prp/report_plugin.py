@@ -92,7 +92,8 @@ def live_prps(
     """PRPs started and not finished: when they started, and their heartbeat if any (its
     worker, phase and attempt). In a serial run a PRP runs on ``main`` before it beats."""
     from pytest_prp.base.ids import batch_of
-    from pytest_prp.records.heartbeat import heartbeat_path, iso
+    from pytest_prp.base.timestamps import iso
+    from pytest_prp.records.heartbeat import heartbeat_path
 
     found: dict[str, dict[str, Any]] = {}
     for prp_id, started in running.items():

@@ -35,7 +35,7 @@ def layer_of(path: Path) -> str:
 
 RANK = {name: ORDER.index(layer_of(path)) for name, path in module_paths().items()}
 
-# (importer, imported): the upward reaches left to undo; each names the layer it breaks.
+
 def imports_of(path: Path, modules: set[str]) -> set[str]:
     """The package modules ``path`` imports, wherever in the file the import stands."""
     found: set[str] = set()

@@ -13,14 +13,12 @@ from pytest_prp.supervise.ratelimit import (
     BACKOFF_CAP,
     RESET_MARGIN,
     GiveUp,
-    RateLimit,
     RateLimitWaiter,
     SharedPause,
     backoff,
-    detect,
     next_wait,
-    reset_time,
 )
+from pytest_prp.supervise.ratelimit_signs import RateLimit, detect, reset_time
 
 # 2026-03-10 12:00:00 UTC
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc).timestamp()

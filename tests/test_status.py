@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from pytest_prp.records.heartbeat import Heartbeat, heartbeat_path, iso
-from pytest_prp.records.status import estimate, load_view, pid_alive
+from pytest_prp.records.status_view import estimate, load_view
+from pytest_prp.supervise.leftovers import pid_alive
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""The names of a PRP's record, made in one place: its batch folder, its branches, its result file.
+"""The names of a PRP's record, made in one place: its batch folder, branches and files.
 
 The result writer, ``prp-status``, the heartbeats, the ledger fallback and git all find a PRP's
 work by these names, so a second spelling of any of them would silently lose a record.
@@ -59,6 +59,15 @@ def prp_branch(batch: str | None, prp_id: str) -> str:
     return inside(Path(BRANCHES), batch_folder(batch), prp_id).as_posix()
 
 
+def prp_of_branch(branch: str) -> str | None:
+    """The PRP id of a PRP's branch (``prp/<batch>/<id>``, as ``prp_branch`` makes it), or None
+    for any other branch."""
+    parts = branch.split("/")
+    if len(parts) == 3 and parts[0] == BRANCHES and all(parts):
+        return parts[2]
+    return None
+
+
 def earlier_branch(prp_branch: str) -> str:
     """Where a PRP's commit is kept while it is redone on a newer tip (``merge_check``)."""
     return f"{prp_branch}-before-redo"
@@ -86,3 +95,8 @@ def report_path(results_dir: Path, batch: str) -> Path:
 def log_path(results_dir: Path, batch: str | None, prp_id: str) -> Path:
     """``<results_dir>/logs/<batch>/<id>.log``: the output of a PRP's steps and gates."""
     return inside(results_dir / "logs", batch_folder(batch), f"{prp_id}.log")
+
+
+def prompts_dir(results_dir: Path, batch: str | None) -> Path:
+    """``<results_dir>/prompts/<batch>``: the prompts sent to the agent, kept for reading."""
+    return results_dir / "prompts" / batch_folder(batch)

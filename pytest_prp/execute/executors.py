@@ -37,7 +37,7 @@ from pytest_prp.supervise.processes import (
     run_bash,
     timeout_message,
 )
-from pytest_prp.supervise.ratelimit import RateLimit, detect
+from pytest_prp.supervise.ratelimit_signs import RateLimit, detect
 
 
 @dataclass

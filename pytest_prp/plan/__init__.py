@@ -1,3 +1,3 @@
-"""The dependency graph, stages, critical path and the plan views (pure), and the settings a run
-was given.
+"""The dependency graph, stages, critical path and the plan views (pure); what ordering needs of
+a PRP file, why a run found no PRP, and the settings a run was given.
 """

@@ -1,7 +1,7 @@
-"""What a run was asked to do: the options and ini keys, read and checked (see ``options``).
+"""What a run was asked to do: its options and ini keys, read and checked (``settings_reader``).
 
 Frozen data, below the glue: the executors' context, the keys and the glue all read it, and
-only ``options`` makes it.
+only ``settings_reader`` makes it.
 """
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
-"""What happened: the PRP record (one owner), heartbeats, progress, the batch result, prp-status
-and the HTML report.
+"""What happened: the PRP record (one owner), heartbeats, progress lines, the batch result (its
+collection, its JSON document, the terminal summary), prp-status (the view, the table, the
+command) and the HTML report (its data and its page).
 """

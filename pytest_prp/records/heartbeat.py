@@ -19,7 +19,6 @@ import re
 import socket
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -29,6 +28,11 @@ from pytest_prp.base.jsonfile import read_json, write_json_atomically
 from pytest_prp.base.naming import batch_folder
 from pytest_prp.base.safepath import inside
 from pytest_prp.base.stream_json import render_line
+
+# Re-exported for runner and remote, which read them here (their owners may switch to base).
+from pytest_prp.base.timestamps import iso as iso
+from pytest_prp.base.timestamps import parse_time as parse_time
+from pytest_prp.records.record import INTERRUPTED
 
 PHASES = ("starting", "steps", "gates", "merge", "done")
 DEFAULT_INTERVAL = 30.0
@@ -54,27 +58,6 @@ def heartbeat_path(results_dir: Path, batch: str | None, prp_id: str) -> Path:
 def worker_id() -> str:
     """The xdist worker running this process (``gw0``, ...), or ``main``."""
     return os.environ.get("PYTEST_XDIST_WORKER") or "main"
-
-
-def iso(timestamp: float | None) -> str | None:
-    """A ``time.time()`` value as ISO 8601 in UTC, to the millisecond."""
-    if timestamp is None:
-        return None
-    moment = datetime.fromtimestamp(timestamp, timezone.utc)
-    return moment.isoformat(timespec="milliseconds")
-
-
-def parse_time(value: object) -> float | None:
-    """An ISO 8601 time (``Z`` allowed; no zone means UTC) as a ``time.time()`` value."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.timestamp()
 
 
 class Heartbeat:
@@ -260,7 +243,7 @@ class Heartbeat:
     ) -> None:
         """Without an explicit ``finish``: ``interrupted``, ``error`` or ``done``."""
         if exc_type is not None and issubclass(exc_type, (KeyboardInterrupt, SystemExit)):
-            self.finish("interrupted")
+            self.finish(INTERRUPTED)
         elif exc_type is not None:
             self.finish("error")
         else:

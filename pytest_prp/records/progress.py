@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pytest_prp.records.heartbeat import parse_time, progress_line, read_heartbeats
+from pytest_prp.base.timestamps import parse_time
+from pytest_prp.records.heartbeat import progress_line, read_heartbeats
 
 
 class ProgressPrinter:

@@ -4,13 +4,14 @@ Its statuses (which are final, which count as passed or failed), the record of a
 process running it (``PrpRun``) and its dict form (``PrpRun.to_dict``, the JSON entry), the entry
 of a PRP that never reported (pending, interrupted, not started), the one way a status is set
 (``PrpRun.set_status`` on a record, ``mark`` on an entry), and the reading back of a result JSON
-(``read_result``, ``entries``, ``earlier_records``). The writer (runner, reporting, results) and
+(``read_result``, ``entries``, ``earlier_records``). The writers (runner, item_reports, results) and
 the readers (``prp-status``, the HTML report) all go through it, so they cannot disagree.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pytest_prp.base.ids import batch_of
 from pytest_prp.base.jsonfile import read_json
-from pytest_prp.records.heartbeat import iso
+from pytest_prp.base.timestamps import iso
 
 if TYPE_CHECKING:
     from pytest_prp.base.stream_json import Refusal
@@ -363,3 +364,34 @@ def spent_in_run(document: Mapping[str, Any]) -> float:
             if EARLIER_RUN not in entry:
                 total += float(entry.get("cost_usd") or 0.0)
     return total
+
+
+# --- lenient numbers: a record read back may come from another version, or by hand ------------
+
+
+def read_number(value: object) -> float | None:
+    """A number in a record read back: an int, a float or a string of one; None otherwise
+    (a bool is not a number here, although Python says it is)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def read_int(value: object) -> int | None:
+    """A whole number in a record read back: an int, a float (cut to its whole part) or a
+    string of an int (JSON object keys, such as stage numbers, are strings); None otherwise."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if math.isfinite(value) else None
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            return None
+    return None

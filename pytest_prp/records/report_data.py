@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from pytest_prp.base.ids import natural_key
+from pytest_prp.base.timestamps import parse_time
 from pytest_prp.plan.planning import longest_chain
-from pytest_prp.records.heartbeat import parse_time
 from pytest_prp.records.record import (
     BLOCKED,
     COMPLETED_EARLIER,
@@ -36,6 +36,8 @@ from pytest_prp.records.record import (
     SUCCESS,
     UNFINISHED,
     UNVERIFIED,
+    read_int,
+    read_number,
 )
 from pytest_prp.records.record import entries as result_entries
 
@@ -173,25 +175,8 @@ class ReportView:
 
 
 def _int(value: object, default: int = 0) -> int:
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, (int, float)):
-        return int(value)
-    if isinstance(value, str):
-        try:
-            return int(value)
-        except ValueError:
-            return default
-    return default
-
-
-def _float(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return None
+    found = read_int(value)
+    return default if found is None else found
 
 
 def _strings(value: object) -> tuple[str, ...]:
@@ -216,7 +201,7 @@ def _gate(record: object) -> GateView | None:
         passed=bool(record.get("passed")),
         exit_code=_int(record["exit_code"]) if record.get("exit_code") is not None else None,
         timed_out=bool(record.get("timed_out")),
-        seconds=_float(record.get("seconds")),
+        seconds=read_number(record.get("seconds")),
         tail=_strings(record.get("tail")),
     )
 
@@ -246,10 +231,10 @@ def _bars(entry: Mapping[str, Any], start: float, end: float) -> tuple[Bar, ...]
     for record in entry.get("phases") or []:
         if not isinstance(record, dict):
             continue
-        begin = _float(record.get("start"))
+        begin = read_number(record.get("start"))
         if begin is None:
             continue
-        stop = _float(record.get("end"))
+        stop = read_number(record.get("end"))
         phase_start = min(start + max(begin, 0.0), end)
         phase_end = min(start + stop, end) if stop is not None else end
         bars.append(
@@ -347,7 +332,7 @@ def build_view(
     for p in prps:
         for key, value in p.tokens.items():
             tokens[key] = tokens.get(key, 0) + value
-    budget = budget_usd if budget_usd is not None else _float(document.get("budget_usd"))
+    budget = budget_usd if budget_usd is not None else read_number(document.get("budget_usd"))
     return ReportView(
         batch_id=str(document.get("batch_id") or "?"),
         integration_branch=str(document.get("integration_branch") or ""),
@@ -399,7 +384,7 @@ def _span(
         return None
     end = parse_time(entry.get("finished_at"))
     if end is None:
-        elapsed = _float(entry.get("elapsed_seconds")) or 0.0
+        elapsed = read_number(entry.get("elapsed_seconds")) or 0.0
         running = beat is not None or entry.get("status") in UNFINISHED
         end = horizon if running else start + elapsed
     return start - origin, max(end, start) - origin
@@ -417,7 +402,7 @@ def _critical(
     if ran:
         path, _ = longest_chain(order, deps, {i: durations[i] for i in order})
         return path, "seconds"
-    hours = {i: _float(entries[i].get("estimated_hours")) for i in order}
+    hours = {i: read_number(entries[i].get("estimated_hours")) for i in order}
     if order and all(h is not None for h in hours.values()):
         path, _ = longest_chain(order, deps, {i: h or 0.0 for i, h in hours.items()})
         return path, "hours"
@@ -464,13 +449,13 @@ def _prp_view(
         files=created + _strings(entry.get("files_modified")),
         files_created=len(created),
         commit=commits[-1] if commits else None,
-        cost_usd=_float(entry.get("cost_usd")),
+        cost_usd=read_number(entry.get("cost_usd")),
         tokens=_tokens(entry.get("tokens")),
         model=_text(entry.get("model")),
         worktree=_text(entry.get("worktree")),
         log=log,
         log_href=_href(log, report_dir),
-        elapsed=_float(entry.get("elapsed_seconds")) or 0.0,
+        elapsed=read_number(entry.get("elapsed_seconds")) or 0.0,
         worker=(str(worker) if worker else "main") if timing is not None else None,
         start=timing[0] if timing else None,
         end=timing[1] if timing else None,

@@ -1,10 +1,11 @@
-"""The batch result: the JSON that scripts and the status view read, and the terminal summary.
+"""The batch result: each PRP's record collected from the reports, and the JSON written.
 
 Controller-only, as junitxml: it collects what the reports say of each PRP (``report.prp``,
 from this process or an xdist worker) and writes ``batches/batch-<batch>.result.json``
-atomically after every PRP. What an entry holds and how its status is set is ``record``'s; what
-the run knows of PRPs that never reported (their stage, estimate, branch) it is given by the
-glue (``RunFacts``), so that it imports nothing above itself.
+atomically after every PRP. What an entry holds and how its status is set is ``record``'s; the
+document's stages and summary are ``result_document``'s, the summary printed at the end
+``terminal_summary``'s. What the run knows of PRPs that never reported (their stage, estimate,
+branch) it is given by the glue (``RunFacts``), so that it imports nothing above itself.
 """
 
 from __future__ import annotations
@@ -18,30 +19,24 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
-from pytest_prp.base.ids import batch_of, natural_key
+from pytest_prp.base.ids import batch_of
 from pytest_prp.base.jsonfile import write_json_atomically
 from pytest_prp.base.naming import batch_label, integration_branch, result_path
-from pytest_prp.records.heartbeat import iso
+from pytest_prp.base.timestamps import iso
 from pytest_prp.records.record import (
     BLOCKED,
-    COMPLETED_EARLIER,
-    EARLIER_RUN,
     FAILED,
-    FAILED_STATUSES,
-    INTERRUPTED,
     NOT_STARTED,
     PENDING,
     RATE_LIMITED,
-    SKIPPED_BUDGET,
-    SUCCESS,
     UNFINISHED,
-    UNVERIFIED,
     earlier_records,
     interrupted_entry,
     mark,
     unreported_entry,
 )
-from pytest_prp.workspace.merge_queue import merge_notes
+from pytest_prp.records.result_document import by_stage, summary_of
+from pytest_prp.records.terminal_summary import write_summary
 
 if TYPE_CHECKING:
     from pytest_prp.plan.planning import Plan
@@ -53,7 +48,7 @@ WRITE_SPACING = 20.0
 
 
 class PrpFacts(Protocol):
-    """What a PRP's file says that its entry needs (``scheduler.PrpInfo``)."""
+    """What a PRP's file says that its entry needs (``prp_info.PrpInfo``)."""
 
     @property
     def id(self) -> str: ...
@@ -269,41 +264,10 @@ class BatchResults:
 
     def summary(self, records: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
         records = self.records() if records is None else records
-        statuses = [r["status"] for r in records.values()]
-        total = len(statuses)
-        success = statuses.count(SUCCESS)
-        earlier = statuses.count(COMPLETED_EARLIER)
-        return {
-            "total": total,
-            "success": success,
-            "failed": sum(statuses.count(s) for s in FAILED_STATUSES),
-            "blocked": statuses.count(BLOCKED),
-            "unverified": statuses.count(UNVERIFIED),
-            "completed_earlier": earlier,
-            "skipped_budget": statuses.count(SKIPPED_BUDGET),
-            "rate_limited": statuses.count(RATE_LIMITED),
-            "not_started": statuses.count(NOT_STARTED),
-            "pending": statuses.count(PENDING),
-            "interrupted": statuses.count(INTERRUPTED),
-            # Work already done counts as done: a resumed batch is not a worse batch.
-            "success_rate": round((success + earlier) / total, 3) if total else 0.0,
-            "from_earlier_run": sum(1 for r in records.values() if EARLIER_RUN in r),
-            "elapsed_seconds": round(time.monotonic() - self.started, 3),
-            "cost_usd": _sum_cost(records.values()),
-            "tokens": _sum_tokens(records.values()),
-            "refused_tool_calls": sum(
-                len(e.get("refused_tool_calls") or []) for e in records.values()
-            ),
-            "cost_by_stage": _cost_by_stage(records.values()),
-        }
+        return summary_of(records, round(time.monotonic() - self.started, 3))
 
     def document(self) -> dict[str, Any]:
         records = self.records()
-        stages: dict[str, dict[str, Any]] = {}
-        for prp_id in sorted(records, key=natural_key):
-            entry = records[prp_id]
-            stages.setdefault(str(entry["stage"]), {})[prp_id] = entry
-        ordered = {k: stages[k] for k in sorted(stages, key=int)}
         return {
             "batch_id": self.label,
             "integration_branch": self.branch,
@@ -311,7 +275,7 @@ class BatchResults:
             "finished_at": self.finished_at,
             "interrupted": self.interrupted,
             "budget_usd": self._budget(),
-            "stages": ordered,
+            "stages": by_stage(records),
             "summary": self.summary(records),
         }
 
@@ -384,7 +348,8 @@ class BatchResults:
     def _cut_short(self, known: dict[str, Any]) -> dict[str, Any]:
         """A PRP cut short made no last report: its final heartbeat (written by whichever
         process ran it, as it ended) says how long it ran and where its work was kept."""
-        from pytest_prp.records.heartbeat import heartbeat_path, parse_time
+        from pytest_prp.base.timestamps import parse_time
+        from pytest_prp.records.heartbeat import heartbeat_path
 
         path = heartbeat_path(self.results_dir, known.get("batch"), known["prp_id"])
         try:
@@ -409,100 +374,16 @@ class BatchResults:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.results or not self.started_prps:
             return
-        tr = terminalreporter
-        tr.section("PRP batch summary")
         records = self.records()
-        by_stage: dict[int, list[dict[str, Any]]] = {}
-        for entry in records.values():
-            by_stage.setdefault(int(entry["stage"]), []).append(entry)
-        s = self.summary(records)
-        costs = s["cost_by_stage"]
-        for stage in sorted(by_stage):
-            cost = costs.get(str(stage))
-            tr.write_line(f"Stage {stage}" + (f"  (${cost:.4f})" if cost is not None else ""))
-            for entry in sorted(by_stage[stage], key=lambda e: natural_key(e["prp_id"])):
-                tr.write_line("  " + _summary_line(entry))
-                for error in entry["errors"][:2]:
-                    tr.write_line(f"      {error}")
-        tr.write_line(
-            f"Totals: {s['total']} PRPs, {s['success']} success, {s['failed']} failed, "
-            f"{s['blocked']} blocked, {s['unverified']} unverified, "
-            f"{s['completed_earlier']} completed earlier"
-            + (f", {s['skipped_budget']} over budget" if s["skipped_budget"] else "")
-            + (f", {s['rate_limited']} rate limited" if s["rate_limited"] else "")
-            + (f", {s['not_started']} not started" if s["not_started"] else "")
-            + (f", {s['interrupted']} interrupted" if s["interrupted"] else "")
-            + (f" ({s['from_earlier_run']} from an earlier run)" if s["from_earlier_run"] else "")
-            + "; success rate "
-            f"{s['success_rate']:.0%}; {s['elapsed_seconds']:.1f} s"
-            + (f"; cost ${s['cost_usd']:.4f}" if s["cost_usd"] is not None else "")
+        write_summary(
+            terminalreporter,
+            records,
+            self.summary(records),
+            self.blocked_outside(),
+            f"not written ({self.write_error})" if self.write_error else str(self.path),
+            self.branch,
         )
-        for prp_id, deps in sorted(self.blocked_outside().items()):
-            tr.write_line(
-                f"prp: {prp_id} is blocked by {', '.join(deps)}, not complete and not in this "
-                f"run: include {'them' if len(deps) > 1 else 'it'} in the selection (widen or "
-                f"drop -k/-m/--lf/--prp-stage, add --prp-id {' --prp-id '.join(deps)}) "
-                "or complete it first",
-                red=True,
-            )
-        if self.write_error:
-            tr.write_line(f"Results: not written ({self.write_error})")
-        else:
-            tr.write_line(f"Results: {self.path}")
-        if self.branch:
-            tr.write_line(
-                f"Integration branch: {self.branch} (merge it with: git merge {self.branch})"
-            )
-
-
-def _cost_by_stage(entries: Any) -> dict[str, float | None]:
-    """One pass over the records: a batch may have as many stages as PRPs (a chain)."""
-    by_stage: dict[int, list[dict[str, Any]]] = {}
-    for entry in entries:
-        by_stage.setdefault(int(entry["stage"]), []).append(entry)
-    return {str(stage): _sum_cost(by_stage[stage]) for stage in sorted(by_stage)}
-
-
-def _sum_cost(entries: Any) -> float | None:
-    costs = [e["cost_usd"] for e in entries if e.get("cost_usd") is not None]
-    return round(sum(costs), 6) if costs else None
 
 
 def _is_prp_nodeid(nodeid: str) -> bool:
     return "::" in nodeid and nodeid.rsplit("::", 1)[-1].startswith("PRP-")
-
-
-def _sum_tokens(entries: Any) -> dict[str, int] | None:
-    total: dict[str, int] = {}
-    for entry in entries:
-        for key, value in (entry.get("tokens") or {}).items():
-            total[key] = total.get(key, 0) + int(value)
-    return total or None
-
-
-def _summary_line(entry: dict[str, Any]) -> str:
-    parts = [
-        f"{entry['prp_id']:<14}",
-        f"{entry['status']:<17}",
-        f"{entry['elapsed_seconds']:6.1f} s",
-        f"gates {entry['gates_passed']}/{entry['gates_executable']}",
-    ]
-    if entry["gates_unverified"]:
-        parts.append(f"unverified {entry['gates_unverified']}")
-    if len(entry.get("attempts") or []) > 1:
-        parts.append(f"attempts {len(entry['attempts'])}")
-    if entry.get("rate_limit_waits"):
-        waited = entry.get("rate_limit_waited_seconds") or 0.0
-        parts.append(f"rate limit waits {entry['rate_limit_waits']} ({waited:.0f} s)")
-    if entry.get("cost_usd") is not None:
-        parts.append(f"${entry['cost_usd']:.4f}")
-    if entry.get("refused_tool_calls"):
-        parts.append(f"refused tool calls {len(entry['refused_tool_calls'])}")
-    if entry.get("model"):
-        parts.append(f"model {entry['model']}")
-    if entry.get("worktree"):
-        parts.append(f"worktree {entry['worktree']}")
-    parts.extend(merge_notes(entry))
-    if EARLIER_RUN in entry:
-        parts.append(f"(earlier run, {entry[EARLIER_RUN] or 'time unknown'})")
-    return "  ".join(parts)

@@ -19,6 +19,7 @@ import os
 import shutil
 from pathlib import Path
 
+from pytest_prp.base.naming import prp_of_branch
 from pytest_prp.supervise import leftovers
 from pytest_prp.workspace.commit_build import CommitBuilding
 from pytest_prp.workspace.git_command import GitError, failure, retry_pause
@@ -330,8 +331,9 @@ class WorktreeSlots(CommitBuilding):
         if not (slot.exists() or slot.is_symlink()):
             return
         branch = head_branch(slot) or ""
-        if branch.startswith("prp/") and self.branch_sha(branch) is not None:
-            self._slot_owner = branch.rsplit("/", 1)[-1]  # branches are prp/<batch>/<id>
+        owner = prp_of_branch(branch)
+        if owner is not None and self.branch_sha(branch) is not None:
+            self._slot_owner = owner
             self.keep_worktree(slot, self._slot_owner)
         elif previous or leftovers.holding(slot):
             self._set_aside(slot)
