@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -69,12 +70,19 @@ def semantic_pair(repo: Path, batch: str, barrier: Path) -> None:
     write_prp(repo, f"PRP-{batch}.2.1", deps=[f"PRP-{batch}.1.2"], gates=["true"])
 
 
+@pytest.mark.parametrize("workers", ["2", "4"])
 def test_semantic_conflict_fails_integration_naming_the_first(
-    pytester: pytest.Pytester, repo: Path, tmp_path: Path
+    pytester: pytest.Pytester, repo: Path, tmp_path: Path, workers: str
 ) -> None:
+    """Under -n 4 two bystanders (no Python) run and merge beside the pair."""
     semantic_pair(repo, "60", tmp_path / "barrier")
+    bystanders = []
+    if workers == "4":
+        for n in (3, 4):
+            write_prp(repo, f"PRP-60.1.{n}", creates={f"f{n}.txt": "x"}, gates=["sleep 1.5"])
+            bystanders.append(f"PRP-60.1.{n}")
     result = pytester.runpytest_subprocess(
-        "--prp-batch", "60", "-n", "2", "--prp-integration-gate", ALL_MODULES
+        "--prp-batch", "60", "-n", workers, "--prp-integration-gate", ALL_MODULES
     )
     assert result.ret == 1
     found = records(repo, "60")
@@ -83,14 +91,17 @@ def test_semantic_conflict_fails_integration_naming_the_first(
     )
     assert found[first]["status"] == "success"
     assert found[second]["status"] == "failed_integration", found[second]
-    assert found[second]["collides_with"][0] == first
+    # A semantic conflict names every PRP merged since its base: the first, and any bystander.
+    assert first in found[second]["collides_with"]
+    assert set(found[second]["collides_with"]) <= {first, *bystanders}
     assert found[second]["redos"] == 1  # redone once on the new tip, still failing
-    result.stdout.fnmatch_lines([f"*{second}*collides with {first}*"])
+    result.stdout.fnmatch_lines([f"*{second}*collides with*{first}*"])
     if second == "PRP-60.1.2":
         assert found["PRP-60.2.1"]["status"] == "blocked"
-    # The integration branch is green: it holds the first alone, which passes every gate.
-    assert sorted(merged_ids(repo, "prp/batch-60")) == [first] + (
-        ["PRP-60.2.1"] if second == "PRP-60.1.1" else []
+    assert {found[b]["status"] for b in bystanders} <= {"success"}
+    # The integration branch is green: it holds the first, and what does not touch Python.
+    assert sorted(merged_ids(repo, "prp/batch-60")) == sorted(
+        [first, *bystanders] + (["PRP-60.2.1"] if second == "PRP-60.1.1" else [])
     )
     assert integration_gate_passes(repo, "prp/batch-60", tmp_path)
     # Its earlier work is named by the result (its commit), its redo kept in its worktree.
@@ -353,3 +364,112 @@ def test_whom_a_failed_merge_collides_with() -> None:
     assert collisions(merged, SEMANTIC, []) == ["PRP-1.1.1", "PRP-1.1.2"]
     # Paths no PRP touched (renames, by hand): every PRP merged since the base.
     assert collisions(merged, TEXTUAL, ["z.txt"]) == ["PRP-1.1.1", "PRP-1.1.2"]
+
+
+def _wait_for(what: str, bound: int = 600) -> str:
+    """Shell: poll (every 0.1 s, at most ``bound`` times) until ``what`` succeeds; a bound,
+    not a timing: a run where it never comes ends, and the test's assertions say so."""
+    return f"for i in $(seq {bound}); do {what} && break; sleep 0.1; done"
+
+
+def _on_branch(batch: str, prp_id: str) -> str:
+    """Shell: is ``prp_id`` merged? (grep reads all of git's output: with ``-q`` it would stop
+    at the first match, and git's SIGPIPE fail the pipeline under pipefail.)"""
+    trailers = f"git log --format='%(trailers:key=PRP-Id,valueonly)' prp/batch-{batch}"
+    return f"{trailers} | grep -x {prp_id} >/dev/null"
+
+
+def test_merges_never_wait_behind_another_prp_s_check(
+    pytester: pytest.Pytester, repo: Path, tmp_path: Path
+) -> None:
+    """-n 2: C merges while A runs, so A's merge is checked on the merged tree; that check
+    blocks until B (C's dependent, on the other worker) has merged. Had B's merge waited
+    behind A's check, A's gate would have given up waiting (it says so in ``seen``)."""
+    started, checking, seen = (tmp_path / n for n in ("a-started", "a-checking", "seen"))
+    b_merged = _on_branch("69", "PRP-69.2.1")
+    # On its own tree (cut before C merged) c.txt is missing: A's gate passes at once. On the
+    # merged tree it waits for B to merge, and says whether B did.
+    check = (
+        f"if [ -e c.txt ] && [ ! -s {seen} ]; then touch {checking}\n"
+        f"{_wait_for(b_merged)}\n"
+        f"{b_merged} && echo merged > {seen} || echo gave-up > {seen}\n"
+        "fi\ntest -f a.txt"
+    )
+    a_step = f"touch {started}\n{_wait_for(_on_branch('69', 'PRP-69.1.2'))}\necho a > a.txt"
+    write_prp(repo, "PRP-69.1.1", steps=[a_step], gates=[check])  # A
+    write_prp(
+        repo,
+        "PRP-69.1.2",  # C: merges once A has taken its base
+        steps=[_wait_for(f"test -e {started}") + "\necho c > c.txt"],
+        gates=["true"],
+    )
+    write_prp(
+        repo,
+        "PRP-69.2.1",  # B: done once A's check runs, then merges
+        deps=["PRP-69.1.2"],
+        steps=[_wait_for(f"test -e {checking}") + "\necho b > b.txt"],
+        gates=["true"],
+    )
+    result = pytester.runpytest_subprocess("--prp-batch", "69", "-n", "2")
+    assert result.ret == 0, result.stdout.str()
+    assert seen.read_text().strip() == "merged"  # B merged while A's check was running
+    found = records(repo, "69")
+    assert {e["status"] for e in found.values()} == {"success"}
+    a = found["PRP-69.1.1"]
+    # A checked on C's merge, lost the race to B, checked again on B's: merged after re-check.
+    assert a["merge_checks"] == 2 and a["merge_rechecks"] == 1, a
+    history = git(repo, "rev-list", "--first-parent", "prp/batch-69", "^main").split()
+    assert history == [a["merged_commit"], found["PRP-69.2.1"]["merged_commit"],
+                       found["PRP-69.1.2"]["merged_commit"]]  # fmt: skip
+    assert git(repo, "rev-parse", f"{a['merged_commit']}^1") == found["PRP-69.2.1"]["merged_commit"]
+    result.stdout.fnmatch_lines(["*PRP-69.1.1*merged after re-check*"])
+
+
+def test_stress_sixty_prps_with_textual_conflicts(
+    pytester: pytest.Pytester, repo: Path, tmp_path: Path
+) -> None:
+    """60 PRPs under -n 4 in random dependency groups (as issue 5's stress run); every fourth
+    one appends a line to one of three shared files, so concurrent appenders conflict and are
+    redone on the new tip. The first pair is made to conflict for sure: 70.1.1 starts its work
+    once 70.1.2 has taken its base, and 70.1.2 finishes only once 70.1.1 (appending to the
+    same file) has merged."""
+    second_started = tmp_path / "second-started"
+    rng = random.Random(14)
+    ids = [f"PRP-70.{n // 10 + 1}.{n % 10 + 1}" for n in range(60)]
+    appenders: dict[str, str] = {}
+    for i, pid in enumerate(ids):
+        earlier = ids[: i - i % 10]  # only ids of earlier groups: no cycles
+        deps = rng.sample(earlier, k=min(len(earlier), rng.randint(0, 2)))
+        name = pid.replace("PRP-", "").replace(".", "_")
+        steps = [f"mkdir -p out && echo {pid} > out/{name}.txt"]
+        if i % 4 == 0 or i == 1:
+            shared = "shared/s0.txt" if i < 2 else f"shared/s{i % 3}.txt"
+            appenders[pid] = shared
+            steps.append(f"mkdir -p shared && echo {pid} >> {shared}")
+        if i == 0:
+            steps.insert(0, _wait_for(f"test -e {second_started}"))
+        if i == 1:
+            steps.insert(0, f"touch {second_started}\n" + _wait_for(_on_branch("70", ids[0])))
+        write_prp(repo, pid, deps=deps, steps=steps, gates=[f"test -f out/{name}.txt"])
+    result = pytester.runpytest_subprocess(
+        "--prp-batch", "70", "-n", "4", "--prp-merge-attempts", "5"
+    )
+    assert result.ret == 0, result.stdout.str()[-3000:]
+    found = records(repo, "70")
+    assert {e["status"] for e in found.values()} == {"success"}
+    # Every passing PRP merged exactly once.
+    assert sorted(merged_ids(repo, "prp/batch-70")) == sorted(ids)
+    # Conflicts happened, and every one was textual, on a shared file, and redone.
+    failures = [f for e in found.values() for f in e["merge_failures"]]
+    assert found[ids[1]]["redos"] >= 1
+    assert sum(e["redos"] for e in found.values()) == len(failures)
+    assert {f["kind"] for f in failures} == {"textual"}
+    assert {p for f in failures for p in f["paths"]} <= set(appenders.values())
+    # No appended line lost or doubled.
+    for shared in set(appenders.values()):
+        lines = git(repo, "show", f"prp/batch-70:{shared}").splitlines()
+        assert sorted(lines) == sorted(p for p, s in appenders.items() if s == shared)
+    # The branch moved only to checked commits: its first-parent history is exactly the PRPs'
+    # merged commits.
+    history = git(repo, "rev-list", "--first-parent", "prp/batch-70", "^main").split()
+    assert sorted(history) == sorted(e["merged_commit"] for e in found.values())
