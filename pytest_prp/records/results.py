@@ -110,6 +110,8 @@ class BatchResults:
         self._from_files: tuple[dict[str, int], dict[str, float | None]] | None = None
         self.session: pytest.Session | None = None
         self.write_error: str | None = None  # why the JSON could not be written, if so
+        # The block ``final_check_run`` leaves (``--prp-final-check``), before the last write.
+        self.final_check: dict[str, Any] | None = None
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self.session = session
@@ -313,6 +315,7 @@ class BatchResults:
             "budget_usd": self._budget(),
             "stages": ordered,
             "summary": self.summary(records),
+            **({"final_check": self.final_check} if self.final_check is not None else {}),
         }
 
     def _budget(self) -> float | None:
@@ -445,6 +448,12 @@ class BatchResults:
                 "or complete it first",
                 red=True,
             )
+        if self.final_check is not None:
+            from pytest_prp.records.final_check_view import lines
+
+            broken = not self.final_check.get("passed", True)
+            for line in lines(self.final_check):
+                tr.write_line(line, red=broken)
         if self.write_error:
             tr.write_line(f"Results: not written ({self.write_error})")
         else:

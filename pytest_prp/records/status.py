@@ -86,6 +86,7 @@ class BatchView:
     interrupted: bool
     prps: list[PrpState] = field(default_factory=list)
     now: float = 0.0
+    final_check: dict[str, Any] | None = None  # the result's block (--prp-final-check)
 
     @property
     def done(self) -> bool:
@@ -259,6 +260,7 @@ def load_view(results_dir: Path, batch: str, now: float | None = None) -> BatchV
         finished_at=doc.get("finished_at") or None,
         interrupted=doc.get("interrupted") is True,
         now=now,
+        final_check=doc.get("final_check") if isinstance(doc.get("final_check"), dict) else None,
     )
     host = socket.gethostname()
     for prp_id in sorted(set(found) | set(beats), key=natural_key):
@@ -403,6 +405,10 @@ def render_table(view: BatchView) -> str:
     for row in [columns, *rows]:
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     lines.append(_totals_line(view))
+    if view.final_check is not None:
+        from pytest_prp.records.final_check_view import lines as final_check_lines
+
+        lines.extend(final_check_lines(view.final_check))
     if not view.done:
         guess = estimate(view)
         if guess.seconds_left is None:
@@ -439,6 +445,7 @@ def view_document(view: BatchView) -> dict[str, Any]:
         "prps": [asdict(p) for p in view.prps],
         "totals": totals(view),
         "estimate": {"seconds_left": guess.seconds_left, "method": guess.method},
+        **({"final_check": view.final_check} if view.final_check is not None else {}),
     }
 
 
