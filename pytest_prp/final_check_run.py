@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from pytest_prp.records.results import BatchResults
     from pytest_prp.spec.model import Gate
     from pytest_prp.supervise.output import LogSink
-    from pytest_prp.workspace.final_check import FinalCheckOutcome, MergedPrp
+    from pytest_prp.workspace.final_check import FinalCheckOutcome, MergedPrp, RunGate
 
 # The name of the check's log, beside the PRPs' logs (PRP ids start with ``PRP-``).
 LOG_NAME = "final-check"
@@ -82,7 +82,7 @@ class FinalCheck:
 
         log = LogSink(log_path(self.settings.results_dir, self.results.label, LOG_NAME))
         try:
-            run_gate = _gate_runner(self.settings, {m.prp_id: m for m in merged}, log)
+            run_gate = _gate_runner(self.settings, self.results.results, log)
             return run_final_check(git, self.results.branch, merged, graph, run_gate)
         finally:
             log.close()
@@ -111,18 +111,19 @@ class FinalCheck:
         return found
 
 
-def _gate_runner(
-    settings: Settings, merged: dict[str, MergedPrp], log: LogSink
-) -> Any:  # workspace.final_check.RunGate
+def _gate_runner(settings: Settings, records: dict[str, dict[str, Any]], log: LogSink) -> RunGate:
     """A gate run as the PRP's own gates run (``execute.gates``): bash, the PRP_* environment,
     ``--prp-gate-timeout``, its output in the check's log."""
     from pytest_prp.execute.gates import run_shell_gate
     from pytest_prp.supervise.limits import Limits
 
-    def run(prp_id: str, gate: Gate, workdir: Path) -> tuple[bool, list[str]]:
+    def run(prp_id: str, gate: Gate, workdir: Path, commit: str) -> tuple[bool, list[str]]:
         env = dict(os.environ)
-        env.update({"PRP_ID": prp_id, "PRP_ATTEMPT": "1", "PRP_WORKDIR": str(workdir)})
-        log.section(f"{prp_id} at {workdir.name}")
+        batch = (records.get(prp_id) or {}).get("batch") or ""
+        env.update(
+            {"PRP_ID": prp_id, "PRP_BATCH": batch, "PRP_ATTEMPT": "1", "PRP_WORKDIR": str(workdir)}
+        )
+        log.section(f"{prp_id} on {commit[:12]}")
         limits = Limits.starting_now(settings.gate_timeout, log=log)
         result = run_shell_gate(gate, cwd=workdir, env=env, limits=limits)
         return result.passed, list(result.process.tail[-20:])

@@ -133,7 +133,7 @@ def test_no_final_check_without_the_option(pytester: pytest.Pytester, repo: Path
 def test_bisect_finds_the_culprit_among_many_merges(pytester: pytest.Pytester, repo: Path) -> None:
     """Six siblings merged one after the other (serial, plan order); the fifth breaks the
     first's gate: the bisection over the five later merges names it, in at most 3 runs of the
-    gate. ini ``prp_final_check`` turns the check on as the option does."""
+    gate (after one on the first's own merge). ini ``prp_final_check`` turns the check on as the option does."""
     settings_file(repo)
     pytester.makeini("[pytest]\nprp_final_check = true\n")
     write_prp(repo, "PRP-93.1.1", creates={"a.txt": "a\n"}, gates=[SAFE])
@@ -150,4 +150,63 @@ def test_bisect_finds_the_culprit_among_many_merges(pytester: pytest.Pytester, r
     [failure] = check["failures"]
     assert failure["prp_id"] == "PRP-93.1.1" and failure["broken_by"] == "PRP-93.1.5"
     assert failure["broken_at"] == entries(doc)["PRP-93.1.5"]["merged_commit"]
-    assert 1 <= check["bisect_runs"] <= 3
+    # One run on its own merge (it passes there), then at most ceil(log2(5)) = 3 to bisect.
+    assert 2 <= check["bisect_runs"] <= 4
+
+
+def test_bisect_over_merge_commits_and_a_commit_off_the_history(tmp_path: Path) -> None:
+    """The git side alone: five PRPs merged with merge commits (as under -n), the fourth
+    breaking the first's gate; a commit of the run that is not on the first-parent history is
+    left out, and the chain starts at the run's first merge."""
+    from pytest_prp.spec.model import GATE_SHELL, Gate
+    from pytest_prp.workspace.final_check import MergedPrp, run_final_check
+    from pytest_prp.workspace.repository import Repository
+    from tests.conftest import init_repo
+
+    repo = init_repo(tmp_path / "repo")
+    settings_file(repo)
+    git(repo, "branch", "integration")
+    merged: list[MergedPrp] = []
+    safe = Gate(index=1, name="safe", kind=GATE_SHELL, command=SAFE, line=1)
+    fast = Gate(index=1, name="fast", kind=GATE_SHELL, command=FAST, line=1)
+    for n in range(1, 6):
+        git(repo, "checkout", "-q", "-b", f"prp{n}", "main")
+        (repo / "settings.txt").write_text("mode=fast\n" if n == 4 else "mode=safe\n")
+        (repo / f"f{n}.txt").write_text(f"{n}\n")
+        git(repo, "add", "-A")
+        git(repo, "commit", "-qm", f"PRP-{n}")
+        git(repo, "checkout", "-q", "integration")
+        git(repo, "merge", "-q", "--no-ff", "-m", f"Merge PRP-{n}", f"prp{n}")
+        gates = (fast,) if n == 4 else (safe,)
+        merged.append(MergedPrp(f"PRP-{n}", git(repo, "rev-parse", "HEAD"), gates))
+    git(repo, "checkout", "-q", "main")
+    start = git(repo, "rev-parse", f"{merged[0].merged_commit}^1")
+    off_history = MergedPrp("PRP-9", git(repo, "rev-parse", "prp2"), (safe,))
+    runs: list[str] = []
+
+    def run_gate(prp_id: str, gate: Gate, workdir: Path, commit: str) -> tuple[bool, list[str]]:
+        runs.append(commit)
+        assert git(workdir, "rev-parse", "HEAD") == commit
+        done = subprocess.run(["bash", "-c", gate.command or ""], cwd=workdir)
+        return done.returncode == 0, []
+
+    git_repo = Repository.open(repo, tmp_path / "worktrees")
+    graph = {"PRP-4": ["PRP-3"], "PRP-3": ["PRP-2"]}  # PRP-4 builds on 3, 3 on 2
+    outcome = run_final_check(git_repo, "integration", [*merged, off_history], graph, run_gate)
+    assert outcome.error is None
+    assert outcome.start == start
+    assert outcome.prps == ["PRP-1", "PRP-2", "PRP-3", "PRP-4", "PRP-5"]
+    assert outcome.gates_run == 5
+    # PRP-4 set mode=fast: the gates of 1, 2 and 3 fail on the tip, each traced to PRP-4's
+    # merge (2 and 3 superseded: PRP-4 depends on them); PRP-5's fails on its own merge too,
+    # so no later merge is blamed.
+    culprits = {f.prp_id: (f.broken_by, f.superseded) for f in outcome.failures}
+    assert culprits == {
+        "PRP-1": ("PRP-4", False),
+        "PRP-2": ("PRP-4", True),
+        "PRP-3": ("PRP-4", True),
+        "PRP-5": (None, False),
+    }
+    assert outcome.failures[0].broken_at == merged[3].merged_commit
+    assert [f.prp_id for f in outcome.broken] == ["PRP-1", "PRP-5"]
+    assert len(git(repo, "worktree", "list").splitlines()) == 1  # its worktree is gone

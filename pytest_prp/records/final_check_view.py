@@ -11,7 +11,7 @@ def failure_text(failure: dict[str, Any]) -> str:
     line = f'{failure.get("prp_id")} gate {failure.get("gate_index")} "{failure.get("gate")}"'
     broken_at = failure.get("broken_at")
     if not broken_at:
-        return line + " fails on the final tip (no later merge of this run broke it)"
+        return line + " fails on the final tip and on its own merge (no later merge broke it)"
     line += f" broken by {failure.get('broken_by') or 'a commit of no PRP'} ({broken_at[:12]})"
     if failure.get("superseded"):
         line += f": superseded ({failure.get('broken_by')} depends on {failure.get('prp_id')})"

@@ -41,8 +41,9 @@ class MergedPrp:
     gates: tuple[Gate, ...]
 
 
-# Run one gate in a worktree: passed, and the last lines of its output.
-RunGate = Callable[[str, Gate, Path], tuple[bool, list[str]]]
+# Run one gate of a PRP in a worktree holding a commit (prp_id, gate, worktree, commit):
+# passed, and the last lines of its output.
+RunGate = Callable[[str, Gate, Path, str], tuple[bool, list[str]]]
 
 
 @dataclass(frozen=True)
@@ -123,14 +124,15 @@ def first_parent_chain(git: Repository, tip: str, commits: set[str]) -> list[str
     out = git.run("rev-list", "--first-parent", tip)[1].split()
     left = set(commits)
     chain: list[str] = []
+    oldest = 0  # length of the chain up to the oldest of ``commits`` seen
     for sha in out:
         if not left:
             break
         chain.append(sha)
-        left.discard(sha)
-    if left and len(left) == len(commits):
-        return []
-    return list(reversed(chain))
+        if sha in left:
+            left.discard(sha)
+            oldest = len(chain)
+    return list(reversed(chain[:oldest]))
 
 
 class _Checkout:
@@ -209,12 +211,12 @@ def _check_prp(
     checkout.reset(tip)
     failed: list[tuple[Gate, list[str]]] = []
     for gate in prp.gates:
-        passed, tail = run_gate(prp.prp_id, gate, checkout.path)
+        passed, tail = run_gate(prp.prp_id, gate, checkout.path, tip)
         outcome.gates_run += 1
         if not passed:
             failed.append((gate, tail))
     for gate, tail in failed:
-        after = chain.index(prp.merged_commit) + 1 if prp.merged_commit in chain else len(chain)
+        after = chain.index(prp.merged_commit) + 1
         candidates = chain[after:]
 
         def passes(commit: str, gate: Gate = gate) -> bool:
@@ -222,14 +224,18 @@ def _check_prp(
             checkout.reset(commit)
             verdict = True
             for earlier in prp.gates:
-                ok, _ = run_gate(prp.prp_id, earlier, checkout.path)
+                ok, _ = run_gate(prp.prp_id, earlier, checkout.path, commit)
                 outcome.bisect_runs += 1
                 if earlier is gate:
                     verdict = ok
                     break
             return verdict
 
-        found = first_failing(candidates, passes)
+        # The bisection assumes the gate passed on the PRP's own merge (the merge queue's rule);
+        # checked, so that a gate failing everywhere (a flaky one, one that depends on the
+        # machine) blames no later merge.
+        passed_on_own = bool(candidates) and passes(chain[after - 1])
+        found = first_failing(candidates, passes) if passed_on_own else None
         culprit_sha = candidates[found] if found is not None else None
         culprit = prp_at.get(culprit_sha) if culprit_sha is not None else None
         superseded = culprit is not None and depends_on(graph, culprit, prp.prp_id)
