@@ -20,7 +20,11 @@ check could not run: CI sees it.
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,8 +56,22 @@ class FinalCheck:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if exitstatus == pytest.ExitCode.INTERRUPTED or not self.results.started_prps:
             return  # a run cut short is resumed, not judged
+        finishing = self.config.pluginmanager.get_plugin("prp-quiet-finish")
+        if getattr(finishing, "caught", None) is not None:
+            return  # stopped as the run was ending: the check is not started
+        from pytest_prp.workspace.final_check import FinalCheckOutcome
+
         started = time.monotonic()
-        outcome = self.check()
+        try:
+            with _interruptible():
+                outcome = self.check()
+        except KeyboardInterrupt:
+            # Ctrl-C or SIGTERM during the check: its gate was ended with it and its worktree
+            # removed; the batch's results are still written (after this hook), and say so.
+            outcome = FinalCheckOutcome(error="interrupted (Ctrl-C or SIGTERM)")
+            session.exitstatus = pytest.ExitCode.INTERRUPTED
+        except Exception as exc:  # a check that cannot run must not cost the batch's results
+            outcome = FinalCheckOutcome(error=f"{type(exc).__name__}: {exc}")
         outcome.seconds = time.monotonic() - started
         self.results.final_check = outcome.as_json()
         _junit_properties(self.config, outcome)
@@ -109,6 +127,25 @@ class FinalCheck:
             if gates:
                 found.append(MergedPrp(prp_id, str(commit), gates))
         return found
+
+
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    """Ctrl-C and SIGTERM stop the check at once: it is work, not the run's ending, during
+    which ``base.stopping.QuietFinish`` only notes a first signal."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _gate_runner(settings: Settings, records: dict[str, dict[str, Any]], log: LogSink) -> RunGate:

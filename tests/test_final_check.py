@@ -133,7 +133,8 @@ def test_no_final_check_without_the_option(pytester: pytest.Pytester, repo: Path
 def test_bisect_finds_the_culprit_among_many_merges(pytester: pytest.Pytester, repo: Path) -> None:
     """Six siblings merged one after the other (serial, plan order); the fifth breaks the
     first's gate: the bisection over the five later merges names it, in at most 3 runs of the
-    gate (after one on the first's own merge). ini ``prp_final_check`` turns the check on as the option does."""
+    gate (after one on the first's own merge). ini ``prp_final_check`` turns the check on as
+    the option does."""
     settings_file(repo)
     pytester.makeini("[pytest]\nprp_final_check = true\n")
     write_prp(repo, "PRP-93.1.1", creates={"a.txt": "a\n"}, gates=[SAFE])
@@ -210,3 +211,25 @@ def test_bisect_over_merge_commits_and_a_commit_off_the_history(tmp_path: Path) 
     assert outcome.failures[0].broken_at == merged[3].merged_commit
     assert [f.prp_id for f in outcome.broken] == ["PRP-1", "PRP-5"]
     assert len(git(repo, "worktree", "list").splitlines()) == 1  # its worktree is gone
+
+
+def test_sigterm_during_the_final_check_keeps_the_results(
+    pytester: pytest.Pytester, repo: Path
+) -> None:
+    """A SIGTERM while the final check runs a gate: the gate ends, the check's worktree goes,
+    the batch's results are written with the PRPs' statuses and the check marked interrupted."""
+    write_prp(
+        repo,
+        "PRP-94.1.1",
+        creates={"a.txt": "a\n"},
+        # Once PRP-94.1.2 has merged (only in the final check), the gate stops pytest.
+        gates=["if [ -e stop.flag ]; then kill -TERM $PPID; sleep 30; fi"],
+    )
+    write_prp(repo, "PRP-94.1.2", creates={"stop.flag": "x\n"}, gates=["true"])
+    result = pytester.runpytest_subprocess("--prp-batch", "94", "--prp-final-check", timeout=60)
+    assert result.ret == pytest.ExitCode.INTERRUPTED, result.stdout.str()
+    doc = result_json(repo, "94")
+    assert {e["status"] for e in entries(doc).values()} == {"success"}
+    assert doc["final_check"]["error"] == "interrupted (Ctrl-C or SIGTERM)"
+    assert doc["final_check"]["seconds"] < 20  # the gate's sleep was cut short
+    assert len(git(repo, "worktree", "list").splitlines()) == 1
