@@ -280,7 +280,18 @@ def add_options(parser: pytest.Parser) -> None:
         help="with -n: never run PRPs that declare the same files_modified at the same time",
     )
 
+    group.addoption(
+        "--prp-final-check",
+        action="store_true",
+        default=None,
+        help="at the end of the batch, run every merged PRP's gates on the final integration tip "
+        "and name, by bisecting the run's merges, the PRP that broke a gate",
+    )
+
     parser.addini("prp_enabled", "collect PRP files in every run", type="bool", default=False)
+    parser.addini(
+        "prp_final_check", "run the final check (as --prp-final-check)", type="bool", default=False
+    )
     parser.addini("prp_file_pattern", "glob of PRP file names", default="PRP-*.md")
     parser.addini("prp_branch", "integration branch name", default="")
     parser.addini("prp_agent", "agent command line", default="")

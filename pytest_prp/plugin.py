@@ -88,6 +88,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):  # xdist workers report; the controller writes
         results = BatchResults(config, _run_facts(config, settings))
         config.pluginmanager.register(results, "prp-results")
+        if settings.final_check and not settings.verify and not settings.plan_format:
+            from pytest_prp.final_check_run import FinalCheck
+
+            config.pluginmanager.register(FinalCheck(config, settings, results), "prp-final-check")
         if config.getoption("prp_remote", None) and not settings.plan_format:
             from pytest_prp.remote import ControllerMerges, keep_going_without_dead_machines
 

@@ -160,6 +160,7 @@ def read_settings(config: pytest.Config) -> Settings:
         integration_gate=(
             opt.prp_integration_gate or str(config.getini("prp_integration_gate")).strip() or None
         ),
+        final_check=bool(opt.prp_final_check or config.getini("prp_final_check")),
         worktree_dir=(config.rootpath / Path(worktree_dir).expanduser()).resolve()
         if worktree_dir
         else None,

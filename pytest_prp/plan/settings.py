@@ -42,6 +42,7 @@ class Settings:
     report: Path | None = None
     merge_attempts: int = 1  # redos on the current tip of a PRP whose merge failed
     integration_gate: str | None = None  # shell command, a gate of every PRP
+    final_check: bool = False  # every merged PRP's gates on the final tip (final_check_run)
 
 
 DEFAULT_REPORT = Path("<default>")

@@ -105,6 +105,8 @@ class BatchResults:
         self._from_files: tuple[dict[str, int], dict[str, float | None]] | None = None
         self.session: pytest.Session | None = None
         self.write_error: str | None = None  # why the JSON could not be written, if so
+        # The block ``final_check_run`` leaves (``--prp-final-check``), before the last write.
+        self.final_check: dict[str, Any] | None = None
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self.session = session
@@ -277,6 +279,7 @@ class BatchResults:
             "budget_usd": self._budget(),
             "stages": by_stage(records),
             "summary": self.summary(records),
+            **({"final_check": self.final_check} if self.final_check is not None else {}),
         }
 
     def _budget(self) -> float | None:
@@ -382,6 +385,7 @@ class BatchResults:
             self.blocked_outside(),
             f"not written ({self.write_error})" if self.write_error else str(self.path),
             self.branch,
+            self.final_check,
         )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from pytest_prp.records.final_check_view import lines as final_check_lines
 from pytest_prp.records.heartbeat import format_duration
 from pytest_prp.records.record import RUNNING
 from pytest_prp.records.status_view import BatchView, estimate, totals
@@ -64,6 +65,8 @@ def render_table(view: BatchView) -> str:
     for row in [columns, *rows]:
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     lines.append(_totals_line(view))
+    if view.final_check is not None:
+        lines.extend(final_check_lines(view.final_check))
     if not view.done:
         guess = estimate(view)
         if guess.seconds_left is None:
@@ -100,4 +103,5 @@ def view_document(view: BatchView) -> dict[str, Any]:
         "prps": [asdict(p) for p in view.prps],
         "totals": totals(view),
         "estimate": {"seconds_left": guess.seconds_left, "method": guess.method},
+        **({"final_check": view.final_check} if view.final_check is not None else {}),
     }

@@ -90,6 +90,7 @@ class BatchView:
     interrupted: bool
     prps: list[PrpState] = field(default_factory=list)
     now: float = 0.0
+    final_check: dict[str, Any] | None = None  # the result's block (--prp-final-check)
 
     @property
     def done(self) -> bool:
@@ -246,6 +247,7 @@ def load_view(results_dir: Path, batch: str, now: float | None = None) -> BatchV
         finished_at=doc.get("finished_at") or None,
         interrupted=doc.get("interrupted") is True,
         now=now,
+        final_check=doc.get("final_check") if isinstance(doc.get("final_check"), dict) else None,
     )
     host = socket.gethostname()
     for prp_id in sorted(set(found) | set(beats), key=natural_key):

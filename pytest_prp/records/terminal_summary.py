@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pytest_prp.base.ids import natural_key
+from pytest_prp.records.final_check_view import lines as final_check_lines
 from pytest_prp.records.record import EARLIER_RUN
 from pytest_prp.workspace.merge_queue import merge_notes
 
@@ -22,9 +23,11 @@ def write_summary(
     blocked_outside: Mapping[str, list[str]],
     results: str,
     branch: str,
+    final_check: Mapping[str, Any] | None = None,
 ) -> None:
     """The "PRP batch summary" section; ``results`` is the result JSON's path or why it was
-    not written, ``branch`` the integration branch (empty in verify mode)."""
+    not written, ``branch`` the integration branch (empty in verify mode), ``final_check`` the
+    final check's block (``--prp-final-check``)."""
     tr.section("PRP batch summary")
     s = summary
     by_stage: dict[int, list[dict[str, Any]]] = {}
@@ -59,6 +62,10 @@ def write_summary(
             "or complete it first",
             red=True,
         )
+    if final_check is not None:
+        broken = not final_check.get("passed", True)
+        for line in final_check_lines(dict(final_check)):
+            tr.write_line(line, red=broken)
     tr.write_line(f"Results: {results}")
     if branch:
         tr.write_line(f"Integration branch: {branch} (merge it with: git merge {branch})")

@@ -1,0 +1,235 @@
+"""The final check of a batch (issue 14, ``--prp-final-check``): every merged PRP's gates on the
+final integration tip; a broken gate names its PRP and, by bisecting the run's merges, the PRP
+whose merge broke it; a dependent that changed the work on purpose is ``superseded``. Real git,
+real pytest runs, serial and under -n 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from pytest_prp.base.bisection import first_failing
+from tests.conftest import entries, git, result_json, write_prp
+
+SAFE = "grep -qx mode=safe settings.txt"
+FAST = "grep -qx mode=fast settings.txt"
+MAKE_FAST = "echo mode=fast > settings.txt"
+
+
+def settings_file(repo: Path) -> None:
+    """What the PRPs argue about: a setting that PRP A's gate relies on."""
+    (repo / "settings.txt").write_text("mode=safe\n")
+    git(repo, "add", "settings.txt")
+    git(repo, "commit", "-qm", "settings")
+
+
+def test_first_failing_bisects_in_log_steps() -> None:
+    items = list(range(10))
+    for bad in range(10):
+        tried: list[int] = []
+
+        def passes(item: int, bad: int = bad, tried: list[int] = tried) -> bool:
+            tried.append(item)
+            return item < bad
+
+        assert first_failing(items, passes) == bad
+        assert len(tried) <= 4 and 9 not in tried  # the last is known to fail
+    assert first_failing([], lambda item: True) is None
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "n2"])
+def test_a_sibling_that_breaks_a_gate_is_named(
+    pytester: pytest.Pytester, repo: Path, workers: list[str]
+) -> None:
+    """B, a sibling of A, changes what A's gate checks and passes its own gates: every PRP
+    succeeds and merges; the final check names A's gate, broken by B, and the run fails."""
+    settings_file(repo)
+    write_prp(repo, "PRP-90.1.1", creates={"a.txt": "alpha\n"}, gates=[f"test -f a.txt && {SAFE}"])
+    # B sleeps first: under -n 2 A merges before B's merge check, which runs B's gates only.
+    write_prp(repo, "PRP-90.1.2", steps=[f"sleep 2 && {MAKE_FAST}"], gates=[FAST])
+    result = pytester.runpytest_subprocess(
+        "--prp-batch", "90", "--prp-final-check", "--junitxml=out.xml", *workers
+    )
+    assert result.ret == 1, result.stdout.str()
+    doc = result_json(repo, "90")
+    found = entries(doc)
+    assert {found[p]["status"] for p in found} == {"success"}  # PRPs keep their statuses
+    check = doc["final_check"]
+    assert check["tip"] == git(repo, "rev-parse", "prp/batch-90")
+    assert sorted(check["prps"]) == ["PRP-90.1.1", "PRP-90.1.2"]
+    assert check["gates_run"] == 2
+    assert check["passed"] is False
+    [failure] = check["failures"]
+    assert failure["prp_id"] == "PRP-90.1.1"
+    assert failure["gate"] == "Gate 1: check 1"
+    assert failure["broken_by"] == "PRP-90.1.2"
+    assert failure["broken_at"] == found["PRP-90.1.2"]["merged_commit"]
+    assert failure["superseded"] is False
+    result.stdout.fnmatch_lines(
+        [
+            "Final check: 2 gates of 2 PRPs on *: 1 broken",
+            '*PRP-90.1.1 gate 1 "Gate 1: check 1" broken by PRP-90.1.2 (*)',
+        ]
+    )
+    cases = {c.get("name"): c for c in ET.parse(repo / "out.xml").getroot().iter("testcase")}
+    props = {p.get("name"): p.get("value") for p in cases["PRP-90.1.1"].iter("property")}
+    assert "broken by PRP-90.1.2" in (props.get("final_check") or ""), props
+    props = {p.get("name"): p.get("value") for p in cases["PRP-90.1.2"].iter("property")}
+    assert "PRP-90.1.1 gate 1" in (props.get("final_check_broke") or ""), props
+    status = subprocess.run(
+        [sys.executable, "-m", "pytest_prp", "status", "--batch", "90"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+    )
+    assert status.returncode == 0, status.stderr
+    assert "Final check: 2 gates of 2 PRPs" in status.stdout and "1 broken" in status.stdout
+    assert "broken by PRP-90.1.2" in status.stdout
+    # Nothing of the check is left behind: its worktree is gone, the user's checkout as it was.
+    assert len(git(repo, "worktree", "list").splitlines()) == 1
+    assert git(repo, "status", "--porcelain", "--", "settings.txt") == ""
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "n2"])
+def test_a_dependent_that_changes_the_work_supersedes_it(
+    pytester: pytest.Pytester, repo: Path, workers: list[str]
+) -> None:
+    """C depends on A and changes on purpose what A's gate checks: superseded, exit 0."""
+    settings_file(repo)
+    write_prp(repo, "PRP-91.1.1", creates={"a.txt": "alpha\n"}, gates=[f"test -f a.txt && {SAFE}"])
+    write_prp(repo, "PRP-91.2.1", deps=["PRP-91.1.1"], steps=[MAKE_FAST], gates=[FAST])
+    result = pytester.runpytest_subprocess("--prp-batch", "91", "--prp-final-check", *workers)
+    assert result.ret == 0, result.stdout.str()
+    check = result_json(repo, "91")["final_check"]
+    assert check["passed"] is True
+    [failure] = check["failures"]
+    assert (failure["prp_id"], failure["broken_by"], failure["superseded"]) == (
+        "PRP-91.1.1",
+        "PRP-91.2.1",
+        True,
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "Final check: 2 gates of 2 PRPs on *: passed, 1 superseded",
+            "*broken by PRP-91.2.1 (*): superseded (PRP-91.2.1 depends on PRP-91.1.1)",
+        ]
+    )
+
+
+def test_no_final_check_without_the_option(pytester: pytest.Pytester, repo: Path) -> None:
+    settings_file(repo)
+    write_prp(repo, "PRP-92.1.1", gates=[SAFE])
+    write_prp(repo, "PRP-92.1.2", steps=[MAKE_FAST], gates=[FAST])
+    result = pytester.runpytest_subprocess("--prp-batch", "92")
+    assert result.ret == 0
+    assert "final_check" not in result_json(repo, "92")
+    assert "Final check" not in result.stdout.str()
+
+
+def test_bisect_finds_the_culprit_among_many_merges(pytester: pytest.Pytester, repo: Path) -> None:
+    """Six siblings merged one after the other (serial, plan order); the fifth breaks the
+    first's gate: the bisection over the five later merges names it, in at most 3 runs of the
+    gate (after one on the first's own merge). ini ``prp_final_check`` turns the check on as
+    the option does."""
+    settings_file(repo)
+    pytester.makeini("[pytest]\nprp_final_check = true\n")
+    write_prp(repo, "PRP-93.1.1", creates={"a.txt": "a\n"}, gates=[SAFE])
+    for n in (2, 3, 4, 6):
+        write_prp(repo, f"PRP-93.1.{n}", creates={f"f{n}.txt": f"{n}\n"}, gates=["true"])
+    write_prp(repo, "PRP-93.1.5", steps=[MAKE_FAST], gates=[FAST])
+    result = pytester.runpytest_subprocess("--prp-batch", "93")
+    assert result.ret == 1, result.stdout.str()
+    doc = result_json(repo, "93")
+    check = doc["final_check"]
+    assert check["prps"] == [f"PRP-93.1.{n}" for n in range(1, 7)]  # in merge order
+    merges = git(repo, "rev-list", "--first-parent", "prp/batch-93", f"^{check['start']}")
+    assert len(merges.splitlines()) == 6
+    [failure] = check["failures"]
+    assert failure["prp_id"] == "PRP-93.1.1" and failure["broken_by"] == "PRP-93.1.5"
+    assert failure["broken_at"] == entries(doc)["PRP-93.1.5"]["merged_commit"]
+    # One run on its own merge (it passes there), then at most ceil(log2(5)) = 3 to bisect.
+    assert 2 <= check["bisect_runs"] <= 4
+
+
+def test_bisect_over_merge_commits_and_a_commit_off_the_history(tmp_path: Path) -> None:
+    """The git side alone: five PRPs merged with merge commits (as under -n), the fourth
+    breaking the first's gate; a commit of the run that is not on the first-parent history is
+    left out, and the chain starts at the run's first merge."""
+    from pytest_prp.spec.model import GATE_SHELL, Gate
+    from pytest_prp.workspace.final_check import MergedPrp, run_final_check
+    from pytest_prp.workspace.repository import Repository
+    from tests.conftest import init_repo
+
+    repo = init_repo(tmp_path / "repo")
+    settings_file(repo)
+    git(repo, "branch", "integration")
+    merged: list[MergedPrp] = []
+    safe = Gate(index=1, name="safe", kind=GATE_SHELL, command=SAFE, line=1)
+    fast = Gate(index=1, name="fast", kind=GATE_SHELL, command=FAST, line=1)
+    for n in range(1, 6):
+        git(repo, "checkout", "-q", "-b", f"prp{n}", "main")
+        (repo / "settings.txt").write_text("mode=fast\n" if n == 4 else "mode=safe\n")
+        (repo / f"f{n}.txt").write_text(f"{n}\n")
+        git(repo, "add", "-A")
+        git(repo, "commit", "-qm", f"PRP-{n}")
+        git(repo, "checkout", "-q", "integration")
+        git(repo, "merge", "-q", "--no-ff", "-m", f"Merge PRP-{n}", f"prp{n}")
+        gates = (fast,) if n == 4 else (safe,)
+        merged.append(MergedPrp(f"PRP-{n}", git(repo, "rev-parse", "HEAD"), gates))
+    git(repo, "checkout", "-q", "main")
+    start = git(repo, "rev-parse", f"{merged[0].merged_commit}^1")
+    off_history = MergedPrp("PRP-9", git(repo, "rev-parse", "prp2"), (safe,))
+    runs: list[str] = []
+
+    def run_gate(prp_id: str, gate: Gate, workdir: Path, commit: str) -> tuple[bool, list[str]]:
+        runs.append(commit)
+        assert git(workdir, "rev-parse", "HEAD") == commit
+        done = subprocess.run(["bash", "-c", gate.command or ""], cwd=workdir)
+        return done.returncode == 0, []
+
+    git_repo = Repository.open(repo, tmp_path / "worktrees")
+    graph = {"PRP-4": ["PRP-3"], "PRP-3": ["PRP-2"]}  # PRP-4 builds on 3, 3 on 2
+    outcome = run_final_check(git_repo, "integration", [*merged, off_history], graph, run_gate)
+    assert outcome.error is None
+    assert outcome.start == start
+    assert outcome.prps == ["PRP-1", "PRP-2", "PRP-3", "PRP-4", "PRP-5"]
+    assert outcome.gates_run == 5
+    # PRP-4 set mode=fast: the gates of 1, 2 and 3 fail on the tip, each traced to PRP-4's
+    # merge (2 and 3 superseded: PRP-4 depends on them); PRP-5's fails on its own merge too,
+    # so no later merge is blamed.
+    culprits = {f.prp_id: (f.broken_by, f.superseded) for f in outcome.failures}
+    assert culprits == {
+        "PRP-1": ("PRP-4", False),
+        "PRP-2": ("PRP-4", True),
+        "PRP-3": ("PRP-4", True),
+        "PRP-5": (None, False),
+    }
+    assert outcome.failures[0].broken_at == merged[3].merged_commit
+    assert [f.prp_id for f in outcome.broken] == ["PRP-1", "PRP-5"]
+    assert len(git(repo, "worktree", "list").splitlines()) == 1  # its worktree is gone
+
+
+def test_sigterm_during_the_final_check_keeps_the_results(
+    pytester: pytest.Pytester, repo: Path
+) -> None:
+    """A SIGTERM while the final check runs a gate: the gate ends, the check's worktree goes,
+    the batch's results are written with the PRPs' statuses and the check marked interrupted."""
+    write_prp(
+        repo,
+        "PRP-94.1.1",
+        creates={"a.txt": "a\n"},
+        # Once PRP-94.1.2 has merged (only in the final check), the gate stops pytest.
+        gates=["if [ -e stop.flag ]; then kill -TERM $PPID; sleep 30; fi"],
+    )
+    write_prp(repo, "PRP-94.1.2", creates={"stop.flag": "x\n"}, gates=["true"])
+    result = pytester.runpytest_subprocess("--prp-batch", "94", "--prp-final-check", timeout=60)
+    assert result.ret == pytest.ExitCode.INTERRUPTED, result.stdout.str()
+    doc = result_json(repo, "94")
+    assert {e["status"] for e in entries(doc).values()} == {"success"}
+    assert doc["final_check"]["error"] == "interrupted (Ctrl-C or SIGTERM)"
+    assert doc["final_check"]["seconds"] < 20  # the gate's sleep was cut short
+    assert len(git(repo, "worktree", "list").splitlines()) == 1
