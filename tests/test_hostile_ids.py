@@ -89,3 +89,18 @@ def test_prp_status_refuses_a_hostile_batch(tmp_path: Path, batch: str) -> None:
     )
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.startswith(f"prp-status: --batch {batch!r} is not a batch id")
+
+
+def test_a_title_too_long_for_one_argument_is_committed(
+    pytester: pytest.Pytester, repo: Path
+) -> None:
+    # Linux takes at most 128 KiB in one argument: the commit message must not be one.
+    title = "Long " + "t" * 200_000
+    write_prp(repo, "PRP-5.1", title=title, steps=["echo hi > a.txt"], gates=["test -f a.txt"])
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "prp")
+    result = pytester.runpytest("--prp-batch", "5")
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()[-2000:]
+    message = git(repo, "log", "-1", "--format=%B", "prp/batch-5")
+    assert message.startswith(f"PRP-5.1: Complete - {title}\n")
+    assert "PRP-Id: PRP-5.1" in message
