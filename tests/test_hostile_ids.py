@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import git, write_prp
+from conftest import entries, git, result_json, write_prp
 from pytest_prp.base.ids import normalize_id
 from pytest_prp.base.safepath import UnsafePathError, inside
 from pytest_prp.spec.frontmatter import load_prp
@@ -104,3 +104,27 @@ def test_a_title_too_long_for_one_argument_is_committed(
     message = git(repo, "log", "-1", "--format=%B", "prp/batch-5")
     assert message.startswith(f"PRP-5.1: Complete - {title}\n")
     assert "PRP-Id: PRP-5.1" in message
+
+
+def test_an_unexpected_error_is_recorded_by_its_message(
+    pytester: pytest.Pytester, repo: Path
+) -> None:
+    # A plugin's (or our own) exception: the record says what it was, not where pytest's
+    # traceback happened to end.
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_prp_run_gate(gate, context):
+            raise RuntimeError("the gate plugin broke")
+        """
+    )
+    write_prp(repo, "PRP-5.1", gates=["true"])
+    result = pytester.runpytest("--prp-batch", "5")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    record = entries(result_json(repo, "5"))["PRP-5.1"]
+    assert record["status"] == "failed"
+    assert any("RuntimeError: the gate plugin broke" in e for e in record["errors"]), record[
+        "errors"
+    ]
