@@ -47,8 +47,12 @@ class ReportHooks:
             # Another plugin's setup ended it before pytest-prp's own: a record all the same.
             run = new_run(item)
         if report.failed and run.status == RUNNING:
-            # An error of our own or of a plugin: the PRP failed all the same.
-            last = str(report.longrepr).splitlines()[-1] if report.longrepr else ""
+            # An error of our own or of a plugin: the PRP failed all the same. The record
+            # says what it was (``OSError: ...``), not where the traceback ended.
+            if call.excinfo is not None:
+                last = (call.excinfo.exconly().strip().splitlines() or [""])[0]
+            else:
+                last = str(report.longrepr).splitlines()[-1] if report.longrepr else ""
             run.set_status(FAILED, last)
         if report.when == "call" and report.passed and run.status == RUNNING:
             run.set_status(SUCCESS)

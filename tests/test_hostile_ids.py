@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import git, write_prp
+from conftest import entries, git, result_json, write_prp
 from pytest_prp.base.ids import normalize_id
 from pytest_prp.base.safepath import UnsafePathError, inside
 from pytest_prp.spec.frontmatter import load_prp
@@ -89,3 +89,42 @@ def test_prp_status_refuses_a_hostile_batch(tmp_path: Path, batch: str) -> None:
     )
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.startswith(f"prp-status: --batch {batch!r} is not a batch id")
+
+
+def test_a_title_too_long_for_one_argument_is_committed(
+    pytester: pytest.Pytester, repo: Path
+) -> None:
+    # Linux takes at most 128 KiB in one argument: the commit message must not be one.
+    title = "Long " + "t" * 200_000
+    write_prp(repo, "PRP-5.1", title=title, steps=["echo hi > a.txt"], gates=["test -f a.txt"])
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "prp")
+    result = pytester.runpytest("--prp-batch", "5")
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()[-2000:]
+    message = git(repo, "log", "-1", "--format=%B", "prp/batch-5")
+    assert message.startswith(f"PRP-5.1: Complete - {title}\n")
+    assert "PRP-Id: PRP-5.1" in message
+
+
+def test_an_unexpected_error_is_recorded_by_its_message(
+    pytester: pytest.Pytester, repo: Path
+) -> None:
+    # A plugin's (or our own) exception: the record says what it was, not where pytest's
+    # traceback happened to end.
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_prp_run_gate(gate, context):
+            raise RuntimeError("the gate plugin broke")
+        """
+    )
+    write_prp(repo, "PRP-5.1", gates=["true"])
+    result = pytester.runpytest("--prp-batch", "5")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    record = entries(result_json(repo, "5"))["PRP-5.1"]
+    assert record["status"] == "failed"
+    assert any("RuntimeError: the gate plugin broke" in e for e in record["errors"]), record[
+        "errors"
+    ]

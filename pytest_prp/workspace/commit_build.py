@@ -110,7 +110,10 @@ class CommitBuilding(Repository):
         if not (info.created or info.modified or info.deleted) and not allow_empty:
             return None
         env = self.commit_env()
-        sha = self.run("commit-tree", tree, "-p", start, "-m", message, env=env)[1].strip()
+        # The message on stdin, as ``-m`` would store it (one final newline): an argument
+        # holds at most 128 KiB on Linux, and a PRP's title has no such limit.
+        text = message if message.endswith("\n") else message + "\n"
+        sha = self.run("commit-tree", tree, "-p", start, env=env, stdin=text)[1].strip()
         self._built[sha] = start
         if move_branch:
             # Old value: the commit it was built on; a compare-and-swap.
