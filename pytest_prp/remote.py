@@ -169,7 +169,15 @@ _QUIET_FETCH = ("fetch", "--quiet", "--no-tags", "--no-auto-maintenance", "--no-
 def sync_tip(git: GitWorkspace, link: RemoteLink, branch: str) -> None:
     """The integration branch as the controller last published it (GitError if unreachable)."""
     assert link.remote is not None
-    git.run(*_QUIET_FETCH, "--refmap=", link.remote, f"+refs/heads/{branch}:refs/heads/{branch}")
+    git.run(
+        *_QUIET_FETCH,
+        "--refmap=",
+        link.remote,
+        f"+refs/heads/{branch}:refs/heads/{branch}",
+        # A ``prp:`` reflog entry: another worker's steps on this clone see a move of ours
+        # (``ref_watch.foreign_moves``), not one of their own.
+        env={"GIT_REFLOG_ACTION": "prp: sync"},
+    )
     link.branch = branch
 
 

@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Protocol
 
 import pytest
 
-from pytest_prp.base.naming import batch_folder, earlier_branch, log_path, prp_branch
+from pytest_prp.base.naming import (
+    batch_folder,
+    earlier_branch,
+    foreign_branch,
+    log_path,
+    prp_branch,
+)
 from pytest_prp.execute.hook_context import PrpContext
 from pytest_prp.execution import EXECUTION, Execution, worker_name
 from pytest_prp.keys import CONTEXT, HEARTBEAT, RUN, WAITER
@@ -211,7 +217,9 @@ def run_setup(item: PrpNode) -> None:
             assert tip is not None
             run.workdir = execution.git.prp_worktree(prp.id, prp_branch(prp.batch, prp.id), tip)
             run.base = tip
-            run.refs_before = execution.git.ref_state(run.workdir, execution.own_refs)
+            run.refs_before = execution.git.ref_state(
+                run.workdir, execution.own_refs, watch=(execution.branch,)
+            )
     except GitError as exc:
         raise _fail(run, FAILED, f"could not create the worktree: {exc}") from None
     if settings.agent:
@@ -483,6 +491,38 @@ def _note_ref_changes(item: PrpNode, execution: Execution, run: PrpRun) -> None:
                 f"tree it left, on {str(run.base)[:12]}): " + "; ".join(run.ref_changes)
             )
         )
+    _refuse_foreign_moves(execution, run)
+
+
+def _refuse_foreign_moves(execution: Execution, run: PrpRun) -> None:
+    """The steps moved the integration branch themselves (an agent that checked it out and
+    committed, or reset it): the PRP fails, and the branch goes back to where pytest-prp left
+    it, what they put there kept aside. Nothing reaches the branch but checked merges."""
+    assert run.workdir is not None and run.refs_before is not None
+    branch = execution.branch
+    moves = execution.git.foreign_moves(run.refs_before, branch)
+    if not moves:
+        return
+    keep = foreign_branch(prp_branch(run.prp.batch, run.prp.id))
+    try:
+        back_at = execution.git.undo_foreign_moves(branch, moves, keep)
+    except GitError:
+        back_at = None
+    how = "; ".join(dict.fromkeys(message or "(no message)" for _, _, message in moves))
+    if back_at is not None:
+        outcome = f"{branch} is back at {back_at[:12]}, what they put there kept as {keep}"
+    else:
+        outcome = (
+            f"{branch} has moved on since and was left as it is: inspect it (their commit: "
+            f"{moves[-1][1][:12]})"
+        )
+    _keep_worktree(execution, run)
+    raise _fail(
+        run,
+        FAILED,
+        f"{run.prp.id}: its steps moved the integration branch {branch} ({how}); only checked "
+        f"merges may: not merged; {outcome}",
+    )
 
 
 def _commit_and_merge(

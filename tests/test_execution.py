@@ -258,7 +258,7 @@ def test_conflicting_prps_fail_merge(pytester: pytest.Pytester, repo: Path) -> N
         "PRP-9.1.2",
         steps=[
             "echo theirs > shared.txt && git add shared.txt && git commit -qm other\n"
-            "git update-ref refs/heads/prp/batch-9 HEAD\n"
+            "git update-ref -m 'prp: merge (simulated)' refs/heads/prp/batch-9 HEAD\n"
             "git reset -q --hard HEAD~1\n"
             "echo mine > shared.txt"
         ],

@@ -300,3 +300,41 @@ def test_the_run_lock_names_its_live_holder_and_frees_itself_when_it_dies(
     fd = runlock.claim(ws, "prp/batch-3", "run-b", "pytest -k b")  # the dead one's is free
     assert fd is not None
     runlock.release(fd)
+
+
+@pytest.mark.parametrize(
+    "misdeed",
+    [
+        # checks the integration branch out in its worktree, commits on it, and leaves
+        "git checkout -q prp/batch-72 && echo junk > junk.txt && git add junk.txt"
+        " && git commit -qm 'agent commits on the integration branch' && git checkout -q -",
+        # commits in its own checkout and points the integration branch at it
+        "echo junk > junk.txt && git add junk.txt && git commit -qm 'agent junk'"
+        " && git branch -f prp/batch-72 HEAD",
+    ],
+    ids=["checkout-and-commit", "branch-force"],
+)
+def test_steps_that_move_the_integration_branch_fail_and_it_goes_back(
+    pytester: pytest.Pytester, repo: Path, misdeed: str
+) -> None:
+    write_prp(repo, "PRP-72.1.1", creates={"a.txt": "a"}, gates=["test -f a.txt"])
+    write_prp(
+        repo,
+        "PRP-72.2.1",
+        deps=["PRP-72.1.1"],
+        steps=[f"{misdeed}\necho ok > b.txt"],
+        gates=["test -f b.txt"],
+    )
+    result = pytester.runpytest("--prp-batch", "72")
+    assert result.ret == 1, result.stdout.str()
+    found = result_entries(repo, "72")
+    assert found["PRP-72.1.1"]["status"] == "success"
+    assert found["PRP-72.2.1"]["status"] == "failed"
+    error = found["PRP-72.2.1"]["errors"][0]
+    assert "moved the integration branch prp/batch-72" in error and "not merged" in error, error
+    # The branch holds the checked merge of PRP-72.1.1 and nothing the steps put there.
+    assert prp_ids_on(repo, "prp/batch-72") == ["PRP-72.1.1"]
+    assert "junk.txt" not in git(repo, "ls-tree", "-r", "--name-only", "prp/batch-72").split()
+    kept = "prp/72/PRP-72.2.1-foreign"
+    assert "junk.txt" in git(repo, "ls-tree", "-r", "--name-only", kept).split()
+    assert f"kept as {kept}" in error

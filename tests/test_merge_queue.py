@@ -123,7 +123,7 @@ def test_semantic_conflict_serial(pytester: pytest.Pytester, repo: Path, tmp_pat
         steps=[
             "printf 'def g():\\n    return 1\\n' > lib.py && git commit -qam 'PRP-61.0.9 rename'"
             " --trailer PRP-Id=PRP-61.0.9\n"
-            "git update-ref refs/heads/prp/batch-61 HEAD\n"
+            "git update-ref -m 'prp: merge (simulated)' refs/heads/prp/batch-61 HEAD\n"
             "git reset -q --hard HEAD~1\n"
             "printf 'import lib\\nlib.f()\\n' > caller.py"
         ],
@@ -157,7 +157,7 @@ def test_tip_moved_merged_after_check(pytester: pytest.Pytester, repo: Path) -> 
         "PRP-62.1.1",
         steps=[
             "echo other > other.txt && git add other.txt && git commit -qm other\n"
-            "git update-ref refs/heads/prp/batch-62 HEAD\n"
+            "git update-ref -m 'prp: merge (simulated)' refs/heads/prp/batch-62 HEAD\n"
             "git reset -q --hard HEAD~1\n"
             "echo mine > mine.txt"
         ],
@@ -228,7 +228,7 @@ def test_redo_that_still_conflicts_fails_merge(pytester: pytest.Pytester, repo: 
         "PRP-65.1.1",
         steps=[
             "echo theirs-$RANDOM > shared.txt && git add shared.txt && git commit -qm other\n"
-            "git update-ref refs/heads/prp/batch-65 HEAD\n"
+            "git update-ref -m 'prp: merge (simulated)' refs/heads/prp/batch-65 HEAD\n"
             "git reset -q --hard HEAD~1\n"
             "echo mine > shared.txt"
         ],
@@ -266,7 +266,7 @@ def test_killed_during_a_merge_check_loses_nothing_and_resumes(
         steps=[
             f"if [ ! -e {moved} ]; then touch {moved}\n"
             "  echo other > other.txt && git add other.txt && git commit -qm other\n"
-            "  git update-ref refs/heads/prp/batch-67 HEAD\n"
+            "  git update-ref -m 'prp: merge (simulated)' refs/heads/prp/batch-67 HEAD\n"
             "  git reset -q --hard HEAD~1\n"
             "fi\n"
             "echo mine > mine.txt"
@@ -326,7 +326,7 @@ def test_an_agent_redoes_a_conflicting_prp_told_why(
             f"if [ ! -e {moved} ]; then touch {moved}\n"
             "  echo theirs > shared.txt && git add shared.txt\n"
             "  git commit -qm 'other work' --trailer PRP-Id=PRP-68.0.1\n"
-            "  git update-ref refs/heads/prp/batch-68 HEAD\n"
+            "  git update-ref -m 'prp: merge (simulated)' refs/heads/prp/batch-68 HEAD\n"
             "  git reset -q --hard HEAD~1 && echo mine > shared.txt\n"
             "fi\n"
             "test -f shared.txt"

@@ -73,6 +73,12 @@ def earlier_branch(prp_branch: str) -> str:
     return f"{prp_branch}-before-redo"
 
 
+def foreign_branch(prp_branch: str) -> str:
+    """Where what a PRP's steps put on the integration branch is kept once the branch is
+    moved back (``ref_watch.foreign_moves``): for inspection, never merged."""
+    return f"{prp_branch}-foreign"
+
+
 def result_path(results_dir: Path, batch: str) -> Path:
     """``<results_dir>/batches/batch-<batch>.result.json``."""
     return inside(results_dir / BATCHES_DIR, f"{RESULT_PREFIX}{batch}{RESULT_SUFFIX}")

@@ -140,6 +140,28 @@ class Merging(CommitBuilding):
             retry_pause(attempt)  # something else moved the tip (or holds git's ref lock): retry
         raise GitError(f"could not merge into {branch}: it kept changing ({last_error})")
 
+    def undo_foreign_moves(
+        self, branch: str, moves: list[tuple[str, str, str]], keep: str
+    ) -> str | None:
+        """Put ``branch`` back where it was before ``moves`` (``ref_watch.foreign_moves``),
+        keeping where they left it as the branch ``keep``: the sha it is back at, or None when
+        it has moved on since (a merge on top of them: taking it back would drop that merge)."""
+        first_old, last_new = moves[0][0], moves[-1][1]
+        with self.merge_turn(branch):
+            if self.branch_sha(branch) != last_new or set(first_old) == {"0"}:
+                return None
+            self.run(
+                "update-ref",
+                "-m",
+                "prp: kept what a PRP's steps did",
+                f"refs/heads/{keep}",
+                last_new,
+            )
+            status, _ = self.compare_and_swap(
+                f"refs/heads/{branch}", first_old, last_new, "prp: undo a PRP's steps' move"
+            )
+            return first_old if status == 0 else None
+
     def _descends(self, commit: str, ancestor: str) -> bool:
         status, _, _ = self.run("merge-base", "--is-ancestor", ancestor, commit, codes=(0, 1))
         return status == 0

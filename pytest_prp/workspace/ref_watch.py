@@ -3,12 +3,19 @@ moved or deleted. Its commit ignores all of it (``commit_build``); the record na
 
 ``ref_state`` is taken before the steps, ``ref_changes`` after: the lines the PRP's result
 carries (``describe_ref_changes``, pure).
+
+The integration branch is the one ref a PRP's steps must not move, and the one other processes
+legitimately move meanwhile (their merges). What moved it is told by its reflog: pytest-prp
+writes every move of it with a ``prp:`` message, so an entry added during the steps without one
+(``commit:``, ``branch: Reset``, ``merge``...) is the steps' own (``foreign_moves``). Where git
+keeps no reflog for it (``core.logAllRefUpdates=false``, the reftable backend) this finds
+nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytest_prp.workspace.repository import Repository
@@ -24,6 +31,8 @@ class RefState:
     head_sha: str | None
     reflog_size: int
     refs: Mapping[str, str]
+    # Sizes of the watched branches' reflogs (``ref_state(watch=...)``), to read what is added.
+    branch_logs: Mapping[str, int] = field(default_factory=dict)
 
 
 def describe_ref_changes(before: RefState, after: RefState, reflog: str) -> list[str]:
@@ -73,9 +82,13 @@ class RefWatching(Repository):
         # from them (only pytest-prp's own refs move in between) instead of reading again.
         self._refs_read: tuple[Path, tuple[str, ...], Mapping[str, str]] | None = None
 
-    def ref_state(self, worktree: Path, ignore: Sequence[str] = ()) -> RefState:
-        """HEAD of ``worktree``, the length of its reflog, and every ref but those in
-        ``ignore`` (names, or prefixes ending in ``/``): to compare after a PRP's steps."""
+    def ref_state(
+        self, worktree: Path, ignore: Sequence[str] = (), watch: Sequence[str] = ()
+    ) -> RefState:
+        """HEAD of ``worktree``, the length of its reflog, every ref but those in ``ignore``
+        (names, or prefixes ending in ``/``), and the length of the reflogs of the branches in
+        ``watch``: to compare after a PRP's steps."""
+        logs = {branch: _size(self._branch_log(branch)) for branch in watch}
         head = read_head(worktree) or ""
         if head.startswith("ref: refs/heads/"):
             head_sha = self.branch_sha(head.removeprefix("ref: refs/heads/"))
@@ -90,14 +103,37 @@ class RefWatching(Repository):
             size = 0
         known, self._refs_read = self._refs_read, None
         if known is not None and known[:2] == (worktree, tuple(ignore)):
-            return RefState(head, head_sha, size, known[2])  # per-worktree refs included
+            return RefState(head, head_sha, size, known[2], logs)  # per-worktree refs included
         out = self.output("for-each-ref", "--format=%(objectname) %(refname)", cwd=worktree)
         refs: dict[str, str] = {}
         for line in out.splitlines():
             sha, _, ref = line.partition(" ")
             if not any(ref == i or (i.endswith("/") and ref.startswith(i)) for i in ignore):
                 refs[ref] = sha
-        return RefState(head, head_sha, size, refs)
+        return RefState(head, head_sha, size, refs, logs)
+
+    def _branch_log(self, branch: str) -> Path:
+        return self.common_dir / "logs" / "refs" / "heads" / branch
+
+    def foreign_moves(self, before: RefState, branch: str) -> list[tuple[str, str, str]]:
+        """The moves of ``branch`` since ``before`` that pytest-prp did not make: (old sha, new
+        sha, reflog message), oldest first. ``branch`` must be in ``before``'s ``watch``."""
+        start = before.branch_logs.get(branch)
+        if start is None:
+            return []
+        try:
+            with open(self._branch_log(branch), "rb") as log:
+                log.seek(start)
+                added = log.read().decode("utf-8", "replace")
+        except OSError:
+            return []
+        moves = []
+        for line in added.splitlines():
+            fields, _, message = line.partition("\t")
+            parts = fields.split(" ")
+            if len(parts) >= 2 and not message.startswith("prp:"):
+                moves.append((parts[0], parts[1], message))
+        return moves
 
     def ref_changes(
         self, worktree: Path, before: RefState, ignore: Sequence[str] = ()
@@ -116,3 +152,10 @@ class RefWatching(Repository):
             except OSError:
                 pass
         return describe_ref_changes(before, after, reflog)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
