@@ -15,6 +15,9 @@ differ from the controller's runs none of them.
 from __future__ import annotations
 
 import hashlib
+import os
+import queue
+import signal
 import socket
 import threading
 import time
@@ -141,7 +144,7 @@ class RemoteLink:
     host: str
     commit: str  # this clone's HEAD, named when its PRP files differ
     differing: list[str] = field(default_factory=list)
-    channel: Any = None  # to the controller: progress out, merge requests and their answers
+    channel: ControllerChannel | None = None  # progress out, merge requests and answers
 
     def where(self) -> str:
         return f"{self.host} (commit {self.commit[:12]})"
@@ -174,7 +177,8 @@ def worker_link(config: pytest.Config, git: GitWorkspace, settings: Settings) ->
     ours = prp_files(git, list(config.args), config.invocation_params.dir) if theirs else {}
     # Only files both name or the controller names: a worker may hold more of the tree.
     differing = sorted(path for path, digest in theirs.items() if ours.get(path) != digest)
-    channel = workerinput.get(RELAY)
+    relayed = workerinput.get(RELAY)
+    channel = ControllerChannel(relayed) if relayed is not None else None
     link = RemoteLink(
         remote=remote_name(config),
         host=socket.gethostname() + ":" + str(git.root),
@@ -291,19 +295,60 @@ def ask_to_merge(
     finally:
         path.unlink(missing_ok=True)
         git.run("update-ref", "-d", ref, codes=None)
-    try:
-        link.channel.send(("merge", ref.rsplit("/", 1)[-1], data))
-        answer = link.channel.receive()
-    except (OSError, EOFError) as exc:
-        raise GitError(f"the controller did not answer: {exc}") from None
-    except Exception as exc:  # execnet's RemoteError, channel closed: the controller is gone
-        raise GitError(f"the controller did not answer: {type(exc).__name__}: {exc}") from None
+    answer = link.channel.ask(("merge", ref.rsplit("/", 1)[-1], data))
     kind, detail = answer if isinstance(answer, (tuple, list)) and len(answer) == 2 else ("", "")
     if kind == "merged":
         return True
     if kind == "moved":
         return False
     raise GitError(f"the controller did not merge it: {detail or answer!r}")
+
+
+_CLOSED = ("closed", "")  # what the channel's end looks like to ``ask``
+
+
+class ControllerChannel:
+    """Worker: its end of the channel to the controller. Out: progress (ProgressRelay) and
+    merge requests; in: their answers, and ``interrupt``. A PRP running when the controller
+    is interrupted (Ctrl-C, SIGTERM) or gone (the channel closed: killed, network lost) ends
+    at once, as on a local worker: SIGINT to this process, whose supervisor then ends the
+    step's processes. Without it only execnet ends a socket or ssh worker: 5 s after the
+    controller left, and 10 s later by ``os._exit``, which ends nothing the worker started."""
+
+    def __init__(self, channel: Any) -> None:
+        self.channel = channel
+        self.running = False  # a PRP is being run (between its logstart and logfinish)
+        self._answers: queue.Queue[Any] = queue.Queue()
+        channel.setcallback(self._received, endmarker=_CLOSED)
+
+    def send(self, message: Any) -> None:
+        self.channel.send(message)
+
+    def isclosed(self) -> bool:
+        return bool(self.channel.isclosed())
+
+    def ask(self, message: Any) -> Any:
+        """Send ``message`` and wait for the controller's answer (GitError if it is gone)."""
+        try:
+            self.channel.send(message)
+        except (OSError, EOFError, ValueError) as exc:
+            raise GitError(f"the controller is gone: {exc}") from None
+        except Exception as exc:  # execnet's own errors: the channel is closed
+            raise GitError(f"the controller is gone: {type(exc).__name__}: {exc}") from None
+        answer = self._answers.get()
+        if answer == _CLOSED:
+            raise GitError("the controller is gone: its channel closed before it answered")
+        return answer
+
+    def _received(self, message: Any) -> None:
+        """execnet's receiver thread: quick, never raises."""
+        if message == _CLOSED or message == ("interrupt", ""):
+            if message == _CLOSED:
+                self._answers.put(_CLOSED)
+            if self.running:
+                os.kill(os.getpid(), signal.SIGINT)
+            return
+        self._answers.put(message)
 
 
 class RemoteWorker:
@@ -315,8 +360,16 @@ class RemoteWorker:
         self.relay = relay
 
     def pytest_runtest_logstart(self, nodeid: str, location: object) -> None:
-        if self.relay is not None and ".md::" in nodeid:
+        if ".md::" not in nodeid:
+            return
+        if self.link.channel is not None:
+            self.link.channel.running = True
+        if self.relay is not None:
             self.relay.watch(nodeid.rsplit("::", 1)[-1])
+
+    def pytest_runtest_logfinish(self, nodeid: str, location: object) -> None:
+        if self.link.channel is not None:
+            self.link.channel.running = False
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)  # outermost: after the PRP's record is made
     def pytest_runtest_makereport(
@@ -342,7 +395,7 @@ class ProgressRelay:
     them into its results directory), every heartbeat interval and once more as the PRP ends.
     Messages: ``("beat", id, snapshot)`` and ``("log", id, {"at": offset, "data": bytes})``."""
 
-    def __init__(self, channel: Any, results_dir: Path, interval: float) -> None:
+    def __init__(self, channel: ControllerChannel, results_dir: Path, interval: float) -> None:
         self.channel = channel
         self.results_dir = results_dir
         self.interval = interval
@@ -436,6 +489,7 @@ class ControllerMerges:
         # published from the main thread: one at a time, in this process and (merge_turn) with
         # local workers merging into the same clone.
         self._lock = threading.Lock()
+        self.channels: list[Any] = []  # to each worker (RELAY)
         self.beats: dict[str, Heartbeat] = {}  # remote PRPs running, by id
         self.logs: dict[str, Path] = {}  # remote PRPs' logs relayed here, by id
         self.statuses: dict[str, str] = {}  # every PRP reported, by id (what ``stranded`` needs)
@@ -445,7 +499,18 @@ class ControllerMerges:
         """Each worker gets a channel to relay on, used if it is on another machine."""
         channel = node.gateway.newchannel()
         channel.setcallback(lambda message: self._relayed(message, channel), endmarker=None)
+        self.channels.append(channel)
         node.workerinput[RELAY] = channel
+
+    def pytest_keyboard_interrupt(self) -> None:
+        """Ctrl-C (or SIGTERM) here: every remote worker ends the PRP it runs now, as local
+        workers do (they got the signal too), before xdist ends the workers."""
+        for channel in self.channels:
+            try:
+                if not channel.isclosed():
+                    channel.send(("interrupt", ""))
+            except (OSError, EOFError, ValueError):
+                pass
 
     def _relayed(self, message: Any, channel: Any = None) -> None:
         """From a worker's ProgressRelay, or its merge request (execnet's receiver thread:
