@@ -225,11 +225,11 @@ def main() -> None:
         ratio = setups[1].per_prp() / setups[0].per_prp()
         verdict = "target met" if ratio <= 1.3 else "target missed"
         print(f"  per-PRP overhead remote / local: {ratio:.2f}x (target <= 1.30x): {verdict}")
-        print("transport per PRP (fetch tip, hand back, controller publish) vs the local merge:")
+        print("transport per PRP (fetch tip, bundle, controller publish) vs the local merge:")
         for files in (200, 2000):
             for pushed in (False, True):
                 remote_s, local_s = transport(base, files, pushed)
-                how = "push + fetch (before)" if pushed else "bundle on the report"
+                how = "push + fetch (before)" if pushed else "bundle on the channel"
                 print(
                     f"  {files:5d} files  {how:22s} transport {remote_s * 1000:6.0f} ms   "
                     f"local merge {local_s * 1000:5.0f} ms"

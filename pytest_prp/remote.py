@@ -490,6 +490,7 @@ class ControllerMerges:
         # local workers merging into the same clone.
         self._lock = threading.Lock()
         self.channels: list[Any] = []  # to each worker (RELAY)
+        self._published: str | None = None  # the tip last pushed to the shared remote
         self.beats: dict[str, Heartbeat] = {}  # remote PRPs running, by id
         self.logs: dict[str, Path] = {}  # remote PRPs' logs relayed here, by id
         self.statuses: dict[str, str] = {}  # every PRP reported, by id (what ``stranded`` needs)
@@ -657,9 +658,14 @@ class ControllerMerges:
     def branch(self) -> str | None:
         return known_integration_branch(self.settings.branch, self.settings.selection.batches)
 
-    def _publish(self, branch: str) -> None:
+    def _publish(self, branch: str, tip: str | None = None) -> None:
+        """Push the branch (at ``tip`` when known) to the shared remote, unless it is there."""
+        if tip is not None and tip == self._published:
+            return
         name = remote_name(self.config)
-        self.git.run("push", "--quiet", str(name), f"refs/heads/{branch}:refs/heads/{branch}")
+        ref = f"refs/heads/{branch}"
+        self.git.run("push", "--quiet", str(name), f"{tip or ref}:{ref}")
+        self._published = tip
 
     def _publish_quietly(self) -> None:
         branch = self.branch
@@ -667,7 +673,7 @@ class ControllerMerges:
             return
         with self._lock:
             try:
-                self._publish(branch)
+                self._publish(branch, tip_of(self.git, branch))
             except GitError:
                 pass  # the next merge publishes it; a remote worker's fetch meanwhile is stale
 
@@ -702,7 +708,7 @@ class ControllerMerges:
         with self._lock, git.merge_turn(branch):
             current = tip_of(git, branch)
             if current != tip:
-                self._publish(branch)  # what the worker fetches next
+                self._publish(branch, current)  # what the worker fetches next
                 return ("moved", current)
             self._unbundle(prp_id, bytes(data["bundle"]))
             descends = git.run("merge-base", "--is-ancestor", tip, commit, codes=(0, 1))[0]
@@ -712,7 +718,7 @@ class ControllerMerges:
             if git.compare_and_swap(f"refs/heads/{branch}", commit, tip, reflog)[0] != 0:
                 return ("moved", tip_of(git, branch))
             try:
-                self._publish(branch)
+                self._publish(branch, commit)
             except GitError as exc:
                 # Not published: not merged either (a worker's next fetch would miss it).
                 git.compare_and_swap(f"refs/heads/{branch}", tip, commit, "prp: not published")
