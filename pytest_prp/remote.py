@@ -61,10 +61,11 @@ def add_option(parser: pytest.Parser) -> None:
 def local_and_remote_workers(config: pytest.Config) -> str | None:
     """``-n N`` next to ``--tx``: xdist alone would replace the ``--tx`` specs by N local
     workers (the remote machines silently unused); here the run gets both, as
-    ``--tx N*popen --tx …`` would. Why it cannot be done (``-n auto``), or None."""
+    ``--tx N*popen --tx …`` would. Why it cannot be done (``-n auto``), or None. Only for a
+    run with ``--prp-remote`` (remote workers need it): other pytest runs are xdist's alone."""
     count = getattr(config.option, "numprocesses", None)
     specs = list(getattr(config.option, "tx", None) or [])
-    if not count or not specs or hasattr(config, "workerinput"):
+    if not count or not specs or hasattr(config, "workerinput") or not remote_name(config):
         return None
     if not isinstance(count, int):
         return (

@@ -554,7 +554,8 @@ def test_local_and_remote_workers_in_one_batch(
 
 
 def test_n_auto_next_to_tx_is_refused(controller: Path) -> None:
-    done = pytest_run(controller, "--prp-batch", BATCH, "-n", "auto", "--tx", "socket=127.0.0.1:1")
+    tx = ["--tx", "socket=127.0.0.1:1", "--prp-remote", "origin"]
+    done = pytest_run(controller, "--prp-batch", BATCH, "-n", "auto", *tx)
     assert done.returncode == 4, done.stdout + done.stderr
     assert "prp: -n auto with --tx: give the local workers as --tx specs too" in done.stderr
     assert "Traceback" not in done.stdout + done.stderr
