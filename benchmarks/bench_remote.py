@@ -13,10 +13,11 @@ diamond-and-fan shape (each creates one file and checks it and its dependencies'
                     measured in the same rounds.
   transport         per PRP, what a remote PRP adds in git, next to the local merge the same
                     PRP costs without a remote, in repositories of 200 and 2,000 files (one
-                    file changed per PRP). Now: the worker fetches the tip, keeps its commit
-                    as a ref and bundles it; the controller unbundles and publishes the merged
-                    tip. Before (push): the worker pushes its commit to the remote, the
-                    controller fetches it and publishes the tip deleting the pushed ref.
+                    file changed per PRP). Now: the worker fetches the tip and bundles its
+                    commit (sent on an execnet channel); the controller unbundles it and
+                    publishes the merged tip. Before (push): the worker pushes its commit to
+                    the remote, the controller fetches it and publishes the tip deleting the
+                    pushed ref.
 
 Run: ``python benchmarks/bench_remote.py [--repeat N] [--before REV]``.
 """
@@ -24,7 +25,6 @@ Run: ``python benchmarks/bench_remote.py [--repeat N] [--before REV]``.
 from __future__ import annotations
 
 import argparse
-import base64
 import os
 import subprocess
 import sys
@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pytest_prp.remote import RemoteLink, hand_back, sync_tip  # noqa: E402
+from pytest_prp.remote import RemoteLink, sync_tip  # noqa: E402
 from pytest_prp.workspace.git_workspace import GitWorkspace  # noqa: E402
 from tests.loopback import Machine, clone, machines  # noqa: E402
 from tests.test_remote import BATCH, SHAPE  # noqa: E402
@@ -153,9 +153,7 @@ def transport(base: Path, files: int, pushed: bool, prps: int = 10) -> tuple[flo
     remote_s = local_s = 0.0
     for n in range(prps):
         start = time.perf_counter()
-        sync_tip(wg, link, branch)
-        tip = wg.branch_sha(branch)
-        assert tip is not None
+        tip = sync_tip(wg, link, branch)
         fetched = time.perf_counter()
         # A commit on the tip changing one file (what a PRP hands back): not timed.
         git(worker, "checkout", "-q", "--detach", tip)
@@ -169,8 +167,12 @@ def transport(base: Path, files: int, pushed: bool, prps: int = 10) -> tuple[flo
             wg.run("push", "--quiet", "--force", "origin", f"{commit}:{ref}")
             cg.run("fetch", "--quiet", "--no-tags", "origin", f"+{ref}:{ref}")
         else:
-            hand_back(wg, link, str(n), commit, ref, tip)
-            bundle = base64.b64decode(link.bundles.pop(str(n)))
+            # What ask_to_merge sends on the channel, and the controller unbundles.
+            path = worker / ".git" / "b.bundle"
+            wg.run("update-ref", ref, commit)
+            wg.run("bundle", "create", "--quiet", str(path), f"^{tip}", ref)
+            wg.run("update-ref", "-d", ref)
+            bundle = path.read_bytes()
             (ctl / ".git" / "b.bundle").write_bytes(bundle)
             cg.run("bundle", "unbundle", str(ctl / ".git" / "b.bundle"))
         mid = time.perf_counter()
@@ -223,11 +225,11 @@ def main() -> None:
         ratio = setups[1].per_prp() / setups[0].per_prp()
         verdict = "target met" if ratio <= 1.3 else "target missed"
         print(f"  per-PRP overhead remote / local: {ratio:.2f}x (target <= 1.30x): {verdict}")
-        print("transport per PRP (fetch tip, hand back, controller publish) vs the local merge:")
+        print("transport per PRP (fetch tip, bundle, controller publish) vs the local merge:")
         for files in (200, 2000):
             for pushed in (False, True):
                 remote_s, local_s = transport(base, files, pushed)
-                how = "push + fetch (before)" if pushed else "bundle on the report"
+                how = "push + fetch (before)" if pushed else "bundle on the channel"
                 print(
                     f"  {files:5d} files  {how:22s} transport {remote_s * 1000:6.0f} ms   "
                     f"local merge {local_s * 1000:5.0f} ms"

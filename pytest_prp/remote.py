@@ -1,27 +1,30 @@
 """PRPs on remote pytest-xdist workers (``--tx ssh=…`` / ``--tx socket=…``): code moves by git.
 
 A worker on another machine (its own clone: another host, or another repository on this one)
-never merges. Before each PRP it fetches the integration branch the controller published to
-the shared remote (``--prp-remote NAME``); after the gates pass it keeps its commit as
-``refs/prp/handed-back/<run>/<id>`` in its own clone and sends it, as a git bundle of that one
-commit, on the PRP's report (the execnet channel xdist already holds open: no git round trip).
-The controller, the one process that sees every report, unbundles it, merges it and publishes
-the new tip before xdist hands the PRP's dependents to any worker. The PRP files are read by
-both sides from their own clones: a worker whose files differ from the controller's runs none
-of them.
+never moves the integration branch. Before each PRP it fetches the branch the controller
+published to the shared remote (``--prp-remote NAME``). After the gates pass it merges under
+the merge queue's rule, split between the two sides (``remote_merge``): the worker builds the
+merge on the tip it holds and checks the merged tree in the PRP's worktree (where the PRP ran,
+with the tools its gates need), then sends the candidate, as a git bundle, on an execnet
+channel of its own; the controller, the one holder of the branch, moves it by compare-and-swap
+from that tip and publishes it, or answers that the tip moved (the worker fetches, builds and
+checks again). The PRP files are read by both sides from their own clones: a worker whose files
+differ from the controller's runs none of them.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
+import os
+import queue
+import signal
 import socket
 import threading
 import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
@@ -30,6 +33,14 @@ from pytest_prp.base.safepath import inside
 from pytest_prp.keys import CONTROLLER_INPUT
 from pytest_prp.workspace.git_command import GitError
 from pytest_prp.workspace.git_workspace import GitWorkspace
+from pytest_prp.workspace.merge_check import build, check_out, tip_of, tree_of
+from pytest_prp.workspace.merge_queue import (
+    GIVE_UP_AFTER,
+    SEMANTIC,
+    TEXTUAL,
+    Check,
+    MergeOutcome,
+)
 
 if TYPE_CHECKING:
     from pytest_prp.plan.settings import Settings
@@ -45,6 +56,27 @@ def add_option(parser: pytest.Parser) -> None:
         help="git remote shared by the controller and remote xdist workers: the controller "
         "publishes the integration branch there, workers fetch it",
     )
+
+
+def local_and_remote_workers(config: pytest.Config) -> str | None:
+    """``-n N`` next to ``--tx``: xdist alone would replace the ``--tx`` specs by N local
+    workers (the remote machines silently unused); here the run gets both, as
+    ``--tx N*popen --tx …`` would. Why it cannot be done (``-n auto``), or None. Only for a
+    run with ``--prp-remote`` (remote workers need it): other pytest runs are xdist's alone."""
+    count = getattr(config.option, "numprocesses", None)
+    specs = list(getattr(config.option, "tx", None) or [])
+    if not count or not specs or hasattr(config, "workerinput") or not remote_name(config):
+        return None
+    if not isinstance(count, int):
+        return (
+            f"prp: -n {count} with --tx: give the local workers as --tx specs too "
+            "(e.g. --tx 2*popen --tx ssh=...)"
+        )
+    config.option.tx = [f"{count}*popen", *specs]
+    config.option.numprocesses = None
+    if config.option.dist == "no":
+        config.option.dist = "load"
+    return None
 
 
 def remote_name(config: pytest.Config) -> str | None:
@@ -113,8 +145,7 @@ class RemoteLink:
     host: str
     commit: str  # this clone's HEAD, named when its PRP files differ
     differing: list[str] = field(default_factory=list)
-    bundles: dict[str, str] = field(default_factory=dict)  # PRP id -> its commit, for its report
-    branch: str | None = None  # the integration branch last fetched
+    channel: ControllerChannel | None = None  # progress out, merge requests and answers
 
     def where(self) -> str:
         return f"{self.host} (commit {self.commit[:12]})"
@@ -147,17 +178,19 @@ def worker_link(config: pytest.Config, git: GitWorkspace, settings: Settings) ->
     ours = prp_files(git, list(config.args), config.invocation_params.dir) if theirs else {}
     # Only files both name or the controller names: a worker may hold more of the tree.
     differing = sorted(path for path, digest in theirs.items() if ours.get(path) != digest)
+    relayed = workerinput.get(RELAY)
+    channel = ControllerChannel(relayed) if relayed is not None else None
     link = RemoteLink(
         remote=remote_name(config),
         host=socket.gethostname() + ":" + str(git.root),
         commit=git.resolve("HEAD"),
         differing=differing,
+        channel=channel,
     )
-    channel = workerinput.get(RELAY)
     relay = None
     if channel is not None:
         relay = ProgressRelay(channel, settings.results_dir, settings.heartbeat)
-    config.pluginmanager.register(RemoteWorker(link, relay, git), "prp-remote-worker")
+    config.pluginmanager.register(RemoteWorker(link, relay), "prp-remote-worker")
     return link
 
 
@@ -166,7 +199,7 @@ def worker_link(config: pytest.Config, git: GitWorkspace, settings: Settings) ->
 _QUIET_FETCH = ("fetch", "--quiet", "--no-tags", "--no-auto-maintenance", "--no-write-fetch-head")
 
 
-def sync_tip(git: GitWorkspace, link: RemoteLink, branch: str) -> None:
+def sync_tip(git: GitWorkspace, link: RemoteLink, branch: str) -> str:
     """The integration branch as the controller last published it (GitError if unreachable)."""
     assert link.remote is not None
     git.run(
@@ -178,66 +211,180 @@ def sync_tip(git: GitWorkspace, link: RemoteLink, branch: str) -> None:
         # (``ref_watch.foreign_moves``), not one of their own.
         env={"GIT_REFLOG_ACTION": "prp: sync"},
     )
-    link.branch = branch
-
-
-def forget_merged(git: GitWorkspace, branch: str) -> None:
-    """This clone's hand-back refs that the branch, as last fetched, holds: merged by the
-    controller, so no longer this clone's to keep. Once per run, at its end (not before each
-    PRP: two more git processes on the critical path); what is merged later goes next run."""
-    merged = git.run(
-        "for-each-ref", "--format=%(refname)", f"--merged=refs/heads/{branch}", HANDED_BACK
-    )[1].split()
-    if merged:
-        git.run("update-ref", "--stdin", stdin="".join(f"delete {ref}\n" for ref in merged))
+    return tip_of(git, branch)
 
 
 def handed_back_ref(run_id: str, prp_id: str) -> str:
     return f"{HANDED_BACK}/{run_id}/{prp_id}"
 
 
-BUNDLE = "prp_bundle"  # the report's attribute (kept by xdist's serialisation) with the commit
+class MergeFunction(Protocol):
+    """A checked merge, as ``merge_queue.checked_merge`` is."""
+
+    def __call__(
+        self,
+        git: GitWorkspace,
+        branch: str,
+        commit: str,
+        base: str,
+        worktree: Path,
+        message: str,
+        check: Check,
+        delete_branch: str | None,
+    ) -> MergeOutcome: ...
 
 
-def hand_back(
-    git: GitWorkspace, link: RemoteLink, prp_id: str, commit: str, ref: str, base: str
-) -> None:
-    """Worker: keep ``commit`` as ``ref`` in this clone (the work stays here until the
-    controller has merged it) and put it, as a bundle of what ``base`` lacks, on the PRP's
-    report. ``base`` is a tip the controller published, so the controller holds it."""
-    git.run("update-ref", ref, commit)
-    path = git.common_dir / "prp" / f"hand-back-{prp_id}.bundle"
+def remote_merge(link: RemoteLink, run_id: str, prp_id: str) -> MergeFunction:
+    """The merge queue's checked merge for a worker on another machine: the same rule and the
+    same outcome as ``checked_merge``, with the branch held by the controller. The worker builds
+    the merge on the tip it knows (first the PRP's base: no fetch when nothing merged
+    meanwhile), checks the merged tree in the PRP's worktree unless that very tree already
+    passed, and asks the controller to move the branch from that tip to it; when the tip moved,
+    it fetches the new one and does it again. The branch so only moves to a tree checked here."""
+
+    def merge(
+        git: GitWorkspace,
+        branch: str,
+        commit: str,
+        base: str,
+        worktree: Path,
+        message: str,
+        check: Check,
+        delete_branch: str | None,
+    ) -> MergeOutcome:
+        outcome = MergeOutcome(tip=base)
+        passed = {tree_of(git, commit)}
+        tip, lost = base, 0  # first the base: a fast-forward needs no fetch
+        while True:
+            outcome.tip = tip
+            built = build(git, tip, commit, message)
+            if built.sha is None:
+                outcome.conflict, outcome.paths = TEXTUAL, built.conflicts
+                return outcome
+            tree = tree_of(git, built.sha)
+            if tree not in passed:
+                check_out(git, worktree, built.sha)
+                # A re-check: a check ran and the tip moved meanwhile (not the first try at
+                # the base, which checks nothing).
+                outcome.rechecks += 1 if outcome.checks else 0
+                outcome.checks += 1
+                failed, detail = check()
+                if failed:
+                    outcome.conflict, outcome.failed, outcome.detail = SEMANTIC, failed, detail
+                    return outcome
+                passed.add(tree)
+            ref = handed_back_ref(run_id, prp_id)
+            if ask_to_merge(git, link, branch, built.sha, tip, ref):
+                outcome.sha, outcome.fast_forward = built.sha, built.fast_forward
+                if delete_branch is not None:
+                    git.run("update-ref", "-d", f"refs/heads/{delete_branch}", codes=None)
+                return outcome
+            lost += 1
+            if lost >= GIVE_UP_AFTER:
+                raise GitError(f"could not merge into {branch}: it kept changing")
+            tip = sync_tip(git, link, branch)
+
+    return merge
+
+
+def ask_to_merge(
+    git: GitWorkspace, link: RemoteLink, branch: str, commit: str, tip: str, ref: str
+) -> bool:
+    """Worker: send ``commit`` (a bundle of what ``tip`` lacks: the controller published
+    ``tip``, so it holds it) and ask the controller to move ``branch`` from ``tip`` to it.
+    True when it did; False when the tip had moved (the controller published the new one)."""
+    if link.channel is None:
+        raise GitError("no channel to the controller (an xdist too old or too new?)")
+    path = git.common_dir / "prp" / f"hand-back-{commit[:12]}.bundle"
     path.parent.mkdir(parents=True, exist_ok=True)
+    git.run("update-ref", ref, commit)  # a bundle names its tips by ref
     try:
-        git.run("bundle", "create", "--quiet", str(path), f"^{base}", ref)
-        link.bundles[prp_id] = base64.b64encode(path.read_bytes()).decode("ascii")
+        git.run("bundle", "create", "--quiet", str(path), f"^{tip}", ref)
+        data = {"branch": branch, "tip": tip, "commit": commit, "bundle": path.read_bytes()}
     finally:
         path.unlink(missing_ok=True)
+        git.run("update-ref", "-d", ref, codes=None)
+    answer = link.channel.ask(("merge", ref.rsplit("/", 1)[-1], data))
+    kind, detail = answer if isinstance(answer, (tuple, list)) and len(answer) == 2 else ("", "")
+    if kind == "merged":
+        return True
+    if kind == "moved":
+        return False
+    raise GitError(f"the controller did not merge it: {detail or answer!r}")
+
+
+_CLOSED = ("closed", "")  # what the channel's end looks like to ``ask``
+
+
+class ControllerChannel:
+    """Worker: its end of the channel to the controller. Out: progress (ProgressRelay) and
+    merge requests; in: their answers, and ``interrupt``. A PRP running when the controller
+    is interrupted (Ctrl-C, SIGTERM) or gone (the channel closed: killed, network lost) ends
+    at once, as on a local worker: SIGINT to this process, whose supervisor then ends the
+    step's processes. Without it only execnet ends a socket or ssh worker: 5 s after the
+    controller left, and 10 s later by ``os._exit``, which ends nothing the worker started."""
+
+    def __init__(self, channel: Any) -> None:
+        self.channel = channel
+        self.running = False  # a PRP is being run (between its logstart and logfinish)
+        self._answers: queue.Queue[Any] = queue.Queue()
+        channel.setcallback(self._received, endmarker=_CLOSED)
+
+    def send(self, message: Any) -> None:
+        self.channel.send(message)
+
+    def isclosed(self) -> bool:
+        return bool(self.channel.isclosed())
+
+    def ask(self, message: Any) -> Any:
+        """Send ``message`` and wait for the controller's answer (GitError if it is gone)."""
+        try:
+            self.channel.send(message)
+        except (OSError, EOFError, ValueError) as exc:
+            raise GitError(f"the controller is gone: {exc}") from None
+        except Exception as exc:  # execnet's own errors: the channel is closed
+            raise GitError(f"the controller is gone: {type(exc).__name__}: {exc}") from None
+        answer = self._answers.get()
+        if answer == _CLOSED:
+            raise GitError("the controller is gone: its channel closed before it answered")
+        return answer
+
+    def _received(self, message: Any) -> None:
+        """execnet's receiver thread: quick, never raises."""
+        if message == _CLOSED or message == ("interrupt", ""):
+            if message == _CLOSED:
+                self._answers.put(_CLOSED)
+            if self.running:
+                os.kill(os.getpid(), signal.SIGINT)
+            return
+        self._answers.put(message)
 
 
 class RemoteWorker:
-    """Worker on another machine: the PRP's call report carries its commit (see hand_back);
-    what it writes on this disk for the PRP reaches the controller (ProgressRelay)."""
+    """Worker on another machine: what it writes on this disk for the PRP reaches the
+    controller (ProgressRelay)."""
 
-    def __init__(
-        self, link: RemoteLink, relay: ProgressRelay | None, git: GitWorkspace | None = None
-    ) -> None:
+    def __init__(self, link: RemoteLink, relay: ProgressRelay | None) -> None:
         self.link = link
         self.relay = relay
-        self.git = git
 
     def pytest_runtest_logstart(self, nodeid: str, location: object) -> None:
-        if self.relay is not None and ".md::" in nodeid:
+        if ".md::" not in nodeid:
+            return
+        if self.link.channel is not None:
+            self.link.channel.running = True
+        if self.relay is not None:
             self.relay.watch(nodeid.rsplit("::", 1)[-1])
+
+    def pytest_runtest_logfinish(self, nodeid: str, location: object) -> None:
+        if self.link.channel is not None:
+            self.link.channel.running = False
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)  # outermost: after the PRP's record is made
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
-        bundle = self.link.bundles.pop(item.name, None) if call.when == "call" else None
-        if bundle is not None:
-            setattr(report, BUNDLE, bundle)
         if call.when == "teardown" and self.relay is not None:
             # Its final heartbeat and the whole log, sent before the report that ends it.
             self.relay.watch(None)
@@ -246,11 +393,6 @@ class RemoteWorker:
     def pytest_sessionfinish(self) -> None:
         if self.relay is not None:
             self.relay.stop()
-        if self.link.branch is not None and self.git is not None:
-            try:
-                forget_merged(self.git, self.link.branch)
-            except GitError:
-                pass  # kept one run longer: harmless
 
 
 RELAY = "prp_relay"  # workerinput key: the execnet channel a remote worker relays on
@@ -262,7 +404,7 @@ class ProgressRelay:
     them into its results directory), every heartbeat interval and once more as the PRP ends.
     Messages: ``("beat", id, snapshot)`` and ``("log", id, {"at": offset, "data": bytes})``."""
 
-    def __init__(self, channel: Any, results_dir: Path, interval: float) -> None:
+    def __init__(self, channel: ControllerChannel, results_dir: Path, interval: float) -> None:
         self.channel = channel
         self.results_dir = results_dir
         self.interval = interval
@@ -352,7 +494,12 @@ class ControllerMerges:
         self.config = config
         self.settings = settings
         self._git: GitWorkspace | None = None
-        self.outcome: dict[str, dict[str, Any]] = {}  # PRP id -> fields the merge changed
+        # Merge requests come on execnet's receiver threads (one per worker), local merges are
+        # published from the main thread: one at a time, in this process and (merge_turn) with
+        # local workers merging into the same clone.
+        self._lock = threading.Lock()
+        self.channels: list[Any] = []  # to each worker (RELAY)
+        self._published: str | None = None  # the tip last pushed to the shared remote
         self.beats: dict[str, Heartbeat] = {}  # remote PRPs running, by id
         self.logs: dict[str, Path] = {}  # remote PRPs' logs relayed here, by id
         self.statuses: dict[str, str] = {}  # every PRP reported, by id (what ``stranded`` needs)
@@ -361,14 +508,29 @@ class ControllerMerges:
     def pytest_configure_node(self, node: Any) -> None:
         """Each worker gets a channel to relay on, used if it is on another machine."""
         channel = node.gateway.newchannel()
-        channel.setcallback(self._relayed, endmarker=None)
+        channel.setcallback(lambda message: self._relayed(message, channel), endmarker=None)
+        self.channels.append(channel)
         node.workerinput[RELAY] = channel
 
-    def _relayed(self, message: Any) -> None:
-        """From a worker's ProgressRelay (execnet's receiver thread: quick, never raises)."""
+    def pytest_keyboard_interrupt(self) -> None:
+        """Ctrl-C (or SIGTERM) here: every remote worker ends the PRP it runs now, as local
+        workers do (they got the signal too), before xdist ends the workers."""
+        for channel in self.channels:
+            try:
+                if not channel.isclosed():
+                    channel.send(("interrupt", ""))
+            except (OSError, EOFError, ValueError):
+                pass
+
+    def _relayed(self, message: Any, channel: Any = None) -> None:
+        """From a worker's ProgressRelay, or its merge request (execnet's receiver thread:
+        never raises; a merge request is answered on the channel it came on)."""
         if not isinstance(message, (tuple, list)) or len(message) != 3:
             return
         kind, prp_id, data = message
+        if kind == "merge":
+            self._answer_merge(channel, str(prp_id), data)
+            return
         try:
             if kind == "beat" and isinstance(data, dict):
                 self._relayed_beat(str(prp_id), data)
@@ -462,7 +624,7 @@ class ControllerMerges:
 
     @pytest.hookimpl(tryfirst=True)  # before the result JSON, the terminal and the scheduler
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        from pytest_prp.records.record import FAILED, PASSED
+        from pytest_prp.records.record import FAILED
 
         prp = getattr(report, "prp", None)
         if not prp:
@@ -480,17 +642,11 @@ class ControllerMerges:
         self._beat(report, prp)
         if prp["prp_id"] in self.logs:  # its log, as relayed into this results directory
             prp["log"] = str(self.logs[prp["prp_id"]])
-        changed = self.outcome.get(prp["prp_id"])
-        if changed is None and report.when == "call" and prp.get("handed_back"):
-            changed = self._merge(prp, getattr(report, BUNDLE, None))
-            if hasattr(report, BUNDLE):
-                delattr(report, BUNDLE)  # merged: no other plugin carries the bytes further
-            self.outcome[prp["prp_id"]] = changed
-        if changed:
-            prp.update(changed)
-            if changed.get("status") not in PASSED and report.when == "call":
-                report.outcome = "failed"
-                report.longrepr = "\n".join(changed.get("errors", []))
+        if report.when == "call" and prp.get("merged_commit") and "@" not in str(prp["worker"]):
+            # A local worker (``--tx popen`` next to remote ones) merged into this clone: the
+            # remote workers fetch the tip from the shared remote, so it goes there now, before
+            # xdist hands the PRP's dependents to any worker.
+            self._publish_quietly()
         self.statuses[prp["prp_id"]] = str(prp["status"])
 
     def _beat(self, report: pytest.TestReport, prp: dict[str, Any]) -> None:
@@ -503,64 +659,90 @@ class ControllerMerges:
         elif report.when == "call":
             beat.phase("merge")
         elif report.when == "teardown":
-            status = self.outcome.get(prp["prp_id"], {}).get("status", prp["status"])
             worktree = prp.get("worktree")
-            beat.finish(str(status), Path(worktree) if worktree else None)
+            beat.finish(str(prp["status"]), Path(worktree) if worktree else None)
             del self.beats[prp["prp_id"]]
 
-    def _merge(self, prp: dict[str, Any], bundle: str | None) -> dict[str, Any]:
-        from pytest_prp.records.record import FAILED, FAILED_MERGE
+    @property
+    def branch(self) -> str | None:
+        return known_integration_branch(self.settings.branch, self.settings.selection.batches)
 
+    def _publish(self, branch: str, tip: str | None = None) -> None:
+        """Push the branch (at ``tip`` when known) to the shared remote, unless it is there."""
+        if tip is not None and tip == self._published:
+            return
         name = remote_name(self.config)
-        ref = str(prp["handed_back"])
-        commit = str(prp["commits"][0])
-        branch = str(prp["integration_branch"])
-        prp_id = str(prp["prp_id"])
-        where = f"kept as {ref} on machine {prp.get('worker')}"
-        if bundle is None:
-            return self._failed(prp, "failed", f"{prp_id}: its commit never came back; {where}")
-        try:
-            self._unbundle(prp_id, bundle)
-            result = self.git.merge(branch, commit, f"Merge {prp_id} into {branch}")
-        except GitError as exc:
-            return self._failed(prp, FAILED, f"{prp_id}: merge failed: {exc}; {where}")
-        if not result.ok:
-            self.git.run("update-ref", ref, commit)  # here too, next to the branch it missed
-            paths = ", ".join(result.conflicts) or "(unknown paths)"
-            return self._failed(
-                prp,
-                FAILED_MERGE,
-                f"{prp_id}: merge into {branch} conflicts in: {paths}; {branch} is unchanged; "
-                f"the PRP's commit is kept as {ref} in this clone and on machine "
-                f"{prp.get('worker')}",
-            )
-        try:
-            self.git.run("push", "--quiet", str(name), f"refs/heads/{branch}:refs/heads/{branch}")
-        except GitError as exc:
-            return self._failed(prp, FAILED, f"{prp_id}: merged, not published to {name}: {exc}")
-        # The merge queue does not check remote PRPs yet: a merge that is not a fast-forward
-        # was never tested, and the record says so rather than look checked.
-        return {
-            "status": prp["status"],
-            "merged_commit": result.sha,
-            "merge_unchecked": not result.fast_forward,
-        }
+        ref = f"refs/heads/{branch}"
+        self.git.run("push", "--quiet", str(name), f"{tip or ref}:{ref}")
+        self._published = tip
 
-    def _unbundle(self, prp_id: str, bundle: str) -> None:
-        """The commit's objects into this clone (no ref: the merge that follows holds it)."""
+    def _publish_quietly(self) -> None:
+        branch = self.branch
+        if branch is None:
+            return
+        with self._lock:
+            try:
+                self._publish(branch, tip_of(self.git, branch))
+            except GitError:
+                pass  # the next merge publishes it; a remote worker's fetch meanwhile is stale
+
+    def _answer_merge(self, channel: Any, prp_id: str, data: Any) -> None:
+        """A worker asks to move the branch from ``tip`` to ``commit``, a merge whose tree it
+        checked (or the PRP's own commit, whose gates passed, on ``tip``): done by
+        compare-and-swap, then published; ``moved`` (the new tip published) when the branch is
+        no longer at ``tip``. Workers are trusted to run the PRPs' gates, not to move the
+        branch anywhere: ``commit`` must descend from the tip, on this run's branch."""
+        try:
+            answer: tuple[str, str] = self._merge_request(prp_id, data)
+        except GitError as exc:
+            answer = ("failed", str(exc).splitlines()[0] if str(exc) else "git failed")
+        except Exception as exc:  # a malformed request: said to the worker, never raised here
+            answer = ("failed", f"{type(exc).__name__}: {exc}")
+        if channel is not None and not channel.isclosed():
+            try:
+                channel.send(answer)
+            except (OSError, EOFError, ValueError):
+                pass  # the worker is gone: its PRP is reported failed by xdist
+
+    def _merge_request(self, prp_id: str, data: dict[str, Any]) -> tuple[str, str]:
+        from pytest_prp.base.ids import normalize_id
+        from pytest_prp.workspace.repository import FULL_SHA
+
+        branch, tip, commit = str(data["branch"]), str(data["tip"]), str(data["commit"])
+        if normalize_id(prp_id) != prp_id or branch != self.branch:
+            return ("failed", f"not this run's PRP or branch: {prp_id} {branch}")
+        if not (FULL_SHA.fullmatch(tip) and FULL_SHA.fullmatch(commit)):
+            return ("failed", "not a commit")
+        git = self.git
+        with self._lock, git.merge_turn(branch):
+            current = tip_of(git, branch)
+            if current != tip:
+                self._publish(branch, current)  # what the worker fetches next
+                return ("moved", current)
+            self._unbundle(prp_id, bytes(data["bundle"]))
+            descends = git.run("merge-base", "--is-ancestor", tip, commit, codes=(0, 1))[0]
+            if descends != 0:
+                return ("failed", f"{commit[:12]} does not descend from {tip[:12]}")
+            reflog = f"prp: merge {commit[:12]} (checked on a remote worker)"
+            if git.compare_and_swap(f"refs/heads/{branch}", commit, tip, reflog)[0] != 0:
+                return ("moved", tip_of(git, branch))
+            try:
+                self._publish(branch, commit)
+            except GitError as exc:
+                # Not published: not merged either (a worker's next fetch would miss it).
+                git.compare_and_swap(f"refs/heads/{branch}", tip, commit, "prp: not published")
+                return ("failed", f"merged, not published to {remote_name(self.config)}: {exc}")
+        return ("merged", commit)
+
+    def _unbundle(self, prp_id: str, bundle: bytes) -> None:
+        """The commit's objects into this clone (no ref: the compare-and-swap holds it)."""
         path = self.git.common_dir / "prp" / f"handed-back-{prp_id}.bundle"
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            path.write_bytes(base64.b64decode(bundle))
+            path.write_bytes(bundle)
             self.git.run("bundle", "unbundle", str(path))
         finally:
             path.unlink(missing_ok=True)
-
-    @staticmethod
-    def _failed(prp: dict[str, Any], status: str, message: str) -> dict[str, Any]:
-        from pytest_prp.records.record import mark
-
-        return mark({}, status, [*prp.get("errors", []), message.splitlines()[0]])
 
 
 def keep_going_without_dead_machines(config: pytest.Config) -> None:

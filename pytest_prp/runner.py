@@ -553,10 +553,12 @@ def _commit_and_merge(
     run.files_created = list(info.created)
     run.files_modified = list(info.modified)
     run.files_deleted = list(info.deleted)
-    if execution.remote is not None:
-        _hand_back(execution, run, info.sha, unverified)
-        return None  # the controller merges it (remote.ControllerMerges)
     own_branch = prp_branch(prp.batch, prp.id)
+    merge = checked_merge
+    if execution.remote is not None:  # the same rule; the controller holds the branch
+        from pytest_prp.remote import remote_merge
+
+        merge = remote_merge(execution.remote, execution.run_id, prp.id)
     assert run.base is not None
 
     def check() -> tuple[list[str], str]:
@@ -565,7 +567,7 @@ def _commit_and_merge(
         return [r.gate.name for r in failed], _gate_failure_text(results)
 
     try:
-        outcome = checked_merge(
+        outcome = merge(
             execution.git,
             execution.branch,
             info.sha,
@@ -594,29 +596,6 @@ def _commit_and_merge(
     run.set_status(UNVERIFIED if unverified else SUCCESS)
     execution.git.done_with_worktree(run.workdir)
     return None
-
-
-def _hand_back(execution: Execution, run: PrpRun, commit: str, unverified: bool) -> None:
-    """A remote worker does not merge: its commit goes back on the PRP's report (a bundle),
-    and the controller merges it on reading it (``remote.ControllerMerges``)."""
-    from pytest_prp.remote import hand_back, handed_back_ref
-
-    assert execution.remote is not None and run.workdir is not None and run.base is not None
-    ref = handed_back_ref(execution.run_id, run.prp.id)
-    try:
-        hand_back(execution.git, execution.remote, run.prp.id, commit, ref, run.base)
-    except GitError as exc:
-        execution.git.set_branch(prp_branch(run.prp.batch, run.prp.id), commit, run.workdir)
-        _keep_worktree(execution, run)
-        raise _fail(
-            run,
-            FAILED,
-            f"{run.prp.id}: could not hand back {commit[:12]} from {execution.remote.where()}: "
-            f"{exc}\nworktree kept there: {run.workdir}",
-        ) from None
-    run.handed_back = ref
-    run.set_status(UNVERIFIED if unverified else SUCCESS)
-    execution.git.done_with_worktree(run.workdir)
 
 
 def run_teardown(item: PrpNode) -> None:

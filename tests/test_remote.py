@@ -141,21 +141,19 @@ def test_batch_on_three_machines_equals_local_n3(
     workers = {e["worker"] for s in result(controller)["stages"].values() for e in s.values()}
     assert all("@" in w for w in workers)
     assert len({w.split("@")[1] for w in workers}) >= 2, workers
-    # The merge queue does not check remote merges yet: the record says which were unchecked.
+    # The merge queue's rule holds: each merge moved the branch to the PRP's own commit (a
+    # fast-forward: its gates passed on that tree) or to a merge its worker checked.
     done = [e for e in entries_of(controller).values() if e["status"] == "success"]
     for entry in done:
         git(controller, "merge-base", "--is-ancestor", entry["merged_commit"], branch)
-        assert entry["merge_unchecked"] in (True, False)
-    if any(e["merge_unchecked"] for e in done):
-        assert "merged without a check (remote worker)" in remote.stdout
+        assert "merge_unchecked" not in entry
+        if entry["merged_commit"] != entry["commits"][0]:
+            assert entry["merge_checks"] >= 1, entry
+    assert "without a check" not in remote.stdout
     for machine in three:  # a machine's branch is a tip the controller published, no more
         tip = git(machine.clone, "rev-parse", branch)
         git(origin, "merge-base", "--is-ancestor", tip, branch)
-        # Its hand-back refs go once merged; its last PRP's stays (merged after its last fetch).
-        kept = git(machine.clone, "for-each-ref", "--format=%(objectname)", "refs/prp/").split()
-        assert len(kept) <= 1, kept
-        for sha in kept:
-            git(origin, "merge-base", "--is-ancestor", sha, branch)
+        assert git(machine.clone, "for-each-ref", "refs/prp/") == ""  # sent, not kept
     # The same batch, locally with -n 3, in a fresh clone: the same statuses.
     local = clone(origin, controller.parent / "local")
     here = pytest_run(local, "PRPs", "--prp-batch", BATCH, "-n", "3")
@@ -414,33 +412,150 @@ def test_every_machine_dead_ends_the_batch_with_each_prp_reported(
     assert merged(controller, f"prp/batch-{BATCH}") == ["PRP-60.1.1"]
 
 
-def test_a_conflicting_remote_commit_is_kept_on_both_sides(tmp_path: Path) -> None:
-    # Two PRPs that run at the same time on two machines and write one file differently.
+def siblings(tmp_path: Path, prps: dict[str, dict[str, Any]], files: dict[str, str]) -> Path:
+    """A shared remote with ``files`` and sibling PRPs that wait for each other before they
+    finish their steps: on two machines they run at the same time, from the same base."""
     source = init_repo(tmp_path / "source")
-    for pid in ("PRP-60.1.1", "PRP-60.1.2"):
-        both = " && ".join(f"test -f {tmp_path / p}" for p in ("PRP-60.1.1", "PRP-60.1.2"))
-        wait = f"touch {tmp_path / pid}; for i in $(seq 600); do {both} && break; sleep 0.1; done"
-        write_prp(source, pid, creates={"same.txt": pid}, steps=[wait], gates=["true"])
+    for rel, text in files.items():
+        (source / rel).parent.mkdir(parents=True, exist_ok=True)
+        (source / rel).write_text(text)
+    started = " && ".join(f"test -f {tmp_path / pid}" for pid in prps)
+    for pid, fields in prps.items():
+        wait = (
+            f"touch {tmp_path / pid}; for i in $(seq 600); do {started} && break; sleep 0.1; done"
+        )
+        write_prp(source, pid, steps=[wait], **fields)
     git(source, "add", "-A")
     git(source, "commit", "-q", "-m", "PRPs")
     origin = tmp_path / "origin.git"
     git(tmp_path, "clone", "-q", "--bare", str(source), str(origin))
+    return origin
+
+
+def two_machines_run(origin: Path, tmp_path: Path, *args: str) -> tuple[Path, str]:
     controller = clone(origin, tmp_path / "controller")
     found = machines(origin, tmp_path / "machines", 2)
     try:
-        done = remote_run(controller, found)
+        done = remote_run(controller, found, *args)
     finally:
         for machine in found:
             machine.stop()
-    out = done.stdout + done.stderr
-    assert done.returncode == 1, out
+    return controller, done.stdout + done.stderr
+
+
+# One renames what the other calls: each passes alone, together they break (issue 14's case).
+RENAME = {
+    "creates": {"api.txt": "new"},
+    "gates": ['for f in callers/*.txt; do test -e "$f" || continue; test "$(cat $f)" = new; done'],
+}
+CALLER = {
+    "creates": {"callers/b.txt": "old"},
+    "gates": ['test "$(cat callers/b.txt)" = "$(cat api.txt)"'],
+}
+
+
+def test_remote_prps_that_break_each_other_leave_the_branch_green(tmp_path: Path) -> None:
+    origin = siblings(tmp_path, {"PRP-60.1.1": RENAME, "PRP-60.1.2": CALLER}, {"api.txt": "old\n"})
+    controller, out = two_machines_run(origin, tmp_path, "--prp-merge-attempts", "0")
+    entries = entries_of(controller)
+    assert sorted(e["status"] for e in entries.values()) == ["failed_integration", "success"], out
+    first = next(e for e in entries.values() if e["status"] == "success")
+    second = next(e for e in entries.values() if e["status"] == "failed_integration")
+    # The second was checked on the merged tree, on its machine, and names the first.
+    assert second["merge_checks"] == 1, second
+    assert second["collides_with"] == [first["prp_id"]], second
+    failure = second["merge_failures"][0]
+    assert failure["kind"] == "semantic" and failure["collides_with"] == [first["prp_id"]]
+    assert "merged_commit" not in second or not second["merged_commit"]
+    assert f"collides with {first['prp_id']}" in out
+    # The branch holds the first only, and is green: every caller matches the API.
+    branch = f"prp/batch-{BATCH}"
+    assert merged(controller, branch) == [first["prp_id"]]
+    assert git(origin, "rev-parse", branch) == git(controller, "rev-parse", branch)
+    api = git(controller, "show", f"{branch}:api.txt")
+    callers = git(controller, "ls-tree", "--name-only", f"{branch}", "callers/").split()
+    assert all(git(controller, "show", f"{branch}:{c}") == api for c in callers)
+
+
+def test_remote_prps_that_merge_cleanly_are_checked_and_both_merged(tmp_path: Path) -> None:
+    prps = {
+        pid: {"creates": {f"{pid}.txt": pid}, "gates": [f"test -f {pid}.txt"]}
+        for pid in ("PRP-60.1.1", "PRP-60.1.2")
+    }
+    origin = siblings(tmp_path, prps, {})
+    controller, out = two_machines_run(origin, tmp_path)
+    entries = entries_of(controller)
+    assert {e["status"] for e in entries.values()} == {"success"}, out
+    branch = f"prp/batch-{BATCH}"
+    assert merged(controller, branch) == sorted(prps)
+    # The one merged second was not a fast-forward: its merge was checked before it merged.
+    later = max(entries.values(), key=lambda e: e["merge_checks"])
+    assert later["merge_checks"] >= 1, entries
+    assert later["merged_commit"] != later["commits"][0]
+    assert git(controller, "rev-parse", branch) == later["merged_commit"]
+    assert "merged after check" in out, out
+
+
+def test_a_textual_conflict_of_remote_prps_is_redone_on_the_tip(tmp_path: Path) -> None:
+    # Both write one file: the second merge conflicts, is redone on its machine on the new tip.
+    prps = {
+        pid: {"creates": {"same.txt": pid}, "gates": ["true"]}
+        for pid in ("PRP-60.1.1", "PRP-60.1.2")
+    }
+    origin = siblings(tmp_path, prps, {})
+    controller, out = two_machines_run(origin, tmp_path)
+    entries = entries_of(controller)
+    assert {e["status"] for e in entries.values()} == {"success"}, out
+    assert sorted(e.get("redos", 0) for e in entries.values()) == [0, 1], entries
+    assert merged(controller, f"prp/batch-{BATCH}") == sorted(prps)
+
+
+def test_a_conflicting_remote_commit_fails_and_is_kept_on_its_machine(tmp_path: Path) -> None:
+    prps = {
+        pid: {"creates": {"same.txt": pid}, "gates": ["true"]}
+        for pid in ("PRP-60.1.1", "PRP-60.1.2")
+    }
+    origin = siblings(tmp_path, prps, {})
+    controller, out = two_machines_run(origin, tmp_path, "--prp-merge-attempts", "0")
     entries = entries_of(controller)
     assert sorted(e["status"] for e in entries.values()) == ["failed_merge", "success"], out
+    won = next(e for e in entries.values() if e["status"] == "success")
     lost = next(e for e in entries.values() if e["status"] == "failed_merge")
-    ref = f"refs/prp/handed-back/{lost['handed_back'].split('/')[-2]}/{lost['prp_id']}"
-    assert lost["handed_back"] == ref
-    assert f"kept as {ref}" in lost["errors"][-1], lost["errors"]
-    # Its commit is kept: in the controller's clone and in the clone of the machine that ran it.
-    assert git(controller, "rev-parse", ref) == lost["commits"][0]
-    machine = next(m for m in found if str(m.clone) in lost["worker"])
-    assert git(machine.clone, "rev-parse", ref) == lost["commits"][0]
+    assert lost["collides_with"] == [won["prp_id"]]
+    assert lost["merge_failures"][0]["paths"] == ["same.txt"]
+    assert merged(controller, f"prp/batch-{BATCH}") == [won["prp_id"]]
+    # Its commit is kept where it ran: its branch and worktree in that machine's clone.
+    machine = tmp_path / "machines" / ("m1" if "m1/repo" in lost["worker"] else "m2") / "repo"
+    assert str(machine) in lost["worker"], lost["worker"]
+    own = f"prp/{BATCH}/{lost['prp_id']}"
+    assert git(machine, "rev-parse", own) == lost["commits"][0]
+    assert lost["prp_id"] in git(machine, "worktree", "list")
+
+
+def test_local_and_remote_workers_in_one_batch(
+    controller: Path, origin: Path, tmp_path: Path
+) -> None:
+    found = machines(origin, tmp_path / "machines", 1)
+    try:
+        # -n 1 next to --tx: one local worker and the machine (xdist alone drops the --tx).
+        done = remote_run(controller, found, "-n", "1")
+    finally:
+        found[0].stop()
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out
+    found_statuses = statuses(controller)
+    assert found_statuses[FAILING] == "failed_gates" and found_statuses["PRP-60.5.1"] == "success"
+    passing = sorted(p for p, s in found_statuses.items() if s == "success")
+    branch = f"prp/batch-{BATCH}"
+    assert merged(controller, branch) == passing
+    assert git(origin, "rev-parse", branch) == git(controller, "rev-parse", branch)
+    workers = {e["worker"] for e in entries_of(controller).values() if e["status"] != "blocked"}
+    assert any("@" in w for w in workers) and any("@" not in w for w in workers), workers
+
+
+def test_n_auto_next_to_tx_is_refused(controller: Path) -> None:
+    tx = ["--tx", "socket=127.0.0.1:1", "--prp-remote", "origin"]
+    done = pytest_run(controller, "--prp-batch", BATCH, "-n", "auto", *tx)
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert "prp: -n auto with --tx: give the local workers as --tx specs too" in done.stderr
+    assert "Traceback" not in done.stdout + done.stderr

@@ -158,8 +158,6 @@ def merge_notes(entry: Mapping[str, Any]) -> list[str]:
         notes.append("merged after re-check")
     elif entry.get("merged_commit") and entry.get("merge_checks"):
         notes.append("merged after check")
-    if entry.get("merge_unchecked"):
-        notes.append("merged without a check (remote worker)")
     if entry.get("collides_with"):
         notes.append("collides with " + ", ".join(entry["collides_with"]))
     return notes
