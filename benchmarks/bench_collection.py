@@ -14,6 +14,8 @@ markdown-it alone (the parser before it), as the baseline.
 
 Run:  .venv/bin/python benchmarks/bench_collection.py            (2,000 files, 5 rounds)
       .venv/bin/python benchmarks/bench_collection.py --count 100 --repeat 1   (smoke)
+      .venv/bin/python benchmarks/bench_collection.py --plan-only --before REV   (target 3,
+          this version's cold plan and REV's taking turns in the same rounds)
 
 Targets: net PRP collection + planning per file <= 1.5x net trivial collection per file, a
 suite with no PRP files is no slower with the plugin installed (within 5%; judged on the median
