@@ -14,6 +14,8 @@ markdown-it alone (the parser before it), as the baseline.
 
 Run:  .venv/bin/python benchmarks/bench_collection.py            (2,000 files, 5 rounds)
       .venv/bin/python benchmarks/bench_collection.py --count 100 --repeat 1   (smoke)
+      .venv/bin/python benchmarks/bench_collection.py --plan-only --before REV   (target 3,
+          this version's cold plan and REV's taking turns in the same rounds)
 
 Targets: net PRP collection + planning per file <= 1.5x net trivial collection per file, a
 suite with no PRP files is no slower with the plugin installed (within 5%; judged on the median
@@ -40,7 +42,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from _harness import SetupError, run_main
+from _harness import SetupError, clean_env, run_main, warm_bytecode
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = REPO_ROOT.parent / "shared" / "corpus"
@@ -61,6 +63,11 @@ class Timing:
     label: str
     files: int
     runs: tuple[float, ...]
+    cpu: tuple[float, ...] = ()  # CPU seconds (user + system) of each run, same order
+
+    @property
+    def best_cpu(self) -> float:
+        return min(self.cpu) if self.cpu else 0.0
 
     @property
     def best(self) -> float:
@@ -187,9 +194,13 @@ def build_repo(repo: Path, corpus: Path, count: int) -> int:
 # --- timing ------------------------------------------------------------------------------------
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _PYTEST_ENV}
+def _env(pythonpath: str | None = None) -> dict[str, str]:
+    # clean_env drops PYTHONDONTWRITEBYTECODE too: with it every run compiled pytest-prp's
+    # modules from source (the plan view's more than collection's), unlike an installation.
+    env = clean_env(*_PYTEST_ENV)
     env["PYTHONHASHSEED"] = "0"
+    if pythonpath is not None:
+        env["PYTHONPATH"] = pythonpath
     return env
 
 
@@ -198,10 +209,19 @@ def pytest_command(python: str, target: str, *extra: str, cache: bool = False) -
     return [python, "-m", "pytest", "--collect-only", "-q", *no_cache, *extra, target]
 
 
-def _run(command: list[str], repo: Path) -> tuple[float, subprocess.CompletedProcess[str]]:
+def _run(
+    command: list[str], repo: Path, pythonpath: str | None = None
+) -> tuple[float, float, subprocess.CompletedProcess[str]]:
+    """Wall and CPU seconds (the child's user + system: less swayed by other jobs on a busy
+    machine than wall clock) of one run, and its result."""
+    before = os.times()
     start = time.perf_counter()
-    result = subprocess.run(command, cwd=repo, capture_output=True, text=True, env=_env())
-    return time.perf_counter() - start, result
+    result = subprocess.run(command, cwd=repo, capture_output=True, text=True, env=_env(pythonpath))
+    elapsed = time.perf_counter() - start
+    after = os.times()
+    user = after.children_user - before.children_user
+    system = after.children_system - before.children_system
+    return elapsed, user + system, result
 
 
 @dataclass(frozen=True)
@@ -211,15 +231,16 @@ class Case:
     files: int
     expect_items: int  # items pytest must list (0: none, exit status 5 allowed)
     once: bool = False  # slow and informational: its checked run is its only timed run
+    pythonpath: str | None = None  # another checkout of pytest_prp to run (``--before``)
 
 
-def check_run(case: Case, repo: Path) -> float:
+def check_run(case: Case, repo: Path) -> tuple[float, float]:
     """One run of ``case`` that checks pytest listed what it should; returns its time.
 
     As the warm-up run it also writes the byte code of the trivial tests, so every timed run
     sees the same warm state (a user's second run, not a fresh clone).
     """
-    elapsed, result = _run(case.command, repo)
+    elapsed, cpu, result = _run(case.command, repo, case.pythonpath)
     ok_codes = (0, 5) if case.expect_items == 0 else (0,)
     if result.returncode not in ok_codes:
         output = (result.stdout + result.stderr).strip()
@@ -235,7 +256,7 @@ def check_run(case: Case, repo: Path) -> float:
     found = _count_items(case.label, result.stdout)
     if found != case.expect_items:
         raise SetupError(f"{case.label}: expected {case.expect_items} items, pytest listed {found}")
-    return elapsed
+    return elapsed, cpu
 
 
 def time_cases(cases: Sequence[Case], repo: Path, repeat: int) -> dict[str, Timing]:
@@ -249,15 +270,22 @@ def time_cases(cases: Sequence[Case], repo: Path, repeat: int) -> dict[str, Timi
     for case in repeated:
         check_run(case, repo)
     runs: dict[str, list[float]] = {case.label: [] for case in cases}
+    cpu: dict[str, list[float]] = {case.label: [] for case in cases}
     for k in range(repeat):
         # Every other round backwards: a case run right after another over the same files
         # finds the page cache warmer, which must not always favour the same one.
         for case in repeated if k % 2 == 0 else reversed(repeated):
-            runs[case.label].append(_run(case.command, repo)[0])
+            elapsed, used, _ = _run(case.command, repo, case.pythonpath)
+            runs[case.label].append(elapsed)
+            cpu[case.label].append(used)
     for case in cases:
         if case.once:
-            runs[case.label].append(check_run(case, repo))
-    return {c.label: Timing(c.label, c.files, tuple(runs[c.label])) for c in cases}
+            elapsed, used = check_run(case, repo)
+            runs[case.label].append(elapsed)
+            cpu[case.label].append(used)
+    return {
+        c.label: Timing(c.label, c.files, tuple(runs[c.label]), tuple(cpu[c.label])) for c in cases
+    }
 
 
 def _count_items(label: str, stdout: str) -> int:
@@ -278,19 +306,36 @@ TRIVIAL_ON = "trivial tests, plugin on"
 TRIVIAL_OFF = "trivial tests, -p no:prp"
 PLAN = "PRP files, --prp-plan=json, cold"
 PLAN_WARM = "PRP files, --prp-plan=json, warm"
+BEFORE = " (before)"  # suffix of the rows run with ``--before REV``'s code
 
 
-def build_cases(python: str, count: int) -> list[Case]:
+def build_cases(
+    python: str, count: int, plan_only: bool = False, before: str | None = None
+) -> list[Case]:
+    """The rows; ``plan_only``: start-up, PRP collection and the cold plan only; ``before``:
+    a directory holding another version's ``pytest_prp``, whose PRP collection and cold plan
+    take turns with this version's in the same rounds."""
+
     def command(target: str, *extra: str) -> list[str]:
         return pytest_command(python, target, *extra)
 
+    prps = Case(PRPS, command("PRPs", "--prp-all"), count, count)
+    plan = Case(PLAN, command("PRPs", "--prp-all", "--prp-plan=json"), count, count)
+    compared = []
+    if before is not None:
+        compared = [
+            Case(PRPS + BEFORE, prps.command, count, count, pythonpath=before),
+            Case(PLAN + BEFORE, plan.command, count, count, pythonpath=before),
+        ]
+    if plan_only:
+        return [Case(STARTUP_ON, command("empty"), 0, 0), prps, plan, *compared]
     return [
         Case(STARTUP_ON, command("empty"), 0, 0),
         Case(STARTUP_OFF, command("empty", "-p", "no:prp"), 0, 0),
-        Case(PRPS, command("PRPs", "--prp-all"), count, count),
+        prps,
         Case(TRIVIAL_ON, command("tests"), count, count),
         Case(TRIVIAL_OFF, command("tests", "-p", "no:prp"), count, count),
-        Case(PLAN, command("PRPs", "--prp-all", "--prp-plan=json"), count, count),
+        plan,
         # With pytest's cache: its warm-up run fills the cache the timed runs read.
         Case(
             PLAN_WARM,
@@ -298,6 +343,7 @@ def build_cases(python: str, count: int) -> list[Case]:
             count,
             count,
         ),
+        *compared,
     ]
 
 
@@ -309,17 +355,26 @@ def per_thousand(timing: Timing, startup: Timing) -> float:
 
 
 def report(t: dict[str, Timing]) -> list[str]:
-    start_on, start_off = t[STARTUP_ON], t[STARTUP_OFF]
+    start_on = t[STARTUP_ON]
+    start_off = t.get(STARTUP_OFF, start_on)
     base = {TRIVIAL_OFF: start_off, STARTUP_OFF: start_off}
     out = [
-        f"{'suite':<36} {'files':>6} {'best s':>8} {'spread s':>9} {'net s/1000':>11}",
-        "-" * 74,
+        f"{'suite':<45} {'files':>6} {'best s':>8} {'spread s':>9} {'net s/1000':>11} {'cpu s':>7}",
+        "-" * 91,
     ]
     for row in t.values():
         net = f"{per_thousand(row, base.get(row.label, start_on)):11.3f}" if row.files else ""
-        line = f"{row.label:<36} {row.files:>6} {row.best:>8.3f} {row.spread:>9.3f} {net:>11}"
+        line = (
+            f"{row.label:<45} {row.files:>6} {row.best:>8.3f} {row.spread:>9.3f} {net:>11}"
+            f" {row.best_cpu:>7.3f}"
+        )
         out.append(line.rstrip())
-    out.append("net = best minus the start-up row with the same plugin setting")
+    out.append(
+        "net = best minus the start-up row with the same plugin setting; cpu = the least"
+        " user + system seconds of a run (less swayed by other jobs than wall clock)"
+    )
+    if STARTUP_OFF not in t:  # --plan-only
+        return out + plan_report(t, start_on)
 
     prp_rate = per_thousand(t[PRPS], start_on)
     on_rate = per_thousand(t[TRIVIAL_ON], start_on)
@@ -357,14 +412,30 @@ def report(t: dict[str, Timing]) -> list[str]:
         f"{verdict}: plugin overhead {diff:+.3f} s, allowed {allowed:.3f} s "
         f"({OVERHEAD_TARGET:.0%} of the plugin-off time)",
     ]
-    collect = t[PRPS].best
-    for label, what in ((PLAN, "cold (every body parsed)"), (PLAN_WARM, "warm (pytest's cache)")):
-        ratio = t[label].best / collect
+    return out + plan_report(t, start_on)
+
+
+def plan_report(t: dict[str, Timing], start_on: Timing) -> list[str]:
+    """Target 3: each plan row against the PRP collection of the same code (wall clock, with
+    the CPU-time ratio beside it)."""
+    out = [""]
+    rows = [
+        (PLAN, PRPS, "cold (every body parsed)"),
+        (PLAN_WARM, PRPS, "warm (pytest's cache)"),
+        (PLAN + BEFORE, PRPS + BEFORE, "cold, before"),
+    ]
+    for label, against, what in rows:
+        if label not in t:
+            continue
+        plan, collect = t[label], t[against]
+        ratio = plan.best / collect.best
+        cpu = plan.best_cpu / collect.best_cpu if collect.best_cpu else float("inf")
         verdict = "target met" if ratio <= PLAN_TARGET else "target missed"
         out.append(
-            f"{verdict}: plan view {what} {t[label].best:.3f} s = {ratio:.2f}x PRP collection "
-            f"({collect:.3f} s), target <= {PLAN_TARGET}x; "
-            f"{per_thousand(t[label], start_on):.3f} s per 1,000 PRPs net"
+            f"{verdict}: plan view {what} {plan.best:.3f} s = {ratio:.2f}x PRP collection "
+            f"({collect.best:.3f} s), target <= {PLAN_TARGET}x; "
+            f"{per_thousand(plan, start_on):.3f} s per 1,000 PRPs net; CPU {cpu:.2f}x "
+            f"({plan.best_cpu:.2f} / {collect.best_cpu:.2f} s)"
         )
     return out
 
@@ -431,10 +502,43 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="interpreter with pytest and pytest-prp installed (default: this one)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the generated repository")
+    parser.add_argument(
+        "--plan-only",
+        action="store_true",
+        help="time only start-up, PRP collection and the cold plan (target 3), and skip the "
+        "in-process parser rounds",
+    )
+    parser.add_argument(
+        "--before",
+        metavar="REV",
+        help="also time PRP collection and the cold plan with pytest_prp as of REV (a commit "
+        "of this repository), in the same rounds",
+    )
     args = parser.parse_args(argv)
     if args.count < 1 or args.repeat < 1:
         parser.error("--count and --repeat must be at least 1")
     return args
+
+
+def _checkout(rev: str, repo: Path) -> str:
+    """``pytest_prp`` as of ``rev`` in a directory of the benchmark's (first on PYTHONPATH for
+    the rows marked before), byte-compiled as an installation would be."""
+    where = repo / "before"
+    where.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "archive", rev, "pytest_prp"],
+        capture_output=True,
+        check=False,
+    )
+    if archive.returncode != 0:
+        raise SetupError(f"--before {rev}: {archive.stderr.decode(errors='replace').strip()}")
+    subprocess.run(["tar", "-x", "-C", str(where)], input=archive.stdout, check=True)
+    compiled = subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(where)], capture_output=True, check=False
+    )
+    if compiled.returncode != 0:
+        raise SetupError(f"--before {rev}: byte-compiling failed")
+    return str(where)
 
 
 def run(args: argparse.Namespace) -> list[str]:
@@ -446,7 +550,10 @@ def run(args: argparse.Namespace) -> list[str]:
         started = time.perf_counter()
         written = build_repo(repo, corpus, args.count)
         setup_s = time.perf_counter() - started
-        timings = time_cases(build_cases(args.python, args.count), repo, args.repeat)
+        before = _checkout(args.before, repo) if args.before else None
+        warm_bytecode(args.python)
+        cases = build_cases(args.python, args.count, args.plan_only, before)
+        timings = time_cases(cases, repo, args.repeat)
         per_batch = len(corpus_files(corpus)[1])
         batches = -(-args.count // per_batch)
         where = f"kept at {repo}" if args.keep else "built"
@@ -459,6 +566,10 @@ def run(args: argparse.Namespace) -> list[str]:
             f"repository {where} in {setup_s:.1f} s",
             "",
         ]
+        if args.before:
+            header[-1:-1] = [f"rows marked (before): pytest_prp at {args.before}"]
+        if args.plan_only:
+            return header + report(timings)
         return header + report(timings) + parser_report(corpus, max(args.repeat, 3))
     finally:
         if not args.keep:

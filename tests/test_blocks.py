@@ -283,3 +283,47 @@ def test_random_markdown_gives_markdown_its_tokens_or_nothing() -> None:
             assert got == expected, markdown
             scanned += 1
     assert scanned > 2500
+
+
+def test_headings_spared_the_normalising_name_no_section() -> None:
+    """``_key`` skips ``normalise_heading`` for headings without a section word: every heading
+    of the own files and the corpus, and tricky ones, whose normalised text would name a section
+    holds such a word."""
+    from pytest_prp.spec.body import (
+        _IMPLEMENTATION,
+        _SECTION_WORDS,
+        _VALIDATION,
+        _VALIDATION_LIKE,
+        _key,
+        normalise_heading,
+    )
+
+    def names_a_section(key: str) -> bool:
+        return bool(
+            key in _IMPLEMENTATION or _VALIDATION.fullmatch(key) or _VALIDATION_LIKE.search(key)
+        )
+
+    texts = [
+        "4. ✅ Validation Gates:",
+        "Step 3: Tasks (1 h)",
+        "STEP-BY-STEP IMPLEMENTATION",
+        "Gate 2 – Verify",
+        "VERIFICATION",
+        "Low-level tasks",
+        "Overview",
+        "Imple_mentation",
+    ]
+    paths = own_files() + (sorted(CORPUS.rglob("*.md")) if CORPUS.is_dir() else [])
+    for _path, markdown, _first in bodies(paths):
+        texts += [t.content for t in _markdown().parse(markdown) if t.type == "inline"]
+    named = 0
+    for text in texts:
+        plain = plain_of(text)
+        if names_a_section(normalise_heading(plain)):
+            named += 1
+            assert _SECTION_WORDS.search(plain.lower()), text
+        expected = normalise_heading(plain) if _SECTION_WORDS.search(plain.lower()) else ""
+        token = Tok("inline", "", 0, 1)
+        token.content = text
+        assert _key(token) == expected
+    assert named > 20

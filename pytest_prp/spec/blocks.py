@@ -100,14 +100,17 @@ _MAY_START_BLOCK = frozenset("`~>|<-*_+#=0123456789")
 _CLOSING_HASHES = re.compile(r"(?:^|[ \t]+)#+[ \t]*$")
 
 
-def scan(markdown: str, skim: Skim | None = None) -> list[Tok] | None:
+def scan(
+    markdown: str, skim: Skim | None = None, lines: list[str] | None = None
+) -> list[Tok] | None:
     """markdown-it's block tokens for ``markdown`` ("\\n" line ends), or None when unsure.
 
     With ``skim``, top-level blocks that can hold no heading, fence or HTML block are left out
-    where ``skim`` says the section they are in needs only those (see ``Skim``)."""
+    where ``skim`` says the section they are in needs only those (see ``Skim``). ``lines``:
+    ``markdown.split("\\n")`` when the caller has it already (it is not changed)."""
     if "\t" in markdown and _tab_in_indent(markdown) or "\x00" in markdown:
         return None  # tab stops, and markdown-it's NUL replacement, are not followed here
-    scanner = _Scanner(markdown, lazy=skim is not None)
+    scanner = _Scanner(markdown, lazy=skim is not None, lines=lines)
     if skim is not None:
         scanner.skim_from(markdown, skim)
     if scanner.lines and not scanner.final_newline and not scanner.texts[len(scanner.lines) - 1]:
@@ -119,13 +122,17 @@ def scan(markdown: str, skim: Skim | None = None) -> list[Tok] | None:
     return scanner.tokens
 
 
-# Skimming. Lines that may open or close a fence or an HTML block, start a quote, or be a heading
-# not at column 0 (_SKIM_STOP), or underline a setext heading (_SKIM_UNDERLINE, when right under
-# text): a stretch holding one is read in full. Each pattern starts at the line's "\n" (the
-# text searched starts with one), so that the search jumps from line to line.
-_SKIM_STOP = re.compile(r"\n(?: *(?:```|~~~|[<>])| {1,3}#{1,6}(?:[ \t]|$))", re.M)
-_SKIM_UNDERLINE = re.compile(r"\n *(?:-+|=+)[ \t]*$", re.M)
+# Skimming. Where a skim must stop (_SKIM_LIMIT): a heading at column 0, and lines that may
+# open or close a fence or an HTML block, start a quote, or be a heading not at column 0, or
+# underline a setext heading (group "underline": only when right under text); a stretch holding
+# one of the latter is read in full. Each pattern starts at the line's "\n" (the text searched
+# starts with one), so that the search jumps from line to line.
 _SKIM_HEADING = re.compile(r"\n#{1,6}(?:[ \t]|$)", re.M)
+_SKIM_LIMIT = re.compile(
+    r"\n(?:#{1,6}(?:[ \t]|$)| *(?:```|~~~|[<>])| {1,3}#{1,6}(?:[ \t]|$)"
+    r"|(?P<underline> *(?:-+|=+)[ \t]*$))",
+    re.M,
+)
 # Lines where a top-level block starts whatever came before, as long as nothing before them
 # was a stop line: an ATX heading or a fence at column 0 (they end paragraphs, lists, tables
 # and quotes alike), and a line at column 0 right after an empty line, unless it starts a list
@@ -190,8 +197,8 @@ def _tab_in_indent(markdown: str) -> bool:
 
 
 class _Scanner:
-    def __init__(self, markdown: str, lazy: bool = False) -> None:
-        lines = markdown.split("\n")
+    def __init__(self, markdown: str, lazy: bool = False, lines: list[str] | None = None) -> None:
+        lines = markdown.split("\n") if lines is None else lines[:]
         self.final_newline = bool(lines) and lines[-1] == ""
         if self.final_newline:
             lines.pop()  # markdown-it counts no line after a final newline
@@ -233,9 +240,10 @@ class _Scanner:
         return self.ends[line - 1] + line if line else 0
 
     def next_match(self, pattern: re.Pattern[str], here: int) -> int:
-        """Offset of the first match of ``pattern`` at or after ``here`` (for underlines,
-        only those right under text); the text's length when there is none. The last search
-        of each pattern is kept: skimming asks again and again from a little further on."""
+        """Offset of the first match of ``pattern`` at or after ``here`` (of its group
+        "underline", only those right under text); the text's length when there is none. The
+        last search of each pattern is kept: skimming asks again and again from a little
+        further on."""
         text = self.text
         searched, found = self.found.get(pattern, (len(text) + 1, 0))
         if searched <= here <= found:
@@ -243,7 +251,7 @@ class _Scanner:
         pos = here
         while match := pattern.search(text, pos):
             found = match.start()
-            if pattern is not _SKIM_UNDERLINE or (found and text[found - 1] != "\n"):
+            if match.lastgroup is None or (found and text[found - 1] != "\n"):
                 break
             pos = match.end()
         else:
@@ -262,12 +270,8 @@ class _Scanner:
         if _SKIM_HEADING.match(text, here):
             return line  # a heading: read it
         last = self.start(end) if end < len(self.lines) else len(text)
-        limit = min(
-            self.next_match(_SKIM_HEADING, here + 1),
-            self.next_match(_SKIM_STOP, here),
-            self.next_match(_SKIM_UNDERLINE, here),
-            last,
-        )
+        # The next heading at column 0, stop line or underline (not at ``here``: no heading).
+        limit = min(self.next_match(_SKIM_LIMIT, here), last)
         if limit == here:
             return line  # a stop line: read it
         target = line

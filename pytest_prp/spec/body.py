@@ -203,11 +203,21 @@ def _plain(inline: BlockToken) -> str:
     return text
 
 
+# Words one of which every key a section is matched by holds (``_IMPLEMENTATION``,
+# ``_VALIDATION``, ``_VALIDATION_LIKE``). A key is made of the lowered plain text with parts cut
+# off its ends and non-word characters made spaces, so its words are in that text too.
+_SECTION_WORDS = re.compile(r"valid|gate|verif|implement|task|step")
+
+
 def _key(inline: BlockToken) -> str:
-    """``normalise_heading`` of a heading's plain text, kept with the token like the text."""
-    if "key" not in inline.meta:
-        inline.meta["key"] = normalise_heading(_plain(inline))
-    return str(inline.meta["key"])
+    """``normalise_heading`` of a heading's plain text, kept with the token like the text; ""
+    for a heading that can name no section ("Overview", "Risks"): most headings, spared the
+    normalising."""
+    meta = inline.meta
+    if "key" not in meta:
+        plain = _plain(inline)
+        meta["key"] = normalise_heading(plain) if _SECTION_WORDS.search(plain.lower()) else ""
+    return str(meta["key"])
 
 
 def parsed_plain(content: str) -> str:
@@ -277,7 +287,7 @@ class _Heading:
     token: int  # index of heading_open
     level: int
     text: str
-    key: str  # normalise_heading(text)
+    key: str  # normalise_heading(text), "" when it can name no section (see _key)
     line: int  # 0-based line in the markdown
 
 
@@ -332,10 +342,11 @@ def parse_body(markdown: str, path: Path, first_line: int, *, fast: bool = True)
     # would also split on form feeds and the like, shifting every line number after them).
     markdown = markdown.replace("\r\n", "\n").replace("\r", "\n")
     # The fast scanner gives markdown-it's tokens for common markdown; else markdown-it itself.
-    tokens: Sequence[BlockToken] | None = scan(markdown) if fast else None
+    lines = markdown.split("\n")
+    tokens: Sequence[BlockToken] | None = scan(markdown, lines=lines) if fast else None
     if tokens is None:
         tokens = _markdown().parse(markdown)
-    return _read(markdown, tokens, path, first_line)
+    return _read(lines, tokens, path, first_line)
 
 
 def summarise_body(markdown: str, path: Path, first_line: int) -> BodySummary:
@@ -345,11 +356,12 @@ def summarise_body(markdown: str, path: Path, first_line: int) -> BodySummary:
     so the scanner skims them (``blocks.Skim``). Identical to the summary of ``parse_body``
     (``tests/test_blocks.py`` compares them on every PRP shape and corpus file)."""
     markdown = markdown.replace("\r\n", "\n").replace("\r", "\n")
-    tokens = scan(markdown, _validation_in_full())
+    lines = markdown.split("\n")
+    tokens = scan(markdown, _validation_in_full(), lines)
     body = parse_body(markdown, path, first_line) if tokens is None else None
     if body is None:
         assert tokens is not None
-        body = _read(markdown, tokens, path, first_line)
+        body = _read(lines, tokens, path, first_line)
     return BodySummary(
         len(body.steps), len(body.executable_gates), len(body.unverified_gates), body.warnings
     )
@@ -371,9 +383,8 @@ def _validation_in_full() -> Skim:
     return in_full
 
 
-def _read(markdown: str, tokens: Sequence[BlockToken], path: Path, first_line: int) -> Body:
-    """Steps, gates and warnings from the block tokens of ``markdown`` ("\\n" line ends)."""
-    lines = markdown.split("\n")
+def _read(lines: list[str], tokens: Sequence[BlockToken], path: Path, first_line: int) -> Body:
+    """Steps, gates and warnings from the block tokens of the markdown split at its "\\n"."""
     doc = _Doc(tokens, lines, first_line, path, _headings(tokens))
     _check_fences(doc)
     implementations: list[_Section] = []
