@@ -33,13 +33,11 @@ from pytest_prp.base.safepath import inside
 from pytest_prp.keys import CONTROLLER_INPUT
 from pytest_prp.workspace.git_command import GitError
 from pytest_prp.workspace.git_workspace import GitWorkspace
-from pytest_prp.workspace.merge_check import build, check_out, tip_of, tree_of
+from pytest_prp.workspace.merge_check import tip_of
 from pytest_prp.workspace.merge_queue import (
-    GIVE_UP_AFTER,
-    SEMANTIC,
-    TEXTUAL,
     Check,
     MergeOutcome,
+    merge_until_moved,
 )
 
 if TYPE_CHECKING:
@@ -252,37 +250,28 @@ def remote_merge(link: RemoteLink, run_id: str, prp_id: str) -> MergeFunction:
         check: Check,
         delete_branch: str | None,
     ) -> MergeOutcome:
-        outcome = MergeOutcome(tip=base)
-        passed = {tree_of(git, commit)}
-        tip, lost = base, 0  # first the base: a fast-forward needs no fetch
-        while True:
-            outcome.tip = tip
-            built = build(git, tip, commit, message)
-            if built.sha is None:
-                outcome.conflict, outcome.paths = TEXTUAL, built.conflicts
-                return outcome
-            tree = tree_of(git, built.sha)
-            if tree not in passed:
-                check_out(git, worktree, built.sha)
-                # A re-check: a check ran and the tip moved meanwhile (not the first try at
-                # the base, which checks nothing).
-                outcome.rechecks += 1 if outcome.checks else 0
-                outcome.checks += 1
-                failed, detail = check()
-                if failed:
-                    outcome.conflict, outcome.failed, outcome.detail = SEMANTIC, failed, detail
-                    return outcome
-                passed.add(tree)
-            ref = handed_back_ref(run_id, prp_id)
-            if ask_to_merge(git, link, branch, built.sha, tip, ref):
-                outcome.sha, outcome.fast_forward = built.sha, built.fast_forward
-                if delete_branch is not None:
-                    git.run("update-ref", "-d", f"refs/heads/{delete_branch}", codes=None)
-                return outcome
-            lost += 1
-            if lost >= GIVE_UP_AFTER:
-                raise GitError(f"could not merge into {branch}: it kept changing")
-            tip = sync_tip(git, link, branch)
+        ref = handed_back_ref(run_id, prp_id)
+
+        def move(new: str, tip: str, held: bool) -> bool:
+            if not ask_to_merge(git, link, branch, new, tip, ref):
+                return False  # moved: the controller published the new tip
+            if delete_branch is not None:
+                git.run("update-ref", "-d", f"refs/heads/{delete_branch}", codes=None)
+            return True
+
+        # First the base: a fast-forward needs no fetch.
+        return merge_until_moved(
+            git,
+            branch,
+            commit,
+            base,
+            worktree,
+            message,
+            check,
+            tip=base,
+            move=move,
+            next_tip=lambda: sync_tip(git, link, branch),
+        )
 
     return merge
 

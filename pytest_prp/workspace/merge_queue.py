@@ -19,6 +19,7 @@ How a merge is decided (and why it is safe):
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,17 +69,52 @@ def checked_merge(
     delete_branch: str | None,
 ) -> MergeOutcome:
     """Merge ``commit`` (whose tree passed its gates) into ``branch`` under the rule above."""
-    outcome = MergeOutcome(tip=tip_of(git, branch))
-    if outcome.tip == base and swap(git, branch, commit, base, delete_branch, hold=False):
-        # Nothing merged since the PRP started: the tree its gates passed on, one swap.
+    return merge_until_moved(
+        git,
+        branch,
+        commit,
+        base,
+        worktree,
+        message,
+        check,
+        tip=tip_of(git, branch),
+        move=lambda new, tip, held: swap(git, branch, new, tip, delete_branch, held),
+        next_tip=lambda: tip_of(git, branch),
+        holds=lambda lost: lost >= HOLD_AFTER,
+    )
+
+
+def merge_until_moved(
+    git: GitWorkspace,
+    branch: str,
+    commit: str,
+    base: str,
+    worktree: Path,
+    message: str,
+    check: Check,
+    *,
+    tip: str,
+    move: Callable[[str, str, bool], bool],
+    next_tip: Callable[[], str],
+    holds: Callable[[int], bool] = lambda lost: False,
+) -> MergeOutcome:
+    """The one loop of the rule, whoever holds the branch (this repository, or the controller
+    of remote workers): build the merge of ``commit`` on ``tip``, check the merged tree unless
+    that very tree passed already, and ``move(new, tip, held)`` the branch from ``tip`` to it;
+    when it has moved meanwhile (``move`` says False), take ``next_tip()`` and do it again.
+    Once ``holds(times lost)``, a try is made with the merge turn held. On ``base`` itself the
+    branch moves to ``commit``: the tree its gates passed on, no second check."""
+    outcome = MergeOutcome(tip=tip)
+    if tip == base and move(commit, tip, False):
         outcome.sha, outcome.fast_forward = commit, True
         return outcome
     passed = {tree_of(git, commit)}
     lost = 0
     while True:
-        hold = lost >= HOLD_AFTER
-        with git.merge_turn(branch) if hold else _nothing():
-            tip = tip_of(git, branch)
+        held = holds(lost)
+        with git.merge_turn(branch) if held else nullcontext():
+            if lost or tip == base:  # the tip moved (a failed move says so)
+                tip = next_tip()
             outcome.tip = tip
             built = build(git, tip, commit, message)
             if built.sha is None:
@@ -87,27 +123,20 @@ def checked_merge(
             tree = tree_of(git, built.sha)
             if tree not in passed:
                 check_out(git, worktree, built.sha)
+                # A re-check: an earlier check passed and the tip moved since.
+                outcome.rechecks += 1 if outcome.checks else 0
                 outcome.checks += 1
-                outcome.rechecks += 1 if lost else 0
                 failed, detail = check()
                 if failed:
                     outcome.conflict, outcome.failed, outcome.detail = SEMANTIC, failed, detail
                     return outcome
                 passed.add(tree)
-            if swap(git, branch, built.sha, tip, delete_branch, hold):
+            if move(built.sha, tip, held):
                 outcome.sha, outcome.fast_forward = built.sha, built.fast_forward
                 return outcome
         lost += 1
         if lost >= GIVE_UP_AFTER:
             raise GitError(f"could not merge into {branch}: it kept changing")
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def collisions(merged: Sequence[Merged], conflict: str, paths: Sequence[str]) -> list[str]:
