@@ -254,6 +254,8 @@ def _run_steps(item: PrpNode, context: PrpContext, run: PrpRun) -> None:
     if outcome is None:
         raise _fail(run, FAILED, "no executor took the PRP's steps")
     run.add_cost(outcome)
+    for note in outcome.notes:
+        item.warn(PrpWarning(f"{prp.id}: {note}"))
     if run.cost_usd is not None and context.heartbeat is not None:
         context.heartbeat.cost(run.cost_usd)
     if not outcome.ok:

@@ -595,3 +595,24 @@ def test_body_warnings_made_errors_by_w_error_fail_the_prp_before_any_work(
     assert "Traceback" not in out
     result.stdout.fnmatch_lines(["*PRP-4.3.1: prp: *no executable gate*made an error by -W*"])
     assert "PRP-4.3.1" not in "\n".join(subjects(repo, "prp/batch-4"))
+
+
+def test_a_literal_step_that_ran_nothing_is_warned_of(
+    pytester: pytest.Pytester, repo: Path
+) -> None:
+    # Unlabelled, and not starting like shell: documentation to the literal executor. The
+    # step then does nothing, which must not go unsaid (the PRP may pass on checklist gates).
+    path = write_prp(repo, "PRP-73.1.1", gates=["true"])
+    text = path.read_text().replace(
+        "## Validation Gates",
+        "### Step 1: stamp\n\n```\ndate > stamp.txt\n```\n\n## Validation Gates",
+    )
+    path.write_text(text)
+    write_prp(repo, "PRP-73.1.2", steps=["date > stamp.txt"], gates=["test -f stamp.txt"])
+    result = pytester.runpytest("--prp-batch", "73")
+    assert result.ret == 0, result.stdout.str()
+    line = next(n for n, x in enumerate(text.splitlines(), 1) if x == "```")
+    result.stdout.fnmatch_lines(
+        [f"*PRP-73.1.1: PRPs/PRP-73.1.1.md:{line}: step 1/1 * ran nothing: its unlabelled block*"]
+    )
+    assert "PRP-73.1.2: PRPs" not in result.stdout.str()  # a bash block ran: nothing to say

@@ -56,6 +56,8 @@ class StepsOutcome:
     rate_limit: RateLimit | None = None  # the API refused (429/529, usage limit): wait, rerun
     tokens_by_model: dict[str, dict[str, int]] | None = None
     refusals: list[Refusal] = field(default_factory=list)  # tool calls the CLI refused
+    # What the user should know although nothing failed (a step that ran nothing): warnings.
+    notes: list[str] = field(default_factory=list)
 
 
 class UnsafePath(Exception):
@@ -129,12 +131,14 @@ def run_literal_steps(
             idle_timed_out=idle,
         )
 
+    notes: list[str] = []
     for step in steps:
         label = _step_label(step, total)
         if on_step is not None:
             on_step(step, total)
         if log is not None:
             log.section(f"step {step.index}/{total}: {step.title}")
+        skipped: list[CodeBlock] = []
         for block in step.code_blocks:
             if block.create_path is not None:
                 problem = _create(workdir, block, log)
@@ -146,6 +150,7 @@ def run_literal_steps(
             if script is None:
                 if log is not None:
                     log.line(f"(line {block.line}: {block.language or 'text'} block not run)")
+                skipped.append(block)
                 continue
             if not script.strip():
                 continue
@@ -161,7 +166,17 @@ def run_literal_steps(
                 return failed(step, error, tail, timed_out=True, idle=result.idle_timed_out)
             if not result.ok:
                 return failed(step, f"{label} failed ({result.describe()})", tail)
-    return StepsOutcome(True, None, None, tail, duration=time.monotonic() - start)
+        if skipped and len(skipped) == len(step.code_blocks):
+            # Its blocks were all read as documentation: say so, or the step silently did
+            # nothing (an unlabelled block runs only when it starts like shell).
+            first = skipped[0]
+            notes.append(
+                f"{display_path(prp.path)}:{first.line}: {label} ran nothing: its "
+                f"{first.language or 'unlabelled'} block{'s are' if len(skipped) > 1 else ' is'} "
+                "not shell to the literal executor (label it ```bash, or start it with a "
+                "well-known command)"
+            )
+    return StepsOutcome(True, None, None, tail, duration=time.monotonic() - start, notes=notes)
 
 
 def _create(workdir: Path, block: CodeBlock, log: LogSink | None) -> str | None:
