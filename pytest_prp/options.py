@@ -36,7 +36,7 @@ VALUE_OPTIONS = (
     "--prp-budget-usd",
     "--prp-worktree-dir",
     "--prp-rate-limit-wait",
-    "--prp-remote",  # added by pytest_prp.remote
+    "--prp-remote",
     "--prp-merge-attempts",
     "--prp-integration-gate",
 )
@@ -242,6 +242,12 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="N",
         help="redos of a PRP whose merge conflicts or fails its gates on the merged tree, "
         "each on the current integration tip (default 1; 0: none)",
+    )
+    group.addoption(
+        "--prp-remote",
+        metavar="NAME",
+        help="git remote shared by the controller and remote xdist workers: the controller "
+        "publishes the integration branch there, workers fetch it",
     )
     group.addoption(
         "--prp-integration-gate",

@@ -43,9 +43,6 @@ pytest_plugins = ("pytest_prp.collection_hooks", "pytest_prp.session_hooks")
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
-    from pytest_prp.remote import add_option
-
-    add_option(parser)
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -143,12 +140,13 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
             return again
     if config.option.prp_plan and getattr(config.option, "numprocesses", None):
         config.option.numprocesses = None  # a plan is printed by this process, not by workers
-    from pytest_prp.remote import local_and_remote_workers
+    if getattr(config.option, "prp_remote", None):  # remote workers' code only where used
+        from pytest_prp.remote import local_and_remote_workers
 
-    refusal = local_and_remote_workers(config)
-    if refusal is not None:
-        print(f"ERROR: {refusal}", file=sys.stderr)
-        return pytest.ExitCode.USAGE_ERROR
+        refusal = local_and_remote_workers(config)
+        if refusal is not None:
+            print(f"ERROR: {refusal}", file=sys.stderr)
+            return pytest.ExitCode.USAGE_ERROR
     if config.option.prp_agent_presets:
         from pytest_prp.spec.agents import presets_text
 

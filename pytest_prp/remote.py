@@ -47,15 +47,6 @@ if TYPE_CHECKING:
 HANDED_BACK = "refs/prp/handed-back"
 
 
-def add_option(parser: pytest.Parser) -> None:
-    parser.getgroup("prp").addoption(
-        "--prp-remote",
-        metavar="NAME",
-        help="git remote shared by the controller and remote xdist workers: the controller "
-        "publishes the integration branch there, workers fetch it",
-    )
-
-
 def local_and_remote_workers(config: pytest.Config) -> str | None:
     """``-n N`` next to ``--tx``: xdist alone would replace the ``--tx`` specs by N local
     workers (the remote machines silently unused); here the run gets both, as

@@ -49,7 +49,7 @@ def test_a_run_of_ordinary_tests_loads_none_of_the_prp_code(pytester: pytest.Pyt
     later = ["frontmatter", "body", "body_cache", "collect", "plan_view", "plan_output"]
     later += ["runner", "execution", "executors", "gates", "hook_context", "defaults"]
     later += ["results", "heartbeat", "item_reports", "report_plugin", "scheduler", "prp_info"]
-    later += ["record", "processes", "stream_json", "timestamps"]
+    later += ["record", "processes", "stream_json", "timestamps", "remote", "git_command"]
     assert names & set(later) == set()
     assert loaded & {"yaml", "markdown_it"} == set()
 
