@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pytest_prp.remote import RemoteLink, sync_tip  # noqa: E402
+from pytest_prp.remote_worker import RemoteLink, sync_tip  # noqa: E402
 from pytest_prp.workspace.git_workspace import GitWorkspace  # noqa: E402
 from tests.loopback import Machine, clone, machines  # noqa: E402
 from tests.test_remote import BATCH, SHAPE  # noqa: E402

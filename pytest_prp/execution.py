@@ -74,7 +74,7 @@ class Execution:
         self._ledger: dict[str, str] | None = None
         self._ledger_tip: str | None = None  # the integration tip the ledger has read up to
         self.tip: str | None = None  # the integration branch's tip after our last merge
-        from pytest_prp.remote import worker_link
+        from pytest_prp.remote_worker import worker_link
 
         self.remote = worker_link(config, self.git, settings)  # None unless on another machine
         if settings.verify:

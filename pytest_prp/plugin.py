@@ -90,7 +90,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
             config.pluginmanager.register(FinalCheck(config, settings, results), "prp-final-check")
         if config.getoption("prp_remote", None) and not settings.plan_format:
-            from pytest_prp.remote import ControllerMerges, keep_going_without_dead_machines
+            from pytest_prp.remote_controller import (
+                ControllerMerges,
+                keep_going_without_dead_machines,
+            )
 
             config.pluginmanager.register(ControllerMerges(config, settings), "prp-remote")
             keep_going_without_dead_machines(config)

@@ -142,7 +142,7 @@ def check_ready(item: PrpNode) -> None:
 
 def _sync_remote(execution: Execution, run: PrpRun) -> None:
     """A remote worker: refused (other PRP files, no remote), else the controller's tip."""
-    from pytest_prp.remote import sync_tip
+    from pytest_prp.remote_worker import sync_tip
 
     assert execution.remote is not None
     refusal = execution.remote.refusal()
@@ -558,7 +558,7 @@ def _commit_and_merge(
     own_branch = prp_branch(prp.batch, prp.id)
     merge = checked_merge
     if execution.remote is not None:  # the same rule; the controller holds the branch
-        from pytest_prp.remote import remote_merge
+        from pytest_prp.remote_worker import remote_merge
 
         merge = remote_merge(execution.remote, execution.run_id, prp.id)
     assert run.base is not None

@@ -1,0 +1,370 @@
+"""The controller's side of remote workers (``remote``): it is the one holder of the
+integration branch. It answers a worker's merge requests (compare-and-swap from the tip the
+worker checked, then publish), writes what workers relay into its results directory, and ends
+the batch truthfully when no machine is left.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_prp.base.naming import batch_folder, known_integration_branch
+from pytest_prp.base.safepath import inside
+from pytest_prp.workspace.git_command import GitError
+from pytest_prp.workspace.git_workspace import GitWorkspace
+from pytest_prp.workspace.merge_check import tip_of
+
+if TYPE_CHECKING:
+    from pytest_prp.plan.settings import Settings
+    from pytest_prp.records.heartbeat import Heartbeat
+
+from pytest_prp.remote import RELAY, open_repository, remote_name
+
+
+class ControllerMerges:
+    """Controller: merge what remote workers hand back, before the PRP's dependents start."""
+
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        self._git: GitWorkspace | None = None
+        # Merge requests come on execnet's receiver threads (one per worker), local merges are
+        # published from the main thread: one at a time, in this process and (merge_turn) with
+        # local workers merging into the same clone.
+        self._lock = threading.Lock()
+        self.channels: list[Any] = []  # to each worker (RELAY)
+        self._published: str | None = None  # the tip last pushed to the shared remote
+        self.beats: dict[str, Heartbeat] = {}  # remote PRPs running, by id
+        self.logs: dict[str, Path] = {}  # remote PRPs' logs relayed here, by id
+        self.statuses: dict[str, str] = {}  # every PRP reported, by id (what ``stranded`` needs)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """Each worker gets a channel to relay on, used if it is on another machine."""
+        channel = node.gateway.newchannel()
+        channel.setcallback(lambda message: self._relayed(message, channel), endmarker=None)
+        self.channels.append(channel)
+        node.workerinput[RELAY] = channel
+
+    def pytest_keyboard_interrupt(self) -> None:
+        """Ctrl-C (or SIGTERM) here: every remote worker ends the PRP it runs now, as local
+        workers do (they got the signal too), before xdist ends the workers."""
+        for channel in self.channels:
+            try:
+                if not channel.isclosed():
+                    channel.send(("interrupt", ""))
+            except (OSError, EOFError, ValueError):
+                pass
+
+    def _relayed(self, message: Any, channel: Any = None) -> None:
+        """From a worker's ProgressRelay, or its merge request (execnet's receiver thread:
+        never raises; a merge request is answered on the channel it came on)."""
+        if not isinstance(message, (tuple, list)) or len(message) != 3:
+            return
+        kind, prp_id, data = message
+        if kind == "merge":
+            self._answer_merge(channel, str(prp_id), data)
+            return
+        try:
+            if kind == "beat" and isinstance(data, dict):
+                self._relayed_beat(str(prp_id), data)
+            elif kind == "log" and isinstance(data, dict):
+                self._relayed_log(str(prp_id), int(data["at"]), bytes(data["data"]))
+        except (OSError, KeyError, TypeError, ValueError):
+            pass  # best effort, as heartbeats are: the PRP's own report is what counts
+
+    def _relayed_beat(self, prp_id: str, data: dict[str, Any]) -> None:
+        from pytest_prp.records.heartbeat import parse_time
+
+        beat = self.beats.get(prp_id)
+        if beat is None or data.get("phase") in (None, "done"):
+            return  # the controller's own report ends it, with the merge's outcome
+        if "@" in str(data.get("worker") or ""):  # gw0@<host>:<clone>: the machine by name
+            beat.worker = str(data["worker"])
+        known = (beat.phase_name, beat.current, beat.index, beat.total, beat.attempt)
+        now = (data["phase"], data.get("current"), data.get("index"), data.get("total"))
+        if known[:4] != now or data.get("attempt") != beat.attempt:
+            beat.phase(
+                str(now[0]), current=now[1], index=now[2], total=now[3], attempt=data.get("attempt")
+            )
+        if data.get("last_output"):
+            beat.output(str(data["last_output"]))
+        beat.cost(data.get("cost_usd"))
+        until = parse_time(data.get("rate_limit_until"))
+        if until != beat.rate_limit_until:
+            beat.waiting(until)
+
+    def _relayed_log(self, prp_id: str, at: int, data: bytes) -> None:
+        from pytest_prp.base.ids import batch_of, normalize_id
+
+        if normalize_id(prp_id) != prp_id:
+            return  # only a PRP's log, under its own name (a worker is trusted no further)
+        path = self.logs.get(prp_id)
+        if path is None:
+            logs = self.settings.results_dir / "logs"
+            path = inside(logs, batch_folder(batch_of(prp_id)), f"{prp_id}.log")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"")  # this run's log, not an earlier one's
+            self.logs[prp_id] = path
+        with path.open("r+b") as stream:
+            stream.seek(at)
+            stream.write(data)
+            stream.truncate()
+
+    def pytest_runtest_logstart(self, nodeid: str, location: object) -> None:
+        """A PRP starts on a worker: its heartbeat, in the controller's results directory
+        (the worker's own stays on its disk), so ``prp-status`` here shows it running."""
+        if ".md::" not in nodeid:
+            return
+        from pytest_prp.base.ids import batch_of
+        from pytest_prp.records.heartbeat import Heartbeat, heartbeat_path
+
+        prp_id = nodeid.rsplit("::", 1)[-1]
+        batch = batch_folder(batch_of(prp_id))
+        beat = Heartbeat(
+            heartbeat_path(self.settings.results_dir, batch, prp_id),
+            prp_id=prp_id,
+            batch=batch,
+            worker=self._machine_of(nodeid),
+            interval=self.settings.heartbeat,
+            run_id=str(getattr(self.config.option, "testrunuid", "") or "") or None,
+        )
+        self.beats[prp_id] = beat.start()
+
+    def pytest_sessionfinish(self) -> None:
+        from pytest_prp.records.record import INTERRUPTED  # late: every pytest run imports remote
+
+        for beat in self.beats.values():  # cut short (Ctrl-C): no report ended them
+            beat.finish(INTERRUPTED)
+        self.beats.clear()
+
+    def _machine_of(self, nodeid: str) -> str:
+        """The worker (``gw1@<its --tx>``) the scheduler gave ``nodeid`` to."""
+        dsession = self.config.pluginmanager.get_plugin("dsession")
+        sched = getattr(dsession, "sched", None)
+        collection = getattr(sched, "collection", None) or []
+        for node, pending in getattr(sched, "node2pending", {}).items():
+            if pending and pending[0] < len(collection) and collection[pending[0]] == nodeid:
+                spec = node.gateway.spec
+                where = spec.ssh or spec.socket or "remote"
+                return f"{node.gateway.id}@{where}"
+        return "remote"
+
+    @property
+    def git(self) -> GitWorkspace:
+        if self._git is None:
+            self._git = open_repository(self.config, self.settings)
+        return self._git
+
+    @pytest.hookimpl(tryfirst=True)  # before the result JSON, the terminal and the scheduler
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        from pytest_prp.records.record import FAILED
+
+        prp = getattr(report, "prp", None)
+        if not prp:
+            if report.failed and ".md::" in report.nodeid:  # its worker died
+                self.statuses[report.nodeid.rsplit("::", 1)[-1]] = "failed"
+            beat = self.beats.pop(report.nodeid.rsplit("::", 1)[-1], None)
+            if beat is not None and report.failed:  # its worker died: no PRP data came
+                beat.finish(FAILED)
+                # What the batch result says of it: where its work is (the worktree stays).
+                report.longrepr = (
+                    f"{report.longrepr}\nmachine {beat.worker} died while running it; its work "
+                    "stays in that machine's clone (git worktree list there)"
+                )
+            return
+        self._beat(report, prp)
+        if prp["prp_id"] in self.logs:  # its log, as relayed into this results directory
+            prp["log"] = str(self.logs[prp["prp_id"]])
+        if report.when == "call" and prp.get("merged_commit") and "@" not in str(prp["worker"]):
+            # A local worker (``--tx popen`` next to remote ones) merged into this clone: the
+            # remote workers fetch the tip from the shared remote, so it goes there now, before
+            # xdist hands the PRP's dependents to any worker.
+            self._publish_quietly()
+        self.statuses[prp["prp_id"]] = str(prp["status"])
+
+    def _beat(self, report: pytest.TestReport, prp: dict[str, Any]) -> None:
+        beat = self.beats.get(prp["prp_id"])
+        if beat is None:
+            return
+        beat.worker = str(prp.get("worker") or beat.worker)
+        if report.when == "setup" and report.passed:
+            beat.phase("gates")
+        elif report.when == "call":
+            beat.phase("merge")
+        elif report.when == "teardown":
+            worktree = prp.get("worktree")
+            beat.finish(str(prp["status"]), Path(worktree) if worktree else None)
+            del self.beats[prp["prp_id"]]
+
+    @property
+    def branch(self) -> str | None:
+        return known_integration_branch(self.settings.branch, self.settings.selection.batches)
+
+    def _publish(self, branch: str, tip: str | None = None) -> None:
+        """Push the branch (at ``tip`` when known) to the shared remote, unless it is there."""
+        if tip is not None and tip == self._published:
+            return
+        name = remote_name(self.config)
+        ref = f"refs/heads/{branch}"
+        self.git.run("push", "--quiet", str(name), f"{tip or ref}:{ref}")
+        self._published = tip
+
+    def _publish_quietly(self) -> None:
+        branch = self.branch
+        if branch is None:
+            return
+        with self._lock:
+            try:
+                self._publish(branch, tip_of(self.git, branch))
+            except GitError:
+                pass  # the next merge publishes it; a remote worker's fetch meanwhile is stale
+
+    def _answer_merge(self, channel: Any, prp_id: str, data: Any) -> None:
+        """A worker asks to move the branch from ``tip`` to ``commit``, a merge whose tree it
+        checked (or the PRP's own commit, whose gates passed, on ``tip``): done by
+        compare-and-swap, then published; ``moved`` (the new tip published) when the branch is
+        no longer at ``tip``. Workers are trusted to run the PRPs' gates, not to move the
+        branch anywhere: ``commit`` must descend from the tip, on this run's branch."""
+        try:
+            answer: tuple[str, str] = self._merge_request(prp_id, data)
+        except GitError as exc:
+            answer = ("failed", str(exc).splitlines()[0] if str(exc) else "git failed")
+        except Exception as exc:  # a malformed request: said to the worker, never raised here
+            answer = ("failed", f"{type(exc).__name__}: {exc}")
+        if channel is not None and not channel.isclosed():
+            try:
+                channel.send(answer)
+            except (OSError, EOFError, ValueError):
+                pass  # the worker is gone: its PRP is reported failed by xdist
+
+    def _merge_request(self, prp_id: str, data: dict[str, Any]) -> tuple[str, str]:
+        from pytest_prp.base.ids import normalize_id
+        from pytest_prp.workspace.repository import FULL_SHA
+
+        branch, tip, commit = str(data["branch"]), str(data["tip"]), str(data["commit"])
+        if normalize_id(prp_id) != prp_id or branch != self.branch:
+            return ("failed", f"not this run's PRP or branch: {prp_id} {branch}")
+        if not (FULL_SHA.fullmatch(tip) and FULL_SHA.fullmatch(commit)):
+            return ("failed", "not a commit")
+        git = self.git
+        with self._lock, git.merge_turn(branch):
+            current = tip_of(git, branch)
+            if current != tip:
+                self._publish(branch, current)  # what the worker fetches next
+                return ("moved", current)
+            self._unbundle(prp_id, bytes(data["bundle"]))
+            descends = git.run("merge-base", "--is-ancestor", tip, commit, codes=(0, 1))[0]
+            if descends != 0:
+                return ("failed", f"{commit[:12]} does not descend from {tip[:12]}")
+            reflog = f"prp: merge {commit[:12]} (checked on a remote worker)"
+            if git.compare_and_swap(f"refs/heads/{branch}", commit, tip, reflog)[0] != 0:
+                return ("moved", tip_of(git, branch))
+            try:
+                self._publish(branch, commit)
+            except GitError as exc:
+                # Not published: not merged either (a worker's next fetch would miss it).
+                git.compare_and_swap(f"refs/heads/{branch}", tip, commit, "prp: not published")
+                return ("failed", f"merged, not published to {remote_name(self.config)}: {exc}")
+        return ("merged", commit)
+
+    def _unbundle(self, prp_id: str, bundle: bytes) -> None:
+        """The commit's objects into this clone (no ref: the compare-and-swap holds it)."""
+        path = self.git.common_dir / "prp" / f"handed-back-{prp_id}.bundle"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.write_bytes(bundle)
+            self.git.run("bundle", "unbundle", str(path))
+        finally:
+            path.unlink(missing_ok=True)
+
+
+def keep_going_without_dead_machines(config: pytest.Config) -> None:
+    """xdist replaces a crashed worker by starting a new one on the same ``--tx`` spec; for a
+    machine that died or is unreachable that fails (an INTERNALERROR that ends the batch). A
+    machine that cannot be reached is left out instead: its PRP failed, the others go on, and
+    the same command, once the machine is back, resumes. When none is left, the batch stops
+    with one line, each PRP that never ran reported (``stranded``), instead of xdist's
+    "no active workers" error. (xdist has no hook for this: its ``_clone_node`` is wrapped;
+    the wrapper does nothing when xdist changes that name.)"""
+    dsession = config.pluginmanager.get_plugin("dsession")
+    clone = getattr(dsession, "_clone_node", None)
+    if clone is None:
+        return
+
+    def clone_or_leave_out(node: Any) -> Any:
+        try:
+            return clone(node)
+        except (OSError, EOFError) as exc:
+            spec = getattr(node.gateway, "spec", node.gateway)
+            dsession.report_line(  # type: ignore[union-attr]
+                f"prp: machine {spec} is unreachable ({exc}): left out, the batch goes on "
+                "on the others"
+            )
+            left = [n for n in getattr(dsession, "_active_nodes", ()) if n is not node]
+            if not left:
+                count = stranded(config, getattr(dsession, "sched", None))
+                dsession.shouldstop = (  # type: ignore[union-attr]
+                    f"prp: no machine left (every remote worker died or is unreachable): "
+                    f"{count} PRP(s) did not run; the same command resumes once they are back"
+                )
+            return None
+
+    dsession._clone_node = clone_or_leave_out  # type: ignore[union-attr]
+
+
+NOT_STARTED_REASON = (
+    "not started: no machine left to run it (every remote worker died or is unreachable)"
+)
+
+
+def stranded(config: pytest.Config, sched: Any) -> int:
+    """The PRPs the scheduler still holds when no worker is left: each reported, as a skipped
+    setup, ``blocked`` when a dependency failed or was blocked in this run, else
+    ``not_started``; so the terminal, the result JSON and ``--lf`` see them. Their count."""
+    results = config.pluginmanager.get_plugin("prp-results")
+    merges = config.pluginmanager.get_plugin("prp-remote")
+    waiting = list(getattr(sched, "waiting", []))
+    if results is None or not isinstance(merges, ControllerMerges) or not waiting:
+        return len(waiting)
+    known = dict(merges.statuses)
+    pending = {sched.prps[i].info.id: (i, sched.prps[i].info) for i in waiting}
+    # A dependency that merely did not start leaves its dependents not started too (the same
+    # command runs them all); one that failed, or is blocked, blocks them.
+    from pytest_prp.records.record import BLOCKED, COMPLETED_EARLIER, NOT_STARTED, PASSED, mark
+
+    fine = (*PASSED, COMPLETED_EARLIER, NOT_STARTED)
+    while pending:  # dependencies first: a PRP blocked by a blocked one is blocked too
+        ready = [
+            pid
+            for pid, (_, info) in pending.items()
+            if not any(dep in pending for dep in info.dependencies)
+        ] or list(pending)
+        for prp_id in ready:
+            index, info = pending.pop(prp_id)
+            failed = [d for d in info.dependencies if d in known and known[d] not in fine]
+            record = results.never_started(prp_id)
+            if failed:
+                mark(record, BLOCKED, [f"blocked: {', '.join(failed)} not completed"])
+                record["blocked_by"] = failed
+            else:
+                record["errors"] = [NOT_STARTED_REASON]
+            known[prp_id] = record["status"]
+            nodeid = sched.collection[index]
+            reason = record["errors"][0]
+            report = pytest.TestReport(
+                nodeid=nodeid,
+                location=(nodeid.split("::", 1)[0], 0, prp_id),
+                keywords={},
+                outcome="skipped",
+                longrepr=(nodeid.split("::", 1)[0], 1, f"Skipped: {reason}"),
+                when="setup",
+            )
+            report.prp = record  # type: ignore[attr-defined]
+            config.hook.pytest_runtest_logreport(report=report)
+    sched.waiting.clear()  # reported: nothing is left to send
+    return len(waiting)
