@@ -396,7 +396,7 @@ class _Scanner:
             if text[0] != ">":
                 if last_empty:
                     break
-                if self.quote_terminator(line, end):
+                if self.interrupts(line, 0, quote=False):
                     terminated = True
                     break
                 raise _GiveUp("lazy line in a block quote")
@@ -423,22 +423,6 @@ class _Scanner:
         closing = self.push("blockquote_close", "blockquote", -1, level)
         closing.markup = ">"
         return after
-
-    def quote_terminator(self, line: int, end: int) -> bool:
-        """Rules that end a block quote at a line without ">" (its "blockquote" alternatives)."""
-        text = self.texts[line]
-        if self.indent[line] >= 4:
-            return False
-        first = text[0]
-        if first in "`~" and self.is_fence_start(line, 0):
-            return True
-        if first == "<" and _html_sequence(text, interrupting=True):
-            return True
-        if first in "-*_" and _HR.fullmatch(text):
-            return True
-        if self.list_marker(line) is not None:
-            return True
-        return first == "#" and _ATX.match(text) is not None
 
     def setext(self, start: int, underline: int, blk: int, level: int, marker: str) -> int:
         tag = "h1" if marker == "=" else "h2"
@@ -745,7 +729,7 @@ class _Scanner:
         while line < end:
             if self.indent[line] < blk and self.texts[line]:
                 break
-            if self.texts[line] and self.table_terminator(line, blk):
+            if self.texts[line] and self.interrupts(line, blk, quote=True):
                 break
             text = self.texts[line].strip()
             if not text:
@@ -772,15 +756,18 @@ class _Scanner:
         opening.map[1] = line
         return line
 
-    def table_terminator(self, line: int, blk: int) -> bool:
-        """Rules that end a table (markdown-it's "blockquote" alternatives)."""
+    def interrupts(self, line: int, blk: int, *, quote: bool) -> bool:
+        """Whether a fence, HTML block, rule, list item or ATX heading starts at ``line`` (in a
+        block indented by ``blk``), or with ``quote`` a block quote: what ends a block quote
+        at a line without ">" (``quote=False``) and a table (``quote=True``), markdown-it's
+        "blockquote" alternatives of each."""
         text = self.texts[line]
         if self.indent[line] - blk >= 4:
             return False
         first = text[0]
         if first in "`~" and self.is_fence_start(line, blk):
             return True
-        if first == ">":
+        if quote and first == ">":
             return True
         if first == "<" and _html_sequence(text, interrupting=True):
             return True
@@ -789,7 +776,6 @@ class _Scanner:
         if self.list_marker(line) is not None:
             return True
         return first == "#" and _ATX.match(text) is not None
-
 
 def _split_row(text: str) -> list[str]:
     columns = _escaped_split(text) if "\\" in text else text.split("|")
