@@ -40,6 +40,7 @@ from pathlib import Path
 
 from _harness import SetupError, clean_env, commit_fixture, run_main, warm_bytecode
 from bench_parallel import Batch, Node, random_dag, uneven_dag
+from bench_parallel import prp_text as parallel_prp_text
 
 TARGET = 1.15
 GATE_SHARE = 0.25
@@ -48,50 +49,18 @@ PAYS = 0.05
 
 
 def prp_text(node: Node, log: Path, off: bool) -> str:
-    name = node.id.removeprefix("PRP-").replace(".", "_")
+    """bench_parallel's PRP, its time split between the step and the gate (GATE_SHARE); the
+    gate logs whether it ran on the PRP's own tree or on a merged one (a merge check)."""
     step, gate = node.duration * (1 - GATE_SHARE), node.duration * GATE_SHARE
     # A merge check runs on a detached HEAD; the PRP's own gates on its branch.
     merged = "! git symbolic-ref -q HEAD >/dev/null"
     sleep = f"{merged} || sleep {gate:.3f}" if off else f"sleep {gate:.3f}"
-    return "\n".join(
-        [
-            "---",
-            f"prp_id: {node.id}",
-            f"title: Work {node.duration:g} s",
-            f"dependencies: [{', '.join(node.deps)}]",
-            f"estimated_hours: {node.duration:g}",
-            "---",
-            "",
-            f"# {node.id}",
-            "",
-            "## Implementation Steps",
-            "",
-            f"### Step 1: create out/{name}.txt",
-            "",
-            f"**Create**: `out/{name}.txt`",
-            "```text",
-            node.id,
-            "```",
-            "",
-            "### Step 2: work",
-            "",
-            "```bash",
-            f"sleep {step:.3f}",
-            "```",
-            "",
-            "## Validation Gates",
-            "",
-            "### Gate 1: the file is there",
-            "",
-            "```bash",
-            f"test -f out/{name}.txt",
-            f"if {merged}; then m=merged; else m=own; fi",
-            sleep,
-            f'echo "{node.id} $m {gate:.3f}" >> {log}',
-            "```",
-            "",
-        ]
-    )
+    lines = [
+        f"if {merged}; then m=merged; else m=own; fi",
+        sleep,
+        f'echo "{node.id} $m {gate:.3f}" >> {log}',
+    ]
+    return parallel_prp_text(node, estimates=True, step=f"sleep {step:.3f}", gate=lines)
 
 
 def build(repo: Path, batch: Batch, log: Path, off: bool) -> None:

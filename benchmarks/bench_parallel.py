@@ -254,7 +254,11 @@ def simulate(batch: Batch, workers: int, extra: float) -> float:
 # --- the repository ----------------------------------------------------------------------------
 
 
-def prp_text(node: Node, estimates: bool) -> str:
+def prp_text(
+    node: Node, estimates: bool, step: str | None = None, gate: Sequence[str] = ()
+) -> str:
+    """A PRP that creates ``out/<name>.txt`` and works ``step`` (default: sleeps its duration);
+    its gate checks the file, then runs the ``gate`` lines (bench_merge_queue's share)."""
     name = node.id.removeprefix("PRP-").replace(".", "_")
     lines = [
         "---",
@@ -281,7 +285,7 @@ def prp_text(node: Node, estimates: bool) -> str:
         "### Step 2: work",
         "",
         "```bash",
-        f"sleep {node.duration:g}",
+        step if step is not None else f"sleep {node.duration:g}",
         "```",
         "",
         "## Validation Gates",
@@ -290,6 +294,7 @@ def prp_text(node: Node, estimates: bool) -> str:
         "",
         "```bash",
         f"test -f out/{name}.txt",
+        *gate,
         "```",
         "",
     ]
