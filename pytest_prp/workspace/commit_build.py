@@ -64,14 +64,8 @@ def parse_raw_diff(sha: str, output: str) -> tuple[CommitInfo, tuple[str, ...]]:
 class CommitBuilding(Repository):
     """Commits of PRPs, and what a commit changed."""
 
-    def __init__(
-        self,
-        root: Path,
-        common_dir: Path,
-        executable: str = "git",
-        worktrees_dir: Path | None = None,
-    ) -> None:
-        super().__init__(root, common_dir, executable, worktrees_dir)
+    def _begin(self) -> None:
+        super()._begin()
         # worktree -> (commit checked out, copy of the index that checkout wrote)
         self._seeds: dict[Path, tuple[str, Path]] = {}
         self._built: dict[str, str] = {}  # commit -> its parent, for commits made here

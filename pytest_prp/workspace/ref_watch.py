@@ -70,14 +70,8 @@ def describe_ref_changes(before: RefState, after: RefState, reflog: str) -> list
 class RefWatching(Repository):
     """Snapshots of a worktree's HEAD, reflog and the repository's refs, and their difference."""
 
-    def __init__(
-        self,
-        root: Path,
-        common_dir: Path,
-        executable: str = "git",
-        worktrees_dir: Path | None = None,
-    ) -> None:
-        super().__init__(root, common_dir, executable, worktrees_dir)
+    def _begin(self) -> None:
+        super()._begin()
         # The refs ref_changes last read, and what it ignored: the next ref_state starts
         # from them (only pytest-prp's own refs move in between) instead of reading again.
         self._refs_read: tuple[Path, tuple[str, ...], Mapping[str, str]] | None = None

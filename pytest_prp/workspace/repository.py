@@ -52,6 +52,11 @@ class Repository:
         self._env = base_env(common_dir, os.environ)
         self._executable = executable
         self._identity: dict[str, str] | None = None
+        self._begin()
+
+    def _begin(self) -> None:
+        """Where each part of ``GitWorkspace`` (``commit_build``, ``ref_watch``, ...) sets up
+        its own state: it extends this, instead of repeating the constructor's signature."""
 
     @classmethod
     def open(cls: type[_R], start: Path, worktrees_dir: Path | None = None) -> _R:

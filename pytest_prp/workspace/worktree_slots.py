@@ -58,14 +58,8 @@ class WorktreeSlots(CommitBuilding):
     slots of dead runs. Stands on ``CommitBuilding``: a checkout in the slot leaves a copy of
     its index for the PRP's commit (``seed_index``)."""
 
-    def __init__(
-        self,
-        root: Path,
-        common_dir: Path,
-        executable: str = "git",
-        worktrees_dir: Path | None = None,
-    ) -> None:
-        super().__init__(root, common_dir, executable, worktrees_dir)
+    def _begin(self) -> None:
+        super()._begin()
         self._slot: tuple[int, Path] | None = None  # lock fd and path of the reused worktree
         self._slot_owner: str | None = None  # the PRP running in it, until merged or kept
         self._spent_slots: list[int] = []  # locks of slots kept for inspection
