@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import git, write_prp
+from conftest import entries, git, write_prp
 
 
 @pytest.fixture
@@ -115,3 +116,65 @@ def test_an_unusable_results_dir_is_one_usage_error(
     assert result.ret == pytest.ExitCode.USAGE_ERROR, text
     result.stderr.fnmatch_lines(["ERROR: prp: cannot use the results directory *"])
     assert git(repo, "branch", "--list", "prp/*") == ""
+
+
+def prp_status(results: Path) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest_prp", "status", "--results-dir", str(results)],
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("nearly", [False, True], ids=["full", "nearly-full"])
+def test_a_disk_full_at_the_end_is_an_interrupted_run_never_a_running_one(
+    pytester: pytest.Pytester, repo: Path, small_fs: Path, nearly: bool
+) -> None:
+    # The last PRP's step leaves the disk full, or (failing, with 6 KB of output tails in its
+    # record) room for a line of result without those tails: the run's last write is refused.
+    if nearly:
+        step = (
+            f"{fill(small_fs)}\nyes $(printf '%0300d' 0) | head -20 || true"
+            f"\ntruncate -s -8K {small_fs}/filler\nexit 1"
+        )
+    else:
+        step = fill(small_fs)
+    write_prp(repo, "PRP-2.1", creates={"f1.txt": "one\n"}, gates=["test -f f1.txt"])
+    write_prp(
+        repo,
+        "PRP-2.2",
+        deps=["PRP-2.1"],
+        creates={"f2.txt": "two\n"},
+        steps=[step],
+        gates=["test -f f2.txt"],
+    )
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "prps")
+    results = small_fs / "results"
+    result = pytester.runpytest_subprocess(
+        "--prp-batch", "2", "-o", f"prp_results_dir={results}", "-p", "no:randomly"
+    )
+    assert_one_clear_line(result)
+    assert result.ret == pytest.ExitCode.INTERRUPTED, result.stdout.str()
+    path = results / "batches" / "batch-2.result.json"
+    result.stdout.fnmatch_lines(
+        [f"Results: *{path}*No space left on device*free space and run the same command*"]
+    )
+    # Nothing lost: what passed is on the branch.
+    assert git(repo, "show", "prp/batch-2:f1.txt") == "one"
+    doc = json.loads(path.read_text())
+    if nearly:
+        assert doc["finished_at"] is not None and doc["interrupted"] is True
+        assert doc["written_compact"].startswith("no room for the full record")
+        prps = entries(doc)
+        assert {pid: e["status"] for pid, e in prps.items()} == {
+            "PRP-2.1": "success",
+            "PRP-2.2": "failed",
+        }
+        assert "failure_tail" not in prps["PRP-2.2"]
+    else:  # no room for a line: the file stands as the run last wrote it
+        assert doc["finished_at"] is None
+    shown = prp_status(results)
+    assert "running" not in shown, shown
+    assert "interrupted" in shown.splitlines()[0], shown

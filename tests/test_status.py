@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -263,6 +264,30 @@ def test_a_finished_batch_shows_prps_it_left_running_as_unfinished(results: Path
     assert done.stdout.splitlines()[0].startswith("Batch 47 (prp/batch-47): interrupted at ")
     assert "PRP-47.2.1  unfinished" in done.stdout and "STALLED" not in done.stdout
     assert "Estimated" not in done.stdout
+
+
+def test_a_batch_whose_run_died_unrecorded_is_interrupted_not_running(results: Path) -> None:
+    # The result JSON as a run left it when it was killed (or found no room for its last
+    # write): no finished_at, and the process that wrote it is gone.
+    here = socket.gethostname()
+    write_result(results, controller={"pid": gone_pid(), "host": here})
+    fake_beat(results, "PRP-47.2.1", pid=gone_pid())
+    done = prp_status("--results-dir", str(results))
+    assert done.returncode == 0
+    first = done.stdout.splitlines()[0]
+    assert first.startswith("Batch 47 (prp/batch-47): interrupted: its run (process "), first
+    assert "running" not in done.stdout and "Estimated" not in done.stdout
+    assert "PRP-47.2.1  unfinished" in done.stdout
+    as_json = json.loads(prp_status("--results-dir", str(results), "--json").stdout)
+    assert as_json["running"] is False and as_json["interrupted"] is True
+    # Its writer alive (this process), or on another machine: it may well be running.
+    for controller in (
+        {"pid": os.getpid(), "host": here},
+        {"pid": gone_pid(), "host": "elsewhere"},
+    ):
+        write_result(results, controller=controller)
+        shown = prp_status("--results-dir", str(results)).stdout
+        assert "running since" in shown.splitlines()[0], shown
 
 
 def test_heartbeats_of_an_earlier_run_are_ignored(results: Path) -> None:

@@ -11,6 +11,8 @@ branch) it is given by the glue (``RunFacts``), so that it imports nothing above
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -105,6 +107,8 @@ class BatchResults:
         self._from_files: tuple[dict[str, int], dict[str, float | None]] | None = None
         self.session: pytest.Session | None = None
         self.write_error: str | None = None  # why the JSON could not be written, if so
+        self.compact_written = False  # the last write made room by leaving things out
+        self._write_reason = ""
         # The block ``final_check_run`` leaves (``--prp-final-check``), before the last write.
         self.final_check: dict[str, Any] | None = None
 
@@ -276,6 +280,8 @@ class BatchResults:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "interrupted": self.interrupted,
+            # Who writes it: a status view tells a run that died from one that runs.
+            "controller": {"pid": os.getpid(), "host": socket.gethostname()},
             "budget_usd": self._budget(),
             "stages": by_stage(records),
             "summary": self.summary(records),
@@ -289,7 +295,10 @@ class BatchResults:
         """Rewritten after every PRP on one line (cheap); indented once the run is over.
 
         A batch whose results cannot be written (a full disk) stops after the PRPs in progress,
-        interrupted: what passed is merged, the same command resumes once there is room."""
+        interrupted: what passed is merged, the same command resumes once there is room. The
+        last write, refused for lack of room, is tried again smaller (one line, then without
+        the failed steps' output tails): a result left saying ``finished_at: null`` would show
+        the batch as running for ever."""
         try:
             if self._earlier is None:
                 self._earlier = earlier_records(self.path)
@@ -297,13 +306,36 @@ class BatchResults:
             write_json_atomically(self.path, self.document(), compact=not final)
         except OSError as exc:
             self.write_error = f"cannot write {self.path}: {exc.strerror or exc}"
-            if self.session is not None and not final:
+            self._write_reason = str(exc.strerror or exc)
+            if final:
+                self._write_smaller()
+            elif self.session is not None:
                 from pytest_prp.base.stopping import stop_batch
 
                 reason = f"prp: {self.write_error}; free space and run the same command to resume"
                 stop_batch(self.session, reason)
         else:
             self.write_error = None
+
+    def _write_smaller(self) -> None:
+        """The last write again, as small as it gets, the run marked interrupted (its record
+        is not whole: it is resumed as one). ``written_compact`` says what was left out."""
+        self.interrupted = True
+        document = self.document()
+        for slim in (False, True):
+            if slim:
+                _drop_tails(document)
+            document["written_compact"] = (
+                "no room for the full record: one line, without output tails"
+                if slim
+                else "no room for the full record: one line"
+            )
+            try:
+                write_json_atomically(self.path, document, compact=True)
+            except OSError:
+                continue
+            self.compact_written = True
+            return
 
     # Last: after pytest's own session end has torn down a PRP cut short (which keeps its
     # worktree and writes its final heartbeat).
@@ -332,7 +364,10 @@ class BatchResults:
             else:
                 self.results[prp_id] = self.never_started(prp_id)
         self.write(final=True)
-        if self.blocked_outside() and session.exitstatus == pytest.ExitCode.OK:
+        if self.write_error is not None:
+            # Its record is not whole (or not written): resumed as an interrupted run is.
+            session.exitstatus = pytest.ExitCode.INTERRUPTED
+        elif self.blocked_outside() and session.exitstatus == pytest.ExitCode.OK:
             # Nothing failed, yet selected work could not run: not a green run.
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -383,10 +418,35 @@ class BatchResults:
             records,
             self.summary(records),
             self.blocked_outside(),
-            f"not written ({self.write_error})" if self.write_error else str(self.path),
+            self._results_line(),
             self.branch,
             self.final_check,
         )
+
+    def _results_line(self) -> str:
+        """Where the result JSON is; when it could not be written whole, the one line that says
+        so, names the file and tells how to resume."""
+        if self.write_error is None:
+            return str(self.path)
+        if self.compact_written:
+            what = (
+                f"{self.path}, written compact and marked interrupted (the full record: "
+                f"{self._write_reason})"
+            )
+        else:
+            what = f"not written ({self.write_error}); the run is interrupted"
+        return f"{what}; free space and run the same command to resume"
+
+
+def _drop_tails(document: dict[str, Any]) -> None:
+    """The ends of failed steps' and gates' output, left out of a record short of room (the
+    logs have them, as far as they could be written)."""
+    for stage in document["stages"].values():
+        for entry in stage.values():
+            entry.pop("failure_tail", None)
+            for attempt in entry.get("attempts") or []:
+                for gate in attempt.get("gates") or []:
+                    gate.pop("tail", None)
 
 
 def _is_prp_nodeid(nodeid: str) -> bool:

@@ -27,6 +27,8 @@ def _shorten(text: str | None, limit: int) -> str:
 
 
 def _state_line(view: BatchView) -> str:
+    if view.ended is not None:
+        return f"interrupted: {view.ended}"
     if view.done:
         how = "interrupted" if view.interrupted else "finished"
         return f"{how} at {view.finished_at}"
@@ -100,6 +102,7 @@ def view_document(view: BatchView) -> dict[str, Any]:
         "finished_at": view.finished_at,
         "interrupted": view.interrupted,
         "running": not view.done,
+        "ended": view.ended,
         "prps": [asdict(p) for p in view.prps],
         "totals": totals(view),
         "estimate": {"seconds_left": guess.seconds_left, "method": guess.method},

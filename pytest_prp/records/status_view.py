@@ -5,7 +5,9 @@ after every PRP) and the heartbeats (``<results_dir>/heartbeats/<batch>/<id>.jso
 ``BatchView``: finished PRPs with their status, running ones with their phase, current step or
 gate, elapsed time and the age of their last heartbeat. A running PRP is marked ``stalled`` when
 its heartbeat is older than three intervals, or when its process is gone (checked only for
-heartbeats written on this machine).
+heartbeats written on this machine). A result JSON without ``finished_at`` whose writer
+(``controller``: pid and host) is gone belongs to a run that died before it could record its end
+(killed, or a full disk): the batch is shown interrupted, never running.
 
 Time left is an estimate: for every PRP not finished, its ``estimated_hours`` (from its
 heartbeat, its JSON entry or the JSON's optional ``planned`` map) minus the time it has run so
@@ -37,6 +39,7 @@ from pytest_prp.records.heartbeat import (
     read_heartbeats,
 )
 from pytest_prp.records.record import (
+    NOT_STARTED,
     PENDING,
     RUNNING,
     WORKED,
@@ -91,10 +94,12 @@ class BatchView:
     prps: list[PrpState] = field(default_factory=list)
     now: float = 0.0
     final_check: dict[str, Any] | None = None  # the result's block (--prp-final-check)
+    # Why the batch is over though its result never said so (its run died unwritten), or None.
+    ended: str | None = None
 
     @property
     def done(self) -> bool:
-        return self.finished_at is not None
+        return self.finished_at is not None or self.ended is not None
 
 
 # --- reading -----------------------------------------------------------------------------
@@ -185,6 +190,8 @@ def _state(
         status = beat["status"]
     if not status:
         status = RUNNING
+    if status == PENDING and batch_done:
+        status = NOT_STARTED  # its run died before it started (a finished run lists none)
     state = PrpState(
         prp_id=prp_id,
         status=str(status),
@@ -250,6 +257,9 @@ def load_view(results_dir: Path, batch: str, now: float | None = None) -> BatchV
         final_check=doc.get("final_check") if isinstance(doc.get("final_check"), dict) else None,
     )
     host = socket.gethostname()
+    if not view.done and document is not None:
+        view.ended = _run_gone(document, host)
+        view.interrupted = view.interrupted or view.ended is not None
     for prp_id in sorted(set(found) | set(beats), key=natural_key):
         view.prps.append(_state(prp_id, found.get(prp_id), beats.get(prp_id), view.done, now, host))
     if not view.done:
@@ -264,6 +274,18 @@ def load_view(results_dir: Path, batch: str, now: float | None = None) -> BatchV
                 )
             )
     return view
+
+
+def _run_gone(document: dict[str, Any], host: str) -> str | None:
+    """Why a result JSON without ``finished_at`` is not a running batch: the process that
+    writes it (``controller``) is gone. Known only on the machine it ran on."""
+    controller = document.get("controller")
+    if not isinstance(controller, dict) or controller.get("host") != host:
+        return None
+    pid = read_int(controller.get("pid"))
+    if pid is None or pid_alive(pid):
+        return None
+    return f"its run (process {pid}) ended without recording its end"
 
 
 def _started(beat: dict[str, Any]) -> float:
@@ -329,7 +351,8 @@ def totals(view: BatchView) -> dict[str, Any]:
         counts[prp.status] = counts.get(prp.status, 0) + 1
     costs = [p.cost_usd for p in view.prps if p.cost_usd is not None]
     started = parse_time(view.started_at)
-    ended = parse_time(view.finished_at) if view.finished_at else view.now
+    # A run that died unrecorded ended at a time nobody wrote down.
+    ended = parse_time(view.finished_at) if view.finished_at else None if view.ended else view.now
     return {
         "total": len(view.prps),
         "by_status": dict(sorted(counts.items())),
