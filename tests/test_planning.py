@@ -416,3 +416,32 @@ def test_same_file_in_the_same_stage_is_a_conflict() -> None:
 def test_same_file_in_different_stages_is_not_a_conflict() -> None:
     known = [prp("PRP-A", files=["x.py"]), prp("PRP-B", "PRP-A", files=["x.py", "x.py"])]
     assert build_plan(known, ALL).conflicts == []
+
+
+def test_a_missing_dependency_points_at_its_own_line(tmp_path: Path) -> None:
+    from pytest_prp.spec.frontmatter import load_prp
+
+    lines = [
+        "---",
+        "prp_id: PRP-5.2",
+        "title: Second",
+        "dependencies:",
+        "  - PRP-5.10",
+        "  - PRP-5.1",
+        "  - PRP-5.404  # gone",
+        "depends_on: ignored",
+        "---",
+        "# PRP-5.2",
+    ]
+    (tmp_path / "PRP-5.2.md").write_text("\n".join(lines) + "\n")
+    inline = "---\nprp_id: PRP-5.3\ntitle: Third\n\ndependencies: [PRP-5.1, PRP-5.405]\n---\n"
+    (tmp_path / "PRP-5.3.md").write_text(inline)
+    loaded = [load_prp(tmp_path / name).prp for name in ("PRP-5.2.md", "PRP-5.3.md")]
+    known = [p for p in loaded if p is not None] + [prp("PRP-5.1", batch="5")]
+    known.append(prp("PRP-5.10", batch="5"))
+    plan = build_plan(known, ALL)
+    found = sorted((p.path.name, p.line, p.message.split(",")[0]) for p in plan.errors)
+    assert found == [
+        ("PRP-5.2.md", 7, "PRP-5.2 depends on PRP-5.404"),
+        ("PRP-5.3.md", 5, "PRP-5.3 depends on PRP-5.405"),
+    ]

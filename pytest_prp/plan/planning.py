@@ -93,14 +93,15 @@ def build_plan(
         internal[prp.id] = []
         for dep in _unique(prp.dependencies):
             if dep == prp.id:
-                errors.append(Problem(prp.path, prp.line, f"{prp.id} depends on itself"))
+                line = prp.dependency_lines.get(dep, prp.line)
+                errors.append(Problem(prp.path, line, f"{prp.id} depends on itself"))
             elif dep in selected:
                 internal[prp.id].append(dep)
             elif dep not in by_id and not is_complete(dep):
                 errors.append(
                     Problem(
                         prp.path,
-                        prp.line,
+                        prp.dependency_lines.get(dep, prp.line),
                         f"{prp.id} depends on {dep}, which is not found under the given paths "
                         "and not completed",
                     )

@@ -402,6 +402,20 @@ class _Fields:
                 return self.split.yaml_line + self.split.yaml_text.count("\n", 0, found.start())
         return self.split.yaml_line
 
+    def line_of_value(self, key: str | None, text: str) -> int:
+        """The line of ``key``'s value that holds ``text`` (a list item, a flow list's
+        entry), looking no further than the next top-level key; else the key's line."""
+        start = self.line_of(key)
+        lines = self.split.yaml_text.split("\n")[start - self.split.yaml_line :]
+        # Whole: PRP-1 is not the line of PRP-12.
+        written = re.compile(rf"(?<![\w.]){re.escape(text)}(?![\w.])") if text else None
+        for offset, line in enumerate(lines):
+            if offset and re.match(r"[^\s#-][^:]*:", line):
+                break
+            if written is not None and written.search(line):
+                return start + offset
+        return start
+
     def raw_scalar(self, key: str) -> str | None:
         """The text after ``key:`` on its line, for values YAML mangles (a sha read as octal)."""
         found = re.search(rf"^{re.escape(key)}\s*:[ \t]*(.*)$", self.split.yaml_text, re.M)
@@ -439,13 +453,15 @@ def _build(path: Path, split: _Split, data: dict[Any, Any], file_id: str | None)
         return LoadResult(None, [Problem(path, fields.line_of(batch_key), message)])
     stage_key, stage_raw = fields.get("stage")
     hours_key, hours_raw = fields.get("estimated_hours")
+    dependencies, dependency_lines = _dependencies(fields, prp_id)
     prp = Prp(
         id=prp_id,
         path=path,
         line=split.yaml_line,
+        dependency_lines=dependency_lines,
         title=_title(data, prp_id),
         batch=batch,
-        dependencies=_dependencies(fields, prp_id),
+        dependencies=dependencies,
         declared_stage=_stage(fields, stage_key, stage_raw),
         declared_stage_raw=stage_raw,
         status=_text(fields, "status"),
@@ -572,7 +588,8 @@ def _split_commas(text: str) -> list[str]:
     return parts
 
 
-def _dependencies(fields: _Fields, prp_id: str) -> list[str]:
+def _dependencies(fields: _Fields, prp_id: str) -> tuple[list[str], dict[str, int]]:
+    """The dependencies' ids, and the line each is written on."""
     key, value = fields.get("dependencies", "depends_on")
     if isinstance(value, str):
         entries: list[Any] = _split_commas(value)
@@ -585,11 +602,13 @@ def _dependencies(fields: _Fields, prp_id: str) -> list[str]:
     else:
         entries = [value]
     found: list[str] = []
+    lines: dict[str, int] = {}
     for entry in entries:
         for dep in _dependency_ids(fields, key, prp_id, entry):
             if dep not in found:
                 found.append(dep)
-    return found
+                lines[dep] = fields.line_of_value(key, str(entry).strip())
+    return found, lines
 
 
 def _dependency_ids(fields: _Fields, key: str | None, prp_id: str, entry: Any) -> list[str]:

@@ -123,6 +123,8 @@ class Prp:
     frontmatter: dict[str, Any] = field(default_factory=dict)
     warnings: list[Problem] = field(default_factory=list)
     body_line: int = 1  # first line of the markdown body (1-based)
+    # Where each dependency is written (1-based), for messages about it; else ``line``.
+    dependency_lines: dict[str, int] = field(default_factory=dict)
     # Filled in by body_cache (body_of, summary_of, the cache): the model does no I/O.
     _body: Body | None = field(default=None, repr=False)
     _summary: BodySummary | None = field(default=None, repr=False)
