@@ -33,6 +33,7 @@ from pytest_prp.records.record import (
     FAILED_GATES,
     FAILED_INTEGRATION,
     INTERRUPTED,
+    NO_CHANGES,
     PASSED,
     RATE_LIMITED,
     RUNNING,
@@ -544,13 +545,27 @@ def _commit_and_merge(
     try:
         # The PRP branch is moved only if the work stays there (a conflict); after a merge it
         # is deleted in the same transaction.
-        info = execution.git.commit_all(
-            run.workdir, message, allow_empty=True, move_branch=False, base=run.base
-        )
+        info = execution.git.commit_all(run.workdir, message, move_branch=False, base=run.base)
+        if info is None and not unverified:
+            # Nothing changed, and its gates pass on the tree as it was: an empty commit,
+            # saying so, carries its trailers (the ledger's proof, for its dependents).
+            run.no_changes = True
+            message = trailers_message(f"{prp.id}: Complete (no changes) - {prp.title}", trailers)
+            info = execution.git.commit_all(
+                run.workdir, message, allow_empty=True, move_branch=False, base=run.base
+            )
     except GitError as exc:
         _keep_worktree(execution, run)
         raise _fail(run, FAILED, f"{prp.id}: commit failed: {exc}") from None
-    assert info is not None
+    if info is None:
+        # Nothing changed and nothing was checked: no commit may claim work that nothing shows.
+        _keep_worktree(execution, run)
+        raise _fail(
+            run,
+            NO_CHANGES,
+            f"{prp.id}: its steps changed nothing and no executable gate checks it: nothing "
+            "shows its work was done; not committed (add a gate that checks what it does)",
+        )
     run.commits = [info.sha]
     run.files_created = list(info.created)
     run.files_modified = list(info.modified)

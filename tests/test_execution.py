@@ -616,3 +616,36 @@ def test_a_literal_step_that_ran_nothing_is_warned_of(
         [f"*PRP-73.1.1: PRPs/PRP-73.1.1.md:{line}: step 1/1 * ran nothing: its unlabelled block*"]
     )
     assert "PRP-73.1.2: PRPs" not in result.stdout.str()  # a bash block ran: nothing to say
+
+
+def test_a_prp_whose_steps_changed_nothing_claims_no_work(
+    pytester: pytest.Pytester, repo: Path
+) -> None:
+    # Unverified: its steps ran, changed nothing, and no gate checks anything.
+    write_prp(repo, "PRP-4.1.1", steps=["echo nothing to do"], checklist=["looks good"])
+    # Verified: nothing changed, and its gates pass on the tree as it was.
+    write_prp(repo, "PRP-4.1.2", steps=["true"], gates=["test -f README.md"])
+    write_prp(repo, "PRP-4.2.1", deps=["PRP-4.1.1"], creates={"a.txt": "a"}, gates=["true"])
+    write_prp(repo, "PRP-4.2.2", deps=["PRP-4.1.2"], creates={"b.txt": "b"}, gates=["true"])
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "prps")
+    result = pytester.runpytest("--prp-batch", "4", "-v", "-p", "no:randomly")
+    out = result.stdout.str()
+    assert result.ret == 1, out
+    result.stdout.fnmatch_lines(["*::PRP-4.1.1 FAILED*", "*::PRP-4.1.2 PASSED*"])
+    assert "PRP-4.1.1: its steps changed nothing and no executable gate checks it" in out
+    doc = result_json(repo, "4")
+    prps = entries(doc)
+    assert {pid: e["status"] for pid, e in prps.items()} == {
+        "PRP-4.1.1": "no_changes",
+        "PRP-4.1.2": "success",
+        "PRP-4.2.1": "blocked",
+        "PRP-4.2.2": "success",
+    }
+    assert prps["PRP-4.1.1"]["commits"] == [] and prps["PRP-4.1.2"]["no_changes"] is True
+    assert doc["summary"]["failed"] == 1
+    log = subjects(repo, "prp/batch-4")
+    # No commit claims the unverified PRP's work; the verified one's says it changed nothing
+    # (its trailers are the ledger's proof that its gates passed: PRP-4.2.2 could follow it).
+    assert not any(s.startswith("PRP-4.1.1") for s in log), log
+    assert "PRP-4.1.2: Complete (no changes) - Work for PRP-4.1.2" in log, log

@@ -37,6 +37,8 @@ FAILED = "failed"
 FAILED_GATES = "failed_gates"
 FAILED_MERGE = "failed_merge"
 FAILED_INTEGRATION = "failed_integration"  # its gates fail on the merged tree
+# Its steps changed nothing and no gate checks anything: nothing shows its work was done.
+NO_CHANGES = "no_changes"
 BLOCKED = "blocked"
 COMPLETED_EARLIER = "completed_earlier"
 SKIPPED_BUDGET = "skipped_budget"
@@ -46,7 +48,7 @@ INTERRUPTED = "interrupted"
 
 UNFINISHED = (PENDING, RUNNING)  # never left in a finished run's result
 PASSED = (SUCCESS, UNVERIFIED)
-FAILED_STATUSES = (FAILED_GATES, FAILED, FAILED_MERGE, FAILED_INTEGRATION)
+FAILED_STATUSES = (FAILED_GATES, FAILED, FAILED_MERGE, FAILED_INTEGRATION, NO_CHANGES)
 # Finished with work done: their times make prp-status's average for the estimate.
 WORKED = (*PASSED, *FAILED_STATUSES)
 # Did work in this run: their time counts as work for the report's lower bound.
@@ -130,6 +132,7 @@ class PrpRun:
     refs_before: RefState | None = None  # git's refs when the steps started
     ref_changes: list[str] = field(default_factory=list)  # what the steps did to refs
     files_deleted: list[str] = field(default_factory=list)
+    no_changes: bool = False  # its gates passed on the tree as it was: its commit is empty
     blocked_by: list[str] = field(default_factory=list)  # dependencies not complete
     tokens_by_model: dict[str, dict[str, int]] | None = None
     refusals: list[Refusal] = field(default_factory=list)  # over all attempts
@@ -206,6 +209,7 @@ class PrpRun:
             "files_created": self.files_created,
             "files_modified": self.files_modified,
             "files_deleted": self.files_deleted,
+            **({"no_changes": True} if self.no_changes else {}),
             "ref_changes": self.ref_changes,
             "commits": self.commits,
             "gates_passed": self.gates_passed,

@@ -78,6 +78,8 @@ def _summary_line(entry: dict[str, Any]) -> str:
         f"{entry['elapsed_seconds']:6.1f} s",
         f"gates {entry['gates_passed']}/{entry['gates_executable']}",
     ]
+    if entry.get("no_changes"):
+        parts.append("no changes")
     if entry["gates_unverified"]:
         parts.append(f"unverified {entry['gates_unverified']}")
     if len(entry.get("attempts") or []) > 1:
