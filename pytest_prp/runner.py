@@ -215,7 +215,14 @@ def run_setup(item: PrpNode) -> None:
             # Under xdist other workers merge too, and the PRP must see their work.
             cached = execution.tip if not hasattr(item.config, "workerinput") else None
             tip = cached or execution.git.branch_sha(execution.branch)
-            assert tip is not None
+            if tip is None:
+                # Nothing is made yet: the PRP fails before any work of its own.
+                raise _fail(
+                    run,
+                    FAILED,
+                    f"{prp.id}: the integration branch {execution.branch} is gone (deleted "
+                    "while the batch ran): no tip to start from; not started",
+                )
             run.workdir = execution.git.prp_worktree(prp.id, prp_branch(prp.batch, prp.id), tip)
             run.base = tip
             run.refs_before = execution.git.ref_state(

@@ -649,3 +649,27 @@ def test_a_prp_whose_steps_changed_nothing_claims_no_work(
     # (its trailers are the ledger's proof that its gates passed: PRP-4.2.2 could follow it).
     assert not any(s.startswith("PRP-4.1.1") for s in log), log
     assert "PRP-4.1.2: Complete (no changes) - Work for PRP-4.1.2" in log, log
+
+
+def test_an_integration_branch_gone_mid_batch_fails_the_next_prp_clearly(
+    pytester: pytest.Pytester, repo: Path
+) -> None:
+    # A gate (run in the PRP's worktree, which shares the repository's refs) deletes the
+    # integration branch; PRP-6.3 starts after it (PRP-6.2 holds the other worker): under -n
+    # each PRP reads the branch's tip when it starts, and there is none.
+    gone = "git update-ref -d refs/heads/prp/batch-6"
+    write_prp(repo, "PRP-6.1", creates={"a.txt": "a"}, gates=[gone])
+    write_prp(repo, "PRP-6.2", steps=["sleep 4"], creates={"b.txt": "b"}, gates=["true"])
+    write_prp(repo, "PRP-6.3", creates={"c.txt": "c"}, gates=["true"])
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "prps")
+    result = pytester.runpytest_subprocess("--prp-batch", "6", "-n", "2", "-p", "no:randomly")
+    out = result.stdout.str() + result.stderr.str()
+    assert result.ret == 1, out
+    assert "Traceback" not in out and "AssertionError" not in out, out
+    assert "INTERNALERROR" not in out, out
+    result.stdout.fnmatch_lines(
+        ["*PRP-6.3: the integration branch prp/batch-6 is gone (deleted while the batch ran)*"]
+    )
+    statuses = {pid: e["status"] for pid, e in entries(result_json(repo, "6")).items()}
+    assert statuses["PRP-6.3"] == "failed", statuses
