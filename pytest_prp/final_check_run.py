@@ -152,7 +152,7 @@ def _gate_runner(settings: Settings, records: dict[str, dict[str, Any]], log: Lo
     """A gate run as the PRP's own gates run (``execute.gates``): bash, the PRP_* environment,
     ``--prp-gate-timeout``, its output in the check's log."""
     from pytest_prp.execute.gates import run_shell_gate
-    from pytest_prp.supervise.limits import Limits
+    from pytest_prp.supervise.limits import GATE_LIMIT, Limits
 
     def run(prp_id: str, gate: Gate, workdir: Path, commit: str) -> tuple[bool, list[str]]:
         env = dict(os.environ)
@@ -161,7 +161,7 @@ def _gate_runner(settings: Settings, records: dict[str, dict[str, Any]], log: Lo
             {"PRP_ID": prp_id, "PRP_BATCH": batch, "PRP_ATTEMPT": "1", "PRP_WORKDIR": str(workdir)}
         )
         log.section(f"{prp_id} on {commit[:12]}")
-        limits = Limits.starting_now(settings.gate_timeout, log=log)
+        limits = Limits.starting_now(settings.gate_timeout, log=log, source=GATE_LIMIT)
         result = run_shell_gate(gate, cwd=workdir, env=env, limits=limits)
         return result.passed, list(result.process.tail[-20:])
 

@@ -190,7 +190,7 @@ def _start_heartbeat(item: PrpNode, run: PrpRun, settings: Settings) -> Heartbea
 
 def run_setup(item: PrpNode) -> None:
     from pytest_prp.spec.agents import choose_model
-    from pytest_prp.supervise.limits import Limits
+    from pytest_prp.supervise.limits import IDLE_LIMIT, PRP_LIMIT, Limits
     from pytest_prp.supervise.output import LogSink
 
     execution = item.config.stash[EXECUTION]
@@ -234,7 +234,9 @@ def run_setup(item: PrpNode) -> None:
         run.model = choose_model(prp, settings.models)
     limits = Limits.starting_now(
         settings.timeout,
+        source=PRP_LIMIT,
         idle=settings.idle_timeout,
+        idle_source=IDLE_LIMIT,
         activity_dir=run.workdir,  # a step changing files in its worktree is not idle
         log=LogSink(run.log_path),
         on_line=beat.output,  # the heartbeat's sign of life

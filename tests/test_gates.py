@@ -122,7 +122,7 @@ def test_a_gate_printing_steadily_runs_until_done(tmp_path: Path) -> None:
 
 def test_a_gate_cut_short_by_the_prp_clock_names_the_prp_limit(tmp_path: Path) -> None:
     # The PRP was given 30 s and its steps used all but 0.4 s; the gate's own limit is 600 s.
-    prp = Limits(time.monotonic() + 0.4, 30.0, idle=0.1, log=None)
+    prp = Limits(time.monotonic() + 0.4, 30.0, idle=0.1, log=None, source="--prp-timeout")
     limits = gate_limits(prp, 600)
     assert limits.idle is None  # the idle limit is for steps and agents
     result = run_shell_gate(gate("sleep 100", name="Slow"), cwd=tmp_path, env=ENV, limits=limits)
@@ -136,5 +136,5 @@ def test_a_gate_stopped_by_its_own_limit_names_it(tmp_path: Path) -> None:
     limits = gate_limits(Limits.starting_now(3600), 0.4)
     result = run_shell_gate(gate("sleep 100", name="Slow"), cwd=tmp_path, env=ENV, limits=limits)
     assert format_gate_failure(result).splitlines()[0] == (
-        'gate 1 "Slow" (line 42) failed (timed out after 0.4 s)'
+        'gate 1 "Slow" (line 42) failed (timed out after 0.4 s (--prp-gate-timeout))'
     )

@@ -57,7 +57,7 @@ def test_wall_clock_limit_ends_the_prp_and_the_batch_goes_on(
     result = pytester.runpytest("--prp-batch", "21", "--prp-agent", command, "--prp-timeout", "2")
     assert time.monotonic() - start < 30
     assert result.ret == 1
-    result.stdout.fnmatch_lines(["*timed out after 2 s*"])
+    result.stdout.fnmatch_lines(["*agent timed out after 2 s (--prp-timeout)*"])
     statuses = {pid: e["status"] for pid, e in entries(repo, "21").items()}
     assert statuses == {"PRP-21.1.1": "failed", "PRP-21.1.2": "success"}
     assert wait_gone(token) == []
@@ -82,7 +82,53 @@ def test_idle_limit_names_the_last_output(pytester: pytest.Pytester, repo: Path)
         "--prp-batch", "22", "--prp-agent", agent("--mode", "hang"), "--prp-idle-timeout", "1"
     )
     assert result.ret == 1
-    result.stdout.fnmatch_lines(["*idle for 1 s (last output: *"])
+    result.stdout.fnmatch_lines(["*agent idle for 1 s (last output: *; --prp-idle-timeout)*"])
+
+
+@pytest.mark.parametrize(
+    ("steps", "gate", "options", "said"),
+    [
+        (
+            ["sleep 30"],
+            "true",
+            ["--prp-timeout", "1"],
+            "*step 2/2 * timed out after 1 s (--prp-timeout)*",
+        ),
+        (
+            ["sleep 30"],
+            "true",
+            ["--prp-idle-timeout", "1"],
+            "*step 2/2 * idle for 1 s (no output; --prp-idle-timeout)*",
+        ),
+        (
+            [],
+            "sleep 30",
+            ["--prp-gate-timeout", "1"],
+            "*failed (timed out after 1 s (--prp-gate-timeout))*",
+        ),
+        (
+            ["true"],
+            "sleep 30",
+            ["--prp-timeout", "1"],
+            "*failed (timed out after 1 s (--prp-timeout))*",
+        ),
+    ],
+    ids=["step-by-prp-clock", "step-idle", "gate-by-its-limit", "gate-by-prp-clock"],
+)
+def test_every_limit_that_cuts_a_process_short_names_its_option(
+    pytester: pytest.Pytester,
+    repo: Path,
+    steps: list[str],
+    gate: str,
+    options: list[str],
+    said: str,
+) -> None:
+    write_prp(repo, "PRP-22.2.1", creates={"a.txt": "a"}, steps=steps, gates=[gate])
+    start = time.monotonic()
+    result = pytester.runpytest("--prp-batch", "22", *options)
+    assert time.monotonic() - start < 20
+    assert result.ret == 1
+    result.stdout.fnmatch_lines([said])
 
 
 def test_budget_stops_new_prps(pytester: pytest.Pytester, repo: Path) -> None:

@@ -8,11 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_prp.spec.model import Gate
-from pytest_prp.supervise.limits import Limits
+from pytest_prp.supervise.limits import GATE_LIMIT, Limits
 from pytest_prp.supervise.processes import DEFAULT_TAIL_LINES, ProcessResult, run_bash
-
-# The limit a gate cut short by its PRP's clock names (a gate also has one of its own).
-PRP_LIMIT = "--prp-timeout"
 
 
 @dataclass
@@ -27,7 +24,7 @@ class GateResult:
 def gate_limits(prp: Limits, gate_timeout: float) -> Limits:
     """What a gate runs under: its own time limit, never beyond the PRP's clock, and no idle
     limit (``--prp-idle-timeout`` is for steps and agents)."""
-    return prp.within(gate_timeout, PRP_LIMIT).without_idle()
+    return prp.within(gate_timeout, GATE_LIMIT).without_idle()
 
 
 def gate_header(gate: Gate) -> str:

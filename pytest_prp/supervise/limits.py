@@ -5,8 +5,9 @@ down unchanged to every step, agent and gate process: the deadline is the PRP's,
 its steps used is gone for its gates. ``stated`` is the limit as the user set it: a process
 stopped by the deadline is said to have timed out after ``stated`` (``timed out after 3600
 s``), not after the seconds that happened to be left of it. A process with a limit of its own
-(a gate's ``--prp-gate-timeout``) runs under ``within``: the earlier of the two ends it, and the
-message names the one that did.
+(a gate's ``--prp-gate-timeout``) runs under ``within``: the earlier of the two ends it. Every
+message about a process cut short names the option that set the limit that cut it
+(``source``, ``idle_source``), so that the user knows which one to raise.
 """
 
 from __future__ import annotations
@@ -17,6 +18,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pytest_prp.supervise.output import LogSink
+
+# The options that set each limit, as messages name them.
+PRP_LIMIT = "--prp-timeout"
+GATE_LIMIT = "--prp-gate-timeout"
+IDLE_LIMIT = "--prp-idle-timeout"
 
 
 @dataclass(frozen=True)
@@ -29,9 +35,10 @@ class Limits:
     activity_dir: Path | None = None
     log: LogSink | None = None  # where the output goes (None: nowhere but the tail)
     on_line: Callable[[str], None] | None = None  # the latest output: the sign of life
-    # The option that set ``stated``, named in the message when it is not the process's own
-    # limit (a gate cut short by the PRP's clock: ``timed out after 30 s (--prp-timeout)``).
+    # The option that set ``stated`` (``timed out after 30 s (--prp-timeout)``), and the one
+    # that set ``idle``; None: no option did (a limit made in code).
     source: str | None = None
+    idle_source: str | None = None
 
     @classmethod
     def starting_now(
@@ -42,9 +49,12 @@ class Limits:
         activity_dir: Path | None = None,
         log: LogSink | None = None,
         on_line: Callable[[str], None] | None = None,
+        source: str | None = None,
+        idle_source: str | None = None,
     ) -> Limits:
-        """``seconds`` from now, as the user set them."""
-        return cls(time.monotonic() + seconds, seconds, idle, activity_dir, log, on_line)
+        """``seconds`` from now, as the user set them (with ``source``)."""
+        deadline = time.monotonic() + seconds
+        return cls(deadline, seconds, idle, activity_dir, log, on_line, source, idle_source)
 
     def remaining(self) -> float:
         """Seconds left until the deadline (0 once it has passed)."""
@@ -55,12 +65,12 @@ class Limits:
         return replace(self, deadline=self.deadline + seconds) if seconds else self
 
     def within(self, seconds: float, source: str) -> Limits:
-        """A limit of the process's own, ``seconds`` from now, inside these: whichever ends
-        first. When these do, a timeout names them, as set by ``source``."""
+        """A limit of the process's own, ``seconds`` from now as set by ``source``, inside
+        these: whichever ends first, and a timeout names the option of that one."""
         own = time.monotonic() + seconds
         if own < self.deadline:
-            return replace(self, deadline=own, stated=seconds, source=None)
-        return replace(self, source=source)
+            return replace(self, deadline=own, stated=seconds, source=source)
+        return self
 
     def without_idle(self) -> Limits:
         return replace(self, idle=None) if self.idle is not None else self

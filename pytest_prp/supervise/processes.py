@@ -71,11 +71,14 @@ def shorten_line(line: str, limit: int = LAST_LINE_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
 
 
-def idle_message(seconds: float, last_line: str | None) -> str:
-    """``idle for 600 s (last output: "Running tests...")`` or ``idle for 600 s (no output)``."""
+def idle_message(seconds: float, last_line: str | None, source: str | None = None) -> str:
+    """``idle for 600 s (last output: "Running tests...")`` or ``idle for 600 s (no output)``;
+    with the option that set the limit: ``idle for 600 s (no output; --prp-idle-timeout)``."""
     if last_line is None or not last_line.strip():
-        return f"idle for {format_seconds(seconds)} (no output)"
-    return f'idle for {format_seconds(seconds)} (last output: "{shorten_line(last_line)}")'
+        said = "no output"
+    else:
+        said = f'last output: "{shorten_line(last_line)}"'
+    return f"idle for {format_seconds(seconds)} ({said}{f'; {source}' if source else ''})"
 
 
 @dataclass
@@ -89,6 +92,7 @@ class ProcessResult:
     timeout_source: str | None = None  # the option that set it, when not its own (Limits.source)
     idle_timed_out: bool = False  # stopped for printing nothing and changing no file
     idle_timeout: float | None = None  # the idle limit it ran under, if any
+    idle_source: str | None = None  # the option that set it (Limits.idle_source)
     last_line: str | None = None  # the last non-blank output line (as the tail shows it)
 
     @property
@@ -99,7 +103,9 @@ class ProcessResult:
         """``exit 1``, ``timed out after 600 s``, ``idle for 600 s (last output: "...")`` or
         ``killed by signal 9 (SIGKILL)``."""
         if self.idle_timed_out:
-            return idle_message(self.idle_timeout or self.duration, self.last_line)
+            return idle_message(
+                self.idle_timeout or self.duration, self.last_line, self.idle_source
+            )
         if self.timed_out:
             return timeout_message(self.timeout or self.duration, self.timeout_source)
         if self.returncode is None:
@@ -361,6 +367,7 @@ def run_process(
             timeout=limits.stated,
             timeout_source=limits.source,
             idle_timeout=idle_timeout,
+            idle_source=limits.idle_source,
             last_line=collector.last_line,
         )
     except BaseException:
@@ -423,6 +430,7 @@ def run_process(
         timeout_source=limits.source,
         idle_timed_out=idle_timed_out,
         idle_timeout=idle_timeout,
+        idle_source=limits.idle_source,
         last_line=collector.last_line,
     )
     if log is not None:
