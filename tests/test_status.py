@@ -290,6 +290,20 @@ def test_a_batch_whose_run_died_unrecorded_is_interrupted_not_running(results: P
         assert "running since" in shown.splitlines()[0], shown
 
 
+def test_a_run_known_by_heartbeats_alone_whose_processes_are_gone_is_interrupted(
+    results: Path,
+) -> None:
+    # No result JSON was ever written (a full disk from the start): the heartbeats tell.
+    fake_beat(results, "PRP-47.1.1", pid=gone_pid(), host=socket.gethostname())
+    fake_beat(results, "PRP-47.1.2", pid=gone_pid(), phase="done", status="success")
+    first = prp_status("--results-dir", str(results)).stdout.splitlines()[0]
+    assert first.startswith("Batch 47: interrupted: its run (processes "), first
+    # One of them alive: it may be running.
+    fake_beat(results, "PRP-47.1.2", phase="done", status="success")
+    first = prp_status("--results-dir", str(results)).stdout.splitlines()[0]
+    assert first.startswith("Batch 47: running since"), first
+
+
 def test_heartbeats_of_an_earlier_run_are_ignored(results: Path) -> None:
     write_result(results)
     fake_beat(results, "PRP-47.9.9", updated_at=iso(time.time() - 7200), status="success")

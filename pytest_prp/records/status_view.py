@@ -257,8 +257,8 @@ def load_view(results_dir: Path, batch: str, now: float | None = None) -> BatchV
         final_check=doc.get("final_check") if isinstance(doc.get("final_check"), dict) else None,
     )
     host = socket.gethostname()
-    if not view.done and document is not None:
-        view.ended = _run_gone(document, host)
+    if not view.done:
+        view.ended = _run_gone(document, host) if document else _beats_gone(beats, host)
         view.interrupted = view.interrupted or view.ended is not None
     for prp_id in sorted(set(found) | set(beats), key=natural_key):
         view.prps.append(_state(prp_id, found.get(prp_id), beats.get(prp_id), view.done, now, host))
@@ -286,6 +286,21 @@ def _run_gone(document: dict[str, Any], host: str) -> str | None:
     if pid is None or pid_alive(pid):
         return None
     return f"its run (process {pid}) ended without recording its end"
+
+
+def _beats_gone(beats: dict[str, dict[str, Any]], host: str) -> str | None:
+    """A run known by its heartbeats alone (its result JSON never written) whose every
+    process, on this machine, is gone: it ended without recording its end."""
+    if not beats:
+        return None
+    pids: set[int] = set()
+    for beat in beats.values():
+        pid = read_int(beat.get("pid"))
+        if pid is None or beat.get("host", host) != host or pid_alive(pid):
+            return None
+        pids.add(pid)
+    which = ", ".join(map(str, sorted(pids)))
+    return f"its run (process{'es' if len(pids) > 1 else ''} {which}) ended without a result"
 
 
 def _started(beat: dict[str, Any]) -> float:
