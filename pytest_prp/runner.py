@@ -366,6 +366,8 @@ def _gate_record(result: GateResult) -> dict[str, object]:
         "timed_out": process.timed_out,
         "seconds": round(process.duration, 3),
     }
+    if process.timed_out:  # which limit cut it, and the option that sets it
+        record["cut_short"] = process.describe()
     if not result.passed:
         record["tail"] = _report_tail(process.tail)
     return record

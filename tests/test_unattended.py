@@ -129,6 +129,9 @@ def test_every_limit_that_cuts_a_process_short_names_its_option(
     assert time.monotonic() - start < 20
     assert result.ret == 1
     result.stdout.fnmatch_lines([said])
+    if gate != "true":  # the gate's record says it too
+        record = entries(repo, "22")["PRP-22.2.1"]["attempts"][0]["gates"][0]
+        assert record["cut_short"] == f"timed out after 1 s ({options[0]})"
 
 
 def test_budget_stops_new_prps(pytester: pytest.Pytester, repo: Path) -> None:

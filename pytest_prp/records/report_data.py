@@ -70,6 +70,7 @@ class GateView:
     timed_out: bool
     seconds: float | None
     tail: tuple[str, ...]
+    cut_short: str | None = None  # "timed out after 600 s (--prp-gate-timeout)"
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,7 @@ def _gate(record: object) -> GateView | None:
         timed_out=bool(record.get("timed_out")),
         seconds=read_number(record.get("seconds")),
         tail=_strings(record.get("tail")),
+        cut_short=str(record["cut_short"]) if record.get("cut_short") else None,
     )
 
 

@@ -469,7 +469,8 @@ def prp_details(prp: PrpView) -> str:
             mark = '<span class="ok">✓</span>' if gate.passed else '<span class="ko">✗</span>'
             how = ""
             if not gate.passed:
-                how = " timed out" if gate.timed_out else f" exit {gate.exit_code}"
+                cut = f" {gate.cut_short or 'timed out'}"
+                how = cut if gate.timed_out else f" exit {gate.exit_code}"
             seconds = f" ({_seconds(gate.seconds)})" if gate.seconds is not None else ""
             number = f"{gate.index}. " if gate.index is not None else ""
             items.append(
