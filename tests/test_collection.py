@@ -219,7 +219,7 @@ def test_plan_json_with_errors_is_still_a_document(pytester: pytest.Pytester) ->
     assert [p["id"] for p in plan["prps"]] == ["PRP-8.1.1", "PRP-8.2.1"]
     errors = {(e["file"], e["line"]): e["message"] for e in plan["errors"]}
     assert errors[("PRPs/PRP-8.3.1.md", 3)].startswith("invalid YAML")
-    assert "PRP-9.9.9" in errors[("PRPs/PRP-8.2.1.md", 2)]
+    assert "PRP-9.9.9" in errors[("PRPs/PRP-8.2.1.md", 4)]  # its dependencies line
     assert any("stage 'two'" in w for w in plan["warnings"])
     err = result.stderr.str()
     assert "PRPs/PRP-8.3.1.md:3: invalid YAML" in err and "PRP-9.9.9" in err
