@@ -127,9 +127,10 @@ def prp_status(results: Path) -> str:
     return done.stdout + done.stderr
 
 
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
 @pytest.mark.parametrize("nearly", [False, True], ids=["full", "nearly-full"])
 def test_a_disk_full_at_the_end_is_an_interrupted_run_never_a_running_one(
-    pytester: pytest.Pytester, repo: Path, small_fs: Path, nearly: bool
+    pytester: pytest.Pytester, repo: Path, small_fs: Path, nearly: bool, workers: list[str]
 ) -> None:
     # The last PRP's step leaves the disk full, or (failing, with 6 KB of output tails in its
     # record) room for a line of result without those tails: the run's last write is refused.
@@ -153,7 +154,7 @@ def test_a_disk_full_at_the_end_is_an_interrupted_run_never_a_running_one(
     git(repo, "commit", "-qm", "prps")
     results = small_fs / "results"
     result = pytester.runpytest_subprocess(
-        "--prp-batch", "2", "-o", f"prp_results_dir={results}", "-p", "no:randomly"
+        "--prp-batch", "2", "-o", f"prp_results_dir={results}", "-p", "no:randomly", *workers
     )
     assert_one_clear_line(result)
     assert result.ret == pytest.ExitCode.INTERRUPTED, result.stdout.str()
