@@ -38,6 +38,8 @@ _HOURS = re.compile(
 )
 _FIRST_INT = re.compile(r"\d+")
 # Ids a template or generator leaves for the author to fill in.
+# A line inside a key's value (indented, a list item, a comment, blank), not the next key.
+_VALUE_LINE_STARTS = ("", " ", "\t", "-", "#")
 _PLACEHOLDER = re.compile(
     r"(?i:tbd|tba|todo|fixme|\?+|<[^>]*>|\{[^}]*\}|\[[^\]]*\]"
     r"|(?:prp[-_ ]?)?(?:tbd|todo|xx+|x\.y(?:\.z)?|n\.n(?:\.n)?|nnn?))"
@@ -402,19 +404,17 @@ class _Fields:
                 return self.split.yaml_line + self.split.yaml_text.count("\n", 0, found.start())
         return self.split.yaml_line
 
-    def line_of_value(self, key: str | None, text: str) -> int:
-        """The line of ``key``'s value that holds ``text`` (a list item, a flow list's
-        entry), looking no further than the next top-level key; else the key's line."""
+    def value_lines(self, key: str | None) -> list[tuple[int, str]]:
+        """The lines of ``key``'s value with their file line numbers: the key's line, then
+        the lines up to the next top-level key."""
         start = self.line_of(key)
         lines = self.split.yaml_text.split("\n")[start - self.split.yaml_line :]
-        # Whole: PRP-1 is not the line of PRP-12.
-        written = re.compile(rf"(?<![\w.]){re.escape(text)}(?![\w.])") if text else None
-        for offset, line in enumerate(lines):
-            if offset and re.match(r"[^\s#-][^:]*:", line):
+        found = [(start, lines[0])] if lines else []
+        for offset, line in enumerate(lines[1:], 1):
+            if line[:1] not in _VALUE_LINE_STARTS and ":" in line:
                 break
-            if written is not None and written.search(line):
-                return start + offset
-        return start
+            found.append((start + offset, line))
+        return found
 
     def raw_scalar(self, key: str) -> str | None:
         """The text after ``key:`` on its line, for values YAML mangles (a sha read as octal)."""
@@ -603,12 +603,32 @@ def _dependencies(fields: _Fields, prp_id: str) -> tuple[list[str], dict[str, in
         entries = [value]
     found: list[str] = []
     lines: dict[str, int] = {}
+    written = fields.value_lines(key) if key is not None else []
+    key_line = written[0][0] if written else fields.split.yaml_line
     for entry in entries:
         for dep in _dependency_ids(fields, key, prp_id, entry):
             if dep not in found:
                 found.append(dep)
-                lines[dep] = fields.line_of_value(key, str(entry).strip())
+                lines[dep] = _line_holding(written, str(entry).strip(), key_line)
     return found, lines
+
+
+def _line_holding(lines: list[tuple[int, str]], text: str, default: int) -> int:
+    """The first of ``lines`` holding ``text`` whole (PRP-1 is not in PRP-12), else
+    ``default``. By ``str.find``: a regex per entry would double the time of loading a PRP."""
+    for number, line in lines:
+        at = line.find(text)
+        while text and at >= 0:
+            before = line[at - 1 : at]
+            after = line[at + len(text) : at + len(text) + 1]
+            if not _id_char(before) and not _id_char(after):
+                return number
+            at = line.find(text, at + 1)
+    return default
+
+
+def _id_char(char: str) -> bool:
+    return bool(char) and (char.isalnum() or char in "._-")
 
 
 def _dependency_ids(fields: _Fields, key: str | None, prp_id: str, entry: Any) -> list[str]:
