@@ -654,22 +654,21 @@ def test_a_prp_whose_steps_changed_nothing_claims_no_work(
 def test_an_integration_branch_gone_mid_batch_fails_the_next_prp_clearly(
     pytester: pytest.Pytester, repo: Path
 ) -> None:
-    # A gate (run in the PRP's worktree, which shares the repository's refs) deletes the
-    # integration branch; PRP-6.3 starts after it (PRP-6.2 holds the other worker): under -n
-    # each PRP reads the branch's tip when it starts, and there is none.
-    gone = "git update-ref -d refs/heads/prp/batch-6"
+    # A failing gate (run in the PRP's worktree, which shares the repository's refs) deletes
+    # the integration branch; under -n each PRP reads the branch's tip when it starts, and
+    # PRP-6.2, next on the one worker, finds none.
+    gone = "git update-ref -d refs/heads/prp/batch-6\nfalse"
     write_prp(repo, "PRP-6.1", creates={"a.txt": "a"}, gates=[gone])
-    write_prp(repo, "PRP-6.2", steps=["sleep 4"], creates={"b.txt": "b"}, gates=["true"])
-    write_prp(repo, "PRP-6.3", creates={"c.txt": "c"}, gates=["true"])
+    write_prp(repo, "PRP-6.2", creates={"b.txt": "b"}, gates=["true"])
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "prps")
-    result = pytester.runpytest_subprocess("--prp-batch", "6", "-n", "2", "-p", "no:randomly")
+    result = pytester.runpytest_subprocess("--prp-batch", "6", "-n", "1", "-p", "no:randomly")
     out = result.stdout.str() + result.stderr.str()
     assert result.ret == 1, out
     assert "Traceback" not in out and "AssertionError" not in out, out
     assert "INTERNALERROR" not in out, out
     result.stdout.fnmatch_lines(
-        ["*PRP-6.3: the integration branch prp/batch-6 is gone (deleted while the batch ran)*"]
+        ["*PRP-6.2: the integration branch prp/batch-6 is gone (deleted while the batch ran)*"]
     )
     statuses = {pid: e["status"] for pid, e in entries(result_json(repo, "6")).items()}
-    assert statuses["PRP-6.3"] == "failed", statuses
+    assert statuses == {"PRP-6.1": "failed_gates", "PRP-6.2": "failed"}, statuses
