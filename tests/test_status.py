@@ -280,6 +280,9 @@ def test_a_batch_whose_run_died_unrecorded_is_interrupted_not_running(results: P
     assert "PRP-47.2.1  unfinished" in done.stdout
     as_json = json.loads(prp_status("--results-dir", str(results), "--json").stdout)
     assert as_json["running"] is False and as_json["interrupted"] is True
+    page = results / "page.html"
+    assert prp_status("--results-dir", str(results), "--html", str(page)).returncode == 0
+    assert 'data-state="interrupted"' in page.read_text()
     # Its writer alive (this process), or on another machine: it may well be running.
     for controller in (
         {"pid": os.getpid(), "host": here},

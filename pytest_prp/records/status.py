@@ -19,7 +19,13 @@ from pytest_prp.base.ids import batch_id_problem
 from pytest_prp.base.naming import result_path
 from pytest_prp.records.record import read_result
 from pytest_prp.records.status_table import render_table, view_document
-from pytest_prp.records.status_view import BatchView, beats_for, latest_batch, load_view
+from pytest_prp.records.status_view import (
+    BatchView,
+    beats_for,
+    latest_batch,
+    load_view,
+    run_gone,
+)
 
 DEFAULT_RESULTS_DIR = Path(".ce/orchestration")
 WATCH_SECONDS = 2.0
@@ -73,7 +79,9 @@ def write_html(results_dir: Path, batch: str, target: str) -> int:
         return 1
     path = Path(target) if target else default_report_path(results_dir, batch)
     live: dict[str, dict[str, Any]] = {}
-    if not document.get("finished_at"):
+    if run_gone(document) is not None:  # its run died before recording its end
+        document = {**document, "interrupted": True}
+    elif not document.get("finished_at"):
         for prp_id, beat in beats_for(results_dir, batch, document).items():
             if beat.get("status") is None:  # still running
                 live[prp_id] = beat

@@ -258,7 +258,7 @@ def load_view(results_dir: Path, batch: str, now: float | None = None) -> BatchV
     )
     host = socket.gethostname()
     if not view.done:
-        view.ended = _run_gone(document, host) if document else _beats_gone(beats, host)
+        view.ended = run_gone(document, host) if document else _beats_gone(beats, host)
         view.interrupted = view.interrupted or view.ended is not None
     for prp_id in sorted(set(found) | set(beats), key=natural_key):
         view.prps.append(_state(prp_id, found.get(prp_id), beats.get(prp_id), view.done, now, host))
@@ -276,9 +276,12 @@ def load_view(results_dir: Path, batch: str, now: float | None = None) -> BatchV
     return view
 
 
-def _run_gone(document: dict[str, Any], host: str) -> str | None:
+def run_gone(document: dict[str, Any], host: str | None = None) -> str | None:
     """Why a result JSON without ``finished_at`` is not a running batch: the process that
     writes it (``controller``) is gone. Known only on the machine it ran on."""
+    if document.get("finished_at"):
+        return None
+    host = socket.gethostname() if host is None else host
     controller = document.get("controller")
     if not isinstance(controller, dict) or controller.get("host") != host:
         return None
