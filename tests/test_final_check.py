@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -185,7 +186,9 @@ def test_bisect_over_merge_commits_and_a_commit_off_the_history(tmp_path: Path) 
     off_history = MergedPrp("PRP-9", git(repo, "rev-parse", "prp2"), (safe,))
     runs: list[str] = []
 
-    def run_gate(prp_id: str, gate: Gate, workdir: Path, commit: str) -> tuple[bool, list[str]]:
+    def run_gate(
+        prp_id: str, gate: Gate, workdir: Path, commit: str, stop: threading.Event
+    ) -> tuple[bool, list[str]]:
         runs.append(commit)
         assert git(workdir, "rev-parse", "HEAD") == commit
         done = subprocess.run(["bash", "-c", gate.command or ""], cwd=workdir)
