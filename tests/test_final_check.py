@@ -5,7 +5,10 @@ real pytest runs, serial and under -n 2."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
+import signal
 import subprocess
 import sys
 import threading
@@ -24,6 +27,7 @@ from tests.conftest import (
     entries,
     git,
     init_repo,
+    processes_with,
     result_json,
     wait_gone,
     worktrees_dir,
@@ -449,3 +453,51 @@ def test_ctrl_c_during_a_spread_check_ends_every_gate(
     assert doc["final_check"]["seconds"] < 30  # the gates' sleeps were cut short
     assert len(git(repo, "worktree", "list").splitlines()) == 1
     assert not [p for p in worktrees_dir(repo).iterdir() if p.name.startswith("+final-check")]
+
+
+def test_sigkill_during_a_spread_check_the_next_run_ends_its_gates(
+    pytester: pytest.Pytester, repo: Path
+) -> None:
+    """-n 2, both gates running in the final check, the controller SIGKILLed: its gates
+    outlive it (nothing can end them then), but the next run in the repository ends them
+    (their cookie names the dead run, whose lock the check held) and removes the check's
+    worktrees."""
+    stamps = pytester.path.parent / f"{pytester.path.name}-stamps"
+    gate = f"""
+        if [ -e final.flag ]; then
+          mkdir -p {stamps}
+          echo $$ > {stamps}/pid-$PRP_ID
+          for i in $(seq 200); do
+            if [ "$(ls {stamps} | grep -c '^pid-' || true)" -ge 2 ]; then break; fi
+            sleep 0.05
+          done
+          if [ "$PRP_ID" = PRP-97.1.1 ]; then kill -KILL $PPID; fi
+          sleep 97.41
+        fi
+        """
+    write_prp(repo, "PRP-97.1.1", creates={"a.txt": "a\n"}, gates=[gate])
+    write_prp(repo, "PRP-97.1.2", creates={"b.txt": "b\n"}, gates=[gate])
+    write_prp(
+        repo,
+        "PRP-97.2.1",
+        deps=["PRP-97.1.1", "PRP-97.1.2"],
+        creates={"final.flag": "x\n"},
+        gates=["true"],
+    )
+    killed = pytester.runpytest_subprocess(
+        "--prp-batch", "97", "--prp-final-check", "-n", "2", timeout=90
+    )
+    orphans = processes_with("sleep 97.41")  # each gate's bash and its sleep
+    try:
+        assert killed.ret == -9, killed.stdout.str()
+        assert len(orphans) >= 2, orphans
+        assert [p for p in worktrees_dir(repo).iterdir() if p.name.startswith("+final-check")]
+        again = pytester.runpytest_subprocess("--prp-batch", "97", "-n", "2", timeout=90)
+        assert again.ret == 0, again.stdout.str()
+        assert wait_gone("sleep 97.41") == []
+    finally:
+        for pid in orphans:  # when the test fails: not left for 97 s
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+    assert not [p for p in worktrees_dir(repo).iterdir() if p.name.startswith("+final-check")]
+    assert len(git(repo, "worktree", "list").splitlines()) == 1
