@@ -114,7 +114,7 @@ def test_a_sibling_that_breaks_a_gate_is_named(
     # B sleeps first: under -n 2 A merges before B's merge check, which runs B's gates only.
     write_prp(repo, "PRP-90.1.2", steps=[f"sleep 2 && {MAKE_FAST}"], gates=[FAST])
     result = pytester.runpytest_subprocess(
-        "--prp-batch", "90", "--prp-final-check", "--junitxml=out.xml", *workers
+        "--prp-batch", "90", "--prp-final-check", "--junitxml=out.xml", "--prp-report", *workers
     )
     assert result.ret == 1, result.stdout.str()
     doc = result_json(repo, "90")
@@ -125,6 +125,7 @@ def test_a_sibling_that_breaks_a_gate_is_named(
     assert sorted(check["prps"]) == ["PRP-90.1.1", "PRP-90.1.2"]
     assert check["gates_run"] == 2
     assert check["passed"] is False
+    assert check["slots"] == (2 if workers else 1)  # as many as the run had workers
     [failure] = check["failures"]
     assert failure["prp_id"] == "PRP-90.1.1"
     assert failure["gate"] == "Gate 1: check 1"
@@ -151,6 +152,11 @@ def test_a_sibling_that_breaks_a_gate_is_named(
     assert status.returncode == 0, status.stderr
     assert "Final check: 2 gates of 2 PRPs" in status.stdout and "1 broken" in status.stdout
     assert "broken by PRP-90.1.2" in status.stdout
+    # The HTML report says it too, as the terminal does.
+    page = (repo / ".ce/orchestration/batches/batch-90.html").read_text(encoding="utf-8")
+    assert '<section id="final-check" data-verdict="failed">' in page
+    assert "Final check: 2 gates of 2 PRPs on " in page
+    assert "PRP-90.1.1 gate 1 &quot;Gate 1: check 1&quot; broken by PRP-90.1.2 (" in page
     # Nothing of the check is left behind: its worktree is gone, the user's checkout as it was.
     assert len(git(repo, "worktree", "list").splitlines()) == 1
     assert git(repo, "status", "--porcelain", "--", "settings.txt") == ""
