@@ -6,7 +6,8 @@ commit per PRP, as a run under -n leaves it. Then the final check runs on that b
 process, as ``final_check_run`` runs it (the same gate runner: bash, the PRP_* environment, the
 log, ``Limits``; the same worktrees): first on 1 slot (the baseline, what a serial run gets),
 then on each N of ``--slots``, taking turns for ``--repeat`` rounds (every other round in
-reverse order); the best wall time of each is kept.
+reverse order); the best wall time of each is kept, and every round of N slots must report
+the same (culprit, gate and bisection counts) or the benchmark fails.
 
 Realistic gates: each PRP's gate sleeps its duration (0.3-1.2 s, seeded) in the final check
 only (``BENCH_FINAL`` is set in this process, which the gates inherit; the batch's own run
@@ -136,6 +137,11 @@ def check_once(
     return wall, outcome
 
 
+def _same(outcome: FinalCheckOutcome) -> dict[str, object]:
+    """The report but its time: what must not change from one round to the next."""
+    return {k: v for k, v in outcome.as_json().items() if k != "seconds"}
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=30, help="PRPs in the batch")
@@ -166,6 +172,8 @@ def run(args: argparse.Namespace) -> list[str]:
                 [failure] = outcome.failures
                 if (failure.prp_id, failure.broken_by) != (watcher, breaker):
                     raise SetupError(f"{n} slots: unexpected culprit {failure.as_json()}")
+                if n in best and _same(best[n][1]) != _same(outcome):
+                    raise SetupError(f"{n} slots: two rounds reported differently")
                 if n not in best or wall < best[n][0]:
                     best[n] = (wall, outcome)
     load_after = os.getloadavg()
