@@ -188,6 +188,26 @@ def test_a_dependent_that_changes_the_work_supersedes_it(
     )
 
 
+@pytest.mark.parametrize(
+    ("args", "slots"),
+    [
+        ([], 1),
+        (["-n", "0"], 1),
+        (["--tx=3*popen", "--dist=load"], 3),
+        (["--tx=2*popen", "--tx=popen", "--dist=load"], 3),
+        # Remote workers run elsewhere: the check runs on this machine's share only.
+        (["--tx=2*popen", "--tx=ssh=somehost//python=python3", "--dist=load"], 2),
+        (["--tx=socket=192.168.1.2:8888", "--dist=load"], 1),
+    ],
+)
+def test_the_slots_are_the_runs_local_workers(
+    pytester: pytest.Pytester, args: list[str], slots: int
+) -> None:
+    from pytest_prp.final_check_run import local_workers
+
+    assert local_workers(pytester.parseconfig(*args, "-p", "no:prp")) == slots
+
+
 def test_no_final_check_without_the_option(pytester: pytest.Pytester, repo: Path) -> None:
     settings_file(repo)
     write_prp(repo, "PRP-92.1.1", gates=[SAFE])
