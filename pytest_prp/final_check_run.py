@@ -11,8 +11,8 @@ handing them work of another kind would need items of its own in the DAG schedul
 workers (``--tx ssh=``/``socket=``) do not count: their machines are not this one.
 
 What its outcome does: the PRPs keep their own statuses (each passed its gates when it
-merged). The batch result gets a ``final_check`` block, the terminal summary and
-``prp-status`` a line per broken gate, JUnit a property on the PRPs concerned, and the run
+merged). The batch result gets a ``final_check`` block, the terminal summary, ``prp-status``
+and the HTML report a line per broken gate, JUnit a property on the PRPs concerned, and the run
 exits non-zero (1, as a failed test) when a gate is broken and not superseded, or when the
 check could not run: CI sees it.
 """
