@@ -588,6 +588,8 @@ def _commit_and_merge(
     assert run.base is not None
 
     def check() -> tuple[list[str], str]:
+        if wider is not None:
+            wider.record.failing = None  # a failure of its own gates blames no sibling
         results = _run_gates(item, item.stash[CONTEXT], gates, phase=False)
         failed = [r for r in results if not r.passed]
         if failed or wider is None:
