@@ -132,7 +132,11 @@ def test_breaking_a_sibling_s_gate_under_xdist(
     with_conf(repo)
     barrier = tmp_path / "barrier"
     barrier.mkdir()
-    meet = "touch {b}/{n}; until [ -e {b}/1 ] && [ -e {b}/2 ]; do sleep 0.05; done"
+    # Bounded waits (60 s): a sibling that never comes fails the test instead of hanging it.
+    meet = (
+        "touch {b}/{n}; for i in $(seq 1200); do [ -e {b}/1 ] && [ -e {b}/2 ] && break;"
+        " sleep 0.05; done"
+    )
     write_prp(
         repo,
         "PRP-71.1.1",
@@ -141,8 +145,9 @@ def test_breaking_a_sibling_s_gate_under_xdist(
         gates=["python3 a.py"],
     )
     first_merged = (
-        "until git log prp/batch-71 --format=%\\(trailers:key=PRP-Id,valueonly\\)"
-        " | grep -q PRP-71.1.1; do sleep 0.05; done"
+        "for i in $(seq 1200); do git log prp/batch-71"
+        " --format=%\\(trailers:key=PRP-Id,valueonly\\) | grep -q PRP-71.1.1 && break;"
+        " sleep 0.05; done"
     )
     write_prp(
         repo,
