@@ -12,6 +12,7 @@ message about a process cut short names the option that set the limit that cut i
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -39,6 +40,9 @@ class Limits:
     # that set ``idle``; None: no option did (a limit made in code).
     source: str | None = None
     idle_source: str | None = None
+    # Set from another thread to stop the process at once (``processes.Cancelled``): a thread
+    # running a process cannot be sent KeyboardInterrupt (the final check's gates in slots).
+    cancel: threading.Event | None = None
 
     @classmethod
     def starting_now(
@@ -54,7 +58,16 @@ class Limits:
     ) -> Limits:
         """``seconds`` from now, as the user set them (with ``source``)."""
         deadline = time.monotonic() + seconds
-        return cls(deadline, seconds, idle, activity_dir, log, on_line, source, idle_source)
+        return cls(
+            deadline,
+            seconds,
+            idle,
+            activity_dir,
+            log,
+            on_line,
+            source=source,
+            idle_source=idle_source,
+        )
 
     def remaining(self) -> float:
         """Seconds left until the deadline (0 once it has passed)."""
