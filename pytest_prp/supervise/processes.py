@@ -94,7 +94,7 @@ class ProcessResult:
     tail: list[str]  # last lines of combined stdout+stderr
     stdout: str | None  # whole stdout, only with capture_stdout=True
     timeout: float | None = None  # the limit it ran under, as the user set it (Limits.stated)
-    timeout_source: str | None = None  # the option that set it, when not its own (Limits.source)
+    timeout_source: str | None = None  # the option that set it (Limits.source)
     idle_timed_out: bool = False  # stopped for printing nothing and changing no file
     idle_timeout: float | None = None  # the idle limit it ran under, if any
     idle_source: str | None = None  # the option that set it (Limits.idle_source)
