@@ -144,6 +144,9 @@ _SKIM_BOUNDARY = re.compile(
     re.M,
 )
 
+# The first two alternatives of _SKIM_BOUNDARY: a stop line that starts a block itself.
+_SKIM_TOP_START = re.compile(r"\n(?:#{1,6}(?:[ \t]|$)|`{3,}[^`\n]*$|~{3,}.*$)", re.M)
+
 
 class _Texts(dict[int, str]):
     """Each line without its indentation (markdown-it's bMarks + tShift .. eMarks), made when
@@ -279,6 +282,8 @@ class _Scanner:
             return end  # nothing stops the skim: the rest gives no token read there
         count = text.count
         stop = line + count("\n", here, limit)  # limit is the "\n" before that line
+        if _SKIM_TOP_START.match(text, limit):
+            return stop  # the common case: the last block start before it is the stop line
         bound = self.start(stop + 1) if stop + 1 < len(self.lines) else len(text)
         at, pos = line, here
         for match in _SKIM_BOUNDARY.finditer(text, here + 1, bound):
@@ -335,6 +340,24 @@ class _Scanner:
             if line >= end or indents[line] < blk:
                 break
             if top and not self.detailed:
+                # A heading or a fence at column 0 ends any skim (skip_to returns the line):
+                # read at once, as ``block`` would (a "|" may make a table of the line).
+                text = texts[line]
+                if not indents[line] and "|" not in text:
+                    first = text[0]
+                    if first == "#" and _ATX.match(text):
+                        self.heading(line, text, level)
+                        line += 1
+                        if line < end and not texts[line]:
+                            line += 1
+                        continue
+                    if first in "`~":
+                        fence_end = self.fence(line, end, blk, level)
+                        if fence_end is not None:
+                            line = fence_end
+                            if line < end and not texts[line]:
+                                line += 1
+                            continue
                 target = self.skip_to(line, end)
                 if target > line:
                     line = target
