@@ -527,18 +527,16 @@ class _Scanner:
         text = self.texts[start]
         if text[:3] not in ("```", "~~~"):
             return None
-        nested = self.nested_fence(start, end, blk, level)
-        if nested is not None:
-            return nested
         marker = text[0]
         size = len(text) - len(text.lstrip(marker))
-        if size < 3:
-            return None
         params = text[size:]
         if marker == "`" and "`" in params:
-            return None
+            return None  # neither fence rule takes the line (nested_fence_end declines too)
         line = end  # unclosed unless a closing line is found
         closed = False
+        # Whether a fence line with an info string comes before the closing one: only then
+        # can the nested rule take the block (it declines at a first bare fence line).
+        inner = False
         for here in self.candidates(start, end, blk):
             body = self.texts[here]
             if body and self.indent[here] < blk:
@@ -552,10 +550,15 @@ class _Scanner:
             if run < size:
                 continue
             if body[run:].strip(" \t"):
+                inner = True
                 continue
             line = here
             closed = True
             break
+        if inner or not closed:
+            nested = self.nested_fence(start, end, blk, level)
+            if nested is not None:
+                return nested
         token = self.push("fence", "code", 0, level)
         token.info = params
         token.content = self.get_lines(start + 1, line, self.indent[start], True)
