@@ -97,6 +97,7 @@ _HEADER_CELL = re.compile(r"^:?-+:?$")
 # First characters of lines that may start a block or underline a heading ("|" anywhere may make
 # a table header).
 _MAY_START_BLOCK = frozenset("`~>|<-*_+#=0123456789")
+_HEADING_TAGS = ("", "h1", "h2", "h3", "h4", "h5", "h6")
 _CLOSING_HASHES = re.compile(r"(?:^|[ \t]+)#+[ \t]*$")
 
 
@@ -505,14 +506,16 @@ class _Scanner:
         hashes = len(text) - len(text.lstrip("#"))
         content = text[hashes:].strip()
         content = _CLOSING_HASHES.sub("", content) if content.endswith("#") else content
-        opening = self.push("heading_open", f"h{hashes}", 1, level)
+        tag, markup = _HEADING_TAGS[hashes], "#" * hashes
+        opening = Tok("heading_open", tag, 1, level)
         opening.map = [line, line + 1]
-        opening.markup = "#" * hashes
-        inline = self.push("inline", "", 0, level + 1)
+        opening.markup = markup
+        inline = Tok("inline", "", 0, level + 1)
         inline.map = [line, line + 1]
         inline.content = content.strip()
-        closing = self.push("heading_close", f"h{hashes}", -1, level)
-        closing.markup = "#" * hashes
+        closing = Tok("heading_close", tag, -1, level)
+        closing.markup = markup
+        self.tokens += (opening, inline, closing)  # a PRP has dozens: spared three calls each
         if level == 0 and self.skim is not None:
             self.detailed = self.skim(hashes, inline)
 

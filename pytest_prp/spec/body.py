@@ -425,6 +425,7 @@ def _inside(sections: list[_Section], heading: _Heading) -> bool:
 def _warn_skipped(doc: _Doc, validation: list[_Section]) -> None:
     """A PRP with no executable gate: name every code block that looks like one and is not."""
     skipped: list[tuple[int, str]] = []
+    ends: list[tuple[_Heading, int]] | None = None  # each heading and its section's end token
     for index, token in enumerate(doc.tokens):
         if token.type != "fence" or token.map is None or not token.content.strip():
             continue
@@ -437,7 +438,9 @@ def _warn_skipped(doc: _Doc, validation: list[_Section]) -> None:
             continue
         if not shell:
             continue
-        owner = [h for h in doc.headings if h.token < index < doc.section(h).end_token]
+        if ends is None:
+            ends = [(h, doc.section(h).end_token) for h in doc.headings]
+        owner = [h for h, end in ends if h.token < index < end]
         if any(_VALIDATION_LIKE.search(h.key) for h in owner):
             skipped.append((token.map[0], f"shell block under {owner[-1].text!r}"))
     if not skipped:
