@@ -182,8 +182,9 @@ def run(args: argparse.Namespace) -> list[str]:
             differ += len(bad)
             out.append(f"  {group}: {len(paths)} files, {len(bad)} read differently")
             for path in bad[:3]:
-                now, then = new[str(path)], old[str(path)]
-                out += [f"    {path}:", f"      now    {now}"[:400], f"      before {then}"[:400]]
+                parsed, earlier = new[str(path)], old[str(path)]
+                out.append(f"    {path}:")
+                out += [f"      now    {parsed}"[:400], f"      before {earlier}"[:400]]
         plan_new, plan_old = plans(None, repo), plans(before, repo)
         for form, now, then in zip(("json", "text"), plan_new, plan_old, strict=True):
             same = now == then
