@@ -1,18 +1,20 @@
 """The plan view's body summaries made on two processes when there are many to make.
 
 A cold plan of thousands of PRPs spends most of its time summarising bodies
-(``body_cache.summary_of``), one PRP after another. With at least ``MIN_PRPS`` PRPs to summarise,
-two cores to run on and no other thread in the process, a forked child summarises every other
-one while this process does the rest; the child sends its summaries back pickled (through a
-pipe, when it is done) and exits. The summaries are the same objects ``summary_of`` makes: the
-plan reads as it does on one process. A PRP the child could not summarise (an unreadable file,
-or a child that failed) is summarised here afterwards, so its error shows as it always does.
+(``body_cache.summary_of``), one PRP after another. With at least ``MIN_PRPS`` PRPs to
+summarise, two cores to run on, Linux and no other thread in the process, a forked child
+summarises every other one while this process does the rest; the child sends its summaries
+back pickled (through a pipe, when it is done) and exits. The summaries are the same objects
+``summary_of`` makes: the plan reads as it does on one process. A PRP the child could not
+summarise (an unreadable file, or a child that failed) is summarised here afterwards, so its
+error shows as it always does.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import sys
 import threading
 from collections.abc import Sequence
 
@@ -34,7 +36,9 @@ def summarise(prps: Sequence[Prp]) -> int:
     """Fill in the summaries of ``prps`` that have none yet (those the cache held are kept),
     every other one in a forked child when it pays; returns how many the child made."""
     todo = [prp for prp in prps if prp._summary is None and prp._body is None]
-    if len(todo) < MIN_PRPS or not hasattr(os, "fork") or cores() < 2:
+    # Linux only: on macOS a forked child of a process that used some system libraries may
+    # crash (why multiprocessing spawns there), and Windows has no fork.
+    if len(todo) < MIN_PRPS or not sys.platform.startswith("linux") or cores() < 2:
         return 0
     if threading.active_count() > 1:
         return 0  # a fork copies no other thread: a lock one of them holds would never open
