@@ -175,24 +175,21 @@ class _Indents(dict[int, int]):
         return indent
 
 
+_FENCE_LINE_START = re.compile(r" *(?:```|~~~)")
+_NEXT_FENCE_LINE = re.compile(r"\n *(?:```|~~~)")
+
+
 def _fence_lines(markdown: str) -> list[int]:
     """The lines whose text after the indentation starts with ``` or ~~~."""
-    found: list[int] = []
-    for run in ("```", "~~~"):
-        line = pos = 0
-        begin = markdown.find(run)
-        while begin >= 0:
-            line_start = markdown.rfind("\n", 0, begin) + 1
-            if line_start == begin or not markdown[line_start:begin].strip(" "):
-                line += markdown.count("\n", pos, begin)
-                pos = begin
-                found.append(line)
-                after = markdown.find("\n", begin)  # one entry a line
-                begin = markdown.find(run, after) if after >= 0 else -1
-            else:
-                begin = markdown.find(run, begin + 1)
-    if "~~~" in markdown and "```" in markdown:
-        found = sorted(set(found))
+    found = [0] if _FENCE_LINE_START.match(markdown) else []
+    line = pos = 0
+    count = markdown.count
+    # One search jumping from line start to line start (the pattern starts with its "\n").
+    for match in _NEXT_FENCE_LINE.finditer(markdown):
+        begin = match.start()
+        line += count("\n", pos, begin) + 1
+        pos = begin + 1
+        found.append(line)
     return found
 
 
