@@ -7,8 +7,9 @@ Builds one throw-away git repository holding
   * empty/  nothing, to measure pytest's start-up alone,
 then times ``python -m pytest --collect-only`` on each as a subprocess (best of --repeat runs,
 after one untimed warm-up run that also checks the output) and prints a small table.
-``--prp-plan=json`` (which parses every PRP body) is timed cold (``-p no:cacheprovider``) and
-warm (pytest's cache holding the body summaries of the previous run). In-process, the body
+``--prp-plan=json`` (which parses every PRP body) is timed cold (``-p no:cacheprovider``), cold
+pinned to one core (the bodies then parsed in one process, see ``plan_summaries``) and warm
+(pytest's cache holding the body summaries of the previous run). In-process, the body
 parser is timed on the corpus files both ways: the fast block scanner (what runs) and
 markdown-it alone (the parser before it), as the baseline.
 
