@@ -1,27 +1,30 @@
-"""Benchmark: what checking merges costs (issue 14), merge checks on vs off.
+"""Benchmark: what checking merges costs (issue 14), merge checks off, own, and siblings.
 
 The batches of bench_parallel (random-A, a random layered DAG; uneven, long PRPs hanging off
 chains of short ones), with each PRP's duration D split into a step ``sleep 0.75 D`` and a gate
 ``sleep 0.25 D``: gates take a quarter of each PRP, a realistic share. Every PRP creates a file
 of its own, so no merge conflicts: what is measured is the cost of checking.
 
-  on    the batch as it runs: a merge that is not a fast-forward runs the PRP's gate again on
-        the merged tree (in its worktree, without the merge lock)
+  own   the batch as it runs by default: a merge that is not a fast-forward runs the PRP's
+        gate again on the merged tree (in its worktree, without the merge lock)
+  sib   ``--prp-merge-check siblings``: that check also runs the gates of the PRPs merged
+        since the PRP's base (its siblings) on the merged tree
   off   the same batch whose gate skips its sleep on a merged tree (a merge commit checked
         out, detached). Everything else of a check (merge-tree, checkout, the gate's
         process) still happens, so "off" is the cost without the re-run gates' own time
-  bound off + (sum of the re-run gates' sleeps in the "on" run) / N: the re-run gate time
-        spread over the N workers
-  target on <= 1.15 x bound
-  ceiling on - (the re-checks' gate sleeps) / N: the most that batching the merges that
+  bound off + (sum of the gate sleeps on merged trees in that run) / N: the re-run gate
+        time spread over the N workers (for own and for sib, each from its own run)
+  target each <= 1.15 x its bound
+  ceiling own - (the re-checks' gate sleeps) / N: the most that batching the merges that
         queue up could win. A re-check is a gate run on a merged tree after the PRP's first
         one (the tip moved during its check); a stack checked once still runs each PRP's
         gates on a tree holding it, so only the re-checks (and, with an integration gate,
         its duplicate runs) are there to save. "batching pays?" says whether that ceiling is
-        5% or more of "on"
+        5% or more of "own"
 
-Each gate run appends a line to a log outside the repository: the number of gate runs, and of
-them on merged trees, come from there. Every run gets a fresh copy of the repository.
+Each gate run appends a line to a log outside the repository (the PRP whose check ran it, the
+PRP whose gate it is, own or merged tree, its sleep): gate runs, those on merged trees, and the
+sibling gates among them come from there. Every run gets a fresh copy of the repository.
 
   python benchmarks/bench_merge_queue.py [--workers 2 4] [--quick]
 """
@@ -58,7 +61,7 @@ def prp_text(node: Node, log: Path, off: bool) -> str:
     lines = [
         f"if {merged}; then m=merged; else m=own; fi",
         sleep,
-        f'echo "{node.id} $m {gate:.3f}" >> {log}',
+        f'echo "$PRP_ID {node.id} $m {gate:.3f}" >> {log}',
     ]
     return parallel_prp_text(node, estimates=True, step=f"sleep {step:.3f}", gate=lines)
 
@@ -78,16 +81,19 @@ class Run:
     gates: int  # gate runs
     merged: int  # of them on merged trees
     merged_s: float  # their gate sleeps
-    rechecks: int  # of those, after the PRP's first run on a merged tree
+    rechecks: int  # of those, a PRP's own gate after its first run on a merged tree
     rechecks_s: float
+    siblings: int  # of the runs on merged trees, another PRP's gate (--prp-merge-check)
 
 
-def one_run(python: str, work: Path, batch: Batch, workers: int, off: bool) -> Run:
-    tag = f"{batch.name}-{workers}-{'off' if off else 'on'}"
+def one_run(python: str, work: Path, batch: Batch, workers: int, mode: str) -> Run:
+    tag = f"{batch.name}-{workers}-{mode}"
     repo, log = work / tag, work / f"{tag}.log"
-    build(repo, batch, log, off)
+    build(repo, batch, log, mode == "off")
     command = [python, "-m", "pytest", "PRPs/", "-q", "-p", "no:cacheprovider"]
     command += ["--prp-batch", batch.batch_id, "-n", str(workers)]
+    if mode == "sib":
+        command += ["--prp-merge-check", "siblings"]
     start = time.perf_counter()
     done = subprocess.run(command, cwd=repo, capture_output=True, text=True, env=clean_env())
     wall = time.perf_counter() - start
@@ -95,16 +101,24 @@ def one_run(python: str, work: Path, batch: Batch, workers: int, off: bool) -> R
         tail = "\n".join(done.stdout.strip().splitlines()[-20:])
         raise SetupError(f"{tag}: pytest exited {done.returncode}:\n{tail}")
     lines = [line.split() for line in log.read_text().splitlines()]
-    merged = [(f[0], float(f[2])) for f in lines if f[1] == "merged"]
+    merged = [(f[0], f[1], float(f[3])) for f in lines if f[2] == "merged"]
     checked: set[str] = set()
     rechecks = []
-    for prp_id, seconds in merged:
+    for prp_id, owner, seconds in merged:
+        if prp_id != owner:
+            continue
         if prp_id in checked:
             rechecks.append(seconds)
         checked.add(prp_id)
     shutil.rmtree(repo, ignore_errors=True)
     return Run(
-        wall, len(lines), len(merged), sum(s for _, s in merged), len(rechecks), sum(rechecks)
+        wall,
+        len(lines),
+        len(merged),
+        sum(s for _, _, s in merged),
+        len(rechecks),
+        sum(rechecks),
+        sum(1 for prp_id, owner, _ in merged if prp_id != owner),
     )
 
 
@@ -123,25 +137,28 @@ def run(args: argparse.Namespace) -> list[str]:
         uneven_dag("uneven", "92", 4 if args.quick else 5, 3, 3.0, 0.4),
     ]
     lines = [
-        f"{'batch':<9} {'-n':>3} {'off s':>7} {'on s':>7} {'gates':>6} {'merged':>6} "
-        f"{'re-run s':>8} {'bound s':>8} {'on/bound':>8} {'rechk':>5} {'rechk s':>7} "
-        f"{'ceiling s':>9}  verdict; batching pays?"
+        f"{'batch':<9} {'-n':>3} {'off s':>7} {'own s':>7} {'sib s':>7} {'gates':>11} "
+        f"{'merged':>9} {'sib runs':>8} {'bound s':>13} {'/bound':>11} {'sib/own':>7} "
+        f"{'rechk':>5} {'ceiling s':>9}  verdict; batching pays?"
     ]
     with tempfile.TemporaryDirectory(prefix="bench-merge-queue-") as tmp:
         for batch in batches:
             for workers in args.workers:
-                off = one_run(args.python, Path(tmp), batch, workers, off=True)
-                on = one_run(args.python, Path(tmp), batch, workers, off=False)
-                bound = off.wall + on.merged_s / workers
-                ratio = on.wall / bound
-                verdict = "ok" if ratio <= TARGET else f"MISSED (target {TARGET})"
-                ceiling = on.wall - on.rechecks_s / workers
-                win = 1 - ceiling / on.wall
+                off = one_run(args.python, Path(tmp), batch, workers, "off")
+                own = one_run(args.python, Path(tmp), batch, workers, "own")
+                sib = one_run(args.python, Path(tmp), batch, workers, "sib")
+                bounds = [off.wall + r.merged_s / workers for r in (own, sib)]
+                ratios = [r.wall / b for r, b in zip((own, sib), bounds, strict=True)]
+                verdict = "ok" if max(ratios) <= TARGET else f"MISSED (target {TARGET})"
+                ceiling = own.wall - own.rechecks_s / workers
+                win = 1 - ceiling / own.wall
                 pays = f"{'yes' if win >= PAYS else 'no'} (at most {win:.0%})"
                 lines.append(
-                    f"{batch.name:<9} {workers:>3} {off.wall:>7.2f} {on.wall:>7.2f} "
-                    f"{on.gates:>6} {on.merged:>6} {on.merged_s:>8.2f} {bound:>8.2f} "
-                    f"{ratio:>8.2f} {on.rechecks:>5} {on.rechecks_s:>7.2f} {ceiling:>9.2f}  "
+                    f"{batch.name:<9} {workers:>3} {off.wall:>7.2f} {own.wall:>7.2f} "
+                    f"{sib.wall:>7.2f} {own.gates:>5}/{sib.gates:<5} "
+                    f"{own.merged:>4}/{sib.merged:<4} {sib.siblings:>8} "
+                    f"{bounds[0]:>6.2f}/{bounds[1]:<6.2f} {ratios[0]:>5.2f}/{ratios[1]:<5.2f} "
+                    f"{sib.wall / own.wall:>7.2f} {own.rechecks:>5} {ceiling:>9.2f}  "
                     f"{verdict}; {pays}"
                 )
     return lines

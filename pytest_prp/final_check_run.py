@@ -4,15 +4,15 @@ final tip (``workspace.final_check``), before the result JSON, the JUnit XML and
 are written.
 
 Where it runs: in the process that writes the results (the only pytest process, or the xdist
-controller), one gate after the other in one worktree of its own. Not spread over the xdist
-workers: by the time the last PRP has ended, xdist is shutting them down, and handing them
-work of another kind would need items of its own in the DAG scheduler; a final check costs
-one run of each merged PRP's gates (plus a few to bisect a failure), which is what the batch
-spent on gates already, without steps.
+controller), on as many slots at once as the run had local workers (``-n N``: N; a serial run:
+1), each a thread with a worktree of its own (``workspace.final_check_slots``). Not on the
+xdist workers themselves: by the time the last PRP has ended, xdist is shutting them down, and
+handing them work of another kind would need items of its own in the DAG scheduler. Remote
+workers (``--tx ssh=``/``socket=``) do not count: their machines are not this one.
 
 What its outcome does: the PRPs keep their own statuses (each passed its gates when it
-merged). The batch result gets a ``final_check`` block, the terminal summary and
-``prp-status`` a line per broken gate, JUnit a property on the PRPs concerned, and the run
+merged). The batch result gets a ``final_check`` block, the terminal summary, ``prp-status``
+and the HTML report a line per broken gate, JUnit a property on the PRPs concerned, and the run
 exits non-zero (1, as a failed test) when a gate is broken and not superseded, or when the
 check could not run: CI sees it.
 """
@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import os
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +39,8 @@ if TYPE_CHECKING:
     from pytest_prp.records.results import BatchResults
     from pytest_prp.spec.model import Gate
     from pytest_prp.supervise.output import LogSink
-    from pytest_prp.workspace.final_check import FinalCheckOutcome, MergedPrp, RunGate
+    from pytest_prp.workspace.final_check import FinalCheckOutcome, MergedPrp
+    from pytest_prp.workspace.final_check_slots import RunGate
 
 # The name of the check's log, beside the PRPs' logs (PRP ids start with ``PRP-``).
 LOG_NAME = "final-check"
@@ -99,9 +102,10 @@ class FinalCheck:
         from pytest_prp.supervise.output import LogSink
 
         log = LogSink(log_path(self.settings.results_dir, self.results.label, LOG_NAME))
+        slots = local_workers(self.config)
         try:
-            run_gate = _gate_runner(self.settings, self.results.results, log)
-            return run_final_check(git, self.results.branch, merged, graph, run_gate)
+            run_gate = _gate_runner(self.settings, self.results.results, log, slots > 1)
+            return run_final_check(git, self.results.branch, merged, graph, run_gate, slots)
         finally:
             log.close()
 
@@ -129,6 +133,21 @@ class FinalCheck:
         return found
 
 
+def local_workers(config: pytest.Config) -> int:
+    """How many workers the run had on this machine: xdist's ``popen`` ones (``-n N``, or
+    ``--tx N*popen``); 1 for a serial run."""
+    if config.getoption("dist", "no") == "no":
+        return 1
+    count = 0
+    for spec in config.getoption("tx", None) or []:
+        times, star, kind = str(spec).partition("*")
+        if not star:
+            times, kind = "1", str(spec)
+        if kind.split("//", 1)[0] == "popen":
+            count += int(times) if times.isdigit() else 1
+    return max(1, count)
+
+
 @contextmanager
 def _interruptible() -> Iterator[None]:
     """Ctrl-C and SIGTERM stop the check at once: it is work, not the run's ending, during
@@ -148,21 +167,43 @@ def _interruptible() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
-def _gate_runner(settings: Settings, records: dict[str, dict[str, Any]], log: LogSink) -> RunGate:
+def _gate_runner(
+    settings: Settings, records: dict[str, dict[str, Any]], log: LogSink, apart: bool
+) -> RunGate:
     """A gate run as the PRP's own gates run (``execute.gates``): bash, the PRP_* environment,
-    ``--prp-gate-timeout``, its output in the check's log."""
+    ``--prp-gate-timeout``, its output in the check's log; ended at once when the check stops.
+    ``apart`` (gates running side by side): each gate's output goes to the log in one piece
+    when it ends, not line by line mixed with the others'."""
     from pytest_prp.execute.gates import run_shell_gate
     from pytest_prp.supervise.limits import Limits
+    from pytest_prp.supervise.output import LogSink
 
-    def run(prp_id: str, gate: Gate, workdir: Path, commit: str) -> tuple[bool, list[str]]:
+    def run(
+        prp_id: str, gate: Gate, workdir: Path, commit: str, stop: threading.Event
+    ) -> tuple[bool, list[str]]:
         env = dict(os.environ)
         batch = (records.get(prp_id) or {}).get("batch") or ""
         env.update(
             {"PRP_ID": prp_id, "PRP_BATCH": batch, "PRP_ATTEMPT": "1", "PRP_WORKDIR": str(workdir)}
         )
-        log.section(f"{prp_id} on {commit[:12]}")
-        limits = Limits.starting_now(settings.gate_timeout, log=log)
-        result = run_shell_gate(gate, cwd=workdir, env=env, limits=limits)
+        title = f"{prp_id} on {commit[:12]}"
+        if not apart:
+            log.section(title)
+            limits = Limits.starting_now(settings.gate_timeout, log=log)
+            result = run_shell_gate(gate, cwd=workdir, env=env, limits=replace(limits, cancel=stop))
+            return result.passed, list(result.process.tail[-20:])
+        fd, name = tempfile.mkstemp(prefix="prp-final-check-", suffix=".log")
+        os.close(fd)
+        own = LogSink(Path(name))
+        try:
+            own.section(f"{title} (in {workdir.name})")
+            limits = Limits.starting_now(settings.gate_timeout, log=own)
+            result = run_shell_gate(gate, cwd=workdir, env=env, limits=replace(limits, cancel=stop))
+            own.close()
+            log.write(Path(name).read_text(encoding="utf-8", errors="replace"))
+        finally:
+            own.close()
+            os.unlink(name)
         return result.passed, list(result.process.tail[-20:])
 
     return run

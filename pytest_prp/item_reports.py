@@ -171,4 +171,13 @@ def junit_properties(data: dict[str, Any]) -> list[tuple[str, object]]:
         props.append(("merged_commit", data["merged_commit"]))
     if data.get("collides_with"):
         props.append(("collides_with", " ".join(data["collides_with"])))
+    siblings = data.get("sibling_gates") or {}
+    if siblings.get("runs"):
+        props.append(("sibling_gate_runs", siblings["runs"]))
+    for key in ("superseded", "broken_before"):
+        if siblings.get(key):
+            props.append((f"sibling_gates_{key}", "; ".join(siblings[key])))
+    if siblings.get("culprit") and not data.get("merged_commit"):
+        culprit = siblings["culprit"]
+        props.append(("breaks_sibling_gate", f"{culprit['prp_id']} gate {culprit['gate_index']}"))
     return props

@@ -12,12 +12,19 @@ from pytest_prp.records.record import FAILED, FAILED_INTEGRATION, FAILED_MERGE
 from pytest_prp.spec.model import GATE_SHELL, Gate, PrpUserError
 from pytest_prp.workspace.git_command import GitError
 from pytest_prp.workspace.merge_check import diff_text, keep_earlier, merged_since
-from pytest_prp.workspace.merge_queue import TEXTUAL, MergeOutcome, collisions, redo_prompt
+from pytest_prp.workspace.merge_queue import (
+    SEMANTIC,
+    TEXTUAL,
+    MergeOutcome,
+    collisions,
+    redo_prompt,
+)
 
 if TYPE_CHECKING:
     from pytest_prp.execute.hook_context import PrpContext
     from pytest_prp.execution import Execution
     from pytest_prp.records.record import PrpRun
+    from pytest_prp.workspace.sibling_check import SiblingGate
 
 INTEGRATION_GATE = "integration gate"
 
@@ -37,9 +44,12 @@ def redo_or_fail(
     outcome: MergeOutcome,
     fail: Callable[[PrpRun, str, str], PrpUserError],
     keep: Callable[[Execution, PrpRun], None],
+    blame: SiblingGate | None = None,
 ) -> None:
     """Raise the PRP's failure when its merge attempts are spent; else put a fresh checkout
-    of the current tip in its worktree and tell the agent why (``context.redo``)."""
+    of the current tip in its worktree and tell the agent why (``context.redo``). ``blame``:
+    the sibling whose gate the merged tree failed (``--prp-merge-check siblings``), the one
+    PRP it collides with."""
     git = execution.git
     prp = run.prp
     own_branch = prp_branch(prp.batch, prp.id)
@@ -50,7 +60,11 @@ def redo_or_fail(
     except GitError:
         merged = []
     assert outcome.conflict is not None
-    culprits = collisions(merged, outcome.conflict, outcome.paths)
+    if blame is not None and outcome.conflict == SEMANTIC:
+        culprits = [blame.prp_id]
+    else:
+        blame = None
+        culprits = collisions(merged, outcome.conflict, outcome.paths)
     run.culprits = list(dict.fromkeys([*run.culprits, *culprits]))
     run.merge_failures.append(
         {
@@ -93,6 +107,15 @@ def redo_or_fail(
             run,
             FAILED_MERGE,
             f"{prp.id}: merge into {branch} conflicts in: {paths}{with_whom}{redone}{tail}",
+        )
+    if blame is not None:
+        run.errors.append(f"{blame.label} failed on the merged tree")
+        raise fail(
+            run,
+            FAILED_INTEGRATION,
+            f"{prp.id}: merged onto {branch} at {outcome.tip[:12]}, its own gates pass but "
+            f"the sibling's {blame.label} fails{with_whom}{redone}\n\n"
+            f"{outcome.detail}{tail}",
         )
     gates = ", ".join(repr(g) for g in outcome.failed)
     run.errors.extend(f"gate {g!r} failed on the merged tree" for g in outcome.failed)

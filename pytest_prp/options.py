@@ -39,6 +39,7 @@ VALUE_OPTIONS = (
     "--prp-remote",
     "--prp-merge-attempts",
     "--prp-integration-gate",
+    "--prp-merge-check",
 )
 
 
@@ -94,6 +95,18 @@ def redo_count(value: object) -> int:
     if not text.isdigit():
         raise ValueError(f"{text!r} is not a whole number of at least 0")
     return int(text)
+
+
+MERGE_CHECKS = ("own", "siblings")
+
+
+def merge_check_scope(value: object) -> str:
+    """What a merge check runs: ``own`` (the PRP's gates) or ``siblings`` (also the gates of
+    the PRPs merged since its base). Raises ValueError with the reason."""
+    text = str(value).strip().lower()
+    if text not in MERGE_CHECKS:
+        raise ValueError(f"{text!r} is not one of {', '.join(MERGE_CHECKS)}")
+    return text
 
 
 def seconds(value: str) -> float:
@@ -244,6 +257,13 @@ def add_options(parser: pytest.Parser) -> None:
         "each on the current integration tip (default 1; 0: none)",
     )
     group.addoption(
+        "--prp-merge-check",
+        type=_argument(merge_check_scope),
+        metavar="own|siblings",
+        help="what a merge that is not a fast-forward checks on the merged tree: the PRP's own "
+        "gates, or also those of the PRPs merged since its base (default own)",
+    )
+    group.addoption(
         "--prp-remote",
         metavar="NAME",
         help="git remote shared by the controller and remote xdist workers: the controller "
@@ -314,6 +334,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("prp_heartbeat", "heartbeat interval, seconds", default="30")
     parser.addini("prp_attempts", "agent attempts per PRP", default="1")
     parser.addini("prp_merge_attempts", "redos of a PRP whose merge fails", default="1")
+    parser.addini("prp_merge_check", "own or siblings (as --prp-merge-check)", default="own")
     parser.addini("prp_integration_gate", "shell command run as a gate of every PRP", default="")
     parser.addini(
         "prp_rate_limit_wait", "longest wait of a PRP for API rate limits, seconds", default="3600"

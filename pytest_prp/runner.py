@@ -26,6 +26,7 @@ from pytest_prp.execute.hook_context import PrpContext
 from pytest_prp.execution import EXECUTION, Execution, worker_name
 from pytest_prp.keys import CONTEXT, HEARTBEAT, RUN, WAITER
 from pytest_prp.merge_redo import integration_gates, redo_or_fail
+from pytest_prp.merge_siblings import SiblingMergeCheck
 from pytest_prp.records.record import (
     BLOCKED,
     COMPLETED_EARLIER,
@@ -48,6 +49,7 @@ from pytest_prp.workspace.git_command import GitError
 from pytest_prp.workspace.ledger import trailers_message
 from pytest_prp.workspace.merge_check import check_out, drop_earlier
 from pytest_prp.workspace.merge_queue import MergeOutcome, checked_merge
+from pytest_prp.workspace.sibling_check import SIBLINGS
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -396,6 +398,7 @@ def run_call(item: PrpNode) -> None:
     )
     run.gates_executable = len(gates)
     run.gates_unverified = len(body.unverified_gates)
+    wider = _sibling_check(item, execution, run)
     while True:
         _gates_pass(item, context, run, gates)
         unverified = not body.executable_gates
@@ -408,13 +411,29 @@ def run_call(item: PrpNode) -> None:
         context.heartbeat_phase("merge")
         _note_ref_changes(item, execution, run)
         run.enter_phase("merge", context.attempt)
-        outcome = _commit_and_merge(item, execution, run, unverified, gates)
+        outcome = _commit_and_merge(item, execution, run, unverified, gates, wider)
         if outcome is None:
             return
         # Raises the PRP's failure, or prepares a redo on the current tip: steps run again.
-        redo_or_fail(execution, run, context, outcome, _fail, _keep_worktree)
+        blame = wider.record.failing if wider is not None else None
+        redo_or_fail(execution, run, context, outcome, _fail, _keep_worktree, blame)
         _run_steps(item, context, run)
         context.redo = None
+
+
+def _sibling_check(item: PrpNode, execution: Execution, run: PrpRun) -> SiblingMergeCheck | None:
+    """The sibling gates of the PRP's merge checks, when asked for (``--prp-merge-check``)."""
+    if execution.settings.verify or execution.settings.merge_check != SIBLINGS:
+        return None
+    assert run.base is not None
+
+    def run_gate(gate: Gate) -> tuple[bool, str]:
+        result = _run_gates(item, item.stash[CONTEXT], [gate], phase=False)[0]
+        return result.passed, "" if result.passed else _gate_failure_text([result])
+
+    wider = SiblingMergeCheck(execution, item.prp, run.base, run_gate)
+    run.sibling_gates = wider.record.as_json()
+    return wider
 
 
 def _gates_pass(item: PrpNode, context: PrpContext, run: PrpRun, gates: list[Gate]) -> None:
@@ -528,7 +547,12 @@ def _refuse_foreign_moves(execution: Execution, run: PrpRun) -> None:
 
 
 def _commit_and_merge(
-    item: PrpNode, execution: Execution, run: PrpRun, unverified: bool, gates: list[Gate]
+    item: PrpNode,
+    execution: Execution,
+    run: PrpRun,
+    unverified: bool,
+    gates: list[Gate],
+    wider: SiblingMergeCheck | None = None,
 ) -> MergeOutcome | None:
     """Commit the PRP's work and merge it under the rule of ``merge_queue``: None when merged,
     else how the merge failed (the PRP's commit back on its branch, the integration branch
@@ -564,11 +588,21 @@ def _commit_and_merge(
     assert run.base is not None
 
     def check() -> tuple[list[str], str]:
+        if wider is not None:
+            wider.record.failing = None  # a failure of its own gates blames no sibling
         results = _run_gates(item, item.stash[CONTEXT], gates, phase=False)
         failed = [r for r in results if not r.passed]
-        return [r.gate.name for r in failed], _gate_failure_text(results)
+        if failed or wider is None:
+            return [r.gate.name for r in failed], _gate_failure_text(results)
+        assert run.workdir is not None
+        return wider.on_merged_tree(run.workdir)  # its own gates passed: its siblings' now
 
     try:
+        if wider is not None and run.redos:  # a fast-forward would check no sibling
+            early = wider.before_fast_forward(run.workdir, info.sha, run.base, own_branch)
+            if early is not None:
+                run.merge_checks += early.checks
+                return early
         outcome = merge(
             execution.git,
             execution.branch,
@@ -587,6 +621,9 @@ def _commit_and_merge(
     except GitError as exc:
         _keep_worktree(execution, run)
         raise _fail(run, FAILED, f"{prp.id}: merge failed: {exc}") from None
+    finally:
+        if wider is not None:
+            run.sibling_gates = wider.record.as_json()
     if outcome.sha is None:
         return outcome
     run.merged_commit = outcome.sha

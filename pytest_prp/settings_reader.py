@@ -12,7 +12,13 @@ from typing import Any, TypeVar
 
 import pytest
 
-from pytest_prp.options import positive_number, redo_count, seconds, whole_number
+from pytest_prp.options import (
+    merge_check_scope,
+    positive_number,
+    redo_count,
+    seconds,
+    whole_number,
+)
 from pytest_prp.plan.settings import DEFAULT_REPORT, Settings
 
 _T = TypeVar("_T")
@@ -157,6 +163,7 @@ def read_settings(config: pytest.Config) -> Settings:
         merge_attempts=redo_count(opt.prp_merge_attempts)
         if opt.prp_merge_attempts is not None
         else _ini(config, "prp_merge_attempts", redo_count),
+        merge_check=opt.prp_merge_check or _ini(config, "prp_merge_check", merge_check_scope),
         integration_gate=(
             opt.prp_integration_gate or str(config.getini("prp_integration_gate")).strip() or None
         ),

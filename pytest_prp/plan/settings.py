@@ -42,6 +42,9 @@ class Settings:
     report: Path | None = None
     merge_attempts: int = 1  # redos on the current tip of a PRP whose merge failed
     integration_gate: str | None = None  # shell command, a gate of every PRP
+    # What a merge check runs: "own" (the PRP's gates) or "siblings" (also the gates of the
+    # PRPs merged since its base: merge_redo / workspace.sibling_check).
+    merge_check: str = "own"
     final_check: bool = False  # every merged PRP's gates on the final tip (final_check_run)
 
 

@@ -29,6 +29,9 @@ def headline(block: dict[str, Any]) -> str:
     broken = [f for f in failures if not f.get("superseded")]
     superseded = len(failures) - len(broken)
     where = f" on {str(block.get('tip') or '')[:12]}" if block.get("tip") else ""
+    slots = block.get("slots") or 1
+    if slots > 1:
+        where += f" in {slots} slots"
     text = f"Final check: {block.get('gates_run', 0)} gates of {len(prps)} PRPs{where}"
     if block.get("bisect_runs"):
         text += f" (and {block['bisect_runs']} gate runs to bisect)"

@@ -149,6 +149,8 @@ class PrpRun:
     merged_commit: str | None = None
     culprits: list[str] = field(default_factory=list)
     merge_failures: list[dict[str, Any]] = field(default_factory=list)
+    # The siblings' gates its merge checks ran (--prp-merge-check siblings; None: not asked).
+    sibling_gates: dict[str, Any] | None = None
 
     @property
     def status(self) -> str:
@@ -241,6 +243,7 @@ class PrpRun:
             "redone_on": self.redone_on,
             "collides_with": self.culprits,
             "merge_failures": self.merge_failures,
+            "sibling_gates": self.sibling_gates,
         }
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from pytest_prp.base.ids import natural_key
 from pytest_prp.base.timestamps import parse_time
 from pytest_prp.plan.planning import longest_chain
+from pytest_prp.records.final_check_view import lines as final_check_lines
 from pytest_prp.records.record import (
     BLOCKED,
     COMPLETED_EARLIER,
@@ -161,6 +162,9 @@ class ReportView:
     budget_usd: float | None
     generated_at: float
     notes: tuple[str, ...] = field(default=())
+    # The final check's lines (``final_check_view``): its headline, then one per failing gate.
+    final_check: tuple[str, ...] = field(default=())
+    final_check_passed: bool = True
 
     @property
     def done(self) -> bool:
@@ -333,6 +337,7 @@ def build_view(
         for key, value in p.tokens.items():
             tokens[key] = tokens.get(key, 0) + value
     budget = budget_usd if budget_usd is not None else read_number(document.get("budget_usd"))
+    block = document.get("final_check")
     return ReportView(
         batch_id=str(document.get("batch_id") or "?"),
         integration_branch=str(document.get("integration_branch") or ""),
@@ -357,6 +362,8 @@ def build_view(
         tokens=tokens,
         budget_usd=budget,
         generated_at=now,
+        final_check=tuple(final_check_lines(block)) if isinstance(block, dict) else (),
+        final_check_passed=not isinstance(block, dict) or block.get("passed") is not False,
     )
 
 

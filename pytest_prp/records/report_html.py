@@ -133,6 +133,7 @@ def render(view: ReportView) -> str:
         f"<h1>{_e(title)}</h1>",
         _header(view),
         _totals(view),
+        _final_check(view),
         '<section id="graph"><h2>Dependency graph</h2>',
         _status_key(view),
         f'<div class="scroll">{_graph(view)}</div></section>',
@@ -209,6 +210,19 @@ def _totals(view: ReportView) -> str:
         f"<p>{counts}</p>"
         f"<table><tr><th>stage</th><th>PRPs</th><th>cost</th></tr>{stage_rows}</table>"
         "</section>"
+    )
+
+
+def _final_check(view: ReportView) -> str:
+    """``--prp-final-check``'s verdict, as the terminal and ``prp-status`` say it."""
+    if not view.final_check:
+        return ""
+    headline, *failures = view.final_check
+    verdict = "passed" if view.final_check_passed else "failed"
+    items = "".join(f"<li>{_e(line.strip())}</li>" for line in failures)
+    return (
+        f'<section id="final-check" data-verdict="{verdict}"><h2>Final check</h2>'
+        f"<p>{_e(headline)}</p>{f'<ul>{items}</ul>' if items else ''}</section>"
     )
 
 

@@ -28,6 +28,7 @@ import itertools
 import os
 import select
 import signal
+import threading
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
@@ -239,6 +240,11 @@ def become_subreaper() -> bool:
 # Processes started by ``run_process`` and not reaped yet (in any thread): never taken for an
 # orphan, never reaped here (their ``Popen`` waits for them).
 LEADERS: set[int] = set()
+# Held while ``run_process`` starts a process, until its pid is in LEADERS, and while a sweep
+# tells orphans from the rest: a process just forked in another thread (the final check runs
+# gates side by side) carries our environment, without its cookie, until it has exec'd, and
+# would look like an orphan that wiped its environment.
+STARTING = threading.Lock()
 
 
 def sweep(token: str, *, leader: int, since: int | None, grace: float) -> list[int]:
@@ -261,12 +267,15 @@ def sweep(token: str, *, leader: int, since: int | None, grace: float) -> list[i
 
     def ours(procs: Mapping[int, Proc]) -> set[int]:
         found: set[int] = set()
-        for proc in procs.values():
-            if not proc.alive or (since is not None and proc.start < since):
-                continue  # older than the leader: cannot carry its token nor be its orphan
-            value = cookie(proc.pid)
-            if (value is not None and carries(value, token)) or (value is None and adopted(proc)):
-                found.add(proc.pid)
+        with STARTING:
+            for proc in procs.values():
+                if not proc.alive or (since is not None and proc.start < since):
+                    continue  # older than the leader: cannot carry its token nor be its orphan
+                value = cookie(proc.pid)
+                if (value is not None and carries(value, token)) or (
+                    value is None and adopted(proc)
+                ):
+                    found.add(proc.pid)
         return found
 
     ended, procs = _end_matching(ours, grace, look=_tree_or_all)

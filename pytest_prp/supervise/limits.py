@@ -11,6 +11,7 @@ message names the one that did.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -32,6 +33,9 @@ class Limits:
     # The option that set ``stated``, named in the message when it is not the process's own
     # limit (a gate cut short by the PRP's clock: ``timed out after 30 s (--prp-timeout)``).
     source: str | None = None
+    # Set from another thread to stop the process at once (``processes.Cancelled``): a thread
+    # running a process cannot be sent KeyboardInterrupt (the final check's gates in slots).
+    cancel: threading.Event | None = None
 
     @classmethod
     def starting_now(

@@ -14,7 +14,8 @@ Two limits end a process (``limits.Limits``, which also says where its output go
 the wall clock and, optionally, idleness: no output and no file changed in the activity
 directory for that long. Any
 exception in the caller's thread while the process runs (KeyboardInterrupt from Ctrl-C or from a
-SIGTERM handler, SystemExit, an error in ``on_line``) stops the group before it propagates.
+SIGTERM handler, SystemExit, an error in ``on_line``) stops the group before it propagates; so
+does ``limits.cancel``, set from another thread (``Cancelled``).
 """
 
 from __future__ import annotations
@@ -76,6 +77,10 @@ def idle_message(seconds: float, last_line: str | None) -> str:
     if last_line is None or not last_line.strip():
         return f"idle for {format_seconds(seconds)} (no output)"
     return f'idle for {format_seconds(seconds)} (last output: "{shorten_line(last_line)}")'
+
+
+class Cancelled(Exception):
+    """``limits.cancel`` was set: the process was stopped (or never started), no verdict."""
 
 
 @dataclass
@@ -315,8 +320,12 @@ def run_process(
     ``limits.deadline`` ends it; so does ``limits.idle`` (None or 0: no idle limit), once it
     printed nothing and changed no file in ``limits.activity_dir`` (``.git`` aside) for that
     long. Any exception while it runs (KeyboardInterrupt, SystemExit, an error from
-    ``on_line``) stops the group and is re-raised.
+    ``on_line``) stops the group and is re-raised; ``limits.cancel`` set stops it and raises
+    ``Cancelled`` (within ``POLL`` seconds).
     """
+    cancel = limits.cancel
+    if cancel is not None and cancel.is_set():
+        raise Cancelled(argv[0])
     start = time.monotonic()
     log, on_line = limits.log, limits.on_line
     idle_timeout = limits.idle if limits.idle is not None and limits.idle > 0 else None
@@ -335,15 +344,18 @@ def run_process(
     held = _HeldSignals()
     held.hold()
     try:
-        proc = subprocess.Popen(
-            list(argv),
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE if capture_stdout else subprocess.STDOUT,
-            start_new_session=True,
-        )
+        # Until its pid is in LEADERS, a sweep in another thread must not look (``STARTING``).
+        with leftovers.STARTING:
+            proc = subprocess.Popen(
+                list(argv),
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE if capture_stdout else subprocess.STDOUT,
+                start_new_session=True,
+            )
+            leftovers.LEADERS.add(proc.pid)
     except OSError as exc:
         held.release()
         problem = f"cannot start {argv[0]} in {cwd}: {exc.strerror or exc}\n"
@@ -371,7 +383,6 @@ def run_process(
 
     # Its start time: whatever is older cannot be its orphan (and the pid is not reaped yet).
     leader = leftovers.process(proc.pid)
-    leftovers.LEADERS.add(proc.pid)
     captured: list[bytes] | None = [] if capture_stdout else None
     watch = None if idle_timeout is None else _IdleWatch(idle_timeout, limits.activity_dir, start)
     timed_out = idle_timed_out = False
@@ -387,6 +398,8 @@ def run_process(
             pump.add_writer(proc.stdin)
             pump.watch_exit()
             while not pump.has_exited():
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled(argv[0])  # the finally below stops the group
                 now = time.monotonic()
                 remaining = deadline - now
                 if remaining <= 0:

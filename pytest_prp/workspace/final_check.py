@@ -10,7 +10,11 @@ The run's merges are the first-parent history of the integration branch from the
 of the run to its tip: each commit on it is one PRP's merge (a merge commit, or the PRP's own
 commit when the branch fast-forwarded). A PRP's gate passed on its own merge (the merge queue's
 rule), so the merge that broke it lies after that one, up to the tip: found by bisection
-(``base.bisection``) in one worktree of its own, detached, checked out at each commit tried.
+(``base.bisection_rounds``: with several slots, a round of probes at once).
+
+Where the gates run: ``final_check_slots``, as many detached worktrees at once as the run had
+workers, each checked out afresh at the commit of each piece of work (a PRP's gates on the tip,
+or a probe of a bisection).
 
 A merge that breaks the gate of a PRP it depends on (directly or not) may have changed that
 work on purpose (a later PRP refactoring what an earlier one built): it is ``superseded``, not
@@ -19,14 +23,12 @@ a failure. Running a gate is the caller's (``RunGate``): this module knows git, 
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from pytest_prp.base.bisection import first_failing
+from pytest_prp.base.bisection_rounds import RoundBisection
 from pytest_prp.spec.model import Gate
+from pytest_prp.workspace.final_check_slots import RunGate, SlotPool, Unit, Verdicts
 from pytest_prp.workspace.git_command import GitError
 from pytest_prp.workspace.repository import Repository
 
@@ -39,11 +41,6 @@ class MergedPrp:
     prp_id: str
     merged_commit: str
     gates: tuple[Gate, ...]
-
-
-# Run one gate of a PRP in a worktree holding a commit (prp_id, gate, worktree, commit):
-# passed, and the last lines of its output.
-RunGate = Callable[[str, Gate, Path, str], tuple[bool, list[str]]]
 
 
 @dataclass(frozen=True)
@@ -84,6 +81,7 @@ class FinalCheckOutcome:
     failures: list[FinalFailure] = field(default_factory=list)
     seconds: float = 0.0
     error: str | None = None
+    slots: int = 1  # the gates ran on this many worktrees at once
 
     @property
     def broken(self) -> list[FinalFailure]:
@@ -101,6 +99,7 @@ class FinalCheckOutcome:
             "passed": not self.broken and self.error is None,
             "seconds": round(self.seconds, 3),
             "error": self.error,
+            "slots": self.slots,
         }
 
 
@@ -135,41 +134,19 @@ def first_parent_chain(git: Repository, tip: str, commits: set[str]) -> list[str
     return list(reversed(chain[:oldest]))
 
 
-class _Checkout:
-    """A detached worktree of its own, reset to each commit tried (nothing a gate left there
-    reaches the next run), removed at the end."""
-
-    def __init__(self, git: Repository, path: Path, commit: str) -> None:
-        self.git, self.path = git, path
-        self.at: str | None = None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():
-            self.remove()
-        git.run("worktree", "add", "-q", "--detach", str(path), commit)
-        self.at = commit
-
-    def reset(self, commit: str) -> None:
-        self.git.run("checkout", "-q", "-f", "--detach", commit, cwd=self.path)
-        self.git.run("clean", "-ffdxq", cwd=self.path)
-        self.at = commit
-
-    def remove(self) -> None:
-        self.git.run("worktree", "remove", "--force", str(self.path), codes=None)
-        shutil.rmtree(self.path, ignore_errors=True)
-        self.git.run("worktree", "prune", codes=None)
-
-
 def run_final_check(
     git: Repository,
     branch: str,
     merged: Sequence[MergedPrp],
     graph: Mapping[str, Sequence[str]],
     run_gate: RunGate,
-    workdir: Path | None = None,
+    slots: int = 1,
 ) -> FinalCheckOutcome:
     """The gates of every PRP in ``merged`` on the tip of ``branch``; each failing gate traced
-    to the merge that broke it (``graph``: PRP id -> its dependencies, for ``superseded``)."""
-    outcome = FinalCheckOutcome()
+    to the merge that broke it (``graph``: PRP id -> its dependencies, for ``superseded``).
+    Spread over ``slots`` worktrees at once (``final_check_slots``); the outcome is the same
+    whatever order the gates end in."""
+    outcome = FinalCheckOutcome(slots=max(1, slots))
     try:
         tip = git.branch_sha(branch)
         if tip is None or not merged:
@@ -184,63 +161,113 @@ def run_final_check(
         outcome.start = parent.strip() or None
         order = [by_commit[sha] for sha in chain if sha in by_commit]
         outcome.prps = [m.prp_id for m in order]
-        prp_at = {m.merged_commit: m.prp_id for m in order}
-        where = workdir or git.worktrees_dir / f"+final-check-{os.getpid()}"
-        checkout = _Checkout(git, where, tip)
-        try:
-            for prp in order:
-                _check_prp(checkout, prp, chain, prp_at, graph, run_gate, outcome)
-        finally:
-            checkout.remove()
+        with SlotPool(git, outcome.slots, run_gate) as pool:
+            _Check(pool, chain, order, graph, outcome).run()
     except GitError as exc:
         outcome.error = str(exc)
     return outcome
 
 
-def _check_prp(
-    checkout: _Checkout,
-    prp: MergedPrp,
-    chain: list[str],
-    prp_at: Mapping[str, str],
-    graph: Mapping[str, Sequence[str]],
-    run_gate: RunGate,
-    outcome: FinalCheckOutcome,
-) -> None:
-    """One PRP's gates on the tip, in order, in one fresh checkout (as they ran for it)."""
-    tip = chain[-1]
-    checkout.reset(tip)
-    failed: list[tuple[Gate, list[str]]] = []
-    for gate in prp.gates:
-        passed, tail = run_gate(prp.prp_id, gate, checkout.path, tip)
-        outcome.gates_run += 1
-        if not passed:
-            failed.append((gate, tail))
-    for gate, tail in failed:
-        after = chain.index(prp.merged_commit) + 1
-        candidates = chain[after:]
+@dataclass
+class _Search:
+    """The bisection of one gate that fails on the tip: over the PRP's own merge and every
+    later one (the tip last, known to fail), a round of probes at a time."""
 
-        def passes(commit: str, gate: Gate = gate) -> bool:
-            # The gates before it too, in order: a gate may rely on what an earlier one built.
-            checkout.reset(commit)
-            verdict = True
-            for earlier in prp.gates:
-                ok, _ = run_gate(prp.prp_id, earlier, checkout.path, commit)
-                outcome.bisect_runs += 1
-                if earlier is gate:
-                    verdict = ok
-                    break
-            return verdict
+    prp: MergedPrp
+    gate_pos: int  # the gate's position in ``prp.gates``
+    items: list[str]  # commits: the PRP's own merge, then each later one up to the tip
+    bisection: RoundBisection
+    tail: tuple[str, ...]
+    waiting: dict[int, bool | None] = field(default_factory=dict)  # this round's verdicts
 
-        # The bisection assumes the gate passed on the PRP's own merge (the merge queue's rule);
-        # checked, so that a gate failing everywhere (a flaky one, one that depends on the
-        # machine) blames no later merge.
-        passed_on_own = bool(candidates) and passes(chain[after - 1])
-        found = first_failing(candidates, passes) if passed_on_own else None
-        culprit_sha = candidates[found] if found is not None else None
-        culprit = prp_at.get(culprit_sha) if culprit_sha is not None else None
-        superseded = culprit is not None and depends_on(graph, culprit, prp.prp_id)
-        outcome.failures.append(
-            FinalFailure(
-                prp.prp_id, gate.name, gate.index, culprit, culprit_sha, superseded, tuple(tail)
-            )
+
+class _Check:
+    """Every PRP's gates on the tip, each a unit of its own for the slots; a gate failing
+    there starts its bisection, whose probes go before the remaining tip runs (a bisection
+    is a chain of rounds: the longest path of the check). Verdicts are taken as they come;
+    what each round probes depends only on the verdicts, so the outcome does not depend on
+    which slot ends first."""
+
+    def __init__(
+        self,
+        pool: SlotPool,
+        chain: list[str],
+        order: list[MergedPrp],
+        graph: Mapping[str, Sequence[str]],
+        outcome: FinalCheckOutcome,
+    ) -> None:
+        self.pool, self.chain, self.order, self.graph = pool, chain, order, graph
+        self.outcome = outcome
+        self.prp_at = {m.merged_commit: m.prp_id for m in order}
+        self.searches: dict[tuple[int, int], _Search] = {}
+        self.failures: dict[tuple[int, int], FinalFailure] = {}
+        self.running = 0
+
+    def run(self) -> None:
+        tip = self.chain[-1]
+        for n, prp in enumerate(self.order):
+            self._submit(Unit((n,), prp.prp_id, prp.gates, tip))
+        while self.running:
+            unit, verdicts = self.pool.next_done()
+            self.running -= 1
+            if len(unit.key) == 1:  # a PRP's gates on the tip
+                self._tip_done(unit.key[0], verdicts)
+            else:
+                n, gate_pos, index = unit.key
+                self.outcome.bisect_runs += len(verdicts)
+                self._probe_done(self.searches[(n, gate_pos)], (n, gate_pos), index, verdicts)
+        # In merge order, each PRP's gates in order: the same whatever ended first.
+        self.outcome.failures = [self.failures[key] for key in sorted(self.failures)]
+
+    def _submit(self, unit: Unit, urgent: bool = False) -> None:
+        self.running += 1
+        self.pool.submit(unit, urgent=urgent)
+
+    def _tip_done(self, n: int, verdicts: Verdicts) -> None:
+        self.outcome.gates_run += len(verdicts)
+        prp = self.order[n]
+        for gate_pos, (passed, tail) in enumerate(verdicts):
+            if passed:
+                continue
+            # The gate passed on the PRP's own merge (the merge queue's rule), so what broke it
+            # is a later merge. The own merge is bisected over too: a gate failing there also
+            # (a flaky one, one that depends on the machine) blames no later merge.
+            items = self.chain[self.chain.index(prp.merged_commit) :]
+            width = self.pool.slots
+            search = _Search(prp, gate_pos, items, RoundBisection(len(items), width), tuple(tail))
+            self.searches[(n, gate_pos)] = search
+            self._next_round(search, (n, gate_pos))
+
+    def _next_round(self, search: _Search, key: tuple[int, int]) -> None:
+        if search.bisection.done:
+            self._found(search, key)
+            return
+        search.waiting = {}
+        n, gate_pos = key
+        # The gates before it too, in order: a gate may rely on what an earlier one built.
+        gates = search.prp.gates[: gate_pos + 1]
+        for index in search.bisection.round():
+            search.waiting[index] = None
+            commit = search.items[index]
+            self._submit(Unit((n, gate_pos, index), search.prp.prp_id, gates, commit), urgent=True)
+
+    def _probe_done(
+        self, search: _Search, key: tuple[int, int], index: int, verdicts: Verdicts
+    ) -> None:
+        search.waiting[index] = verdicts[-1][0]
+        if any(v is None for v in search.waiting.values()):
+            return
+        search.bisection.learn({i: bool(v) for i, v in search.waiting.items()})
+        self._next_round(search, key)
+
+    def _found(self, search: _Search, key: tuple[int, int]) -> None:
+        found = search.bisection.found
+        # Index 0 is the PRP's own merge: failing there too, no later merge broke it.
+        culprit_sha = search.items[found] if found else None
+        culprit = self.prp_at.get(culprit_sha) if culprit_sha is not None else None
+        prp = search.prp
+        superseded = culprit is not None and depends_on(self.graph, culprit, prp.prp_id)
+        gate = prp.gates[search.gate_pos]
+        self.failures[key] = FinalFailure(
+            prp.prp_id, gate.name, gate.index, culprit, culprit_sha, superseded, search.tail
         )

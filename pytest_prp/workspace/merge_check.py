@@ -67,6 +67,14 @@ def build(git: Merging, tip: str, commit: str, message: str) -> Built:
     return Built(tip, sha)
 
 
+def head_of(git: Merging, worktree: Path) -> str:
+    return git.run("rev-parse", "--verify", "HEAD", cwd=worktree)[1].strip()
+
+
+def parents_of(git: Merging, commit: str) -> list[str]:
+    return git.run("rev-list", "--parents", "-n", "1", commit)[1].split()[1:]
+
+
 def check_out(git: Merging, worktree: Path, commit: str, branch: str | None = None) -> None:
     """``commit`` into ``worktree`` (files and index), detached, or on ``branch`` reset there:
     the merged state is checked where the PRP ran, and its own commit put back after.

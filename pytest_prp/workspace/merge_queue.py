@@ -27,6 +27,7 @@ from typing import Any
 from pytest_prp.workspace.git_command import GitError
 from pytest_prp.workspace.git_workspace import GitWorkspace
 from pytest_prp.workspace.merge_check import Merged, build, check_out, swap, tip_of, tree_of
+from pytest_prp.workspace.sibling_check import sibling_notes
 
 HOLD_AFTER = 3
 # With the lock held only something outside pytest-prp (or a broken ref) fails the swap: a
@@ -187,6 +188,7 @@ def merge_notes(entry: Mapping[str, Any]) -> list[str]:
         notes.append("merged after re-check")
     elif entry.get("merged_commit") and entry.get("merge_checks"):
         notes.append("merged after check")
+    notes.extend(sibling_notes(entry.get("sibling_gates"), bool(entry.get("merged_commit"))))
     if entry.get("collides_with"):
         notes.append("collides with " + ", ".join(entry["collides_with"]))
     return notes

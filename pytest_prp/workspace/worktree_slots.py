@@ -21,6 +21,7 @@ from pathlib import Path
 
 from pytest_prp.base.naming import prp_of_branch
 from pytest_prp.supervise import leftovers
+from pytest_prp.workspace import final_check_slots
 from pytest_prp.workspace.commit_build import CommitBuilding
 from pytest_prp.workspace.git_command import GitError, failure, retry_pause
 from pytest_prp.workspace.repository import WORKTREE_ATTEMPTS
@@ -273,6 +274,7 @@ class WorktreeSlots(CommitBuilding):
         for fd in self._spent_slots:
             os.close(fd)  # slots that could not be set aside keep this run's id: never reused
         self._spent_slots = []
+        final_check_slots.sweep_stale(self)  # the final check's worktrees of a killed run
 
     def _slot_path(self) -> Path:
         """This process's reusable worktree: ``+slot-<k>`` for the first ``k`` whose lock file
