@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import sys
 import threading
 from collections.abc import Sequence
@@ -57,14 +58,18 @@ def summarise(prps: Sequence[Prp]) -> int:
             os._exit(status)
     os.close(writer)
     data = b""
+    read = False
     try:
         _made(ours)
         with os.fdopen(reader, "rb") as pipe:
             reader = -1  # closed by the with block
             data = pipe.read()
+        read = True
     finally:
         if reader >= 0:
-            os.close(reader)  # a child still writing gets a broken pipe instead of waiting
+            os.close(reader)
+        if not read:  # Ctrl-C or an error here: the child's work is not wanted, nor waited for
+            os.kill(pid, signal.SIGKILL)  # not reaped yet, so the pid is still the child's
         _, status = os.waitpid(pid, 0)
     if status != 0 or not data:
         return 0

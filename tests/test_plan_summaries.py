@@ -128,3 +128,47 @@ def test_plan_json_of_many_prps_is_the_plan_of_each(pytester: pytest.Pytester) -
         warnings += alone["warnings"]
     assert len(warnings) == 3  # PRP-9.7, PRP-9.14 and PRP-9.70: unclosed blocks
     assert [w for w in everything["warnings"] if w in warnings] == warnings
+
+
+@needs_two_cores
+@pytest.mark.usefixtures("no_other_thread")
+def test_ctrl_c_while_summarising_ends_the_child_and_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C in this process while the child works: the interrupt goes on at once and the child
+    is ended and reaped, not waited for (it would go on summarising its half)."""
+    import os
+    import time
+
+    from pytest_prp import plan_summaries
+
+    parent = os.getpid()
+    real = plan_summaries.summary_of
+
+    def interrupted(prp: Prp) -> BodySummary:
+        if os.getpid() == parent:
+            raise KeyboardInterrupt
+        time.sleep(0.2)  # the child: slow, so that waiting for it would show
+        return real(prp)
+
+    monkeypatch.setattr(plan_summaries, "summary_of", interrupted)
+    prps = loaded(write_all(tmp_path / "PRPs"))
+    before = children(parent)
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        summarise(prps)
+    assert time.monotonic() - started < 3  # the child's half would take 7 s
+    assert children(parent) == before  # the child is gone, not even a zombie left
+
+
+def children(pid: int) -> set[int]:
+    """The processes whose parent is ``pid``, zombies included (from /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # ended meanwhile
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
