@@ -7,8 +7,9 @@ Builds one throw-away git repository holding
   * empty/  nothing, to measure pytest's start-up alone,
 then times ``python -m pytest --collect-only`` on each as a subprocess (best of --repeat runs,
 after one untimed warm-up run that also checks the output) and prints a small table.
-``--prp-plan=json`` (which parses every PRP body) is timed cold (``-p no:cacheprovider``) and
-warm (pytest's cache holding the body summaries of the previous run). In-process, the body
+``--prp-plan=json`` (which parses every PRP body) is timed cold (``-p no:cacheprovider``), cold
+pinned to one core (the bodies then parsed in one process, see ``plan_summaries``) and warm
+(pytest's cache holding the body summaries of the previous run). In-process, the body
 parser is timed on the corpus files both ways: the fast block scanner (what runs) and
 markdown-it alone (the parser before it), as the baseline.
 
@@ -209,14 +210,27 @@ def pytest_command(python: str, target: str, *extra: str, cache: bool = False) -
     return [python, "-m", "pytest", "--collect-only", "-q", *no_cache, *extra, target]
 
 
+def _one_core() -> None:
+    """Run on one core only (the first this process may use): the plan view then summarises
+    the bodies in one process (``plan_summaries``)."""
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+
+
 def _run(
-    command: list[str], repo: Path, pythonpath: str | None = None
+    command: list[str], repo: Path, pythonpath: str | None = None, one_core: bool = False
 ) -> tuple[float, float, subprocess.CompletedProcess[str]]:
-    """Wall and CPU seconds (the child's user + system: less swayed by other jobs on a busy
-    machine than wall clock) of one run, and its result."""
+    """Wall and CPU seconds (the child's user + system, its own children's included: less
+    swayed by other jobs on a busy machine than wall clock) of one run, and its result."""
     before = os.times()
     start = time.perf_counter()
-    result = subprocess.run(command, cwd=repo, capture_output=True, text=True, env=_env(pythonpath))
+    result = subprocess.run(
+        command,
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env=_env(pythonpath),
+        preexec_fn=_one_core if one_core else None,
+    )
     elapsed = time.perf_counter() - start
     after = os.times()
     user = after.children_user - before.children_user
@@ -232,6 +246,7 @@ class Case:
     expect_items: int  # items pytest must list (0: none, exit status 5 allowed)
     once: bool = False  # slow and informational: its checked run is its only timed run
     pythonpath: str | None = None  # another checkout of pytest_prp to run (``--before``)
+    one_core: bool = False  # pinned to one core: the plan's bodies summarised in one process
 
 
 def check_run(case: Case, repo: Path) -> tuple[float, float]:
@@ -240,7 +255,7 @@ def check_run(case: Case, repo: Path) -> tuple[float, float]:
     As the warm-up run it also writes the byte code of the trivial tests, so every timed run
     sees the same warm state (a user's second run, not a fresh clone).
     """
-    elapsed, cpu, result = _run(case.command, repo, case.pythonpath)
+    elapsed, cpu, result = _run(case.command, repo, case.pythonpath, case.one_core)
     ok_codes = (0, 5) if case.expect_items == 0 else (0,)
     if result.returncode not in ok_codes:
         output = (result.stdout + result.stderr).strip()
@@ -275,7 +290,7 @@ def time_cases(cases: Sequence[Case], repo: Path, repeat: int) -> dict[str, Timi
         # Every other round backwards: a case run right after another over the same files
         # finds the page cache warmer, which must not always favour the same one.
         for case in repeated if k % 2 == 0 else reversed(repeated):
-            elapsed, used, _ = _run(case.command, repo, case.pythonpath)
+            elapsed, used, _ = _run(case.command, repo, case.pythonpath, case.one_core)
             runs[case.label].append(elapsed)
             cpu[case.label].append(used)
     for case in cases:
@@ -306,6 +321,7 @@ TRIVIAL_ON = "trivial tests, plugin on"
 TRIVIAL_OFF = "trivial tests, -p no:prp"
 PLAN = "PRP files, --prp-plan=json, cold"
 PLAN_WARM = "PRP files, --prp-plan=json, warm"
+PLAN_ONE_CORE = "PRP files, --prp-plan=json, cold, 1 core"
 BEFORE = " (before)"  # suffix of the rows run with ``--before REV``'s code
 
 
@@ -321,6 +337,10 @@ def build_cases(
 
     prps = Case(PRPS, command("PRPs", "--prp-all"), count, count)
     plan = Case(PLAN, command("PRPs", "--prp-all", "--prp-plan=json"), count, count)
+    # The same pinned to one core: the bodies summarised in one process, as before the second.
+    one_core = [Case(PLAN_ONE_CORE, plan.command, count, count, one_core=True)]
+    if len(os.sched_getaffinity(0)) < 2:
+        one_core = []  # the plan row is that already
     compared = []
     if before is not None:
         compared = [
@@ -328,7 +348,7 @@ def build_cases(
             Case(PLAN + BEFORE, plan.command, count, count, pythonpath=before),
         ]
     if plan_only:
-        return [Case(STARTUP_ON, command("empty"), 0, 0), prps, plan, *compared]
+        return [Case(STARTUP_ON, command("empty"), 0, 0), prps, plan, *one_core, *compared]
     return [
         Case(STARTUP_ON, command("empty"), 0, 0),
         Case(STARTUP_OFF, command("empty", "-p", "no:prp"), 0, 0),
@@ -336,6 +356,7 @@ def build_cases(
         Case(TRIVIAL_ON, command("tests"), count, count),
         Case(TRIVIAL_OFF, command("tests", "-p", "no:prp"), count, count),
         plan,
+        *one_core,
         # With pytest's cache: its warm-up run fills the cache the timed runs read.
         Case(
             PLAN_WARM,
@@ -421,6 +442,7 @@ def plan_report(t: dict[str, Timing], start_on: Timing) -> list[str]:
     out = [""]
     rows = [
         (PLAN, PRPS, "cold (every body parsed)"),
+        (PLAN_ONE_CORE, PRPS, "cold on 1 core (one process)"),
         (PLAN_WARM, PRPS, "warm (pytest's cache)"),
         (PLAN + BEFORE, PRPS + BEFORE, "cold, before"),
     ]

@@ -2,7 +2,8 @@
 lines, or (json, mermaid) as the only thing on stdout, its errors on stderr.
 
 Rendering is ``plan_view``'s (pure); this is the pytest side of it: the terminal reporter,
-output capture, and the body summaries kept in pytest's cache (``body_cache``).
+output capture, the body summaries kept in pytest's cache (``body_cache``) and those made on two
+processes (``plan_summaries``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ def show_plan(config: pytest.Config, plan: Plan, fmt: str) -> None:
     # pytest's cache (absent with -p no:cacheprovider) spares unchanged bodies a parse.
     cache = getattr(config, "cache", None)
     keys = body_cache.load(cache, plan.prps) if cache is not None else {}
+    if fmt != "mermaid":  # the only form without step and gate counts
+        from pytest_prp.plan_summaries import summarise
+
+        summarise(plan.prps)  # the bodies not in the cache, on two processes when it pays
     if fmt == "json":
         text = plan_view.render_json(plan)
     elif fmt == "mermaid":

@@ -97,6 +97,7 @@ _HEADER_CELL = re.compile(r"^:?-+:?$")
 # First characters of lines that may start a block or underline a heading ("|" anywhere may make
 # a table header).
 _MAY_START_BLOCK = frozenset("`~>|<-*_+#=0123456789")
+_HEADING_TAGS = ("", "h1", "h2", "h3", "h4", "h5", "h6")
 _CLOSING_HASHES = re.compile(r"(?:^|[ \t]+)#+[ \t]*$")
 
 
@@ -144,6 +145,9 @@ _SKIM_BOUNDARY = re.compile(
     re.M,
 )
 
+# The first two alternatives of _SKIM_BOUNDARY: a stop line that starts a block itself.
+_SKIM_TOP_START = re.compile(r"\n(?:#{1,6}(?:[ \t]|$)|`{3,}[^`\n]*$|~{3,}.*$)", re.M)
+
 
 class _Texts(dict[int, str]):
     """Each line without its indentation (markdown-it's bMarks + tShift .. eMarks), made when
@@ -171,24 +175,21 @@ class _Indents(dict[int, int]):
         return indent
 
 
+_FENCE_LINE_START = re.compile(r" *(?:```|~~~)")
+_NEXT_FENCE_LINE = re.compile(r"\n *(?:```|~~~)")
+
+
 def _fence_lines(markdown: str) -> list[int]:
     """The lines whose text after the indentation starts with ``` or ~~~."""
-    found: list[int] = []
-    for run in ("```", "~~~"):
-        line = pos = 0
-        begin = markdown.find(run)
-        while begin >= 0:
-            line_start = markdown.rfind("\n", 0, begin) + 1
-            if line_start == begin or not markdown[line_start:begin].strip(" "):
-                line += markdown.count("\n", pos, begin)
-                pos = begin
-                found.append(line)
-                after = markdown.find("\n", begin)  # one entry a line
-                begin = markdown.find(run, after) if after >= 0 else -1
-            else:
-                begin = markdown.find(run, begin + 1)
-    if "~~~" in markdown and "```" in markdown:
-        found = sorted(set(found))
+    found = [0] if _FENCE_LINE_START.match(markdown) else []
+    line = pos = 0
+    count = markdown.count
+    # One search jumping from line start to line start (the pattern starts with its "\n").
+    for match in _NEXT_FENCE_LINE.finditer(markdown):
+        begin = match.start()
+        line += count("\n", pos, begin) + 1
+        pos = begin + 1
+        found.append(line)
     return found
 
 
@@ -279,6 +280,8 @@ class _Scanner:
             return end  # nothing stops the skim: the rest gives no token read there
         count = text.count
         stop = line + count("\n", here, limit)  # limit is the "\n" before that line
+        if _SKIM_TOP_START.match(text, limit):
+            return stop  # the common case: the last block start before it is the stop line
         bound = self.start(stop + 1) if stop + 1 < len(self.lines) else len(text)
         at, pos = line, here
         for match in _SKIM_BOUNDARY.finditer(text, here + 1, bound):
@@ -335,6 +338,24 @@ class _Scanner:
             if line >= end or indents[line] < blk:
                 break
             if top and not self.detailed:
+                # A heading or a fence at column 0 ends any skim (skip_to returns the line):
+                # read at once, as ``block`` would (a "|" may make a table of the line).
+                text = texts[line]
+                if not indents[line] and "|" not in text:
+                    first = text[0]
+                    if first == "#" and _ATX.match(text):
+                        self.heading(line, text, level)
+                        line += 1
+                        if line < end and not texts[line]:
+                            line += 1
+                        continue
+                    if first in "`~":
+                        fence_end = self.fence(line, end, blk, level)
+                        if fence_end is not None:
+                            line = fence_end
+                            if line < end and not texts[line]:
+                                line += 1
+                            continue
                 target = self.skip_to(line, end)
                 if target > line:
                     line = target
@@ -482,14 +503,16 @@ class _Scanner:
         hashes = len(text) - len(text.lstrip("#"))
         content = text[hashes:].strip()
         content = _CLOSING_HASHES.sub("", content) if content.endswith("#") else content
-        opening = self.push("heading_open", f"h{hashes}", 1, level)
+        tag, markup = _HEADING_TAGS[hashes], "#" * hashes
+        opening = Tok("heading_open", tag, 1, level)
         opening.map = [line, line + 1]
-        opening.markup = "#" * hashes
-        inline = self.push("inline", "", 0, level + 1)
+        opening.markup = markup
+        inline = Tok("inline", "", 0, level + 1)
         inline.map = [line, line + 1]
         inline.content = content.strip()
-        closing = self.push("heading_close", f"h{hashes}", -1, level)
-        closing.markup = "#" * hashes
+        closing = Tok("heading_close", tag, -1, level)
+        closing.markup = markup
+        self.tokens += (opening, inline, closing)  # a PRP has dozens: spared three calls each
         if level == 0 and self.skim is not None:
             self.detailed = self.skim(hashes, inline)
 
@@ -504,18 +527,16 @@ class _Scanner:
         text = self.texts[start]
         if text[:3] not in ("```", "~~~"):
             return None
-        nested = self.nested_fence(start, end, blk, level)
-        if nested is not None:
-            return nested
         marker = text[0]
         size = len(text) - len(text.lstrip(marker))
-        if size < 3:
-            return None
         params = text[size:]
         if marker == "`" and "`" in params:
-            return None
+            return None  # neither fence rule takes the line (nested_fence_end declines too)
         line = end  # unclosed unless a closing line is found
         closed = False
+        # Whether a fence line with an info string comes before the closing one: only then
+        # can the nested rule take the block (it declines at a first bare fence line).
+        inner = False
         for here in self.candidates(start, end, blk):
             body = self.texts[here]
             if body and self.indent[here] < blk:
@@ -529,10 +550,15 @@ class _Scanner:
             if run < size:
                 continue
             if body[run:].strip(" \t"):
+                inner = True
                 continue
             line = here
             closed = True
             break
+        if inner or not closed:
+            nested = self.nested_fence(start, end, blk, level)
+            if nested is not None:
+                return nested
         token = self.push("fence", "code", 0, level)
         token.info = params
         token.content = self.get_lines(start + 1, line, self.indent[start], True)

@@ -43,6 +43,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 from markdown_it import MarkdownIt
 from markdown_it.rules_block import StateBlock
@@ -282,8 +283,9 @@ def _segments(content: str) -> list[tuple[bool, str]]:
     return parts
 
 
-@dataclass(frozen=True)
-class _Heading:
+# Named tuples: a PRP makes dozens of each, and a frozen dataclass is several times slower
+# to make.
+class _Heading(NamedTuple):
     token: int  # index of heading_open
     level: int
     text: str
@@ -291,8 +293,7 @@ class _Heading:
     line: int  # 0-based line in the markdown
 
 
-@dataclass(frozen=True)
-class _Section:
+class _Section(NamedTuple):
     heading: _Heading
     end_token: int  # exclusive
     end_line: int  # exclusive, 0-based
@@ -340,7 +341,8 @@ def parse_body(markdown: str, path: Path, first_line: int, *, fast: bool = True)
     ``fast=False`` parses with markdown-it only (tests compare the two)."""
     # Lines as markdown-it counts them (it treats "\r\n" and "\r" as "\n"; str.splitlines
     # would also split on form feeds and the like, shifting every line number after them).
-    markdown = markdown.replace("\r\n", "\n").replace("\r", "\n")
+    if "\r" in markdown:
+        markdown = markdown.replace("\r\n", "\n").replace("\r", "\n")
     # The fast scanner gives markdown-it's tokens for common markdown; else markdown-it itself.
     lines = markdown.split("\n")
     tokens: Sequence[BlockToken] | None = scan(markdown, lines=lines) if fast else None
@@ -355,7 +357,8 @@ def summarise_body(markdown: str, path: Path, first_line: int) -> BodySummary:
     (paragraphs there give only a step's ``create_paths``, which the summary does not show),
     so the scanner skims them (``blocks.Skim``). Identical to the summary of ``parse_body``
     (``tests/test_blocks.py`` compares them on every PRP shape and corpus file)."""
-    markdown = markdown.replace("\r\n", "\n").replace("\r", "\n")
+    if "\r" in markdown:
+        markdown = markdown.replace("\r\n", "\n").replace("\r", "\n")
     lines = markdown.split("\n")
     tokens = scan(markdown, _validation_in_full(), lines)
     body = parse_body(markdown, path, first_line) if tokens is None else None
@@ -425,6 +428,7 @@ def _inside(sections: list[_Section], heading: _Heading) -> bool:
 def _warn_skipped(doc: _Doc, validation: list[_Section]) -> None:
     """A PRP with no executable gate: name every code block that looks like one and is not."""
     skipped: list[tuple[int, str]] = []
+    ends: list[tuple[_Heading, int]] | None = None  # each heading and its section's end token
     for index, token in enumerate(doc.tokens):
         if token.type != "fence" or token.map is None or not token.content.strip():
             continue
@@ -437,7 +441,9 @@ def _warn_skipped(doc: _Doc, validation: list[_Section]) -> None:
             continue
         if not shell:
             continue
-        owner = [h for h in doc.headings if h.token < index < doc.section(h).end_token]
+        if ends is None:
+            ends = [(h, doc.section(h).end_token) for h in doc.headings]
+        owner = [h for h, end in ends if h.token < index < end]
         if any(_VALIDATION_LIKE.search(h.key) for h in owner):
             skipped.append((token.map[0], f"shell block under {owner[-1].text!r}"))
     if not skipped:

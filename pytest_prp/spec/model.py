@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +29,22 @@ class Problem:
 def display_path(path: Path) -> str:
     """A path as the user typed it: relative to the working directory when below it."""
     try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
+        return str(_resolved(path).relative_to(_resolved_dir(os.getcwd())))
     except (ValueError, OSError):
         return str(path)
+
+
+def _resolved(path: Path) -> Path:
+    """``path.resolve()``, its directory resolved once for all the files in it (a plan of
+    thousands of PRPs shows every one's path): the same unless the file is a symlink."""
+    if not path.is_absolute() or path.name in ("", ".", "..") or os.path.islink(path):
+        return path.resolve()
+    return _resolved_dir(str(path.parent)) / path.name
+
+
+@lru_cache(maxsize=64)
+def _resolved_dir(directory: str) -> Path:
+    return Path(directory).resolve()
 
 
 @dataclass(frozen=True)
