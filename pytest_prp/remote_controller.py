@@ -8,6 +8,7 @@ into its results directory, and ends the batch truthfully when no machine is lef
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,38 +27,50 @@ if TYPE_CHECKING:
 
 from pytest_prp.remote import RELAY, open_repository, pack_for, remote_name, unpack
 
+# At most one push of the branch per this many seconds while PRPs run (the newest tip each
+# time): a push costs the controller's machine CPU that the PRPs' gates need, and nothing
+# waits for it. A tip a worker must fetch, and the last one, are pushed at once.
+PUBLISH_EVERY = 2.0
+
 
 class Publisher:
     """Pushes the integration branch to the shared remote on a thread of its own: workers get
     the tip on their channel, so no PRP waits for a push. One push at a time, of the newest
-    tip asked for (tips asked for during a push go in the next one); ``wait`` for a tip to be
-    there (a worker that must fetch it, the end of the run)."""
+    tip asked for, at most one per ``every`` seconds unless asked ``now``; ``wait`` for a tip
+    to be there (a worker that must fetch it, the end of the run)."""
 
-    def __init__(self, push: Callable[[str], None]) -> None:
+    def __init__(self, push: Callable[[str], None], every: float = PUBLISH_EVERY) -> None:
         self._push = push
+        self._every = every
         self._cond = threading.Condition()
         self._wanted: str | None = None
         self._asked = 0  # tips asked for so far; the newest is ``_wanted``
         self._done = 0  # of them, pushed (or failed: ``error``)
+        self._now = False  # one is awaited: no pause before the next push
+        self._last = float("-inf")  # when the last push started (monotonic)
         self.error: str | None = None  # the last push's failure, None once one succeeds
+        self.pushes = 0
         self._thread: threading.Thread | None = None
 
-    def publish(self, tip: str) -> int:
-        """Have ``tip`` pushed soon; its number, for ``wait``."""
+    def publish(self, tip: str, now: bool = False) -> int:
+        """Have ``tip`` pushed (``now``: without the pause); its number, for ``wait``."""
         with self._cond:
             if tip != self._wanted:
                 self._wanted = tip
                 self._asked += 1
-                self._cond.notify_all()
+            self._now = self._now or (now and self._done < self._asked)
+            self._cond.notify_all()
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="prp-publish", daemon=True)
                 self._thread.start()
             return self._asked
 
-    def wait(self, number: int | None = None) -> str | None:
-        """Until tip ``number`` (default: the newest) is pushed or its push failed: why not."""
+    def wait(self, number: int) -> str | None:
+        """Until tip ``number`` is pushed or its push failed (then why); asked for ``now``."""
         with self._cond:
-            number = self._asked if number is None else number
+            if self._done < number:
+                self._now = True
+                self._cond.notify_all()
             self._cond.wait_for(lambda: self._done >= number)
             return self.error
 
@@ -65,7 +78,11 @@ class Publisher:
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._done < self._asked)
-                tip, number = self._wanted, self._asked
+                pause = self._last + self._every - time.monotonic()
+                if pause > 0:  # newer tips asked for meanwhile go in the same push
+                    self._cond.wait_for(lambda: self._now, timeout=pause)
+                tip, number, self._now = self._wanted, self._asked, False
+                self._last = time.monotonic()
             assert tip is not None
             try:
                 self._push(tip)
@@ -76,6 +93,7 @@ class Publisher:
                 error = f"{type(exc).__name__}: {exc}"
             with self._cond:
                 self._done, self.error = number, error
+                self.pushes += 1
                 self._cond.notify_all()
 
 
@@ -210,7 +228,7 @@ class ControllerMerges:
             tip = tip_of(self.git, branch)
         except GitError:
             return
-        error = self.publisher.wait(self.publisher.publish(tip))
+        error = self.publisher.wait(self.publisher.publish(tip, now=True))
         if error is not None:
             reporter = self.config.pluginmanager.get_plugin("terminalreporter")
             line = (
@@ -333,7 +351,7 @@ class ControllerMerges:
         try:
             return ("tip", tip, pack_for(self.git, tip, have))
         except GitError:
-            error = self.publisher.wait(self.publisher.publish(tip))
+            error = self.publisher.wait(self.publisher.publish(tip, now=True))
             if error is not None:
                 return ("failed", f"{branch} could not be published: {error}")
             return ("fetch", tip)
