@@ -372,16 +372,17 @@ class ControllerMerges:
         if not (FULL_SHA.fullmatch(tip) and FULL_SHA.fullmatch(commit)):
             return ("failed", "not a commit", b"")
         git = self.git
-        # Its objects here first, outside the lock (no ref names them), unless it lost already.
+        # Its objects here and its descent checked first, outside the lock (no ref names
+        # them yet), unless it lost already.
         sent = tip_of(git, branch) == tip
         if sent:
             unpack(git, bytes(data["pack"]))
+            descends = git.run("merge-base", "--is-ancestor", tip, commit, codes=(0, 1))[0]
+            if descends != 0:
+                return ("failed", f"{commit[:12]} does not descend from {tip[:12]}", b"")
         with self._lock, git.merge_turn(branch):
             current = tip_of(git, branch)
-            if current == tip:
-                descends = git.run("merge-base", "--is-ancestor", tip, commit, codes=(0, 1))[0]
-                if descends != 0:
-                    return ("failed", f"{commit[:12]} does not descend from {tip[:12]}", b"")
+            if sent and current == tip:
                 reflog = f"prp: merge {commit[:12]} (checked on a remote worker)"
                 if git.compare_and_swap(f"refs/heads/{branch}", commit, tip, reflog)[0] == 0:
                     self.publisher.publish(commit)
