@@ -638,3 +638,32 @@ def test_a_shared_remote_lost_mid_run_costs_no_prp_and_is_said(
     tip = git(controller, "rev-parse", branch)
     assert f"prp: {branch} is not published to origin" in out, out
     assert f"it is in this clone at {tip[:12]}" in out, out
+
+
+def test_two_workers_sharing_one_clone(controller: Path, origin: Path, tmp_path: Path) -> None:
+    # Two socket servers on one clone (as ``--tx 2*ssh=host`` makes): each moves the clone's
+    # copy of the branch to the tips it is told, by compare-and-swap, never back to an older one.
+    first = machines(origin, tmp_path / "machines", 1)[0]
+    second = Machine("m2", tmp_path / "machines" / "m2")
+    second.root.mkdir()
+    second.clone.symlink_to(first.clone)
+    second.start()
+    try:
+        done = remote_run(controller, [first, second])
+    finally:
+        first.stop()
+        second.stop()
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out
+    found_statuses = statuses(controller)
+    assert found_statuses[FAILING] == "failed_gates" and found_statuses["PRP-60.5.1"] == "success"
+    passing = sorted(p for p, s in found_statuses.items() if s == "success")
+    branch = f"prp/batch-{BATCH}"
+    assert merged(controller, branch) == passing
+    workers = {e["worker"].split("@")[0] for e in entries_of(controller).values()}
+    assert len(workers) == 2, workers
+    # The clone's copy of the branch only ever moved forward, to tips the controller held.
+    moves = git(first.clone, "reflog", "--format=%H %gs", f"refs/heads/{branch}").splitlines()
+    shas = [line.split()[0] for line in reversed(moves)]
+    for older, newer in zip(shas, shas[1:], strict=False):
+        git(controller, "merge-base", "--is-ancestor", older, newer)
