@@ -110,6 +110,7 @@ class ControllerMerges:
         self._lock = threading.Lock()
         self.channels: list[Any] = []  # to each worker (RELAY)
         self.publisher = Publisher(self._push)
+        self._last: tuple[str, str, int] | None = None  # the last push: branch, tip, number
         self.beats: dict[str, Heartbeat] = {}  # remote PRPs running, by id
         self.logs: dict[str, Path] = {}  # remote PRPs' logs relayed here, by id
         self.statuses: dict[str, str] = {}  # every PRP reported, by id (what ``stranded`` needs)
@@ -210,17 +211,13 @@ class ControllerMerges:
         )
         self.beats[prp_id] = beat.start()
 
-    @pytest.hookimpl(tryfirst=True)  # before the terminal's summary: its line goes there
+    @pytest.hookimpl(tryfirst=True)  # the last push starts before xdist ends its workers
     def pytest_sessionfinish(self) -> None:
         from pytest_prp.records.record import INTERRUPTED  # late: every pytest run imports remote
 
         for beat in self.beats.values():  # cut short (Ctrl-C): no report ended them
             beat.finish(INTERRUPTED)
         self.beats.clear()
-        self._publish_last()
-
-    def _publish_last(self) -> None:
-        """The branch on the shared remote as it ends here (one push, when it is not there)."""
         branch = self.branch
         if branch is None:
             return
@@ -228,7 +225,15 @@ class ControllerMerges:
             tip = tip_of(self.git, branch)
         except GitError:
             return
-        error = self.publisher.wait(self.publisher.publish(tip, now=True))
+        # The branch on the shared remote as it ends here (a push, unless it is there): going
+        # on while the workers end and the results are written; waited for at unconfigure.
+        self._last = (branch, tip, self.publisher.publish(tip, now=True))
+
+    def pytest_unconfigure(self) -> None:
+        if self._last is None:
+            return
+        branch, tip, number = self._last
+        error = self.publisher.wait(number)
         if error is not None:
             reporter = self.config.pluginmanager.get_plugin("terminalreporter")
             line = (
