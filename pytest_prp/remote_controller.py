@@ -31,6 +31,7 @@ from pytest_prp.remote import RELAY, open_repository, pack_for, remote_name, unp
 # time): a push costs the controller's machine CPU that the PRPs' gates need, and nothing
 # waits for it. A tip a worker must fetch, and the last one, are pushed at once.
 PUBLISH_EVERY = 2.0
+STEPS_KEPT = 32  # the last remote merges' packs kept, to answer workers one merge behind
 
 
 class Publisher:
@@ -111,6 +112,9 @@ class ControllerMerges:
         self.channels: list[Any] = []  # to each worker (RELAY)
         self.publisher = Publisher(self._push)
         self._last: tuple[str, str, int] | None = None  # the last push: branch, tip, number
+        # The last remote merges, by the tip they made: the tip before and the pack a worker
+        # sent, which is what a clone at the tip before lacks (no pack-objects to answer it).
+        self._steps: dict[str, tuple[str, bytes]] = {}
         self.beats: dict[str, Heartbeat] = {}  # remote PRPs running, by id
         self.logs: dict[str, Path] = {}  # remote PRPs' logs relayed here, by id
         self.statuses: dict[str, str] = {}  # every PRP reported, by id (what ``stranded`` needs)
@@ -354,7 +358,7 @@ class ControllerMerges:
             return ("failed", f"not this run's branch, or not commits: {branch}")
         tip = tip_of(self.git, branch)
         try:
-            return ("tip", tip, pack_for(self.git, tip, have))
+            return ("tip", tip, self._pack(tip, have))
         except GitError:
             error = self.publisher.wait(self.publisher.publish(tip, now=True))
             if error is not None:
@@ -391,10 +395,23 @@ class ControllerMerges:
                 reflog = f"prp: merge {commit[:12]} (checked on a remote worker)"
                 if git.compare_and_swap(f"refs/heads/{branch}", commit, tip, reflog)[0] == 0:
                     self.publisher.publish(commit)
+                    self._steps[commit] = (tip, bytes(data["pack"]))
+                    while len(self._steps) > STEPS_KEPT:
+                        del self._steps[next(iter(self._steps))]
                     return ("merged", commit, b"")
                 current = tip_of(git, branch)
         # Moved: the worker gets the new tip (it holds ``tip``, and ``commit`` if sent).
-        return ("moved", current, pack_for(git, current, [tip, commit] if sent else [tip]))
+        return ("moved", current, self._pack(current, [tip, commit] if sent else [tip]))
+
+    def _pack(self, tip: str, have: list[str]) -> bytes:
+        """What a clone holding ``have`` lacks of ``tip``: the pack a worker sent for that
+        very step when there is one, else ``pack_for``."""
+        if tip in have:
+            return b""
+        step = self._steps.get(tip)
+        if step is not None and step[0] in have:
+            return step[1]
+        return pack_for(self.git, tip, have)
 
 
 def keep_going_without_dead_machines(config: pytest.Config) -> None:
