@@ -13,11 +13,14 @@ diamond-and-fan shape (each creates one file and checks it and its dependencies'
                     measured in the same rounds.
   transport         per PRP, what a remote PRP adds in git, next to the local merge the same
                     PRP costs without a remote, in repositories of 200 and 2,000 files (one
-                    file changed per PRP). Now: the worker fetches the tip and bundles its
-                    commit (sent on an execnet channel); the controller unbundles it and
-                    publishes the merged tip. Before (push): the worker pushes its commit to
-                    the remote, the controller fetches it and publishes the tip deleting the
-                    pushed ref.
+                    file changed per PRP), for three ways: now (packs on the channel: the
+                    controller packs what the worker lacks of the tip, the worker unpacks it
+                    and moves its copy of the branch; the worker packs its commit, the
+                    controller unpacks it; the push to the remote is off the critical path and
+                    not counted), the last version (the worker fetches the tip and bundles its
+                    commit, the controller unbundles it and pushes the merged tip), and the one
+                    before (the worker pushes its commit, the controller fetches it and pushes
+                    the tip deleting the pushed ref).
 
 Run: ``python benchmarks/bench_remote.py [--repeat N] [--before REV]``.
 """
