@@ -138,17 +138,19 @@ class ControllerMerges:
                 pass
 
     def _relayed(self, message: Any, channel: Any = None) -> None:
-        """From a worker's ProgressRelay, or its merge request (execnet's receiver thread:
-        never raises; a merge request is answered on the channel it came on)."""
+        """From a worker's ProgressRelay, or its question: ``("tip", branch, {"have": ...})``
+        before a PRP, ``("merge", prp_id, {...})`` after its gates (execnet's receiver thread:
+        never raises; a question is answered on the channel it came on)."""
         if not isinstance(message, (tuple, list)) or len(message) != 3:
             return
-        kind, prp_id, data = message
+        kind, name, data = message
         if kind == "merge":
-            self._answer(channel, lambda: self._merge_request(str(prp_id), data))
+            self._answer(channel, lambda: self._merge_request(str(name), data))
             return
         if kind == "tip":
-            self._answer(channel, lambda: self._tip_request(str(prp_id), data))
+            self._answer(channel, lambda: self._tip_request(str(name), data))
             return
+        prp_id = name
         try:
             if kind == "beat" and isinstance(data, dict):
                 self._relayed_beat(str(prp_id), data)
@@ -223,7 +225,7 @@ class ControllerMerges:
             beat.finish(INTERRUPTED)
         self.beats.clear()
         branch = self.branch
-        if branch is None:
+        if branch is None or self.settings.verify:  # verify mode makes no branch
             return
         try:
             tip = tip_of(self.git, branch)
