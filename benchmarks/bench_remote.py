@@ -174,7 +174,7 @@ def transport(base: Path, files: int, how: str, prps: int = 10) -> tuple[float, 
         git(worker, "add", "-A")
         git(worker, "commit", "-q", "-m", f"PRP {n}")
         commit = git(worker, "rev-parse", "HEAD")
-        start -= time.perf_counter() - fetched
+        start += time.perf_counter() - fetched  # the untimed part left out
         ref = f"refs/prp/handed-back/bench/{n}"
         if how == "push":  # two versions ago: pushed, fetched by the controller
             wg.run("push", "--quiet", "--force", "origin", f"{commit}:{ref}")
