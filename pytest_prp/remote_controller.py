@@ -51,6 +51,7 @@ class Publisher:
         self._last = float("-inf")  # when the last push started (monotonic)
         self.error: str | None = None  # the last push's failure, None once one succeeds
         self.pushes = 0
+        self._closed = False
         self._thread: threading.Thread | None = None
 
     def publish(self, tip: str, now: bool = False) -> int:
@@ -75,10 +76,18 @@ class Publisher:
             self._cond.wait_for(lambda: self._done >= number)
             return self.error
 
+    def close(self) -> None:
+        """No more tips: the thread ends once what was asked for is pushed."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._done < self._asked)
+                self._cond.wait_for(lambda: self._done < self._asked or self._closed)
+                if self._done >= self._asked:
+                    return
                 pause = self._last + self._every - time.monotonic()
                 if pause > 0:  # newer tips asked for meanwhile go in the same push
                     self._cond.wait_for(lambda: self._now, timeout=pause)
@@ -236,6 +245,7 @@ class ControllerMerges:
         self._last = (branch, tip, self.publisher.publish(tip, now=True))
 
     def pytest_unconfigure(self) -> None:
+        self.publisher.close()
         if self._last is None:
             return
         branch, tip, number = self._last

@@ -36,3 +36,18 @@ def test_a_push_that_fails_is_said_until_one_succeeds() -> None:
     broken.clear()
     assert publisher.wait(publisher.publish("b", now=True)) is None
     assert publisher.pushes == 2
+
+
+def test_closed_it_pushes_what_was_asked_for_and_its_thread_ends() -> None:
+    pushed: list[str] = []
+    before = set(threading.enumerate())
+    publisher = Publisher(pushed.append, every=0.2)
+    publisher.publish("a")
+    number = publisher.publish("b")
+    publisher.close()
+    assert publisher.wait(number) is None
+    assert pushed[-1] == "b"
+    deadline = time.monotonic() + 5
+    while set(threading.enumerate()) - before:
+        assert time.monotonic() < deadline, "the publisher's thread is still there"
+        time.sleep(0.01)
