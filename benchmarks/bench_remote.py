@@ -13,11 +13,14 @@ diamond-and-fan shape (each creates one file and checks it and its dependencies'
                     measured in the same rounds.
   transport         per PRP, what a remote PRP adds in git, next to the local merge the same
                     PRP costs without a remote, in repositories of 200 and 2,000 files (one
-                    file changed per PRP). Now: the worker fetches the tip and bundles its
-                    commit (sent on an execnet channel); the controller unbundles it and
-                    publishes the merged tip. Before (push): the worker pushes its commit to
-                    the remote, the controller fetches it and publishes the tip deleting the
-                    pushed ref.
+                    file changed per PRP), for three ways: now (packs on the channel: the
+                    controller packs what the worker lacks of the tip, the worker unpacks it
+                    and moves its copy of the branch; the worker packs its commit, the
+                    controller unpacks it; the push to the remote is off the critical path and
+                    not counted), the last version (the worker fetches the tip and bundles its
+                    commit, the controller unbundles it and pushes the merged tip), and the one
+                    before (the worker pushes its commit, the controller fetches it and pushes
+                    the tip deleting the pushed ref).
 
 Run: ``python benchmarks/bench_remote.py [--repeat N] [--before REV]``.
 """
@@ -36,8 +39,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pytest_prp.remote_worker import RemoteLink, sync_tip  # noqa: E402
+from pytest_prp.remote import pack_for, unpack  # noqa: E402
+from pytest_prp.remote_worker import advance  # noqa: E402
 from pytest_prp.workspace.git_workspace import GitWorkspace  # noqa: E402
+from pytest_prp.workspace.merge_check import tip_of  # noqa: E402
 from tests.loopback import Machine, clone, machines  # noqa: E402
 from tests.test_remote import BATCH, SHAPE  # noqa: E402
 
@@ -140,20 +145,28 @@ def checkout(rev: str, dest: Path) -> Path:
     return dest
 
 
-def transport(base: Path, files: int, pushed: bool, prps: int = 10) -> tuple[float, float]:
-    """Seconds per PRP: the remote round trip (bundle, or ``pushed``), and a local merge."""
-    origin = origin_repo(base / f"t{files}-{pushed}", files, prps=False)
-    ctl = clone(origin, base / f"t{files}-{pushed}" / "controller")
-    worker = clone(origin, base / f"t{files}-{pushed}" / "worker")
+def transport(base: Path, files: int, how: str, prps: int = 10) -> tuple[float, float]:
+    """Seconds per PRP: what the remote round trip adds (``how``: ``pack``, ``bundle`` or
+    ``push``), and the local merge it stands next to."""
+    origin = origin_repo(base / f"t{files}-{how}", files, prps=False)
+    ctl = clone(origin, base / f"t{files}-{how}" / "controller")
+    worker = clone(origin, base / f"t{files}-{how}" / "worker")
     cg, wg = GitWorkspace.open(ctl), GitWorkspace.open(worker)
     branch = "prp/batch-bench"
     cg.ensure_branch(branch)
     git(ctl, "push", "-q", "origin", f"{branch}:{branch}")
-    link = RemoteLink(remote="origin", host="bench", commit="")
+    wg.ensure_branch(branch)
     remote_s = local_s = 0.0
     for n in range(prps):
         start = time.perf_counter()
-        tip = sync_tip(wg, link, branch)
+        mine = wg.branch_sha(branch)
+        if how == "pack":  # now: the tip and what the worker lacks, on the channel
+            tip = tip_of(cg, branch)
+            advance(wg, branch, tip, mine, pack_for(cg, tip, [mine or ""]))
+        else:  # a fetch of the tip the controller pushed
+            fetch = ("fetch", "--quiet", "--no-tags", "--no-auto-maintenance")
+            wg.run(*fetch, "--refmap=", "origin", f"+refs/heads/{branch}:refs/heads/{branch}")
+            tip = tip_of(wg, branch)
         fetched = time.perf_counter()
         # A commit on the tip changing one file (what a PRP hands back): not timed.
         git(worker, "checkout", "-q", "--detach", tip)
@@ -161,28 +174,34 @@ def transport(base: Path, files: int, pushed: bool, prps: int = 10) -> tuple[flo
         git(worker, "add", "-A")
         git(worker, "commit", "-q", "-m", f"PRP {n}")
         commit = git(worker, "rev-parse", "HEAD")
-        start -= time.perf_counter() - fetched
+        start += time.perf_counter() - fetched  # the untimed part left out
         ref = f"refs/prp/handed-back/bench/{n}"
-        if pushed:
+        if how == "push":  # two versions ago: pushed, fetched by the controller
             wg.run("push", "--quiet", "--force", "origin", f"{commit}:{ref}")
             cg.run("fetch", "--quiet", "--no-tags", "origin", f"+{ref}:{ref}")
-        else:
-            # What ask_to_merge sends on the channel, and the controller unbundles.
+        elif how == "bundle":  # last version: a bundle on the channel
             path = worker / ".git" / "b.bundle"
             wg.run("update-ref", ref, commit)
             wg.run("bundle", "create", "--quiet", str(path), f"^{tip}", ref)
             wg.run("update-ref", "-d", ref)
-            bundle = path.read_bytes()
-            (ctl / ".git" / "b.bundle").write_bytes(bundle)
+            (ctl / ".git" / "b.bundle").write_bytes(path.read_bytes())
             cg.run("bundle", "unbundle", str(ctl / ".git" / "b.bundle"))
+        else:  # now: a pack on the channel
+            unpack(cg, pack_for(wg, commit, [tip]))
         mid = time.perf_counter()
         cg.merge(branch, commit, f"Merge {n}")
         merged = time.perf_counter()
-        publish = [f"refs/heads/{branch}:refs/heads/{branch}", *([f":{ref}"] if pushed else [])]
-        cg.run("push", "--quiet", "origin", *publish)
-        if pushed:
-            cg.run("update-ref", "-d", ref)
-        end = time.perf_counter()
+        if how == "pack":
+            # Published off the critical path (not counted); the worker's copy follows.
+            wg.run("update-ref", f"refs/heads/{branch}", tip_of(cg, branch))
+            end = time.perf_counter()
+            git(ctl, "push", "-q", "origin", f"refs/heads/{branch}:refs/heads/{branch}")
+        else:
+            publish = [f"refs/heads/{branch}:refs/heads/{branch}"]
+            cg.run("push", "--quiet", "origin", *publish, *([f":{ref}"] if how == "push" else []))
+            if how == "push":
+                cg.run("update-ref", "-d", ref)
+            end = time.perf_counter()
         remote_s += (mid - start) + (end - merged)
         local_s += merged - mid
     return remote_s / prps, local_s / prps
@@ -225,13 +244,17 @@ def main() -> None:
         ratio = setups[1].per_prp() / setups[0].per_prp()
         verdict = "target met" if ratio <= 1.3 else "target missed"
         print(f"  per-PRP overhead remote / local: {ratio:.2f}x (target <= 1.30x): {verdict}")
-        print("transport per PRP (fetch tip, bundle, controller publish) vs the local merge:")
+        print("transport per PRP (tip to the worker, commit to the controller) vs the local merge:")
+        hows = {
+            "pack": "packs on the channel",
+            "bundle": "fetch + bundle + push",
+            "push": "fetch + push + fetch",
+        }
         for files in (200, 2000):
-            for pushed in (False, True):
-                remote_s, local_s = transport(base, files, pushed)
-                how = "push + fetch (before)" if pushed else "bundle on the channel"
+            for how, label in hows.items():
+                remote_s, local_s = transport(base, files, how)
                 print(
-                    f"  {files:5d} files  {how:22s} transport {remote_s * 1000:6.0f} ms   "
+                    f"  {files:5d} files  {label:22s} transport {remote_s * 1000:6.0f} ms   "
                     f"local merge {local_s * 1000:5.0f} ms"
                 )
 

@@ -80,6 +80,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(ReportHooks(), "prp-reports")
     if hasattr(config, "workerinput") and not settings.plan_format:
         from pytest_prp.session_hooks import WorkerFiller
+        from pytest_prp.supervise import leftovers
+
+        # A worker's process may have run workers before: an execnet socket server runs every
+        # run's worker in its one long-lived process. Each run is a run of its own.
+        leftovers.start_run()
 
         config.pluginmanager.register(WorkerFiller(), "prp-worker-filler")
     if not hasattr(config, "workerinput"):  # xdist workers report; the controller writes

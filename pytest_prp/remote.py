@@ -1,19 +1,22 @@
 """PRPs on remote pytest-xdist workers (``--tx ssh=…`` / ``--tx socket=…``): code moves by git.
 
 A worker on another machine (its own clone: another host, or another repository on this one)
-never moves the integration branch. Before each PRP it fetches the branch the controller
-published to the shared remote (``--prp-remote NAME``). After the gates pass it merges under
-the merge queue's rule, split between the two sides (``remote_merge``): the worker builds the
-merge on the tip it holds and checks the merged tree in the PRP's worktree (where the PRP ran,
-with the tools its gates need), then sends the candidate, as a git bundle, on an execnet
-channel of its own; the controller, the one holder of the branch, moves it by compare-and-swap
-from that tip and publishes it, or answers that the tip moved (the worker fetches, builds and
-checks again). The PRP files are read by both sides from their own clones: a worker whose files
+never moves the integration branch. Before each PRP it asks the controller, on an execnet
+channel of pytest-prp's own, for the branch's tip; the answer carries the commits the worker
+lacks as a thin git pack (nothing when it has the tip already): no git round trip to a shared
+remote on the batch's critical path. After the gates pass it merges under the merge queue's
+rule, split between the two sides (``remote_merge``): the worker builds the merge on the tip it
+holds and checks the merged tree in the PRP's worktree (where the PRP ran, with the tools its
+gates need), then sends the candidate, as a pack, on the same channel; the controller, the one
+holder of the branch, moves it by compare-and-swap from that tip, or answers that the tip
+moved (with the new tip's pack: the worker builds and checks again). The controller publishes
+the branch to the shared remote (``--prp-remote NAME``) off the critical path, and once more
+at the end. The PRP files are read by both sides from their own clones: a worker whose files
 differ from the controller's runs none of them.
 
 This module holds what both sides share (the option's remote, the machine and its PRP files,
-what the controller tells every worker at start, the first publication of the branch); the
-worker's side is ``remote_worker``, the controller's ``remote_controller``.
+what the controller tells every worker at start, the first publication of the branch, the
+packs); the worker's side is ``remote_worker``, the controller's ``remote_controller``.
 """
 
 from __future__ import annotations
@@ -34,7 +37,12 @@ from pytest_prp.workspace.git_workspace import GitWorkspace
 if TYPE_CHECKING:
     from pytest_prp.plan.settings import Settings
 
-HANDED_BACK = "refs/prp/handed-back"
+# Where an earlier version kept a worker's commit while handing it back (a crash could leave
+# one behind): no ref is made any more, and a run on a clone removes what is left there.
+HANDED_BACK = "refs/prp/handed-back/"
+# As ``git fetch`` (``fetch.unpackLimit``): a pack of fewer objects is unpacked into loose
+# objects, a larger one kept as a pack (index-pack: no thousands of loose files).
+UNPACK_LIMIT = 100
 RELAY = "prp_relay"  # workerinput key: the execnet channel a remote worker relays on
 
 
@@ -93,6 +101,36 @@ def prp_files(git: GitWorkspace, args: Sequence[str], invocation_dir: Path) -> d
     return found
 
 
+def pack_for(git: GitWorkspace, want: str, have: Sequence[str]) -> bytes:
+    """The objects of commit ``want`` that a clone holding the commits ``have`` lacks, as a
+    thin pack (what a fetch would send, without its round trips); empty when it has ``want``.
+    GitError when one of ``have`` is not in this clone (then the other side fetches)."""
+    if want in have:
+        return b""
+    revs = "".join(f"^{sha}\n" for sha in have)
+    return git.pipe(
+        "pack-objects", "--revs", "--thin", "--stdout", "-q", data=f"{want}\n{revs}".encode()
+    )
+
+
+def unpack(git: GitWorkspace, pack: bytes) -> None:
+    """A pack from ``pack_for`` into this clone's objects (no ref: the caller moves one)."""
+    if len(pack) < 12:
+        return  # nothing was sent
+    count = int.from_bytes(pack[8:12], "big")  # the pack header's object count
+    if count > UNPACK_LIMIT:
+        git.pipe("index-pack", "--stdin", "--fix-thin", data=pack)
+    elif count:
+        git.pipe("unpack-objects", "-q", data=pack)
+
+
+def forget_handed_back(git: GitWorkspace) -> None:
+    """Remove the hand-back refs an earlier version's run left in this clone (any branch)."""
+    listed = git.run("for-each-ref", "--format=%(refname)", HANDED_BACK)[1].split()
+    if listed:
+        git.run("update-ref", "--stdin", stdin="".join(f"delete {ref}\n" for ref in listed))
+
+
 def open_repository(config: pytest.Config, settings: Settings) -> GitWorkspace:
     from pytest_prp.base.where import start_path  # as execution.repository_start: no cycle
 
@@ -129,6 +167,7 @@ def publish_start(config: pytest.Config, settings: Settings) -> None:
     try:
         git = open_repository(config, settings)
         git.ensure_branch(branch, settings.base)
+        forget_handed_back(git)
         git.run("push", "--quiet", name, f"refs/heads/{branch}:refs/heads/{branch}")
     except GitError as exc:
         raise pytest.UsageError(f"prp: cannot publish {branch} to remote {name}: {exc}") from None

@@ -1,12 +1,15 @@
 """The controller's side of remote workers (``remote``): it is the one holder of the
-integration branch. It answers a worker's merge requests (compare-and-swap from the tip the
-worker checked, then publish), writes what workers relay into its results directory, and ends
-the batch truthfully when no machine is left.
+integration branch. It tells a worker the branch's tip (with the commits the worker lacks),
+answers its merge requests (compare-and-swap from the tip the worker checked), publishes the
+branch to the shared remote off the critical path (``Publisher``), writes what workers relay
+into its results directory, and ends the batch truthfully when no machine is left.
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +25,86 @@ if TYPE_CHECKING:
     from pytest_prp.plan.settings import Settings
     from pytest_prp.records.heartbeat import Heartbeat
 
-from pytest_prp.remote import RELAY, open_repository, remote_name
+from pytest_prp.remote import RELAY, open_repository, pack_for, remote_name, unpack
+
+# At most one push of the branch per this many seconds while PRPs run (the newest tip each
+# time): a push costs the controller's machine CPU that the PRPs' gates need, and nothing
+# waits for it. A tip a worker must fetch, and the last one, are pushed at once.
+PUBLISH_EVERY = 2.0
+STEPS_KEPT = 32  # the last remote merges' packs kept, to answer workers one merge behind
+
+
+class Publisher:
+    """Pushes the integration branch to the shared remote on a thread of its own: workers get
+    the tip on their channel, so no PRP waits for a push. One push at a time, of the newest
+    tip asked for, at most one per ``every`` seconds unless asked ``now``; ``wait`` for a tip
+    to be there (a worker that must fetch it, the end of the run)."""
+
+    def __init__(self, push: Callable[[str], None], every: float = PUBLISH_EVERY) -> None:
+        self._push = push
+        self._every = every
+        self._cond = threading.Condition()
+        self._wanted: str | None = None
+        self._asked = 0  # tips asked for so far; the newest is ``_wanted``
+        self._done = 0  # of them, pushed (or failed: ``error``)
+        self._now = False  # one is awaited: no pause before the next push
+        self._last = float("-inf")  # when the last push started (monotonic)
+        self.error: str | None = None  # the last push's failure, None once one succeeds
+        self.pushes = 0
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def publish(self, tip: str, now: bool = False) -> int:
+        """Have ``tip`` pushed (``now``: without the pause); its number, for ``wait``."""
+        with self._cond:
+            if tip != self._wanted:
+                self._wanted = tip
+                self._asked += 1
+            self._now = self._now or (now and self._done < self._asked)
+            self._cond.notify_all()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="prp-publish", daemon=True)
+                self._thread.start()
+            return self._asked
+
+    def wait(self, number: int) -> str | None:
+        """Until tip ``number`` is pushed or its push failed (then why); asked for ``now``."""
+        with self._cond:
+            if self._done < number:
+                self._now = True
+                self._cond.notify_all()
+            self._cond.wait_for(lambda: self._done >= number)
+            return self.error
+
+    def close(self) -> None:
+        """No more tips: the thread ends once what was asked for is pushed."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._done < self._asked or self._closed)
+                if self._done >= self._asked:
+                    return
+                pause = self._last + self._every - time.monotonic()
+                if pause > 0:  # newer tips asked for meanwhile go in the same push
+                    self._cond.wait_for(lambda: self._now, timeout=pause)
+                tip, number, self._now = self._wanted, self._asked, False
+                self._last = time.monotonic()
+            assert tip is not None
+            try:
+                self._push(tip)
+                error = None
+            except GitError as exc:
+                error = str(exc)
+            except Exception as exc:  # never ends the thread: a waiter would wait forever
+                error = f"{type(exc).__name__}: {exc}"
+            with self._cond:
+                self._done, self.error = number, error
+                self.pushes += 1
+                self._cond.notify_all()
 
 
 class ControllerMerges:
@@ -37,7 +119,11 @@ class ControllerMerges:
         # local workers merging into the same clone.
         self._lock = threading.Lock()
         self.channels: list[Any] = []  # to each worker (RELAY)
-        self._published: str | None = None  # the tip last pushed to the shared remote
+        self.publisher = Publisher(self._push)
+        self._last: tuple[str, str, int] | None = None  # the last push: branch, tip, number
+        # The last remote merges, by the tip they made: the tip before and the pack a worker
+        # sent, which is what a clone at the tip before lacks (no pack-objects to answer it).
+        self._steps: dict[str, tuple[str, bytes]] = {}
         self.beats: dict[str, Heartbeat] = {}  # remote PRPs running, by id
         self.logs: dict[str, Path] = {}  # remote PRPs' logs relayed here, by id
         self.statuses: dict[str, str] = {}  # every PRP reported, by id (what ``stranded`` needs)
@@ -61,14 +147,19 @@ class ControllerMerges:
                 pass
 
     def _relayed(self, message: Any, channel: Any = None) -> None:
-        """From a worker's ProgressRelay, or its merge request (execnet's receiver thread:
-        never raises; a merge request is answered on the channel it came on)."""
+        """From a worker's ProgressRelay, or its question: ``("tip", branch, {"have": ...})``
+        before a PRP, ``("merge", prp_id, {...})`` after its gates (execnet's receiver thread:
+        never raises; a question is answered on the channel it came on)."""
         if not isinstance(message, (tuple, list)) or len(message) != 3:
             return
-        kind, prp_id, data = message
+        kind, name, data = message
         if kind == "merge":
-            self._answer_merge(channel, str(prp_id), data)
+            self._answer(channel, lambda: self._merge_request(str(name), data))
             return
+        if kind == "tip":
+            self._answer(channel, lambda: self._tip_request(str(name), data))
+            return
+        prp_id = name
         try:
             if kind == "beat" and isinstance(data, dict):
                 self._relayed_beat(str(prp_id), data)
@@ -135,12 +226,40 @@ class ControllerMerges:
         )
         self.beats[prp_id] = beat.start()
 
+    @pytest.hookimpl(tryfirst=True)  # the last push starts before xdist ends its workers
     def pytest_sessionfinish(self) -> None:
         from pytest_prp.records.record import INTERRUPTED  # late: every pytest run imports remote
 
         for beat in self.beats.values():  # cut short (Ctrl-C): no report ended them
             beat.finish(INTERRUPTED)
         self.beats.clear()
+        branch = self.branch
+        if branch is None or self.settings.verify:  # verify mode makes no branch
+            return
+        try:
+            tip = tip_of(self.git, branch)
+        except GitError:
+            return
+        # The branch on the shared remote as it ends here (a push, unless it is there): going
+        # on while the workers end and the results are written; waited for at unconfigure.
+        self._last = (branch, tip, self.publisher.publish(tip, now=True))
+
+    def pytest_unconfigure(self) -> None:
+        self.publisher.close()
+        if self._last is None:
+            return
+        branch, tip, number = self._last
+        error = self.publisher.wait(number)
+        if error is not None:
+            reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+            line = (
+                f"prp: {branch} is not published to {remote_name(self.config)} ({error}); "
+                f"it is in this clone at {tip[:12]}: push it by hand"
+            )
+            if reporter is not None:
+                reporter.write_line(line, yellow=True, bold=True)
+            else:
+                print(line)
 
     def _machine_of(self, nodeid: str) -> str:
         """The worker (``gw1@<its --tx>``) the scheduler gave ``nodeid`` to."""
@@ -205,33 +324,28 @@ class ControllerMerges:
     def branch(self) -> str | None:
         return known_integration_branch(self.settings.branch, self.settings.selection.batches)
 
-    def _publish(self, branch: str, tip: str | None = None) -> None:
-        """Push the branch (at ``tip`` when known) to the shared remote, unless it is there."""
-        if tip is not None and tip == self._published:
-            return
-        name = remote_name(self.config)
-        ref = f"refs/heads/{branch}"
-        self.git.run("push", "--quiet", str(name), f"{tip or ref}:{ref}")
-        self._published = tip
+    def _push(self, tip: str) -> None:
+        """The publisher's push: the branch at ``tip`` on the shared remote."""
+        branch = self.branch
+        assert branch is not None
+        self.git.run("push", "--quiet", str(remote_name(self.config)), f"{tip}:refs/heads/{branch}")
 
     def _publish_quietly(self) -> None:
         branch = self.branch
         if branch is None:
             return
-        with self._lock:
-            try:
-                self._publish(branch, tip_of(self.git, branch))
-            except GitError:
-                pass  # the next merge publishes it; a remote worker's fetch meanwhile is stale
-
-    def _answer_merge(self, channel: Any, prp_id: str, data: Any) -> None:
-        """A worker asks to move the branch from ``tip`` to ``commit``, a merge whose tree it
-        checked (or the PRP's own commit, whose gates passed, on ``tip``): done by
-        compare-and-swap, then published; ``moved`` (the new tip published) when the branch is
-        no longer at ``tip``. Workers are trusted to run the PRPs' gates, not to move the
-        branch anywhere: ``commit`` must descend from the tip, on this run's branch."""
         try:
-            answer: tuple[str, str] = self._merge_request(prp_id, data)
+            self.publisher.publish(tip_of(self.git, branch))
+        except GitError:
+            pass  # the next merge publishes it, and the end of the run
+
+    def _answer(
+        self, channel: Any, work: Callable[[], tuple[str, str] | tuple[str, str, bytes]]
+    ) -> None:
+        """Answer a worker's question on the channel it came on (execnet's receiver thread:
+        never raises; a failure is said to the worker)."""
+        try:
+            answer = work()
         except GitError as exc:
             answer = ("failed", str(exc).splitlines()[0] if str(exc) else "git failed")
         except Exception as exc:  # a malformed request: said to the worker, never raised here
@@ -242,45 +356,74 @@ class ControllerMerges:
             except (OSError, EOFError, ValueError):
                 pass  # the worker is gone: its PRP is reported failed by xdist
 
-    def _merge_request(self, prp_id: str, data: dict[str, Any]) -> tuple[str, str]:
+    def _tip_request(
+        self, branch: str, data: dict[str, Any]
+    ) -> tuple[str, str] | tuple[str, str, bytes]:
+        """A worker, before a PRP: the branch's tip here (its dependencies merged), with the
+        objects a clone holding the commits ``have`` lacks. When one of those is not in this
+        clone (its copy of the branch came from elsewhere), the tip is published and the
+        worker fetches it (``fetch``)."""
+        from pytest_prp.workspace.repository import FULL_SHA
+
+        have = [str(sha) for sha in data["have"]]
+        if branch != self.branch or not all(FULL_SHA.fullmatch(sha) for sha in have):
+            return ("failed", f"not this run's branch, or not commits: {branch}")
+        tip = tip_of(self.git, branch)
+        try:
+            return ("tip", tip, self._pack(tip, have))
+        except GitError:
+            error = self.publisher.wait(self.publisher.publish(tip, now=True))
+            if error is not None:
+                return ("failed", f"{branch} could not be published: {error}")
+            return ("fetch", tip)
+
+    def _merge_request(self, prp_id: str, data: dict[str, Any]) -> tuple[str, str, bytes]:
+        """A worker asks to move the branch from ``tip`` to ``commit``, a merge whose tree it
+        checked (or the PRP's own commit, whose gates passed, on ``tip``), its objects in
+        ``pack``: done by compare-and-swap (the shared remote gets it from the publisher);
+        ``moved`` with the new tip and what the worker lacks of it when the branch is no longer
+        at ``tip``. Workers are trusted to run the PRPs' gates, not to move the branch
+        anywhere: ``commit`` must descend from the tip, on this run's branch."""
         from pytest_prp.base.ids import normalize_id
         from pytest_prp.workspace.repository import FULL_SHA
 
         branch, tip, commit = str(data["branch"]), str(data["tip"]), str(data["commit"])
         if normalize_id(prp_id) != prp_id or branch != self.branch:
-            return ("failed", f"not this run's PRP or branch: {prp_id} {branch}")
+            return ("failed", f"not this run's PRP or branch: {prp_id} {branch}", b"")
         if not (FULL_SHA.fullmatch(tip) and FULL_SHA.fullmatch(commit)):
-            return ("failed", "not a commit")
+            return ("failed", "not a commit", b"")
         git = self.git
-        with self._lock, git.merge_turn(branch):
-            current = tip_of(git, branch)
-            if current != tip:
-                self._publish(branch, current)  # what the worker fetches next
-                return ("moved", current)
-            self._unbundle(prp_id, bytes(data["bundle"]))
+        # Its objects here and its descent checked first, outside the lock (no ref names
+        # them yet), unless it lost already.
+        sent = tip_of(git, branch) == tip
+        if sent:
+            unpack(git, bytes(data["pack"]))
             descends = git.run("merge-base", "--is-ancestor", tip, commit, codes=(0, 1))[0]
             if descends != 0:
-                return ("failed", f"{commit[:12]} does not descend from {tip[:12]}")
-            reflog = f"prp: merge {commit[:12]} (checked on a remote worker)"
-            if git.compare_and_swap(f"refs/heads/{branch}", commit, tip, reflog)[0] != 0:
-                return ("moved", tip_of(git, branch))
-            try:
-                self._publish(branch, commit)
-            except GitError as exc:
-                # Not published: not merged either (a worker's next fetch would miss it).
-                git.compare_and_swap(f"refs/heads/{branch}", tip, commit, "prp: not published")
-                return ("failed", f"merged, not published to {remote_name(self.config)}: {exc}")
-        return ("merged", commit)
+                return ("failed", f"{commit[:12]} does not descend from {tip[:12]}", b"")
+        with self._lock, git.merge_turn(branch):
+            current = tip_of(git, branch)
+            if sent and current == tip:
+                reflog = f"prp: merge {commit[:12]} (checked on a remote worker)"
+                if git.compare_and_swap(f"refs/heads/{branch}", commit, tip, reflog)[0] == 0:
+                    self.publisher.publish(commit)
+                    self._steps[commit] = (tip, bytes(data["pack"]))
+                    while len(self._steps) > STEPS_KEPT:
+                        del self._steps[next(iter(self._steps))]
+                    return ("merged", commit, b"")
+                current = tip_of(git, branch)
+        # Moved: the worker gets the new tip (it holds ``tip``, and ``commit`` if sent).
+        return ("moved", current, self._pack(current, [tip, commit] if sent else [tip]))
 
-    def _unbundle(self, prp_id: str, bundle: bytes) -> None:
-        """The commit's objects into this clone (no ref: the compare-and-swap holds it)."""
-        path = self.git.common_dir / "prp" / f"handed-back-{prp_id}.bundle"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            path.write_bytes(bundle)
-            self.git.run("bundle", "unbundle", str(path))
-        finally:
-            path.unlink(missing_ok=True)
+    def _pack(self, tip: str, have: list[str]) -> bytes:
+        """What a clone holding ``have`` lacks of ``tip``: the pack a worker sent for that
+        very step when there is one, else ``pack_for``."""
+        if tip in have:
+            return b""
+        step = self._steps.get(tip)
+        if step is not None and step[0] in have:
+            return step[1]
+        return pack_for(self.git, tip, have)
 
 
 def keep_going_without_dead_machines(config: pytest.Config) -> None:

@@ -1,4 +1,4 @@
-"""A remote xdist worker's side (``remote``): its link to the controller, the tip it fetches
+"""A remote xdist worker's side (``remote``): its link to the controller, the tip it asks for
 before each PRP, its half of the checked merge (``remote_merge``: build, check, ask the
 controller to move the branch), and the relay of what it writes on its disk (heartbeat, log)
 to the controller on a channel of its own.
@@ -33,7 +33,15 @@ from pytest_prp.workspace.merge_queue import (
 if TYPE_CHECKING:
     from pytest_prp.plan.settings import Settings
 
-from pytest_prp.remote import HANDED_BACK, RELAY, machine, prp_files, remote_name
+from pytest_prp.remote import (
+    RELAY,
+    forget_handed_back,
+    machine,
+    pack_for,
+    prp_files,
+    remote_name,
+    unpack,
+)
 
 
 @dataclass
@@ -86,6 +94,7 @@ def worker_link(config: pytest.Config, git: GitWorkspace, settings: Settings) ->
         differing=differing,
         channel=channel,
     )
+    forget_handed_back(git)
     relay = None
     if channel is not None:
         relay = ProgressRelay(channel, settings.results_dir, settings.heartbeat)
@@ -93,28 +102,64 @@ def worker_link(config: pytest.Config, git: GitWorkspace, settings: Settings) ->
     return link
 
 
-# A fetch per PRP: git's own upkeep after each (``maintenance run --auto``, FETCH_HEAD) is not
-# ours to pay every time.
+# The fallback when the controller cannot tell what this clone lacks (its copy of the branch
+# is from elsewhere): the tip it published, fetched. Git's own upkeep after a fetch
+# (``maintenance run --auto``, FETCH_HEAD) is not ours to pay.
 _QUIET_FETCH = ("fetch", "--quiet", "--no-tags", "--no-auto-maintenance", "--no-write-fetch-head")
+# ``prp:`` reflog entries: another worker's steps on this clone see a move of ours
+# (``ref_watch.foreign_moves``), not one of their own.
+_SYNC = "prp: sync"
+_ABSENT = "0" * 40  # update-ref's old value for "no such ref yet"
+_ATTEMPTS = 20  # another worker on this clone keeps moving the branch: give up after
 
 
 def sync_tip(git: GitWorkspace, link: RemoteLink, branch: str) -> str:
-    """The integration branch as the controller last published it (GitError if unreachable)."""
-    assert link.remote is not None
-    git.run(
-        *_QUIET_FETCH,
-        "--refmap=",
-        link.remote,
-        f"+refs/heads/{branch}:refs/heads/{branch}",
-        # A ``prp:`` reflog entry: another worker's steps on this clone see a move of ours
-        # (``ref_watch.foreign_moves``), not one of their own.
-        env={"GIT_REFLOG_ACTION": "prp: sync"},
-    )
-    return tip_of(git, branch)
+    """The integration branch as the controller holds it now, in this clone (GitError if the
+    controller cannot be asked or the tip cannot be had). One question on the channel: the
+    answer carries what this clone lacks, nothing when it has the tip already."""
+    channel = link.channel
+    if channel is None:
+        raise GitError("no channel to the controller (an xdist too old or too new?)")
+    for _ in range(_ATTEMPTS):
+        mine = git.branch_sha(branch)
+        have = [mine] if mine else [link.commit]
+        answer = channel.ask(("tip", branch, {"have": have}))
+        kind, tip, pack = _parts(answer)
+        if kind == "fetch":  # the controller published ``tip`` for it
+            assert link.remote is not None
+            git.run(
+                *_QUIET_FETCH,
+                "--refmap=",
+                link.remote,
+                f"+refs/heads/{branch}:refs/heads/{branch}",
+                env={"GIT_REFLOG_ACTION": _SYNC},
+            )
+            return tip_of(git, branch)
+        if kind != "tip":
+            raise GitError(f"the controller did not say the tip: {tip or answer!r}")
+        if advance(git, branch, tip, mine, pack):
+            return tip
+    raise GitError(f"{branch} kept moving in this clone (other workers on it)")
 
 
-def handed_back_ref(run_id: str, prp_id: str) -> str:
-    return f"{HANDED_BACK}/{run_id}/{prp_id}"
+def advance(git: GitWorkspace, branch: str, tip: str, mine: str | None, pack: bytes) -> bool:
+    """This clone's copy of ``branch`` moved from ``mine`` to the controller's ``tip`` (its
+    objects from ``pack``). False when another worker on this clone moved it meanwhile:
+    compare-and-swap, so the copy never goes back to an older tip (ask again)."""
+    unpack(git, pack)
+    if tip == mine:
+        return True
+    ref = f"refs/heads/{branch}"
+    status = git.run("update-ref", "-m", _SYNC, ref, tip, mine or _ABSENT, codes=None)[0]
+    return status == 0
+
+
+def _parts(answer: Any) -> tuple[str, str, bytes]:
+    """A controller's answer ``(kind, detail[, pack])``, whatever came."""
+    if not isinstance(answer, (tuple, list)) or len(answer) not in (2, 3):
+        return "", repr(answer), b""
+    pack = answer[2] if len(answer) == 3 and isinstance(answer[2], bytes) else b""
+    return str(answer[0]), str(answer[1]), pack
 
 
 class MergeFunction(Protocol):
@@ -133,13 +178,13 @@ class MergeFunction(Protocol):
     ) -> MergeOutcome: ...
 
 
-def remote_merge(link: RemoteLink, run_id: str, prp_id: str) -> MergeFunction:
+def remote_merge(link: RemoteLink, prp_id: str) -> MergeFunction:
     """The merge queue's checked merge for a worker on another machine: the same rule and the
     same outcome as ``checked_merge``, with the branch held by the controller. The worker builds
-    the merge on the tip it knows (first the PRP's base: no fetch when nothing merged
-    meanwhile), checks the merged tree in the PRP's worktree unless that very tree already
-    passed, and asks the controller to move the branch from that tip to it; when the tip moved,
-    it fetches the new one and does it again. The branch so only moves to a tree checked here."""
+    the merge on the tip it knows (first the PRP's base: a fast-forward needs nothing more),
+    checks the merged tree in the PRP's worktree unless that very tree already passed, and asks
+    the controller to move the branch from that tip to it; when the tip moved, the answer
+    brings the new one, and it does it again. The branch so only moves to a tree checked here."""
 
     def merge(
         git: GitWorkspace,
@@ -151,16 +196,28 @@ def remote_merge(link: RemoteLink, run_id: str, prp_id: str) -> MergeFunction:
         check: Check,
         delete_branch: str | None,
     ) -> MergeOutcome:
-        ref = handed_back_ref(run_id, prp_id)
+        moved: list[str] = []  # the tip the controller's last "moved" answer brought
 
         def move(new: str, tip: str, held: bool) -> bool:
-            if not ask_to_merge(git, link, branch, new, tip, ref):
-                return False  # moved: the controller published the new tip
-            if delete_branch is not None:
-                git.run("update-ref", "-d", f"refs/heads/{delete_branch}", codes=None)
+            kind, detail, pack = ask_to_merge(git, link, prp_id, branch, new, tip)
+            if kind == "moved":
+                # Its objects here, this clone's copy of the branch there when nothing
+                # else moved it (else the next sync does).
+                advance(git, branch, detail, git.branch_sha(branch), pack)
+                moved[:] = [detail]
+                return False
+            # Merged: this clone's copy of the branch follows (the next PRP's question then
+            # needs no pack), and the PRP's branch goes, in one transaction.
+            ref = f"refs/heads/{branch}"
+            if git.compare_and_swap(ref, new, tip, _SYNC, delete_branch)[0] != 0:
+                if delete_branch is not None:  # another worker here moved the copy: fine
+                    git.run("update-ref", "-d", f"refs/heads/{delete_branch}", codes=None)
             return True
 
-        # First the base: a fast-forward needs no fetch.
+        def next_tip() -> str:
+            return moved.pop() if moved else sync_tip(git, link, branch)
+
+        # First the base: a fast-forward needs no tip from the controller.
         return merge_until_moved(
             git,
             branch,
@@ -171,36 +228,26 @@ def remote_merge(link: RemoteLink, run_id: str, prp_id: str) -> MergeFunction:
             check,
             tip=base,
             move=move,
-            next_tip=lambda: sync_tip(git, link, branch),
+            next_tip=next_tip,
         )
 
     return merge
 
 
 def ask_to_merge(
-    git: GitWorkspace, link: RemoteLink, branch: str, commit: str, tip: str, ref: str
-) -> bool:
-    """Worker: send ``commit`` (a bundle of what ``tip`` lacks: the controller published
-    ``tip``, so it holds it) and ask the controller to move ``branch`` from ``tip`` to it.
-    True when it did; False when the tip had moved (the controller published the new one)."""
+    git: GitWorkspace, link: RemoteLink, prp_id: str, branch: str, commit: str, tip: str
+) -> tuple[str, str, bytes]:
+    """Worker: send ``commit`` (a pack of what ``tip`` lacks: the controller holds ``tip``)
+    and ask the controller to move ``branch`` from ``tip`` to it. ``("merged", commit, b"")``
+    when it did; ``("moved", new tip, pack of what this clone lacks of it)`` when the tip had
+    moved. GitError when it refused."""
     if link.channel is None:
         raise GitError("no channel to the controller (an xdist too old or too new?)")
-    path = git.common_dir / "prp" / f"hand-back-{commit[:12]}.bundle"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    git.run("update-ref", ref, commit)  # a bundle names its tips by ref
-    try:
-        git.run("bundle", "create", "--quiet", str(path), f"^{tip}", ref)
-        data = {"branch": branch, "tip": tip, "commit": commit, "bundle": path.read_bytes()}
-    finally:
-        path.unlink(missing_ok=True)
-        git.run("update-ref", "-d", ref, codes=None)
-    answer = link.channel.ask(("merge", ref.rsplit("/", 1)[-1], data))
-    kind, detail = answer if isinstance(answer, (tuple, list)) and len(answer) == 2 else ("", "")
-    if kind == "merged":
-        return True
-    if kind == "moved":
-        return False
-    raise GitError(f"the controller did not merge it: {detail or answer!r}")
+    data = {"branch": branch, "tip": tip, "commit": commit, "pack": pack_for(git, commit, [tip])}
+    kind, detail, pack = _parts(link.channel.ask(("merge", prp_id, data)))
+    if kind in ("merged", "moved"):
+        return kind, detail, pack
+    raise GitError(f"the controller did not merge it: {detail}")
 
 
 _CLOSED = ("closed", "")  # what the channel's end looks like to ``ask``

@@ -144,7 +144,7 @@ def check_ready(item: PrpNode) -> None:
 
 
 def _sync_remote(execution: Execution, run: PrpRun) -> None:
-    """A remote worker: refused (other PRP files, no remote), else the controller's tip."""
+    """A remote worker: refused (other PRP files, no remote), else the controller's tip now."""
     from pytest_prp.remote_worker import sync_tip
 
     assert execution.remote is not None
@@ -153,7 +153,7 @@ def _sync_remote(execution: Execution, run: PrpRun) -> None:
         try:
             sync_tip(execution.git, execution.remote, execution.branch)
         except GitError as exc:
-            refusal = f"cannot fetch {execution.branch} on {execution.remote.where()}: {exc}"
+            refusal = f"cannot get {execution.branch} on {execution.remote.where()}: {exc}"
     if refusal is not None:
         raise _fail(run, FAILED, f"{run.prp.id}: {refusal}")
 
@@ -610,7 +610,7 @@ def _commit_and_merge(
     if execution.remote is not None:  # the same rule; the controller holds the branch
         from pytest_prp.remote_worker import remote_merge
 
-        merge = remote_merge(execution.remote, execution.run_id, prp.id)
+        merge = remote_merge(execution.remote, prp.id)
     assert run.base is not None
 
     def check() -> tuple[list[str], str]:

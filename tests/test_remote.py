@@ -559,3 +559,111 @@ def test_n_auto_next_to_tx_is_refused(controller: Path) -> None:
     assert done.returncode == 4, done.stdout + done.stderr
     assert "prp: -n auto with --tx: give the local workers as --tx specs too" in done.stderr
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_each_run_on_a_socket_server_is_a_run_of_its_own(origin: Path, tmp_path: Path) -> None:
+    # A socket server runs every run's worker in its one process: each run still names its
+    # processes with a run id of its own (what the end of a run's leftovers goes by).
+    tokens = tmp_path / "tokens"
+    source = clone(origin, tmp_path / "edit")
+    step = f'echo "$PRP_RUN_TOKEN" >> {tokens}'
+    make_batch(source, {"PRP-60.1.1": [step], "PRP-60.2.1": [step]})
+    git(source, "commit", "-qam", "PRPs that say their run")
+    git(source, "push", "-q", "origin", "HEAD:main")
+    controller = clone(origin, tmp_path / "controller")
+    found = machines(origin, tmp_path / "machines", 1)
+    try:
+        for prp in ("PRP-60.1.1", "PRP-60.2.1"):
+            done = remote_run(controller, found, "-k", prp)
+            assert done.returncode == 0, done.stdout + done.stderr
+    finally:
+        found[0].stop()
+    runs = [token.rsplit("/", 1)[-1].split(".")[0] for token in tokens.read_text().split()]
+    assert len(runs) == 2 and runs[0] != runs[1], runs
+
+
+def test_a_clone_whose_branch_the_controller_lacks_fetches_it_and_old_refs_go(
+    controller: Path, origin: Path, tmp_path: Path
+) -> None:
+    found = machines(origin, tmp_path / "machines", 1)
+    clone_ = found[0].clone
+    # Hand-back refs an earlier version's runs left, on this batch's branch and another's.
+    for where in (clone_, controller):
+        for ref in ("refs/prp/handed-back/r1/PRP-60.1.1", "refs/prp/handed-back/r2/PRP-9.1.1"):
+            git(where, "update-ref", ref, "HEAD")
+    # The machine's copy of the integration branch is a commit the controller never saw:
+    # the controller cannot tell what it lacks, so it publishes the tip and the worker fetches.
+    git(clone_, "checkout", "-q", "-b", f"prp/batch-{BATCH}")
+    git(clone_, "commit", "-q", "--allow-empty", "-m", "only on that machine")
+    git(clone_, "checkout", "-q", "main")
+    try:
+        done = remote_run(controller, found, "-k", "PRP-60.1.1 or PRP-60.2.1")
+    finally:
+        found[0].stop()
+    assert done.returncode == 0, done.stdout + done.stderr
+    branch = f"prp/batch-{BATCH}"
+    assert merged(controller, branch) == ["PRP-60.1.1", "PRP-60.2.1"]
+    assert "only on that machine" not in git(controller, "log", "--format=%s", branch)
+    assert git(clone_, "rev-parse", branch) == git(controller, "rev-parse", branch)
+    assert git(clone_, "for-each-ref", "refs/prp/") == ""
+    assert git(controller, "for-each-ref", "refs/prp/") == ""
+    assert all("handed_back" not in e for e in entries_of(controller).values())
+
+
+def test_a_shared_remote_lost_mid_run_costs_no_prp_and_is_said(
+    origin: Path, tmp_path: Path
+) -> None:
+    # Workers get the tip from the controller, not from the remote: the batch goes on, and the
+    # end of the run says the branch could not be published (it is in the controller's clone).
+    gone = tmp_path / "origin-moved.git"
+    source = clone(origin, tmp_path / "edit")
+    make_batch(source, {"PRP-60.1.1": [f"mv {origin} {gone}"]})
+    git(source, "commit", "-qam", "a PRP that takes the remote away")
+    git(source, "push", "-q", "origin", "HEAD:main")
+    controller = clone(origin, tmp_path / "controller")
+    found = machines(origin, tmp_path / "machines", 2)
+    try:
+        done = remote_run(controller, found)
+    finally:
+        for machine in found:
+            machine.stop()
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out
+    found_statuses = statuses(controller)
+    assert found_statuses[FAILING] == "failed_gates", out
+    assert found_statuses["PRP-60.5.1"] == "success", out
+    branch = f"prp/batch-{BATCH}"
+    passing = sorted(p for p, s in found_statuses.items() if s == "success")
+    assert len(passing) == 9 and merged(controller, branch) == passing
+    tip = git(controller, "rev-parse", branch)
+    assert f"prp: {branch} is not published to origin" in out, out
+    assert f"it is in this clone at {tip[:12]}" in out, out
+
+
+def test_two_workers_sharing_one_clone(controller: Path, origin: Path, tmp_path: Path) -> None:
+    # Two socket servers on one clone (as ``--tx 2*ssh=host`` makes): each moves the clone's
+    # copy of the branch to the tips it is told, by compare-and-swap, never back to an older one.
+    first = machines(origin, tmp_path / "machines", 1)[0]
+    second = Machine("m2", tmp_path / "machines" / "m2")
+    second.root.mkdir()
+    second.clone.symlink_to(first.clone)
+    second.start()
+    try:
+        done = remote_run(controller, [first, second])
+    finally:
+        first.stop()
+        second.stop()
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out
+    found_statuses = statuses(controller)
+    assert found_statuses[FAILING] == "failed_gates" and found_statuses["PRP-60.5.1"] == "success"
+    passing = sorted(p for p, s in found_statuses.items() if s == "success")
+    branch = f"prp/batch-{BATCH}"
+    assert merged(controller, branch) == passing
+    workers = {e["worker"].split("@")[0] for e in entries_of(controller).values()}
+    assert len(workers) == 2, workers
+    # The clone's copy of the branch only ever moved forward, to tips the controller held.
+    moves = git(first.clone, "reflog", "--format=%H %gs", f"refs/heads/{branch}").splitlines()
+    shas = [line.split()[0] for line in reversed(moves)]
+    for older, newer in zip(shas, shas[1:], strict=False):
+        git(controller, "merge-base", "--is-ancestor", older, newer)

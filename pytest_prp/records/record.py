@@ -142,7 +142,6 @@ class PrpRun:
     worker: str = "main"  # the xdist worker id (gw0, ...) running it, or main
     phases: list[dict[str, Any]] = field(default_factory=list)
     failure_tail: list[str] = field(default_factory=list)  # of a failed step
-    handed_back: str | None = None  # a remote worker's ref of its commit (``remote``)
     # The checked merge (merge_queue): gate runs on merged trees, of them after the tip moved,
     # redos on a newer tip, the tree merged, and the PRPs its failed merges collided with.
     merge_checks: int = 0
@@ -238,7 +237,6 @@ class PrpRun:
             "worker": self.worker,
             "phases": self.phases,
             "failure_tail": self.failure_tail,
-            **({"handed_back": self.handed_back} if self.handed_back else {}),
             "base_commit": self.base,
             "merged_commit": self.merged_commit,
             "merge_checks": self.merge_checks,

@@ -48,6 +48,14 @@ GRACE = 2.0
 SETTLE = 1.0
 
 
+def start_run() -> None:
+    """A new run id (and token count) for this process: for a process that runs pytest more
+    than once (an execnet socket server's worker), so that each run names its own processes."""
+    global RUN_ID, _counter
+    RUN_ID = uuid.uuid4().hex[:16]
+    _counter = itertools.count(1)
+
+
 def new_token(inherited: str | None) -> str:
     """A token for one process we start, under the ``inherited`` one when there is one."""
     own = f"{RUN_ID}.{next(_counter)}"

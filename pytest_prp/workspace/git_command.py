@@ -93,6 +93,21 @@ def run_git(
     return done.returncode, out.removesuffix("\n"), err.removesuffix("\n")
 
 
+def run_git_bytes(
+    executable: str, args: Sequence[str], cwd: Path, env: Mapping[str, str], data: bytes
+) -> tuple[int, bytes, str]:
+    """As ``run_git``, for binary data both ways (a pack on stdin or stdout)."""
+    done = subprocess.run(
+        [executable, *args],
+        cwd=cwd,
+        env={**os.environ, "LANGUAGE": "C", "LC_ALL": "C", **env},
+        input=data,
+        capture_output=True,
+        check=False,
+    )
+    return done.returncode, done.stdout, done.stderr.decode("utf-8", "replace").removesuffix("\n")
+
+
 def git_version(text: str) -> tuple[int, int] | None:
     """(major, minor) from ``git version 2.39.5`` (vendor suffixes allowed)."""
     match = re.search(r"(\d+)\.(\d+)", text)

@@ -27,6 +27,7 @@ from pytest_prp.workspace.git_command import (
     identity_env,
     retry_pause,
     run_git,
+    run_git_bytes,
 )
 from pytest_prp.workspace.worktree_files import default_worktrees_dir, head_branch, worktree_entries
 
@@ -132,6 +133,16 @@ class Repository:
         if codes is not None and status not in codes:
             raise GitError(failure(command, status, err))
         return status, out, err
+
+    def pipe(self, command: str, *args: str, data: bytes = b"") -> bytes:
+        """``git <command> <args>`` fed ``data``: its stdout as bytes (a pack, say); GitError
+        as ``run``."""
+        status, out, err = run_git_bytes(
+            self._executable, [command, *args], self.root, self._env, data
+        )
+        if status != 0:
+            raise GitError(failure(command, status, err))
+        return out
 
     def output(self, command: str, *args: str, cwd: Path | None = None) -> str:
         """The output of ``git <command> <args>``, which must succeed."""

@@ -1,0 +1,44 @@
+"""The packs commits travel in between a remote worker and the controller (``remote``)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pytest_prp.remote import pack_for, unpack
+from pytest_prp.workspace.git_command import GitError
+from pytest_prp.workspace.git_workspace import GitWorkspace
+from tests.conftest import git, init_repo
+from tests.loopback import clone
+
+
+def commit_files(repo: Path, count: int, tag: str) -> str:
+    for n in range(count):
+        (repo / f"{tag}{n}.txt").write_text(f"{tag} {n}\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", tag)
+    return git(repo, "rev-parse", "HEAD")
+
+
+@pytest.mark.parametrize("files", [3, 150])  # loose objects, or a pack kept (as git fetch)
+def test_a_pack_brings_what_the_other_clone_lacks(tmp_path: Path, files: int) -> None:
+    source = init_repo(tmp_path / "source")
+    base = git(source, "rev-parse", "HEAD")
+    bare = tmp_path / "origin.git"
+    git(tmp_path, "clone", "-q", "--bare", str(source), str(bare))
+    other = clone(bare, tmp_path / "other")
+    tip = commit_files(source, files, "new")
+    sender, receiver = GitWorkspace.open(source), GitWorkspace.open(other)
+    with pytest.raises(subprocess.CalledProcessError):
+        git(other, "cat-file", "-e", tip)
+    packs_before = len(list((other / ".git/objects/pack").glob("*.pack")))
+    unpack(receiver, pack_for(sender, tip, [base]))
+    assert git(other, "cat-file", "-t", tip) == "commit"
+    assert git(other, "ls-tree", "--name-only", tip).split().count(f"new{files - 1}.txt") == 1
+    kept = len(list((other / ".git/objects/pack").glob("*.pack"))) - packs_before
+    assert kept == (1 if files > 100 else 0)
+    assert pack_for(sender, tip, [tip]) == b""  # it has it: nothing to send
+    with pytest.raises(GitError):  # a commit this clone never saw: the worker must fetch
+        pack_for(receiver, tip, ["1" * 40])
