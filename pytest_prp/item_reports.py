@@ -23,6 +23,7 @@ from pytest_prp.records.record import (
     SUCCESS,
     UNVERIFIED,
 )
+from pytest_prp.workspace.merge_stack import stack_note
 
 
 class ReportHooks:
@@ -171,4 +172,6 @@ def junit_properties(data: dict[str, Any]) -> list[tuple[str, object]]:
         props.append(("merged_commit", data["merged_commit"]))
     if data.get("collides_with"):
         props.append(("collides_with", " ".join(data["collides_with"])))
+    if data.get("merge_stack"):
+        props.append(("merge_stack", stack_note(data) or ""))
     return props

@@ -25,7 +25,7 @@ from pytest_prp.base.naming import (
 from pytest_prp.execute.hook_context import PrpContext
 from pytest_prp.execution import EXECUTION, Execution, worker_name
 from pytest_prp.keys import CONTEXT, HEARTBEAT, RUN, WAITER
-from pytest_prp.merge_redo import integration_gates, redo_or_fail
+from pytest_prp.merge_redo import INTEGRATION_GATE, integration_gates, redo_or_fail, stacking
 from pytest_prp.records.record import (
     BLOCKED,
     COMPLETED_EARLIER,
@@ -47,7 +47,8 @@ from pytest_prp.supervise.ratelimit import GiveUp, RateLimitWaiter, SharedPause,
 from pytest_prp.workspace.git_command import GitError
 from pytest_prp.workspace.ledger import trailers_message
 from pytest_prp.workspace.merge_check import check_out, drop_earlier
-from pytest_prp.workspace.merge_queue import MergeOutcome, checked_merge
+from pytest_prp.workspace.merge_queue import Check, MergeOutcome, checked_merge
+from pytest_prp.workspace.merge_stack import stack_record, stacked_merge
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -563,10 +564,19 @@ def _commit_and_merge(
         merge = remote_merge(execution.remote, execution.run_id, prp.id)
     assert run.base is not None
 
-    def check() -> tuple[list[str], str]:
-        results = _run_gates(item, item.stash[CONTEXT], gates, phase=False)
-        failed = [r for r in results if not r.passed]
-        return [r.gate.name for r in failed], _gate_failure_text(results)
+    def check_of(these: list[Gate]) -> Check:
+        def check() -> tuple[list[str], str]:
+            results = _run_gates(item, item.stash[CONTEXT], these, phase=False)
+            failed = [r for r in results if not r.passed]
+            return [r.gate.name for r in failed], _gate_failure_text(results)
+
+        return check
+
+    check = check_of(gates)
+    if execution.remote is None and stacking(execution.settings, gates):
+        # The integration gate (the last gate) once per stack of merges (merge_stack).
+        merge = stacked_merge(prp.id, check_of(gates[-1:]), INTEGRATION_GATE)
+        check = check_of(gates[:-1])
 
     try:
         outcome = merge(
@@ -593,6 +603,7 @@ def _commit_and_merge(
     if run.redos:  # the redo merged: its earlier attempt is superseded
         drop_earlier(execution.git, own_branch)
     run.merge_rechecks += outcome.rechecks
+    run.merge_stack = stack_record(outcome)
     execution.passed[prp.id] = info.sha
     execution.tip = outcome.sha
     run.set_status(UNVERIFIED if unverified else SUCCESS)

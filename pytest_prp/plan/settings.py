@@ -43,6 +43,7 @@ class Settings:
     merge_attempts: int = 1  # redos on the current tip of a PRP whose merge failed
     integration_gate: str | None = None  # shell command, a gate of every PRP
     final_check: bool = False  # every merged PRP's gates on the final tip (final_check_run)
+    merge_batch: bool = False  # the integration gate once per stack of merges (merge_stack)
 
 
 DEFAULT_REPORT = Path("<default>")

@@ -149,6 +149,7 @@ class PrpRun:
     merged_commit: str | None = None
     culprits: list[str] = field(default_factory=list)
     merge_failures: list[dict[str, Any]] = field(default_factory=list)
+    merge_stack: dict[str, Any] | None = None  # merged in a stack (merge_stack.stack_record)
 
     @property
     def status(self) -> str:
@@ -241,6 +242,7 @@ class PrpRun:
             "redone_on": self.redone_on,
             "collides_with": self.culprits,
             "merge_failures": self.merge_failures,
+            **({"merge_stack": self.merge_stack} if self.merge_stack else {}),
         }
 
 
