@@ -223,3 +223,48 @@ def test_merge_batch_in_the_ini(pytester: pytest.Pytester, repo: Path, tmp_path:
     assert result.ret == 0, result.stdout.str()
     assert len(merged_runs(runs)) == 1
     assert {e["merge_stack"]["size"] for e in records(repo, "74").values()} == {2}
+
+
+def test_a_conflict_with_a_queued_prp_waits_for_it_then_is_redone(
+    pytester: pytest.Pytester, repo: Path, tmp_path: Path
+) -> None:
+    """Both append to log.txt: the second's merge conflicts with the first, still queued (its
+    check is running), not with the branch. It waits for the first to merge, then conflicts
+    with the branch's tip, and its redo there merges: both lines are on the branch."""
+    barrier, moved, first_checks = tmp_path / "barrier", tmp_path / "moved", tmp_path / "checks"
+    barrier.mkdir()
+    meet = f"until [ -e {barrier}/1 ] && [ -e {barrier}/2 ]; do sleep 0.05; done"
+    write_prp(
+        repo,
+        "PRP-75.1.1",
+        steps=[
+            f"touch {barrier}/1; {meet}\n"
+            "echo other >> other.txt && git add other.txt && git commit -qm other\n"
+            "git update-ref -m 'prp: merge (simulated)' refs/heads/prp/batch-75 HEAD\n"
+            f"git reset -q --hard HEAD~1\ntouch {moved}\necho one >> log.txt"
+        ],
+        gates=[f"if {ON_MERGED}; then touch {first_checks}; sleep 1; fi"],
+    )
+    write_prp(
+        repo,
+        "PRP-75.1.2",
+        steps=[
+            f"touch {barrier}/2; {meet}; {wait_for(moved)}; {wait_for(first_checks)}\n"
+            "echo two >> log.txt"
+        ],
+        gates=["true"],
+    )
+    runs = tmp_path / "runs"
+    result = pytester.runpytest_subprocess(
+        "--prp-batch", "75", "-n", "2", "--prp-merge-batch",
+        "--prp-integration-gate", gate_logging(runs),
+    )  # fmt: skip
+    assert result.ret == 0, result.stdout.str()
+    found = records(repo, "75")
+    assert {e["status"] for e in found.values()} == {"success"}
+    assert found["PRP-75.1.1"]["redos"] == 0
+    assert found["PRP-75.1.2"]["redos"] == 1
+    assert found["PRP-75.1.2"]["merge_failures"][0]["kind"] == "textual"
+    assert sorted(merged_ids(repo, "prp/batch-75")) == ["PRP-75.1.1", "PRP-75.1.2"]
+    log = git(repo, "show", "prp/batch-75:log.txt").splitlines()
+    assert sorted(log) == ["one", "two"]

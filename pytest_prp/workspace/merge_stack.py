@@ -266,6 +266,8 @@ def _join(
     waiting under its conflict."""
     queue = load(git, branch)
     changed = _forget(queue, mine.prp_id)
+    # A PRP whose worker died (left by a killed run): not built on.
+    changed = _prune_dead(git, branch, queue) or changed
     tip = tip_of(git, branch)
     top = queue.top() or tip
     outcome.tip = top
@@ -277,13 +279,22 @@ def _join(
                 save(git, branch, queue)
             outcome.sha, outcome.fast_forward = mine.commit, True
             return _DONE
-    built = build(git, top, mine.commit, message)
-    if built.sha is None:
+    if _is_ancestor(git, mine.commit, tip):
+        # Merged by a runner that died before it could say so: on the branch, once.
         if changed:
             save(git, branch, queue)
-        if queue.entries:
+        outcome.sha = tip
+        return _DONE
+    built = build(git, top, mine.commit, message)
+    if built.sha is None:
+        on_tip = build(git, tip, mine.commit, message) if queue.entries else built
+        if changed:
+            save(git, branch, queue)
+        if on_tip.sha is not None:
+            # It conflicts with PRPs still queued, not with the branch: they may not merge.
             return [e.prp_id for e in queue.entries]
-        outcome.conflict, outcome.paths = TEXTUAL, built.conflicts
+        outcome.tip = tip
+        outcome.conflict, outcome.paths = TEXTUAL, on_tip.conflicts
         return _DONE
     if not queue.entries:
         queue.base = tip
@@ -293,6 +304,11 @@ def _join(
     queue.entries.append(mine)
     save(git, branch, queue)
     return _JOINED
+
+
+def _is_ancestor(git: Merging, commit: str, tip: str) -> bool:
+    status = git.run("merge-base", "--is-ancestor", commit, tip, codes=(0, 1))[0]
+    return status == 0
 
 
 def _check(
