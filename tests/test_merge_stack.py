@@ -107,6 +107,12 @@ def test_a_stack_merges_with_one_integration_gate_run(
     result.stdout.fnmatch_lines(
         [f"*PRP-70.1.*merged in a stack of 2, integration gate run once on {tip[:12]}*"] * 2
     )
+    status = subprocess.run(
+        [sys.executable, "-m", "pytest_prp", "status", "--results-dir", ".ce/orchestration"],
+        cwd=repo, capture_output=True, text=True,
+    )  # fmt: skip
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.count("merged in a stack of 2") == 2, status.stdout
 
 
 def test_batching_off_runs_the_integration_gate_per_merge(
