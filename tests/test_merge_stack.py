@@ -274,3 +274,42 @@ def test_a_conflict_with_a_queued_prp_waits_for_it_then_is_redone(
     assert sorted(merged_ids(repo, "prp/batch-75")) == ["PRP-75.1.1", "PRP-75.1.2"]
     log = git(repo, "show", "prp/batch-75:log.txt").splitlines()
     assert sorted(log) == ["one", "two"]
+
+
+def test_stress_twenty_prps_under_four_workers(
+    pytester: pytest.Pytester, repo: Path, tmp_path: Path
+) -> None:
+    """20 independent PRPs under -n 4, every fifth appending to one shared file (textual
+    conflicts, redone on the tip), with an integration gate that takes a while on merged
+    trees: stacks form, every PRP merges exactly once, and the branch moved only to commits
+    the integration gate passed on."""
+    runs = tmp_path / "runs"
+    ids = [f"PRP-76.1.{n}" for n in range(1, 21)]
+    for n, prp_id in enumerate(ids, 1):
+        steps = [f"echo {prp_id} > f{n}.txt; sleep 0.{n % 4}"]
+        if n % 5 == 0:
+            steps.append(f"echo {prp_id} >> shared.txt")
+        write_prp(repo, prp_id, steps=steps, gates=[f"test -f f{n}.txt"])
+    gate = f"if {ON_MERGED}; then git rev-parse HEAD >> {runs}; sleep 0.5; fi"
+    result = pytester.runpytest_subprocess(
+        "--prp-batch", "76", "-n", "4", "--prp-merge-batch", "--prp-merge-attempts", "5",
+        "--prp-integration-gate", gate,
+    )  # fmt: skip
+    assert result.ret == 0, result.stdout.str()[-3000:]
+    found = records(repo, "76")
+    assert {e["status"] for e in found.values()} == {"success"}
+    assert sorted(merged_ids(repo, "prp/batch-76")) == sorted(ids)
+    lines = git(repo, "show", "prp/batch-76:shared.txt").splitlines()
+    assert sorted(lines) == sorted(ids[4::5])
+    # Every commit the branch pointed at is a fast-forward to a PRP's own commit (its gates,
+    # the integration gate among them, passed on that tree) or a stack's tip the gate passed on.
+    history = git(repo, "rev-list", "--first-parent", "prp/batch-76", "^main").split()
+    assert sorted(history) == sorted(e["merged_commit"] for e in found.values())
+    tips = set(merged_runs(runs))
+    stacked = [e for e in found.values() if "merge_stack" in e]
+    assert {e["merge_stack"]["gate_commit"] for e in stacked} <= tips
+    moved_to = git(repo, "reflog", "--format=%H", "prp/batch-76").split()
+    fast_forwards = {e["merged_commit"] for e in found.values() if "merge_stack" not in e}
+    assert set(moved_to) - {git(repo, "rev-parse", "main")} <= tips | fast_forwards
+    # Stacks formed: fewer gate runs on stack tips than PRPs merged through the queue.
+    assert stacked and max(e["merge_stack"]["size"] for e in stacked) > 1
