@@ -125,7 +125,7 @@ def load(git: Merging, branch: str) -> Queue:
         entries = [Entry(**e) for e in data.get("entries") or []]
         results = dict(data.get("results") or {})
         return Queue(data.get("base"), entries, results, float(data.get("gate_seconds") or 0))
-    except (OSError, ValueError, TypeError):
+    except (OSError, ValueError, TypeError, AttributeError):
         return Queue()
 
 
@@ -501,11 +501,12 @@ def stack_record(outcome: MergeOutcome) -> dict[str, Any] | None:
 
 
 def stack_note(entry: Mapping[str, Any]) -> str | None:
-    """What a PRP's summary line says of the stack that merged it (a result JSON entry)."""
-    stack = entry.get("merge_stack") or {}
-    if not stack.get("gate_commit"):
+    """What a PRP's summary line says of the stack that merged it (a result JSON entry, which
+    may come from anywhere: anything but the expected shape says nothing)."""
+    stack = entry.get("merge_stack")
+    if not isinstance(stack, dict) or not isinstance(stack.get("gate_commit"), str):
         return None
     return (
-        f"merged in a stack of {stack['size']}, integration gate run once on "
-        f"{str(stack['gate_commit'])[:12]}"
+        f"merged in a stack of {stack.get('size', '?')}, integration gate run once on "
+        f"{stack['gate_commit'][:12]}"
     )
