@@ -23,6 +23,7 @@ from pytest_prp.records.record import (
     SUCCESS,
     UNVERIFIED,
 )
+from pytest_prp.workspace.merge_stack import stack_note
 
 
 class ReportHooks:
@@ -180,4 +181,6 @@ def junit_properties(data: dict[str, Any]) -> list[tuple[str, object]]:
     if siblings.get("culprit") and not data.get("merged_commit"):
         culprit = siblings["culprit"]
         props.append(("breaks_sibling_gate", f"{culprit['prp_id']} gate {culprit['gate_index']}"))
+    if data.get("merge_stack"):
+        props.append(("merge_stack", stack_note(data) or ""))
     return props

@@ -4,7 +4,7 @@ on the current integration tip, up to ``--prp-merge-attempts`` times; then it fa
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from pytest_prp.base.naming import earlier_branch, prp_branch
@@ -23,6 +23,7 @@ from pytest_prp.workspace.merge_queue import (
 if TYPE_CHECKING:
     from pytest_prp.execute.hook_context import PrpContext
     from pytest_prp.execution import Execution
+    from pytest_prp.plan.settings import Settings
     from pytest_prp.records.record import PrpRun
     from pytest_prp.workspace.sibling_check import SiblingGate
 
@@ -35,6 +36,12 @@ def integration_gates(command: str | None, after: int) -> list[Gate]:
     if not command:
         return []
     return [Gate(index=after + 1, name=INTEGRATION_GATE, kind=GATE_SHELL, command=command, line=0)]
+
+
+def stacking(settings: Settings, gates: Sequence[Gate]) -> bool:
+    """Whether merges are batched (``--prp-merge-batch``): only with an integration gate,
+    the last of ``gates``, to run once per stack."""
+    return bool(settings.merge_batch and gates and gates[-1].name == INTEGRATION_GATE)
 
 
 def redo_or_fail(

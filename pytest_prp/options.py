@@ -275,6 +275,12 @@ def add_options(parser: pytest.Parser) -> None:
         help="shell command run like a gate of every PRP, on its tree and on merged trees",
     )
     group.addoption(
+        "--prp-merge-batch",
+        action="store_true",
+        default=None,
+        help="merges that queue up run the integration gate once, on the tip of their stack",
+    )
+    group.addoption(
         "--prp-budget-usd",
         type=_positive_float,
         metavar="USD",
@@ -336,6 +342,10 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("prp_merge_attempts", "redos of a PRP whose merge fails", default="1")
     parser.addini("prp_merge_check", "own or siblings (as --prp-merge-check)", default="own")
     parser.addini("prp_integration_gate", "shell command run as a gate of every PRP", default="")
+    parser.addini(
+        "prp_merge_batch", "batch the merges that queue up (as --prp-merge-batch)", type="bool",
+        default=False,
+    )  # fmt: skip
     parser.addini(
         "prp_rate_limit_wait", "longest wait of a PRP for API rate limits, seconds", default="3600"
     )

@@ -25,7 +25,7 @@ from pytest_prp.base.naming import (
 from pytest_prp.execute.hook_context import PrpContext
 from pytest_prp.execution import EXECUTION, Execution, worker_name
 from pytest_prp.keys import CONTEXT, HEARTBEAT, RUN, WAITER
-from pytest_prp.merge_redo import integration_gates, redo_or_fail
+from pytest_prp.merge_redo import INTEGRATION_GATE, integration_gates, redo_or_fail, stacking
 from pytest_prp.merge_siblings import SiblingMergeCheck
 from pytest_prp.records.record import (
     BLOCKED,
@@ -49,7 +49,8 @@ from pytest_prp.supervise.ratelimit import GiveUp, RateLimitWaiter, SharedPause,
 from pytest_prp.workspace.git_command import GitError
 from pytest_prp.workspace.ledger import trailers_message
 from pytest_prp.workspace.merge_check import check_out, drop_earlier
-from pytest_prp.workspace.merge_queue import MergeOutcome, checked_merge
+from pytest_prp.workspace.merge_queue import Check, MergeOutcome, checked_merge
+from pytest_prp.workspace.merge_stack import stack_record, stacked_merge
 from pytest_prp.workspace.sibling_check import SIBLINGS
 
 if TYPE_CHECKING:
@@ -613,15 +614,25 @@ def _commit_and_merge(
         merge = remote_merge(execution.remote, prp.id)
     assert run.base is not None
 
-    def check() -> tuple[list[str], str]:
-        if wider is not None:
-            wider.record.failing = None  # a failure of its own gates blames no sibling
-        results = _run_gates(item, item.stash[CONTEXT], gates, phase=False)
-        failed = [r for r in results if not r.passed]
-        if failed or wider is None:
-            return [r.gate.name for r in failed], _gate_failure_text(results)
-        assert run.workdir is not None
-        return wider.on_merged_tree(run.workdir)  # its own gates passed: its siblings' now
+    def check_of(these: list[Gate], siblings: bool = True) -> Check:
+        def check() -> tuple[list[str], str]:
+            if wider is not None and siblings:
+                wider.record.failing = None  # a failure of its own gates blames no sibling
+            results = _run_gates(item, item.stash[CONTEXT], these, phase=False)
+            failed = [r for r in results if not r.passed]
+            if failed or wider is None or not siblings:
+                return [r.gate.name for r in failed], _gate_failure_text(results)
+            assert run.workdir is not None
+            return wider.on_merged_tree(run.workdir)  # its own gates passed: its siblings' now
+
+        return check
+
+    check = check_of(gates)
+    if execution.remote is None and stacking(execution.settings, gates):
+        # The integration gate (the last gate) once per stack of merges (merge_stack); the
+        # siblings' gates stay with the PRP's own.
+        merge = stacked_merge(prp.id, check_of(gates[-1:], siblings=False), INTEGRATION_GATE)
+        check = check_of(gates[:-1])
 
     try:
         if wider is not None and run.redos:  # a fast-forward would check no sibling
@@ -656,6 +667,7 @@ def _commit_and_merge(
     if run.redos:  # the redo merged: its earlier attempt is superseded
         drop_earlier(execution.git, own_branch)
     run.merge_rechecks += outcome.rechecks
+    run.merge_stack = stack_record(outcome)
     execution.passed[prp.id] = info.sha
     execution.tip = outcome.sha
     run.set_status(UNVERIFIED if unverified else SUCCESS)

@@ -168,6 +168,7 @@ def read_settings(config: pytest.Config) -> Settings:
             opt.prp_integration_gate or str(config.getini("prp_integration_gate")).strip() or None
         ),
         final_check=bool(opt.prp_final_check or config.getini("prp_final_check")),
+        merge_batch=bool(opt.prp_merge_batch or config.getini("prp_merge_batch")),
         worktree_dir=(config.rootpath / Path(worktree_dir).expanduser()).resolve()
         if worktree_dir
         else None,

@@ -46,6 +46,7 @@ class Settings:
     # PRPs merged since its base: merge_redo / workspace.sibling_check).
     merge_check: str = "own"
     final_check: bool = False  # every merged PRP's gates on the final tip (final_check_run)
+    merge_batch: bool = False  # the integration gate once per stack of merges (merge_stack)
 
 
 DEFAULT_REPORT = Path("<default>")

@@ -153,6 +153,7 @@ class PrpRun:
     merge_failures: list[dict[str, Any]] = field(default_factory=list)
     # The siblings' gates its merge checks ran (--prp-merge-check siblings; None: not asked).
     sibling_gates: dict[str, Any] | None = None
+    merge_stack: dict[str, Any] | None = None  # merged in a stack (merge_stack.stack_record)
 
     @property
     def status(self) -> str:
@@ -246,6 +247,7 @@ class PrpRun:
             "collides_with": self.culprits,
             "merge_failures": self.merge_failures,
             "sibling_gates": self.sibling_gates,
+            **({"merge_stack": self.merge_stack} if self.merge_stack else {}),
         }
 
 

@@ -50,6 +50,7 @@ from pytest_prp.records.record import (
 )
 from pytest_prp.supervise.leftovers import pid_alive
 from pytest_prp.workspace.merge_queue import merge_notes
+from pytest_prp.workspace.merge_stack import stack_note
 
 STALE_INTERVALS = 3
 # Not a status of the record: the view's word for a PRP still running when its run ended.
@@ -201,7 +202,11 @@ def _state(
         cost_usd=read_number(entry.get("cost_usd")),
         estimated_hours=read_number(entry.get("estimated_hours")),
         # What its merge went through (redone, collides with ...), then its first error.
-        error="; ".join([*merge_notes(entry), *(entry.get("errors") or [])[:1]]) or None,
+        error="; ".join(
+            [*merge_notes(entry), *filter(None, [stack_note(entry)])]
+            + (entry.get("errors") or [])[:1]
+        )
+        or None,
     )
     if beat is not None:
         state.phase = beat.get("phase")

@@ -14,6 +14,7 @@ from pytest_prp.base.ids import natural_key
 from pytest_prp.records.final_check_view import lines as final_check_lines
 from pytest_prp.records.record import EARLIER_RUN
 from pytest_prp.workspace.merge_queue import merge_notes
+from pytest_prp.workspace.merge_stack import stack_note
 
 
 def write_summary(
@@ -96,6 +97,7 @@ def _summary_line(entry: dict[str, Any]) -> str:
     if entry.get("worktree"):
         parts.append(f"worktree {entry['worktree']}")
     parts.extend(merge_notes(entry))
+    parts.extend(filter(None, [stack_note(entry)]))
     if EARLIER_RUN in entry:
         parts.append(f"(earlier run, {entry[EARLIER_RUN] or 'time unknown'})")
     return "  ".join(parts)
