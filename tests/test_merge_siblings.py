@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import entries, git, result_json, write_prp
+from tests.test_merge_stack import gate_logging, merged_runs
 
 MODE_IS_FAST = "import conf\nassert conf.MODE == 'fast', conf.MODE\n"
 OWN_GATE = "python3 -c 'import conf; assert conf.MODE == \"slow\"'"
@@ -170,6 +171,77 @@ def test_breaking_a_sibling_s_gate_under_xdist(
     assert merged_ids(repo, "prp/batch-71") == ["PRP-71.1.1"]
     assert git(repo, "show", "prp/batch-71:conf.py") == "MODE = 'fast'"
     result.stdout.fnmatch_lines(["*PRP-71.1.2*breaks PRP-71.1.1 gate 1*"])
+
+
+def test_sibling_checks_with_batched_merges_under_xdist(
+    pytester: pytest.Pytester, repo: Path, tmp_path: Path
+) -> None:
+    """``--prp-merge-check siblings`` with ``--prp-merge-batch`` and an integration gate, -n 2:
+    the siblings' gates run with the PRP's own (before it joins a stack), the integration gate
+    once per stack. PRP-77.1.1's merge is not a fast-forward (the branch moved during its run):
+    it merges through the queue, the integration gate run once on its merge. PRP-77.1.2, cut
+    from the same tip, passes alone but breaks 77.1.1's gate: failed_integration naming it, on
+    its first merge (in the queue) and on its redo (a fast-forward, checked before it), the
+    integration gate never run on a tree holding its work, the branch green."""
+    with_conf(repo)
+    barrier, runs = tmp_path / "barrier", tmp_path / "runs"
+    barrier.mkdir()
+    meet = (
+        "touch {b}/{n}; for i in $(seq 1200); do [ -e {b}/1 ] && [ -e {b}/2 ] && break;"
+        " sleep 0.05; done"
+    )
+    write_prp(
+        repo,
+        "PRP-77.1.1",
+        creates={"a.py": MODE_IS_FAST},
+        steps=[
+            meet.format(b=barrier, n=1) + "\n"
+            "echo other >> other.txt && git add other.txt && git commit -qm other\n"
+            "git update-ref -m 'prp: merge (simulated)' refs/heads/prp/batch-77 HEAD\n"
+            "git reset -q --hard HEAD~1"
+        ],
+        gates=["python3 a.py"],
+    )
+    first_merged = (
+        "for i in $(seq 1200); do git log prp/batch-77"
+        " --format=%\\(trailers:key=PRP-Id,valueonly\\) | grep -q PRP-77.1.1 && break;"
+        " sleep 0.05; done"
+    )
+    write_prp(
+        repo,
+        "PRP-77.1.2",
+        steps=[meet.format(b=barrier, n=2) + "\n" + first_merged + "\n" + SLOW],
+        gates=[OWN_GATE],
+    )
+    result = pytester.runpytest_subprocess(
+        "--prp-batch", "77", "-n", "2", "--prp-merge-check", "siblings", "--prp-merge-batch",
+        "--prp-integration-gate", gate_logging(runs),
+    )  # fmt: skip
+    assert result.ret == 1, result.stdout.str()
+    found = records(repo, "77")
+    first, second = found["PRP-77.1.1"], found["PRP-77.1.2"]
+    tip = git(repo, "rev-parse", "prp/batch-77")
+    assert first["status"] == "success", first
+    assert first["merged_commit"] == tip
+    assert first["merge_stack"] == {"size": 1, "gate_commit": tip, "gate_runs": 1}
+    assert first["sibling_gates"]["ran"] == []  # "other" is no PRP: no sibling gate
+    assert second["status"] == "failed_integration", second
+    assert second["collides_with"] == ["PRP-77.1.1"]
+    assert second["redos"] == 1
+    assert second["sibling_gates"]["culprit"]["prp_id"] == "PRP-77.1.1"
+    assert [f["failed_gates"] for f in second["merge_failures"]] == [
+        ["PRP-77.1.1 gate 1 'Gate 1: check 1'"]
+    ] * 2
+    assert "merge_stack" not in second
+    # The integration gate ran on merged trees once: 77.1.1's merge, the branch's tip.
+    assert merged_runs(runs) == [tip]
+    assert merged_ids(repo, "prp/batch-77") == ["PRP-77.1.1"]
+    assert git(repo, "show", "prp/batch-77:conf.py") == "MODE = 'fast'"
+    git(repo, "cat-file", "-e", f"{tip}:other.txt")
+    result.stdout.fnmatch_lines(
+        [f"*PRP-77.1.1*merged in a stack of 1, integration gate run once on {tip[:12]}*"]
+    )
+    result.stdout.fnmatch_lines(["*PRP-77.1.2*breaks PRP-77.1.1 gate 1*collides with PRP-77.1.1*"])
 
 
 def test_a_dependent_that_breaks_its_dependency_s_gate_is_superseded(
