@@ -1,32 +1,43 @@
-"""Benchmark: what checking merges costs (issue 14), merge checks off, own, and siblings.
+"""Benchmark: what checking merges costs (issue 14): merge checks off, own, siblings, batched.
 
 The batches of bench_parallel (random-A, a random layered DAG; uneven, long PRPs hanging off
 chains of short ones), with each PRP's duration D split into a step ``sleep 0.75 D`` and a gate
 ``sleep 0.25 D``: gates take a quarter of each PRP, a realistic share. Every PRP creates a file
-of its own, so no merge conflicts: what is measured is the cost of checking.
+of its own, so no merge conflicts: what is measured is the cost of checking. Each row (a batch
+at -n N) runs the batch once per mode (``--modes``, default off,own,sib):
 
-  own   the batch as it runs by default: a merge that is not a fast-forward runs the PRP's
-        gate again on the merged tree (in its worktree, without the merge lock)
-  sib   ``--prp-merge-check siblings``: that check also runs the gates of the PRPs merged
-        since the PRP's base (its siblings) on the merged tree
-  off   the same batch whose gate skips its sleep on a merged tree (a merge commit checked
-        out, detached). Everything else of a check (merge-tree, checkout, the gate's
-        process) still happens, so "off" is the cost without the re-run gates' own time
-  bound off + (sum of the gate sleeps on merged trees in that run) / N: the re-run gate
-        time spread over the N workers (for own and for sib, each from its own run)
-  target each <= 1.15 x its bound
-  ceiling own - (the re-checks' gate sleeps) / N: the most that batching the merges that
-        queue up could win. A re-check is a gate run on a merged tree after the PRP's first
-        one (the tip moved during its check); a stack checked once still runs each PRP's
-        gates on a tree holding it, so only the re-checks (and, with an integration gate,
-        its duplicate runs) are there to save. "batching pays?" says whether that ceiling is
-        5% or more of "own"
+  off     the batch whose gates skip their sleep on a merged tree (a merge commit checked
+          out, detached). Everything else of a check (merge-tree, checkout, the gate's
+          process) still happens, so "off" is the cost without the re-run gates' own time
+  own     the batch as it runs by default: a merge that is not a fast-forward runs the PRP's
+          gates again on the merged tree (in its worktree, without the merge lock)
+  sib     ``--prp-merge-check siblings``: that check also runs the gates of the PRPs merged
+          since the PRP's base (its siblings) on the merged tree
+  batched ``--prp-merge-batch`` (needs ``--integration-gate``): merges that queue up run the
+          integration gate once on the tip of their stack (``--merge-batch`` adds this mode)
 
-Each gate run appends a line to a log outside the repository (the PRP whose check ran it, the
-PRP whose gate it is, own or merged tree, its sleep): gate runs, those on merged trees, and the
-sibling gates among them come from there. Every run gets a fresh copy of the repository.
+With ``--integration-gate S`` the repository also has an integration gate
+(``prp_integration_gate``) that sleeps S seconds: one more gate of every PRP (on its own tree)
+and of every merge check (once per stack when batched).
 
-  python benchmarks/bench_merge_queue.py [--workers 2 4] [--quick]
+  bound   off + (the gate sleeps on merged trees of that mode's run, the integration gate's
+          included) / N: the re-run gate time spread over the N workers
+  target  every mode <= 1.15 x its bound
+  ceiling own - (re-checks' gate sleeps + (int - clust) x S) / N: an estimate of the most that
+          batching the merges that queue up could win. A re-check is a PRP's own gate run on
+          a merged tree after its first one (the tip moved during its check); a stack checked
+          once still runs each PRP's gates on a tree holding it, so only the re-checks and the
+          integration gate's runs beyond one per cluster (runs overlapping in time: merges
+          that queued up together, which one stack could hold) are there to save. "batching
+          pays?" says whether that ceiling is 5% or more of "own"
+
+Each gate run appends one line to a log outside the repository: the PRP whose check ran it
+($PRP_ID), the PRP whose gate it is (or INTEGRATION), own or merged tree, its sleep, its start
+and end. Gate runs, those on merged trees, the sibling gates and the integration gate's runs
+among them, and its clusters come from there. Every run gets a fresh copy of the repository.
+
+  python benchmarks/bench_merge_queue.py [--workers 2 4] [--quick] [--batches random-A uneven]
+      [--modes off,own,sib,batched] [--integration-gate S] [--merge-batch]
 """
 
 from __future__ import annotations
@@ -49,28 +60,40 @@ TARGET = 1.15
 GATE_SHARE = 0.25
 # Below this share of the makespan, what batching could win is within the run-to-run noise.
 PAYS = 0.05
+INTEGRATION = "INTEGRATION"  # the integration gate's owner in the log
+MODES = ("off", "own", "sib", "batched")
+# A merge check runs on a detached HEAD; the PRP's own gates on its branch.
+ON_MERGED = "! git symbolic-ref -q HEAD >/dev/null"
+
+
+def logged_gate(owner: str, seconds: float, log: Path, off: bool) -> list[str]:
+    """Shell lines of a gate that sleeps ``seconds`` (not on a merged tree when ``off``) and
+    logs who ran it, whose it is, where, and when."""
+    sleep = f"{ON_MERGED} || sleep {seconds:.3f}" if off else f"sleep {seconds:.3f}"
+    return [
+        f"if {ON_MERGED}; then m=merged; else m=own; fi",
+        "s=$(date +%s.%N)",
+        sleep,
+        f'echo "${{PRP_ID:--}} {owner} $m {seconds:.3f} $s $(date +%s.%N)" >> {log}',
+    ]
 
 
 def prp_text(node: Node, log: Path, off: bool) -> str:
-    """bench_parallel's PRP, its time split between the step and the gate (GATE_SHARE); the
-    gate logs whether it ran on the PRP's own tree or on a merged one (a merge check)."""
+    """bench_parallel's PRP, its time split between the step and the gate (GATE_SHARE)."""
     step, gate = node.duration * (1 - GATE_SHARE), node.duration * GATE_SHARE
-    # A merge check runs on a detached HEAD; the PRP's own gates on its branch.
-    merged = "! git symbolic-ref -q HEAD >/dev/null"
-    sleep = f"{merged} || sleep {gate:.3f}" if off else f"sleep {gate:.3f}"
-    lines = [
-        f"if {merged}; then m=merged; else m=own; fi",
-        sleep,
-        f'echo "$PRP_ID {node.id} $m {gate:.3f}" >> {log}',
-    ]
+    lines = logged_gate(node.id, gate, log, off)
     return parallel_prp_text(node, estimates=True, step=f"sleep {step:.3f}", gate=lines)
 
 
-def build(repo: Path, batch: Batch, log: Path, off: bool) -> None:
+def build(repo: Path, batch: Batch, log: Path, off: bool, gate_s: float) -> None:
     (repo / "PRPs").mkdir(parents=True)
     for node in batch.nodes:
         (repo / "PRPs" / f"{node.id}.md").write_text(prp_text(node, log, off), encoding="utf-8")
-    (repo / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
+    ini = "[pytest]\n"
+    if gate_s:
+        command = "; ".join(logged_gate(INTEGRATION, gate_s, log, off))
+        ini += f"prp_integration_gate = {command}\n"
+    (repo / "pytest.ini").write_text(ini, encoding="utf-8")
     (repo / ".gitignore").write_text(".ce/\n", encoding="utf-8")
     commit_fixture(repo)
 
@@ -78,56 +101,163 @@ def build(repo: Path, batch: Batch, log: Path, off: bool) -> None:
 @dataclass(frozen=True)
 class Run:
     wall: float
-    gates: int  # gate runs
+    gates: int  # the PRPs' gate runs
     merged: int  # of them on merged trees
     merged_s: float  # their gate sleeps
-    rechecks: int  # of those, a PRP's own gate after its first run on a merged tree
-    rechecks_s: float
     siblings: int  # of the runs on merged trees, another PRP's gate (--prp-merge-check)
+    rechecks: int  # a PRP's own gate on a merged tree after its first run there
+    rechecks_s: float
+    int_merged: int  # the integration gate's runs on merged trees
+    int_clusters: int  # of them, groups overlapping in time
 
 
-def one_run(python: str, work: Path, batch: Batch, workers: int, mode: str) -> Run:
+@dataclass(frozen=True)
+class GateRun:
+    """One line of the log."""
+
+    by: str  # the PRP whose check ran it
+    owner: str  # the PRP whose gate it is, or INTEGRATION
+    merged: bool
+    seconds: float
+    start: float
+    end: float
+
+
+def read_log(log: Path) -> list[GateRun]:
+    runs = []
+    for line in log.read_text().splitlines():
+        by, owner, where, seconds, start, end = line.split()
+        runs.append(GateRun(by, owner, where == "merged", float(seconds), float(start), float(end)))
+    return runs
+
+
+def clusters(spans: Sequence[tuple[float, float]]) -> int:
+    """How many groups ``spans`` (start, end) form, a span joining a group when it starts
+    before the group's last end: merges that queued up while another's check ran."""
+    count, end = 0, float("-inf")
+    for start, stop in sorted(spans):
+        if start >= end:
+            count += 1
+        end = max(end, stop) if start < end else stop
+    return count
+
+
+def summarize(wall: float, runs: Sequence[GateRun]) -> Run:
+    own_gates = [r for r in runs if r.owner != INTEGRATION]
+    merged = [r for r in own_gates if r.merged]
+    spans = [(r.start, r.end) for r in runs if r.owner == INTEGRATION and r.merged]
+    checked: set[str] = set()
+    rechecks = []
+    for r in merged:
+        if r.by != r.owner:
+            continue
+        if r.by in checked:
+            rechecks.append(r.seconds)
+        checked.add(r.by)
+    return Run(
+        wall,
+        len(own_gates),
+        len(merged),
+        sum(r.seconds for r in merged),
+        sum(1 for r in merged if r.by != r.owner),
+        len(rechecks),
+        sum(rechecks),
+        len(spans),
+        clusters(spans),
+    )
+
+
+def one_run(python: str, work: Path, batch: Batch, workers: int, mode: str, gate_s: float) -> Run:
     tag = f"{batch.name}-{workers}-{mode}"
     repo, log = work / tag, work / f"{tag}.log"
-    build(repo, batch, log, mode == "off")
+    build(repo, batch, log, mode == "off", gate_s)
     command = [python, "-m", "pytest", "PRPs/", "-q", "-p", "no:cacheprovider"]
     command += ["--prp-batch", batch.batch_id, "-n", str(workers)]
     if mode == "sib":
         command += ["--prp-merge-check", "siblings"]
+    if mode == "batched":
+        command.append("--prp-merge-batch")
     start = time.perf_counter()
     done = subprocess.run(command, cwd=repo, capture_output=True, text=True, env=clean_env())
     wall = time.perf_counter() - start
     if done.returncode != 0:
         tail = "\n".join(done.stdout.strip().splitlines()[-20:])
         raise SetupError(f"{tag}: pytest exited {done.returncode}:\n{tail}")
-    lines = [line.split() for line in log.read_text().splitlines()]
-    merged = [(f[0], f[1], float(f[3])) for f in lines if f[2] == "merged"]
-    checked: set[str] = set()
-    rechecks = []
-    for prp_id, owner, seconds in merged:
-        if prp_id != owner:
-            continue
-        if prp_id in checked:
-            rechecks.append(seconds)
-        checked.add(prp_id)
+    runs = read_log(log)
     shutil.rmtree(repo, ignore_errors=True)
-    return Run(
-        wall,
-        len(lines),
-        len(merged),
-        sum(s for _, _, s in merged),
-        len(rechecks),
-        sum(rechecks),
-        sum(1 for prp_id, owner, _ in merged if prp_id != owner),
-    )
+    return summarize(wall, runs)
+
+
+def modes_of(text: str) -> list[str]:
+    modes = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or not modes:
+        raise argparse.ArgumentTypeError(f"modes are a comma-separated subset of {','.join(MODES)}")
+    return modes
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--quick", action="store_true", help="smaller batches")
+    parser.add_argument(
+        "--batches", nargs="+", choices=["random-A", "uneven"], default=["random-A", "uneven"]
+    )
+    parser.add_argument(
+        "--modes", type=modes_of, default=["off", "own", "sib"],
+        help=f"comma-separated, of {','.join(MODES)} (default off,own,sib)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--integration-gate", type=float, default=0.0, metavar="S",
+        help="an integration gate sleeping S seconds",
+    )  # fmt: skip
+    parser.add_argument("--merge-batch", action="store_true", help="add the mode batched")
     parser.add_argument("--python", default=sys.executable)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.merge_batch and "batched" not in args.modes:
+        args.modes = [*args.modes, "batched"]
+    if "batched" in args.modes and not args.integration_gate:
+        parser.error("batched needs --integration-gate S (batching runs that gate once a stack)")
+    return args
+
+
+HEAD = (
+    f"{'batch':<9} {'-n':>3} {'mode':<7} {'wall s':>7} {'gates':>5} {'merged':>6} "
+    f"{'merged s':>8} {'sib':>4} {'rechk':>5} {'rechk s':>7} {'int':>4} {'clust':>5} "
+    f"{'bound s':>7} {'/bound':>6}"
+)
+
+
+def row(name: str, workers: int, mode: str, r: Run, bound: float | None) -> str:
+    line = (
+        f"{name:<9} {workers:>3} {mode:<7} {r.wall:>7.2f} {r.gates:>5} {r.merged:>6} "
+        f"{r.merged_s:>8.2f} {r.siblings:>4} {r.rechecks:>5} {r.rechecks_s:>7.2f} "
+        f"{r.int_merged:>4} {r.int_clusters:>5}"
+    )
+    if bound is not None:
+        line += f" {bound:>7.2f} {r.wall / bound:>6.2f}"
+    return line
+
+
+def verdict(runs: dict[str, Run], bounds: dict[str, float], workers: int, gate_s: float) -> str:
+    """The row's verdict: the target against each bound, what batching could win (from own),
+    and the modes' makespans next to own's."""
+    parts = []
+    ratios = {m: runs[m].wall / b for m, b in bounds.items()}
+    if ratios:
+        worst = max(ratios.values())
+        parts.append("ok" if worst <= TARGET else f"MISSED (target {TARGET})")
+    own = runs.get("own")
+    if own is not None:
+        saved = own.rechecks_s + (own.int_merged - own.int_clusters) * gate_s
+        ceiling = own.wall - saved / workers
+        win = 1 - ceiling / own.wall
+        parts.append(
+            f"batching pays? {'yes' if win >= PAYS else 'no'} "
+            f"(ceiling {ceiling:.2f} s, at most {win:.0%})"
+        )
+        parts += [f"{m}/own {runs[m].wall / own.wall:.2f}" for m in ("sib", "batched") if m in runs]
+    return "; ".join(parts)
 
 
 def run(args: argparse.Namespace) -> list[str]:
@@ -136,31 +266,27 @@ def run(args: argparse.Namespace) -> list[str]:
         random_dag("random-A", "91", 30 if args.quick else 40, 1, 0.4, 1.6),
         uneven_dag("uneven", "92", 4 if args.quick else 5, 3, 3.0, 0.4),
     ]
-    lines = [
-        f"{'batch':<9} {'-n':>3} {'off s':>7} {'own s':>7} {'sib s':>7} {'gates':>11} "
-        f"{'merged':>9} {'sib runs':>8} {'bound s':>13} {'/bound':>11} {'sib/own':>7} "
-        f"{'rechk':>5} {'ceiling s':>9}  verdict; batching pays?"
-    ]
+    gate_s = args.integration_gate
+    lines = [HEAD]
     with tempfile.TemporaryDirectory(prefix="bench-merge-queue-") as tmp:
         for batch in batches:
+            if batch.name not in args.batches:
+                continue
             for workers in args.workers:
-                off = one_run(args.python, Path(tmp), batch, workers, "off")
-                own = one_run(args.python, Path(tmp), batch, workers, "own")
-                sib = one_run(args.python, Path(tmp), batch, workers, "sib")
-                bounds = [off.wall + r.merged_s / workers for r in (own, sib)]
-                ratios = [r.wall / b for r, b in zip((own, sib), bounds, strict=True)]
-                verdict = "ok" if max(ratios) <= TARGET else f"MISSED (target {TARGET})"
-                ceiling = own.wall - own.rechecks_s / workers
-                win = 1 - ceiling / own.wall
-                pays = f"{'yes' if win >= PAYS else 'no'} (at most {win:.0%})"
-                lines.append(
-                    f"{batch.name:<9} {workers:>3} {off.wall:>7.2f} {own.wall:>7.2f} "
-                    f"{sib.wall:>7.2f} {own.gates:>5}/{sib.gates:<5} "
-                    f"{own.merged:>4}/{sib.merged:<4} {sib.siblings:>8} "
-                    f"{bounds[0]:>6.2f}/{bounds[1]:<6.2f} {ratios[0]:>5.2f}/{ratios[1]:<5.2f} "
-                    f"{sib.wall / own.wall:>7.2f} {own.rechecks:>5} {ceiling:>9.2f}  "
-                    f"{verdict}; {pays}"
-                )
+                runs = {
+                    mode: one_run(args.python, Path(tmp), batch, workers, mode, gate_s)
+                    for mode in args.modes
+                }
+                off = runs.get("off")
+                bounds = {
+                    mode: off.wall + (r.merged_s + r.int_merged * gate_s) / workers
+                    for mode, r in runs.items()
+                    if off is not None and mode != "off"
+                }
+                for mode, r in runs.items():
+                    lines.append(row(batch.name, workers, mode, r, bounds.get(mode)))
+                said = verdict(runs, bounds, workers, gate_s)
+                lines.append(f"{batch.name:<9} {workers:>3} verdict: {said}")
     return lines
 
 
