@@ -162,6 +162,21 @@ class Merging(CommitBuilding):
             )
             return first_old if status == 0 else None
 
+    def restore_branch(self, branch: str, sha: str) -> bool:
+        """Create ``branch`` at ``sha`` again after something deleted it; False when it exists
+        by now (something else made it: left as it is)."""
+        with self.merge_turn(branch):
+            status, _, _ = self.run(
+                "update-ref",
+                "-m",
+                "prp: restored after a PRP's steps or gates deleted it",
+                f"refs/heads/{branch}",
+                sha,
+                "",
+                codes=None,
+            )
+            return status == 0
+
     def _descends(self, commit: str, ancestor: str) -> bool:
         status, _, _ = self.run("merge-base", "--is-ancestor", ancestor, commit, codes=(0, 1))
         return status == 0

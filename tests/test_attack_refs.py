@@ -1,0 +1,54 @@
+"""Hostile steps and gates against the integration branch: deleting it must not let a PRP
+claim a merge that is not on the branch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import entries, git, result_json, write_prp
+
+
+def test_a_passing_gate_that_deletes_the_integration_branch_fails_its_prp(
+    pytester: pytest.Pytester, repo: Path
+) -> None:
+    gone = "git branch -D prp/batch-6"
+    write_prp(repo, "PRP-6.1", creates={"a.txt": "a"}, gates=["true"])
+    write_prp(repo, "PRP-6.2", steps=["sleep 3"], creates={"b.txt": "b"}, gates=[gone])
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "prps")
+    result = pytester.runpytest_subprocess("--prp-batch", "6", "-n", "2", "-p", "no:randomly")
+    out = result.stdout.str() + result.stderr.str()
+    assert "Traceback" not in out and "INTERNALERROR" not in out, out
+    statuses = {pid: e["status"] for pid, e in entries(result_json(repo, "6")).items()}
+    assert statuses == {"PRP-6.1": "success", "PRP-6.2": "failed"}, statuses
+    result.stdout.fnmatch_lines(
+        ["*PRP-6.2: its steps or gates deleted the integration branch prp/batch-6; *restored at*"]
+    )
+    # What was merged before the deletion is on the branch again.
+    merged = entries(result_json(repo, "6"))["PRP-6.1"]["merged_commit"]
+    tip = git(repo, "rev-parse", "prp/batch-6").strip()
+    assert tip == merged, (tip, merged)
+    assert git(repo, "show", "prp/batch-6:a.txt") == "a"
+
+
+def test_a_failing_gate_that_deletes_the_integration_branch_gets_it_restored(
+    pytester: pytest.Pytester, repo: Path
+) -> None:
+    write_prp(repo, "PRP-6.1", creates={"a.txt": "a"}, gates=["true"])
+    write_prp(repo, "PRP-6.2", creates={"b.txt": "b"}, gates=["git branch -D prp/batch-6\nfalse"])
+    write_prp(repo, "PRP-6.3", creates={"c.txt": "c"}, gates=["true"])
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "prps")
+    result = pytester.runpytest_subprocess("--prp-batch", "6", "-n", "1", "-p", "no:randomly")
+    out = result.stdout.str() + result.stderr.str()
+    assert "Traceback" not in out and "INTERNALERROR" not in out, out
+    statuses = {pid: e["status"] for pid, e in entries(result_json(repo, "6")).items()}
+    assert statuses == {"PRP-6.1": "success", "PRP-6.2": "failed_gates", "PRP-6.3": "success"}
+    result.stdout.fnmatch_lines(["*PRP-6.2: the integration branch was deleted; *restored at*"])
+    # PRP-6.1's merge, made before the deletion, is still on the branch, under PRP-6.3's.
+    assert git(repo, "show", "prp/batch-6:a.txt") == "a"
+    assert git(repo, "show", "prp/batch-6:c.txt") == "c"
+    common = Path(git(repo, "rev-parse", "--git-common-dir").strip())
+    assert not list((repo / common / "prp" / "reflogs").iterdir())  # the links are released
