@@ -1,0 +1,60 @@
+"""Hostile gates in the final check and the sibling merge check (attack session)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import entries, git, processes_with, result_json, wait_gone, write_prp
+
+
+@pytest.mark.parametrize("n", ["1", "2"])
+def test_a_final_check_gate_that_detaches_a_daemon_leaves_nothing_running(
+    pytester: pytest.Pytester, repo: Path, n: str
+) -> None:
+    daemon = "if [ -e final.flag ]; then setsid nohup sleep 1000.71 >/dev/null 2>&1 & fi\ntrue"
+    write_prp(repo, "PRP-71.1.1", creates={"a.txt": "a\n"}, gates=[daemon])
+    write_prp(repo, "PRP-71.1.2", creates={"b.txt": "b\n"}, gates=["true"])
+    write_prp(repo, "PRP-71.2.1", deps=["PRP-71.1.1", "PRP-71.1.2"], creates={"final.flag": "x\n"})
+    try:
+        result = pytester.runpytest_subprocess(
+            "--prp-batch", "71", "--prp-final-check", "-n", n, timeout=120
+        )
+        assert result.ret == 0, result.stdout.str()
+        assert wait_gone("sleep 1000.71") == []
+    finally:
+        for pid in processes_with("sleep 1000.71"):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("what", ["reset", "delete"])
+def test_a_final_check_gate_that_moves_the_integration_branch_loses_no_merge(
+    pytester: pytest.Pytester, repo: Path, what: str
+) -> None:
+    hostile = {
+        "reset": "git update-ref refs/heads/prp/batch-72 HEAD~2",
+        "delete": "git branch -D prp/batch-72",
+    }[what]
+    gate = f"if [ -e final.flag ]; then {hostile}; fi\ntrue"
+    write_prp(repo, "PRP-72.1.1", creates={"a.txt": "a\n"}, gates=[gate])
+    write_prp(repo, "PRP-72.1.2", creates={"b.txt": "b\n"}, gates=["true"])
+    write_prp(repo, "PRP-72.2.1", deps=["PRP-72.1.1", "PRP-72.1.2"], creates={"final.flag": "x\n"})
+    result = pytester.runpytest_subprocess(
+        "--prp-batch", "72", "--prp-final-check", "-n", "2", timeout=120
+    )
+    doc = result_json(repo, "72")
+    tip = entries(doc)["PRP-72.2.1"]["merged_commit"]
+    # Nothing merged is lost: the branch is back where the last merge left it, and the check
+    # does not say it passed.
+    assert git(repo, "rev-parse", "prp/batch-72").strip() == tip
+    assert doc["final_check"]["passed"] is False, doc["final_check"]
+    done = "moved to *" if what == "reset" else "deleted"
+    result.stdout.fnmatch_lines(
+        [f"*a gate of the final check {done} the integration branch prp/batch-72; put back at*"]
+    )
+    assert result.ret == 1, result.stdout.str()
