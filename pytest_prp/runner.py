@@ -532,10 +532,7 @@ def _refuse_foreign_moves(execution: Execution, run: PrpRun) -> None:
     it, what they put there kept aside. Nothing reaches the branch but checked merges."""
     assert run.workdir is not None and run.refs_before is not None
     branch = execution.branch
-    try:
-        _refuse_deletion(execution, run)
-    finally:
-        execution.git.release_logs(run.refs_before)
+    _refuse_deletion(execution, run)  # the links to the reflog are released at teardown
     moves = execution.git.foreign_moves(run.refs_before, branch)
     if not moves:
         return
@@ -718,8 +715,8 @@ def run_teardown(item: PrpNode) -> None:
     # record; its final heartbeat tells the controller how long it ran and what was kept.
     cut_short = run.status == RUNNING
     if run.refs_before is not None and not execution.settings.verify:
-        # A PRP that failed (its gates, say) after deleting the integration branch: the
-        # branch still comes back with the batch's merges.
+        # A PRP that failed (its gates, say, or its merge check's) after deleting the
+        # integration branch: the branch still comes back with the batch's merges.
         restored = _restore_deleted(execution, run)
         if restored is not None:
             item.warn(PrpWarning(f"{run.prp.id}: the integration branch was deleted; {restored}"))

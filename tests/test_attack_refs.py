@@ -52,3 +52,27 @@ def test_a_failing_gate_that_deletes_the_integration_branch_gets_it_restored(
     assert git(repo, "show", "prp/batch-6:c.txt") == "c"
     common = Path(git(repo, "rev-parse", "--git-common-dir").strip())
     assert not list((repo / common / "prp" / "reflogs").iterdir())  # the links are released
+
+
+@pytest.mark.parametrize("check", ["own", "siblings"])
+def test_a_gate_that_deletes_the_branch_only_in_the_merge_check_loses_no_merge(
+    pytester: pytest.Pytester, repo: Path, check: str
+) -> None:
+    # PRP-7.1's gate is harmless on its own tree; on the merged tree (b.txt from PRP-7.2,
+    # merged while 7.1's steps slept) it deletes the integration branch.
+    gate = "if [ -e b.txt ]; then git branch -D prp/batch-7; fi\ntrue"
+    write_prp(repo, "PRP-7.1", steps=["sleep 3"], creates={"a.txt": "a"}, gates=[gate])
+    write_prp(repo, "PRP-7.2", creates={"b.txt": "b"}, gates=["true"])
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "prps")
+    result = pytester.runpytest_subprocess(
+        "--prp-batch", "7", "-n", "2", "-p", "no:randomly", "--prp-merge-check", check
+    )
+    out = result.stdout.str() + result.stderr.str()
+    assert "Traceback" not in out and "INTERNALERROR" not in out, out
+    doc = result_json(repo, "7")
+    statuses = {pid: e["status"] for pid, e in entries(doc).items()}
+    assert statuses == {"PRP-7.1": "failed", "PRP-7.2": "success"}
+    result.stdout.fnmatch_lines(["*PRP-7.1: the integration branch was deleted; *restored at*"])
+    # PRP-7.2's merge is still on the branch, whatever became of PRP-7.1.
+    assert git(repo, "show", "prp/batch-7:b.txt") == "b"
