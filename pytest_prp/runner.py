@@ -721,6 +721,10 @@ def run_teardown(item: PrpNode) -> None:
         if restored is not None:
             item.warn(PrpWarning(f"{run.prp.id}: the integration branch was deleted; {restored}"))
         execution.git.release_logs(run.refs_before)
+    if not execution.settings.verify:
+        undone, execution.git.undone[:] = list(execution.git.undone), []
+        for line in undone:  # while this PRP merged: by its merge check's gates, it may be
+            item.warn(PrpWarning(f"{run.prp.id}: while it merged, {line}"))
     if run.workdir is not None:
         if execution.settings.verify:
             execution.git.done_with_worktree(run.workdir)

@@ -76,3 +76,37 @@ def test_a_gate_that_deletes_the_branch_only_in_the_merge_check_loses_no_merge(
     result.stdout.fnmatch_lines(["*PRP-7.1: the integration branch was deleted; *restored at*"])
     # PRP-7.2's merge is still on the branch, whatever became of PRP-7.1.
     assert git(repo, "show", "prp/batch-7:b.txt") == "b"
+
+
+@pytest.mark.parametrize("check", ["own", "siblings"])
+def test_a_gate_that_resets_the_branch_only_in_the_merge_check_loses_no_merge(
+    pytester: pytest.Pytester, repo: Path, check: str
+) -> None:
+    # On the merged tree (b.txt from PRP-8.2), PRP-8.1's gate puts the integration branch back
+    # on the first commit, off PRP-8.2's merge.
+    reset = (
+        "if [ -e b.txt ]; then git update-ref refs/heads/prp/batch-8 "
+        "$(git rev-list --max-parents=0 HEAD); fi\ntrue"
+    )
+    write_prp(repo, "PRP-8.1", steps=["sleep 3"], creates={"a.txt": "a"}, gates=[reset])
+    write_prp(repo, "PRP-8.2", creates={"b.txt": "b"}, gates=["true"])
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "prps")
+    result = pytester.runpytest_subprocess(
+        "--prp-batch", "8", "-n", "2", "-p", "no:randomly", "--prp-merge-check", check
+    )
+    out = result.stdout.str() + result.stderr.str()
+    assert "Traceback" not in out and "INTERNALERROR" not in out, out
+    doc = result_json(repo, "8")
+    statuses = {pid: e["status"] for pid, e in entries(doc).items()}
+    assert statuses["PRP-8.2"] == "success", out
+    # PRP-8.2's merge is still on the branch, whatever became of PRP-8.1.
+    assert git(repo, "show", "prp/batch-8:b.txt") == "b", out
+    if statuses["PRP-8.1"] == "success":
+        assert git(repo, "show", "prp/batch-8:a.txt") == "a", out
+    result.stdout.fnmatch_lines(
+        [
+            "*PRP-8.1: while it merged, prp/batch-8 was moved from * by something other than a "
+            "checked merge*: put back at *"
+        ]
+    )
