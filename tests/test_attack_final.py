@@ -58,3 +58,24 @@ def test_a_final_check_gate_that_moves_the_integration_branch_loses_no_merge(
         [f"*a gate of the final check {done} the integration branch prp/batch-72; put back at*"]
     )
     assert result.ret == 1, result.stdout.str()
+
+
+@pytest.mark.parametrize("check", ["own", "siblings"])
+def test_a_merge_check_gate_that_detaches_a_daemon_leaves_nothing_running(
+    pytester: pytest.Pytester, repo: Path, check: str
+) -> None:
+    # Only on the merged tree (b.txt from PRP-73.2) does PRP-73.1's gate leave a daemon; with
+    # siblings, PRP-73.2's gate does it on 73.1's merge.
+    daemon = "if [ -e b.txt ] && [ -e a.txt ]; then setsid nohup sleep 1000.73 >/dev/null 2>&1 & fi"
+    write_prp(repo, "PRP-73.1", steps=["sleep 3"], creates={"a.txt": "a"}, gates=[daemon])
+    write_prp(repo, "PRP-73.2", creates={"b.txt": "b"}, gates=[daemon])
+    try:
+        result = pytester.runpytest_subprocess(
+            "--prp-batch", "73", "-n", "2", "--prp-merge-check", check, timeout=120
+        )
+        assert result.ret == 0, result.stdout.str()
+        assert wait_gone("sleep 1000.73") == []
+    finally:
+        for pid in processes_with("sleep 1000.73"):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)

@@ -110,3 +110,23 @@ def test_a_gate_that_resets_the_branch_only_in_the_merge_check_loses_no_merge(
             "checked merge*: put back at *"
         ]
     )
+
+
+def test_no_changes_claims_nothing_for_steps_that_undo_themselves(
+    pytester: pytest.Pytester, repo: Path
+) -> None:
+    (repo / "keep.txt").write_text("k\n")
+    write_prp(
+        repo, "PRP-10.1", steps=["echo x > keep.txt", "echo k > keep.txt", "mkdir -p empty/dir"]
+    )
+    write_prp(repo, "PRP-10.2", steps=["chmod +x keep.txt"], gates=["true"])
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "prps")
+    result = pytester.runpytest_subprocess("--prp-batch", "10", "-p", "no:randomly")
+    out = result.stdout.str()
+    doc = entries(result_json(repo, "10"))
+    one, two = doc["PRP-10.1"], doc["PRP-10.2"]
+    assert one["status"] == "no_changes", out
+    assert (one["files_created"], one["files_modified"], one["commits"]) == ([], [], []), one
+    assert two["status"] == "success", out
+    assert two["files_modified"] == ["keep.txt"], two
