@@ -130,3 +130,27 @@ def test_no_changes_claims_nothing_for_steps_that_undo_themselves(
     assert (one["files_created"], one["files_modified"], one["commits"]) == ([], [], []), one
     assert two["status"] == "success", out
     assert two["files_modified"] == ["keep.txt"], two
+
+
+def test_a_redos_steps_that_move_the_integration_branch_fail_it(
+    pytester: pytest.Pytester, repo: Path
+) -> None:
+    # PRP-11.1 conflicts with PRP-11.2 (both create x.txt) and is redone on the new tip; only
+    # there (PRP-11.2's commit in its history) do its steps force the branch back off it.
+    sneaky = (
+        "if git log --format=%s HEAD -- | grep PRP-11.2 >/dev/null; then "
+        "git branch -f prp/batch-11 HEAD~1; fi"
+    )
+    write_prp(repo, "PRP-11.1", steps=["sleep 3", sneaky], creates={"x.txt": "1"}, gates=["true"])
+    write_prp(repo, "PRP-11.2", creates={"x.txt": "2"}, gates=["true"])
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "prps")
+    result = pytester.runpytest_subprocess("--prp-batch", "11", "-n", "2", "-p", "no:randomly")
+    out = result.stdout.str() + result.stderr.str()
+    assert "Traceback" not in out and "INTERNALERROR" not in out, out
+    doc = entries(result_json(repo, "11"))
+    assert doc["PRP-11.1"]["redos"] == 1, out
+    statuses = {p: e["status"] for p, e in doc.items()}
+    assert statuses == {"PRP-11.1": "failed", "PRP-11.2": "success"}, out
+    result.stdout.fnmatch_lines(["*PRP-11.1: its steps moved the integration branch prp/batch-11*"])
+    assert git(repo, "show", "prp/batch-11:x.txt") == "2"
