@@ -79,3 +79,21 @@ def test_a_merge_check_gate_that_detaches_a_daemon_leaves_nothing_running(
         for pid in processes_with("sleep 1000.73"):
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_a_final_check_gate_cut_by_its_limit_names_the_option(
+    pytester: pytest.Pytester, repo: Path
+) -> None:
+    slow = "if [ -e final.flag ]; then sleep 30.74; fi"
+    write_prp(repo, "PRP-74.1.1", creates={"a.txt": "a\n"}, gates=[slow])
+    write_prp(repo, "PRP-74.2.1", deps=["PRP-74.1.1"], creates={"final.flag": "x\n"})
+    result = pytester.runpytest_subprocess(
+        "--prp-batch", "74", "--prp-final-check", "--prp-gate-timeout", "1", timeout=120
+    )
+    assert result.ret == 1, result.stdout.str()
+    check = result_json(repo, "74")["final_check"]
+    assert check["passed"] is False, check
+    tail = "\n".join(check["failures"][0]["tail"])
+    assert "--prp-gate-timeout" in tail, check
+    result.stdout.fnmatch_lines(["*--prp-gate-timeout*"])  # the terminal says it too
+    assert wait_gone("sleep 30.74") == []
