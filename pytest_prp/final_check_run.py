@@ -106,7 +106,12 @@ class FinalCheck:
         slots = local_workers(self.config)
         try:
             run_gate = _gate_runner(self.settings, self.results.results, log, slots > 1)
-            return run_final_check(git, self.results.branch, merged, graph, run_gate, slots)
+            owners = {
+                str(entry["merged_commit"]): prp_id
+                for prp_id, entry in self.results.results.items()
+                if entry.get("merged_commit")
+            }
+            return run_final_check(git, self.results.branch, merged, graph, run_gate, slots, owners)
         finally:
             log.close()
 

@@ -84,16 +84,33 @@ def test_a_merge_check_gate_that_detaches_a_daemon_leaves_nothing_running(
 def test_a_final_check_gate_cut_by_its_limit_names_the_option(
     pytester: pytest.Pytester, repo: Path
 ) -> None:
+    # PRP-74.1.2 (no gates: unverified) brings final.flag, on which 74.1.1's gate hangs.
     slow = "if [ -e final.flag ]; then sleep 30.74; fi"
     write_prp(repo, "PRP-74.1.1", creates={"a.txt": "a\n"}, gates=[slow])
-    write_prp(repo, "PRP-74.2.1", deps=["PRP-74.1.1"], creates={"final.flag": "x\n"})
+    write_prp(repo, "PRP-74.1.2", creates={"final.flag": "x\n"})
     result = pytester.runpytest_subprocess(
-        "--prp-batch", "74", "--prp-final-check", "--prp-gate-timeout", "1", timeout=120
-    )
+        "--prp-batch", "74", "--prp-final-check", "--prp-gate-timeout", "1", "-p", "no:randomly",
+        timeout=120,
+    )  # fmt: skip
     assert result.ret == 1, result.stdout.str()
     check = result_json(repo, "74")["final_check"]
     assert check["passed"] is False, check
-    tail = "\n".join(check["failures"][0]["tail"])
-    assert "--prp-gate-timeout" in tail, check
-    result.stdout.fnmatch_lines(["*--prp-gate-timeout*"])  # the terminal says it too
+    failure = check["failures"][0]
+    # The unverified PRP's merge is named as what broke it, not "a commit of no PRP".
+    assert failure["broken_by"] == "PRP-74.1.2", check
+    assert "--prp-gate-timeout" in "\n".join(failure["tail"]), check
+    result.stdout.fnmatch_lines(['  PRP-74.1.1 gate 1 "Gate 1: check 1" broken by PRP-74.1.2 (*'])
     assert wait_gone("sleep 30.74") == []
+
+
+def test_a_dependent_without_gates_that_changes_the_work_supersedes_it(
+    pytester: pytest.Pytester, repo: Path
+) -> None:
+    write_prp(repo, "PRP-75.1.1", creates={"a.txt": "a\n"}, gates=["test ! -e final.flag"])
+    write_prp(repo, "PRP-75.2.1", deps=["PRP-75.1.1"], creates={"final.flag": "x\n"})
+    result = pytester.runpytest_subprocess("--prp-batch", "75", "--prp-final-check")
+    check = result_json(repo, "75")["final_check"]
+    assert [(f["broken_by"], f["superseded"]) for f in check["failures"]] == [
+        ("PRP-75.2.1", True)
+    ], check
+    assert result.ret == 0, result.stdout.str()

@@ -141,11 +141,14 @@ def run_final_check(
     graph: Mapping[str, Sequence[str]],
     run_gate: RunGate,
     slots: int = 1,
+    owners: Mapping[str, str] | None = None,
 ) -> FinalCheckOutcome:
     """The gates of every PRP in ``merged`` on the tip of ``branch``; each failing gate traced
     to the merge that broke it (``graph``: PRP id -> its dependencies, for ``superseded``).
     Spread over ``slots`` worktrees at once (``final_check_slots``); the outcome is the same
-    whatever order the gates end in."""
+    whatever order the gates end in. ``owners``: merged commit -> PRP id of every PRP the
+    run merged, those without gates to run too (an unverified one), so that a break is blamed
+    on the PRP whose merge it is, not on "a commit of no PRP"."""
     outcome = FinalCheckOutcome(slots=max(1, slots))
     try:
         tip = git.branch_sha(branch)
@@ -163,7 +166,7 @@ def run_final_check(
         outcome.prps = [m.prp_id for m in order]
         try:
             with SlotPool(git, outcome.slots, run_gate) as pool:
-                _Check(pool, chain, order, graph, outcome).run()
+                _Check(pool, chain, order, graph, outcome, owners or {}).run()
         finally:
             moved = put_back(git, branch, tip)
             if moved is not None:
@@ -223,10 +226,11 @@ class _Check:
         order: list[MergedPrp],
         graph: Mapping[str, Sequence[str]],
         outcome: FinalCheckOutcome,
+        owners: Mapping[str, str],
     ) -> None:
         self.pool, self.chain, self.order, self.graph = pool, chain, order, graph
         self.outcome = outcome
-        self.prp_at = {m.merged_commit: m.prp_id for m in order}
+        self.prp_at = {**owners, **{m.merged_commit: m.prp_id for m in order}}
         self.searches: dict[tuple[int, int], _Search] = {}
         self.failures: dict[tuple[int, int], FinalFailure] = {}
         self.running = 0
