@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import entries, git, result_json, write_prp
+from conftest import entries, git, init_repo, result_json, write_prp
 
 
 def test_a_passing_gate_that_deletes_the_integration_branch_fails_its_prp(
@@ -154,3 +154,25 @@ def test_a_redos_steps_that_move_the_integration_branch_fail_it(
     assert statuses == {"PRP-11.1": "failed", "PRP-11.2": "success"}, out
     result.stdout.fnmatch_lines(["*PRP-11.1: its steps moved the integration branch prp/batch-11*"])
     assert git(repo, "show", "prp/batch-11:x.txt") == "2"
+
+
+def test_undo_foreign_tail_only_undoes_this_runs_moves(tmp_path: Path) -> None:
+
+    from pytest_prp.workspace.git_workspace import GitWorkspace
+
+    repo = init_repo(tmp_path / "r")
+    first = git(repo, "rev-parse", "HEAD").strip()
+    git(repo, "commit", "-q", "--allow-empty", "-m", "second")
+    second = git(repo, "rev-parse", "HEAD").strip()
+    git(repo, "branch", "prp/batch-1", first)
+    git(repo, "branch", "-f", "prp/batch-1", second)  # by hand, before the run: left alone
+    ws = GitWorkspace.open(repo)
+    assert ws.ensure_branch("prp/batch-1") == second
+    ws.undo_foreign_tail("prp/batch-1", held=False)
+    assert ws.undone == [] and git(repo, "rev-parse", "prp/batch-1").strip() == second
+    git(repo, "update-ref", "refs/heads/prp/batch-1", first)  # during the run: a gate, say
+    ws.undo_foreign_tail("prp/batch-1", held=False)
+    assert git(repo, "rev-parse", "prp/batch-1").strip() == second
+    assert len(ws.undone) == 1 and ws.undone[0].endswith(f"put back at {second[:12]}")
+    ws.undo_foreign_tail("prp/batch-1", held=False)  # its own undo is not undone
+    assert git(repo, "rev-parse", "prp/batch-1").strip() == second and len(ws.undone) == 1

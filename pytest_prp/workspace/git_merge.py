@@ -71,9 +71,15 @@ class Merging(CommitBuilding):
     def _undo_foreign_tail(self, branch: str, mark: tuple[int, int]) -> None:
         try:
             with open(self._reflog_path(branch), "rb") as log:
-                inode = os.fstat(log.fileno()).st_ino
-                log.seek(mark[1] if inode == mark[0] else 0)  # a new log: the branch was remade
+                stat = os.fstat(log.fileno())
+                start = mark[1] if stat.st_ino == mark[0] else 0  # a new log: branch remade
+                # Only the end matters (the moves since the last of ours): a run's every
+                # merge reads a bounded piece, not all the run's entries.
+                near_end = max(start, stat.st_size - _TAIL_BYTES)
+                log.seek(near_end)
                 added = log.read().decode("utf-8", "replace").splitlines()
+                if near_end > start and added:
+                    added = added[1:]  # begun mid-line
         except OSError:
             return
         tail: list[tuple[str, str, str]] = []
@@ -255,6 +261,9 @@ class Merging(CommitBuilding):
         commands = f"update {ref} {new} {old}\ndelete refs/heads/{delete_branch}\n"
         status, _, err = self.run("update-ref", "-m", reflog, "--stdin", stdin=commands, codes=None)
         return status, err
+
+
+_TAIL_BYTES = 64 * 1024
 
 
 def _mark(path: str) -> tuple[int, int]:
