@@ -1,5 +1,6 @@
-"""Hostile steps and gates against the integration branch: deleting it must not let a PRP
-claim a merge that is not on the branch."""
+"""Hostile steps and gates against the integration branch (deleting it, resetting it, in the
+steps, the gates, a merge check's gates or a redo): no merge may be lost from it, and no PRP
+may claim a merge that is not on it. Also: what no_changes claims."""
 
 from __future__ import annotations
 
@@ -41,6 +42,9 @@ def test_a_failing_gate_that_deletes_the_integration_branch_gets_it_restored(
     write_prp(repo, "PRP-6.3", creates={"c.txt": "c"}, gates=["true"])
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "prps")
+    stale = repo / ".git" / "prp" / "reflogs" / "999999999-0"  # of a process killed earlier
+    stale.parent.mkdir(parents=True)
+    stale.write_text("")
     result = pytester.runpytest_subprocess("--prp-batch", "6", "-n", "1", "-p", "no:randomly")
     out = result.stdout.str() + result.stderr.str()
     assert "Traceback" not in out and "INTERNALERROR" not in out, out

@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pytest_prp.supervise.leftovers import pid_alive
 from pytest_prp.workspace.repository import Repository
 from pytest_prp.workspace.worktree_files import admin_dir, read_head
 
@@ -121,9 +122,12 @@ class RefWatching(Repository):
 
     def _link_log(self, branch: str) -> Path | None:
         folder = self.common_dir / "prp" / "reflogs"
-        link = folder / f"{os.getpid()}-{next(_LINKS)}"
+        n = next(_LINKS)
+        link = folder / f"{os.getpid()}-{n}"
         try:
             folder.mkdir(parents=True, exist_ok=True)
+            if n == 0:
+                _sweep(folder)
             os.link(self._branch_log(branch), link)
         except OSError:
             return None  # no reflog (or no hard links here): a deletion is then seen only
@@ -197,6 +201,17 @@ class RefWatching(Repository):
 
 
 _LINKS = itertools.count()
+
+
+def _sweep(folder: Path) -> None:
+    """Remove the links left by processes that are gone (killed before their PRP's end)."""
+    for entry in folder.iterdir():
+        pid = entry.name.partition("-")[0]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            try:
+                entry.unlink()
+            except OSError:
+                pass
 
 
 def _present(links: Mapping[str, Path | None]) -> dict[str, Path]:
