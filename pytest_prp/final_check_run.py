@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from pytest_prp.records.results import BatchResults
     from pytest_prp.spec.model import Gate
     from pytest_prp.supervise.output import LogSink
+    from pytest_prp.supervise.processes import ProcessResult
     from pytest_prp.workspace.final_check import FinalCheckOutcome, MergedPrp
     from pytest_prp.workspace.final_check_slots import RunGate
 
@@ -105,7 +106,12 @@ class FinalCheck:
         slots = local_workers(self.config)
         try:
             run_gate = _gate_runner(self.settings, self.results.results, log, slots > 1)
-            return run_final_check(git, self.results.branch, merged, graph, run_gate, slots)
+            owners = {
+                str(entry["merged_commit"]): prp_id
+                for prp_id, entry in self.results.results.items()
+                if entry.get("merged_commit")
+            }
+            return run_final_check(git, self.results.branch, merged, graph, run_gate, slots, owners)
         finally:
             log.close()
 
@@ -191,7 +197,7 @@ def _gate_runner(
             log.section(title)
             limits = Limits.starting_now(settings.gate_timeout, log=log, source=GATE_LIMIT)
             result = run_shell_gate(gate, cwd=workdir, env=env, limits=replace(limits, cancel=stop))
-            return result.passed, list(result.process.tail[-20:])
+            return result.passed, _tail(result.process)
         fd, name = tempfile.mkstemp(prefix="prp-final-check-", suffix=".log")
         os.close(fd)
         own = LogSink(Path(name))
@@ -204,9 +210,18 @@ def _gate_runner(
         finally:
             own.close()
             os.unlink(name)
-        return result.passed, list(result.process.tail[-20:])
+        return result.passed, _tail(result.process)
 
     return run
+
+
+def _tail(process: ProcessResult) -> list[str]:
+    """A gate's last output, and how its limit cut it, naming the option (which its output
+    does not say)."""
+    tail = list(process.tail[-20:])
+    if process.timed_out:
+        tail.append(process.describe())
+    return tail
 
 
 def _junit_properties(config: pytest.Config, outcome: FinalCheckOutcome) -> None:

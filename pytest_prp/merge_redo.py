@@ -94,7 +94,10 @@ def redo_or_fail(
         run.redos += 1
         run.redone_on.append(outcome.tip)
         run.base = outcome.tip
-        run.refs_before = git.ref_state(run.workdir, execution.own_refs)
+        if run.refs_before is not None:
+            git.release_logs(run.refs_before)  # its links to the reflog: new ones are taken
+        # Watched as the first attempt's: the redo's steps may not move the branch either.
+        run.refs_before = git.ref_state(run.workdir, execution.own_refs, watch=(execution.branch,))
         context.move_to(run.workdir)
         context.attempt += 1
         context.feedback = None

@@ -63,7 +63,6 @@ if TYPE_CHECKING:
     from pytest_prp.spec.model import Gate, Prp
 
 
-
 class PrpNode(Protocol):
     """A PRP's pytest item as the runner uses it: ``collect.PrpItem`` hands itself in, so the
     runner needs nothing of the collector (which imports the runner to run)."""
@@ -534,6 +533,7 @@ def _refuse_foreign_moves(execution: Execution, run: PrpRun) -> None:
     it, what they put there kept aside. Nothing reaches the branch but checked merges."""
     assert run.workdir is not None and run.refs_before is not None
     branch = execution.branch
+    _refuse_deletion(execution, run)  # the links to the reflog are released at teardown
     moves = execution.git.foreign_moves(run.refs_before, branch)
     if not moves:
         return
@@ -557,6 +557,42 @@ def _refuse_foreign_moves(execution: Execution, run: PrpRun) -> None:
         f"{run.prp.id}: its steps moved the integration branch {branch} ({how}); only checked "
         f"merges may: not merged; {outcome}",
     )
+
+
+def _refuse_deletion(execution: Execution, run: PrpRun) -> None:
+    """The steps or gates deleted the integration branch (``git branch -D``, which takes its
+    reflog along): the PRP fails and the branch comes back where it was when deleted, with
+    every merge it held, instead of the batch's merged work hanging on no branch."""
+    outcome = _restore_deleted(execution, run)
+    if outcome is None:
+        return
+    _keep_worktree(execution, run)
+    raise _fail(
+        run,
+        FAILED,
+        f"{run.prp.id}: its steps or gates deleted the integration branch "
+        f"{execution.branch}; only checked merges may move it: not merged; {outcome}",
+    )
+
+
+def _restore_deleted(execution: Execution, run: PrpRun) -> str | None:
+    """Put the integration branch back if the PRP's steps or gates deleted it: what was done
+    (None when it is there)."""
+    branch = execution.branch
+    if run.refs_before is None:
+        return None
+    try:
+        tip = execution.git.deleted_tip(run.refs_before, branch)
+    except GitError:
+        return None
+    if tip is None:
+        return None
+    try:
+        if execution.git.restore_branch(branch, tip):
+            return f"{branch} is restored at {tip[:12]}"
+    except GitError:
+        pass
+    return f"{branch} was not restored: inspect it (it held {tip[:12]})"
 
 
 def _commit_and_merge(
@@ -690,6 +726,17 @@ def run_teardown(item: PrpNode) -> None:
     # Still running at teardown: Ctrl-C or SIGTERM cut it short, and no report will carry its
     # record; its final heartbeat tells the controller how long it ran and what was kept.
     cut_short = run.status == RUNNING
+    if run.refs_before is not None and not execution.settings.verify:
+        # A PRP that failed (its gates, say, or its merge check's) after deleting the
+        # integration branch: the branch still comes back with the batch's merges.
+        restored = _restore_deleted(execution, run)
+        if restored is not None:
+            item.warn(PrpWarning(f"{run.prp.id}: the integration branch was deleted; {restored}"))
+        execution.git.release_logs(run.refs_before)
+    if not execution.settings.verify:
+        undone, execution.git.undone[:] = list(execution.git.undone), []
+        for line in undone:  # while this PRP merged: by its merge check's gates, it may be
+            item.warn(PrpWarning(f"{run.prp.id}: while it merged, {line}"))
     if run.workdir is not None:
         if execution.settings.verify:
             execution.git.done_with_worktree(run.workdir)

@@ -655,9 +655,13 @@ def test_an_integration_branch_gone_mid_batch_fails_the_next_prp_clearly(
     pytester: pytest.Pytester, repo: Path
 ) -> None:
     # A failing gate (run in the PRP's worktree, which shares the repository's refs) deletes
-    # the integration branch; under -n each PRP reads the branch's tip when it starts, and
-    # PRP-6.2, next on the one worker, finds none.
-    gone = "git update-ref -d refs/heads/prp/batch-6\nfalse"
+    # the integration branch and every trace pytest-prp keeps of its reflog (so it cannot be
+    # restored); under -n each PRP reads the branch's tip when it starts, and PRP-6.2, next on
+    # the one worker, finds none.
+    gone = (
+        'rm -rf "$(git rev-parse --git-common-dir)/prp/reflogs"\n'
+        "git update-ref -d refs/heads/prp/batch-6\nfalse"
+    )
     write_prp(repo, "PRP-6.1", creates={"a.txt": "a"}, gates=[gone])
     write_prp(repo, "PRP-6.2", creates={"b.txt": "b"}, gates=["true"])
     git(repo, "add", "-A")

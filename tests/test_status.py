@@ -366,3 +366,28 @@ def test_a_prp_waiting_for_a_rate_limit(results: Path) -> None:
     row = next(line for line in done.stdout.splitlines() if line.startswith("PRP-47.2.1 "))
     assert row.split()[1:7] == ["running", "waiting", "for", "rate", "limit", "until"]
     assert row.split()[7] == clock
+
+
+def test_a_dead_runs_pid_given_to_another_process_is_not_a_running_batch(
+    results: Path, tmp_path: Path
+) -> None:
+    # The result JSON of a run that died unrecorded names a pid that a new process holds now
+    # (a restarted container gives small pids again): its start tells them apart.
+    from pytest_prp.records.status_view import run_gone
+    from pytest_prp.supervise.leftovers import process
+
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        me = process(other.pid)
+        assert me is not None
+        host = socket.gethostname()
+        reused = {"pid": other.pid, "host": host, "start": me.start - 1}
+        write_result(results, controller=reused)
+        shown = prp_status("--results-dir", str(results))
+        assert "interrupted" in shown.stdout.splitlines()[0], shown.stdout + shown.stderr
+        doc = {"finished_at": None, "controller": {**reused, "start": me.start}}
+        assert run_gone(doc, host) is None  # the same process: still running
+        assert run_gone({**doc, "controller": {"pid": other.pid, "host": host}}, host) is None
+    finally:
+        other.kill()
+        other.wait()

@@ -75,6 +75,18 @@ class RunFacts:
     load: Callable[[str], PrpFacts | None]  # a PRP's file by node id (the scheduler's loader)
 
 
+def _controller() -> dict[str, Any]:
+    """This process, named for good: pid, host and, where ``/proc`` tells it, its start (clock
+    ticks after boot), so that another process given the same pid later is not taken for it."""
+    from pytest_prp.supervise.leftovers import process
+
+    me = process(os.getpid())
+    named: dict[str, Any] = {"pid": os.getpid(), "host": socket.gethostname()}
+    if me is not None:
+        named["start"] = me.start
+    return named
+
+
 def _now() -> str:
     # To the millisecond, as heartbeats: the status view compares the two.
     return iso(time.time()) or ""
@@ -281,7 +293,7 @@ class BatchResults:
             "finished_at": self.finished_at,
             "interrupted": self.interrupted,
             # Who writes it: a status view tells a run that died from one that runs.
-            "controller": {"pid": os.getpid(), "host": socket.gethostname()},
+            "controller": _controller(),
             "budget_usd": self._budget(),
             "stages": by_stage(records),
             "summary": self.summary(records),

@@ -48,7 +48,7 @@ from pytest_prp.records.record import (
     read_number,
     read_result,
 )
-from pytest_prp.supervise.leftovers import pid_alive
+from pytest_prp.supervise.leftovers import pid_alive, process
 from pytest_prp.workspace.merge_queue import merge_notes
 from pytest_prp.workspace.merge_stack import stack_note
 
@@ -291,9 +291,19 @@ def run_gone(document: dict[str, Any], host: str | None = None) -> str | None:
     if not isinstance(controller, dict) or controller.get("host") != host:
         return None
     pid = read_int(controller.get("pid"))
-    if pid is None or pid_alive(pid):
+    if pid is None:
         return None
+    start = read_int(controller.get("start"))
+    if pid_alive(pid) and (start is None or _process_start(pid) in (None, start)):
+        return None
+    # Gone, or its pid now names another process (started at another time): a container
+    # restarted, say, and the pid given again.
     return f"its run (process {pid}) ended without recording its end"
+
+
+def _process_start(pid: int) -> int | None:
+    proc = process(pid)
+    return proc.start if proc is not None else None
 
 
 def _beats_gone(beats: dict[str, dict[str, Any]], host: str) -> str | None:

@@ -141,11 +141,14 @@ def run_final_check(
     graph: Mapping[str, Sequence[str]],
     run_gate: RunGate,
     slots: int = 1,
+    owners: Mapping[str, str] | None = None,
 ) -> FinalCheckOutcome:
     """The gates of every PRP in ``merged`` on the tip of ``branch``; each failing gate traced
     to the merge that broke it (``graph``: PRP id -> its dependencies, for ``superseded``).
     Spread over ``slots`` worktrees at once (``final_check_slots``); the outcome is the same
-    whatever order the gates end in."""
+    whatever order the gates end in. ``owners``: merged commit -> PRP id of every PRP the
+    run merged, those without gates to run too (an unverified one), so that a break is blamed
+    on the PRP whose merge it is, not on "a commit of no PRP"."""
     outcome = FinalCheckOutcome(slots=max(1, slots))
     try:
         tip = git.branch_sha(branch)
@@ -161,11 +164,39 @@ def run_final_check(
         outcome.start = parent.strip() or None
         order = [by_commit[sha] for sha in chain if sha in by_commit]
         outcome.prps = [m.prp_id for m in order]
-        with SlotPool(git, outcome.slots, run_gate) as pool:
-            _Check(pool, chain, order, graph, outcome).run()
+        try:
+            with SlotPool(git, outcome.slots, run_gate) as pool:
+                _Check(pool, chain, order, graph, outcome, owners or {}).run()
+        finally:
+            moved = put_back(git, branch, tip)
+            if moved is not None:
+                outcome.error = moved
     except GitError as exc:
         outcome.error = str(exc)
     return outcome
+
+
+def put_back(git: Repository, branch: str, tip: str) -> str | None:
+    """A gate of the check moved or deleted ``branch`` (it shares the repository's refs):
+    the branch goes back to ``tip``, where the run's last merge left it, so that no merge is
+    lost; what was done, as the check's error (None when the branch is still at ``tip``).
+    Nothing else moves it meanwhile: every PRP of the run has ended, and the run lock keeps
+    other runs of the batch out."""
+    now = git.branch_sha(branch)
+    if now == tip:
+        return None
+    done = f"moved to {now[:12]}" if now is not None else "deleted"
+    status, _, _ = git.run(
+        "update-ref",
+        "-m",
+        "prp: put back after a gate of the final check moved it",
+        f"refs/heads/{branch}",
+        tip,
+        now or "",
+        codes=None,
+    )
+    back = f"put back at {tip[:12]}" if status == 0 else f"NOT put back: it held {tip[:12]}"
+    return f"a gate of the final check {done} the integration branch {branch}; {back}"
 
 
 @dataclass
@@ -195,10 +226,11 @@ class _Check:
         order: list[MergedPrp],
         graph: Mapping[str, Sequence[str]],
         outcome: FinalCheckOutcome,
+        owners: Mapping[str, str],
     ) -> None:
         self.pool, self.chain, self.order, self.graph = pool, chain, order, graph
         self.outcome = outcome
-        self.prp_at = {m.merged_commit: m.prp_id for m in order}
+        self.prp_at = {**owners, **{m.merged_commit: m.prp_id for m in order}}
         self.searches: dict[tuple[int, int], _Search] = {}
         self.failures: dict[tuple[int, int], FinalFailure] = {}
         self.running = 0

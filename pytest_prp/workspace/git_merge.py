@@ -37,6 +37,74 @@ class Merging(CommitBuilding):
     """Merges into branches. Stands on ``CommitBuilding``: a commit this process built knows
     its parent, which spares checking that it descends from it."""
 
+    def _begin(self) -> None:
+        super()._begin()
+        # Where each integration branch's reflog stood when this process first saw the branch
+        # (its inode and size): the moves after it are this run's (``undo_foreign_tail``).
+        self._log_marks: dict[str, tuple[int, int]] = {}
+        # What ``undo_foreign_tail`` undid, one line each, for the run to report.
+        self.undone: list[str] = []
+
+    def ensure_branch(self, branch: str, base: str | None = None) -> str:
+        sha = super().ensure_branch(branch, base)
+        self._log_marks.setdefault(branch, _mark(self._reflog_path(branch)))
+        return sha
+
+    def _reflog_path(self, branch: str) -> str:
+        return str(self.common_dir / "logs" / "refs" / "heads" / branch)
+
+    def undo_foreign_tail(self, branch: str, held: bool) -> None:
+        """Before a checked merge moves ``branch``: when the last moves of it in this run were
+        not pytest-prp's (a gate run in a merge check, which shares the repository's refs,
+        reset it or committed on it), put it back where they found it, so that the merge does
+        not build on a tip that dropped earlier merges. Said in ``undone``. ``held``: the
+        caller holds the merge turn."""
+        mark = self._log_marks.get(branch)
+        if mark is None:
+            return
+        if held:
+            self._undo_foreign_tail(branch, mark)
+        else:
+            with self.merge_turn(branch):
+                self._undo_foreign_tail(branch, mark)
+
+    def _undo_foreign_tail(self, branch: str, mark: tuple[int, int]) -> None:
+        try:
+            with open(self._reflog_path(branch), "rb") as log:
+                stat = os.fstat(log.fileno())
+                start = mark[1] if stat.st_ino == mark[0] else 0  # a new log: branch remade
+                # Only the end matters (the moves since the last of ours): a run's every
+                # merge reads a bounded piece, not all the run's entries.
+                near_end = max(start, stat.st_size - _TAIL_BYTES)
+                log.seek(near_end)
+                added = log.read().decode("utf-8", "replace").splitlines()
+                if near_end > start and added:
+                    added = added[1:]  # begun mid-line
+        except OSError:
+            return
+        tail: list[tuple[str, str, str]] = []
+        for line in reversed(added):
+            fields, _, message = line.partition("\t")
+            parts = fields.split(" ")
+            if message.startswith("prp:") or len(parts) < 2 or not FULL_SHA.fullmatch(parts[0]):
+                break
+            tail.append((parts[0], parts[1], message))
+        if not tail:
+            return
+        tail.reverse()
+        first_old, last_new = tail[0][0], tail[-1][1]
+        if set(first_old) == {"0"} or self.branch_sha(branch) != last_new:
+            return
+        status, _ = self.compare_and_swap(
+            f"refs/heads/{branch}", first_old, last_new, "prp: undo a move no checked merge made"
+        )
+        if status == 0:
+            how = "; ".join(dict.fromkeys(m or "(no message)" for _, _, m in tail))
+            self.undone.append(
+                f"{branch} was moved from {first_old[:12]} to {last_new[:12]} by something "
+                f"other than a checked merge ({how}): put back at {first_old[:12]}"
+            )
+
     def merge(
         self,
         branch: str,
@@ -78,6 +146,7 @@ class Merging(CommitBuilding):
     def _merge(
         self, branch: str, commit: str, message: str, parent: str | None, delete_branch: str | None
     ) -> MergeResult:
+        self.undo_foreign_tail(branch, held=True)
         ref = f"refs/heads/{branch}"
         reflog = f"prp: merge {commit[:12]}"
         if parent is not None and FULL_SHA.fullmatch(parent):
@@ -162,6 +231,21 @@ class Merging(CommitBuilding):
             )
             return first_old if status == 0 else None
 
+    def restore_branch(self, branch: str, sha: str) -> bool:
+        """Create ``branch`` at ``sha`` again after something deleted it; False when it exists
+        by now (something else made it: left as it is)."""
+        with self.merge_turn(branch):
+            status, _, _ = self.run(
+                "update-ref",
+                "-m",
+                "prp: restored after a PRP's steps or gates deleted it",
+                f"refs/heads/{branch}",
+                sha,
+                "",
+                codes=None,
+            )
+            return status == 0
+
     def _descends(self, commit: str, ancestor: str) -> bool:
         status, _, _ = self.run("merge-base", "--is-ancestor", ancestor, commit, codes=(0, 1))
         return status == 0
@@ -177,3 +261,14 @@ class Merging(CommitBuilding):
         commands = f"update {ref} {new} {old}\ndelete refs/heads/{delete_branch}\n"
         status, _, err = self.run("update-ref", "-m", reflog, "--stdin", stdin=commands, codes=None)
         return status, err
+
+
+_TAIL_BYTES = 64 * 1024
+
+
+def _mark(path: str) -> tuple[int, int]:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return (0, 0)
+    return (stat.st_ino, stat.st_size)

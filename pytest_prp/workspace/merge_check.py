@@ -90,6 +90,7 @@ def swap(
     deleting ``delete_branch`` in the same transaction. The merge turn is taken here, for the
     ref update alone, unless the caller already ``hold``s it."""
     reflog = f"prp: merge {new[:12]} (checked)"
+    git.undo_foreign_tail(branch, hold)  # a merge check's gate that reset it, say
     if hold:
         return git.compare_and_swap(f"refs/heads/{branch}", new, old, reflog, delete_branch)[0] == 0
     with git.merge_turn(branch):

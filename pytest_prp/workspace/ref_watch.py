@@ -10,14 +10,21 @@ writes every move of it with a ``prp:`` message, so an entry added during the st
 (``commit:``, ``branch: Reset``, ``merge``...) is the steps' own (``foreign_moves``). Where git
 keeps no reflog for it (``core.logAllRefUpdates=false``, the reftable backend) this finds
 nothing.
+
+Deleting the branch (``git branch -D``) deletes its reflog too: ``ref_state`` keeps a hard link
+to the watched reflogs, so what was on the branch when it went is still known
+(``deleted_tip``) and the branch can be put back with every merge it held.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pytest_prp.supervise.leftovers import pid_alive
 from pytest_prp.workspace.repository import Repository
 from pytest_prp.workspace.worktree_files import admin_dir, read_head
 
@@ -33,6 +40,8 @@ class RefState:
     refs: Mapping[str, str]
     # Sizes of the watched branches' reflogs (``ref_state(watch=...)``), to read what is added.
     branch_logs: Mapping[str, int] = field(default_factory=dict)
+    # Hard links to those reflogs, which outlive a deletion of the branch (``deleted_tip``).
+    log_links: Mapping[str, Path] = field(default_factory=dict)
 
 
 def describe_ref_changes(before: RefState, after: RefState, reflog: str) -> list[str]:
@@ -83,6 +92,7 @@ class RefWatching(Repository):
         (names, or prefixes ending in ``/``), and the length of the reflogs of the branches in
         ``watch``: to compare after a PRP's steps."""
         logs = {branch: _size(self._branch_log(branch)) for branch in watch}
+        links = {branch: self._link_log(branch) for branch in watch}
         head = read_head(worktree) or ""
         if head.startswith("ref: refs/heads/"):
             head_sha = self.branch_sha(head.removeprefix("ref: refs/heads/"))
@@ -97,17 +107,66 @@ class RefWatching(Repository):
             size = 0
         known, self._refs_read = self._refs_read, None
         if known is not None and known[:2] == (worktree, tuple(ignore)):
-            return RefState(head, head_sha, size, known[2], logs)  # per-worktree refs included
+            # per-worktree refs included
+            return RefState(head, head_sha, size, known[2], logs, _present(links))
         out = self.output("for-each-ref", "--format=%(objectname) %(refname)", cwd=worktree)
         refs: dict[str, str] = {}
         for line in out.splitlines():
             sha, _, ref = line.partition(" ")
             if not any(ref == i or (i.endswith("/") and ref.startswith(i)) for i in ignore):
                 refs[ref] = sha
-        return RefState(head, head_sha, size, refs, logs)
+        return RefState(head, head_sha, size, refs, logs, _present(links))
 
     def _branch_log(self, branch: str) -> Path:
         return self.common_dir / "logs" / "refs" / "heads" / branch
+
+    def _link_log(self, branch: str) -> Path | None:
+        folder = self.common_dir / "prp" / "reflogs"
+        n = next(_LINKS)
+        link = folder / f"{os.getpid()}-{n}"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            if n == 0:
+                _sweep(folder)
+            os.link(self._branch_log(branch), link)
+        except OSError:
+            return None  # no reflog (or no hard links here): a deletion is then seen only
+        return link
+
+    def release_logs(self, before: RefState) -> None:
+        """Remove the reflog links ``before`` holds (its PRP is done with them)."""
+        for link in before.log_links.values():
+            try:
+                link.unlink()
+            except OSError:
+                pass
+
+    def deleted_tip(self, before: RefState, branch: str) -> str | None:
+        """When ``branch`` (watched by ``before``) is gone: the sha to put it back at, read from
+        the link to its reflog: where it was when deleted, or, when moves pytest-prp did not
+        make came last, where it was before them; None while it exists or when its reflog was
+        not kept."""
+        link = before.log_links.get(branch)
+        if link is None or self.branch_sha(branch) is not None:
+            return None
+        try:
+            added = link.read_bytes()
+        except OSError:
+            return None
+        last = added.decode("utf-8", "replace").splitlines()[-1:]
+        pair = last[0].split("\t")[0].split(" ") if last else []
+        if len(pair) < 2:
+            return None
+        tip = pair[1]
+        # The steps' own moves at the end (none of ours on top): back to before the first.
+        start = before.branch_logs.get(branch, 0)
+        for line in reversed(added[start:].decode("utf-8", "replace").splitlines()):
+            fields, _, message = line.partition("\t")
+            pair = fields.split(" ")
+            if message.startswith("prp:") or len(pair) < 2:
+                break
+            tip = pair[0]
+        return None if set(tip) == {"0"} else tip
 
     def foreign_moves(self, before: RefState, branch: str) -> list[tuple[str, str, str]]:
         """The moves of ``branch`` since ``before`` that pytest-prp did not make: (old sha, new
@@ -118,16 +177,9 @@ class RefWatching(Repository):
         try:
             with open(self._branch_log(branch), "rb") as log:
                 log.seek(start)
-                added = log.read().decode("utf-8", "replace")
+                return _foreign(log.read())
         except OSError:
             return []
-        moves = []
-        for line in added.splitlines():
-            fields, _, message = line.partition("\t")
-            parts = fields.split(" ")
-            if len(parts) >= 2 and not message.startswith("prp:"):
-                moves.append((parts[0], parts[1], message))
-        return moves
 
     def ref_changes(
         self, worktree: Path, before: RefState, ignore: Sequence[str] = ()
@@ -146,6 +198,35 @@ class RefWatching(Repository):
             except OSError:
                 pass
         return describe_ref_changes(before, after, reflog)
+
+
+_LINKS = itertools.count()
+
+
+def _sweep(folder: Path) -> None:
+    """Remove the links left by processes that are gone (killed before their PRP's end)."""
+    for entry in folder.iterdir():
+        pid = entry.name.partition("-")[0]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            try:
+                entry.unlink()
+            except OSError:
+                pass
+
+
+def _present(links: Mapping[str, Path | None]) -> dict[str, Path]:
+    return {branch: link for branch, link in links.items() if link is not None}
+
+
+def _foreign(added: bytes) -> list[tuple[str, str, str]]:
+    """The reflog entries in ``added`` not written by pytest-prp: (old, new, message)."""
+    moves = []
+    for line in added.decode("utf-8", "replace").splitlines():
+        fields, _, message = line.partition("\t")
+        parts = fields.split(" ")
+        if len(parts) >= 2 and not message.startswith("prp:"):
+            moves.append((parts[0], parts[1], message))
+    return moves
 
 
 def _size(path: Path) -> int:
