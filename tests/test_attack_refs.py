@@ -180,3 +180,30 @@ def test_undo_foreign_tail_only_undoes_this_runs_moves(tmp_path: Path) -> None:
     assert len(ws.undone) == 1 and ws.undone[0].endswith(f"put back at {second[:12]}")
     ws.undo_foreign_tail("prp/batch-1", held=False)  # its own undo is not undone
     assert git(repo, "rev-parse", "prp/batch-1").strip() == second and len(ws.undone) == 1
+
+
+def test_an_integration_gate_that_resets_the_branch_in_a_stack_loses_no_merge(
+    pytester: pytest.Pytester, repo: Path
+) -> None:
+    """--prp-merge-batch: the stack's integration gate (run on the merged tree, which holds
+    both PRPs' files) puts the branch back on the first commit; the stack's move puts it back
+    where it was first and merges on top, so neither PRP's work is lost."""
+    reset = (
+        "if [ -e a.txt ] && [ -e b.txt ]; then git update-ref refs/heads/prp/batch-8 "
+        "$(git rev-list --max-parents=0 HEAD); fi; true"
+    )
+    write_prp(repo, "PRP-8.1", steps=["sleep 3"], creates={"a.txt": "a"}, gates=["true"])
+    write_prp(repo, "PRP-8.2", creates={"b.txt": "b"}, gates=["true"])
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "prps")
+    result = pytester.runpytest_subprocess(
+        "--prp-batch", "8", "-n", "2", "-p", "no:randomly", "--prp-merge-batch",
+        "--prp-integration-gate", reset,
+    )  # fmt: skip
+    out = result.stdout.str() + result.stderr.str()
+    assert "Traceback" not in out and "INTERNALERROR" not in out, out
+    statuses = {pid: e["status"] for pid, e in entries(result_json(repo, "8")).items()}
+    assert statuses == {"PRP-8.1": "success", "PRP-8.2": "success"}, out
+    assert git(repo, "show", "prp/batch-8:a.txt") == "a", out
+    assert git(repo, "show", "prp/batch-8:b.txt") == "b", out
+    result.stdout.fnmatch_lines(["*PRP-8.1: while it merged, prp/batch-8 was moved from *"])

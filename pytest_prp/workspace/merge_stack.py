@@ -264,6 +264,7 @@ def _join(
     """With the merge turn held: merge by fast-forward, or fail on a textual conflict with the
     branch (``_DONE``); join the queue, built on its top (``_JOINED``); or the ids of the PRPs
     waiting under its conflict."""
+    git.undo_foreign_tail(branch, held=True)  # a gate that reset it: not built on
     queue = load(git, branch)
     changed = _forget(queue, mine.prp_id)
     # A PRP whose worker died (left by a killed run): not built on.
@@ -477,6 +478,8 @@ def _run_stack(runner: _Runner) -> bool:
 def _move(git: Merging, branch: str, old: str, new: str, merged: Sequence[Entry]) -> bool:
     """Move ``branch`` from ``old`` to ``new`` by compare-and-swap, deleting the merged PRPs'
     branches in the same transaction (the merge turn held by the caller)."""
+    # A gate that reset it (the stack's gate shares the refs): put back, so the swap fails.
+    git.undo_foreign_tail(branch, held=True)
     commands = f"update refs/heads/{branch} {new} {old}\n"
     for entry in merged:
         if entry.delete_branch:
