@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -122,6 +123,43 @@ def unpack(git: GitWorkspace, pack: bytes) -> None:
         git.pipe("index-pack", "--stdin", "--fix-thin", data=pack)
     elif count:
         git.pipe("unpack-objects", "-q", data=pack)
+
+
+_COMMIT = 1  # a pack entry's type: a whole commit object (not a delta)
+
+
+def parents_in_pack(pack: bytes, commit: str) -> list[str] | None:
+    """The parents of ``commit`` as its object in ``pack`` (from ``pack_for``) says, its
+    content checked against its name; what the controller needs to know a handed-back commit
+    descends from the tip, without starting git. Only the commits at the pack's head are read
+    (``pack-objects`` writes commits first); None when it is not among them (then ask git)."""
+    if len(pack) < 12 or pack[:4] != b"PACK":
+        return None
+    view = memoryview(pack)
+    at = 12
+    try:
+        for _ in range(int.from_bytes(pack[8:12], "big")):
+            byte = pack[at]
+            kind, size, shift = (byte >> 4) & 7, byte & 15, 4
+            at += 1
+            while byte & 0x80:  # the entry's size, 7 bits a byte, low bits first
+                byte = pack[at]
+                size |= (byte & 0x7F) << shift
+                shift, at = shift + 7, at + 1
+            if kind != _COMMIT:
+                return None  # past the commits, or a commit stored as a delta
+            stream = zlib.decompressobj()
+            data = stream.decompress(view[at:])
+            if not stream.eof or len(data) != size:
+                return None
+            at = len(pack) - len(stream.unused_data)
+            if hashlib.sha1(b"commit %d\0" % size + data).hexdigest() != commit:
+                continue
+            headers = data.split(b"\n\n", 1)[0].split(b"\n")
+            return [line[7:].decode("ascii") for line in headers if line.startswith(b"parent ")]
+    except (IndexError, zlib.error, UnicodeDecodeError):
+        return None
+    return None
 
 
 def forget_handed_back(git: GitWorkspace) -> None:

@@ -25,7 +25,14 @@ if TYPE_CHECKING:
     from pytest_prp.plan.settings import Settings
     from pytest_prp.records.heartbeat import Heartbeat
 
-from pytest_prp.remote import RELAY, open_repository, pack_for, remote_name, unpack
+from pytest_prp.remote import (
+    RELAY,
+    open_repository,
+    pack_for,
+    parents_in_pack,
+    remote_name,
+    unpack,
+)
 
 # At most one push of the branch per this many seconds while PRPs run (the newest tip each
 # time): a push costs the controller's machine CPU that the PRPs' gates need, and nothing
@@ -397,8 +404,14 @@ class ControllerMerges:
         # them yet), unless it lost already.
         sent = tip_of(git, branch) == tip
         if sent:
-            unpack(git, bytes(data["pack"]))
-            descends = git.run("merge-base", "--is-ancestor", tip, commit, codes=(0, 1))[0]
+            pack = bytes(data["pack"])
+            unpack(git, pack)
+            # Its parents, read from the pack (a fast-forward's or a merge's first is the
+            # tip); git is asked only when they do not say.
+            if tip in (parents_in_pack(pack, commit) or ()):
+                descends = 0
+            else:
+                descends = git.run("merge-base", "--is-ancestor", tip, commit, codes=(0, 1))[0]
             if descends != 0:
                 return ("failed", f"{commit[:12]} does not descend from {tip[:12]}", b"")
         with self._lock, git.merge_turn(branch):
