@@ -45,9 +45,15 @@ class Publisher:
     """Pushes the integration branch to the shared remote on a thread of its own: workers get
     the tip on their channel, so no PRP waits for a push. One push at a time, of the newest
     tip asked for, at most one per ``every`` seconds unless asked ``now``; ``wait`` for a tip
-    to be there (a worker that must fetch it, the end of the run)."""
+    to be there (a worker that must fetch it, the end of the run). ``pushed_at``: when the
+    branch was last pushed by someone else (the run's start), the pause counts from it."""
 
-    def __init__(self, push: Callable[[str], None], every: float = PUBLISH_EVERY) -> None:
+    def __init__(
+        self,
+        push: Callable[[str], None],
+        every: float = PUBLISH_EVERY,
+        pushed_at: float = float("-inf"),
+    ) -> None:
         self._push = push
         self._every = every
         self._cond = threading.Condition()
@@ -55,7 +61,7 @@ class Publisher:
         self._asked = 0  # tips asked for so far; the newest is ``_wanted``
         self._done = 0  # of them, pushed (or failed: ``error``)
         self._now = False  # one is awaited: no pause before the next push
-        self._last = float("-inf")  # when the last push started (monotonic)
+        self._last = pushed_at  # when the last push started (monotonic)
         self.error: str | None = None  # the last push's failure, None once one succeeds
         self.pushes = 0
         self._closed = False
@@ -126,7 +132,9 @@ class ControllerMerges:
         # local workers merging into the same clone.
         self._lock = threading.Lock()
         self.channels: list[Any] = []  # to each worker (RELAY)
-        self.publisher = Publisher(self._push)
+        # The branch is pushed as the run starts (``publish_start``): the first merge's push
+        # waits the pause too, instead of taking CPU from the PRPs that merge started.
+        self.publisher = Publisher(self._push, pushed_at=time.monotonic())
         self._last: tuple[str, str, int] | None = None  # the last push: branch, tip, number
         # The last remote merges, by the tip they made: the tip before and the pack a worker
         # sent, which is what a clone at the tip before lacks (no pack-objects to answer it).
