@@ -22,6 +22,7 @@ packs); the worker's side is ``remote_worker``, the controller's ``remote_contro
 from __future__ import annotations
 
 import hashlib
+import re
 import socket
 import zlib
 from collections.abc import Sequence
@@ -126,6 +127,9 @@ def unpack(git: GitWorkspace, pack: bytes) -> None:
 
 
 _COMMIT = 1  # a pack entry's type: a whole commit object (not a delta)
+_COMMIT_MAX = 1 << 20  # a commit object larger than this is left to git
+_TREE = re.compile(rb"tree [0-9a-f]{40}")
+_PARENT = re.compile(rb"parent ([0-9a-f]{40})")
 
 
 def parents_in_pack(pack: bytes, commit: str) -> list[str] | None:
@@ -146,20 +150,34 @@ def parents_in_pack(pack: bytes, commit: str) -> list[str] | None:
                 byte = pack[at]
                 size |= (byte & 0x7F) << shift
                 shift, at = shift + 7, at + 1
-            if kind != _COMMIT:
-                return None  # past the commits, or a commit stored as a delta
+            if kind != _COMMIT or size > _COMMIT_MAX:
+                return None  # past the commits, a commit stored as a delta, or a huge one
             stream = zlib.decompressobj()
-            data = stream.decompress(view[at:])
+            data = stream.decompress(view[at:], size + 1)  # no more than it says it is
             if not stream.eof or len(data) != size:
                 return None
             at = len(pack) - len(stream.unused_data)
             if hashlib.sha1(b"commit %d\0" % size + data).hexdigest() != commit:
                 continue
-            headers = data.split(b"\n\n", 1)[0].split(b"\n")
-            return [line[7:].decode("ascii") for line in headers if line.startswith(b"parent ")]
+            return _parents(data)
     except (IndexError, zlib.error, UnicodeDecodeError):
         return None
     return None
+
+
+def _parents(data: bytes) -> list[str] | None:
+    """A commit object's parents as git reads them: the ``parent`` lines right after its
+    ``tree`` line (a ``parent`` header anywhere else is no parent to git, nor here)."""
+    lines = data.split(b"\n")
+    if not _TREE.fullmatch(lines[0]):
+        return None
+    parents: list[str] = []
+    for line in lines[1:]:
+        found = _PARENT.fullmatch(line)
+        if found is None:
+            break
+        parents.append(found.group(1).decode("ascii"))
+    return parents
 
 
 def forget_handed_back(git: GitWorkspace) -> None:

@@ -64,3 +64,23 @@ def test_the_parents_of_a_handed_back_commit_are_read_from_its_pack(tmp_path: Pa
     assert parents_in_pack(bytes(broken), own) is None
     # A commit whose content does not match its name is not believed.
     assert parents_in_pack(pack_for(ours, own, [tip]), "0" * 40) is None
+
+
+def test_a_parent_header_git_does_not_read_as_one_is_none(tmp_path: Path) -> None:
+    # A worker is not trusted to say where its commit descends from: a "parent" line after
+    # the author is no parent to git, so it is none here either (git is asked instead).
+    repo = init_repo(tmp_path / "repo")
+    tip = git(repo, "rev-parse", "HEAD")
+    tree = git(repo, "rev-parse", "HEAD^{tree}")
+    who = "A U Thor <a@example.com> 1700000000 +0000"
+    body = f"tree {tree}\nauthor {who}\nparent {tip}\ncommitter {who}\n\nsneaky\n"
+    forged = subprocess.run(
+        ["git", "hash-object", "-t", "commit", "-w", "--literally", "--stdin"],
+        cwd=repo,
+        input=body,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    ours = GitWorkspace.open(repo)
+    assert parents_in_pack(pack_for(ours, forged, [tip]), forged) == []
