@@ -212,6 +212,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--before", metavar="REV", help="also measure pytest-prp at REV")
     options = parser.parse_args()
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         origin = origin_repo(base / "batch", 200, prps=True)
@@ -233,7 +234,8 @@ def main() -> None:
                 machine.stop()
             if options.before:
                 git(ROOT, "worktree", "remove", "--force", str(base / "before"))
-        print(f"12-PRP diamond-and-fan batch, best of {options.repeat} (start-up / whole run):")
+        load = f"load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}"
+        print(f"12-PRP diamond-and-fan batch, best of {options.repeat} ({load}):")
         for setup in setups:
             print(
                 f"  {setup.label:28s} start-up {setup.startup:5.2f} s  run {setup.whole:5.2f} s  "

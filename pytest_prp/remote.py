@@ -22,7 +22,9 @@ packs); the worker's side is ``remote_worker``, the controller's ``remote_contro
 from __future__ import annotations
 
 import hashlib
+import re
 import socket
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -122,6 +124,60 @@ def unpack(git: GitWorkspace, pack: bytes) -> None:
         git.pipe("index-pack", "--stdin", "--fix-thin", data=pack)
     elif count:
         git.pipe("unpack-objects", "-q", data=pack)
+
+
+_COMMIT = 1  # a pack entry's type: a whole commit object (not a delta)
+_COMMIT_MAX = 1 << 20  # a commit object larger than this is left to git
+_TREE = re.compile(rb"tree [0-9a-f]{40}")
+_PARENT = re.compile(rb"parent ([0-9a-f]{40})")
+
+
+def parents_in_pack(pack: bytes, commit: str) -> list[str] | None:
+    """The parents of ``commit`` as its object in ``pack`` (from ``pack_for``) says, its
+    content checked against its name; what the controller needs to know a handed-back commit
+    descends from the tip, without starting git. Only the commits at the pack's head are read
+    (``pack-objects`` writes commits first); None when it is not among them (then ask git)."""
+    if len(pack) < 12 or pack[:4] != b"PACK":
+        return None
+    view = memoryview(pack)
+    at = 12
+    try:
+        for _ in range(int.from_bytes(pack[8:12], "big")):
+            byte = pack[at]
+            kind, size, shift = (byte >> 4) & 7, byte & 15, 4
+            at += 1
+            while byte & 0x80:  # the entry's size, 7 bits a byte, low bits first
+                byte = pack[at]
+                size |= (byte & 0x7F) << shift
+                shift, at = shift + 7, at + 1
+            if kind != _COMMIT or size > _COMMIT_MAX:
+                return None  # past the commits, a commit stored as a delta, or a huge one
+            stream = zlib.decompressobj()
+            data = stream.decompress(view[at:], size + 1)  # no more than it says it is
+            if not stream.eof or len(data) != size:
+                return None
+            at = len(pack) - len(stream.unused_data)
+            if hashlib.sha1(b"commit %d\0" % size + data).hexdigest() != commit:
+                continue
+            return _parents(data)
+    except (IndexError, zlib.error, UnicodeDecodeError):
+        return None
+    return None
+
+
+def _parents(data: bytes) -> list[str] | None:
+    """A commit object's parents as git reads them: the ``parent`` lines right after its
+    ``tree`` line (a ``parent`` header anywhere else is no parent to git, nor here)."""
+    lines = data.split(b"\n")
+    if not _TREE.fullmatch(lines[0]):
+        return None
+    parents: list[str] = []
+    for line in lines[1:]:
+        found = _PARENT.fullmatch(line)
+        if found is None:
+            break
+        parents.append(found.group(1).decode("ascii"))
+    return parents
 
 
 def forget_handed_back(git: GitWorkspace) -> None:

@@ -25,7 +25,14 @@ if TYPE_CHECKING:
     from pytest_prp.plan.settings import Settings
     from pytest_prp.records.heartbeat import Heartbeat
 
-from pytest_prp.remote import RELAY, open_repository, pack_for, remote_name, unpack
+from pytest_prp.remote import (
+    RELAY,
+    open_repository,
+    pack_for,
+    parents_in_pack,
+    remote_name,
+    unpack,
+)
 
 # At most one push of the branch per this many seconds while PRPs run (the newest tip each
 # time): a push costs the controller's machine CPU that the PRPs' gates need, and nothing
@@ -38,9 +45,15 @@ class Publisher:
     """Pushes the integration branch to the shared remote on a thread of its own: workers get
     the tip on their channel, so no PRP waits for a push. One push at a time, of the newest
     tip asked for, at most one per ``every`` seconds unless asked ``now``; ``wait`` for a tip
-    to be there (a worker that must fetch it, the end of the run)."""
+    to be there (a worker that must fetch it, the end of the run). ``pushed_at``: when the
+    branch was last pushed by someone else (the run's start), the pause counts from it."""
 
-    def __init__(self, push: Callable[[str], None], every: float = PUBLISH_EVERY) -> None:
+    def __init__(
+        self,
+        push: Callable[[str], None],
+        every: float = PUBLISH_EVERY,
+        pushed_at: float = float("-inf"),
+    ) -> None:
         self._push = push
         self._every = every
         self._cond = threading.Condition()
@@ -48,7 +61,7 @@ class Publisher:
         self._asked = 0  # tips asked for so far; the newest is ``_wanted``
         self._done = 0  # of them, pushed (or failed: ``error``)
         self._now = False  # one is awaited: no pause before the next push
-        self._last = float("-inf")  # when the last push started (monotonic)
+        self._last = pushed_at  # when the last push started (monotonic)
         self.error: str | None = None  # the last push's failure, None once one succeeds
         self.pushes = 0
         self._closed = False
@@ -119,7 +132,9 @@ class ControllerMerges:
         # local workers merging into the same clone.
         self._lock = threading.Lock()
         self.channels: list[Any] = []  # to each worker (RELAY)
-        self.publisher = Publisher(self._push)
+        # The branch is pushed as the run starts (``publish_start``): the first merge's push
+        # waits the pause too, instead of taking CPU from the PRPs that merge started.
+        self.publisher = Publisher(self._push, pushed_at=time.monotonic())
         self._last: tuple[str, str, int] | None = None  # the last push: branch, tip, number
         # The last remote merges, by the tip they made: the tip before and the pack a worker
         # sent, which is what a clone at the tip before lacks (no pack-objects to answer it).
@@ -397,8 +412,14 @@ class ControllerMerges:
         # them yet), unless it lost already.
         sent = tip_of(git, branch) == tip
         if sent:
-            unpack(git, bytes(data["pack"]))
-            descends = git.run("merge-base", "--is-ancestor", tip, commit, codes=(0, 1))[0]
+            pack = bytes(data["pack"])
+            unpack(git, pack)
+            # Its parents, read from the pack (a fast-forward's or a merge's first is the
+            # tip); git is asked only when they do not say.
+            if tip in (parents_in_pack(pack, commit) or ()):
+                descends = 0
+            else:
+                descends = git.run("merge-base", "--is-ancestor", tip, commit, codes=(0, 1))[0]
             if descends != 0:
                 return ("failed", f"{commit[:12]} does not descend from {tip[:12]}", b"")
         with self._lock, git.merge_turn(branch):

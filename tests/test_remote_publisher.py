@@ -51,3 +51,16 @@ def test_closed_it_pushes_what_was_asked_for_and_its_thread_ends() -> None:
     while set(threading.enumerate()) - before:
         assert time.monotonic() < deadline, "the publisher's thread is still there"
         time.sleep(0.01)
+
+
+def test_a_push_made_before_it_started_counts_for_the_pause() -> None:
+    pushed: list[str] = []
+    publisher = Publisher(pushed.append, every=5.0, pushed_at=time.monotonic())
+    number = publisher.publish("a")
+    time.sleep(0.2)
+    assert pushed == []  # within the pause since the start's push
+    start = time.monotonic()
+    assert publisher.wait(number) is None  # the end of the run: at once, not after the pause
+    assert time.monotonic() - start < 2.5
+    assert pushed == ["a"]
+    publisher.close()
