@@ -136,6 +136,15 @@ def read_settings(config: pytest.Config) -> Settings:
         results_dir = _results_base(config) / results_dir
     template = str(config.getini("prp_prompt_template")).strip()
     worktree_dir = opt.prp_worktree_dir or str(config.getini("prp_worktree_dir")).strip()
+    integration_gate = (
+        opt.prp_integration_gate or str(config.getini("prp_integration_gate")).strip() or None
+    )
+    if opt.prp_merge_batch and integration_gate is None:
+        # Asked for on the command line, it would do nothing: say so rather than run unbatched.
+        raise pytest.UsageError(
+            "--prp-merge-batch batches the runs of the integration gate, and none is set: "
+            "add --prp-integration-gate CMD (or ini prp_integration_gate)"
+        )
     return Settings(
         enabled=asked or ini_enabled or bool(opt.prp_verify),
         selection=selection,
@@ -164,9 +173,7 @@ def read_settings(config: pytest.Config) -> Settings:
         if opt.prp_merge_attempts is not None
         else _ini(config, "prp_merge_attempts", redo_count),
         merge_check=opt.prp_merge_check or _ini(config, "prp_merge_check", merge_check_scope),
-        integration_gate=(
-            opt.prp_integration_gate or str(config.getini("prp_integration_gate")).strip() or None
-        ),
+        integration_gate=integration_gate,
         final_check=bool(opt.prp_final_check or config.getini("prp_final_check")),
         merge_batch=bool(opt.prp_merge_batch or config.getini("prp_merge_batch")),
         worktree_dir=(config.rootpath / Path(worktree_dir).expanduser()).resolve()

@@ -186,9 +186,10 @@ def test_a_failing_stack_merges_the_good_and_fails_the_culprit(
     assert "merged in a stack of 1" in junit.read_text()
 
 
-def _killed_mid_stack(repo: Path, tmp_path: Path, sig: signal.Signals) -> None:
+def _killed_mid_stack(repo: Path, tmp_path: Path, sig: signal.Signals) -> str:
     """Run batch 73 with batching until the stack's integration gate runs, then ``sig`` the
-    worker running it (its parent process: the gate blocks until released)."""
+    worker running it (its parent process: the gate blocks until released). Returns the
+    integration gate, for the resume (it blocks only once)."""
     runs, pid, blocked = tmp_path / "runs", tmp_path / "gate-pid", tmp_path / "blocked"
     gate = (
         f"if {ON_MERGED}; then git rev-parse HEAD >> {runs}; "
@@ -215,6 +216,7 @@ def _killed_mid_stack(repo: Path, tmp_path: Path, sig: signal.Signals) -> None:
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
             run.wait()
+    return gate
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
@@ -227,14 +229,16 @@ def test_a_worker_killed_holding_a_stack_loses_nothing(
     merges both."""
     queued_pair(repo, "73", tmp_path)
     before = git(repo, "rev-parse", "HEAD")
-    _killed_mid_stack(repo, tmp_path, sig)
+    gate = _killed_mid_stack(repo, tmp_path, sig)
     ids = merged_ids(repo, "prp/batch-73")
     (tmp_path / "go").touch()
     if sig == signal.SIGKILL:
         assert len(ids) == 1, ids  # the other PRP, checked on its own
     else:
         assert len(ids) <= 1, ids
-    result = pytester.runpytest("--prp-batch", "73", "--prp-merge-batch")
+    result = pytester.runpytest(
+        "--prp-batch", "73", "--prp-merge-batch", "--prp-integration-gate", gate
+    )
     assert result.ret == 0, result.stdout.str()
     assert sorted(merged_ids(repo, "prp/batch-73")) == ["PRP-73.1.1", "PRP-73.1.2"]
     tip = git(repo, "rev-parse", "prp/batch-73")
@@ -339,3 +343,21 @@ def test_stress_twenty_prps_under_four_workers(
     assert set(moved_to) - {git(repo, "rev-parse", "main")} <= tips | fast_forwards
     # Stacks formed: fewer gate runs on stack tips than PRPs merged through the queue.
     assert stacked and max(e["merge_stack"]["size"] for e in stacked) > 1
+
+
+def test_merge_batch_without_an_integration_gate_is_refused(
+    pytester: pytest.Pytester, repo: Path
+) -> None:
+    """--prp-merge-batch with no integration gate would change nothing: one usage error that
+    says what to add, and no PRP run."""
+    write_prp(repo, "PRP-79.1", creates={"a.txt": "a\n"}, gates=["true"])
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "prps")
+    result = pytester.runpytest_subprocess("--prp-batch", "79", "--prp-merge-batch")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*--prp-merge-batch batches the runs of the integration gate, and none is set: add "
+         "--prp-integration-gate CMD (or ini prp_integration_gate)*"]
+    )  # fmt: skip
+    assert "Traceback" not in result.stderr.str()
+    assert git(repo, "branch", "--list", "prp/batch-79") == ""
