@@ -438,8 +438,14 @@ def test_a_running_batch_shows_it_and_an_interrupted_one_says_so(
         while not started.exists():
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.05)
-        text = page.read_text()  # written when PRP-64.2.1 started
-        assert 'id="prp-PRP-64.2.1" data-status="running"' in text
+        # Rewritten when PRP-64.2.1 started, by the writer's thread: within its gap (at most
+        # 2 s after its last write), not necessarily before the step's first command.
+        deadline = time.monotonic() + 20
+        text = page.read_text()
+        while 'id="prp-PRP-64.2.1" data-status="running"' not in text:
+            assert time.monotonic() < deadline, text
+            time.sleep(0.05)
+            text = page.read_text()
         assert 'id="prp-PRP-64.3.1" data-status="pending"' in text
         assert '<g data-prp="PRP-64.2.1">' in text  # on the timeline, running up to now
         assert 'data-state="running"' in text and 'http-equiv="refresh"' in text
