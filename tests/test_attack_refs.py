@@ -108,6 +108,10 @@ def test_a_gate_that_resets_the_branch_only_in_the_merge_check_loses_no_merge(
     assert git(repo, "show", "prp/batch-8:b.txt") == "b", out
     if statuses["PRP-8.1"] == "success":
         assert git(repo, "show", "prp/batch-8:a.txt") == "a", out
+    if statuses["PRP-8.1"] == "failed" and "PRP-8.1: its steps moved the integration" in out:
+        # PRP-8.2 merged before PRP-8.1 was cut (a worker slow to start): its gate then reset
+        # the branch in its own gate phase, where that fails it (and the branch is restored).
+        return
     result.stdout.fnmatch_lines(
         [
             "*PRP-8.1: while it merged, prp/batch-8 was moved from * by something other than a "
