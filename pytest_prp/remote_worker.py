@@ -15,7 +15,7 @@ import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -26,6 +26,7 @@ from pytest_prp.workspace.git_workspace import GitWorkspace
 from pytest_prp.workspace.merge_check import tip_of
 from pytest_prp.workspace.merge_queue import (
     Check,
+    MergeFunction,
     MergeOutcome,
     merge_until_moved,
 )
@@ -160,22 +161,6 @@ def _parts(answer: Any) -> tuple[str, str, bytes]:
         return "", repr(answer), b""
     pack = answer[2] if len(answer) == 3 and isinstance(answer[2], bytes) else b""
     return str(answer[0]), str(answer[1]), pack
-
-
-class MergeFunction(Protocol):
-    """A checked merge, as ``merge_queue.checked_merge`` is."""
-
-    def __call__(
-        self,
-        git: GitWorkspace,
-        branch: str,
-        commit: str,
-        base: str,
-        worktree: Path,
-        message: str,
-        check: Check,
-        delete_branch: str | None,
-    ) -> MergeOutcome: ...
 
 
 def remote_merge(link: RemoteLink, prp_id: str) -> MergeFunction:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pytest_prp.workspace.git_command import GitError
 from pytest_prp.workspace.git_workspace import GitWorkspace
@@ -57,6 +57,23 @@ class MergeOutcome:
 # A check: run the gates in the worktree (which holds the merged tree); the names of the
 # failed gates and their output ([] and "" when all passed).
 Check = Callable[[], tuple[list[str], str]]
+
+
+class MergeFunction(Protocol):
+    """A checked merge, as ``checked_merge`` is (``remote_worker.remote_merge`` and
+    ``merge_stack.stacked_merge`` make others with the same rule)."""
+
+    def __call__(
+        self,
+        git: GitWorkspace,
+        branch: str,
+        commit: str,
+        base: str,
+        worktree: Path,
+        message: str,
+        check: Check,
+        delete_branch: str | None,
+    ) -> MergeOutcome: ...
 
 
 def checked_merge(

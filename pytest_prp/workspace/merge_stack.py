@@ -32,7 +32,7 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,6 +48,7 @@ from pytest_prp.workspace.merge_queue import (
     SEMANTIC,
     TEXTUAL,
     Check,
+    MergeFunction,
     MergeOutcome,
 )
 from pytest_prp.workspace.worktree_files import safe_name
@@ -184,7 +185,7 @@ def _runner_turn(git: Merging, branch: str) -> AbstractContextManager[None]:
     return _held(git, f"merge-stack-run-{safe_name(branch)}.lock")
 
 
-def stacked_merge(prp_id: str, gate: Check, gate_name: str) -> Callable[..., StackedOutcome]:
+def stacked_merge(prp_id: str, gate: Check, gate_name: str) -> MergeFunction:
     """``merge_queue.checked_merge``'s signature, merging through the queue; ``gate`` runs the
     integration gate (named ``gate_name``) in the worktree, ``check`` the PRP's own gates."""
 
